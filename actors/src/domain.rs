@@ -1,0 +1,413 @@
+//! Domain values built by parsing, so a value that exists is valid.
+//!
+//! The HTTP facade deserialises a request into plain fields and hands them to
+//! [`NewOrder::parse`]; everything after that works with checked types: positive amounts,
+//! a known currency, a total computed without overflow, a TTL inside the configured range.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use entities::MinorUnit;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// The merchant a client API key is bound to. Every client query is scoped by it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MerchantId(String);
+
+impl MerchantId {
+    /// # Errors
+    /// When the id is empty, longer than 64 bytes, or has characters other than
+    /// ASCII letters, digits, `_` and `-`.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.is_empty() || raw.len() > 64 {
+            return Err(format!("merchant id must be 1 to 64 characters, got {}", raw.len()));
+        }
+        if !raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            return Err(format!("merchant id '{raw}' may hold only letters, digits, '_' and '-'"));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MerchantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// ISO 4217 currencies paywarden accepts, all with two minor-unit digits except JPY.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum Currency {
+    #[serde(rename = "CNY")]
+    Cny,
+    #[serde(rename = "HKD")]
+    Hkd,
+    #[serde(rename = "USD")]
+    Usd,
+    #[serde(rename = "EUR")]
+    Eur,
+    #[serde(rename = "GBP")]
+    Gbp,
+    #[serde(rename = "JPY")]
+    Jpy,
+    #[serde(rename = "SGD")]
+    Sgd,
+}
+
+impl Currency {
+    pub fn code(self) -> &'static str {
+        match self {
+            Currency::Cny => "CNY",
+            Currency::Hkd => "HKD",
+            Currency::Usd => "USD",
+            Currency::Eur => "EUR",
+            Currency::Gbp => "GBP",
+            Currency::Jpy => "JPY",
+            Currency::Sgd => "SGD",
+        }
+    }
+}
+
+impl FromStr for Currency {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "CNY" => Ok(Currency::Cny),
+            "HKD" => Ok(Currency::Hkd),
+            "USD" => Ok(Currency::Usd),
+            "EUR" => Ok(Currency::Eur),
+            "GBP" => Ok(Currency::Gbp),
+            "JPY" => Ok(Currency::Jpy),
+            "SGD" => Ok(Currency::Sgd),
+            other => Err(ValidationError::new(
+                "unsupported_currency",
+                format!("currency '{other}' is not supported; expected one of CNY, HKD, USD, EUR, GBP, JPY, SGD"),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// A request that cannot become an order. `code` is the stable snake_case code clients see.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ValidationError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ValidationError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Bounds on what a merchant may ask for, from configuration.
+#[derive(Clone, Debug)]
+pub struct OrderLimits {
+    pub default_ttl: Duration,
+    pub min_ttl: Duration,
+    pub max_ttl: Duration,
+    pub max_items: usize,
+    /// Upper bound of one order's total, in minor units: a sanity limit well below overflow.
+    pub max_total: MinorUnit,
+}
+
+/// The fields of an order creation request, as the client sent them.
+#[derive(Clone, Debug)]
+pub struct OrderRequest {
+    pub out_business_id: String,
+    pub user_id: String,
+    pub subject: String,
+    pub currency: Option<String>,
+    pub ttl_seconds: Option<i64>,
+    pub items: Vec<ItemRequest>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ItemRequest {
+    pub sku_id: String,
+    pub name: String,
+    pub unit_price: i64,
+    pub quantity: i64,
+}
+
+/// A valid order, not yet stored.
+#[derive(Clone, Debug)]
+pub struct NewOrder {
+    pub merchant_id: MerchantId,
+    pub out_business_id: String,
+    pub user_id: String,
+    pub subject: String,
+    pub currency: Currency,
+    pub ttl: Duration,
+    pub items: Vec<NewItem>,
+    pub total: MinorUnit,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NewItem {
+    pub sku_id: String,
+    pub name: String,
+    pub unit_price: MinorUnit,
+    pub quantity: i64,
+    pub amount: MinorUnit,
+}
+
+impl NewOrder {
+    /// Checks every field and computes the total with checked arithmetic.
+    ///
+    /// # Errors
+    /// The first problem found, as a [`ValidationError`] naming the field.
+    pub fn parse(merchant_id: MerchantId, req: OrderRequest, limits: &OrderLimits) -> Result<Self, ValidationError> {
+        let out_business_id = text_field("out_business_id", &req.out_business_id, 128)?;
+        let user_id = text_field("user_id", &req.user_id, 128)?;
+        let subject = text_field("subject", &req.subject, 256)?;
+        let currency = match req.currency.as_deref() {
+            None => Currency::Cny,
+            Some(code) => code.parse()?,
+        };
+        let ttl = match req.ttl_seconds {
+            None => limits.default_ttl,
+            Some(secs) => {
+                let in_range = u64::try_from(secs)
+                    .ok()
+                    .map(Duration::from_secs)
+                    .filter(|ttl| *ttl >= limits.min_ttl && *ttl <= limits.max_ttl);
+                in_range.ok_or_else(|| {
+                    ValidationError::new(
+                        "invalid_ttl",
+                        format!(
+                            "ttl_seconds must be between {} and {}, got {secs}",
+                            limits.min_ttl.as_secs(),
+                            limits.max_ttl.as_secs()
+                        ),
+                    )
+                })?
+            }
+        };
+        if req.items.is_empty() {
+            return Err(ValidationError::new("missing_items", "an order needs at least one item"));
+        }
+        if req.items.len() > limits.max_items {
+            return Err(ValidationError::new(
+                "too_many_items",
+                format!("an order may have at most {} items, got {}", limits.max_items, req.items.len()),
+            ));
+        }
+        let mut items = Vec::with_capacity(req.items.len());
+        let mut total = MinorUnit::ZERO;
+        for (index, item) in req.items.into_iter().enumerate() {
+            let sku_id = text_field(&format!("items[{index}].sku_id"), &item.sku_id, 64)?;
+            let name = text_field(&format!("items[{index}].name"), &item.name, 256)?;
+            if item.unit_price <= 0 {
+                return Err(ValidationError::new(
+                    "invalid_amount",
+                    format!("items[{index}].unit_price must be a positive number of minor units, got {}", item.unit_price),
+                ));
+            }
+            if item.quantity <= 0 {
+                return Err(ValidationError::new(
+                    "invalid_quantity",
+                    format!("items[{index}].quantity must be positive, got {}", item.quantity),
+                ));
+            }
+            let unit_price = MinorUnit(item.unit_price);
+            let amount = unit_price
+                .checked_mul(item.quantity)
+                .filter(|amount| *amount <= limits.max_total)
+                .ok_or_else(|| too_large(limits))?;
+            total = total
+                .checked_add(amount)
+                .filter(|total| *total <= limits.max_total)
+                .ok_or_else(|| too_large(limits))?;
+            items.push(NewItem {
+                sku_id,
+                name,
+                unit_price,
+                quantity: item.quantity,
+                amount,
+            });
+        }
+        Ok(Self {
+            merchant_id,
+            out_business_id,
+            user_id,
+            subject,
+            currency,
+            ttl,
+            items,
+            total,
+        })
+    }
+
+    /// SHA-256 over the order's content (everything but the idempotency key), hex encoded.
+    /// Equal fingerprints mean a replay of the same request.
+    pub fn fingerprint(&self) -> String {
+        #[derive(Serialize)]
+        struct Content<'a> {
+            user_id: &'a str,
+            subject: &'a str,
+            currency: Currency,
+            ttl_seconds: u64,
+            items: &'a [NewItem],
+        }
+        let content = Content {
+            user_id: &self.user_id,
+            subject: &self.subject,
+            currency: self.currency,
+            ttl_seconds: self.ttl.as_secs(),
+            items: &self.items,
+        };
+        // Serialising plain strings and integers cannot fail; an empty input would still give a
+        // stable (if useless) fingerprint rather than a panic.
+        let bytes = serde_json::to_vec(&content).unwrap_or_default();
+        hex::encode(Sha256::digest(bytes))
+    }
+
+    /// Quantity wanted per SKU, in SKU order (a stable lock order for stock rows).
+    pub fn quantities_by_sku(&self) -> BTreeMap<&str, i64> {
+        let mut wanted: BTreeMap<&str, i64> = BTreeMap::new();
+        for item in &self.items {
+            let entry = wanted.entry(item.sku_id.as_str()).or_insert(0);
+            *entry = entry.saturating_add(item.quantity);
+        }
+        wanted
+    }
+}
+
+fn too_large(limits: &OrderLimits) -> ValidationError {
+    ValidationError::new(
+        "amount_too_large",
+        format!("the order total exceeds the limit of {} minor units", limits.max_total),
+    )
+}
+
+fn text_field(field: &str, value: &str, max_len: usize) -> Result<String, ValidationError> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(ValidationError::new("invalid_field", format!("{field} must not be empty")));
+    }
+    if trimmed.chars().count() > max_len {
+        return Err(ValidationError::new(
+            "invalid_field",
+            format!("{field} must be at most {max_len} characters"),
+        ));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(ValidationError::new(
+            "invalid_field",
+            format!("{field} must not contain control characters"),
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> OrderLimits {
+        OrderLimits {
+            default_ttl: Duration::from_secs(900),
+            min_ttl: Duration::from_secs(1),
+            max_ttl: Duration::from_secs(86_400),
+            max_items: 100,
+            max_total: MinorUnit(1_000_000_000_000),
+        }
+    }
+
+    fn request(items: Vec<ItemRequest>) -> OrderRequest {
+        OrderRequest {
+            out_business_id: "biz-1".into(),
+            user_id: "u1".into(),
+            subject: "Course".into(),
+            currency: None,
+            ttl_seconds: None,
+            items,
+        }
+    }
+
+    fn item(unit_price: i64, quantity: i64) -> ItemRequest {
+        ItemRequest {
+            sku_id: "sku-1".into(),
+            name: "Rust course".into(),
+            unit_price,
+            quantity,
+        }
+    }
+
+    fn merchant() -> MerchantId {
+        MerchantId::parse("demo").unwrap()
+    }
+
+    #[test]
+    fn total_is_the_sum_of_line_amounts() {
+        let order = NewOrder::parse(merchant(), request(vec![item(1999, 2), item(1, 1)]), &limits()).unwrap();
+        assert_eq!(order.total, MinorUnit(3999));
+        assert_eq!(order.currency, Currency::Cny);
+        assert_eq!(order.ttl, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn bad_items_are_rejected_with_their_code() {
+        let cases = [
+            (vec![], "missing_items"),
+            (vec![item(0, 1)], "invalid_amount"),
+            (vec![item(-5, 1)], "invalid_amount"),
+            (vec![item(5, 0)], "invalid_quantity"),
+            (vec![item(5, -1)], "invalid_quantity"),
+            (vec![item(i64::MAX, 2)], "amount_too_large"),
+            (vec![item(999_999_999_999, 1), item(999_999_999_999, 1)], "amount_too_large"),
+        ];
+        for (items, code) in cases {
+            let err = NewOrder::parse(merchant(), request(items.clone()), &limits()).unwrap_err();
+            assert_eq!(err.code, code, "items {items:?}");
+        }
+    }
+
+    #[test]
+    fn ttl_outside_the_range_and_unknown_currency_are_rejected() {
+        for ttl in [0, -1, 86_401] {
+            let mut req = request(vec![item(1, 1)]);
+            req.ttl_seconds = Some(ttl);
+            assert_eq!(NewOrder::parse(merchant(), req, &limits()).unwrap_err().code, "invalid_ttl");
+        }
+        let mut req = request(vec![item(1, 1)]);
+        req.currency = Some("XYZ".into());
+        assert_eq!(NewOrder::parse(merchant(), req, &limits()).unwrap_err().code, "unsupported_currency");
+    }
+
+    #[test]
+    fn fingerprint_depends_on_content_not_on_whitespace_around_it() {
+        let a = NewOrder::parse(merchant(), request(vec![item(100, 1)]), &limits()).unwrap();
+        let mut padded = request(vec![item(100, 1)]);
+        padded.subject = "  Course ".into();
+        let b = NewOrder::parse(merchant(), padded, &limits()).unwrap();
+        let c = NewOrder::parse(merchant(), request(vec![item(101, 1)]), &limits()).unwrap();
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert_ne!(a.fingerprint(), c.fingerprint());
+    }
+
+    #[test]
+    fn quantities_are_summed_per_sku() {
+        let order = NewOrder::parse(merchant(), request(vec![item(1, 2), item(3, 5)]), &limits()).unwrap();
+        assert_eq!(order.quantities_by_sku().get("sku-1"), Some(&7));
+    }
+}

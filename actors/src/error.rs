@@ -1,0 +1,67 @@
+//! Errors of the order commands and queries, one enum so the HTTP facade can map each case to
+//! a status code with a match that has no catch-all arm.
+
+use entities::{OrderStatus, Provider};
+use sea_orm::DbErr;
+
+use crate::domain::ValidationError;
+use crate::gateway::GatewayError;
+use crate::ids::IdError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    #[error("order not found")]
+    NotFound,
+    #[error("payment attempt not found")]
+    AttemptNotFound,
+    #[error("out_business_id was already used for an order with different content")]
+    IdempotencyConflict,
+    #[error("insufficient stock for sku '{sku_id}': {requested} requested, {available} available")]
+    InsufficientStock {
+        sku_id: String,
+        requested: i64,
+        available: i64,
+    },
+    #[error("order is {0}, not pending")]
+    NotPending(OrderStatus),
+    #[error("order has passed its deadline and is being closed")]
+    Expired,
+    #[error("provider {0} is not enabled")]
+    ProviderUnavailable(Provider),
+    #[error("currency {currency} is not accepted by provider {provider}")]
+    CurrencyNotAccepted { provider: Provider, currency: String },
+    #[error("provider call failed")]
+    Gateway(#[from] GatewayError),
+    #[error("the order changed concurrently; retry")]
+    Concurrent,
+    #[error("id generation failed")]
+    Id(#[from] IdError),
+    #[error("database error")]
+    Db(#[from] DbErr),
+    #[error("the order's actor is unavailable")]
+    Unavailable,
+}
+
+impl OrderError {
+    /// A short label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OrderError::Validation(_) => "validation",
+            OrderError::NotFound => "not_found",
+            OrderError::AttemptNotFound => "attempt_not_found",
+            OrderError::IdempotencyConflict => "idempotency_conflict",
+            OrderError::InsufficientStock { .. } => "insufficient_stock",
+            OrderError::NotPending(_) => "not_pending",
+            OrderError::Expired => "expired",
+            OrderError::ProviderUnavailable(_) => "provider_unavailable",
+            OrderError::CurrencyNotAccepted { .. } => "currency_not_accepted",
+            OrderError::Gateway(_) => "gateway",
+            OrderError::Concurrent => "concurrent",
+            OrderError::Id(_) => "id",
+            OrderError::Db(_) => "db",
+            OrderError::Unavailable => "unavailable",
+        }
+    }
+}

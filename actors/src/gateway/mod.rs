@@ -1,0 +1,169 @@
+//! The `Gateway` trait: what paywarden needs from a payment provider.
+//!
+//! One implementation per provider, each in its own module (`sandbox` here; WeChat Pay and
+//! Alipay speak their own wire formats behind the same trait). The provider actors wrap a
+//! gateway with timeouts, rate limits and retries; nothing else calls one directly.
+
+pub mod sandbox;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use entities::{MinorUnit, PayNo, Provider};
+
+/// Ask the provider for a QR-code trade.
+#[derive(Clone, Debug)]
+pub struct QrRequest {
+    pub pay_no: PayNo,
+    pub amount: MinorUnit,
+    pub currency: String,
+    pub subject: String,
+    /// The order's deadline: the provider stops accepting the payment then, too.
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug)]
+pub struct QrCreated {
+    /// What the buyer's app scans.
+    pub code_url: String,
+}
+
+/// A trade as the provider sees it, mapped onto what the expiry rule distinguishes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TradeState {
+    /// Created, not paid (WeChat `NOTPAY`, Alipay `WAIT_BUYER_PAY`).
+    NotPaid,
+    /// The buyer is entering a password right now (WeChat `USERPAYING`).
+    UserPaying,
+    Paid(PaidTrade),
+    /// Closed or revoked at the provider: it can no longer be paid.
+    Closed,
+    /// The provider has never heard of it (the QR code was never scanned, for Alipay).
+    NotFound,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaidTrade {
+    pub provider_txn_id: String,
+    pub amount: MinorUnit,
+    pub paid_at: DateTime<Utc>,
+}
+
+/// The answer to a query, with the provider's raw payload kept for the audit trail.
+#[derive(Clone, Debug)]
+pub struct TradeQuery {
+    pub state: TradeState,
+    pub raw: serde_json::Value,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CloseOutcome {
+    Closed,
+    /// The close was refused because the buyer already paid: query and compensate.
+    AlreadyPaid,
+    /// The provider does not know the trade; nothing to close.
+    NotFound,
+    /// The provider does not accept a close yet (WeChat: not within 5 minutes of creation);
+    /// try again at the given time.
+    TooEarly { retry_at: DateTime<Utc> },
+}
+
+/// A provider notification as received: headers (names lower-cased) and the raw body bytes,
+/// which are what the signature covers.
+#[derive(Clone, Debug, Default)]
+pub struct NotificationRequest {
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+/// A notification whose signature checked out.
+#[derive(Clone, Debug)]
+pub struct VerifiedNotification {
+    /// The provider's id of this notification, for deduplication.
+    pub event_id: String,
+    pub pay_no: PayNo,
+    pub state: TradeState,
+    pub raw: serde_json::Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("provider call timed out")]
+    Timeout,
+    #[error("provider unreachable: {0}")]
+    Transport(String),
+    #[error("provider rate limit reached")]
+    RateLimited,
+    #[error("provider error {code}: {message}")]
+    Provider {
+        code: String,
+        message: String,
+        /// Whether the same call may succeed later (a system error) or never will (bad request).
+        retryable: bool,
+    },
+    #[error("provider response failed verification: {0}")]
+    Verification(String),
+    #[error("provider is not configured: {0}")]
+    NotConfigured(Provider),
+}
+
+impl GatewayError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            GatewayError::Timeout | GatewayError::Transport(_) | GatewayError::RateLimited => true,
+            GatewayError::Provider { retryable, .. } => *retryable,
+            GatewayError::Verification(_) | GatewayError::NotConfigured(_) => false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NotificationError {
+    #[error("missing or malformed signature header")]
+    MissingSignature,
+    #[error("signature does not match")]
+    BadSignature,
+    #[error("notification timestamp is outside the allowed window")]
+    StaleTimestamp,
+    #[error("notification body is malformed: {0}")]
+    Malformed(String),
+    #[error("notification is for another merchant account")]
+    UnknownAccount,
+}
+
+#[async_trait]
+pub trait Gateway: Send + Sync + 'static {
+    fn provider(&self) -> Provider;
+
+    /// Creates a QR-code trade whose `out_trade_no` is `req.pay_no`.
+    async fn create_qr(&self, req: &QrRequest) -> Result<QrCreated, GatewayError>;
+
+    async fn query(&self, pay_no: PayNo) -> Result<TradeQuery, GatewayError>;
+
+    async fn close(&self, pay_no: PayNo) -> Result<CloseOutcome, GatewayError>;
+
+    /// Checks a notification's authenticity and parses it. Pure: no I/O, so it can be called
+    /// on the request path before anything is written.
+    fn verify_notification(&self, req: &NotificationRequest) -> Result<VerifiedNotification, NotificationError>;
+}
+
+/// The enabled gateways, by provider.
+#[derive(Clone, Default)]
+pub struct Gateways {
+    by_provider: std::collections::HashMap<Provider, std::sync::Arc<dyn Gateway>>,
+}
+
+impl Gateways {
+    pub fn insert(&mut self, gateway: std::sync::Arc<dyn Gateway>) {
+        self.by_provider.insert(gateway.provider(), gateway);
+    }
+
+    pub fn get(&self, provider: Provider) -> Option<&std::sync::Arc<dyn Gateway>> {
+        self.by_provider.get(&provider)
+    }
+
+    pub fn providers(&self) -> impl Iterator<Item = Provider> + '_ {
+        self.by_provider.keys().copied()
+    }
+}

@@ -1,0 +1,186 @@
+//! Snowflake ids for orders and payment attempts.
+//!
+//! Layout of the 63 usable bits: 41 bits of milliseconds since [`EPOCH_MS`] (good until 2093),
+//! 10 bits of worker id (one per running instance, from configuration), 12 bits of sequence
+//! within the millisecond. Ids from one generator strictly increase.
+//!
+//! A clock that steps backwards is the classic way to mint a duplicate id. A small step (NTP
+//! slewing, at most [`MAX_BACKWARDS_WAIT_MS`]) is waited out; a larger one fails loudly rather
+//! than risk a duplicate pay_no at a provider.
+
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// 2024-01-01T00:00:00Z.
+pub const EPOCH_MS: i64 = 1_704_067_200_000;
+pub const MAX_WORKER_ID: u16 = 1023;
+/// The largest backwards clock step waited out instead of failing.
+pub const MAX_BACKWARDS_WAIT_MS: i64 = 20;
+const SEQUENCE_BITS: u32 = 12;
+const WORKER_BITS: u32 = 10;
+const MAX_SEQUENCE: i64 = (1 << SEQUENCE_BITS) - 1;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IdError {
+    #[error("worker id {0} is out of range; expected 0..={MAX_WORKER_ID}")]
+    WorkerOutOfRange(u16),
+    #[error("system clock moved backwards by {0} ms; refusing to generate ids until it catches up")]
+    ClockMovedBackwards(i64),
+    #[error("system clock is before the id epoch")]
+    ClockBeforeEpoch,
+}
+
+/// Source of the current time in ms since the Unix epoch; injectable for tests.
+pub trait Clock: Send + Sync {
+    fn now_ms(&self) -> i64;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0)
+    }
+}
+
+pub struct Snowflake<C: Clock = SystemClock> {
+    worker_id: i64,
+    clock: C,
+    /// (last millisecond used, last sequence used in it). A std mutex: the critical section is a
+    /// few arithmetic operations, never held across an await.
+    state: Mutex<(i64, i64)>,
+}
+
+impl Snowflake<SystemClock> {
+    /// # Errors
+    /// [`IdError::WorkerOutOfRange`] when `worker_id` does not fit in 10 bits.
+    pub fn new(worker_id: u16) -> Result<Self, IdError> {
+        Self::with_clock(worker_id, SystemClock)
+    }
+}
+
+impl<C: Clock> Snowflake<C> {
+    /// # Errors
+    /// [`IdError::WorkerOutOfRange`] when `worker_id` does not fit in 10 bits.
+    pub fn with_clock(worker_id: u16, clock: C) -> Result<Self, IdError> {
+        if worker_id > MAX_WORKER_ID {
+            return Err(IdError::WorkerOutOfRange(worker_id));
+        }
+        Ok(Self {
+            worker_id: i64::from(worker_id),
+            clock,
+            state: Mutex::new((0, 0)),
+        })
+    }
+
+    /// The next id.
+    ///
+    /// # Errors
+    /// [`IdError::ClockMovedBackwards`] when the clock is behind the last id by more than
+    /// [`MAX_BACKWARDS_WAIT_MS`]; [`IdError::ClockBeforeEpoch`] on a wildly wrong clock.
+    pub fn next_id(&self) -> Result<i64, IdError> {
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (last_ms, last_seq) = *state;
+        let mut now = self.clock.now_ms();
+        if now < last_ms {
+            let behind = last_ms - now;
+            if behind > MAX_BACKWARDS_WAIT_MS {
+                return Err(IdError::ClockMovedBackwards(behind));
+            }
+            now = self.wait_until(last_ms)?;
+        }
+        let (ms, seq) = if now == last_ms {
+            if last_seq < MAX_SEQUENCE {
+                (now, last_seq + 1)
+            } else {
+                // 4096 ids in this millisecond already: take the next millisecond.
+                (self.wait_until(last_ms + 1)?, 0)
+            }
+        } else {
+            (now, 0)
+        };
+        let since_epoch = ms - EPOCH_MS;
+        if since_epoch < 0 {
+            return Err(IdError::ClockBeforeEpoch);
+        }
+        *state = (ms, seq);
+        Ok((since_epoch << (WORKER_BITS + SEQUENCE_BITS)) | (self.worker_id << SEQUENCE_BITS) | seq)
+    }
+
+    fn wait_until(&self, target_ms: i64) -> Result<i64, IdError> {
+        let give_up = target_ms + MAX_BACKWARDS_WAIT_MS * 10;
+        loop {
+            let now = self.clock.now_ms();
+            if now >= target_ms {
+                return Ok(now);
+            }
+            if target_ms - now > MAX_BACKWARDS_WAIT_MS || now > give_up {
+                return Err(IdError::ClockMovedBackwards(target_ms - now));
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::Arc;
+
+    struct FakeClock(Arc<AtomicI64>);
+
+    impl Clock for FakeClock {
+        fn now_ms(&self) -> i64 {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    #[test]
+    fn ids_strictly_increase_and_carry_the_worker_id() {
+        let ids = Snowflake::new(7).unwrap();
+        let mut last = 0;
+        for _ in 0..20_000 {
+            let id = ids.next_id().unwrap();
+            assert!(id > last, "{id} is not above {last}");
+            assert_eq!((id >> SEQUENCE_BITS) & 0x3ff, 7);
+            last = id;
+        }
+    }
+
+    #[test]
+    fn worker_id_out_of_range_is_refused() {
+        assert_eq!(Snowflake::new(1024).err(), Some(IdError::WorkerOutOfRange(1024)));
+    }
+
+    #[test]
+    fn a_large_backwards_clock_step_fails_loudly() {
+        let now = Arc::new(AtomicI64::new(EPOCH_MS + 1_000_000));
+        let ids = Snowflake::with_clock(1, FakeClock(now.clone())).unwrap();
+        ids.next_id().unwrap();
+        now.fetch_sub(5_000, Ordering::SeqCst);
+        assert_eq!(ids.next_id(), Err(IdError::ClockMovedBackwards(5_000)));
+        // Once the clock is back past the last id, generation resumes, still increasing.
+        now.fetch_add(5_001, Ordering::SeqCst);
+        assert!(ids.next_id().is_ok());
+    }
+
+    #[test]
+    fn a_small_backwards_clock_step_is_waited_out() {
+        let now = Arc::new(AtomicI64::new(EPOCH_MS + 1_000_000));
+        let ids = Snowflake::with_clock(1, FakeClock(now.clone())).unwrap();
+        let first = ids.next_id().unwrap();
+        now.fetch_sub(3, Ordering::SeqCst);
+        let clock = now.clone();
+        let mover = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(5));
+            clock.fetch_add(4, Ordering::SeqCst);
+        });
+        let second = ids.next_id().unwrap();
+        mover.join().unwrap();
+        assert!(second > first);
+    }
+}

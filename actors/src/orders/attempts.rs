@@ -1,0 +1,164 @@
+//! Payment attempts: a new provider trade (new `pay_no`) for a pending order.
+//!
+//! The attempt row is committed *before* the provider is asked for a QR code. That way there is
+//! never a trade at the provider that paywarden does not know about: if the provider call fails
+//! the attempt is marked failed, and if the service dies in between, the expiry rule still
+//! queries (and closes) the attempt at the deadline.
+
+use chrono::Utc;
+use entities::{orders, payment_attempts, AttemptStatus, OrderStatus, PayNo, Provider};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set,
+    TransactionTrait,
+};
+
+use super::journal::{write_log, LogEntry, Operator};
+use crate::error::OrderError;
+use crate::gateway::{Gateway, QrRequest};
+use crate::ids::Snowflake;
+
+/// Providers that only take CNY (both real ones settle in fen).
+fn accepts_currency(provider: Provider, currency: &str) -> bool {
+    match provider {
+        Provider::Sandbox => true,
+        Provider::Wechat | Provider::Alipay => currency == "CNY",
+    }
+}
+
+/// Starts a new attempt for `order` at `gateway`.
+///
+/// # Errors
+/// [`OrderError::NotPending`] / [`OrderError::Expired`] when the order cannot be paid any more,
+/// [`OrderError::CurrencyNotAccepted`], [`OrderError::Gateway`] when the provider refused or
+/// failed (the attempt is then stored as failed), or a database / id error.
+pub async fn start_attempt(
+    db: &DatabaseConnection,
+    ids: &Snowflake,
+    gateway: &dyn Gateway,
+    order: &orders::Model,
+    operator: &Operator,
+) -> Result<payment_attempts::Model, OrderError> {
+    let provider = gateway.provider();
+    if order.status != OrderStatus::Pending {
+        return Err(OrderError::NotPending(order.status));
+    }
+    let now = Utc::now();
+    if now >= order.expires_at {
+        return Err(OrderError::Expired);
+    }
+    if !accepts_currency(provider, &order.currency) {
+        return Err(OrderError::CurrencyNotAccepted {
+            provider,
+            currency: order.currency.clone(),
+        });
+    }
+    let pay_no = PayNo(ids.next_id()?);
+    let attempt = payment_attempts::Model {
+        pay_no,
+        order_id: order.id,
+        provider,
+        status: AttemptStatus::Pending,
+        amount: order.total_amount,
+        currency: order.currency.clone(),
+        code_url: None,
+        provider_txn_id: None,
+        raw_payload: None,
+        created_at: now,
+        updated_at: now,
+        paid_at: None,
+    };
+
+    let txn = db.begin().await?;
+    // Guarded on the order still being pending: a close that committed a moment ago wins.
+    let guard = orders::Entity::update_many()
+        .col_expr(orders::Column::Version, Expr::col(orders::Column::Version).add(1))
+        .filter(orders::Column::Id.eq(order.id))
+        .filter(orders::Column::Status.eq(OrderStatus::Pending))
+        .exec(&txn)
+        .await?;
+    if guard.rows_affected != 1 {
+        return Err(current_status_error(&txn, order).await);
+    }
+    payment_attempts::Entity::insert(payment_attempts::ActiveModel::from(attempt.clone()))
+        .exec_without_returning(&txn)
+        .await?;
+    write_log(
+        &txn,
+        LogEntry {
+            order_id: order.id,
+            event: "attempt.created",
+            from_status: Some(OrderStatus::Pending.as_str()),
+            to_status: OrderStatus::Pending.as_str(),
+            operator,
+            reason: Some(format!("pay_no {pay_no} at {provider}")),
+        },
+        now,
+    )
+    .await?;
+    txn.commit().await?;
+
+    let request = QrRequest {
+        pay_no,
+        amount: order.total_amount,
+        currency: order.currency.clone(),
+        subject: order.subject.clone(),
+        expires_at: order.expires_at,
+    };
+    match gateway.create_qr(&request).await {
+        Ok(created) => {
+            let mut active: payment_attempts::ActiveModel = attempt.into();
+            active.code_url = Set(Some(created.code_url));
+            active.updated_at = Set(Utc::now());
+            let updated = active.update(db).await?;
+            tracing::info!(order_no = %order.order_no, %pay_no, %provider, "payment attempt started");
+            Ok(updated)
+        }
+        Err(err) => {
+            tracing::warn!(order_no = %order.order_no, %pay_no, %provider, error.message = %err, "provider refused the payment attempt");
+            mark_failed(db, order, pay_no, &err.to_string(), operator).await?;
+            Err(OrderError::Gateway(err))
+        }
+    }
+}
+
+async fn mark_failed(
+    db: &DatabaseConnection,
+    order: &orders::Model,
+    pay_no: PayNo,
+    cause: &str,
+    operator: &Operator,
+) -> Result<(), OrderError> {
+    let now = Utc::now();
+    let txn = db.begin().await?;
+    payment_attempts::Entity::update_many()
+        .col_expr(payment_attempts::Column::Status, Expr::value(AttemptStatus::Failed))
+        .col_expr(payment_attempts::Column::UpdatedAt, Expr::value(now))
+        .filter(payment_attempts::Column::PayNo.eq(pay_no))
+        .filter(payment_attempts::Column::Status.eq(AttemptStatus::Pending))
+        .exec(&txn)
+        .await?;
+    write_log(
+        &txn,
+        LogEntry {
+            order_id: order.id,
+            event: "attempt.failed",
+            from_status: Some(AttemptStatus::Pending.as_str()),
+            to_status: AttemptStatus::Failed.as_str(),
+            operator,
+            reason: Some(format!("pay_no {pay_no}: {cause}")),
+        },
+        now,
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+async fn current_status_error<C: ConnectionTrait>(conn: &C, order: &orders::Model) -> OrderError {
+    match orders::Entity::find_by_id(order.id).one(conn).await {
+        Ok(Some(current)) if current.status != OrderStatus::Pending => OrderError::NotPending(current.status),
+        Ok(_) => OrderError::Concurrent,
+        Err(err) => OrderError::Db(err),
+    }
+}

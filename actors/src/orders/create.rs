@@ -1,0 +1,203 @@
+//! Order creation: idempotency check, order + items, stock reservation, log and outbox rows,
+//! all in one transaction.
+
+use chrono::{DateTime, Utc};
+use entities::{order_items, orders, skus, OrderId, OrderStatus};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    QueryFilter, Set, SqlErr, TransactionTrait,
+};
+
+use super::idempotency::{next_action, NextAction};
+use super::journal::{write_event, write_log, EventType, LogEntry, Operator, PaymentRef};
+use crate::domain::NewOrder;
+use crate::error::OrderError;
+use crate::ids::Snowflake;
+
+#[derive(Debug)]
+pub enum Created {
+    /// A new order was stored.
+    New(orders::Model),
+    /// The same request was seen before; this is the order it created.
+    Replayed(orders::Model),
+}
+
+/// Stores `order` (or finds the one an identical earlier request stored).
+///
+/// # Errors
+/// [`OrderError::IdempotencyConflict`] when the key holds an order with other content,
+/// [`OrderError::InsufficientStock`] when a tracked SKU is short (nothing is written then),
+/// or a database / id error.
+pub async fn create_order(db: &DatabaseConnection, ids: &Snowflake, order: &NewOrder) -> Result<Created, OrderError> {
+    match next_action(db, order).await? {
+        NextAction::Replay(id) => return replayed(db, id).await,
+        NextAction::Conflict => return Err(OrderError::IdempotencyConflict),
+        NextAction::Create => {}
+    }
+    let id = OrderId(ids.next_id()?);
+    let now = Utc::now();
+    let txn = db.begin().await?;
+    match insert_order(&txn, id, order, now).await {
+        Ok(model) => {
+            txn.commit().await?;
+            tracing::info!(order_no = %model.order_no, merchant_id = %model.merchant_id, total = %model.total_amount, "order created");
+            Ok(Created::New(model))
+        }
+        Err(OrderError::Db(err)) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            // A concurrent request with the same key won the race: judge ours against it.
+            drop(txn);
+            match next_action(db, order).await? {
+                NextAction::Replay(id) => replayed(db, id).await,
+                NextAction::Conflict => Err(OrderError::IdempotencyConflict),
+                NextAction::Create => Err(OrderError::Db(err)),
+            }
+        }
+        Err(err) => Err(err),
+    }
+}
+
+async fn replayed(db: &DatabaseConnection, id: OrderId) -> Result<Created, OrderError> {
+    let model = orders::Entity::find_by_id(id).one(db).await?.ok_or(OrderError::NotFound)?;
+    Ok(Created::Replayed(model))
+}
+
+async fn insert_order(
+    txn: &DatabaseTransaction,
+    id: OrderId,
+    order: &NewOrder,
+    now: DateTime<Utc>,
+) -> Result<orders::Model, OrderError> {
+    let ttl = chrono::Duration::from_std(order.ttl).map_err(|_| OrderError::Concurrent)?;
+    let model = orders::Model {
+        id,
+        order_no: id.to_string(),
+        merchant_id: order.merchant_id.as_str().to_owned(),
+        out_business_id: order.out_business_id.clone(),
+        request_fingerprint: order.fingerprint(),
+        user_id: order.user_id.clone(),
+        subject: order.subject.clone(),
+        total_amount: order.total,
+        currency: order.currency.code().to_owned(),
+        status: OrderStatus::Pending,
+        close_reason: None,
+        expires_at: now + ttl,
+        created_at: now,
+        paid_at: None,
+        closed_at: None,
+        version: 0,
+    };
+    orders::Entity::insert(orders::ActiveModel::from(model.clone()))
+        .exec_without_returning(txn)
+        .await?;
+    order_items::Entity::insert_many(order.items.iter().map(|item| order_items::ActiveModel {
+        id: NotSet,
+        order_id: Set(id),
+        sku_id: Set(item.sku_id.clone()),
+        name: Set(item.name.clone()),
+        unit_price: Set(item.unit_price),
+        quantity: Set(item.quantity),
+        amount: Set(item.amount),
+    }))
+    .exec_without_returning(txn)
+    .await?;
+
+    let operator = Operator::Merchant(model.merchant_id.clone());
+    write_log(
+        txn,
+        LogEntry {
+            order_id: id,
+            event: "order.created",
+            from_status: None,
+            to_status: OrderStatus::Pending.as_str(),
+            operator: &operator,
+            reason: Some(format!("total {} {}", model.total_amount, model.currency)),
+        },
+        now,
+    )
+    .await?;
+
+    let reserved = reserve_stock(txn, order, now).await?;
+    if !reserved.is_empty() {
+        let summary: Vec<String> = reserved.iter().map(|(sku, qty)| format!("{sku} x{qty}")).collect();
+        write_log(
+            txn,
+            LogEntry {
+                order_id: id,
+                event: "stock.reserved",
+                from_status: Some(OrderStatus::Pending.as_str()),
+                to_status: OrderStatus::Pending.as_str(),
+                operator: &operator,
+                reason: Some(summary.join(", ")),
+            },
+            now,
+        )
+        .await?;
+    }
+    write_event(txn, EventType::OrderCreated, &model, &PaymentRef::default(), now).await?;
+    Ok(model)
+}
+
+/// Takes the wanted quantity of every tracked SKU, in SKU order so two orders never wait on
+/// each other's rows. Returns what was reserved; untracked SKUs are skipped.
+async fn reserve_stock<C: ConnectionTrait>(
+    conn: &C,
+    order: &NewOrder,
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, i64)>, OrderError> {
+    let mut reserved = Vec::new();
+    for (sku_id, wanted) in order.quantities_by_sku() {
+        let Some(sku) = skus::Entity::find_by_id(sku_id.to_owned()).one(conn).await? else {
+            continue;
+        };
+        let taken = skus::Entity::update_many()
+            .col_expr(skus::Column::Available, Expr::col(skus::Column::Available).sub(wanted))
+            .col_expr(skus::Column::UpdatedAt, Expr::value(now))
+            .filter(skus::Column::SkuId.eq(sku_id))
+            .filter(skus::Column::Available.gte(wanted))
+            .exec(conn)
+            .await?;
+        if taken.rows_affected == 0 {
+            return Err(OrderError::InsufficientStock {
+                sku_id: sku_id.to_owned(),
+                requested: wanted,
+                available: sku.available,
+            });
+        }
+        reserved.push((sku_id.to_owned(), wanted));
+    }
+    Ok(reserved)
+}
+
+/// Gives back the stock an order reserved (on close). Untracked SKUs are skipped.
+///
+/// # Errors
+/// The database error, which should abort the caller's transaction.
+pub async fn release_stock<C: ConnectionTrait>(
+    conn: &C,
+    order_id: OrderId,
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, i64)>, OrderError> {
+    let items = order_items::Entity::find()
+        .filter(order_items::Column::OrderId.eq(order_id))
+        .all(conn)
+        .await?;
+    let mut wanted: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+    for item in items {
+        let entry = wanted.entry(item.sku_id).or_insert(0);
+        *entry = entry.saturating_add(item.quantity);
+    }
+    let mut released = Vec::new();
+    for (sku_id, quantity) in wanted {
+        let result = skus::Entity::update_many()
+            .col_expr(skus::Column::Available, Expr::col(skus::Column::Available).add(quantity))
+            .col_expr(skus::Column::UpdatedAt, Expr::value(now))
+            .filter(skus::Column::SkuId.eq(sku_id.as_str()))
+            .exec(conn)
+            .await?;
+        if result.rows_affected > 0 {
+            released.push((sku_id, quantity));
+        }
+    }
+    Ok(released)
+}

@@ -1,0 +1,159 @@
+//! The two rows every state change writes in its own transaction: an `order_logs` row (the
+//! audit trail) and, for changes downstream services care about, an `outbox` row.
+
+use chrono::{DateTime, Utc};
+use entities::{order_logs, orders, outbox, MinorUnit, OrderId, PayNo, Provider};
+use sea_orm::{ActiveValue::NotSet, ConnectionTrait, DbErr, EntityTrait, Set};
+use serde::Serialize;
+use uuid::Uuid;
+
+/// Who caused a change, as recorded in `order_logs.operator`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Operator {
+    Merchant(String),
+    Admin(String),
+    Provider(Provider),
+    System,
+}
+
+impl std::fmt::Display for Operator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Operator::Merchant(id) => write!(f, "merchant:{id}"),
+            Operator::Admin(name) => write!(f, "admin:{name}"),
+            Operator::Provider(provider) => write!(f, "provider:{provider}"),
+            Operator::System => f.write_str("system"),
+        }
+    }
+}
+
+/// One `order_logs` row.
+pub struct LogEntry<'a> {
+    pub order_id: OrderId,
+    pub event: &'a str,
+    pub from_status: Option<&'a str>,
+    pub to_status: &'a str,
+    pub operator: &'a Operator,
+    pub reason: Option<String>,
+}
+
+/// Writes one `order_logs` row inside the caller's transaction.
+///
+/// # Errors
+/// The database error, which should abort the caller's transaction.
+pub async fn write_log<C: ConnectionTrait>(conn: &C, entry: LogEntry<'_>, at: DateTime<Utc>) -> Result<(), DbErr> {
+    order_logs::Entity::insert(order_logs::ActiveModel {
+        id: NotSet,
+        order_id: Set(entry.order_id),
+        event: Set(entry.event.to_owned()),
+        from_status: Set(entry.from_status.map(str::to_owned)),
+        to_status: Set(entry.to_status.to_owned()),
+        operator: Set(entry.operator.to_string()),
+        reason: Set(entry.reason),
+        created_at: Set(at),
+    })
+    .exec_without_returning(conn)
+    .await?;
+    Ok(())
+}
+
+/// Event types written to the outbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    OrderCreated,
+    OrderPaid,
+    OrderClosed,
+    OrderPaymentAnomaly,
+    OrderStuck,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::OrderCreated => "order.created",
+            EventType::OrderPaid => "order.paid",
+            EventType::OrderClosed => "order.closed",
+            EventType::OrderPaymentAnomaly => "order.payment_anomaly",
+            EventType::OrderStuck => "order.stuck",
+        }
+    }
+}
+
+/// The payment a change concerns, when there is one.
+#[derive(Clone, Debug, Default)]
+pub struct PaymentRef {
+    pub pay_no: Option<PayNo>,
+    pub provider: Option<Provider>,
+    pub provider_txn_id: Option<String>,
+    pub paid_amount: Option<MinorUnit>,
+}
+
+/// The event as delivered downstream.
+#[derive(Serialize)]
+struct EventPayload<'a> {
+    event_id: Uuid,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    occurred_at: DateTime<Utc>,
+    order_no: &'a str,
+    merchant_id: &'a str,
+    out_business_id: &'a str,
+    status: &'a str,
+    total_amount: MinorUnit,
+    currency: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    close_reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pay_no: Option<PayNo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider: Option<Provider>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider_txn_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    paid_amount: Option<MinorUnit>,
+}
+
+/// Writes one `outbox` row for `order` (as it is after the change) inside the caller's
+/// transaction.
+///
+/// # Errors
+/// The database error, which should abort the caller's transaction.
+pub async fn write_event<C: ConnectionTrait>(
+    conn: &C,
+    event_type: EventType,
+    order: &orders::Model,
+    payment: &PaymentRef,
+    at: DateTime<Utc>,
+) -> Result<Uuid, DbErr> {
+    let event_id = Uuid::now_v7();
+    let payload = EventPayload {
+        event_id,
+        event_type: event_type.as_str(),
+        occurred_at: at,
+        order_no: &order.order_no,
+        merchant_id: &order.merchant_id,
+        out_business_id: &order.out_business_id,
+        status: order.status.as_str(),
+        total_amount: order.total_amount,
+        currency: &order.currency,
+        close_reason: order.close_reason.as_deref(),
+        pay_no: payment.pay_no,
+        provider: payment.provider,
+        provider_txn_id: payment.provider_txn_id.as_deref(),
+        paid_amount: payment.paid_amount,
+    };
+    let payload = serde_json::to_string(&payload).map_err(|err| DbErr::Custom(format!("encode event: {err}")))?;
+    outbox::Entity::insert(outbox::ActiveModel {
+        id: NotSet,
+        event_id: Set(event_id),
+        event_type: Set(event_type.as_str().to_owned()),
+        order_id: Set(order.id),
+        merchant_id: Set(order.merchant_id.clone()),
+        payload: Set(payload),
+        created_at: Set(at),
+        published_at: Set(None),
+    })
+    .exec_without_returning(conn)
+    .await?;
+    Ok(event_id)
+}

@@ -1,0 +1,140 @@
+//! Read side: an order with everything attached, scoped by merchant for clients.
+
+use entities::{order_items, order_logs, orders, payment_attempts, OrderId, OrderStatus, PayNo};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use crate::domain::MerchantId;
+
+/// An order and its rows, as one read.
+#[derive(Clone, Debug)]
+pub struct OrderDetail {
+    pub order: orders::Model,
+    pub items: Vec<order_items::Model>,
+    pub attempts: Vec<payment_attempts::Model>,
+    /// Filled only by [`find_order_with_logs`] (the admin view).
+    pub logs: Vec<order_logs::Model>,
+}
+
+/// Parses a public `order_no`; `None` for anything that cannot be one (so it is a 404).
+pub fn parse_order_no(order_no: &str) -> Option<OrderId> {
+    order_no.parse().ok()
+}
+
+/// The order `order_no` if it belongs to `merchant`.
+///
+/// # Errors
+/// The database error.
+pub async fn find_merchant_order<C: ConnectionTrait>(
+    conn: &C,
+    merchant: &MerchantId,
+    order_no: &str,
+) -> Result<Option<orders::Model>, DbErr> {
+    let Some(id) = parse_order_no(order_no) else {
+        return Ok(None);
+    };
+    orders::Entity::find_by_id(id)
+        .filter(orders::Column::MerchantId.eq(merchant.as_str()))
+        .one(conn)
+        .await
+}
+
+/// The order with items and attempts, if it belongs to `merchant`.
+///
+/// # Errors
+/// The database error.
+pub async fn find_order_detail<C: ConnectionTrait>(
+    conn: &C,
+    merchant: &MerchantId,
+    order_no: &str,
+) -> Result<Option<OrderDetail>, DbErr> {
+    let Some(order) = find_merchant_order(conn, merchant, order_no).await? else {
+        return Ok(None);
+    };
+    attach(conn, order, false).await.map(Some)
+}
+
+/// Any merchant's order with items, attempts and the whole log (admin view).
+///
+/// # Errors
+/// The database error.
+pub async fn find_order_with_logs<C: ConnectionTrait>(conn: &C, order_no: &str) -> Result<Option<OrderDetail>, DbErr> {
+    let Some(id) = parse_order_no(order_no) else {
+        return Ok(None);
+    };
+    let Some(order) = orders::Entity::find_by_id(id).one(conn).await? else {
+        return Ok(None);
+    };
+    attach(conn, order, true).await.map(Some)
+}
+
+async fn attach<C: ConnectionTrait>(conn: &C, order: orders::Model, with_logs: bool) -> Result<OrderDetail, DbErr> {
+    let items = order_items::Entity::find()
+        .filter(order_items::Column::OrderId.eq(order.id))
+        .order_by_asc(order_items::Column::Id)
+        .all(conn)
+        .await?;
+    let attempts = payment_attempts::Entity::find()
+        .filter(payment_attempts::Column::OrderId.eq(order.id))
+        .order_by_asc(payment_attempts::Column::CreatedAt)
+        .order_by_asc(payment_attempts::Column::PayNo)
+        .all(conn)
+        .await?;
+    let logs = if with_logs {
+        order_logs::Entity::find()
+            .filter(order_logs::Column::OrderId.eq(order.id))
+            .order_by_asc(order_logs::Column::Id)
+            .all(conn)
+            .await?
+    } else {
+        Vec::new()
+    };
+    Ok(OrderDetail {
+        order,
+        items,
+        attempts,
+        logs,
+    })
+}
+
+/// The attempt `pay_no` if its order belongs to `merchant`.
+///
+/// # Errors
+/// The database error.
+pub async fn find_merchant_attempt<C: ConnectionTrait>(
+    conn: &C,
+    merchant: &MerchantId,
+    pay_no: &str,
+) -> Result<Option<payment_attempts::Model>, DbErr> {
+    let Ok(pay_no) = pay_no.parse::<PayNo>() else {
+        return Ok(None);
+    };
+    let found = payment_attempts::Entity::find_by_id(pay_no)
+        .find_also_related(orders::Entity)
+        .one(conn)
+        .await?;
+    Ok(match found {
+        Some((attempt, Some(order))) if order.merchant_id == merchant.as_str() => Some(attempt),
+        _ => None,
+    })
+}
+
+/// Orders in `status` (all statuses when `None`), soonest deadline first.
+///
+/// # Errors
+/// The database error.
+pub async fn list_orders<C: ConnectionTrait>(
+    conn: &C,
+    status: Option<OrderStatus>,
+    limit: u64,
+) -> Result<Vec<orders::Model>, DbErr> {
+    let mut query = orders::Entity::find();
+    if let Some(status) = status {
+        query = query.filter(orders::Column::Status.eq(status));
+    }
+    query
+        .order_by_asc(orders::Column::ExpiresAt)
+        .order_by_asc(orders::Column::Id)
+        .limit(limit)
+        .all(conn)
+        .await
+}

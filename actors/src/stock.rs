@@ -1,0 +1,54 @@
+//! Tracked stock, managed by admins. A SKU without a row is untracked.
+
+use chrono::Utc;
+use entities::skus;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Set};
+
+use crate::domain::ValidationError;
+
+/// Sets the available stock of `sku_id`, creating the row if needed.
+///
+/// # Errors
+/// A [`ValidationError`] for a negative quantity or a bad id (nothing written), else the
+/// database error.
+pub async fn set_available<C: ConnectionTrait>(conn: &C, sku_id: &str, available: i64) -> Result<skus::Model, SetStockError> {
+    if sku_id.is_empty() || sku_id.len() > 64 {
+        return Err(ValidationError::new("invalid_field", "sku_id must be 1 to 64 characters").into());
+    }
+    if available < 0 {
+        return Err(ValidationError::new("invalid_quantity", format!("available must not be negative, got {available}")).into());
+    }
+    let model = skus::Model {
+        sku_id: sku_id.to_owned(),
+        available,
+        updated_at: Utc::now(),
+    };
+    skus::Entity::insert(skus::ActiveModel {
+        sku_id: Set(model.sku_id.clone()),
+        available: Set(model.available),
+        updated_at: Set(model.updated_at),
+    })
+    .on_conflict(
+        OnConflict::column(skus::Column::SkuId)
+            .update_columns([skus::Column::Available, skus::Column::UpdatedAt])
+            .to_owned(),
+    )
+    .exec_without_returning(conn)
+    .await?;
+    Ok(model)
+}
+
+/// # Errors
+/// The database error.
+pub async fn get<C: ConnectionTrait>(conn: &C, sku_id: &str) -> Result<Option<skus::Model>, DbErr> {
+    skus::Entity::find_by_id(sku_id.to_owned()).one(conn).await
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetStockError {
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    #[error("database error")]
+    Db(#[from] DbErr),
+}

@@ -1,0 +1,23 @@
+//! sea-orm entities of paywarden.
+//!
+//! One module per table, shaped like `sea-orm-cli` output, plus the typed ids, money and status
+//! enums the rows are made of. This crate knows nothing of HTTP or actors: it is the shape of
+//! the data and nothing else.
+//!
+//! # Layout
+//! - [`types`]: `OrderId`, `PayNo`, `MinorUnit` and the string-backed status enums.
+//! - one module per table: [`orders`], [`order_items`], [`payment_attempts`], [`order_logs`],
+//!   [`outbox`], [`webhook_receipts`], [`skus`].
+//! - [`prelude`]: every `Entity` under its own name.
+
+pub mod order_items;
+pub mod order_logs;
+pub mod orders;
+pub mod outbox;
+pub mod payment_attempts;
+pub mod prelude;
+pub mod skus;
+pub mod types;
+pub mod webhook_receipts;
+
+pub use types::{AttemptStatus, MinorUnit, OrderId, OrderStatus, PayNo, Provider};

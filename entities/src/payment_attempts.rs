@@ -1,0 +1,42 @@
+use sea_orm::entity::prelude::*;
+
+use crate::types::{AttemptStatus, MinorUnit, OrderId, PayNo, Provider};
+
+/// One payment attempt: one trade at one provider. Its `pay_no` is the provider's
+/// `out_trade_no`, new for every attempt so a failed attempt can be retried.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "payment_attempts")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub pay_no: PayNo,
+    pub order_id: OrderId,
+    pub provider: Provider,
+    pub status: AttemptStatus,
+    pub amount: MinorUnit,
+    pub currency: String,
+    pub code_url: Option<String>,
+    pub provider_txn_id: Option<String>,
+    /// The provider's last answer about this trade, as JSON text, kept for audits.
+    pub raw_payload: Option<String>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+    pub paid_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::orders::Entity",
+        from = "Column::OrderId",
+        to = "super::orders::Column::Id"
+    )]
+    Order,
+}
+
+impl Related<super::orders::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Order.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,18 @@
+//! Schema migrations of paywarden, for PostgreSQL and SQLite alike.
+//!
+//! Migrations are history: they never import the `entities` crate, so changing an entity can
+//! never rewrite what an old migration did. The service runs [`Migrator::up`] at start-up, and
+//! `paywarden migrate` runs it on demand.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_create_order_tables;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_create_order_tables::Migration)]
+    }
+}
