@@ -1,1 +1,22 @@
-pub fn _x(){}
+//! paywarden: payment orchestration over actix-web.
+//!
+//! This crate is the HTTP facade and the wiring; the decisions live in the `actors` crate and
+//! the rows in `entities`. `main.rs` only parses the command line and calls in here, so the
+//! integration tests build exactly the same application.
+//!
+//! # Layout
+//! - [`config`]: layered, typed settings.
+//! - [`startup`]: database, migrations, gateways, the HTTP server.
+//! - [`routes`]: handlers and wire types, registered in one place.
+//! - [`auth`]: API-key and admin-token middleware.
+//! - [`error`]: the one HTTP error type.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`telemetry`]: logging set-up.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;

@@ -1,1 +1,58 @@
-fn main(){}
+use clap::{Parser, Subcommand};
+use paywarden::config::Settings;
+use paywarden::startup::{connect_database, Application};
+use paywarden::telemetry;
+
+/// paywarden: orders, QR payment attempts, and an expiry rule that never trusts callbacks alone.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+}
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = Settings::load()?;
+    telemetry::init(&settings.telemetry.log_filter, settings.telemetry.json);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Migrate => {
+            use migration::MigratorTrait;
+            let db = connect_database(&settings.database).await?;
+            migration::Migrator::up(&db, None).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Serve => {
+            if settings.uses_dev_credentials() {
+                tracing::warn!(
+                    client_key = paywarden::config::DEV_CLIENT_KEY,
+                    merchant = "demo",
+                    admin_token = paywarden::config::DEV_ADMIN_TOKEN,
+                    "development credentials are active; never use this profile in production"
+                );
+            }
+            let app = Application::build(settings.clone()).await?;
+            tracing::info!(
+                profile = %settings.env,
+                address = %app.base_url(),
+                sqlite = settings.database.is_sqlite(),
+                redis = settings.redis.url().is_some(),
+                "paywarden listening on {}",
+                app.base_url()
+            );
+            app.run_until_stopped().await?;
+            tracing::info!("paywarden stopped");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! Typed configuration.
+//!
+//! Layers, lowest precedence first:
+//! 1. `config/default.toml` — every key, commented, with its default;
+//! 2. `config/<profile>.toml` — the profile named by `PAYWARDEN__ENV` (default `development`);
+//! 3. environment variables `PAYWARDEN__SECTION__KEY` (e.g. `PAYWARDEN__SERVER__ADDR`).
+//!
+//! The directory is `./config`, or `PAYWARDEN_CONFIG_DIR` when set. Loading fails fast and
+//! names the bad key. Secrets are [`SecretString`]s: `Debug` prints a mask.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// The development credentials shipped in `config/development.toml`; a production profile
+/// refuses to start while any of them is in use.
+pub const DEV_CLIENT_KEY: &str = "pk_dev_demo";
+pub const DEV_ADMIN_TOKEN: &str = "admin_dev";
+pub const DEV_SANDBOX_SECRET: &str = "whsec_sandbox_dev";
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The profile these settings were loaded for (`development`, `production`, ...).
+    pub env: String,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub ids: IdSettings,
+    pub auth: AuthSettings,
+    pub orders: OrderSettings,
+    pub providers: ProviderSettings,
+    pub telemetry: TelemetrySettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// `host:port` to listen on; port 0 picks a free one.
+    pub addr: String,
+    /// Base URL clients reach this service at, for absolute links (QR images, sandbox
+    /// notifications). Empty: `http://<bound address>`.
+    pub public_base_url: String,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    pub workers: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://path?mode=rwc` or `postgres://user:pass@host/db`. May hold a password.
+    pub url: SecretString,
+    pub max_connections: u32,
+    pub connect_timeout_seconds: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// Empty: no Redis; the deadline index is the `orders` table itself.
+    pub url: SecretString,
+    /// Prefix of every key this deployment writes, so deployments can share a Redis.
+    pub key_prefix: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdSettings {
+    /// Snowflake worker id, unique per running instance (0..=1023).
+    pub worker_id: u16,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    pub admin_token: SecretString,
+    /// Merchant id -> client API key. Environment variables lower-case the merchant id
+    /// (`PAYWARDEN__AUTH__MERCHANT_KEYS__ACME=pk_...` binds merchant `acme`).
+    #[serde(default)]
+    pub merchant_keys: BTreeMap<String, SecretString>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderSettings {
+    pub default_ttl_seconds: u64,
+    pub min_ttl_seconds: u64,
+    pub max_ttl_seconds: u64,
+    pub max_items: usize,
+    pub max_total_minor_units: i64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSettings {
+    pub sandbox: SandboxProviderSettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxProviderSettings {
+    pub enabled: bool,
+    /// HMAC key the sandbox signs its notifications with.
+    pub webhook_secret: SecretString,
+    /// Where the sandbox sends notifications. Empty: this service's `/webhooks/sandbox`.
+    pub notify_url: String,
+    /// Pauses between notification retries (the first try is immediate).
+    pub notify_retry_delays_milliseconds: Vec<u64>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// `RUST_LOG`-style filter used when `RUST_LOG` is unset.
+    pub log_filter: String,
+    /// One JSON object per line instead of human-readable lines.
+    pub json: bool,
+}
+
+impl Settings {
+    /// Loads the layered configuration from `./config` (or `PAYWARDEN_CONFIG_DIR`).
+    ///
+    /// # Errors
+    /// A missing file, a value of the wrong type (the key is named), or a failed validation.
+    pub fn load() -> anyhow::Result<Self> {
+        let dir = std::env::var_os("PAYWARDEN_CONFIG_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("config"));
+        let profile = std::env::var("PAYWARDEN__ENV").unwrap_or_else(|_| "development".to_owned());
+        Self::load_from(&dir, &profile)
+    }
+
+    /// # Errors
+    /// As [`Settings::load`].
+    pub fn load_from(dir: &Path, profile: &str) -> anyhow::Result<Self> {
+        if profile.is_empty() || !profile.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            bail!("PAYWARDEN__ENV must be a profile name like 'development' or 'production', got '{profile}'");
+        }
+        let default = dir.join("default.toml");
+        let overlay = dir.join(format!("{profile}.toml"));
+        if !default.is_file() {
+            bail!("configuration file {} not found (set PAYWARDEN_CONFIG_DIR or run from the project root)", default.display());
+        }
+        if !overlay.is_file() {
+            bail!("no configuration profile '{profile}': {} not found", overlay.display());
+        }
+        let raw = config::Config::builder()
+            .set_default("env", profile)?
+            .add_source(config::File::from(default))
+            .add_source(config::File::from(overlay))
+            // Explicit separators: the crate's prefix default has changed across versions.
+            .add_source(
+                config::Environment::with_prefix("PAYWARDEN")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true)
+                    .list_separator(",")
+                    .with_list_parse_key("providers.sandbox.notify_retry_delays_milliseconds"),
+            )
+            .build()
+            .context("failed to read configuration")?;
+        let settings: Settings =
+            serde_path_to_error::deserialize(raw).map_err(|err| anyhow::anyhow!("invalid configuration at '{}': {}", err.path(), err.inner()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what types alone cannot.
+    ///
+    /// # Errors
+    /// The first problem, naming the key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.database.url.expose_secret().is_empty() {
+            bail!("database.url must be set (PAYWARDEN__DATABASE__URL)");
+        }
+        if self.auth.admin_token.expose_secret().len() < 8 {
+            bail!("auth.admin_token must be set to at least 8 characters");
+        }
+        for (merchant, key) in &self.auth.merchant_keys {
+            actors::domain::MerchantId::parse(merchant).map_err(|err| anyhow::anyhow!("auth.merchant_keys: {err}"))?;
+            if key.expose_secret().len() < 8 {
+                bail!("auth.merchant_keys.{merchant} must be at least 8 characters");
+            }
+        }
+        let o = &self.orders;
+        if o.min_ttl_seconds == 0 || o.min_ttl_seconds > o.max_ttl_seconds {
+            bail!("orders.min_ttl_seconds must be at least 1 and not above orders.max_ttl_seconds");
+        }
+        if o.default_ttl_seconds < o.min_ttl_seconds || o.default_ttl_seconds > o.max_ttl_seconds {
+            bail!("orders.default_ttl_seconds must lie between orders.min_ttl_seconds and orders.max_ttl_seconds");
+        }
+        if o.max_items == 0 || o.max_total_minor_units <= 0 {
+            bail!("orders.max_items and orders.max_total_minor_units must be positive");
+        }
+        if self.ids.worker_id > actors::ids::MAX_WORKER_ID {
+            bail!("ids.worker_id must be at most {}", actors::ids::MAX_WORKER_ID);
+        }
+        if self.providers.sandbox.enabled && self.providers.sandbox.webhook_secret.expose_secret().len() < 8 {
+            bail!("providers.sandbox.webhook_secret must be at least 8 characters when the sandbox is enabled");
+        }
+        if self.env == "production" {
+            let dev_key = self.auth.merchant_keys.values().any(|key| key.expose_secret() == DEV_CLIENT_KEY);
+            let dev_admin = self.auth.admin_token.expose_secret() == DEV_ADMIN_TOKEN;
+            let dev_sandbox = self.providers.sandbox.enabled && self.providers.sandbox.webhook_secret.expose_secret() == DEV_SANDBOX_SECRET;
+            if dev_key || dev_admin || dev_sandbox {
+                bail!("the production profile refuses the development credentials (pk_dev_demo, admin_dev, the sandbox dev secret); set real ones");
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether any of the shipped development credentials is in use (said at start-up).
+    pub fn uses_dev_credentials(&self) -> bool {
+        self.auth.admin_token.expose_secret() == DEV_ADMIN_TOKEN
+            || self.auth.merchant_keys.values().any(|key| key.expose_secret() == DEV_CLIENT_KEY)
+    }
+}
+
+impl OrderSettings {
+    pub fn limits(&self) -> actors::domain::OrderLimits {
+        actors::domain::OrderLimits {
+            default_ttl: Duration::from_secs(self.default_ttl_seconds),
+            min_ttl: Duration::from_secs(self.min_ttl_seconds),
+            max_ttl: Duration::from_secs(self.max_ttl_seconds),
+            max_items: self.max_items,
+            max_total: entities::MinorUnit(self.max_total_minor_units),
+        }
+    }
+}
+
+impl DatabaseSettings {
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_seconds)
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.url.expose_secret().starts_with("sqlite:")
+    }
+}
+
+impl RedisSettings {
+    pub fn url(&self) -> Option<&str> {
+        let url = self.url.expose_secret();
+        (!url.is_empty()).then_some(url)
+    }
+}
+
+impl SandboxProviderSettings {
+    pub fn notify_retry_delays(&self) -> Vec<Duration> {
+        self.notify_retry_delays_milliseconds.iter().copied().map(Duration::from_millis).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config")
+    }
+
+    #[test]
+    fn every_shipped_profile_loads() {
+        let dev = Settings::load_from(&config_dir(), "development").unwrap();
+        assert_eq!(dev.server.addr, "127.0.0.1:8080");
+        assert!(dev.uses_dev_credentials());
+        assert!(Settings::load_from(&config_dir(), "test").is_ok());
+    }
+
+    #[test]
+    fn production_refuses_the_development_credentials() {
+        // production.toml ships no credentials at all, so it must fail on the admin token.
+        let err = Settings::load_from(&config_dir(), "production").unwrap_err();
+        assert!(err.to_string().contains("admin_token"), "{err}");
+        let mut dev = Settings::load_from(&config_dir(), "development").unwrap();
+        dev.env = "production".into();
+        let err = dev.validate().unwrap_err();
+        assert!(err.to_string().contains("development credentials"), "{err}");
+    }
+
+    #[test]
+    fn secrets_do_not_appear_in_debug_output() {
+        let dev = Settings::load_from(&config_dir(), "development").unwrap();
+        let printed = format!("{dev:?}");
+        assert!(!printed.contains(DEV_ADMIN_TOKEN), "{printed}");
+        assert!(!printed.contains(DEV_CLIENT_KEY), "{printed}");
+        assert!(!printed.contains(DEV_SANDBOX_SECRET), "{printed}");
+    }
+
+    #[test]
+    fn unknown_profile_is_named_in_the_error() {
+        let err = Settings::load_from(&config_dir(), "staging").unwrap_err();
+        assert!(err.to_string().contains("staging"), "{err}");
+    }
+}

@@ -1,0 +1,99 @@
+//! Prometheus metrics: HTTP request counts and latencies per route, plus business counters.
+//!
+//! The `prometheus` crate keeps the registry and renders the text format; the middleware here
+//! only records. Routes are labelled by their pattern (`/v1/orders/{order_no}`), never by the
+//! concrete path, so label cardinality stays bounded.
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpResponse};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+
+pub struct Metrics {
+    registry: Registry,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+    pub orders_created: IntCounterVec,
+    pub payment_attempts: IntCounterVec,
+}
+
+impl Metrics {
+    /// # Errors
+    /// Only if two metrics share a name, which is a programming error caught by the tests.
+    pub fn new() -> anyhow::Result<Self> {
+        let registry = Registry::new_custom(Some("paywarden".into()), None)?;
+        let http_requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests by route pattern, method and status"),
+            &["method", "route", "status"],
+        )?;
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by route pattern")
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            &["method", "route"],
+        )?;
+        let orders_created = IntCounterVec::new(
+            Opts::new("orders_created_total", "Orders created, and idempotent replays"),
+            &["outcome"],
+        )?;
+        let payment_attempts = IntCounterVec::new(
+            Opts::new("payment_attempts_total", "Payment attempts started, by provider and outcome"),
+            &["provider", "outcome"],
+        )?;
+        registry.register(Box::new(http_requests.clone()))?;
+        registry.register(Box::new(http_duration.clone()))?;
+        registry.register(Box::new(orders_created.clone()))?;
+        registry.register(Box::new(payment_attempts.clone()))?;
+        Ok(Self {
+            registry,
+            http_requests,
+            http_duration,
+            orders_created,
+            payment_attempts,
+        })
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|err| format!("# encoding failed: {err}\n"))
+    }
+}
+
+/// App-wide middleware recording every request.
+pub async fn record(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
+    let method = req.method().as_str().to_owned();
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let result = next.call(req).await;
+    if let Some(metrics) = metrics {
+        let status = match &result {
+            Ok(response) => response.status().as_u16().to_string(),
+            Err(err) => err.as_response_error().status_code().as_u16().to_string(),
+        };
+        metrics.http_requests.with_label_values(&[&method, &route, &status]).inc();
+        metrics
+            .http_duration
+            .with_label_values(&[&method, &route])
+            .observe(started.elapsed().as_secs_f64());
+    }
+    result
+}
+
+/// `GET /metrics`.
+pub async fn handler(metrics: web::Data<Metrics>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(metrics.render())
+}

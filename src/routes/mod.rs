@@ -1,0 +1,94 @@
+//! Every route, registered in one place and grouped by scope, with auth as scope middleware.
+//!
+//! # Layout
+//! - [`orders`], [`payments`]: the client API (`/v1`, merchant API key).
+//! - [`admin`]: operators (`/admin`, admin token).
+//! - [`sandbox`]: the sandbox provider's buyer and control routes.
+//! - [`dto`]: wire types.
+
+pub mod admin;
+pub mod dto;
+pub mod orders;
+pub mod payments;
+pub mod sandbox;
+
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::StatusCode;
+use actix_web::middleware::from_fn;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::auth::{require_admin, require_merchant};
+use crate::error::ApiError;
+
+/// Registers all routes. `sandbox` mounts the sandbox provider's routes.
+pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, sandbox: bool) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(max_body_bytes)
+            .error_handler(json_error),
+    )
+    .app_data(web::PathConfig::default().error_handler(path_error))
+    .app_data(web::QueryConfig::default().error_handler(query_error))
+    .route("/healthz", web::get().to(healthz))
+    .route("/metrics", web::get().to(crate::metrics::handler))
+    .service(
+        web::scope("/v1")
+            .wrap(from_fn(require_merchant))
+            .route("/orders", web::post().to(orders::create))
+            .route("/orders/{order_no}", web::get().to(orders::get))
+            .route("/orders/{order_no}/status", web::get().to(orders::status))
+            .route("/orders/{order_no}/payments", web::post().to(payments::create))
+            .route("/payments/{pay_no}/qr.png", web::get().to(payments::qr_png)),
+    )
+    .service(
+        web::scope("/admin")
+            .wrap(from_fn(require_admin))
+            .route("/orders", web::get().to(admin::list_orders))
+            .route("/orders/{order_no}", web::get().to(admin::get_order))
+            .route("/skus/{sku_id}", web::put().to(admin::put_sku))
+            .route("/skus/{sku_id}", web::get().to(admin::get_sku)),
+    );
+    if sandbox {
+        cfg.service(
+            web::scope("/sandbox")
+                .route("/trades/{pay_no}", web::get().to(sandbox::get_trade))
+                .route("/trades/{pay_no}/pay", web::post().to(sandbox::pay))
+                .route("/faults", web::put().to(sandbox::put_faults)),
+        );
+    }
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Fallback for unknown routes: the error envelope, not an empty 404.
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound("route"))
+}
+
+fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    let api = match &err {
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => ApiError::BadRequest {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "payload_too_large",
+            message: err.to_string(),
+        },
+        JsonPayloadError::ContentType => ApiError::BadRequest {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code: "unsupported_media_type",
+            message: "expected Content-Type: application/json".to_owned(),
+        },
+        JsonPayloadError::Deserialize(inner) => ApiError::bad_request("invalid_json", format!("invalid request body: {inner}")),
+        _ => ApiError::bad_request("invalid_json", err.to_string()),
+    };
+    api.into()
+}
+
+fn path_error(err: PathError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::bad_request("invalid_path", err.to_string()).into()
+}
+
+fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::bad_request("invalid_query", err.to_string()).into()
+}

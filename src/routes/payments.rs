@@ -1,0 +1,88 @@
+//! Client routes on payment attempts: start one, fetch its QR code.
+
+use std::io::Cursor;
+
+use actix_web::{web, HttpResponse};
+use actors::domain::MerchantId;
+use actors::orders::{attempts, query, Operator};
+use actors::OrderError;
+use entities::Provider;
+
+use super::dto::{CreatePaymentBody, PaymentResponse};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Side of the rendered QR image, in pixels (at least; the code decides the exact size).
+const QR_MIN_SIDE_PIXELS: u32 = 256;
+
+/// `POST /v1/orders/{order_no}/payments`: a new attempt (new `pay_no`) at the chosen provider.
+#[tracing::instrument(name = "start payment", skip_all, fields(merchant_id = %merchant.as_str(), order_no = %order_no))]
+pub async fn create(
+    state: web::Data<AppState>,
+    merchant: web::ReqData<MerchantId>,
+    order_no: web::Path<String>,
+    body: web::Json<CreatePaymentBody>,
+) -> Result<HttpResponse, ApiError> {
+    let provider: Provider = body.provider.parse().map_err(|message: String| {
+        ApiError::Validation(actors::domain::ValidationError::new("unknown_provider", message))
+    })?;
+    let order = query::find_merchant_order(&state.db, &merchant, &order_no)
+        .await?
+        .ok_or(ApiError::NotFound("order"))?;
+    let gateway = state
+        .gateways
+        .get(provider)
+        .ok_or(OrderError::ProviderUnavailable(provider))?;
+    let operator = Operator::Merchant(merchant.as_str().to_owned());
+    let result = attempts::start_attempt(&state.db, &state.ids, gateway.as_ref(), &order, &operator).await;
+    let outcome = if result.is_ok() { "started" } else { "refused" };
+    state
+        .metrics
+        .payment_attempts
+        .with_label_values(&[provider.as_str(), outcome])
+        .inc();
+    let attempt = result?;
+    Ok(HttpResponse::Created().json(PaymentResponse::new(attempt, &state.public_base_url)))
+}
+
+/// `GET /v1/payments/{pay_no}/qr.png`: the attempt's `code_url` as a PNG QR code.
+pub async fn qr_png(
+    state: web::Data<AppState>,
+    merchant: web::ReqData<MerchantId>,
+    pay_no: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let attempt = query::find_merchant_attempt(&state.db, &merchant, &pay_no)
+        .await?
+        .ok_or(ApiError::NotFound("payment"))?;
+    let code_url = attempt.code_url.ok_or_else(|| ApiError::BadRequest {
+        status: actix_web::http::StatusCode::CONFLICT,
+        code: "no_code_url",
+        message: format!("payment {} has no QR code (its status is {})", attempt.pay_no, attempt.status),
+    })?;
+    // Rendering is CPU work: keep it off the async worker.
+    let png = web::block(move || render_qr_png(&code_url))
+        .await
+        .map_err(|err| ApiError::Internal(anyhow::anyhow!("qr rendering task failed: {err}")))??;
+    Ok(HttpResponse::Ok()
+        .content_type("image/png")
+        .insert_header(("Cache-Control", "private, max-age=300"))
+        .body(png))
+}
+
+/// Encodes `text` as a QR code (error correction M) in a PNG.
+///
+/// # Errors
+/// When the text is too long for any QR version, or PNG encoding fails.
+pub fn render_qr_png(text: &str) -> Result<Vec<u8>, ApiError> {
+    let code = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M)
+        .map_err(|err| ApiError::Internal(anyhow::anyhow!("qr encoding failed: {err}")))?;
+    let image = code
+        .render::<image::Luma<u8>>()
+        .min_dimensions(QR_MIN_SIDE_PIXELS, QR_MIN_SIDE_PIXELS)
+        .build();
+    let mut png = Cursor::new(Vec::new());
+    image
+        .write_to(&mut png, image::ImageFormat::Png)
+        .map_err(|err| ApiError::Internal(anyhow::anyhow!("png encoding failed: {err}")))?;
+    Ok(png.into_inner())
+}

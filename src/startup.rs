@@ -1,0 +1,193 @@
+//! Building and running the application: database, migrations, gateways, HTTP server.
+//!
+//! [`Application::build`] binds the listener first (port 0 picks a free one), so tests and the
+//! start-up message both know the real address before anything is served.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use actors::domain::OrderLimits;
+use actors::gateway::sandbox::{SandboxGateway, SandboxSettings};
+use actors::gateway::Gateways;
+use actors::ids::Snowflake;
+use anyhow::Context;
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use secrecy::ExposeSecret;
+use tracing_actix_web::TracingLogger;
+
+use crate::auth::Credentials;
+use crate::config::{DatabaseSettings, Settings};
+use crate::metrics::Metrics;
+use crate::routes;
+
+/// What every handler shares.
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub ids: Snowflake,
+    pub gateways: Gateways,
+    pub limits: OrderLimits,
+    /// Absolute base of links handed to clients (QR images).
+    pub public_base_url: String,
+    pub metrics: Arc<Metrics>,
+}
+
+pub struct Application {
+    port: u16,
+    base_url: String,
+    server: Server,
+}
+
+impl Application {
+    /// Connects, migrates, binds and assembles the server (not yet running).
+    ///
+    /// # Errors
+    /// Any start-up failure, with context naming the step.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(&settings.server.addr)
+            .with_context(|| format!("failed to bind {}", settings.server.addr))?;
+        let local = listener.local_addr().context("failed to read the bound address")?;
+        let base_url = if settings.server.public_base_url.is_empty() {
+            format!("http://{local}")
+        } else {
+            settings.server.public_base_url.trim_end_matches('/').to_owned()
+        };
+
+        let db = connect_database(&settings.database).await?;
+        Migrator::up(&db, None).await.context("failed to run database migrations")?;
+
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .context("failed to build the HTTP client")?;
+        let mut gateways = Gateways::default();
+        let sandbox = if settings.providers.sandbox.enabled {
+            let sandbox_settings = &settings.providers.sandbox;
+            let notify_url = if sandbox_settings.notify_url.is_empty() {
+                format!("{base_url}/webhooks/sandbox")
+            } else {
+                sandbox_settings.notify_url.clone()
+            };
+            let gateway = SandboxGateway::new(
+                SandboxSettings {
+                    secret: sandbox_settings.webhook_secret.clone(),
+                    notify_url,
+                    public_base_url: base_url.clone(),
+                    notify_retry_delays: sandbox_settings.notify_retry_delays(),
+                },
+                http.clone(),
+            );
+            gateways.insert(gateway.clone());
+            Some(gateway)
+        } else {
+            None
+        };
+
+        let metrics = Arc::new(Metrics::new()?);
+        let state = web::Data::new(AppState {
+            db,
+            ids: Snowflake::new(settings.ids.worker_id).context("invalid ids.worker_id")?,
+            gateways,
+            limits: settings.orders.limits(),
+            public_base_url: base_url.clone(),
+            metrics: metrics.clone(),
+        });
+        let credentials = web::Data::new(Credentials::from_settings(&settings.auth)?);
+        let metrics_data = web::Data::from(metrics);
+        let sandbox_data = sandbox.map(web::Data::new);
+        let max_body_bytes = settings.server.max_body_bytes;
+
+        let mut server = HttpServer::new(move || {
+            let mut app = App::new()
+                .wrap(from_fn(crate::metrics::record))
+                .wrap(TracingLogger::default())
+                .app_data(state.clone())
+                .app_data(credentials.clone())
+                .app_data(metrics_data.clone());
+            if let Some(sandbox) = &sandbox_data {
+                app = app.app_data(sandbox.clone());
+            }
+            app.configure(|cfg| routes::configure(cfg, max_body_bytes, sandbox_data.is_some()))
+                .default_service(web::to(routes::not_found))
+        })
+        .listen(listener)
+        .context("failed to listen")?;
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        Ok(Self {
+            port: local.port(),
+            base_url,
+            server: server.run(),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Serves until the server is stopped (Ctrl-C / SIGTERM stop it gracefully).
+    ///
+    /// # Errors
+    /// An I/O error of the server.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Connects to the configured database. For SQLite the file's directory is created, and the
+/// pool holds one connection (SQLite has one writer; one connection also rules out "database
+/// is locked" between concurrent transactions).
+///
+/// # Errors
+/// An unreachable database or an uncreatable directory.
+pub async fn connect_database(settings: &DatabaseSettings) -> anyhow::Result<DatabaseConnection> {
+    let url = settings.url.expose_secret();
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .connect_timeout(settings.connect_timeout())
+        .acquire_timeout(settings.connect_timeout())
+        .sqlx_logging(false);
+    if settings.is_sqlite() {
+        if let Some(dir) = sqlite_parent_dir(url) {
+            std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+        }
+        options.max_connections(1).min_connections(1);
+    } else {
+        options.max_connections(settings.max_connections);
+    }
+    Database::connect(options)
+        .await
+        .context("failed to connect to the database (check database.url)")
+}
+
+/// The directory of a `sqlite://path?..` URL's file, if it has one.
+fn sqlite_parent_dir(url: &str) -> Option<&Path> {
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next()?;
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    Path::new(path).parent().filter(|dir| !dir.as_os_str().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_directory_is_found_in_the_url() {
+        assert_eq!(sqlite_parent_dir("sqlite://./data/x.db?mode=rwc"), Some(Path::new("./data")));
+        assert_eq!(sqlite_parent_dir("sqlite:/tmp/a/b.db"), Some(Path::new("/tmp/a")));
+        assert_eq!(sqlite_parent_dir("sqlite::memory:"), None);
+        assert_eq!(sqlite_parent_dir("sqlite://x.db"), None);
+    }
+}
