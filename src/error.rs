@@ -81,9 +81,7 @@ impl ApiError {
     fn public_message(&self) -> String {
         match self {
             ApiError::Order(OrderError::Gateway(err)) => format!("the payment provider failed: {err}"),
-            ApiError::Order(
-                OrderError::Id(_) | OrderError::Db(_) | OrderError::Unavailable,
-            )
+            ApiError::Order(OrderError::Id(_) | OrderError::Db(_) | OrderError::Unavailable)
             | ApiError::Internal(_) => "internal error".to_owned(),
             other => other.to_string(),
         }

@@ -26,12 +26,16 @@ impl Metrics {
     pub fn new() -> anyhow::Result<Self> {
         let registry = Registry::new_custom(Some("paywarden".into()), None)?;
         let http_requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests by route pattern, method and status"),
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by route pattern, method and status",
+            ),
             &["method", "route", "status"],
         )?;
         let http_duration = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by route pattern")
-                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by route pattern").buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
             &["method", "route"],
         )?;
         let orders_created = IntCounterVec::new(
@@ -39,7 +43,10 @@ impl Metrics {
             &["outcome"],
         )?;
         let payment_attempts = IntCounterVec::new(
-            Opts::new("payment_attempts_total", "Payment attempts started, by provider and outcome"),
+            Opts::new(
+                "payment_attempts_total",
+                "Payment attempts started, by provider and outcome",
+            ),
             &["provider", "outcome"],
         )?;
         registry.register(Box::new(http_requests.clone()))?;
@@ -82,7 +89,10 @@ pub async fn record(
             Ok(response) => response.status().as_u16().to_string(),
             Err(err) => err.as_response_error().status_code().as_u16().to_string(),
         };
-        metrics.http_requests.with_label_values(&[&method, &route, &status]).inc();
+        metrics
+            .http_requests
+            .with_label_values(&[&method, &route, &status])
+            .inc();
         metrics
             .http_duration
             .with_label_values(&[&method, &route])

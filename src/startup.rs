@@ -58,7 +58,9 @@ impl Application {
         };
 
         let db = connect_database(&settings.database).await?;
-        Migrator::up(&db, None).await.context("failed to run database migrations")?;
+        Migrator::up(&db, None)
+            .await
+            .context("failed to run database migrations")?;
 
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(10))
@@ -185,7 +187,10 @@ mod tests {
 
     #[test]
     fn sqlite_directory_is_found_in_the_url() {
-        assert_eq!(sqlite_parent_dir("sqlite://./data/x.db?mode=rwc"), Some(Path::new("./data")));
+        assert_eq!(
+            sqlite_parent_dir("sqlite://./data/x.db?mode=rwc"),
+            Some(Path::new("./data"))
+        );
         assert_eq!(sqlite_parent_dir("sqlite:/tmp/a/b.db"), Some(Path::new("/tmp/a")));
         assert_eq!(sqlite_parent_dir("sqlite::memory:"), None);
         assert_eq!(sqlite_parent_dir("sqlite://x.db"), None);

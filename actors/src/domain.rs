@@ -26,7 +26,9 @@ impl MerchantId {
             return Err(format!("merchant id must be 1 to 64 characters, got {}", raw.len()));
         }
         if !raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-            return Err(format!("merchant id '{raw}' may hold only letters, digits, '_' and '-'"));
+            return Err(format!(
+                "merchant id '{raw}' may hold only letters, digits, '_' and '-'"
+            ));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -203,12 +205,19 @@ impl NewOrder {
             }
         };
         if req.items.is_empty() {
-            return Err(ValidationError::new("missing_items", "an order needs at least one item"));
+            return Err(ValidationError::new(
+                "missing_items",
+                "an order needs at least one item",
+            ));
         }
         if req.items.len() > limits.max_items {
             return Err(ValidationError::new(
                 "too_many_items",
-                format!("an order may have at most {} items, got {}", limits.max_items, req.items.len()),
+                format!(
+                    "an order may have at most {} items, got {}",
+                    limits.max_items,
+                    req.items.len()
+                ),
             ));
         }
         let mut items = Vec::with_capacity(req.items.len());
@@ -219,7 +228,10 @@ impl NewOrder {
             if item.unit_price <= 0 {
                 return Err(ValidationError::new(
                     "invalid_amount",
-                    format!("items[{index}].unit_price must be a positive number of minor units, got {}", item.unit_price),
+                    format!(
+                        "items[{index}].unit_price must be a positive number of minor units, got {}",
+                        item.unit_price
+                    ),
                 ));
             }
             if item.quantity <= 0 {
@@ -302,7 +314,10 @@ fn too_large(limits: &OrderLimits) -> ValidationError {
 fn text_field(field: &str, value: &str, max_len: usize) -> Result<String, ValidationError> {
     let trimmed = value.trim();
     if trimmed.is_empty() {
-        return Err(ValidationError::new("invalid_field", format!("{field} must not be empty")));
+        return Err(ValidationError::new(
+            "invalid_field",
+            format!("{field} must not be empty"),
+        ));
     }
     if trimmed.chars().count() > max_len {
         return Err(ValidationError::new(
@@ -374,7 +389,10 @@ mod tests {
             (vec![item(5, 0)], "invalid_quantity"),
             (vec![item(5, -1)], "invalid_quantity"),
             (vec![item(i64::MAX, 2)], "amount_too_large"),
-            (vec![item(999_999_999_999, 1), item(999_999_999_999, 1)], "amount_too_large"),
+            (
+                vec![item(999_999_999_999, 1), item(999_999_999_999, 1)],
+                "amount_too_large",
+            ),
         ];
         for (items, code) in cases {
             let err = NewOrder::parse(merchant(), request(items.clone()), &limits()).unwrap_err();
@@ -387,11 +405,17 @@ mod tests {
         for ttl in [0, -1, 86_401] {
             let mut req = request(vec![item(1, 1)]);
             req.ttl_seconds = Some(ttl);
-            assert_eq!(NewOrder::parse(merchant(), req, &limits()).unwrap_err().code, "invalid_ttl");
+            assert_eq!(
+                NewOrder::parse(merchant(), req, &limits()).unwrap_err().code,
+                "invalid_ttl"
+            );
         }
         let mut req = request(vec![item(1, 1)]);
         req.currency = Some("XYZ".into());
-        assert_eq!(NewOrder::parse(merchant(), req, &limits()).unwrap_err().code, "unsupported_currency");
+        assert_eq!(
+            NewOrder::parse(merchant(), req, &limits()).unwrap_err().code,
+            "unsupported_currency"
+        );
     }
 
     #[test]

@@ -12,12 +12,20 @@ use crate::domain::ValidationError;
 /// # Errors
 /// A [`ValidationError`] for a negative quantity or a bad id (nothing written), else the
 /// database error.
-pub async fn set_available<C: ConnectionTrait>(conn: &C, sku_id: &str, available: i64) -> Result<skus::Model, SetStockError> {
+pub async fn set_available<C: ConnectionTrait>(
+    conn: &C,
+    sku_id: &str,
+    available: i64,
+) -> Result<skus::Model, SetStockError> {
     if sku_id.is_empty() || sku_id.len() > 64 {
         return Err(ValidationError::new("invalid_field", "sku_id must be 1 to 64 characters").into());
     }
     if available < 0 {
-        return Err(ValidationError::new("invalid_quantity", format!("available must not be negative, got {available}")).into());
+        return Err(ValidationError::new(
+            "invalid_quantity",
+            format!("available must not be negative, got {available}"),
+        )
+        .into());
     }
     let model = skus::Model {
         sku_id: sku_id.to_owned(),

@@ -224,7 +224,9 @@ impl FromStr for Provider {
             "sandbox" => Ok(Provider::Sandbox),
             "wechat" => Ok(Provider::Wechat),
             "alipay" => Ok(Provider::Alipay),
-            other => Err(format!("unknown provider '{other}'; expected sandbox, wechat or alipay")),
+            other => Err(format!(
+                "unknown provider '{other}'; expected sandbox, wechat or alipay"
+            )),
         }
     }
 }

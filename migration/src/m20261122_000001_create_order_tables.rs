@@ -81,7 +81,13 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        create_order_id_index(manager, "ix_order_items_order_id", OrderItems::Table, OrderItems::OrderId).await?;
+        create_order_id_index(
+            manager,
+            "ix_order_items_order_id",
+            OrderItems::Table,
+            OrderItems::OrderId,
+        )
+        .await?;
 
         manager
             .create_table(
@@ -213,12 +219,24 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager.drop_table(Table::drop().table(Skus::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(WebhookReceipts::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(Outbox::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(OrderLogs::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(PaymentAttempts::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(OrderItems::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(Orders::Table).to_owned()).await?;
+        manager
+            .drop_table(Table::drop().table(WebhookReceipts::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(Outbox::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(OrderLogs::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(PaymentAttempts::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(OrderItems::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(Orders::Table).to_owned())
+            .await?;
         Ok(())
     }
 }
@@ -228,7 +246,9 @@ impl MigrationTrait for Migration {
 fn id_column<T: IntoIden>(backend: DatabaseBackend, name: T) -> ColumnDef {
     match backend {
         DatabaseBackend::Sqlite => pk_auto(name),
-        DatabaseBackend::Postgres | DatabaseBackend::MySql => big_integer(name).auto_increment().primary_key().to_owned(),
+        DatabaseBackend::Postgres | DatabaseBackend::MySql => {
+            big_integer(name).auto_increment().primary_key().to_owned()
+        }
     }
 }
 

@@ -4,7 +4,9 @@
 use actors::domain::{ItemRequest, OrderRequest};
 use actors::orders::OrderDetail;
 use chrono::{DateTime, Utc};
-use entities::{order_items, order_logs, orders, payment_attempts, AttemptStatus, MinorUnit, OrderStatus, PayNo, Provider};
+use entities::{
+    order_items, order_logs, orders, payment_attempts, AttemptStatus, MinorUnit, OrderStatus, PayNo, Provider,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize)]
@@ -179,10 +181,13 @@ impl From<order_items::Model> for ItemResponse {
 
 impl PaymentResponse {
     pub fn new(attempt: payment_attempts::Model, public_base_url: &str) -> Self {
-        let qr_png_url = attempt
-            .code_url
-            .as_ref()
-            .map(|_| format!("{}/v1/payments/{}/qr.png", public_base_url.trim_end_matches('/'), attempt.pay_no));
+        let qr_png_url = attempt.code_url.as_ref().map(|_| {
+            format!(
+                "{}/v1/payments/{}/qr.png",
+                public_base_url.trim_end_matches('/'),
+                attempt.pay_no
+            )
+        });
         Self {
             pay_no: attempt.pay_no,
             provider: attempt.provider,

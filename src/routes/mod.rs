@@ -79,7 +79,9 @@ fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
             code: "unsupported_media_type",
             message: "expected Content-Type: application/json".to_owned(),
         },
-        JsonPayloadError::Deserialize(inner) => ApiError::bad_request("invalid_json", format!("invalid request body: {inner}")),
+        JsonPayloadError::Deserialize(inner) => {
+            ApiError::bad_request("invalid_json", format!("invalid request body: {inner}"))
+        }
         _ => ApiError::bad_request("invalid_json", err.to_string()),
     };
     api.into()

@@ -57,7 +57,10 @@ pub async fn qr_png(
     let code_url = attempt.code_url.ok_or_else(|| ApiError::BadRequest {
         status: actix_web::http::StatusCode::CONFLICT,
         code: "no_code_url",
-        message: format!("payment {} has no QR code (its status is {})", attempt.pay_no, attempt.status),
+        message: format!(
+            "payment {} has no QR code (its status is {})",
+            attempt.pay_no, attempt.status
+        ),
     })?;
     // Rendering is CPU work: keep it off the async worker.
     let png = web::block(move || render_qr_png(&code_url))

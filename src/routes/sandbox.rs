@@ -43,7 +43,10 @@ pub async fn pay(
 }
 
 /// `GET /sandbox/trades/{pay_no}`: the trade as the sandbox provider sees it.
-pub async fn get_trade(sandbox: web::Data<Arc<SandboxGateway>>, pay_no: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get_trade(
+    sandbox: web::Data<Arc<SandboxGateway>>,
+    pay_no: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let pay_no = parse_pay_no(&pay_no)?;
     let trade = sandbox.trade(pay_no).ok_or(ApiError::NotFound("trade"))?;
     Ok(HttpResponse::Ok().json(trade))

@@ -66,7 +66,9 @@ pub enum CloseOutcome {
     NotFound,
     /// The provider does not accept a close yet (WeChat: not within 5 minutes of creation);
     /// try again at the given time.
-    TooEarly { retry_at: DateTime<Utc> },
+    TooEarly {
+        retry_at: DateTime<Utc>,
+    },
 }
 
 /// A provider notification as received: headers (names lower-cased) and the raw body bytes,

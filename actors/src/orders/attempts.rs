@@ -9,8 +9,7 @@ use chrono::Utc;
 use entities::{orders, payment_attempts, AttemptStatus, OrderStatus, PayNo, Provider};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, TransactionTrait,
 };
 
 use super::journal::{write_log, LogEntry, Operator};

@@ -58,7 +58,10 @@ pub async fn create_order(db: &DatabaseConnection, ids: &Snowflake, order: &NewO
 }
 
 async fn replayed(db: &DatabaseConnection, id: OrderId) -> Result<Created, OrderError> {
-    let model = orders::Entity::find_by_id(id).one(db).await?.ok_or(OrderError::NotFound)?;
+    let model = orders::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or(OrderError::NotFound)?;
     Ok(Created::Replayed(model))
 }
 
@@ -190,7 +193,10 @@ pub async fn release_stock<C: ConnectionTrait>(
     let mut released = Vec::new();
     for (sku_id, quantity) in wanted {
         let result = skus::Entity::update_many()
-            .col_expr(skus::Column::Available, Expr::col(skus::Column::Available).add(quantity))
+            .col_expr(
+                skus::Column::Available,
+                Expr::col(skus::Column::Available).add(quantity),
+            )
             .col_expr(skus::Column::UpdatedAt, Expr::value(now))
             .filter(skus::Column::SkuId.eq(sku_id.as_str()))
             .exec(conn)

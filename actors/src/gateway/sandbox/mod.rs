@@ -151,7 +151,10 @@ impl SandboxGateway {
 
     /// Signs `body` as the sandbox does: the value of the `Sandbox-Signature` header.
     pub fn sign(&self, timestamp: i64, body: &[u8]) -> String {
-        format!("t={timestamp},v1={}", hex::encode(self.mac(timestamp, body).finalize().into_bytes()))
+        format!(
+            "t={timestamp},v1={}",
+            hex::encode(self.mac(timestamp, body).finalize().into_bytes())
+        )
     }
 
     fn mac(&self, timestamp: i64, body: &[u8]) -> HmacSha256 {
@@ -294,7 +297,10 @@ impl Gateway for SandboxGateway {
     }
 
     fn verify_notification(&self, req: &NotificationRequest) -> Result<VerifiedNotification, NotificationError> {
-        let header = req.headers.get(SIGNATURE_HEADER).ok_or(NotificationError::MissingSignature)?;
+        let header = req
+            .headers
+            .get(SIGNATURE_HEADER)
+            .ok_or(NotificationError::MissingSignature)?;
         let (timestamp, signature) = parse_signature_header(header).ok_or(NotificationError::MissingSignature)?;
         let expected = hex::decode(signature).map_err(|_| NotificationError::MissingSignature)?;
         self.mac(timestamp, &req.body)
@@ -377,15 +383,27 @@ mod tests {
         let gw = gateway();
         let created = gw.create_qr(&qr(11)).await.unwrap();
         assert_eq!(created.code_url, "http://pay.example/sandbox/trades/11");
-        assert_eq!(gw.query(PayNo(11)).await.unwrap().state, super::super::TradeState::NotPaid);
-        assert_eq!(gw.query(PayNo(12)).await.unwrap().state, super::super::TradeState::NotFound);
+        assert_eq!(
+            gw.query(PayNo(11)).await.unwrap().state,
+            super::super::TradeState::NotPaid
+        );
+        assert_eq!(
+            gw.query(PayNo(12)).await.unwrap().state,
+            super::super::TradeState::NotFound
+        );
         gw.pay(PayNo(11), false).unwrap();
-        assert!(matches!(gw.query(PayNo(11)).await.unwrap().state, super::super::TradeState::Paid(_)));
+        assert!(matches!(
+            gw.query(PayNo(11)).await.unwrap().state,
+            super::super::TradeState::Paid(_)
+        ));
         assert_eq!(gw.close(PayNo(11)).await.unwrap(), CloseOutcome::AlreadyPaid);
 
         gw.create_qr(&qr(13)).await.unwrap();
         assert_eq!(gw.close(PayNo(13)).await.unwrap(), CloseOutcome::Closed);
-        assert_eq!(gw.pay(PayNo(13), false).unwrap_err(), SandboxPayError::Closed(PayNo(13)));
+        assert_eq!(
+            gw.pay(PayNo(13), false).unwrap_err(),
+            SandboxPayError::Closed(PayNo(13))
+        );
         assert_eq!(gw.trade(PayNo(11)).unwrap().query_count, 2);
     }
 
@@ -408,15 +426,24 @@ mod tests {
 
         let mut tampered = signed(&gw, &body, now);
         tampered.body = body.iter().map(|b| if *b == b'9' { b'8' } else { *b }).collect();
-        assert_eq!(gw.verify_notification(&tampered).unwrap_err(), NotificationError::BadSignature);
+        assert_eq!(
+            gw.verify_notification(&tampered).unwrap_err(),
+            NotificationError::BadSignature
+        );
 
         let stale = signed(&gw, &body, now - SIGNATURE_TOLERANCE_SECONDS - 5);
-        assert_eq!(gw.verify_notification(&stale).unwrap_err(), NotificationError::StaleTimestamp);
+        assert_eq!(
+            gw.verify_notification(&stale).unwrap_err(),
+            NotificationError::StaleTimestamp
+        );
 
         let unsigned = NotificationRequest {
             headers: Default::default(),
             body,
         };
-        assert_eq!(gw.verify_notification(&unsigned).unwrap_err(), NotificationError::MissingSignature);
+        assert_eq!(
+            gw.verify_notification(&unsigned).unwrap_err(),
+            NotificationError::MissingSignature
+        );
     }
 }

@@ -1,0 +1,271 @@
+//! Test harness: a real paywarden server on a random port, against a fresh database per test
+//! (a new PostgreSQL database, or a new SQLite file), driven over real HTTP.
+
+use std::sync::LazyLock;
+
+use migration::sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use paywarden::config::Settings;
+use paywarden::startup::Application;
+use secrecy::SecretString;
+use serde_json::{json, Value};
+
+/// Where the tests find PostgreSQL; each test creates its own database there.
+fn postgres_base() -> String {
+    std::env::var("PAYWARDEN_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    // Logs only when asked for: TEST_LOG=1 cargo nextest run ...
+    if std::env::var("TEST_LOG").is_ok() {
+        paywarden::telemetry::init("info,sqlx=warn", false);
+    }
+});
+
+pub const MERCHANT_A_KEY: &str = "pk_test_merchant_a";
+pub const MERCHANT_B_KEY: &str = "pk_test_merchant_b";
+pub const ADMIN_TOKEN: &str = "admin_test_token";
+
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// Generates one test per backend from `async fn name(backend: Backend)`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[actix_web::test]
+            async fn postgres() {
+                super::$name(crate::helpers::Backend::Postgres).await
+            }
+
+            #[actix_web::test]
+            async fn sqlite() {
+                super::$name(crate::helpers::Backend::Sqlite).await
+            }
+        }
+    )*};
+}
+pub(crate) use on_both_backends;
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    /// A second connection to the test's database, to check what was (not) written.
+    pub db: DatabaseConnection,
+    pub settings: Settings,
+}
+
+/// Settings of the `test` profile, pointed at a fresh database.
+pub async fn test_settings(backend: Backend) -> Settings {
+    LazyLock::force(&TRACING);
+    let config_dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut settings = Settings::load_from(&config_dir, "test").expect("the test profile loads");
+    settings.server.workers = 1;
+    let name = format!("pw_test_{}", uuid::Uuid::new_v4().simple());
+    settings.database.url = SecretString::from(match backend {
+        Backend::Postgres => {
+            let admin = Database::connect(format!("{}/postgres", postgres_base()))
+                .await
+                .expect("PostgreSQL answers (is it running on 127.0.0.1:5432?)");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                .await
+                .expect("a test database can be created");
+            admin.close().await.expect("closing the admin connection");
+            format!("{}/{name}", postgres_base())
+        }
+        Backend::Sqlite => {
+            let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sqlite");
+            std::fs::create_dir_all(&dir).expect("a directory for test databases");
+            format!("sqlite://{}/{name}.db?mode=rwc", dir.display())
+        }
+    });
+    settings.redis.key_prefix = name;
+    settings
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(test_settings(backend).await).await
+}
+
+pub async fn spawn_app_with(settings: Settings) -> TestApp {
+    let app = Application::build(settings.clone())
+        .await
+        .expect("the application builds");
+    let address = app.base_url().to_owned();
+    actix_web::rt::spawn(app.run_until_stopped());
+    let db = Database::connect(secrecy::ExposeSecret::expose_secret(&settings.database.url))
+        .await
+        .expect("the test can open its own connection");
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("an HTTP client"),
+        db,
+        settings,
+    }
+}
+
+/// A valid order body; tests change what they need.
+pub fn order_body(out_business_id: &str) -> Value {
+    json!({
+        "out_business_id": out_business_id,
+        "user_id": "user-1",
+        "subject": "Rust course",
+        "items": [
+            {"sku_id": "sku-course", "name": "Rust course", "unit_price": 1999, "quantity": 1},
+            {"sku_id": "sku-book", "name": "Book", "unit_price": 500, "quantity": 2}
+        ]
+    })
+}
+
+/// Row counts of the tables a request could write, to check that a refused one wrote nothing.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RowCounts {
+    pub orders: i64,
+    pub order_items: i64,
+    pub payment_attempts: i64,
+    pub order_logs: i64,
+    pub outbox: i64,
+    pub stock_available: i64,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn post_order(&self, key: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/v1/orders"))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Creates an order for merchant A and returns its JSON (asserting 201).
+    pub async fn create_order(&self, body: &Value) -> Value {
+        let response = self.post_order(MERCHANT_A_KEY, body).await;
+        assert_eq!(response.status().as_u16(), 201, "creating an order");
+        response.json().await.expect("order JSON")
+    }
+
+    pub async fn get_order(&self, key: &str, order_no: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(&format!("/v1/orders/{order_no}")))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get_status(&self, key: &str, order_no: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(&format!("/v1/orders/{order_no}/status")))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn post_payment(&self, key: &str, order_no: &str, provider: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/v1/orders/{order_no}/payments")))
+            .bearer_auth(key)
+            .json(&json!({ "provider": provider }))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get_qr(&self, key: &str, pay_no: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(&format!("/v1/payments/{pay_no}/qr.png")))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn put_sku(&self, sku_id: &str, available: i64) -> reqwest::Response {
+        self.client
+            .put(self.url(&format!("/admin/skus/{sku_id}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({ "available": available }))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn sku_available(&self, sku_id: &str) -> i64 {
+        let response = self
+            .client
+            .get(self.url(&format!("/admin/skus/{sku_id}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(response.status().as_u16(), 200);
+        let body: Value = response.json().await.expect("sku JSON");
+        body["available"].as_i64().expect("available is an integer")
+    }
+
+    pub async fn admin_order(&self, order_no: &str) -> Value {
+        let response = self
+            .client
+            .get(self.url(&format!("/admin/orders/{order_no}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(response.status().as_u16(), 200);
+        response.json().await.expect("order JSON")
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        let row = self
+            .db
+            .query_one(Statement::from_string(self.db.get_database_backend(), sql.to_owned()))
+            .await
+            .expect("count query")
+            .expect("a row");
+        row.try_get_by_index::<i64>(0).expect("an integer count")
+    }
+
+    pub async fn row_counts(&self) -> RowCounts {
+        RowCounts {
+            orders: self.count("SELECT COUNT(*) FROM orders").await,
+            order_items: self.count("SELECT COUNT(*) FROM order_items").await,
+            payment_attempts: self.count("SELECT COUNT(*) FROM payment_attempts").await,
+            order_logs: self.count("SELECT COUNT(*) FROM order_logs").await,
+            outbox: self.count("SELECT COUNT(*) FROM outbox").await,
+            stock_available: self
+                .count("SELECT CAST(COALESCE(SUM(available), 0) AS BIGINT) FROM skus")
+                .await,
+        }
+    }
+
+    /// Runs a statement against the test database (to arrange states the API cannot reach yet).
+    pub async fn execute(&self, sql: &str) {
+        self.db
+            .execute(Statement::from_string(self.db.get_database_backend(), sql.to_owned()))
+            .await
+            .expect("statement runs");
+    }
+}
+
+/// The `error.code` of an error response, asserting the status.
+pub async fn error_code(response: reqwest::Response, status: u16) -> String {
+    assert_eq!(response.status().as_u16(), status, "unexpected status");
+    let body: Value = response.json().await.expect("error JSON");
+    body["error"]["code"]
+        .as_str()
+        .expect("error.code is a string")
+        .to_owned()
+}

@@ -1,0 +1,11 @@
+//! Integration tests: black-box over HTTP against a running paywarden, on PostgreSQL and SQLite.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod helpers;
+
+mod auth;
+mod bad_input;
+mod health;
+mod migrations;
+mod orders;
+mod payments;

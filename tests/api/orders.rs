@@ -1,0 +1,158 @@
+use serde_json::{json, Value};
+
+use crate::helpers::{error_code, on_both_backends, order_body, spawn_app, Backend, MERCHANT_A_KEY};
+
+on_both_backends!(
+    create_order_returns_201_and_get_returns_the_same_order,
+    create_order_writes_a_log_row_and_an_outbox_event,
+    replaying_the_same_request_returns_200_with_the_same_order,
+    reusing_out_business_id_with_other_content_returns_409_and_writes_nothing,
+    concurrent_identical_requests_create_one_order,
+    create_order_reserves_stock_of_tracked_skus,
+    create_order_returns_409_when_stock_is_short_and_writes_nothing,
+    status_route_reports_a_pending_order,
+);
+
+async fn create_order_returns_201_and_get_returns_the_same_order(backend: Backend) {
+    // Arrange
+    let app = spawn_app(backend).await;
+
+    // Act
+    let created = app.create_order(&order_body("course-1")).await;
+    let fetched: Value = app
+        .get_order(MERCHANT_A_KEY, created["order_no"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    // Assert
+    let order_no = created["order_no"].as_str().expect("order_no is a string");
+    assert!(order_no.parse::<i64>().unwrap() > 0);
+    assert_eq!(created["status"], "pending");
+    assert_eq!(created["total_amount"], 1999 + 2 * 500);
+    assert_eq!(created["currency"], "CNY");
+    assert_eq!(created["merchant_id"], "merchant_a");
+    assert_eq!(created["items"].as_array().unwrap().len(), 2);
+    assert_eq!(created["items"][1]["amount"], 1000);
+    assert_eq!(fetched["order_no"], created["order_no"]);
+    assert_eq!(fetched["items"], created["items"]);
+    assert_eq!(fetched["payments"], json!([]));
+    let created_at = chrono::DateTime::parse_from_rfc3339(created["created_at"].as_str().unwrap()).unwrap();
+    let expires_at = chrono::DateTime::parse_from_rfc3339(created["expires_at"].as_str().unwrap()).unwrap();
+    assert_eq!((expires_at - created_at).num_seconds(), 900, "the default TTL applies");
+}
+
+async fn create_order_writes_a_log_row_and_an_outbox_event(backend: Backend) {
+    let app = spawn_app(backend).await;
+
+    let created = app.create_order(&order_body("course-2")).await;
+
+    let order = app.admin_order(created["order_no"].as_str().unwrap()).await;
+    let logs = order["logs"].as_array().unwrap();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    assert_eq!(logs[0]["event"], "order.created");
+    assert_eq!(logs[0]["from"], Value::Null);
+    assert_eq!(logs[0]["to"], "pending");
+    assert_eq!(logs[0]["operator"], "merchant:merchant_a");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM outbox WHERE event_type = 'order.created'")
+            .await,
+        1
+    );
+}
+
+async fn replaying_the_same_request_returns_200_with_the_same_order(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let first = app.create_order(&order_body("course-3")).await;
+
+    let replay = app.post_order(MERCHANT_A_KEY, &order_body("course-3")).await;
+
+    assert_eq!(replay.status().as_u16(), 200);
+    let replay: Value = replay.json().await.unwrap();
+    assert_eq!(replay["order_no"], first["order_no"]);
+    assert_eq!(app.row_counts().await.orders, 1);
+    assert_eq!(app.row_counts().await.order_logs, 1, "a replay logs nothing");
+}
+
+async fn reusing_out_business_id_with_other_content_returns_409_and_writes_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.create_order(&order_body("course-4")).await;
+    let before = app.row_counts().await;
+    let mut other = order_body("course-4");
+    other["items"][0]["unit_price"] = json!(2999);
+
+    let response = app.post_order(MERCHANT_A_KEY, &other).await;
+
+    assert_eq!(error_code(response, 409).await, "idempotency_conflict");
+    assert_eq!(app.row_counts().await, before);
+}
+
+async fn concurrent_identical_requests_create_one_order(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let body = order_body("course-5");
+
+    let responses = futures::future::join_all((0..6).map(|_| app.post_order(MERCHANT_A_KEY, &body))).await;
+
+    let mut order_nos = Vec::new();
+    for response in responses {
+        assert!(
+            [200, 201].contains(&response.status().as_u16()),
+            "{}",
+            response.status()
+        );
+        let order: Value = response.json().await.unwrap();
+        order_nos.push(order["order_no"].as_str().unwrap().to_owned());
+    }
+    order_nos.dedup();
+    assert_eq!(order_nos.len(), 1, "every request got the same order");
+    assert_eq!(app.row_counts().await.orders, 1);
+}
+
+async fn create_order_reserves_stock_of_tracked_skus(backend: Backend) {
+    let app = spawn_app(backend).await;
+    assert_eq!(app.put_sku("sku-book", 5).await.status().as_u16(), 200);
+
+    let created = app.create_order(&order_body("course-6")).await;
+
+    assert_eq!(app.sku_available("sku-book").await, 3, "two books reserved");
+    let order = app.admin_order(created["order_no"].as_str().unwrap()).await;
+    let events: Vec<&str> = order["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["order.created", "stock.reserved"]);
+    assert!(order["logs"][1]["reason"].as_str().unwrap().contains("sku-book x2"));
+}
+
+async fn create_order_returns_409_when_stock_is_short_and_writes_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.put_sku("sku-course", 10).await;
+    app.put_sku("sku-book", 1).await;
+    let before = app.row_counts().await;
+
+    let response = app.post_order(MERCHANT_A_KEY, &order_body("course-7")).await;
+
+    assert_eq!(error_code(response, 409).await, "insufficient_stock");
+    assert_eq!(
+        app.row_counts().await,
+        before,
+        "the course stock taken first was rolled back too"
+    );
+    assert_eq!(app.sku_available("sku-course").await, 10);
+}
+
+async fn status_route_reports_a_pending_order(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let created = app.create_order(&order_body("course-8")).await;
+
+    let response = app
+        .get_status(MERCHANT_A_KEY, created["order_no"].as_str().unwrap())
+        .await;
+
+    assert_eq!(response.status().as_u16(), 200);
+    let status: Value = response.json().await.unwrap();
+    assert_eq!(status, json!({"order_no": created["order_no"], "status": "pending"}));
+}

@@ -1,0 +1,115 @@
+use serde_json::Value;
+
+use crate::helpers::{error_code, on_both_backends, order_body, spawn_app, Backend, MERCHANT_A_KEY};
+
+on_both_backends!(
+    every_payment_attempt_gets_a_new_pay_no,
+    payment_attempt_is_refused_when_the_order_is_not_pending,
+    payment_attempt_is_refused_after_the_deadline,
+    qr_png_decodes_back_to_the_code_url,
+    unknown_provider_is_refused_and_writes_nothing,
+);
+
+async fn start_payment(app: &crate::helpers::TestApp, order_no: &str) -> Value {
+    let response = app.post_payment(MERCHANT_A_KEY, order_no, "sandbox").await;
+    assert_eq!(response.status().as_u16(), 201);
+    response.json().await.unwrap()
+}
+
+async fn every_payment_attempt_gets_a_new_pay_no(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let order = app.create_order(&order_body("pay-1")).await;
+    let order_no = order["order_no"].as_str().unwrap();
+
+    let first = start_payment(&app, order_no).await;
+    let second = start_payment(&app, order_no).await;
+
+    assert_ne!(first["pay_no"], second["pay_no"]);
+    for attempt in [&first, &second] {
+        assert_eq!(attempt["provider"], "sandbox");
+        assert_eq!(attempt["status"], "pending");
+        assert_eq!(attempt["amount"], 2999);
+        let pay_no = attempt["pay_no"].as_str().expect("pay_no is a string");
+        assert!(attempt["code_url"].as_str().unwrap().ends_with(pay_no));
+        assert!(attempt["qr_png_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/v1/payments/{pay_no}/qr.png")));
+    }
+    let fetched: Value = app.get_order(MERCHANT_A_KEY, order_no).await.json().await.unwrap();
+    assert_eq!(fetched["payments"].as_array().unwrap().len(), 2);
+    let logged = app.admin_order(order_no).await["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|log| log["event"] == "attempt.created")
+        .count();
+    assert_eq!(logged, 2);
+}
+
+async fn payment_attempt_is_refused_when_the_order_is_not_pending(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for status in ["paid", "closed"] {
+        let order = app.create_order(&order_body(&format!("pay-2-{status}"))).await;
+        let order_no = order["order_no"].as_str().unwrap();
+        // Arrange a final order directly: the API reaches these states through the expiry
+        // flow, which is not what this test is about.
+        app.execute(&format!("UPDATE orders SET status = '{status}' WHERE id = {order_no}"))
+            .await;
+        let before = app.row_counts().await;
+
+        let response = app.post_payment(MERCHANT_A_KEY, order_no, "sandbox").await;
+
+        assert_eq!(error_code(response, 409).await, "order_not_pending", "order {status}");
+        assert_eq!(app.row_counts().await, before);
+    }
+}
+
+async fn payment_attempt_is_refused_after_the_deadline(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut body = order_body("pay-3");
+    body["ttl_seconds"] = 1.into();
+    let order = app.create_order(&body).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+
+    let response = app
+        .post_payment(MERCHANT_A_KEY, order["order_no"].as_str().unwrap(), "sandbox")
+        .await;
+
+    assert_eq!(error_code(response, 409).await, "order_expired");
+    assert_eq!(app.row_counts().await.payment_attempts, 0);
+}
+
+async fn qr_png_decodes_back_to_the_code_url(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let order = app.create_order(&order_body("pay-4")).await;
+    let attempt = start_payment(&app, order["order_no"].as_str().unwrap()).await;
+
+    let response = app.get_qr(MERCHANT_A_KEY, attempt["pay_no"].as_str().unwrap()).await;
+
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["content-type"], "image/png");
+    let png = response.bytes().await.unwrap();
+    let image = image::load_from_memory_with_format(&png, image::ImageFormat::Png)
+        .expect("a valid PNG")
+        .to_luma8();
+    let mut prepared = rqrr::PreparedImage::prepare(image);
+    let grids = prepared.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code in the image");
+    let (_, content) = grids[0].decode().expect("the QR code decodes");
+    assert_eq!(content, attempt["code_url"].as_str().unwrap());
+}
+
+async fn unknown_provider_is_refused_and_writes_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let order = app.create_order(&order_body("pay-5")).await;
+    let order_no = order["order_no"].as_str().unwrap();
+    let before = app.row_counts().await;
+
+    let unknown = app.post_payment(MERCHANT_A_KEY, order_no, "paypal").await;
+    let not_enabled = app.post_payment(MERCHANT_A_KEY, order_no, "wechat").await;
+
+    assert_eq!(error_code(unknown, 422).await, "unknown_provider");
+    assert_eq!(error_code(not_enabled, 422).await, "provider_unavailable");
+    assert_eq!(app.row_counts().await, before);
+}
