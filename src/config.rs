@@ -33,6 +33,7 @@ pub struct Settings {
     pub ids: IdSettings,
     pub auth: AuthSettings,
     pub orders: OrderSettings,
+    pub expiry: ExpiryConfig,
     pub providers: ProviderSettings,
     pub telemetry: TelemetrySettings,
 }
@@ -95,6 +96,36 @@ pub struct OrderSettings {
     pub max_total_minor_units: i64,
 }
 
+/// The expiry rule's retry and timing knobs (see `actors::engine::ExpirySettings`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpiryConfig {
+    pub retry_min_delay_milliseconds: u64,
+    pub retry_max_delay_milliseconds: u64,
+    pub retry_budget: u32,
+    pub stuck_retry_interval_seconds: u64,
+    pub userpaying_grace_milliseconds: u64,
+    pub userpaying_max_rechecks: u32,
+    pub provider_reply_timeout_milliseconds: u64,
+    pub actor_reply_timeout_milliseconds: u64,
+    pub overdue_per_second: u32,
+    pub arbiters: usize,
+}
+
+/// How paywarden talks to one provider (see `actors::provider::ProviderCallSettings`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderCallConfig {
+    pub timeout_milliseconds: u64,
+    pub max_concurrency: usize,
+    pub rate_per_second: u32,
+    pub retries: u32,
+    pub retry_min_delay_milliseconds: u64,
+    pub retry_max_delay_milliseconds: u64,
+    pub breaker_failure_threshold: u32,
+    pub breaker_open_seconds: u64,
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderSettings {
@@ -111,6 +142,7 @@ pub struct SandboxProviderSettings {
     pub notify_url: String,
     /// Pauses between notification retries (the first try is immediate).
     pub notify_retry_delays_milliseconds: Vec<u64>,
+    pub calls: ProviderCallConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -204,6 +236,17 @@ impl Settings {
         if o.max_items == 0 || o.max_total_minor_units <= 0 {
             bail!("orders.max_items and orders.max_total_minor_units must be positive");
         }
+        let e = &self.expiry;
+        if e.retry_budget == 0 || e.retry_min_delay_milliseconds == 0 || e.retry_min_delay_milliseconds > e.retry_max_delay_milliseconds {
+            bail!("expiry.retry_budget must be positive and expiry.retry_min_delay_milliseconds between 1 and expiry.retry_max_delay_milliseconds");
+        }
+        if e.overdue_per_second == 0 || e.arbiters == 0 {
+            bail!("expiry.overdue_per_second and expiry.arbiters must be positive");
+        }
+        let calls = &self.providers.sandbox.calls;
+        if calls.rate_per_second == 0 || calls.max_concurrency == 0 || calls.timeout_milliseconds == 0 {
+            bail!("providers.sandbox.calls: rate_per_second, max_concurrency and timeout_milliseconds must be positive");
+        }
         if self.ids.worker_id > actors::ids::MAX_WORKER_ID {
             bail!("ids.worker_id must be at most {}", actors::ids::MAX_WORKER_ID);
         }
@@ -245,6 +288,42 @@ impl OrderSettings {
             max_ttl: Duration::from_secs(self.max_ttl_seconds),
             max_items: self.max_items,
             max_total: entities::MinorUnit(self.max_total_minor_units),
+        }
+    }
+}
+
+impl ExpiryConfig {
+    pub fn settings(&self) -> actors::engine::ExpirySettings {
+        actors::engine::ExpirySettings {
+            retry: actors::retry::RetrySchedule {
+                min_delay: Duration::from_millis(self.retry_min_delay_milliseconds),
+                max_delay: Duration::from_millis(self.retry_max_delay_milliseconds),
+            },
+            retry_budget: self.retry_budget,
+            stuck_retry_interval: Duration::from_secs(self.stuck_retry_interval_seconds),
+            userpaying_grace: Duration::from_millis(self.userpaying_grace_milliseconds),
+            userpaying_max_rechecks: self.userpaying_max_rechecks,
+            provider_reply_timeout: Duration::from_millis(self.provider_reply_timeout_milliseconds),
+            actor_reply_timeout: Duration::from_millis(self.actor_reply_timeout_milliseconds),
+            overdue_per_second: self.overdue_per_second,
+            arbiters: self.arbiters,
+        }
+    }
+}
+
+impl ProviderCallConfig {
+    pub fn settings(&self) -> actors::provider::ProviderCallSettings {
+        actors::provider::ProviderCallSettings {
+            timeout: Duration::from_millis(self.timeout_milliseconds),
+            max_concurrency: self.max_concurrency,
+            rate_per_second: self.rate_per_second,
+            retries: self.retries,
+            retry: actors::retry::RetrySchedule {
+                min_delay: Duration::from_millis(self.retry_min_delay_milliseconds),
+                max_delay: Duration::from_millis(self.retry_max_delay_milliseconds),
+            },
+            breaker_failure_threshold: self.breaker_failure_threshold,
+            breaker_open_for: Duration::from_secs(self.breaker_open_seconds),
         }
     }
 }

@@ -103,6 +103,8 @@ fn order_code(err: &OrderError) -> &'static str {
         OrderError::Concurrent => "concurrent_update",
         OrderError::Id(_) | OrderError::Db(_) => "internal_error",
         OrderError::Unavailable => "service_unavailable",
+        OrderError::ProviderUnreachable => "provider_unreachable",
+        OrderError::CloseNotPossibleYet => "close_not_possible_yet",
     }
 }
 
@@ -116,10 +118,11 @@ fn order_status(err: &OrderError) -> StatusCode {
         | OrderError::InsufficientStock { .. }
         | OrderError::NotPending(_)
         | OrderError::Expired
-        | OrderError::Concurrent => StatusCode::CONFLICT,
+        | OrderError::Concurrent
+        | OrderError::CloseNotPossibleYet => StatusCode::CONFLICT,
         OrderError::Gateway(_) => StatusCode::BAD_GATEWAY,
         OrderError::Id(_) | OrderError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        OrderError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        OrderError::Unavailable | OrderError::ProviderUnreachable => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 

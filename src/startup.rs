@@ -10,10 +10,15 @@ use std::sync::Arc;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
+use std::collections::HashMap;
+
+use actors::deadline::{DeadlineIndex, RedisDeadlineIndex, SqlDeadlineIndex};
 use actors::domain::OrderLimits;
+use actors::engine::{Engine, EngineMetrics};
 use actors::gateway::sandbox::{SandboxGateway, SandboxSettings};
 use actors::gateway::Gateways;
 use actors::ids::Snowflake;
+use entities::Provider;
 use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
@@ -27,8 +32,10 @@ use crate::routes;
 
 /// What every handler shares.
 pub struct AppState {
+    /// For reads; every change goes through the engine.
     pub db: DatabaseConnection,
-    pub ids: Snowflake,
+    pub engine: Engine,
+    /// For verifying notifications (pure); calls to providers go through the engine.
     pub gateways: Gateways,
     pub limits: OrderLimits,
     /// Absolute base of links handed to clients (QR images).
@@ -67,6 +74,7 @@ impl Application {
             .build()
             .context("failed to build the HTTP client")?;
         let mut gateways = Gateways::default();
+        let mut calls = HashMap::new();
         let sandbox = if settings.providers.sandbox.enabled {
             let sandbox_settings = &settings.providers.sandbox;
             let notify_url = if sandbox_settings.notify_url.is_empty() {
@@ -84,15 +92,41 @@ impl Application {
                 http.clone(),
             );
             gateways.insert(gateway.clone());
+            calls.insert(Provider::Sandbox, sandbox_settings.calls.settings());
             Some(gateway)
         } else {
             None
         };
 
         let metrics = Arc::new(Metrics::new()?);
+        let index: Arc<dyn DeadlineIndex> = match settings.redis.url() {
+            Some(url) => Arc::new(
+                RedisDeadlineIndex::connect(url, &settings.redis.key_prefix, db.clone())
+                    .await
+                    .context("failed to connect to Redis (check redis.url)")?,
+            ),
+            None => Arc::new(SqlDeadlineIndex::new(db.clone())),
+        };
+        let engine = Engine::start(
+            db.clone(),
+            Snowflake::new(settings.ids.worker_id).context("invalid ids.worker_id")?,
+            &gateways,
+            &calls,
+            index,
+            settings.expiry.settings(),
+            EngineMetrics::register(metrics.registry()).context("failed to register engine metrics")?,
+        );
+        let rehydrated = engine.rehydrate().await.context("failed to re-arm pending orders")?;
+        tracing::info!(
+            index = engine.index_name(),
+            armed = rehydrated.armed,
+            overdue = rehydrated.overdue,
+            index_rebuilt = rehydrated.index_rebuilt,
+            "pending orders re-armed"
+        );
         let state = web::Data::new(AppState {
             db,
-            ids: Snowflake::new(settings.ids.worker_id).context("invalid ids.worker_id")?,
+            engine,
             gateways,
             limits: settings.orders.limits(),
             public_base_url: base_url.clone(),

@@ -42,6 +42,10 @@ pub enum OrderError {
     Db(#[from] DbErr),
     #[error("the order's actor is unavailable")]
     Unavailable,
+    #[error("the payment provider could not be reached; the order stays open and will be retried")]
+    ProviderUnreachable,
+    #[error("the provider cannot close the trade yet (the buyer is paying, or it is too soon); try again shortly")]
+    CloseNotPossibleYet,
 }
 
 impl OrderError {
@@ -62,6 +66,8 @@ impl OrderError {
             OrderError::Id(_) => "id",
             OrderError::Db(_) => "db",
             OrderError::Unavailable => "unavailable",
+            OrderError::ProviderUnreachable => "provider_unreachable",
+            OrderError::CloseNotPossibleYet => "close_not_possible_yet",
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Admin routes: order inspection and tracked stock. Behind the admin token.
 
 use actix_web::{web, HttpResponse};
-use actors::orders::query;
+use actors::orders::{query, Operator};
 use actors::stock::{self, SetStockError};
 use entities::OrderStatus;
 use serde::{Deserialize, Serialize};
@@ -80,4 +80,48 @@ pub async fn get_sku(state: web::Data<AppState>, sku_id: web::Path<String>) -> R
         sku_id: sku.sku_id,
         available: sku.available,
     }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForceCloseBody {
+    reason: String,
+}
+
+/// `POST /admin/orders/{order_no}/force-close`: close now, through the order's actor (the
+/// provider trade is closed first; an unreachable provider leaves the order open).
+pub async fn force_close(
+    state: web::Data<AppState>,
+    order_no: web::Path<String>,
+    body: web::Json<ForceCloseBody>,
+) -> Result<HttpResponse, ApiError> {
+    let reason = body.into_inner().reason.trim().to_owned();
+    if reason.is_empty() || reason.chars().count() > 256 {
+        return Err(ApiError::Validation(actors::domain::ValidationError::new(
+            "invalid_field",
+            "reason must be 1 to 256 characters",
+        )));
+    }
+    let detail = query::find_order_with_logs(&state.db, &order_no)
+        .await?
+        .ok_or(ApiError::NotFound("order"))?;
+    state
+        .engine
+        .force_close(&detail.order, Operator::Admin("admin".to_owned()), reason)
+        .await?;
+    let order = query::find_order_with_logs(&state.db, &order_no)
+        .await?
+        .ok_or(ApiError::NotFound("order"))?;
+    Ok(HttpResponse::Ok().json(OrderResponse::from_detail(order, &state.public_base_url, true)))
+}
+
+/// `POST /admin/deadlines/reconcile`: rebuild the deadline index from the database and re-arm
+/// every live order.
+pub async fn reconcile(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let report = state
+        .engine
+        .reconcile()
+        .await
+        .map_err(|err| ApiError::Internal(anyhow::Error::new(err).context("reconcile failed")))?;
+    Ok(HttpResponse::Ok().json(report))
 }

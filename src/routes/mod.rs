@@ -11,6 +11,7 @@ pub mod dto;
 pub mod orders;
 pub mod payments;
 pub mod sandbox;
+pub mod webhooks;
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::StatusCode;
@@ -37,6 +38,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, sandbox: b
             .route("/orders", web::post().to(orders::create))
             .route("/orders/{order_no}", web::get().to(orders::get))
             .route("/orders/{order_no}/status", web::get().to(orders::status))
+            .route("/orders/{order_no}/cancel", web::post().to(orders::cancel))
             .route("/orders/{order_no}/payments", web::post().to(payments::create))
             .route("/payments/{pay_no}/qr.png", web::get().to(payments::qr_png)),
     )
@@ -45,10 +47,17 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, sandbox: b
             .wrap(from_fn(require_admin))
             .route("/orders", web::get().to(admin::list_orders))
             .route("/orders/{order_no}", web::get().to(admin::get_order))
+            .route("/orders/{order_no}/force-close", web::post().to(admin::force_close))
+            .route("/deadlines/reconcile", web::post().to(admin::reconcile))
             .route("/skus/{sku_id}", web::put().to(admin::put_sku))
             .route("/skus/{sku_id}", web::get().to(admin::get_sku)),
     );
     if sandbox {
+        cfg.service(
+            web::scope("/webhooks")
+                .app_data(web::PayloadConfig::new(max_body_bytes))
+                .route("/sandbox", web::post().to(webhooks::sandbox)),
+        );
         cfg.service(
             web::scope("/sandbox")
                 .route("/trades/{pay_no}", web::get().to(sandbox::get_trade))

@@ -2,7 +2,8 @@
 
 use actix_web::{web, HttpResponse};
 use actors::domain::{MerchantId, NewOrder};
-use actors::orders::{create_order, query, Created};
+use actors::orders::{query, Created, Operator};
+use serde::Deserialize;
 
 use super::dto::{CreateOrderBody, OrderResponse, StatusResponse};
 use crate::error::ApiError;
@@ -17,7 +18,7 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let merchant = merchant.into_inner();
     let new_order = NewOrder::parse(merchant.clone(), body.into_inner().into(), &state.limits)?;
-    let created = create_order(&state.db, &state.ids, &new_order).await?;
+    let created = state.engine.create_order(&new_order).await?;
     let (status, order, outcome) = match created {
         Created::New(order) => (actix_web::http::StatusCode::CREATED, order, "created"),
         Created::Replayed(order) => (actix_web::http::StatusCode::OK, order, "replayed"),
@@ -42,12 +43,46 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(OrderResponse::from_detail(detail, &state.public_base_url, false)))
 }
 
-/// `GET /v1/orders/{order_no}/status`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusQuery {
+    /// Ask the provider now instead of answering from the database alone.
+    refresh: Option<bool>,
+}
+
+/// `GET /v1/orders/{order_no}/status[?refresh=true]`.
 pub async fn status(
     state: web::Data<AppState>,
     merchant: web::ReqData<MerchantId>,
     order_no: web::Path<String>,
+    params: web::Query<StatusQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let mut order = query::find_merchant_order(&state.db, &merchant, &order_no)
+        .await?
+        .ok_or(ApiError::NotFound("order"))?;
+    if params.refresh == Some(true) && order.status.is_live() {
+        state.engine.refresh(&order).await?;
+        order = query::find_merchant_order(&state.db, &merchant, &order_no)
+            .await?
+            .ok_or(ApiError::NotFound("order"))?;
+    }
+    Ok(HttpResponse::Ok().json(StatusResponse::from(&order)))
+}
+
+/// `POST /v1/orders/{order_no}/cancel`: close at the provider(s), then locally.
+#[tracing::instrument(name = "cancel order", skip_all, fields(merchant_id = %merchant.as_str(), order_no = %order_no))]
+pub async fn cancel(
+    state: web::Data<AppState>,
+    merchant: web::ReqData<MerchantId>,
+    order_no: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let order = query::find_merchant_order(&state.db, &merchant, &order_no)
+        .await?
+        .ok_or(ApiError::NotFound("order"))?;
+    state
+        .engine
+        .cancel(&order, Operator::Merchant(merchant.as_str().to_owned()))
+        .await?;
     let order = query::find_merchant_order(&state.db, &merchant, &order_no)
         .await?
         .ok_or(ApiError::NotFound("order"))?;

@@ -4,8 +4,7 @@ use std::io::Cursor;
 
 use actix_web::{web, HttpResponse};
 use actors::domain::MerchantId;
-use actors::orders::{attempts, query, Operator};
-use actors::OrderError;
+use actors::orders::{query, Operator};
 use entities::Provider;
 
 use super::dto::{CreatePaymentBody, PaymentResponse};
@@ -29,12 +28,8 @@ pub async fn create(
     let order = query::find_merchant_order(&state.db, &merchant, &order_no)
         .await?
         .ok_or(ApiError::NotFound("order"))?;
-    let gateway = state
-        .gateways
-        .get(provider)
-        .ok_or(OrderError::ProviderUnavailable(provider))?;
     let operator = Operator::Merchant(merchant.as_str().to_owned());
-    let result = attempts::start_attempt(&state.db, &state.ids, gateway.as_ref(), &order, &operator).await;
+    let result = state.engine.start_attempt(&order, provider, operator).await;
     let outcome = if result.is_ok() { "started" } else { "refused" };
     state
         .metrics

@@ -108,12 +108,20 @@ pub enum GatewayError {
     Verification(String),
     #[error("provider is not configured: {0}")]
     NotConfigured(Provider),
+    #[error("provider circuit is open after repeated failures")]
+    CircuitOpen,
+    #[error("provider call crashed; the provider actor restarted")]
+    Crashed,
 }
 
 impl GatewayError {
     pub fn is_retryable(&self) -> bool {
         match self {
-            GatewayError::Timeout | GatewayError::Transport(_) | GatewayError::RateLimited => true,
+            GatewayError::Timeout
+            | GatewayError::Transport(_)
+            | GatewayError::RateLimited
+            | GatewayError::CircuitOpen
+            | GatewayError::Crashed => true,
             GatewayError::Provider { retryable, .. } => *retryable,
             GatewayError::Verification(_) | GatewayError::NotConfigured(_) => false,
         }

@@ -14,7 +14,7 @@ use sea_orm::{
 
 use super::journal::{write_log, LogEntry, Operator};
 use crate::error::OrderError;
-use crate::gateway::{Gateway, QrRequest};
+use crate::gateway::{GatewayError, QrCreated, QrRequest};
 use crate::ids::Snowflake;
 
 /// Providers that only take CNY (both real ones settle in fen).
@@ -25,20 +25,25 @@ fn accepts_currency(provider: Provider, currency: &str) -> bool {
     }
 }
 
-/// Starts a new attempt for `order` at `gateway`.
+/// Starts a new attempt for `order` at `provider`; `create_qr` asks the provider for the trade
+/// (through the provider actor, in the engine).
 ///
 /// # Errors
 /// [`OrderError::NotPending`] / [`OrderError::Expired`] when the order cannot be paid any more,
 /// [`OrderError::CurrencyNotAccepted`], [`OrderError::Gateway`] when the provider refused or
 /// failed (the attempt is then stored as failed), or a database / id error.
-pub async fn start_attempt(
+pub async fn start_attempt<F, Fut>(
     db: &DatabaseConnection,
     ids: &Snowflake,
-    gateway: &dyn Gateway,
+    provider: Provider,
     order: &orders::Model,
     operator: &Operator,
-) -> Result<payment_attempts::Model, OrderError> {
-    let provider = gateway.provider();
+    create_qr: F,
+) -> Result<payment_attempts::Model, OrderError>
+where
+    F: FnOnce(QrRequest) -> Fut,
+    Fut: std::future::Future<Output = Result<QrCreated, GatewayError>>,
+{
     if order.status != OrderStatus::Pending {
         return Err(OrderError::NotPending(order.status));
     }
@@ -104,7 +109,7 @@ pub async fn start_attempt(
         subject: order.subject.clone(),
         expires_at: order.expires_at,
     };
-    match gateway.create_qr(&request).await {
+    match create_qr(request).await {
         Ok(created) => {
             let mut active: payment_attempts::ActiveModel = attempt.into();
             active.code_url = Set(Some(created.code_url));

@@ -12,6 +12,7 @@ pub mod create;
 pub mod idempotency;
 pub mod journal;
 pub mod query;
+pub mod transitions;
 
 pub use create::{create_order, Created};
 pub use journal::Operator;

@@ -1,0 +1,107 @@
+//! The deadline index: every live order's deadline, persisted outside the actors so they can be
+//! re-armed after a restart.
+//!
+//! Two implementations behind [`DeadlineIndex`]: a Redis sorted set ([`RedisDeadlineIndex`],
+//! member = order id, score = deadline in ms) and the SQL fallback ([`SqlDeadlineIndex`]) used
+//! when no Redis is configured, where the `orders` table itself is the index. The database is
+//! the source of truth: [`reconcile`] rebuilds the Redis set from it (Redis may have been
+//! flushed; it keeps nothing on disk here).
+
+mod redis;
+mod sql;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use entities::{orders, OrderId, OrderStatus};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use serde::Serialize;
+
+pub use self::redis::RedisDeadlineIndex;
+pub use self::sql::SqlDeadlineIndex;
+
+/// Rows read per page when scanning live orders.
+const PAGE_SIZE: u64 = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeadlineError {
+    #[error("redis error")]
+    Redis(#[from] ::redis::RedisError),
+    #[error("database error")]
+    Db(#[from] DbErr),
+}
+
+/// One entry: an order and its deadline in ms since the Unix epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadline {
+    pub order_id: OrderId,
+    pub at_ms: i64,
+}
+
+/// What a reconcile changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ReconcileReport {
+    /// Live orders in the database.
+    pub live_orders: u64,
+    /// Entries the index was missing and got back.
+    pub added: u64,
+    /// Entries of orders no longer live, removed.
+    pub removed: u64,
+}
+
+#[async_trait]
+pub trait DeadlineIndex: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+
+    /// Records (or moves) the deadline of a live order.
+    async fn add(&self, deadline: Deadline) -> Result<(), DeadlineError>;
+
+    /// Forgets an order that reached a final state.
+    async fn remove(&self, order_id: OrderId) -> Result<(), DeadlineError>;
+
+    /// Every entry, soonest first.
+    async fn all(&self) -> Result<Vec<Deadline>, DeadlineError>;
+
+    /// Entries held.
+    async fn len(&self) -> Result<u64, DeadlineError>;
+
+    /// Makes the index equal to the live orders of the database.
+    async fn reconcile(&self) -> Result<ReconcileReport, DeadlineError>;
+}
+
+pub fn to_ms(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+/// Live (pending or stuck) orders with their deadlines, soonest first, read in pages.
+///
+/// # Errors
+/// The database error.
+pub async fn live_deadlines<C: ConnectionTrait>(conn: &C) -> Result<Vec<Deadline>, DbErr> {
+    let mut out = Vec::new();
+    let mut last_id = OrderId(0);
+    loop {
+        let page: Vec<(OrderId, DateTime<Utc>)> = orders::Entity::find()
+            .select_only()
+            .column(orders::Column::Id)
+            .column(orders::Column::ExpiresAt)
+            .filter(orders::Column::Status.is_in([OrderStatus::Pending, OrderStatus::Stuck]))
+            .filter(orders::Column::Id.gt(last_id))
+            .order_by_asc(orders::Column::Id)
+            .limit(PAGE_SIZE)
+            .into_tuple()
+            .all(conn)
+            .await?;
+        let Some((id, _)) = page.last() else { break };
+        last_id = *id;
+        let full = u64::try_from(page.len()).unwrap_or(0) == PAGE_SIZE;
+        out.extend(page.into_iter().map(|(order_id, at)| Deadline {
+            order_id,
+            at_ms: to_ms(at),
+        }));
+        if !full {
+            break;
+        }
+    }
+    out.sort_by_key(|d| (d.at_ms, d.order_id));
+    Ok(out)
+}

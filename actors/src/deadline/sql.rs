@@ -1,0 +1,50 @@
+//! The SQL fallback: the `orders` table is the index (status + deadline, indexed together), so
+//! adding and removing are no-ops — the order's own transaction already wrote it.
+
+use async_trait::async_trait;
+use entities::OrderId;
+use sea_orm::DatabaseConnection;
+
+use super::{live_deadlines, Deadline, DeadlineError, DeadlineIndex, ReconcileReport};
+
+pub struct SqlDeadlineIndex {
+    db: DatabaseConnection,
+}
+
+impl SqlDeadlineIndex {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+}
+
+#[async_trait]
+impl DeadlineIndex for SqlDeadlineIndex {
+    fn name(&self) -> &'static str {
+        "sql"
+    }
+
+    async fn add(&self, _deadline: Deadline) -> Result<(), DeadlineError> {
+        Ok(())
+    }
+
+    async fn remove(&self, _order_id: OrderId) -> Result<(), DeadlineError> {
+        Ok(())
+    }
+
+    async fn all(&self) -> Result<Vec<Deadline>, DeadlineError> {
+        Ok(live_deadlines(&self.db).await?)
+    }
+
+    async fn len(&self) -> Result<u64, DeadlineError> {
+        Ok(u64::try_from(live_deadlines(&self.db).await?.len()).unwrap_or(u64::MAX))
+    }
+
+    async fn reconcile(&self) -> Result<ReconcileReport, DeadlineError> {
+        let live = live_deadlines(&self.db).await?;
+        Ok(ReconcileReport {
+            live_orders: u64::try_from(live.len()).unwrap_or(u64::MAX),
+            added: 0,
+            removed: 0,
+        })
+    }
+}

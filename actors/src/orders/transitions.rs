@@ -1,0 +1,340 @@
+//! The allowed state changes of an order, each one transaction guarded by the expected current
+//! status (`UPDATE orders ... WHERE id = ? AND status IN (...)`), writing the order, its
+//! attempts, an `order_logs` row and an `outbox` row together.
+//!
+//! A guard that matches no row means another actor or node changed the order first; the caller
+//! gets [`Applied::Lost`] with the status it lost to and decides from there.
+
+use chrono::{DateTime, Utc};
+use entities::{orders, payment_attempts, webhook_receipts, AttemptStatus, OrderId, OrderStatus, PayNo, Provider};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    QueryFilter, Set, TransactionTrait,
+};
+
+use super::create::release_stock;
+use super::journal::{write_event, write_log, EventType, LogEntry, Operator, PaymentRef};
+use crate::error::OrderError;
+use crate::gateway::PaidTrade;
+
+/// The transitions, one variant each.
+#[derive(Clone, Debug)]
+pub enum OrderUpdate {
+    /// pending|stuck -> paid: the attempt succeeded (by notification or compensation).
+    Paid { pay_no: PayNo, trade: PaidTrade, raw: String },
+    /// pending|stuck -> closed: every attempt is closed at the provider; stock comes back.
+    Closed { reason: String },
+    /// pending -> stuck: the retry budget ran out; an operator should look.
+    Stuck { reason: String },
+    /// closed -> paid_after_close: money arrived for a closed order; a refund is owed.
+    PaidAfterClose { pay_no: PayNo, trade: PaidTrade, raw: String },
+}
+
+impl OrderUpdate {
+    fn from_statuses(&self) -> &'static [OrderStatus] {
+        match self {
+            OrderUpdate::Paid { .. } | OrderUpdate::Closed { .. } => &[OrderStatus::Pending, OrderStatus::Stuck],
+            OrderUpdate::Stuck { .. } => &[OrderStatus::Pending],
+            OrderUpdate::PaidAfterClose { .. } => &[OrderStatus::Closed],
+        }
+    }
+
+    fn to_status(&self) -> OrderStatus {
+        match self {
+            OrderUpdate::Paid { .. } => OrderStatus::Paid,
+            OrderUpdate::Closed { .. } => OrderStatus::Closed,
+            OrderUpdate::Stuck { .. } => OrderStatus::Stuck,
+            OrderUpdate::PaidAfterClose { .. } => OrderStatus::PaidAfterClose,
+        }
+    }
+}
+
+/// A provider notification to record in `webhook_receipts` in the same transaction.
+#[derive(Clone, Debug)]
+pub struct Receipt {
+    pub provider: Provider,
+    pub event_id: String,
+}
+
+#[derive(Debug)]
+pub enum Applied {
+    /// The change committed; the order as it is now.
+    Done(orders::Model),
+    /// The guard matched nothing: the order is in this status instead.
+    Lost(OrderStatus),
+    /// The notification's receipt already existed: nothing was changed.
+    Duplicate,
+}
+
+/// Applies `update` to `order_id`.
+///
+/// # Errors
+/// A database error (the transaction is rolled back) or [`OrderError::NotFound`].
+pub async fn apply(
+    db: &DatabaseConnection,
+    order_id: OrderId,
+    update: OrderUpdate,
+    operator: &Operator,
+    receipt: Option<&Receipt>,
+) -> Result<Applied, OrderError> {
+    let now = Utc::now();
+    let txn = db.begin().await?;
+    if let Some(receipt) = receipt {
+        if !insert_receipt(&txn, receipt, order_id, now).await? {
+            return Ok(Applied::Duplicate);
+        }
+    }
+    let before = orders::Entity::find_by_id(order_id)
+        .one(&txn)
+        .await?
+        .ok_or(OrderError::NotFound)?;
+    let to = update.to_status();
+    let mut guarded = orders::Entity::update_many()
+        .col_expr(orders::Column::Status, Expr::value(to))
+        .col_expr(orders::Column::Version, Expr::col(orders::Column::Version).add(1))
+        .filter(orders::Column::Id.eq(order_id))
+        .filter(orders::Column::Status.is_in(update.from_statuses().iter().copied()));
+    let mut after = before.clone();
+    after.status = to;
+    after.version = before.version.saturating_add(1);
+    match &update {
+        OrderUpdate::Paid { trade, .. } | OrderUpdate::PaidAfterClose { trade, .. } => {
+            guarded = guarded.col_expr(orders::Column::PaidAt, Expr::value(trade.paid_at));
+            after.paid_at = Some(trade.paid_at);
+        }
+        OrderUpdate::Closed { reason } => {
+            guarded = guarded
+                .col_expr(orders::Column::CloseReason, Expr::value(reason.clone()))
+                .col_expr(orders::Column::ClosedAt, Expr::value(now));
+            after.close_reason = Some(reason.clone());
+            after.closed_at = Some(now);
+        }
+        OrderUpdate::Stuck { .. } => {}
+    }
+    if guarded.exec(&txn).await?.rows_affected != 1 {
+        // Dropping the transaction rolls the receipt back too: a later retry can still apply.
+        return Ok(Applied::Lost(before.status));
+    }
+
+    let (event, reason, payment) = match &update {
+        OrderUpdate::Paid { pay_no, trade, raw } | OrderUpdate::PaidAfterClose { pay_no, trade, raw } => {
+            settle_attempt(&txn, *pay_no, trade, raw, now).await?;
+            let payment = PaymentRef {
+                pay_no: Some(*pay_no),
+                provider: attempt_provider(&txn, *pay_no).await?,
+                provider_txn_id: Some(trade.provider_txn_id.clone()),
+                paid_amount: Some(trade.amount),
+            };
+            let (event, text) = if matches!(update, OrderUpdate::Paid { .. }) {
+                (EventType::OrderPaid, format!("paid by pay_no {pay_no}, txn {}", trade.provider_txn_id))
+            } else {
+                (
+                    EventType::OrderPaymentAnomaly,
+                    format!(
+                        "payment received after close: pay_no {pay_no}, txn {}, amount {}; refund owed",
+                        trade.provider_txn_id, trade.amount
+                    ),
+                )
+            };
+            (event, text, payment)
+        }
+        OrderUpdate::Closed { reason } => {
+            payment_attempts::Entity::update_many()
+                .col_expr(payment_attempts::Column::Status, Expr::value(AttemptStatus::Closed))
+                .col_expr(payment_attempts::Column::UpdatedAt, Expr::value(now))
+                .filter(payment_attempts::Column::OrderId.eq(order_id))
+                .filter(payment_attempts::Column::Status.eq(AttemptStatus::Pending))
+                .exec(&txn)
+                .await?;
+            let released = release_stock(&txn, order_id, now).await?;
+            if !released.is_empty() {
+                let summary: Vec<String> = released.iter().map(|(sku, qty)| format!("{sku} x{qty}")).collect();
+                write_log(
+                    &txn,
+                    LogEntry {
+                        order_id,
+                        event: "stock.released",
+                        from_status: Some(before.status.as_str()),
+                        to_status: to.as_str(),
+                        operator,
+                        reason: Some(summary.join(", ")),
+                    },
+                    now,
+                )
+                .await?;
+            }
+            (EventType::OrderClosed, reason.clone(), PaymentRef::default())
+        }
+        OrderUpdate::Stuck { reason } => (EventType::OrderStuck, reason.clone(), PaymentRef::default()),
+    };
+    write_log(
+        &txn,
+        LogEntry {
+            order_id,
+            event: event.as_str(),
+            from_status: Some(before.status.as_str()),
+            to_status: to.as_str(),
+            operator,
+            reason: Some(reason.clone()),
+        },
+        now,
+    )
+    .await?;
+    write_event(&txn, event, &after, &payment, now).await?;
+    txn.commit().await?;
+    tracing::info!(order_no = %after.order_no, from = %before.status, to = %to, %operator, reason = %reason, "order changed");
+    Ok(Applied::Done(after))
+}
+
+/// An anomaly that changes no order status (amount mismatch, a second payment for a paid
+/// order): recorded in the log and the outbox so nothing is dropped.
+///
+/// # Errors
+/// A database error.
+pub async fn record_anomaly(
+    db: &DatabaseConnection,
+    order_id: OrderId,
+    pay_no: PayNo,
+    detail: String,
+    trade: Option<&PaidTrade>,
+    operator: &Operator,
+    receipt: Option<&Receipt>,
+) -> Result<Applied, OrderError> {
+    let now = Utc::now();
+    let txn = db.begin().await?;
+    if let Some(receipt) = receipt {
+        if !insert_receipt(&txn, receipt, order_id, now).await? {
+            return Ok(Applied::Duplicate);
+        }
+    }
+    let order = orders::Entity::find_by_id(order_id)
+        .one(&txn)
+        .await?
+        .ok_or(OrderError::NotFound)?;
+    write_log(
+        &txn,
+        LogEntry {
+            order_id,
+            event: "payment.anomaly",
+            from_status: Some(order.status.as_str()),
+            to_status: order.status.as_str(),
+            operator,
+            reason: Some(detail.clone()),
+        },
+        now,
+    )
+    .await?;
+    let payment = PaymentRef {
+        pay_no: Some(pay_no),
+        provider: attempt_provider(&txn, pay_no).await?,
+        provider_txn_id: trade.map(|t| t.provider_txn_id.clone()),
+        paid_amount: trade.map(|t| t.amount),
+    };
+    write_event(&txn, EventType::OrderPaymentAnomaly, &order, &payment, now).await?;
+    txn.commit().await?;
+    tracing::warn!(order_no = %order.order_no, %pay_no, detail = %detail, "payment anomaly recorded");
+    Ok(Applied::Done(order))
+}
+
+/// Records a notification that needs no change (a duplicate delivery of something already
+/// applied, or a non-payment state). Returns false when it was seen before.
+///
+/// # Errors
+/// A database error.
+pub async fn record_receipt_only(db: &DatabaseConnection, order_id: OrderId, receipt: &Receipt) -> Result<bool, OrderError> {
+    let txn = db.begin().await?;
+    let fresh = insert_receipt(&txn, receipt, order_id, Utc::now()).await?;
+    txn.commit().await?;
+    Ok(fresh)
+}
+
+/// Marks one attempt closed (its trade can no longer be paid), logged.
+///
+/// # Errors
+/// A database error.
+pub async fn close_attempt(
+    db: &DatabaseConnection,
+    order_id: OrderId,
+    pay_no: PayNo,
+    why: &str,
+    operator: &Operator,
+) -> Result<(), OrderError> {
+    let now = Utc::now();
+    let txn = db.begin().await?;
+    let changed = payment_attempts::Entity::update_many()
+        .col_expr(payment_attempts::Column::Status, Expr::value(AttemptStatus::Closed))
+        .col_expr(payment_attempts::Column::UpdatedAt, Expr::value(now))
+        .filter(payment_attempts::Column::PayNo.eq(pay_no))
+        .filter(payment_attempts::Column::Status.eq(AttemptStatus::Pending))
+        .exec(&txn)
+        .await?;
+    if changed.rows_affected == 1 {
+        write_log(
+            &txn,
+            LogEntry {
+                order_id,
+                event: "attempt.closed",
+                from_status: Some(AttemptStatus::Pending.as_str()),
+                to_status: AttemptStatus::Closed.as_str(),
+                operator,
+                reason: Some(format!("pay_no {pay_no}: {why}")),
+            },
+            now,
+        )
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(())
+}
+
+async fn insert_receipt(
+    txn: &DatabaseTransaction,
+    receipt: &Receipt,
+    order_id: OrderId,
+    now: DateTime<Utc>,
+) -> Result<bool, OrderError> {
+    // ON CONFLICT DO NOTHING rather than catching the violation: on PostgreSQL a failed
+    // statement would poison the whole transaction.
+    let inserted = webhook_receipts::Entity::insert(webhook_receipts::ActiveModel {
+        id: NotSet,
+        provider: Set(receipt.provider),
+        event_id: Set(receipt.event_id.clone()),
+        order_id: Set(Some(order_id)),
+        received_at: Set(now),
+    })
+    .on_conflict(
+        OnConflict::columns([webhook_receipts::Column::Provider, webhook_receipts::Column::EventId])
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await?;
+    Ok(inserted == 1)
+}
+
+async fn settle_attempt<C: ConnectionTrait>(
+    conn: &C,
+    pay_no: PayNo,
+    trade: &PaidTrade,
+    raw: &str,
+    now: DateTime<Utc>,
+) -> Result<(), OrderError> {
+    payment_attempts::Entity::update_many()
+        .col_expr(payment_attempts::Column::Status, Expr::value(AttemptStatus::Succeeded))
+        .col_expr(payment_attempts::Column::ProviderTxnId, Expr::value(trade.provider_txn_id.clone()))
+        .col_expr(payment_attempts::Column::PaidAt, Expr::value(trade.paid_at))
+        .col_expr(payment_attempts::Column::RawPayload, Expr::value(raw.to_owned()))
+        .col_expr(payment_attempts::Column::UpdatedAt, Expr::value(now))
+        .filter(payment_attempts::Column::PayNo.eq(pay_no))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+async fn attempt_provider<C: ConnectionTrait>(conn: &C, pay_no: PayNo) -> Result<Option<Provider>, OrderError> {
+    Ok(payment_attempts::Entity::find_by_id(pay_no)
+        .one(conn)
+        .await?
+        .map(|attempt| attempt.provider))
+}

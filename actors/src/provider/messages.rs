@@ -1,0 +1,22 @@
+//! Messages of the provider actor. Order actors send them with `send().await` under a timeout
+//! and treat a `MailboxError` (the actor restarting) like any retryable provider failure.
+
+use actix::Message;
+use entities::PayNo;
+
+use crate::gateway::{CloseOutcome, GatewayError, QrCreated, QrRequest, TradeQuery};
+
+/// Create a QR-code trade. Replies with the `code_url`, or the provider's refusal.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<QrCreated, GatewayError>")]
+pub struct CreateQr(pub QrRequest);
+
+/// Ask the provider for a trade's state (the seeds' active query).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<TradeQuery, GatewayError>")]
+pub struct QueryTrade(pub PayNo);
+
+/// Close a trade at the provider so it can no longer be paid.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<CloseOutcome, GatewayError>")]
+pub struct CloseTrade(pub PayNo);

@@ -1,0 +1,300 @@
+//! The provider actor: one per configured provider, under an actix `Supervisor`.
+//!
+//! It owns the *manners* of talking to a provider, so order actors never need to: a timeout on
+//! every call, a bound on calls in flight, a per-provider rate limit (`governor`), quick
+//! retries of transient failures with backoff and jitter, and a circuit breaker that fails fast
+//! while the provider is down.
+//!
+//! A call that panics inside the gateway is caught: its caller gets [`GatewayError::Crashed`]
+//! and the actor stops, which makes the supervisor restart it with a fresh breaker. Requests in
+//! flight at that moment are cancelled; their senders see a `MailboxError` and retry on their own
+//! schedule, so nothing is lost.
+
+pub mod breaker;
+pub mod messages;
+
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures::FutureExt;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::Semaphore;
+
+pub use breaker::CircuitBreaker;
+pub use messages::{CloseTrade, CreateQr, QueryTrade};
+
+use crate::gateway::{CloseOutcome, Gateway, GatewayError, QrCreated, TradeQuery};
+use crate::retry::RetrySchedule;
+
+#[derive(Clone, Debug)]
+pub struct ProviderCallSettings {
+    /// Limit of one call to the provider, retries not included.
+    pub timeout: Duration,
+    /// Calls in flight at once; more wait their turn.
+    pub max_concurrency: usize,
+    /// Calls started per second (the burst is the same number).
+    pub rate_per_second: u32,
+    /// Quick retries of a transient failure inside one request.
+    pub retries: u32,
+    pub retry: RetrySchedule,
+    pub breaker_failure_threshold: u32,
+    pub breaker_open_for: Duration,
+}
+
+pub struct ProviderActor {
+    gateway: Arc<dyn Gateway>,
+    settings: ProviderCallSettings,
+    limiter: Arc<DefaultDirectRateLimiter>,
+    permits: Arc<Semaphore>,
+    /// Shared with the calls in flight, which record their outcome in it. A std mutex: every
+    /// critical section is a few field updates.
+    breaker: Arc<Mutex<CircuitBreaker>>,
+    /// How many times the supervisor restarted this actor (read by tests and metrics).
+    restarts: Arc<AtomicU32>,
+}
+
+impl ProviderActor {
+    pub fn new(gateway: Arc<dyn Gateway>, settings: ProviderCallSettings) -> Self {
+        let rate = NonZeroU32::new(settings.rate_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
+        Self {
+            gateway,
+            limiter: Arc::new(RateLimiter::direct(Quota::per_second(rate))),
+            permits: Arc::new(Semaphore::new(settings.max_concurrency.max(1))),
+            breaker: Arc::new(Mutex::new(CircuitBreaker::new(
+                settings.breaker_failure_threshold,
+                settings.breaker_open_for,
+            ))),
+            settings,
+            restarts: Arc::new(AtomicU32::new(0)),
+        }
+    }
+
+    /// Starts the actor under a supervisor on its own arbiter (thread).
+    pub fn start_supervised(self) -> Addr<Self> {
+        let arbiter = Arbiter::new();
+        Supervisor::start_in_arbiter(&arbiter.handle(), move |_| self)
+    }
+
+    pub fn restart_counter(&self) -> Arc<AtomicU32> {
+        self.restarts.clone()
+    }
+
+    /// Runs `op` with the rate limit, concurrency bound, timeout, breaker and retries.
+    fn call<T, F, Fut>(&self, op: F) -> ResponseActFuture<Self, Result<T, GatewayError>>
+    where
+        T: 'static,
+        F: Fn(Arc<dyn Gateway>) -> Fut + 'static,
+        Fut: Future<Output = Result<T, GatewayError>> + 'static,
+    {
+        let gateway = self.gateway.clone();
+        let limiter = self.limiter.clone();
+        let permits = self.permits.clone();
+        let breaker = self.breaker.clone();
+        let settings = self.settings.clone();
+        let work = async move {
+            let mut attempt = 0;
+            loop {
+                if !lock(&breaker).allow(Instant::now()) {
+                    return Err(GatewayError::CircuitOpen);
+                }
+                limiter.until_ready().await;
+                let outcome = {
+                    let _permit = permits.acquire().await.map_err(|_| GatewayError::Crashed)?;
+                    AssertUnwindSafe(tokio::time::timeout(settings.timeout, op(gateway.clone())))
+                        .catch_unwind()
+                        .await
+                };
+                let result = match outcome {
+                    Err(_panic) => {
+                        lock(&breaker).on_failure(Instant::now());
+                        return Err(GatewayError::Crashed);
+                    }
+                    Ok(Err(_elapsed)) => Err(GatewayError::Timeout),
+                    Ok(Ok(result)) => result,
+                };
+                match &result {
+                    Err(err) if err.is_retryable() => {
+                        lock(&breaker).on_failure(Instant::now());
+                        if attempt < settings.retries {
+                            tokio::time::sleep(settings.retry.delay(attempt)).await;
+                            attempt += 1;
+                            continue;
+                        }
+                    }
+                    // A business answer (even a refusal) means the provider is up.
+                    Ok(_) | Err(_) => lock(&breaker).on_success(),
+                }
+                return result;
+            }
+        };
+        Box::pin(work.into_actor(self).map(|result, actor, ctx| {
+            if matches!(result, Err(GatewayError::Crashed)) {
+                tracing::error!(provider = %actor.gateway.provider(), "provider call panicked; restarting the provider actor");
+                ctx.stop();
+            }
+            result
+        }))
+    }
+}
+
+fn lock(breaker: &Mutex<CircuitBreaker>) -> std::sync::MutexGuard<'_, CircuitBreaker> {
+    breaker.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Actor for ProviderActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Self::Context) {
+        tracing::debug!(provider = %self.gateway.provider(), "provider actor started");
+    }
+}
+
+impl Supervised for ProviderActor {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        self.restarts.fetch_add(1, Ordering::SeqCst);
+        lock(&self.breaker).reset();
+        tracing::warn!(provider = %self.gateway.provider(), "provider actor restarting");
+    }
+}
+
+impl Handler<CreateQr> for ProviderActor {
+    type Result = ResponseActFuture<Self, Result<QrCreated, GatewayError>>;
+
+    fn handle(&mut self, msg: CreateQr, _ctx: &mut Self::Context) -> Self::Result {
+        let request = msg.0;
+        self.call(move |gateway| {
+            let request = request.clone();
+            async move { gateway.create_qr(&request).await }
+        })
+    }
+}
+
+impl Handler<QueryTrade> for ProviderActor {
+    type Result = ResponseActFuture<Self, Result<TradeQuery, GatewayError>>;
+
+    fn handle(&mut self, msg: QueryTrade, _ctx: &mut Self::Context) -> Self::Result {
+        let pay_no = msg.0;
+        self.call(move |gateway| async move { gateway.query(pay_no).await })
+    }
+}
+
+impl Handler<CloseTrade> for ProviderActor {
+    type Result = ResponseActFuture<Self, Result<CloseOutcome, GatewayError>>;
+
+    fn handle(&mut self, msg: CloseTrade, _ctx: &mut Self::Context) -> Self::Result {
+        let pay_no = msg.0;
+        self.call(move |gateway| async move { gateway.close(pay_no).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::{NotificationError, NotificationRequest, QrRequest, TradeState, VerifiedNotification};
+    use async_trait::async_trait;
+    use entities::{PayNo, Provider};
+    use std::sync::atomic::AtomicUsize;
+
+    /// Panics on the first query, fails the next `fail` ones, then answers NOTPAY.
+    struct FlakyGateway {
+        calls: AtomicUsize,
+        panic_first: bool,
+        fail: usize,
+    }
+
+    #[async_trait]
+    impl Gateway for FlakyGateway {
+        fn provider(&self) -> Provider {
+            Provider::Sandbox
+        }
+        async fn create_qr(&self, _req: &QrRequest) -> Result<QrCreated, GatewayError> {
+            Err(GatewayError::Transport("unused".into()))
+        }
+        async fn query(&self, _pay_no: PayNo) -> Result<TradeQuery, GatewayError> {
+            let call = self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.panic_first && call == 0 {
+                panic!("gateway bug");
+            }
+            if call < self.fail + usize::from(self.panic_first) {
+                return Err(GatewayError::Transport("connection reset".into()));
+            }
+            Ok(TradeQuery {
+                state: TradeState::NotPaid,
+                raw: serde_json::Value::Null,
+            })
+        }
+        async fn close(&self, _pay_no: PayNo) -> Result<CloseOutcome, GatewayError> {
+            Ok(CloseOutcome::Closed)
+        }
+        fn verify_notification(&self, _req: &NotificationRequest) -> Result<VerifiedNotification, NotificationError> {
+            Err(NotificationError::BadSignature)
+        }
+    }
+
+    fn settings(rate_per_second: u32, retries: u32) -> ProviderCallSettings {
+        ProviderCallSettings {
+            timeout: Duration::from_millis(500),
+            max_concurrency: 4,
+            rate_per_second,
+            retries,
+            retry: RetrySchedule {
+                min_delay: Duration::from_millis(10),
+                max_delay: Duration::from_millis(50),
+            },
+            breaker_failure_threshold: 100,
+            breaker_open_for: Duration::from_secs(1),
+        }
+    }
+
+    fn gateway(panic_first: bool, fail: usize) -> Arc<FlakyGateway> {
+        Arc::new(FlakyGateway {
+            calls: AtomicUsize::new(0),
+            panic_first,
+            fail,
+        })
+    }
+
+    #[actix::test]
+    async fn a_panicking_call_restarts_the_actor_and_later_calls_succeed() {
+        let actor = ProviderActor::new(gateway(true, 0), settings(100, 0));
+        let restarts = actor.restart_counter();
+        let addr = actor.start_supervised();
+
+        let first = addr.send(QueryTrade(PayNo(1))).await;
+        let second = addr.send(QueryTrade(PayNo(1))).await;
+
+        assert!(matches!(first, Ok(Err(GatewayError::Crashed))), "{first:?}");
+        assert!(matches!(second, Ok(Ok(_))), "{second:?}");
+        assert_eq!(restarts.load(Ordering::SeqCst), 1);
+    }
+
+    #[actix::test]
+    async fn transient_failures_are_retried_within_one_request() {
+        let flaky = gateway(false, 2);
+        let addr = ProviderActor::new(flaky.clone(), settings(100, 3)).start_supervised();
+
+        let result = addr.send(QueryTrade(PayNo(1))).await.unwrap();
+
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(flaky.calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[actix::test]
+    async fn calls_are_held_to_the_rate_limit() {
+        let flaky = gateway(false, 0);
+        let addr = ProviderActor::new(flaky.clone(), settings(5, 0)).start_supervised();
+        let started = Instant::now();
+
+        let calls = (0..10).map(|n| addr.send(QueryTrade(PayNo(n + 1))));
+        let results = futures::future::join_all(calls).await;
+
+        assert!(results.iter().all(|r| matches!(r, Ok(Ok(_)))));
+        // A burst of 5, then 5 more at 5 per second: about one second.
+        assert!(started.elapsed() >= Duration::from_millis(900), "{:?}", started.elapsed());
+    }
+}
