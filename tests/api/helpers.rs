@@ -90,6 +90,18 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(test_settings(backend).await).await
 }
 
+/// Where the tests find Redis; each test uses its own key prefix.
+pub fn redis_url() -> String {
+    std::env::var("PAYWARDEN_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// Like [`spawn_app`], with the Redis deadline index.
+pub async fn spawn_app_with_redis(backend: Backend) -> TestApp {
+    let mut settings = test_settings(backend).await;
+    settings.redis.url = SecretString::from(redis_url());
+    spawn_app_with(settings).await
+}
+
 pub async fn spawn_app_with(settings: Settings) -> TestApp {
     let app = Application::build(settings.clone())
         .await
@@ -269,3 +281,104 @@ pub async fn error_code(response: reqwest::Response, status: u16) -> String {
         .expect("error.code is a string")
         .to_owned()
 }
+
+impl TestApp {
+    /// Polls the order's status until it is `expected`, or panics after `within`.
+    pub async fn wait_for_status(&self, order_no: &str, expected: &str, within: std::time::Duration) -> Value {
+        let started = std::time::Instant::now();
+        loop {
+            let status: Value = self.get_status(MERCHANT_A_KEY, order_no).await.json().await.expect("status JSON");
+            if status["status"] == expected {
+                return status;
+            }
+            assert!(
+                started.elapsed() < within,
+                "order {order_no} is {} after {within:?}, expected {expected}",
+                status["status"]
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Creates an order with `ttl_seconds` and starts a sandbox attempt; returns (order_no, pay_no).
+    pub async fn order_with_attempt(&self, out_business_id: &str, ttl_seconds: i64) -> (String, String) {
+        let mut body = order_body(out_business_id);
+        body["ttl_seconds"] = ttl_seconds.into();
+        let order = self.create_order(&body).await;
+        let order_no = order["order_no"].as_str().expect("order_no").to_owned();
+        let response = self.post_payment(MERCHANT_A_KEY, &order_no, "sandbox").await;
+        assert_eq!(response.status().as_u16(), 201, "starting a sandbox attempt");
+        let attempt: Value = response.json().await.expect("attempt JSON");
+        (order_no, attempt["pay_no"].as_str().expect("pay_no").to_owned())
+    }
+
+    /// The sandbox provider's view of a trade.
+    pub async fn sandbox_trade(&self, pay_no: &str) -> Value {
+        let response = self
+            .client
+            .get(self.url(&format!("/sandbox/trades/{pay_no}")))
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(response.status().as_u16(), 200, "sandbox trade {pay_no}");
+        response.json().await.expect("trade JSON")
+    }
+
+    /// The buyer pays at the sandbox; `notify` false drops the callback.
+    pub async fn sandbox_pay(&self, pay_no: &str, notify: bool) -> Value {
+        let response = self
+            .client
+            .post(self.url(&format!("/sandbox/trades/{pay_no}/pay?notify={notify}")))
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(response.status().as_u16(), 200, "paying {pay_no}");
+        response.json().await.expect("trade JSON")
+    }
+
+    pub async fn sandbox_faults(&self, faults: Value) {
+        let response = self
+            .client
+            .put(self.url("/sandbox/faults"))
+            .json(&faults)
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(response.status().as_u16(), 200);
+    }
+
+    /// Posts a sandbox notification signed with `secret` (the right one unless testing forgery).
+    pub async fn post_sandbox_notification(&self, body: &Value, secret: &str, timestamp: i64) -> reqwest::Response {
+        use hmac::{Hmac, Mac};
+        let body = body.to_string();
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+        mac.update(format!("{timestamp}.{body}").as_bytes());
+        let signature = hex::encode(mac.finalize().into_bytes());
+        self.client
+            .post(self.url("/webhooks/sandbox"))
+            .header("content-type", "application/json")
+            .header("Sandbox-Signature", format!("t={timestamp},v1={signature}"))
+            .body(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn events_of(&self, order_no: &str) -> Vec<String> {
+        self.admin_order(order_no).await["logs"]
+            .as_array()
+            .expect("logs")
+            .iter()
+            .map(|log| log["event"].as_str().expect("event").to_owned())
+            .collect()
+    }
+
+    pub async fn outbox_count(&self, order_no: &str, event_type: &str) -> i64 {
+        self.count(&format!(
+            "SELECT COUNT(*) FROM outbox WHERE order_id = {order_no} AND event_type = '{event_type}'"
+        ))
+        .await
+    }
+}
+
+pub const SANDBOX_SECRET: &str = "whsec_sandbox_test";

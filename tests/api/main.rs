@@ -5,7 +5,9 @@ mod helpers;
 
 mod auth;
 mod bad_input;
+mod expiry;
 mod health;
 mod migrations;
+mod notifications;
 mod orders;
 mod payments;

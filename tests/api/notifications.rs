@@ -1,0 +1,136 @@
+//! Provider notifications: verified, deduplicated, amount-checked, and consistent with the
+//! expiry close in either order of events.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{on_both_backends, spawn_app, Backend, TestApp, SANDBOX_SECRET};
+
+on_both_backends!(
+    a_duplicated_notification_is_acknowledged_and_changes_nothing,
+    a_forged_or_stale_notification_is_rejected_and_changes_nothing,
+    an_amount_mismatch_is_not_marked_paid_and_is_recorded,
+    a_payment_notified_after_the_close_is_recorded_as_paid_after_close,
+    a_notification_before_the_deadline_wins_over_the_expiry,
+);
+
+fn notification(pay_no: &str, amount: i64, event_id: &str) -> Value {
+    json!({
+        "id": event_id,
+        "out_trade_no": pay_no,
+        "trade_state": "SUCCESS",
+        "transaction_id": format!("sbx-test-{event_id}"),
+        "amount": amount,
+        "paid_at": chrono::Utc::now(),
+    })
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+async fn counts(app: &TestApp, order_no: &str) -> (i64, i64, i64) {
+    (
+        app.count(&format!("SELECT COUNT(*) FROM order_logs WHERE order_id = {order_no}")).await,
+        app.count(&format!("SELECT COUNT(*) FROM outbox WHERE order_id = {order_no}")).await,
+        app.count("SELECT COUNT(*) FROM webhook_receipts").await,
+    )
+}
+
+async fn a_duplicated_notification_is_acknowledged_and_changes_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (order_no, pay_no) = app.order_with_attempt("ntf-1", 60).await;
+    let body = notification(&pay_no, 2999, "evt_dup_1");
+
+    let first = app.post_sandbox_notification(&body, SANDBOX_SECRET, now()).await;
+    let after_first = counts(&app, &order_no).await;
+    let second = app.post_sandbox_notification(&body, SANDBOX_SECRET, now()).await;
+
+    assert_eq!(first.status().as_u16(), 200);
+    assert_eq!(first.json::<Value>().await.unwrap()["outcome"], "Paid");
+    assert_eq!(second.status().as_u16(), 200, "a duplicate is still acknowledged");
+    assert_eq!(second.json::<Value>().await.unwrap()["outcome"], "Duplicate");
+    assert_eq!(counts(&app, &order_no).await, after_first);
+    assert_eq!(app.outbox_count(&order_no, "order.paid").await, 1);
+    app.wait_for_status(&order_no, "paid", Duration::from_secs(1)).await;
+}
+
+async fn a_forged_or_stale_notification_is_rejected_and_changes_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (order_no, pay_no) = app.order_with_attempt("ntf-2", 60).await;
+    let before = counts(&app, &order_no).await;
+
+    let forged = app
+        .post_sandbox_notification(&notification(&pay_no, 2999, "evt_forged"), "whsec_not_the_secret", now())
+        .await;
+    let stale = app
+        .post_sandbox_notification(&notification(&pay_no, 2999, "evt_stale"), SANDBOX_SECRET, now() - 3600)
+        .await;
+    let unsigned = app
+        .client
+        .post(app.url("/webhooks/sandbox"))
+        .json(&notification(&pay_no, 2999, "evt_unsigned"))
+        .send()
+        .await
+        .unwrap();
+
+    for (response, what) in [(forged, "forged"), (stale, "stale"), (unsigned, "unsigned")] {
+        assert_eq!(response.status().as_u16(), 400, "{what}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_notification", "{what}");
+    }
+    assert_eq!(counts(&app, &order_no).await, before);
+    app.wait_for_status(&order_no, "pending", Duration::from_secs(1)).await;
+}
+
+async fn an_amount_mismatch_is_not_marked_paid_and_is_recorded(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (order_no, pay_no) = app.order_with_attempt("ntf-3", 60).await;
+
+    let response = app
+        .post_sandbox_notification(&notification(&pay_no, 1, "evt_short"), SANDBOX_SECRET, now())
+        .await;
+
+    assert_eq!(response.status().as_u16(), 200, "recorded, so acknowledged");
+    assert_eq!(response.json::<Value>().await.unwrap()["outcome"], "AmountMismatch");
+    app.wait_for_status(&order_no, "pending", Duration::from_secs(1)).await;
+    assert!(app.events_of(&order_no).await.contains(&"payment.anomaly".to_owned()));
+    assert_eq!(app.outbox_count(&order_no, "order.payment_anomaly").await, 1);
+    assert_eq!(app.outbox_count(&order_no, "order.paid").await, 0);
+}
+
+async fn a_payment_notified_after_the_close_is_recorded_as_paid_after_close(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (order_no, pay_no) = app.order_with_attempt("ntf-4", 1).await;
+    app.wait_for_status(&order_no, "closed", Duration::from_secs(5)).await;
+
+    // The provider says the buyer paid anyway (the close and the payment crossed).
+    let response = app
+        .post_sandbox_notification(&notification(&pay_no, 2999, "evt_late"), SANDBOX_SECRET, now())
+        .await;
+
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap()["outcome"], "PaidAfterClose");
+    let status = app.wait_for_status(&order_no, "paid_after_close", Duration::from_secs(1)).await;
+    assert!(status["paid_at"].is_string());
+    assert_eq!(app.outbox_count(&order_no, "order.payment_anomaly").await, 1);
+    let order = app.admin_order(&order_no).await;
+    assert_eq!(order["payments"][0]["status"], "succeeded");
+}
+
+async fn a_notification_before_the_deadline_wins_over_the_expiry(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (order_no, pay_no) = app.order_with_attempt("ntf-5", 1).await;
+
+    let response = app
+        .post_sandbox_notification(&notification(&pay_no, 2999, "evt_first"), SANDBOX_SECRET, now())
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    assert_eq!(response.status().as_u16(), 200);
+    app.wait_for_status(&order_no, "paid", Duration::from_secs(1)).await;
+    let events = app.events_of(&order_no).await;
+    assert!(!events.contains(&"order.closed".to_owned()), "{events:?}");
+    assert_eq!(app.sandbox_trade(&pay_no).await["query_count"], 0);
+}
