@@ -53,6 +53,8 @@ pub struct EngineMetrics {
     pub notifications: IntCounterVec,
     pub timer_lateness: Histogram,
     pub live_actors: IntGauge,
+    /// Every timer's lateness in µs, when a benchmark asks for exact percentiles.
+    pub lateness_samples: Option<Arc<std::sync::Mutex<Vec<i64>>>>,
 }
 
 impl EngineMetrics {
@@ -73,6 +75,7 @@ impl EngineMetrics {
                     .buckets(vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
             )?,
             live_actors: IntGauge::new("order_actors_live", "Order actors running")?,
+            lateness_samples: None,
         };
         registry.register(Box::new(metrics.expiry_outcomes.clone()))?;
         registry.register(Box::new(metrics.notifications.clone()))?;
@@ -81,9 +84,12 @@ impl EngineMetrics {
         Ok(metrics)
     }
 
-    pub(crate) fn observe_timer_lateness(&self, late_ms: i64) {
-        let late = Duration::from_millis(u64::try_from(late_ms).unwrap_or(0));
+    pub(crate) fn observe_timer_lateness(&self, late_us: i64) {
+        let late = Duration::from_micros(u64::try_from(late_us).unwrap_or(0));
         self.timer_lateness.observe(late.as_secs_f64());
+        if let Some(samples) = &self.lateness_samples {
+            samples.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(late_us);
+        }
     }
 }
 

@@ -11,3 +11,4 @@ mod migrations;
 mod notifications;
 mod orders;
 mod payments;
+mod restart;

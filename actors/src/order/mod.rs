@@ -68,8 +68,8 @@ impl OrderActor {
         let delay = Duration::from_millis(u64::try_from(at_ms.saturating_sub(now_ms())).unwrap_or(0));
         self.timer = Some(ctx.run_later(delay, |actor, ctx| {
             actor.timer = None;
-            let late_ms = now_ms().saturating_sub(actor.fire_at_ms);
-            actor.core.metrics.observe_timer_lateness(late_ms);
+            let late_us = Utc::now().timestamp_micros().saturating_sub(actor.fire_at_ms.saturating_mul(1000));
+            actor.core.metrics.observe_timer_lateness(late_us);
             ctx.notify(Expire);
         }));
     }
