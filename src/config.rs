@@ -110,6 +110,7 @@ pub struct ExpiryConfig {
     pub actor_reply_timeout_milliseconds: u64,
     pub overdue_per_second: u32,
     pub arbiters: usize,
+    pub max_concurrent_passes: usize,
 }
 
 /// How paywarden talks to one provider (see `actors::provider::ProviderCallSettings`).
@@ -237,7 +238,10 @@ impl Settings {
             bail!("orders.max_items and orders.max_total_minor_units must be positive");
         }
         let e = &self.expiry;
-        if e.retry_budget == 0 || e.retry_min_delay_milliseconds == 0 || e.retry_min_delay_milliseconds > e.retry_max_delay_milliseconds {
+        if e.retry_budget == 0
+            || e.retry_min_delay_milliseconds == 0
+            || e.retry_min_delay_milliseconds > e.retry_max_delay_milliseconds
+        {
             bail!("expiry.retry_budget must be positive and expiry.retry_min_delay_milliseconds between 1 and expiry.retry_max_delay_milliseconds");
         }
         if e.overdue_per_second == 0 || e.arbiters == 0 {
@@ -245,7 +249,9 @@ impl Settings {
         }
         let calls = &self.providers.sandbox.calls;
         if calls.rate_per_second == 0 || calls.max_concurrency == 0 || calls.timeout_milliseconds == 0 {
-            bail!("providers.sandbox.calls: rate_per_second, max_concurrency and timeout_milliseconds must be positive");
+            bail!(
+                "providers.sandbox.calls: rate_per_second, max_concurrency and timeout_milliseconds must be positive"
+            );
         }
         if self.ids.worker_id > actors::ids::MAX_WORKER_ID {
             bail!("ids.worker_id must be at most {}", actors::ids::MAX_WORKER_ID);
@@ -307,6 +313,7 @@ impl ExpiryConfig {
             actor_reply_timeout: Duration::from_millis(self.actor_reply_timeout_milliseconds),
             overdue_per_second: self.overdue_per_second,
             arbiters: self.arbiters,
+            max_concurrent_passes: self.max_concurrent_passes,
         }
     }
 }

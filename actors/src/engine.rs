@@ -45,6 +45,9 @@ pub struct ExpirySettings {
     pub overdue_per_second: u32,
     /// Arbiters (threads) the order actors are spread over.
     pub arbiters: usize,
+    /// Timer-driven expiry passes running at once; the rest wait their turn cheaply instead of
+    /// all holding database work in flight when many deadlines fall together.
+    pub max_concurrent_passes: usize,
 }
 
 /// Engine metrics, registered in the service's Prometheus registry.
@@ -63,11 +66,17 @@ impl EngineMetrics {
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
         let metrics = Self {
             expiry_outcomes: IntCounterVec::new(
-                Opts::new("expiry_outcomes_total", "Outcomes of expiry passes: closed, compensated, retry, stuck"),
+                Opts::new(
+                    "expiry_outcomes_total",
+                    "Outcomes of expiry passes: closed, compensated, retry, stuck",
+                ),
                 &["outcome"],
             )?,
             notifications: IntCounterVec::new(
-                Opts::new("provider_notifications_total", "Provider notifications applied, by outcome"),
+                Opts::new(
+                    "provider_notifications_total",
+                    "Provider notifications applied, by outcome",
+                ),
                 &["outcome"],
             )?,
             timer_lateness: Histogram::with_opts(
@@ -88,7 +97,10 @@ impl EngineMetrics {
         let late = Duration::from_micros(u64::try_from(late_us).unwrap_or(0));
         self.timer_lateness.observe(late.as_secs_f64());
         if let Some(samples) = &self.lateness_samples {
-            samples.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(late_us);
+            samples
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push(late_us);
         }
     }
 }
@@ -101,6 +113,7 @@ pub(crate) struct EngineCore {
     pub(crate) registry: OrderRegistry,
     pub(crate) settings: ExpirySettings,
     pub(crate) metrics: EngineMetrics,
+    pub(crate) passes: tokio::sync::Semaphore,
 }
 
 impl EngineCore {
@@ -109,22 +122,36 @@ impl EngineCore {
     }
 
     fn provider(&self, provider: Provider) -> Result<&Addr<ProviderActor>, GatewayError> {
-        self.providers.get(&provider).ok_or(GatewayError::NotConfigured(provider))
+        self.providers
+            .get(&provider)
+            .ok_or(GatewayError::NotConfigured(provider))
     }
 
     pub(crate) async fn query(&self, provider: Provider, pay_no: PayNo) -> Result<TradeQuery, GatewayError> {
         let addr = self.provider(provider)?;
-        flatten(addr.send(QueryTrade(pay_no)).timeout(self.settings.provider_reply_timeout).await)
+        flatten(
+            addr.send(QueryTrade(pay_no))
+                .timeout(self.settings.provider_reply_timeout)
+                .await,
+        )
     }
 
     pub(crate) async fn close(&self, provider: Provider, pay_no: PayNo) -> Result<CloseOutcome, GatewayError> {
         let addr = self.provider(provider)?;
-        flatten(addr.send(CloseTrade(pay_no)).timeout(self.settings.provider_reply_timeout).await)
+        flatten(
+            addr.send(CloseTrade(pay_no))
+                .timeout(self.settings.provider_reply_timeout)
+                .await,
+        )
     }
 
     pub(crate) async fn create_qr(&self, provider: Provider, request: QrRequest) -> Result<QrCreated, GatewayError> {
         let addr = self.provider(provider)?;
-        flatten(addr.send(CreateQr(request)).timeout(self.settings.provider_reply_timeout).await)
+        flatten(
+            addr.send(CreateQr(request))
+                .timeout(self.settings.provider_reply_timeout)
+                .await,
+        )
     }
 }
 
@@ -180,6 +207,7 @@ impl Engine {
                 providers,
                 index,
                 registry: OrderRegistry::new(handles),
+                passes: tokio::sync::Semaphore::new(settings.max_concurrent_passes.max(1)),
                 settings,
                 metrics,
             }),
@@ -225,7 +253,9 @@ impl Engine {
             // The actor below still fires on time; reconcile restores the index entry.
             tracing::warn!(order_no = %order.order_no, error.message = %err, "failed to index a deadline");
         }
-        self.core.registry.get_or_spawn(&self.core, order.id, deadline.at_ms, deadline.at_ms);
+        self.core
+            .registry
+            .get_or_spawn(&self.core, order.id, deadline.at_ms, deadline.at_ms);
     }
 
     /// The actor of a live order, activated from the row if it is not running.
@@ -234,7 +264,11 @@ impl Engine {
             return None;
         }
         let deadline = to_ms(order.expires_at);
-        Some(self.core.registry.get_or_spawn(&self.core, order.id, deadline, deadline))
+        Some(
+            self.core
+                .registry
+                .get_or_spawn(&self.core, order.id, deadline, deadline),
+        )
     }
 
     /// Sends a message to the order's actor. An actor that stopped between lookup and send
@@ -307,7 +341,12 @@ impl Engine {
     ///
     /// # Errors
     /// As [`Engine::cancel`].
-    pub async fn force_close(&self, order: &orders::Model, operator: Operator, reason: String) -> Result<OrderStatus, OrderError> {
+    pub async fn force_close(
+        &self,
+        order: &orders::Model,
+        operator: Operator,
+        reason: String,
+    ) -> Result<OrderStatus, OrderError> {
         let make = || ForceClose {
             operator: operator.clone(),
             reason: reason.clone(),
@@ -321,7 +360,11 @@ impl Engine {
     /// # Errors
     /// [`OrderError::AttemptNotFound`] for an unknown trade; database errors (the provider
     /// should retry then).
-    pub async fn notify(&self, provider: Provider, notification: VerifiedNotification) -> Result<NotifyOutcome, OrderError> {
+    pub async fn notify(
+        &self,
+        provider: Provider,
+        notification: VerifiedNotification,
+    ) -> Result<NotifyOutcome, OrderError> {
         let order_id = notify::owning_order(&self.core, notification.pay_no).await?;
         let order = orders::Entity::find_by_id(order_id)
             .one(&self.core.db)
@@ -344,12 +387,21 @@ impl Engine {
     /// The index or the database could not be read.
     pub async fn rehydrate(&self) -> Result<RehydrateReport, DeadlineError> {
         let live = count_live(&self.core.db).await?;
-        let indexed = self.core.index.len().await?;
+        let indexed = self.core.index.count().await?;
         let mut report = RehydrateReport::default();
         if indexed != live {
-            tracing::warn!(indexed, live, index = self.core.index.name(), "deadline index out of step with the database; rebuilding");
+            tracing::warn!(
+                indexed,
+                live,
+                index = self.core.index.name(),
+                "deadline index out of step with the database; rebuilding"
+            );
             let rebuilt = self.core.index.reconcile().await?;
-            tracing::info!(added = rebuilt.added, removed = rebuilt.removed, "deadline index rebuilt");
+            tracing::info!(
+                added = rebuilt.added,
+                removed = rebuilt.removed,
+                "deadline index rebuilt"
+            );
             report.index_rebuilt = true;
         }
         let deadlines = self.core.index.all().await?;
@@ -368,7 +420,12 @@ impl Engine {
         let report = self.core.index.reconcile().await?;
         let deadlines = self.core.index.all().await?;
         self.arm_all(&deadlines);
-        tracing::info!(live = report.live_orders, added = report.added, removed = report.removed, "deadline index reconciled");
+        tracing::info!(
+            live = report.live_orders,
+            added = report.added,
+            removed = report.removed,
+            "deadline index reconciled"
+        );
         Ok(report)
     }
 
@@ -391,7 +448,9 @@ impl Engine {
             } else {
                 deadline.at_ms
             };
-            self.core.registry.get_or_spawn(&self.core, deadline.order_id, deadline.at_ms, fire_at);
+            self.core
+                .registry
+                .get_or_spawn(&self.core, deadline.order_id, deadline.at_ms, fire_at);
             armed += 1;
             if (n + 1) % progress_every == 0 {
                 tracing::info!(done = n + 1, total, "re-arming order timers");

@@ -19,9 +19,9 @@ pub mod orders;
 pub mod stock;
 
 pub use error::OrderError;
-pub mod provider;
-pub mod retry;
 pub mod deadline;
 pub mod engine;
 pub mod order;
+pub mod provider;
 pub mod registry;
+pub mod retry;

@@ -37,7 +37,13 @@ impl OrderRegistry {
     }
 
     /// The running actor of `id`, or a new one armed to fire at `fire_at_ms`.
-    pub(crate) fn get_or_spawn(&self, core: &Arc<EngineCore>, id: OrderId, deadline_ms: i64, fire_at_ms: i64) -> Addr<OrderActor> {
+    pub(crate) fn get_or_spawn(
+        &self,
+        core: &Arc<EngineCore>,
+        id: OrderId,
+        deadline_ms: i64,
+        fire_at_ms: i64,
+    ) -> Addr<OrderActor> {
         let mut actors = self.lock();
         if let Some(addr) = actors.get(&id).filter(|addr| addr.connected()) {
             return addr.clone();

@@ -46,9 +46,15 @@ mod tests {
             max_delay: Duration::from_secs(2),
         };
         let first = schedule.delay(0);
-        assert!(first >= Duration::from_millis(100) && first <= Duration::from_millis(200), "{first:?}");
+        assert!(
+            first >= Duration::from_millis(100) && first <= Duration::from_millis(200),
+            "{first:?}"
+        );
         let third = schedule.delay(2);
-        assert!(third >= Duration::from_millis(400) && third <= Duration::from_millis(800), "{third:?}");
+        assert!(
+            third >= Duration::from_millis(400) && third <= Duration::from_millis(800),
+            "{third:?}"
+        );
         for attempt in 5..40 {
             // Jitter may add up to the delay again on top of the cap.
             assert!(schedule.delay(attempt) <= Duration::from_secs(4), "attempt {attempt}");

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    error_code, on_both_backends, order_body, spawn_app, spawn_app_with_redis, Backend, ADMIN_TOKEN, MERCHANT_A_KEY,
+    error_code, on_both_backends, spawn_app, spawn_app_with_redis, Backend, ADMIN_TOKEN, MERCHANT_A_KEY,
 };
 
 on_both_backends!(
@@ -33,8 +33,14 @@ async fn an_unpaid_order_is_queried_closed_at_the_provider_and_closed_on_time(ba
     let expires_at = chrono::DateTime::parse_from_rfc3339(order["expires_at"].as_str().unwrap()).unwrap();
     let closed_at = chrono::DateTime::parse_from_rfc3339(order["closed_at"].as_str().unwrap()).unwrap();
     let lateness = closed_at - expires_at;
-    assert!(lateness >= chrono::Duration::zero(), "closed before its deadline: {lateness}");
-    assert!(lateness < chrono::Duration::milliseconds(1500), "closed {lateness} late");
+    assert!(
+        lateness >= chrono::Duration::zero(),
+        "closed before its deadline: {lateness}"
+    );
+    assert!(
+        lateness < chrono::Duration::milliseconds(1500),
+        "closed {lateness} late"
+    );
     let trade = app.sandbox_trade(&pay_no).await;
     assert_eq!(trade["query_count"], 1, "queried once");
     assert_eq!(trade["close_count"], 1, "closed once at the provider");
@@ -73,13 +79,25 @@ async fn a_dropped_notification_is_compensated_at_the_deadline(backend: Backend)
     let (order_no, pay_no) = app.order_with_attempt("exp-3", 1).await;
 
     let trade = app.sandbox_pay(&pay_no, false).await;
-    assert_eq!(app.get_status(MERCHANT_A_KEY, &order_no).await.json::<Value>().await.unwrap()["status"], "pending");
+    assert_eq!(
+        app.get_status(MERCHANT_A_KEY, &order_no)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()["status"],
+        "pending"
+    );
     app.wait_for_status(&order_no, "paid", Duration::from_secs(5)).await;
 
     let order = app.admin_order(&order_no).await;
     assert_eq!(order["payments"][0]["provider_txn_id"], trade["transaction_id"]);
     assert_eq!(order["payments"][0]["status"], "succeeded");
-    let paid_log = order["logs"].as_array().unwrap().iter().find(|l| l["event"] == "order.paid").unwrap();
+    let paid_log = order["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["event"] == "order.paid")
+        .unwrap();
     assert_eq!(paid_log["operator"], "system", "compensated by the expiry rule");
     assert_eq!(app.sku_available("sku-book").await, 8, "a paid order keeps its stock");
     assert_eq!(app.sandbox_trade(&pay_no).await["close_count"], 0);
@@ -134,10 +152,20 @@ async fn cancel_closes_at_the_provider_then_locally(backend: Backend) {
     assert_eq!(app.sandbox_trade(&pay_no).await["trade_state"], "CLOSED");
     assert_eq!(app.sku_available("sku-book").await, 4);
     let order = app.admin_order(&order_no).await;
-    let closed = order["logs"].as_array().unwrap().iter().find(|l| l["event"] == "order.closed").unwrap();
+    let closed = order["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["event"] == "order.closed")
+        .unwrap();
     assert_eq!(closed["operator"], "merchant:merchant_a");
     // Paying the closed trade is refused by the provider itself.
-    let pay = app.client.post(app.url(&format!("/sandbox/trades/{pay_no}/pay"))).send().await.unwrap();
+    let pay = app
+        .client
+        .post(app.url(&format!("/sandbox/trades/{pay_no}/pay")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(pay.status().as_u16(), 409);
 }
 
@@ -146,8 +174,22 @@ async fn force_close_goes_through_the_actor_and_needs_the_admin_token(backend: B
     let (order_no, pay_no) = app.order_with_attempt("exp-6", 600).await;
     let url = app.url(&format!("/admin/orders/{order_no}/force-close"));
 
-    let as_client = app.client.post(&url).bearer_auth(MERCHANT_A_KEY).json(&json!({"reason": "x"})).send().await.unwrap();
-    let empty_reason = app.client.post(&url).bearer_auth(ADMIN_TOKEN).json(&json!({"reason": " "})).send().await.unwrap();
+    let as_client = app
+        .client
+        .post(&url)
+        .bearer_auth(MERCHANT_A_KEY)
+        .json(&json!({"reason": "x"}))
+        .send()
+        .await
+        .unwrap();
+    let empty_reason = app
+        .client
+        .post(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"reason": " "}))
+        .send()
+        .await
+        .unwrap();
     let closed = app
         .client
         .post(&url)
@@ -163,7 +205,12 @@ async fn force_close_goes_through_the_actor_and_needs_the_admin_token(backend: B
     let order: Value = closed.json().await.unwrap();
     assert_eq!(order["status"], "closed");
     assert_eq!(order["close_reason"], "force-closed: fraud suspected");
-    let log = order["logs"].as_array().unwrap().iter().find(|l| l["event"] == "order.closed").unwrap();
+    let log = order["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["event"] == "order.closed")
+        .unwrap();
     assert_eq!(log["operator"], "admin:admin");
     assert_eq!(app.sandbox_trade(&pay_no).await["trade_state"], "CLOSED");
 }
@@ -178,7 +225,8 @@ async fn a_provider_that_stays_down_makes_the_order_stuck_until_it_is_back(backe
     // Every call hangs past the call timeout (300 ms in the test profile).
     app.sandbox_faults(json!({"mode": "timeout", "delay_ms": 2000})).await;
     app.wait_for_status(&order_no, "stuck", Duration::from_secs(20)).await;
-    app.wait_for_status(&timeout_order, "stuck", Duration::from_secs(20)).await;
+    app.wait_for_status(&timeout_order, "stuck", Duration::from_secs(20))
+        .await;
     let stuck: Value = app
         .client
         .get(app.url("/admin/orders?status=stuck"))
@@ -189,17 +237,40 @@ async fn a_provider_that_stays_down_makes_the_order_stuck_until_it_is_back(backe
         .json()
         .await
         .unwrap();
-    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
 
-    assert!(stuck["orders"].as_array().unwrap().iter().any(|o| o["order_no"] == order_no.as_str()));
-    assert!(metrics.contains("paywarden_expiry_outcomes_total{outcome=\"stuck\"} 2"), "{metrics}");
+    assert!(stuck["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|o| o["order_no"] == order_no.as_str()));
+    assert!(
+        metrics.contains("paywarden_expiry_outcomes_total{outcome=\"stuck\"} 2"),
+        "{metrics}"
+    );
     assert_eq!(app.outbox_count(&order_no, "order.stuck").await, 1);
 
     // The provider comes back: the next retry resolves the stuck order.
     app.sandbox_faults(json!({"mode": "none"})).await;
     let status = app.wait_for_status(&order_no, "closed", Duration::from_secs(10)).await;
     assert_eq!(status["close_reason"], "expired");
-    app.wait_for_status(&timeout_order, "closed", Duration::from_secs(10)).await;
+    app.wait_for_status(&timeout_order, "closed", Duration::from_secs(10))
+        .await;
     assert_eq!(app.sandbox_trade(&pay_no).await["trade_state"], "CLOSED");
-    assert_eq!(app.events_of(&order_no).await.iter().filter(|e| *e == "order.closed").count(), 1);
+    assert_eq!(
+        app.events_of(&order_no)
+            .await
+            .iter()
+            .filter(|e| *e == "order.closed")
+            .count(),
+        1
+    );
 }

@@ -287,7 +287,12 @@ impl TestApp {
     pub async fn wait_for_status(&self, order_no: &str, expected: &str, within: std::time::Duration) -> Value {
         let started = std::time::Instant::now();
         loop {
-            let status: Value = self.get_status(MERCHANT_A_KEY, order_no).await.json().await.expect("status JSON");
+            let status: Value = self
+                .get_status(MERCHANT_A_KEY, order_no)
+                .await
+                .json()
+                .await
+                .expect("status JSON");
             if status["status"] == expected {
                 return status;
             }

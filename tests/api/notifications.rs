@@ -32,8 +32,10 @@ fn now() -> i64 {
 
 async fn counts(app: &TestApp, order_no: &str) -> (i64, i64, i64) {
     (
-        app.count(&format!("SELECT COUNT(*) FROM order_logs WHERE order_id = {order_no}")).await,
-        app.count(&format!("SELECT COUNT(*) FROM outbox WHERE order_id = {order_no}")).await,
+        app.count(&format!("SELECT COUNT(*) FROM order_logs WHERE order_id = {order_no}"))
+            .await,
+        app.count(&format!("SELECT COUNT(*) FROM outbox WHERE order_id = {order_no}"))
+            .await,
         app.count("SELECT COUNT(*) FROM webhook_receipts").await,
     )
 }
@@ -62,7 +64,11 @@ async fn a_forged_or_stale_notification_is_rejected_and_changes_nothing(backend:
     let before = counts(&app, &order_no).await;
 
     let forged = app
-        .post_sandbox_notification(&notification(&pay_no, 2999, "evt_forged"), "whsec_not_the_secret", now())
+        .post_sandbox_notification(
+            &notification(&pay_no, 2999, "evt_forged"),
+            "whsec_not_the_secret",
+            now(),
+        )
         .await;
     let stale = app
         .post_sandbox_notification(&notification(&pay_no, 2999, "evt_stale"), SANDBOX_SECRET, now() - 3600)
@@ -112,7 +118,9 @@ async fn a_payment_notified_after_the_close_is_recorded_as_paid_after_close(back
 
     assert_eq!(response.status().as_u16(), 200);
     assert_eq!(response.json::<Value>().await.unwrap()["outcome"], "PaidAfterClose");
-    let status = app.wait_for_status(&order_no, "paid_after_close", Duration::from_secs(1)).await;
+    let status = app
+        .wait_for_status(&order_no, "paid_after_close", Duration::from_secs(1))
+        .await;
     assert!(status["paid_at"].is_string());
     assert_eq!(app.outbox_count(&order_no, "order.payment_anomaly").await, 1);
     let order = app.admin_order(&order_no).await;

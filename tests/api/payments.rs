@@ -78,7 +78,10 @@ async fn payment_attempt_is_refused_after_the_deadline(backend: Backend) {
 
     // Either the order actor has already closed it, or its close is under way.
     let code = error_code(response, 409).await;
-    assert!(["order_expired", "order_not_pending"].contains(&code.as_str()), "{code}");
+    assert!(
+        ["order_expired", "order_not_pending"].contains(&code.as_str()),
+        "{code}"
+    );
     assert_eq!(app.row_counts().await.payment_attempts, 0);
 }
 

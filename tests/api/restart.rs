@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 
-use crate::helpers::{order_body, redis_url, spawn_app_with_redis, test_settings, Backend, ADMIN_TOKEN, MERCHANT_A_KEY};
+use crate::helpers::{
+    order_body, redis_url, spawn_app_with_redis, test_settings, Backend, ADMIN_TOKEN, MERCHANT_A_KEY,
+};
 
 /// The service as a separate process (so it can be killed with SIGKILL), on PostgreSQL + Redis.
 struct ServiceProcess {
@@ -24,14 +26,21 @@ impl ServiceProcess {
             .env("PAYWARDEN__REDIS__URL", redis_url())
             .env("PAYWARDEN__REDIS__KEY_PREFIX", key_prefix)
             .stdout(Stdio::null())
-            .stderr(if std::env::var("TEST_LOG").is_ok() { Stdio::inherit() } else { Stdio::null() })
+            .stderr(if std::env::var("TEST_LOG").is_ok() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .expect("the paywarden binary starts");
         let base = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::new();
         let started = Instant::now();
         while client.get(format!("{base}/healthz")).send().await.is_err() {
-            assert!(started.elapsed() < Duration::from_secs(30), "the service did not come up");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the service did not come up"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Self { child, base }
@@ -51,7 +60,11 @@ impl Drop for ServiceProcess {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[actix_web::test]
@@ -113,19 +126,39 @@ async fn orders_pending_when_the_service_is_killed_resolve_after_restart_exactly
             if status["status"] == "closed" {
                 break;
             }
-            assert!(started.elapsed() < Duration::from_secs(20), "order {order_no} is {}", status["status"]);
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "order {order_no} is {}",
+                status["status"]
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     for order_no in &order_nos {
-        let closes = count(&db, &format!("SELECT COUNT(*) FROM order_logs WHERE order_id = {order_no} AND event = 'order.closed'")).await;
+        let closes = count(
+            &db,
+            &format!("SELECT COUNT(*) FROM order_logs WHERE order_id = {order_no} AND event = 'order.closed'"),
+        )
+        .await;
         assert_eq!(closes, 1, "order {order_no} closed {closes} times");
-        let events = count(&db, &format!("SELECT COUNT(*) FROM outbox WHERE order_id = {order_no} AND event_type = 'order.closed'")).await;
+        let events = count(
+            &db,
+            &format!("SELECT COUNT(*) FROM outbox WHERE order_id = {order_no} AND event_type = 'order.closed'"),
+        )
+        .await;
         assert_eq!(events, 1, "order {order_no} has {events} order.closed events");
     }
-    let mut redis = redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
-    let left: u64 = redis::cmd("ZCARD").arg(format!("{prefix}:deadlines")).query_async(&mut redis).await.unwrap();
+    let mut redis = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let left: u64 = redis::cmd("ZCARD")
+        .arg(format!("{prefix}:deadlines"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
     assert_eq!(left, 0, "final orders leave the deadline index");
 }
 
@@ -140,7 +173,11 @@ async fn a_flushed_redis_index_is_rebuilt_by_reconcile_and_the_orders_still_reso
         body["ttl_seconds"] = 3.into();
         order_nos.push(app.create_order(&body).await["order_no"].as_str().unwrap().to_owned());
     }
-    let mut redis = redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut redis = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
     let indexed: u64 = redis::cmd("ZCARD").arg(&key).query_async(&mut redis).await.unwrap();
     assert_eq!(indexed, 5);
 
@@ -160,7 +197,14 @@ async fn a_flushed_redis_index_is_rebuilt_by_reconcile_and_the_orders_still_reso
     // Assert
     assert_eq!(report["live_orders"], 5);
     assert_eq!(report["added"], 5);
-    let restored: Vec<(String, i64)> = redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1).arg("WITHSCORES").query_async(&mut redis).await.unwrap();
+    let restored: Vec<(String, i64)> = redis::cmd("ZRANGE")
+        .arg(&key)
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
     let mut members: Vec<String> = restored.iter().map(|(m, _)| m.clone()).collect();
     members.sort();
     let mut expected = order_nos.clone();

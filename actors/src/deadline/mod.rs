@@ -62,7 +62,7 @@ pub trait DeadlineIndex: Send + Sync + 'static {
     async fn all(&self) -> Result<Vec<Deadline>, DeadlineError>;
 
     /// Entries held.
-    async fn len(&self) -> Result<u64, DeadlineError>;
+    async fn count(&self) -> Result<u64, DeadlineError>;
 
     /// Makes the index equal to the live orders of the database.
     async fn reconcile(&self) -> Result<ReconcileReport, DeadlineError>;

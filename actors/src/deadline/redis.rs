@@ -71,7 +71,7 @@ impl DeadlineIndex for RedisDeadlineIndex {
             .collect())
     }
 
-    async fn len(&self) -> Result<u64, DeadlineError> {
+    async fn count(&self) -> Result<u64, DeadlineError> {
         let mut redis = self.redis.clone();
         Ok(redis.zcard(&self.key).await?)
     }
@@ -89,7 +89,8 @@ impl DeadlineIndex for RedisDeadlineIndex {
         for chunk in live.chunks(BATCH) {
             let items: Vec<(i64, i64)> = chunk.iter().map(|d| (d.at_ms, d.order_id.0)).collect();
             let _: () = redis.zadd_multiple(&self.key, &items).await?;
-            report.added += u64::try_from(chunk.iter().filter(|d| !indexed.contains(&d.order_id.0)).count()).unwrap_or(0);
+            report.added +=
+                u64::try_from(chunk.iter().filter(|d| !indexed.contains(&d.order_id.0)).count()).unwrap_or(0);
         }
         let stale: Vec<i64> = indexed.difference(&live_ids).copied().collect();
         for chunk in stale.chunks(BATCH) {

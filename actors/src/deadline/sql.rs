@@ -35,7 +35,7 @@ impl DeadlineIndex for SqlDeadlineIndex {
         Ok(live_deadlines(&self.db).await?)
     }
 
-    async fn len(&self) -> Result<u64, DeadlineError> {
+    async fn count(&self) -> Result<u64, DeadlineError> {
         Ok(u64::try_from(live_deadlines(&self.db).await?.len()).unwrap_or(u64::MAX))
     }
 

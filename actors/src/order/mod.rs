@@ -68,7 +68,9 @@ impl OrderActor {
         let delay = Duration::from_millis(u64::try_from(at_ms.saturating_sub(now_ms())).unwrap_or(0));
         self.timer = Some(ctx.run_later(delay, |actor, ctx| {
             actor.timer = None;
-            let late_us = Utc::now().timestamp_micros().saturating_sub(actor.fire_at_ms.saturating_mul(1000));
+            let late_us = Utc::now()
+                .timestamp_micros()
+                .saturating_sub(actor.fire_at_ms.saturating_mul(1000));
             actor.core.metrics.observe_timer_lateness(late_us);
             ctx.notify(Expire);
         }));
@@ -214,9 +216,12 @@ impl Handler<Expire> for OrderActor {
             userpaying_exhausted: self.userpaying_rechecks >= core.settings.userpaying_max_rechecks,
         };
         AtomicResponse::new(Box::pin(
-            async move { resolve::run(&core, id, &intent).await }
-                .into_actor(self)
-                .map(|result, actor, ctx| actor.after_expire(result, ctx)),
+            async move {
+                let _permit = core.passes.acquire().await.map_err(|_| OrderError::Unavailable)?;
+                resolve::run(&core, id, &intent).await
+            }
+            .into_actor(self)
+            .map(|result, actor, ctx| actor.after_expire(result, ctx)),
         ))
     }
 }

@@ -47,7 +47,11 @@ pub(crate) async fn apply(
     let operator = Operator::Provider(provider);
     let TradeState::Paid(trade) = &notification.state else {
         let fresh = transitions::record_receipt_only(&core.db, order_id, &receipt).await?;
-        return Ok(if fresh { NotifyOutcome::Ignored } else { NotifyOutcome::Duplicate });
+        return Ok(if fresh {
+            NotifyOutcome::Ignored
+        } else {
+            NotifyOutcome::Duplicate
+        });
     };
     if trade.amount != attempt.amount {
         let detail = format!(
@@ -55,7 +59,17 @@ pub(crate) async fn apply(
             attempt.pay_no, trade.amount, attempt.amount
         );
         return Ok(
-            match transitions::record_anomaly(&core.db, order_id, attempt.pay_no, detail, Some(trade), &operator, Some(&receipt)).await? {
+            match transitions::record_anomaly(
+                &core.db,
+                order_id,
+                attempt.pay_no,
+                detail,
+                Some(trade),
+                &operator,
+                Some(&receipt),
+            )
+            .await?
+            {
                 Applied::Duplicate => NotifyOutcome::Duplicate,
                 Applied::Done(_) | Applied::Lost(_) => NotifyOutcome::AmountMismatch,
             },
@@ -86,7 +100,9 @@ pub(crate) async fn apply(
                 }
                 Applied::Duplicate => NotifyOutcome::Duplicate,
                 // Closed a moment ago by another node: this is a payment after close.
-                Applied::Lost(OrderStatus::Closed) => after_close(core, order_id, late(raw), &operator, &receipt).await?,
+                Applied::Lost(OrderStatus::Closed) => {
+                    after_close(core, order_id, late(raw), &operator, &receipt).await?
+                }
                 Applied::Lost(_) => already_settled(core, order_id, &attempt, trade, &operator, &receipt).await?,
             }
         }
@@ -105,14 +121,19 @@ async fn after_close(
     operator: &Operator,
     receipt: &Receipt,
 ) -> Result<NotifyOutcome, OrderError> {
-    Ok(match transitions::apply(&core.db, order_id, update, operator, Some(receipt)).await? {
-        Applied::Done(_) => {
-            core.metrics.notifications.with_label_values(&["paid_after_close"]).inc();
-            NotifyOutcome::PaidAfterClose
-        }
-        Applied::Duplicate => NotifyOutcome::Duplicate,
-        Applied::Lost(_) => NotifyOutcome::Anomaly,
-    })
+    Ok(
+        match transitions::apply(&core.db, order_id, update, operator, Some(receipt)).await? {
+            Applied::Done(_) => {
+                core.metrics
+                    .notifications
+                    .with_label_values(&["paid_after_close"])
+                    .inc();
+                NotifyOutcome::PaidAfterClose
+            }
+            Applied::Duplicate => NotifyOutcome::Duplicate,
+            Applied::Lost(_) => NotifyOutcome::Anomaly,
+        },
+    )
 }
 
 /// The order is already paid (or paid after close): the same payment again is a duplicate;
@@ -125,8 +146,8 @@ async fn already_settled(
     operator: &Operator,
     receipt: &Receipt,
 ) -> Result<NotifyOutcome, OrderError> {
-    let same_payment =
-        attempt.status == AttemptStatus::Succeeded && attempt.provider_txn_id.as_deref() == Some(trade.provider_txn_id.as_str());
+    let same_payment = attempt.status == AttemptStatus::Succeeded
+        && attempt.provider_txn_id.as_deref() == Some(trade.provider_txn_id.as_str());
     if same_payment {
         transitions::record_receipt_only(&core.db, order_id, receipt).await?;
         return Ok(NotifyOutcome::Duplicate);
@@ -136,7 +157,17 @@ async fn already_settled(
         attempt.pay_no, trade.provider_txn_id
     );
     Ok(
-        match transitions::record_anomaly(&core.db, order_id, attempt.pay_no, detail, Some(trade), operator, Some(receipt)).await? {
+        match transitions::record_anomaly(
+            &core.db,
+            order_id,
+            attempt.pay_no,
+            detail,
+            Some(trade),
+            operator,
+            Some(receipt),
+        )
+        .await?
+        {
             Applied::Duplicate => NotifyOutcome::Duplicate,
             Applied::Done(_) | Applied::Lost(_) => {
                 core.metrics.notifications.with_label_values(&["anomaly"]).inc();

@@ -24,9 +24,17 @@ use crate::orders::Operator;
 pub(crate) enum Intent {
     /// The deadline passed. `provider_failures` so far decides when the order becomes stuck;
     /// once `userpaying_exhausted`, a trade still in USERPAYING is closed like an unpaid one.
-    Expire { provider_failures: u32, userpaying_exhausted: bool },
-    Cancel { operator: Operator },
-    ForceClose { operator: Operator, reason: String },
+    Expire {
+        provider_failures: u32,
+        userpaying_exhausted: bool,
+    },
+    Cancel {
+        operator: Operator,
+    },
+    ForceClose {
+        operator: Operator,
+        reason: String,
+    },
     /// Query only: compensate if paid, never close.
     Refresh,
 }
@@ -85,7 +93,13 @@ pub(crate) async fn run(core: &EngineCore, order_id: OrderId, intent: &Intent) -
     }
     let operator = intent.operator();
     let refresh_only = matches!(intent, Intent::Refresh);
-    let userpaying_exhausted = matches!(intent, Intent::Expire { userpaying_exhausted: true, .. });
+    let userpaying_exhausted = matches!(
+        intent,
+        Intent::Expire {
+            userpaying_exhausted: true,
+            ..
+        }
+    );
     let attempts = open_attempts(core, order_id).await?;
 
     let mut trouble = false;
@@ -111,7 +125,11 @@ pub(crate) async fn run(core: &EngineCore, order_id: OrderId, intent: &Intent) -
             TradeState::UserPaying | TradeState::NotPaid => true,
             TradeState::Closed | TradeState::NotFound => {
                 if !refresh_only {
-                    let why = if query.state == TradeState::Closed { "closed at the provider" } else { "unknown to the provider" };
+                    let why = if query.state == TradeState::Closed {
+                        "closed at the provider"
+                    } else {
+                        "unknown to the provider"
+                    };
                     transitions::close_attempt(&core.db, order_id, attempt.pay_no, why, &operator).await?;
                 }
                 false
@@ -122,10 +140,12 @@ pub(crate) async fn run(core: &EngineCore, order_id: OrderId, intent: &Intent) -
         }
         match core.close(attempt.provider, attempt.pay_no).await {
             Ok(CloseOutcome::Closed) => {
-                transitions::close_attempt(&core.db, order_id, attempt.pay_no, "closed at the provider", &operator).await?;
+                transitions::close_attempt(&core.db, order_id, attempt.pay_no, "closed at the provider", &operator)
+                    .await?;
             }
             Ok(CloseOutcome::NotFound) => {
-                transitions::close_attempt(&core.db, order_id, attempt.pay_no, "unknown to the provider", &operator).await?;
+                transitions::close_attempt(&core.db, order_id, attempt.pay_no, "unknown to the provider", &operator)
+                    .await?;
             }
             Ok(CloseOutcome::AlreadyPaid) => {
                 // Paid between our query and our close: query again and compensate.
@@ -157,11 +177,22 @@ pub(crate) async fn run(core: &EngineCore, order_id: OrderId, intent: &Intent) -
     if trouble {
         return Ok(match intent {
             Intent::Expire { provider_failures, .. }
-                if order.status == OrderStatus::Pending && provider_failures.saturating_add(1) >= core.settings.retry_budget =>
+                if order.status == OrderStatus::Pending
+                    && provider_failures.saturating_add(1) >= core.settings.retry_budget =>
             {
-                let reason = format!("provider unreachable after {} attempts", provider_failures.saturating_add(1));
+                let reason = format!(
+                    "provider unreachable after {} attempts",
+                    provider_failures.saturating_add(1)
+                );
                 let stuck = matches!(
-                    transitions::apply(&core.db, order_id, OrderUpdate::Stuck { reason }, &Operator::System, None).await?,
+                    transitions::apply(
+                        &core.db,
+                        order_id,
+                        OrderUpdate::Stuck { reason },
+                        &Operator::System,
+                        None
+                    )
+                    .await?,
                     Applied::Done(_)
                 );
                 core.metrics.expiry_outcomes.with_label_values(&["stuck"]).inc();
@@ -215,10 +246,25 @@ pub(crate) async fn compensate(
             "provider reports pay_no {} paid {} but the attempt is for {}",
             attempt.pay_no, trade.amount, attempt.amount
         );
-        transitions::record_anomaly(&core.db, order.id, attempt.pay_no, detail.clone(), Some(&trade), operator, None)
-            .await?;
+        transitions::record_anomaly(
+            &core.db,
+            order.id,
+            attempt.pay_no,
+            detail.clone(),
+            Some(&trade),
+            operator,
+            None,
+        )
+        .await?;
         if order.status == OrderStatus::Pending {
-            transitions::apply(&core.db, order.id, OrderUpdate::Stuck { reason: detail }, operator, None).await?;
+            transitions::apply(
+                &core.db,
+                order.id,
+                OrderUpdate::Stuck { reason: detail },
+                operator,
+                None,
+            )
+            .await?;
         }
         return Ok(PassOutcome::NeedsOperator);
     }
@@ -250,17 +296,32 @@ pub(crate) async fn compensate(
 /// Best effort: a trade left open here still expires at the provider at its `time_expire`,
 /// and a payment on it would arrive as an anomaly, not be lost.
 pub(crate) async fn close_other_attempts(core: &EngineCore, order_id: OrderId, paid: PayNo, operator: &Operator) {
-    let Ok(others) = open_attempts(core, order_id).await else { return };
+    let Ok(others) = open_attempts(core, order_id).await else {
+        return;
+    };
     for other in others.into_iter().filter(|a| a.pay_no != paid) {
         match core.close(other.provider, other.pay_no).await {
             Ok(CloseOutcome::Closed | CloseOutcome::NotFound) => {
-                if let Err(err) = transitions::close_attempt(&core.db, order_id, other.pay_no, "order paid by another attempt", operator).await {
+                if let Err(err) = transitions::close_attempt(
+                    &core.db,
+                    order_id,
+                    other.pay_no,
+                    "order paid by another attempt",
+                    operator,
+                )
+                .await
+                {
                     tracing::warn!(pay_no = %other.pay_no, error.message = %err, "failed to record a closed attempt");
                 }
             }
             Ok(CloseOutcome::AlreadyPaid) => {
-                let detail = format!("pay_no {} was also paid; the order was already paid by {paid}: refund owed", other.pay_no);
-                if let Err(err) = transitions::record_anomaly(&core.db, order_id, other.pay_no, detail, None, operator, None).await {
+                let detail = format!(
+                    "pay_no {} was also paid; the order was already paid by {paid}: refund owed",
+                    other.pay_no
+                );
+                if let Err(err) =
+                    transitions::record_anomaly(&core.db, order_id, other.pay_no, detail, None, operator, None).await
+                {
                     tracing::error!(pay_no = %other.pay_no, error.message = %err, "failed to record a double payment");
                 }
             }

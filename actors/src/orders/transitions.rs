@@ -22,17 +22,25 @@ use crate::gateway::PaidTrade;
 #[derive(Clone, Debug)]
 pub enum OrderUpdate {
     /// pending|stuck -> paid: the attempt succeeded (by notification or compensation).
-    Paid { pay_no: PayNo, trade: PaidTrade, raw: String },
+    Paid {
+        pay_no: PayNo,
+        trade: PaidTrade,
+        raw: String,
+    },
     /// pending|stuck -> closed: every attempt is closed at the provider; stock comes back.
     Closed { reason: String },
     /// pending -> stuck: the retry budget ran out; an operator should look.
     Stuck { reason: String },
     /// closed -> paid_after_close: money arrived for a closed order; a refund is owed.
-    PaidAfterClose { pay_no: PayNo, trade: PaidTrade, raw: String },
+    PaidAfterClose {
+        pay_no: PayNo,
+        trade: PaidTrade,
+        raw: String,
+    },
 }
 
 impl OrderUpdate {
-    fn from_statuses(&self) -> &'static [OrderStatus] {
+    fn allowed_from(&self) -> &'static [OrderStatus] {
         match self {
             OrderUpdate::Paid { .. } | OrderUpdate::Closed { .. } => &[OrderStatus::Pending, OrderStatus::Stuck],
             OrderUpdate::Stuck { .. } => &[OrderStatus::Pending],
@@ -60,7 +68,7 @@ pub struct Receipt {
 #[derive(Debug)]
 pub enum Applied {
     /// The change committed; the order as it is now.
-    Done(orders::Model),
+    Done(Box<orders::Model>),
     /// The guard matched nothing: the order is in this status instead.
     Lost(OrderStatus),
     /// The notification's receipt already existed: nothing was changed.
@@ -94,7 +102,7 @@ pub async fn apply(
         .col_expr(orders::Column::Status, Expr::value(to))
         .col_expr(orders::Column::Version, Expr::col(orders::Column::Version).add(1))
         .filter(orders::Column::Id.eq(order_id))
-        .filter(orders::Column::Status.is_in(update.from_statuses().iter().copied()));
+        .filter(orders::Column::Status.is_in(update.allowed_from().iter().copied()));
     let mut after = before.clone();
     after.status = to;
     after.version = before.version.saturating_add(1);
@@ -127,7 +135,10 @@ pub async fn apply(
                 paid_amount: Some(trade.amount),
             };
             let (event, text) = if matches!(update, OrderUpdate::Paid { .. }) {
-                (EventType::OrderPaid, format!("paid by pay_no {pay_no}, txn {}", trade.provider_txn_id))
+                (
+                    EventType::OrderPaid,
+                    format!("paid by pay_no {pay_no}, txn {}", trade.provider_txn_id),
+                )
             } else {
                 (
                     EventType::OrderPaymentAnomaly,
@@ -184,7 +195,7 @@ pub async fn apply(
     write_event(&txn, event, &after, &payment, now).await?;
     txn.commit().await?;
     tracing::info!(order_no = %after.order_no, from = %before.status, to = %to, %operator, reason = %reason, "order changed");
-    Ok(Applied::Done(after))
+    Ok(Applied::Done(Box::new(after)))
 }
 
 /// An anomaly that changes no order status (amount mismatch, a second payment for a paid
@@ -234,7 +245,7 @@ pub async fn record_anomaly(
     write_event(&txn, EventType::OrderPaymentAnomaly, &order, &payment, now).await?;
     txn.commit().await?;
     tracing::warn!(order_no = %order.order_no, %pay_no, detail = %detail, "payment anomaly recorded");
-    Ok(Applied::Done(order))
+    Ok(Applied::Done(Box::new(order)))
 }
 
 /// Records a notification that needs no change (a duplicate delivery of something already
@@ -242,7 +253,11 @@ pub async fn record_anomaly(
 ///
 /// # Errors
 /// A database error.
-pub async fn record_receipt_only(db: &DatabaseConnection, order_id: OrderId, receipt: &Receipt) -> Result<bool, OrderError> {
+pub async fn record_receipt_only(
+    db: &DatabaseConnection,
+    order_id: OrderId,
+    receipt: &Receipt,
+) -> Result<bool, OrderError> {
     let txn = db.begin().await?;
     let fresh = insert_receipt(&txn, receipt, order_id, Utc::now()).await?;
     txn.commit().await?;
@@ -322,7 +337,10 @@ async fn settle_attempt<C: ConnectionTrait>(
 ) -> Result<(), OrderError> {
     payment_attempts::Entity::update_many()
         .col_expr(payment_attempts::Column::Status, Expr::value(AttemptStatus::Succeeded))
-        .col_expr(payment_attempts::Column::ProviderTxnId, Expr::value(trade.provider_txn_id.clone()))
+        .col_expr(
+            payment_attempts::Column::ProviderTxnId,
+            Expr::value(trade.provider_txn_id.clone()),
+        )
         .col_expr(payment_attempts::Column::PaidAt, Expr::value(trade.paid_at))
         .col_expr(payment_attempts::Column::RawPayload, Expr::value(raw.to_owned()))
         .col_expr(payment_attempts::Column::UpdatedAt, Expr::value(now))

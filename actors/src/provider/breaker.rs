@@ -95,7 +95,10 @@ mod tests {
         assert!(breaker.allow(later), "one probe after the cool-down");
         assert!(!breaker.allow(later), "only one probe at a time");
         breaker.on_failure(later);
-        assert!(!breaker.allow(later + Duration::from_secs(1)), "a failed probe opens again");
+        assert!(
+            !breaker.allow(later + Duration::from_secs(1)),
+            "a failed probe opens again"
+        );
 
         let much_later = later + Duration::from_secs(11);
         assert!(breaker.allow(much_later));

@@ -295,6 +295,10 @@ mod tests {
 
         assert!(results.iter().all(|r| matches!(r, Ok(Ok(_)))));
         // A burst of 5, then 5 more at 5 per second: about one second.
-        assert!(started.elapsed() >= Duration::from_millis(900), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() >= Duration::from_millis(900),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }
