@@ -34,6 +34,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub orders: OrderSettings,
     pub expiry: ExpiryConfig,
+    pub outbox: OutboxConfig,
+    pub amqp: AmqpConfig,
     pub providers: ProviderSettings,
     pub telemetry: TelemetrySettings,
 }
@@ -111,6 +113,40 @@ pub struct ExpiryConfig {
     pub overdue_per_second: u32,
     pub arbiters: usize,
     pub max_concurrent_passes: usize,
+}
+
+/// Delivery of outbox events to subscribers (see `actors::outbox::RelaySettings`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxConfig {
+    pub batch_size: u64,
+    pub sweep_interval_milliseconds: u64,
+    pub lease_seconds: u64,
+    /// Pause after the n-th failed delivery; when spent the delivery is dead.
+    pub retry_schedule_milliseconds: Vec<u64>,
+    pub webhook_timeout_milliseconds: u64,
+    pub concurrency: usize,
+    /// Webhook subscribers declared in configuration (admins can add more at run time).
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    pub secret: SecretString,
+    /// Empty: every event type.
+    #[serde(default)]
+    pub event_types: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpConfig {
+    /// Empty: no AMQP sink. Example: amqp://guest:guest@127.0.0.1:5672/%2f
+    pub url: SecretString,
+    pub exchange: String,
 }
 
 /// How paywarden talks to one provider (see `actors::provider::ProviderCallSettings`).
@@ -253,6 +289,13 @@ impl Settings {
                 "providers.sandbox.calls: rate_per_second, max_concurrency and timeout_milliseconds must be positive"
             );
         }
+        let o = &self.outbox;
+        if o.batch_size == 0 || o.sweep_interval_milliseconds == 0 || o.concurrency == 0 || o.lease_seconds == 0 {
+            bail!("outbox.batch_size, sweep_interval_milliseconds, lease_seconds and concurrency must be positive");
+        }
+        if self.amqp.url().is_some() && self.amqp.exchange.is_empty() {
+            bail!("amqp.exchange must be set when amqp.url is");
+        }
         if self.ids.worker_id > actors::ids::MAX_WORKER_ID {
             bail!("ids.worker_id must be at most {}", actors::ids::MAX_WORKER_ID);
         }
@@ -315,6 +358,31 @@ impl ExpiryConfig {
             arbiters: self.arbiters,
             max_concurrent_passes: self.max_concurrent_passes,
         }
+    }
+}
+
+impl OutboxConfig {
+    pub fn settings(&self) -> actors::outbox::RelaySettings {
+        actors::outbox::RelaySettings {
+            batch_size: self.batch_size,
+            sweep_interval: Duration::from_millis(self.sweep_interval_milliseconds),
+            lease: Duration::from_secs(self.lease_seconds),
+            retry_schedule: self
+                .retry_schedule_milliseconds
+                .iter()
+                .copied()
+                .map(Duration::from_millis)
+                .collect(),
+            webhook_timeout: Duration::from_millis(self.webhook_timeout_milliseconds),
+            concurrency: self.concurrency,
+        }
+    }
+}
+
+impl AmqpConfig {
+    pub fn url(&self) -> Option<&str> {
+        let url = self.url.expose_secret();
+        (!url.is_empty()).then_some(url)
     }
 }
 

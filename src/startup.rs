@@ -23,6 +23,7 @@ use entities::Provider;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use secrecy::ExposeSecret;
+use sha2::Digest;
 use tracing_actix_web::TracingLogger;
 
 use crate::auth::Credentials;
@@ -116,6 +117,7 @@ impl Application {
             settings.expiry.settings(),
             EngineMetrics::register(metrics.registry()).context("failed to register engine metrics")?,
         );
+        start_outbox_relay(&settings, &db, &http, &engine).await?;
         let rehydrated = engine.rehydrate().await.context("failed to re-arm pending orders")?;
         tracing::info!(
             index = engine.index_name(),
@@ -177,6 +179,51 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// Registers the configured subscribers and starts the outbox relay.
+async fn start_outbox_relay(
+    settings: &Settings,
+    db: &DatabaseConnection,
+    http: &reqwest::Client,
+    engine: &Engine,
+) -> anyhow::Result<()> {
+    use actors::outbox::subscribers::{ensure, NewWebhook, KIND_AMQP, KIND_WEBHOOK};
+    for webhook in &settings.outbox.webhooks {
+        // A stable id per URL, so a restart updates the row instead of adding one.
+        let id = format!(
+            "cfg_{}",
+            &hex::encode(sha2::Sha256::digest(webhook.url.as_bytes()))[..16]
+        );
+        let new = NewWebhook {
+            url: webhook.url.clone(),
+            secret: Some(webhook.secret.expose_secret().to_owned()),
+            event_types: webhook.event_types.clone(),
+        };
+        ensure(db, &id, KIND_WEBHOOK, new)
+            .await
+            .map_err(|err| anyhow::anyhow!("outbox.webhooks entry {}: {err}", webhook.url))?;
+    }
+    let amqp = match settings.amqp.url() {
+        Some(url) => {
+            let new = NewWebhook {
+                url: settings.amqp.exchange.clone(),
+                secret: None,
+                event_types: Vec::new(),
+            };
+            ensure(db, "amqp", KIND_AMQP, new)
+                .await
+                .map_err(|err| anyhow::anyhow!("amqp subscriber: {err}"))?;
+            Some(actors::outbox::amqp::AmqpSink::new(
+                url.to_owned(),
+                settings.amqp.exchange.clone(),
+            ))
+        }
+        None => None,
+    };
+    let relay = actors::outbox::OutboxRelay::new(db.clone(), http.clone(), amqp, settings.outbox.settings());
+    engine.attach_relay(relay.start_on_own_arbiter().recipient());
+    Ok(())
 }
 
 /// Connects to the configured database. For SQLite the file's directory is created, and the

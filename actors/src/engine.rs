@@ -19,7 +19,9 @@ use crate::gateway::{CloseOutcome, GatewayError, Gateways, QrCreated, QrRequest,
 use crate::ids::Snowflake;
 use crate::order::messages::{Cancel, ForceClose, NotifyOutcome, PaymentNotified, Refresh, StartAttempt};
 use crate::order::{notify, now_ms, OrderActor};
+use crate::orders::transitions::{self, Applied, OrderUpdate, Receipt};
 use crate::orders::{create_order, Created, Operator};
+use crate::outbox::Wake;
 use crate::provider::{CloseTrade, CreateQr, ProviderActor, ProviderCallSettings, QueryTrade};
 use crate::registry::OrderRegistry;
 use crate::retry::RetrySchedule;
@@ -114,9 +116,66 @@ pub(crate) struct EngineCore {
     pub(crate) settings: ExpirySettings,
     pub(crate) metrics: EngineMetrics,
     pub(crate) passes: tokio::sync::Semaphore,
+    /// The outbox relay, woken after each commit that wrote an event.
+    relay: std::sync::OnceLock<Recipient<Wake>>,
+    /// Status changes of orders, for live status streams.
+    changes: tokio::sync::broadcast::Sender<OrderChanged>,
+}
+
+/// An order's status changed (sent after the commit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OrderChanged {
+    pub order_id: OrderId,
+    pub status: OrderStatus,
 }
 
 impl EngineCore {
+    /// Wakes the outbox relay. A lost wake-up is harmless: the relay also sweeps.
+    pub(crate) fn wake_relay(&self) {
+        if let Some(relay) = self.relay.get() {
+            relay.do_send(Wake);
+        }
+    }
+
+    /// After a commit that changed `order_id` to `status` (and wrote an event).
+    pub(crate) fn changed(&self, order_id: OrderId, status: OrderStatus) {
+        self.wake_relay();
+        // No receiver is fine: nobody is watching this order.
+        let _ = self.changes.send(OrderChanged { order_id, status });
+    }
+
+    /// [`transitions::apply`], announcing a committed change.
+    pub(crate) async fn apply(
+        &self,
+        order_id: OrderId,
+        update: OrderUpdate,
+        operator: &Operator,
+        receipt: Option<&Receipt>,
+    ) -> Result<Applied, OrderError> {
+        let applied = transitions::apply(&self.db, order_id, update, operator, receipt).await?;
+        if let Applied::Done(order) = &applied {
+            self.changed(order.id, order.status);
+        }
+        Ok(applied)
+    }
+
+    /// [`transitions::record_anomaly`], waking the relay for its event.
+    pub(crate) async fn record_anomaly(
+        &self,
+        order_id: OrderId,
+        pay_no: PayNo,
+        detail: String,
+        trade: Option<&crate::gateway::PaidTrade>,
+        operator: &Operator,
+        receipt: Option<&Receipt>,
+    ) -> Result<Applied, OrderError> {
+        let applied = transitions::record_anomaly(&self.db, order_id, pay_no, detail, trade, operator, receipt).await?;
+        if matches!(applied, Applied::Done(_)) {
+            self.wake_relay();
+        }
+        Ok(applied)
+    }
+
     pub(crate) fn has_provider(&self, provider: Provider) -> bool {
         self.providers.contains_key(&provider)
     }
@@ -208,6 +267,8 @@ impl Engine {
                 index,
                 registry: OrderRegistry::new(handles),
                 passes: tokio::sync::Semaphore::new(settings.max_concurrent_passes.max(1)),
+                relay: std::sync::OnceLock::new(),
+                changes: tokio::sync::broadcast::channel(1024).0,
                 settings,
                 metrics,
             }),
@@ -217,6 +278,21 @@ impl Engine {
 
     pub fn db(&self) -> &DatabaseConnection {
         &self.core.db
+    }
+
+    /// Connects the outbox relay, woken after every commit that writes an event. Once.
+    pub fn attach_relay(&self, relay: Recipient<Wake>) {
+        let _ = self.core.relay.set(relay);
+    }
+
+    /// Wakes the outbox relay (after an admin redelivery, say).
+    pub fn wake_relay(&self) {
+        self.core.wake_relay();
+    }
+
+    /// Every order status change from now on (on this node).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<OrderChanged> {
+        self.core.changes.subscribe()
     }
 
     pub fn index_name(&self) -> &'static str {
@@ -238,6 +314,7 @@ impl Engine {
     pub async fn create_order(&self, order: &NewOrder) -> Result<Created, OrderError> {
         let created = create_order(&self.core.db, &self.core.ids, order).await?;
         if let Created::New(model) = &created {
+            self.core.changed(model.id, model.status);
             self.track(model).await;
         }
         Ok(created)

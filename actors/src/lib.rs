@@ -22,6 +22,7 @@ pub use error::OrderError;
 pub mod deadline;
 pub mod engine;
 pub mod order;
+pub mod outbox;
 pub mod provider;
 pub mod registry;
 pub mod retry;

@@ -7,16 +7,18 @@
 //! # Layout
 //! - [`types`]: `OrderId`, `PayNo`, `MinorUnit` and the string-backed status enums.
 //! - one module per table: [`orders`], [`order_items`], [`payment_attempts`], [`order_logs`],
-//!   [`outbox`], [`webhook_receipts`], [`skus`].
+//!   [`outbox`], [`outbox_deliveries`], [`subscribers`], [`webhook_receipts`], [`skus`].
 //! - [`prelude`]: every `Entity` under its own name.
 
 pub mod order_items;
 pub mod order_logs;
 pub mod orders;
 pub mod outbox;
+pub mod outbox_deliveries;
 pub mod payment_attempts;
 pub mod prelude;
 pub mod skus;
+pub mod subscribers;
 pub mod types;
 pub mod webhook_receipts;
 

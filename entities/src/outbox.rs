@@ -17,8 +17,10 @@ pub struct Model {
     /// The event as JSON text, exactly as it will be delivered.
     pub payload: String,
     pub created_at: DateTimeUtc,
-    /// Set once every sink has acknowledged the event.
+    /// Set once every subscriber has acknowledged the event (or given up on it).
     pub published_at: Option<DateTimeUtc>,
+    /// Set once a delivery row exists for every subscriber that wants the event.
+    pub fanned_out_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -2,6 +2,8 @@ pub use super::order_items::Entity as OrderItems;
 pub use super::order_logs::Entity as OrderLogs;
 pub use super::orders::Entity as Orders;
 pub use super::outbox::Entity as Outbox;
+pub use super::outbox_deliveries::Entity as OutboxDeliveries;
 pub use super::payment_attempts::Entity as PaymentAttempts;
 pub use super::skus::Entity as Skus;
+pub use super::subscribers::Entity as Subscribers;
 pub use super::webhook_receipts::Entity as WebhookReceipts;

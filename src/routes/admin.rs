@@ -2,6 +2,7 @@
 
 use actix_web::{web, HttpResponse};
 use actors::orders::{query, Operator};
+use actors::outbox::subscribers::{self, NewWebhook, SubscriberError};
 use actors::stock::{self, SetStockError};
 use entities::OrderStatus;
 use serde::{Deserialize, Serialize};
@@ -124,4 +125,153 @@ pub async fn reconcile(state: web::Data<AppState>) -> Result<HttpResponse, ApiEr
         .await
         .map_err(|err| ApiError::Internal(anyhow::Error::new(err).context("reconcile failed")))?;
     Ok(HttpResponse::Ok().json(report))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddSubscriberBody {
+    url: String,
+    secret: Option<String>,
+    #[serde(default)]
+    event_types: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct SubscriberResponse {
+    id: String,
+    kind: String,
+    url: String,
+    event_types: String,
+    enabled: bool,
+    created_at: chrono::DateTime<chrono::Utc>,
+    /// Shown once, when the subscriber is created.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
+}
+
+impl SubscriberResponse {
+    fn new(model: entities::subscribers::Model, show_secret: bool) -> Self {
+        Self {
+            id: model.id,
+            kind: model.kind,
+            url: model.url,
+            event_types: model.event_types,
+            enabled: model.enabled,
+            created_at: model.created_at,
+            secret: if show_secret { model.secret } else { None },
+        }
+    }
+}
+
+fn subscriber_error(err: SubscriberError) -> ApiError {
+    match err {
+        SubscriberError::Validation(err) => ApiError::Validation(err),
+        SubscriberError::NotFound => ApiError::NotFound("subscriber or delivery"),
+        SubscriberError::Db(err) => ApiError::from(err),
+    }
+}
+
+/// `POST /admin/subscribers`: a new webhook subscriber; its secret is in this answer only.
+pub async fn add_subscriber(
+    state: web::Data<AppState>,
+    body: web::Json<AddSubscriberBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let model = subscribers::add_webhook(
+        &state.db,
+        NewWebhook {
+            url: body.url,
+            secret: body.secret,
+            event_types: body.event_types,
+        },
+    )
+    .await
+    .map_err(subscriber_error)?;
+    tracing::info!(subscriber_id = %model.id, url = %model.url, "subscriber added");
+    Ok(HttpResponse::Created().json(SubscriberResponse::new(model, true)))
+}
+
+/// `GET /admin/subscribers`.
+pub async fn list_subscribers(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let list: Vec<SubscriberResponse> = subscribers::list(&state.db)
+        .await?
+        .into_iter()
+        .map(|model| SubscriberResponse::new(model, false))
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "subscribers": list })))
+}
+
+/// `DELETE /admin/subscribers/{id}`: its undelivered events become dead.
+pub async fn remove_subscriber(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    subscribers::remove(&state.db, &id).await.map_err(subscriber_error)?;
+    tracing::info!(subscriber_id = %id, "subscriber removed");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveriesQuery {
+    status: Option<String>,
+    limit: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct DeliveryResponse {
+    id: i64,
+    subscriber_id: String,
+    status: String,
+    attempts: i32,
+    last_error: Option<String>,
+    next_attempt_at: chrono::DateTime<chrono::Utc>,
+    delivered_at: Option<chrono::DateTime<chrono::Utc>>,
+    order_no: String,
+    event_id: Option<String>,
+    event_type: Option<String>,
+}
+
+/// `GET /admin/deliveries?status=dead|pending|delivered&limit=`: newest first.
+pub async fn list_deliveries(
+    state: web::Data<AppState>,
+    params: web::Query<DeliveriesQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let status = params.status.as_deref().unwrap_or(subscribers::STATUS_DEAD);
+    if ![
+        subscribers::STATUS_DEAD,
+        subscribers::STATUS_PENDING,
+        subscribers::STATUS_DELIVERED,
+    ]
+    .contains(&status)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "status must be dead, pending or delivered",
+        ));
+    }
+    let limit = params.limit.unwrap_or(100).clamp(1, LIST_LIMIT_MAX);
+    let rows: Vec<DeliveryResponse> = subscribers::list_deliveries(&state.db, status, limit)
+        .await?
+        .into_iter()
+        .map(|view| DeliveryResponse {
+            id: view.delivery.id,
+            subscriber_id: view.delivery.subscriber_id,
+            status: view.delivery.status,
+            attempts: view.delivery.attempts,
+            last_error: view.delivery.last_error,
+            next_attempt_at: view.delivery.next_attempt_at,
+            delivered_at: view.delivery.delivered_at,
+            order_no: view.delivery.order_id.to_string(),
+            event_id: view.event.as_ref().map(|e| e.event_id.to_string()),
+            event_type: view.event.map(|e| e.event_type),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "deliveries": rows })))
+}
+
+/// `POST /admin/deliveries/{id}/redeliver`: queue a dead delivery again, due now.
+pub async fn redeliver(state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+    subscribers::redeliver(&state.db, id.into_inner())
+        .await
+        .map_err(subscriber_error)?;
+    state.engine.wake_relay();
+    Ok(HttpResponse::Accepted().json(serde_json::json!({ "status": "pending" })))
 }

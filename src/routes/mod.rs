@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod dto;
+pub mod events;
 pub mod orders;
 pub mod payments;
 pub mod sandbox;
@@ -39,6 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, sandbox: b
             .route("/orders/{order_no}", web::get().to(orders::get))
             .route("/orders/{order_no}/status", web::get().to(orders::status))
             .route("/orders/{order_no}/cancel", web::post().to(orders::cancel))
+            .route("/orders/{order_no}/events", web::get().to(events::stream))
             .route("/orders/{order_no}/payments", web::post().to(payments::create))
             .route("/payments/{pay_no}/qr.png", web::get().to(payments::qr_png)),
     )
@@ -49,6 +51,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, sandbox: b
             .route("/orders/{order_no}", web::get().to(admin::get_order))
             .route("/orders/{order_no}/force-close", web::post().to(admin::force_close))
             .route("/deadlines/reconcile", web::post().to(admin::reconcile))
+            .route("/subscribers", web::post().to(admin::add_subscriber))
+            .route("/subscribers", web::get().to(admin::list_subscribers))
+            .route("/subscribers/{id}", web::delete().to(admin::remove_subscriber))
+            .route("/deliveries", web::get().to(admin::list_deliveries))
+            .route("/deliveries/{id}/redeliver", web::post().to(admin::redeliver))
             .route("/skus/{sku_id}", web::put().to(admin::put_sku))
             .route("/skus/{sku_id}", web::get().to(admin::get_sku)),
     );

@@ -10,5 +10,6 @@ mod health;
 mod migrations;
 mod notifications;
 mod orders;
+mod outbox;
 mod payments;
 mod restart;

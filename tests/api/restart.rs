@@ -11,13 +11,13 @@ use crate::helpers::{
 };
 
 /// The service as a separate process (so it can be killed with SIGKILL), on PostgreSQL + Redis.
-struct ServiceProcess {
+pub(crate) struct ServiceProcess {
     child: Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl ServiceProcess {
-    async fn start(database_url: &str, key_prefix: &str, port: u16) -> Self {
+    pub(crate) async fn start(database_url: &str, key_prefix: &str, port: u16) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_paywarden"))
             .env("PAYWARDEN_CONFIG_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/config"))
             .env("PAYWARDEN__ENV", "test")
@@ -46,7 +46,7 @@ impl ServiceProcess {
         Self { child, base }
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         self.child.kill().expect("SIGKILL the service");
         self.child.wait().expect("reap the service");
     }
@@ -59,7 +59,7 @@ impl Drop for ServiceProcess {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

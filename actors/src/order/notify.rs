@@ -59,16 +59,9 @@ pub(crate) async fn apply(
             attempt.pay_no, trade.amount, attempt.amount
         );
         return Ok(
-            match transitions::record_anomaly(
-                &core.db,
-                order_id,
-                attempt.pay_no,
-                detail,
-                Some(trade),
-                &operator,
-                Some(&receipt),
-            )
-            .await?
+            match core
+                .record_anomaly(order_id, attempt.pay_no, detail, Some(trade), &operator, Some(&receipt))
+                .await?
             {
                 Applied::Duplicate => NotifyOutcome::Duplicate,
                 Applied::Done(_) | Applied::Lost(_) => NotifyOutcome::AmountMismatch,
@@ -92,7 +85,10 @@ pub(crate) async fn apply(
     };
     let outcome = match order.status {
         OrderStatus::Pending | OrderStatus::Stuck => {
-            match transitions::apply(&core.db, order_id, paid(raw.clone()), &operator, Some(&receipt)).await? {
+            match core
+                .apply(order_id, paid(raw.clone()), &operator, Some(&receipt))
+                .await?
+            {
                 Applied::Done(_) => {
                     core.metrics.notifications.with_label_values(&["paid"]).inc();
                     close_other_attempts(core, order_id, attempt.pay_no, &operator).await;
@@ -121,19 +117,17 @@ async fn after_close(
     operator: &Operator,
     receipt: &Receipt,
 ) -> Result<NotifyOutcome, OrderError> {
-    Ok(
-        match transitions::apply(&core.db, order_id, update, operator, Some(receipt)).await? {
-            Applied::Done(_) => {
-                core.metrics
-                    .notifications
-                    .with_label_values(&["paid_after_close"])
-                    .inc();
-                NotifyOutcome::PaidAfterClose
-            }
-            Applied::Duplicate => NotifyOutcome::Duplicate,
-            Applied::Lost(_) => NotifyOutcome::Anomaly,
-        },
-    )
+    Ok(match core.apply(order_id, update, operator, Some(receipt)).await? {
+        Applied::Done(_) => {
+            core.metrics
+                .notifications
+                .with_label_values(&["paid_after_close"])
+                .inc();
+            NotifyOutcome::PaidAfterClose
+        }
+        Applied::Duplicate => NotifyOutcome::Duplicate,
+        Applied::Lost(_) => NotifyOutcome::Anomaly,
+    })
 }
 
 /// The order is already paid (or paid after close): the same payment again is a duplicate;
@@ -157,16 +151,9 @@ async fn already_settled(
         attempt.pay_no, trade.provider_txn_id
     );
     Ok(
-        match transitions::record_anomaly(
-            &core.db,
-            order_id,
-            attempt.pay_no,
-            detail,
-            Some(trade),
-            operator,
-            Some(receipt),
-        )
-        .await?
+        match core
+            .record_anomaly(order_id, attempt.pay_no, detail, Some(trade), operator, Some(receipt))
+            .await?
         {
             Applied::Duplicate => NotifyOutcome::Duplicate,
             Applied::Done(_) | Applied::Lost(_) => {

@@ -185,14 +185,8 @@ pub(crate) async fn run(core: &EngineCore, order_id: OrderId, intent: &Intent) -
                     provider_failures.saturating_add(1)
                 );
                 let stuck = matches!(
-                    transitions::apply(
-                        &core.db,
-                        order_id,
-                        OrderUpdate::Stuck { reason },
-                        &Operator::System,
-                        None
-                    )
-                    .await?,
+                    core.apply(order_id, OrderUpdate::Stuck { reason }, &Operator::System, None)
+                        .await?,
                     Applied::Done(_)
                 );
                 core.metrics.expiry_outcomes.with_label_values(&["stuck"]).inc();
@@ -212,7 +206,7 @@ pub(crate) async fn run(core: &EngineCore, order_id: OrderId, intent: &Intent) -
     let update = OrderUpdate::Closed {
         reason: intent.close_reason(),
     };
-    match transitions::apply(&core.db, order_id, update, &operator, None).await? {
+    match core.apply(order_id, update, &operator, None).await? {
         Applied::Done(_) => {
             core.metrics.expiry_outcomes.with_label_values(&["closed"]).inc();
             Ok(PassOutcome::Final(OrderStatus::Closed))
@@ -246,25 +240,11 @@ pub(crate) async fn compensate(
             "provider reports pay_no {} paid {} but the attempt is for {}",
             attempt.pay_no, trade.amount, attempt.amount
         );
-        transitions::record_anomaly(
-            &core.db,
-            order.id,
-            attempt.pay_no,
-            detail.clone(),
-            Some(&trade),
-            operator,
-            None,
-        )
-        .await?;
-        if order.status == OrderStatus::Pending {
-            transitions::apply(
-                &core.db,
-                order.id,
-                OrderUpdate::Stuck { reason: detail },
-                operator,
-                None,
-            )
+        core.record_anomaly(order.id, attempt.pay_no, detail.clone(), Some(&trade), operator, None)
             .await?;
+        if order.status == OrderStatus::Pending {
+            core.apply(order.id, OrderUpdate::Stuck { reason: detail }, operator, None)
+                .await?;
         }
         return Ok(PassOutcome::NeedsOperator);
     }
@@ -273,7 +253,7 @@ pub(crate) async fn compensate(
         trade: trade.clone(),
         raw: raw.clone(),
     };
-    match transitions::apply(&core.db, order.id, paid, operator, None).await? {
+    match core.apply(order.id, paid, operator, None).await? {
         Applied::Done(_) => {
             core.metrics.expiry_outcomes.with_label_values(&["compensated"]).inc();
             close_other_attempts(core, order.id, attempt.pay_no, operator).await;
@@ -285,7 +265,7 @@ pub(crate) async fn compensate(
                 trade,
                 raw,
             };
-            transitions::apply(&core.db, order.id, late, operator, None).await?;
+            core.apply(order.id, late, operator, None).await?;
             Ok(PassOutcome::Final(OrderStatus::PaidAfterClose))
         }
         Applied::Lost(status) => Ok(PassOutcome::Final(status)),
@@ -319,8 +299,9 @@ pub(crate) async fn close_other_attempts(core: &EngineCore, order_id: OrderId, p
                     "pay_no {} was also paid; the order was already paid by {paid}: refund owed",
                     other.pay_no
                 );
-                if let Err(err) =
-                    transitions::record_anomaly(&core.db, order_id, other.pay_no, detail, None, operator, None).await
+                if let Err(err) = core
+                    .record_anomaly(order_id, other.pay_no, detail, None, operator, None)
+                    .await
                 {
                     tracing::error!(pay_no = %other.pay_no, error.message = %err, "failed to record a double payment");
                 }

@@ -152,6 +152,7 @@ pub async fn write_event<C: ConnectionTrait>(
         payload: Set(payload),
         created_at: Set(at),
         published_at: Set(None),
+        fanned_out_at: Set(None),
     })
     .exec_without_returning(conn)
     .await?;

@@ -1,0 +1,14 @@
+//! Reliable downstream notification: the outbox relay, its subscribers and sinks.
+//!
+//! # Layout
+//! - [`relay`]: the `OutboxRelay` actor (fan-out, leased claims, delivery, retries).
+//! - [`subscribers`]: admin operations on subscribers and deliveries.
+//! - [`signature`]: the HMAC signature of outgoing webhooks (and how a receiver checks it).
+//! - [`amqp`]: the AMQP sink with publisher confirms.
+
+pub mod amqp;
+pub mod relay;
+pub mod signature;
+pub mod subscribers;
+
+pub use relay::{OutboxRelay, RelaySettings, Wake};

@@ -1,0 +1,421 @@
+//! The outbox relay actor: moves outbox events to their subscribers, at least once, in order
+//! per order.
+//!
+//! Woken (`Wake`) right after each commit that wrote an event, with a periodic sweep as the
+//! safety net (a lost wake-up, a delivery whose retry came due, another node's events). One
+//! cycle: fan out new events into one delivery row per interested subscriber, claim due rows
+//! under a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so two running relays never hold the
+//! same row; SQLite runs one instance), deliver them concurrently, and record each outcome:
+//! delivered, or retried later on the configured schedule (with jitter), or dead once it is
+//! spent. A delivery waits while an earlier event of the same order for the same subscriber is
+//! still pending, so each order's events arrive in the order they were written.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use entities::{outbox, outbox_deliveries, subscribers};
+use futures::StreamExt;
+use rand::Rng;
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait, Value,
+};
+
+use super::amqp::AmqpSink;
+use super::signature::{sign, EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use super::subscribers::{KIND_AMQP, KIND_WEBHOOK, STATUS_DEAD, STATUS_DELIVERED, STATUS_PENDING};
+
+#[derive(Clone, Debug)]
+pub struct RelaySettings {
+    /// Rows fanned out, and deliveries claimed, per cycle.
+    pub batch_size: u64,
+    pub sweep_interval: Duration,
+    /// How long a claimed row is held by this relay.
+    pub lease: Duration,
+    /// Pause after the n-th failed attempt; once spent, the delivery is dead.
+    pub retry_schedule: Vec<Duration>,
+    pub webhook_timeout: Duration,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+}
+
+/// Look for work now.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Wake;
+
+pub struct RelayCore {
+    db: DatabaseConnection,
+    http: reqwest::Client,
+    amqp: Option<AmqpSink>,
+    settings: RelaySettings,
+}
+
+pub struct OutboxRelay {
+    core: Arc<RelayCore>,
+    running: bool,
+    /// A wake-up came while a cycle ran: run another one right after.
+    again: bool,
+}
+
+impl OutboxRelay {
+    pub fn new(db: DatabaseConnection, http: reqwest::Client, amqp: Option<AmqpSink>, settings: RelaySettings) -> Self {
+        Self {
+            core: Arc::new(RelayCore {
+                db,
+                http,
+                amqp,
+                settings,
+            }),
+            running: false,
+            again: false,
+        }
+    }
+
+    /// Starts the relay on its own arbiter (thread).
+    pub fn start_on_own_arbiter(self) -> Addr<Self> {
+        let arbiter = Arbiter::new();
+        Self::start_in_arbiter(&arbiter.handle(), move |_| self)
+    }
+}
+
+impl Actor for OutboxRelay {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let sweep = self.core.settings.sweep_interval;
+        ctx.run_interval(sweep, |_, ctx| ctx.notify(Wake));
+        ctx.notify(Wake);
+    }
+}
+
+impl Handler<Wake> for OutboxRelay {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Wake, ctx: &mut Self::Context) {
+        if self.running {
+            self.again = true;
+            return;
+        }
+        self.running = true;
+        self.again = false;
+        let core = self.core.clone();
+        ctx.spawn(
+            async move { cycle(&core).await }
+                .into_actor(self)
+                .map(|result, relay, ctx| {
+                    relay.running = false;
+                    let more = match result {
+                        Ok(more) => more,
+                        Err(err) => {
+                            tracing::error!(error.cause_chain = ?err, "outbox relay cycle failed");
+                            false
+                        }
+                    };
+                    if more || relay.again {
+                        ctx.notify(Wake);
+                    }
+                }),
+        );
+    }
+}
+
+/// One cycle; true when a batch was full (more work is likely waiting).
+async fn cycle(core: &RelayCore) -> Result<bool, DbErr> {
+    let fanned = fan_out(core).await?;
+    let claimed = claim(core).await?;
+    let claimed_count = u64::try_from(claimed.len()).unwrap_or(u64::MAX);
+    if !claimed.is_empty() {
+        deliver_all(core, claimed).await?;
+    }
+    Ok(fanned == core.settings.batch_size || claimed_count == core.settings.batch_size)
+}
+
+/// Creates the delivery rows of events not yet fanned out. Returns the events handled.
+async fn fan_out(core: &RelayCore) -> Result<u64, DbErr> {
+    let events = outbox::Entity::find()
+        .filter(outbox::Column::FannedOutAt.is_null())
+        .order_by_asc(outbox::Column::Id)
+        .limit(core.settings.batch_size)
+        .all(&core.db)
+        .await?;
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let subscribers = subscribers::Entity::find()
+        .filter(subscribers::Column::Enabled.eq(true))
+        .all(&core.db)
+        .await?;
+    let now = Utc::now();
+    let txn = core.db.begin().await?;
+    for event in &events {
+        let rows: Vec<outbox_deliveries::ActiveModel> = subscribers
+            .iter()
+            .filter(|s| s.wants(&event.event_type))
+            .map(|s| outbox_deliveries::ActiveModel {
+                id: NotSet,
+                outbox_id: Set(event.id),
+                order_id: Set(event.order_id),
+                subscriber_id: Set(s.id.clone()),
+                status: Set(STATUS_PENDING.to_owned()),
+                attempts: Set(0),
+                next_attempt_at: Set(now),
+                lease_until: Set(None),
+                last_error: Set(None),
+                delivered_at: Set(None),
+                created_at: Set(now),
+            })
+            .collect();
+        let mut update = outbox::Entity::update_many()
+            .col_expr(outbox::Column::FannedOutAt, Expr::value(now))
+            .filter(outbox::Column::Id.eq(event.id));
+        if rows.is_empty() {
+            // Nobody wants it: nothing to wait for.
+            update = update.col_expr(outbox::Column::PublishedAt, Expr::value(now));
+        } else {
+            // Another relay may have fanned this event out a moment ago: keep its rows.
+            outbox_deliveries::Entity::insert_many(rows)
+                .on_conflict(
+                    OnConflict::columns([
+                        outbox_deliveries::Column::OutboxId,
+                        outbox_deliveries::Column::SubscriberId,
+                    ])
+                    .do_nothing()
+                    .to_owned(),
+                )
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        update.exec(&txn).await?;
+    }
+    txn.commit().await?;
+    Ok(u64::try_from(events.len()).unwrap_or(u64::MAX))
+}
+
+/// Leases due deliveries whose earlier events (same order, same subscriber) are done.
+async fn claim(core: &RelayCore) -> Result<Vec<outbox_deliveries::Model>, DbErr> {
+    let now = Utc::now();
+    let lease = chrono::Duration::from_std(core.settings.lease).unwrap_or_else(|_| chrono::Duration::seconds(60));
+    let backend = core.db.get_database_backend();
+    let limit = i64::try_from(core.settings.batch_size).unwrap_or(100);
+    let (sql, lock, values): (&str, bool, Vec<Value>) = match backend {
+        DatabaseBackend::Postgres => (
+            POSTGRES_CLAIM,
+            true,
+            vec![(now + lease).into(), now.into(), limit.into(), now.into()],
+        ),
+        // Positional `?`: lease end, now (due), now (lease), limit, now (outer re-check).
+        DatabaseBackend::Sqlite | DatabaseBackend::MySql => (
+            SQLITE_CLAIM,
+            false,
+            vec![(now + lease).into(), now.into(), now.into(), limit.into(), now.into()],
+        ),
+    };
+    let rows = core
+        .db
+        .query_all(Statement::from_sql_and_values(backend, sql, values))
+        .await?;
+    let mut ids = Vec::with_capacity(rows.len());
+    for row in rows {
+        ids.push(row.try_get_by_index::<i64>(0)?);
+    }
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    tracing::debug!(claimed = ids.len(), skip_locked = lock, "outbox deliveries claimed");
+    outbox_deliveries::Entity::find()
+        .filter(outbox_deliveries::Column::Id.is_in(ids))
+        .order_by_asc(outbox_deliveries::Column::Id)
+        .all(&core.db)
+        .await
+}
+
+/// `$1` lease end, `$2` now, `$3` batch size, `$4` now (the outer re-check).
+const POSTGRES_CLAIM: &str = r#"
+UPDATE outbox_deliveries SET lease_until = $1
+WHERE id IN (
+    SELECT d.id FROM outbox_deliveries d
+    WHERE d.status = 'pending' AND d.next_attempt_at <= $2
+      AND (d.lease_until IS NULL OR d.lease_until < $2)
+      AND NOT EXISTS (
+          SELECT 1 FROM outbox_deliveries e
+          WHERE e.subscriber_id = d.subscriber_id AND e.order_id = d.order_id
+            AND e.status = 'pending' AND e.outbox_id < d.outbox_id)
+    ORDER BY d.id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED)
+  AND (lease_until IS NULL OR lease_until < $4)
+RETURNING id"#;
+
+const SQLITE_CLAIM: &str = r#"
+UPDATE outbox_deliveries SET lease_until = ?
+WHERE id IN (
+    SELECT d.id FROM outbox_deliveries d
+    WHERE d.status = 'pending' AND d.next_attempt_at <= ?
+      AND (d.lease_until IS NULL OR d.lease_until < ?)
+      AND NOT EXISTS (
+          SELECT 1 FROM outbox_deliveries e
+          WHERE e.subscriber_id = d.subscriber_id AND e.order_id = d.order_id
+            AND e.status = 'pending' AND e.outbox_id < d.outbox_id)
+    ORDER BY d.id
+    LIMIT ?)
+  AND (lease_until IS NULL OR lease_until < ?)
+RETURNING id"#;
+
+async fn deliver_all(core: &RelayCore, claimed: Vec<outbox_deliveries::Model>) -> Result<(), DbErr> {
+    let outbox_ids: Vec<i64> = claimed.iter().map(|d| d.outbox_id).collect();
+    let events: HashMap<i64, outbox::Model> = outbox::Entity::find()
+        .filter(outbox::Column::Id.is_in(outbox_ids))
+        .all(&core.db)
+        .await?
+        .into_iter()
+        .map(|e| (e.id, e))
+        .collect();
+    let subscribers: HashMap<String, subscribers::Model> = subscribers::Entity::find()
+        .all(&core.db)
+        .await?
+        .into_iter()
+        .map(|s| (s.id.clone(), s))
+        .collect();
+    let results: Vec<(outbox_deliveries::Model, Result<(), String>)> = futures::stream::iter(claimed)
+        .map(|delivery| {
+            let event = events.get(&delivery.outbox_id);
+            let subscriber = subscribers.get(&delivery.subscriber_id);
+            async move {
+                let outcome = match (event, subscriber) {
+                    (Some(event), Some(subscriber)) => deliver(core, event, subscriber).await,
+                    _ => Err("subscriber or event no longer exists".to_owned()),
+                };
+                (delivery, outcome)
+            }
+        })
+        .buffer_unordered(core.settings.concurrency.max(1))
+        .collect()
+        .await;
+    for (delivery, outcome) in results {
+        record(core, &delivery, outcome).await?;
+    }
+    Ok(())
+}
+
+async fn deliver(core: &RelayCore, event: &outbox::Model, subscriber: &subscribers::Model) -> Result<(), String> {
+    match subscriber.kind.as_str() {
+        KIND_WEBHOOK => {
+            let secret = subscriber.secret.as_deref().unwrap_or_default();
+            let timestamp = Utc::now().timestamp();
+            let response = core
+                .http
+                .post(&subscriber.url)
+                .timeout(core.settings.webhook_timeout)
+                .header("content-type", "application/json")
+                .header(EVENT_ID_HEADER, event.event_id.to_string())
+                .header(TIMESTAMP_HEADER, timestamp.to_string())
+                .header(SIGNATURE_HEADER, sign(secret, timestamp, event.payload.as_bytes()))
+                .body(event.payload.clone())
+                .send()
+                .await
+                .map_err(|err| format!("request failed: {err}"))?;
+            if response.status().is_success() {
+                Ok(())
+            } else {
+                Err(format!("answered {}", response.status()))
+            }
+        }
+        KIND_AMQP => match &core.amqp {
+            Some(sink) => sink
+                .publish(&event.event_id.to_string(), &event.event_type, event.payload.as_bytes())
+                .await
+                .map_err(|err| err.to_string()),
+            None => Err("the amqp sink is not configured on this node".to_owned()),
+        },
+        other => Err(format!("unknown subscriber kind '{other}'")),
+    }
+}
+
+async fn record(
+    core: &RelayCore,
+    delivery: &outbox_deliveries::Model,
+    outcome: Result<(), String>,
+) -> Result<(), DbErr> {
+    let now = Utc::now();
+    let attempts = delivery.attempts.saturating_add(1);
+    let update = outbox_deliveries::Entity::update_many()
+        .col_expr(outbox_deliveries::Column::Attempts, Expr::value(attempts))
+        .col_expr(
+            outbox_deliveries::Column::LeaseUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .filter(outbox_deliveries::Column::Id.eq(delivery.id))
+        .filter(outbox_deliveries::Column::Status.eq(STATUS_PENDING));
+    match outcome {
+        Ok(()) => {
+            update
+                .col_expr(outbox_deliveries::Column::Status, Expr::value(STATUS_DELIVERED))
+                .col_expr(outbox_deliveries::Column::DeliveredAt, Expr::value(now))
+                .col_expr(
+                    outbox_deliveries::Column::LastError,
+                    Expr::value(Option::<String>::None),
+                )
+                .exec(&core.db)
+                .await?;
+            tracing::debug!(delivery_id = delivery.id, attempts, "event delivered");
+            mark_published_if_done(core, delivery.outbox_id, now).await?;
+        }
+        Err(error) => {
+            let spent = usize::try_from(attempts).unwrap_or(usize::MAX) > core.settings.retry_schedule.len();
+            if spent {
+                tracing::warn!(delivery_id = delivery.id, attempts, error = %error, "delivery is dead");
+                update
+                    .col_expr(outbox_deliveries::Column::Status, Expr::value(STATUS_DEAD))
+                    .col_expr(outbox_deliveries::Column::LastError, Expr::value(error))
+                    .exec(&core.db)
+                    .await?;
+                mark_published_if_done(core, delivery.outbox_id, now).await?;
+            } else {
+                let index = usize::try_from(attempts.saturating_sub(1)).unwrap_or(0);
+                let pause = core
+                    .settings
+                    .retry_schedule
+                    .get(index)
+                    .copied()
+                    .unwrap_or(Duration::from_secs(60));
+                let next =
+                    now + chrono::Duration::from_std(jitter(pause)).unwrap_or_else(|_| chrono::Duration::seconds(60));
+                tracing::info!(delivery_id = delivery.id, attempts, error = %error, retry_in = ?pause, "delivery failed; will retry");
+                update
+                    .col_expr(outbox_deliveries::Column::NextAttemptAt, Expr::value(next))
+                    .col_expr(outbox_deliveries::Column::LastError, Expr::value(error))
+                    .exec(&core.db)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// ±10 %: subscribers that failed together do not retry together.
+fn jitter(pause: Duration) -> Duration {
+    let factor = rand::thread_rng().gen_range(0.9..=1.1);
+    pause.mul_f64(factor)
+}
+
+async fn mark_published_if_done(core: &RelayCore, outbox_id: i64, now: DateTime<Utc>) -> Result<(), DbErr> {
+    let pending = outbox_deliveries::Entity::find()
+        .filter(outbox_deliveries::Column::OutboxId.eq(outbox_id))
+        .filter(outbox_deliveries::Column::Status.eq(STATUS_PENDING))
+        .count(&core.db)
+        .await?;
+    if pending == 0 {
+        outbox::Entity::update_many()
+            .col_expr(outbox::Column::PublishedAt, Expr::value(now))
+            .filter(outbox::Column::Id.eq(outbox_id))
+            .filter(outbox::Column::PublishedAt.is_null())
+            .exec(&core.db)
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,503 @@
+//! Downstream delivery: signed webhooks with retries, dead deliveries, two relays, the AMQP
+//! sink with a broker outage, a kill between commit and delivery, and the live status stream.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+
+use crate::helpers::{
+    on_both_backends, order_body, spawn_app_with, test_settings, Backend, TestApp, ADMIN_TOKEN, MERCHANT_A_KEY,
+};
+use crate::restart::{free_port, ServiceProcess};
+
+const RECEIVER_SECRET: &str = "whsec_test_receiver_0001";
+
+#[derive(Clone, Debug)]
+struct Received {
+    event_id: String,
+    event_type: String,
+    timestamp: String,
+    signature: String,
+    body: String,
+    acknowledged: bool,
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    /// Requests answered 500 before the receiver starts acknowledging.
+    fail_first: usize,
+    received: Vec<Received>,
+}
+
+/// A downstream service: records every delivery, fails the first `fail_first`.
+#[derive(Clone)]
+struct Receiver {
+    url: String,
+    state: Arc<Mutex<ReceiverState>>,
+}
+
+impl Receiver {
+    fn start(fail_first: usize) -> Self {
+        let state = Arc::new(Mutex::new(ReceiverState {
+            fail_first,
+            received: Vec::new(),
+        }));
+        let shared = state.clone();
+        let server = HttpServer::new(move || {
+            App::new().app_data(web::Data::new(shared.clone())).route(
+                "/events",
+                web::post().to(
+                    |req: HttpRequest, body: web::Bytes, state: web::Data<Arc<Mutex<ReceiverState>>>| async move {
+                        let header = |name: &str| {
+                            req.headers()
+                                .get(name)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default()
+                                .to_owned()
+                        };
+                        let text = String::from_utf8_lossy(&body).into_owned();
+                        let event: Value = serde_json::from_str(&text).unwrap_or_default();
+                        let mut state = state.lock().unwrap();
+                        let acknowledged = state.received.len() >= state.fail_first;
+                        state.received.push(Received {
+                            event_id: header("Paywarden-Event-Id"),
+                            event_type: event["type"].as_str().unwrap_or_default().to_owned(),
+                            timestamp: header("Paywarden-Timestamp"),
+                            signature: header("Paywarden-Signature"),
+                            body: text,
+                            acknowledged,
+                        });
+                        if acknowledged {
+                            HttpResponse::Ok().finish()
+                        } else {
+                            HttpResponse::InternalServerError().finish()
+                        }
+                    },
+                ),
+            )
+        })
+        .workers(1)
+        .bind("127.0.0.1:0")
+        .unwrap();
+        let port = server.addrs()[0].port();
+        actix_web::rt::spawn(server.run());
+        Self {
+            url: format!("http://127.0.0.1:{port}/events"),
+            state,
+        }
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.state.lock().unwrap().received.clone()
+    }
+
+    fn acknowledged(&self) -> Vec<Received> {
+        self.received().into_iter().filter(|r| r.acknowledged).collect()
+    }
+
+    fn set_fail_first(&self, fail_first: usize) {
+        self.state.lock().unwrap().fail_first = fail_first;
+    }
+
+    async fn wait_for_acknowledged(&self, count: usize, within: Duration) -> Vec<Received> {
+        let started = Instant::now();
+        loop {
+            let acknowledged = self.acknowledged();
+            if acknowledged.len() >= count {
+                return acknowledged;
+            }
+            assert!(
+                started.elapsed() < within,
+                "only {} of {count} events acknowledged",
+                acknowledged.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn app_with_receiver(backend: Backend, receiver: &Receiver, event_types: &[&str]) -> TestApp {
+    let mut settings = test_settings(backend).await;
+    settings.outbox.webhooks = vec![paywarden::config::WebhookConfig {
+        url: receiver.url.clone(),
+        secret: SecretString::from(RECEIVER_SECRET),
+        event_types: event_types.iter().map(|t| (*t).to_owned()).collect(),
+    }];
+    spawn_app_with(settings).await
+}
+
+on_both_backends!(
+    a_failing_receiver_gets_the_event_after_retries_acknowledged_once,
+    each_orders_events_arrive_in_the_order_they_were_written,
+    a_dead_delivery_is_listed_and_redelivered_by_an_admin,
+    an_sse_client_sees_pending_then_paid_and_the_stream_closes,
+);
+
+async fn a_failing_receiver_gets_the_event_after_retries_acknowledged_once(backend: Backend) {
+    // Arrange
+    let receiver = Receiver::start(2);
+    let app = app_with_receiver(backend, &receiver, &["order.created"]).await;
+
+    // Act
+    let order = app.create_order(&order_body("out-1")).await;
+    let acknowledged = receiver.wait_for_acknowledged(1, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // Assert
+    let all = receiver.received();
+    assert_eq!(all.len(), 3, "two failures, then one acknowledged delivery: {all:?}");
+    assert_eq!(acknowledged.len(), 1);
+    assert!(
+        all.iter().all(|r| r.event_id == acknowledged[0].event_id),
+        "retries carry the same event id"
+    );
+    let event = &acknowledged[0];
+    let now = chrono::Utc::now().timestamp();
+    actors::outbox::signature::verify(
+        RECEIVER_SECRET,
+        &event.timestamp,
+        &event.signature,
+        event.body.as_bytes(),
+        now,
+        300,
+    )
+    .expect("the signature verifies");
+    assert!(actors::outbox::signature::verify(
+        "whsec_someone_else_000",
+        &event.timestamp,
+        &event.signature,
+        event.body.as_bytes(),
+        now,
+        300
+    )
+    .is_err());
+    let body: Value = serde_json::from_str(&event.body).unwrap();
+    assert_eq!(body["type"], "order.created");
+    assert_eq!(body["order_no"], order["order_no"]);
+    assert_eq!(body["event_id"], event.event_id.as_str());
+    assert_eq!(body["total_amount"], 2999);
+    let delivered = app
+        .count("SELECT COUNT(*) FROM outbox_deliveries WHERE status = 'delivered' AND attempts = 3")
+        .await;
+    assert_eq!(delivered, 1);
+}
+
+async fn each_orders_events_arrive_in_the_order_they_were_written(backend: Backend) {
+    let receiver = Receiver::start(3);
+    let app = app_with_receiver(backend, &receiver, &[]).await;
+
+    let (order_no, _) = app.order_with_attempt("out-2", 1).await;
+    app.wait_for_status(&order_no, "closed", Duration::from_secs(5)).await;
+    let acknowledged = receiver.wait_for_acknowledged(2, Duration::from_secs(10)).await;
+
+    let types: Vec<&str> = acknowledged.iter().map(|r| r.event_type.as_str()).collect();
+    assert_eq!(types, ["order.created", "order.closed"]);
+}
+
+async fn a_dead_delivery_is_listed_and_redelivered_by_an_admin(backend: Backend) {
+    let receiver = Receiver::start(usize::MAX);
+    let app = app_with_receiver(backend, &receiver, &["order.created"]).await;
+    app.create_order(&order_body("out-3")).await;
+
+    // Three retries (200, 400, 800 ms in the test profile) after the first attempt, then dead.
+    let started = Instant::now();
+    let dead = loop {
+        let list: Value = app
+            .client
+            .get(app.url("/admin/deliveries?status=dead"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(first) = list["deliveries"].as_array().and_then(|d| d.first()).cloned() {
+            break first;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "no dead delivery yet");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(dead["attempts"], 4);
+    assert_eq!(dead["event_type"], "order.created");
+    assert!(dead["last_error"].as_str().unwrap().contains("500"));
+    assert_eq!(receiver.received().len(), 4);
+
+    receiver.set_fail_first(0);
+    let redeliver = app
+        .client
+        .post(app.url(&format!("/admin/deliveries/{}/redeliver", dead["id"])))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(redeliver.status().as_u16(), 202);
+    let acknowledged = receiver.wait_for_acknowledged(1, Duration::from_secs(5)).await;
+    assert_eq!(acknowledged[0].event_id, dead["event_id"].as_str().unwrap());
+    let as_client = app
+        .client
+        .get(app.url("/admin/deliveries?status=dead"))
+        .bearer_auth(MERCHANT_A_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_client.status().as_u16(), 401);
+}
+
+async fn an_sse_client_sees_pending_then_paid_and_the_stream_closes(backend: Backend) {
+    let app = crate::helpers::spawn_app(backend).await;
+    let (order_no, pay_no) = app.order_with_attempt("out-4", 600).await;
+
+    let response = app
+        .client
+        .get(app.url(&format!("/v1/orders/{order_no}/events")))
+        .bearer_auth(MERCHANT_A_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut response = response;
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), response.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains(r#""status":"pending""#), "{text}");
+
+    let paid_at = Instant::now();
+    app.sandbox_pay(&pay_no, true).await;
+    let rest = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut rest = String::new();
+        while let Some(chunk) = response.chunk().await.unwrap() {
+            rest.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        rest
+    })
+    .await
+    .expect("the stream closes after the final status");
+
+    assert!(rest.contains(r#""status":"paid""#), "{rest}");
+    assert!(
+        paid_at.elapsed() < Duration::from_secs(2),
+        "pushed, not found by the 2 s re-check alone"
+    );
+}
+
+#[actix_web::test]
+async fn two_relays_on_one_database_deliver_each_event_once() {
+    let receiver = Receiver::start(0);
+    let mut settings = test_settings(Backend::Postgres).await;
+    settings.outbox.webhooks = vec![paywarden::config::WebhookConfig {
+        url: receiver.url.clone(),
+        secret: SecretString::from(RECEIVER_SECRET),
+        event_types: vec!["order.created".to_owned()],
+    }];
+    settings.outbox.batch_size = 3;
+    let first = spawn_app_with(settings.clone()).await;
+    let second = spawn_app_with(settings).await;
+
+    for n in 0..12 {
+        let app = if n % 2 == 0 { &first } else { &second };
+        app.create_order(&order_body(&format!("two-{n}"))).await;
+    }
+    receiver.wait_for_acknowledged(12, Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let received = receiver.received();
+    let mut ids: Vec<&str> = received.iter().map(|r| r.event_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 12);
+    assert_eq!(received.len(), 12, "no event was delivered twice");
+}
+
+#[actix_web::test]
+async fn killing_the_service_between_commit_and_delivery_loses_nothing() {
+    let receiver = Receiver::start(usize::MAX);
+    let settings = test_settings(Backend::Postgres).await;
+    let url = settings.database.url.expose_secret().to_owned();
+    let prefix = settings.redis.key_prefix.clone();
+    let mut service = ServiceProcess::start(&url, &prefix, free_port()).await;
+    let client = reqwest::Client::new();
+    let added = client
+        .post(format!("{}/admin/subscribers", service.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({"url": receiver.url, "secret": RECEIVER_SECRET, "event_types": ["order.created"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status().as_u16(), 201);
+    let order: Value = client
+        .post(format!("{}/v1/orders", service.base))
+        .bearer_auth(MERCHANT_A_KEY)
+        .json(&order_body("kill-1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while receiver.received().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(10), "no delivery attempt");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    service.kill();
+    receiver.set_fail_first(0);
+    let _service = ServiceProcess::start(&url, &prefix, free_port()).await;
+
+    let acknowledged = receiver.wait_for_acknowledged(1, Duration::from_secs(15)).await;
+    let body: Value = serde_json::from_str(&acknowledged[0].body).unwrap();
+    assert_eq!(body["order_no"], order["order_no"]);
+}
+
+/// A TCP forwarder to RabbitMQ that the test can cut and restore, to take the broker away from
+/// paywarden without stopping the machine's broker under the other tests.
+struct BrokerLink {
+    port: u16,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl BrokerLink {
+    async fn open(port: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                connections.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect("127.0.0.1:5672").await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Self { port, task: Some(task) }
+    }
+
+    /// Drops the listener and every forwarded connection.
+    fn cut(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+#[actix_web::test]
+async fn the_amqp_sink_publishes_with_confirms_and_catches_up_after_an_outage() {
+    use lapin::options::{BasicGetOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+
+    // Arrange: a queue bound to the exchange paywarden publishes to.
+    let mut link = BrokerLink::open(0).await;
+    let mut settings = test_settings(Backend::Postgres).await;
+    let exchange = format!("{}.events", settings.redis.key_prefix);
+    settings.amqp.url = SecretString::from(format!("amqp://guest:guest@127.0.0.1:{}/%2f", link.port));
+    settings.amqp.exchange = exchange.clone();
+    // Long enough that the delivery is still pending when the link comes back.
+    settings.outbox.retry_schedule_milliseconds = vec![300, 600, 1000, 2000, 4000];
+    let connection = lapin::Connection::connect(
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+        lapin::ConnectionProperties::default()
+            .with_executor(tokio_executor_trait::Tokio::current())
+            .with_reactor(tokio_reactor_trait::Tokio),
+    )
+    .await
+    .expect("RabbitMQ answers on 127.0.0.1:5672");
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .exchange_declare(
+            &exchange,
+            lapin::ExchangeKind::Fanout,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let queue = channel
+        .queue_declare(
+            "",
+            QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            queue.name().as_str(),
+            &exchange,
+            "",
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let app = spawn_app_with(settings).await;
+    let next_message = || {
+        let channel = channel.clone();
+        let queue = queue.name().as_str().to_owned();
+        async move {
+            let started = Instant::now();
+            loop {
+                if let Some(message) = channel
+                    .basic_get(&queue, BasicGetOptions { no_ack: true })
+                    .await
+                    .unwrap()
+                {
+                    return Some(message);
+                }
+                if started.elapsed() > Duration::from_secs(10) {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+
+    // Act + Assert: a created order arrives as a persistent message.
+    let first = app.create_order(&order_body("amqp-1")).await;
+    let message = next_message().await.expect("the event reached the queue");
+    let body: Value = serde_json::from_slice(&message.delivery.data).unwrap();
+    assert_eq!(body["type"], "order.created");
+    assert_eq!(body["order_no"], first["order_no"]);
+    assert_eq!(message.delivery.properties.delivery_mode(), &Some(2));
+    assert_eq!(
+        message
+            .delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|id| id.to_string()),
+        body["event_id"].as_str().map(str::to_owned)
+    );
+
+    // The broker goes away: the event waits, pending, and goes out when it is back.
+    link.cut();
+    let second = app.create_order(&order_body("amqp-2")).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pending = app
+        .count("SELECT COUNT(*) FROM outbox_deliveries WHERE status = 'pending' AND attempts >= 1")
+        .await;
+    assert_eq!(pending, 1, "the delivery failed and waits for a retry");
+    let _link = BrokerLink::open(link.port).await;
+    let message = next_message()
+        .await
+        .expect("the waiting event went out once the broker was back");
+    let body: Value = serde_json::from_slice(&message.delivery.data).unwrap();
+    assert_eq!(body["order_no"], second["order_no"]);
+}
