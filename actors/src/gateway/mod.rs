@@ -4,13 +4,42 @@
 //! Alipay speak their own wire formats behind the same trait). The provider actors wrap a
 //! gateway with timeouts, rate limits and retries; nothing else calls one directly.
 
+pub mod alipay;
 pub mod sandbox;
+pub mod wechat;
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use entities::{MinorUnit, PayNo, Provider};
+
+/// Where gateways read the time when they check a signed timestamp (WeChat's five-minute
+/// window) or stamp a request. Injected so the recorded vectors, whose timestamps are years
+/// old, can be verified as if they had just arrived.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The wall clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A clock stopped at one instant, for tests and recorded vectors.
+#[derive(Clone, Copy, Debug)]
+pub struct FixedClock(pub DateTime<Utc>);
+
+impl Clock for FixedClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.0
+    }
+}
 
 /// Ask the provider for a QR-code trade.
 #[derive(Clone, Debug)]

@@ -1,0 +1,363 @@
+//! Alipay OpenAPI (`RSA2`, public-key mode), face-to-face QR payments, as a [`Gateway`].
+//!
+//! Requests go to one gateway URL with the method in a parameter; the public parameters travel
+//! in the query string and `biz_content` in the form body, as the official SDKs send them.
+//! Responses are verified over the exact raw text of their `*_response` node before they are
+//! parsed. Certificate mode (`app_cert_sn`, `alipay_root_cert_sn`) is not supported.
+//!
+//! # Layout
+//! - [`crypto`]: sign content, signing, response extraction and verification.
+//! - [`transformers`]: wire structs, exact yuan amounts, status and `sub_code` mapping.
+
+pub mod crypto;
+pub mod transformers;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use entities::{PayNo, Provider};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, USER_AGENT};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use self::crypto::{AlipayVerifyError, KeyError, RsaSigningKey, RsaVerifyingKey, NOTIFY_V1_EXCLUDED};
+use self::transformers::{
+    classify_failure, format_china_datetime, parse_china_datetime, trade_state, AlipayAmount, AlipayCloseResponse,
+    AlipayNotification, AlipayPrecreateBiz, AlipayPrecreateResponse, AlipayQueryResponse, AlipayResponseStatus,
+    AlipayTradeBiz, ALIPAY_SUCCESS,
+};
+use super::{
+    Clock, CloseOutcome, Gateway, GatewayError, NotificationError, NotificationRequest, QrCreated, QrRequest,
+    SystemClock, TradeQuery, VerifiedNotification,
+};
+
+pub const DEFAULT_GATEWAY_URL: &str = "https://openapi.alipay.com/gateway.do";
+pub const METHOD_PRECREATE: &str = "alipay.trade.precreate";
+pub const METHOD_QUERY: &str = "alipay.trade.query";
+pub const METHOD_CLOSE: &str = "alipay.trade.close";
+/// The only charset paywarden sends, and so the one notifications come back in.
+pub const CHARSET: &str = "utf-8";
+/// What a notification handler must answer, byte for byte, or Alipay resends.
+pub const NOTIFICATION_ACK: &str = "success";
+const USER_AGENT_VALUE: &str = concat!("paywarden/", env!("CARGO_PKG_VERSION"));
+/// Alipay's `subject` limit.
+const SUBJECT_MAX_CHARS: usize = 256;
+
+/// Everything needed to talk to Alipay as one app. `Debug` masks the private key.
+#[derive(Clone, Debug, Deserialize)]
+pub struct AlipaySettings {
+    pub app_id: String,
+    /// The app private key: PEM (PKCS#8 or PKCS#1, wrapped or single-line) or bare base64.
+    pub app_private_key_pem: SecretString,
+    /// The Alipay public key (not the app's): PEM, certificate PEM, or bare base64 as the
+    /// console shows it.
+    pub alipay_public_key_pem: String,
+    /// `https://openapi.alipay.com/gateway.do` in production; the simulator's in tests.
+    #[serde(default = "default_gateway_url")]
+    pub gateway_url: String,
+    /// Where Alipay posts `trade_status_sync` notifications.
+    pub notify_url: String,
+    /// When set, notifications for another seller are refused.
+    #[serde(default)]
+    pub seller_id: Option<String>,
+}
+
+fn default_gateway_url() -> String {
+    DEFAULT_GATEWAY_URL.to_owned()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AlipayConfigError {
+    #[error("alipay app private key is invalid")]
+    AppKey(#[source] KeyError),
+    #[error("alipay public key is invalid")]
+    AlipayKey(#[source] KeyError),
+}
+
+pub struct AlipayGateway {
+    settings: AlipaySettings,
+    /// Shared with the blocking signing task.
+    signing_key: Arc<RsaSigningKey>,
+    alipay_key: RsaVerifyingKey,
+    http: reqwest::Client,
+    /// Time for the `timestamp` parameter and the fallback payment time; injectable.
+    clock: Arc<dyn Clock>,
+}
+
+impl AlipayGateway {
+    /// Parses the keys (once, at start-up) and builds the gateway.
+    ///
+    /// # Errors
+    /// [`AlipayConfigError`] naming the key that does not parse.
+    pub fn new(settings: AlipaySettings, http: reqwest::Client) -> Result<Self, AlipayConfigError> {
+        let signing_key =
+            RsaSigningKey::from_pem(settings.app_private_key_pem.expose_secret()).map_err(AlipayConfigError::AppKey)?;
+        let alipay_key =
+            RsaVerifyingKey::from_pem(&settings.alipay_public_key_pem).map_err(AlipayConfigError::AlipayKey)?;
+        Ok(Self {
+            settings,
+            signing_key: Arc::new(signing_key),
+            alipay_key,
+            http,
+            clock: Arc::new(SystemClock),
+        })
+    }
+
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Signs and sends one API call; returns the verified response node, parsed, or the
+    /// failure it carries.
+    #[tracing::instrument(skip_all, fields(method = %method))]
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        biz_content: String,
+        notify_url: Option<&str>,
+    ) -> Result<Result<T, AlipayResponseStatus>, GatewayError> {
+        let timestamp = format_china_datetime(self.clock.now());
+        let mut public: Vec<(&str, &str)> = vec![
+            ("app_id", self.settings.app_id.as_str()),
+            ("method", method),
+            ("format", "JSON"),
+            ("charset", CHARSET),
+            ("sign_type", "RSA2"),
+            ("timestamp", timestamp.as_str()),
+            ("version", "1.0"),
+        ];
+        if let Some(url) = notify_url {
+            public.push(("notify_url", url));
+        }
+        let content = crypto::sign_content(
+            public
+                .iter()
+                .copied()
+                .chain(std::iter::once(("biz_content", biz_content.as_str()))),
+            crypto::REQUEST_EXCLUDED,
+        );
+        // RSA signing is a millisecond of CPU: off the async worker, keeping the span.
+        let key = Arc::clone(&self.signing_key);
+        let span = tracing::Span::current();
+        let sign = tokio::task::spawn_blocking(move || span.in_scope(|| key.sign(content.as_bytes())))
+            .await
+            .map_err(|_| GatewayError::Crashed)?
+            .map_err(|_| GatewayError::NotConfigured(Provider::Alipay))?;
+        public.push(("sign", sign.as_str()));
+        let query = serde_urlencoded::to_string(&public).map_err(malformed)?;
+        let form = serde_urlencoded::to_string([("biz_content", biz_content.as_str())]).map_err(malformed)?;
+
+        let response = self
+            .http
+            .post(format!("{}?{query}", self.settings.gateway_url))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded;charset=utf-8")
+            .header(ACCEPT, "application/json")
+            .header(USER_AGENT, USER_AGENT_VALUE)
+            .body(form)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(transport_error)?;
+        if !status.is_success() {
+            return Err(GatewayError::Provider {
+                code: format!("HTTP_{}", status.as_u16()),
+                message: "alipay gateway answered an HTTP error".into(),
+                retryable: status.is_server_error(),
+            });
+        }
+        let raw = std::str::from_utf8(&bytes).map_err(malformed)?;
+        let extracted =
+            crypto::extract_response(raw, method).map_err(|err| GatewayError::Verification(err.to_string()))?;
+        let node_status: AlipayResponseStatus = serde_json::from_str(extracted.content).map_err(malformed)?;
+        if extracted.sign.is_none() && extracted.node == "error_response" && node_status.code != ALIPAY_SUCCESS {
+            // The gateway leaves some errors unsigned (it cannot sign for an app id it does
+            // not know). An unsigned answer is only ever a non-retryable failure, never a
+            // "not found" that would let an order close.
+            return Err(GatewayError::Provider {
+                code: node_status.sub_code.unwrap_or(node_status.code),
+                message: node_status.sub_msg.unwrap_or(node_status.msg),
+                retryable: false,
+            });
+        }
+        crypto::verify_response(&self.alipay_key, &extracted)
+            .map_err(|err| GatewayError::Verification(err.to_string()))?;
+        if node_status.code != ALIPAY_SUCCESS {
+            tracing::debug!(code = %node_status.code, sub_code = ?node_status.sub_code, "alipay answered a failure");
+            return Ok(Err(node_status));
+        }
+        serde_json::from_str(extracted.content).map(Ok).map_err(malformed)
+    }
+}
+
+fn transport_error(err: reqwest::Error) -> GatewayError {
+    if err.is_timeout() {
+        GatewayError::Timeout
+    } else {
+        GatewayError::Transport(err.to_string())
+    }
+}
+
+fn malformed(what: impl std::fmt::Display) -> GatewayError {
+    GatewayError::Provider {
+        code: "MALFORMED_RESPONSE".into(),
+        message: what.to_string(),
+        retryable: false,
+    }
+}
+
+fn biz<T: serde::Serialize>(biz: &T) -> Result<String, GatewayError> {
+    serde_json::to_string(biz).map_err(malformed)
+}
+
+#[async_trait]
+impl Gateway for AlipayGateway {
+    fn provider(&self) -> Provider {
+        Provider::Alipay
+    }
+
+    #[tracing::instrument(skip_all, fields(provider = "alipay", pay_no = %req.pay_no))]
+    async fn create_qr(&self, req: &QrRequest) -> Result<QrCreated, GatewayError> {
+        let total_amount = AlipayAmount::from_minor(req.amount).map_err(|err| GatewayError::Provider {
+            code: "INVALID_AMOUNT".into(),
+            message: err.to_string(),
+            retryable: false,
+        })?;
+        let biz_content = biz(&AlipayPrecreateBiz {
+            out_trade_no: req.pay_no.to_string(),
+            total_amount,
+            subject: req.subject.chars().take(SUBJECT_MAX_CHARS).collect(),
+            time_expire: Some(format_china_datetime(req.expires_at)),
+            timeout_express: None,
+        })?;
+        let answer: Result<AlipayPrecreateResponse, _> = self
+            .call(METHOD_PRECREATE, biz_content, Some(&self.settings.notify_url))
+            .await?;
+        match answer {
+            Ok(created) => created
+                .qr_code
+                .map(|code_url| QrCreated { code_url })
+                .ok_or_else(|| malformed("precreate succeeded without qr_code")),
+            Err(status) => Err(classify_failure(&status).into_gateway_error()),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(provider = "alipay", pay_no = %pay_no))]
+    async fn query(&self, pay_no: PayNo) -> Result<TradeQuery, GatewayError> {
+        let biz_content = biz(&AlipayTradeBiz {
+            out_trade_no: pay_no.to_string(),
+        })?;
+        let answer: Result<AlipayQueryResponse, _> = self.call(METHOD_QUERY, biz_content, None).await?;
+        match answer {
+            Ok(found) => {
+                if found.out_trade_no.as_deref().is_some_and(|no| no != pay_no.to_string()) {
+                    return Err(GatewayError::Verification(format!(
+                        "asked for out_trade_no {pay_no}, got {:?}",
+                        found.out_trade_no
+                    )));
+                }
+                let status = found
+                    .trade_status
+                    .ok_or_else(|| malformed("query succeeded without trade_status"))?;
+                let paid_at = found.send_pay_date.as_deref().and_then(parse_china_datetime);
+                let state = trade_state(
+                    status,
+                    found.trade_no.as_deref(),
+                    found.total_amount,
+                    paid_at,
+                    self.clock.now(),
+                )
+                .map_err(malformed)?;
+                Ok(TradeQuery {
+                    state,
+                    raw: serde_json::to_value(&found).unwrap_or(serde_json::Value::Null),
+                })
+            }
+            Err(status) => Ok(TradeQuery {
+                raw: serde_json::to_value(&status).unwrap_or(serde_json::Value::Null),
+                state: classify_failure(&status).into_query_state()?,
+            }),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(provider = "alipay", pay_no = %pay_no))]
+    async fn close(&self, pay_no: PayNo) -> Result<CloseOutcome, GatewayError> {
+        let biz_content = biz(&AlipayTradeBiz {
+            out_trade_no: pay_no.to_string(),
+        })?;
+        let answer: Result<AlipayCloseResponse, _> = self.call(METHOD_CLOSE, biz_content, None).await?;
+        match answer {
+            Ok(_) => Ok(CloseOutcome::Closed),
+            Err(status) => classify_failure(&status).into_close_outcome(),
+        }
+    }
+
+    fn verify_notification(&self, req: &NotificationRequest) -> Result<VerifiedNotification, NotificationError> {
+        // Decoded exactly once, here: `passback_params` may legitimately contain `%XX` and
+        // `+`, and a second decoding would corrupt it (and the signature check with it).
+        let params: Vec<(String, String)> =
+            serde_urlencoded::from_bytes(&req.body).map_err(|err| NotificationError::Malformed(err.to_string()))?;
+        crypto::verify_params(&self.alipay_key, &params, NOTIFY_V1_EXCLUDED).map_err(|err| match err {
+            AlipayVerifyError::MissingSign => NotificationError::MissingSignature,
+            AlipayVerifyError::DuplicateParam(key) => {
+                NotificationError::Malformed(format!("duplicate parameter {key}"))
+            }
+            AlipayVerifyError::Signature(_) => NotificationError::BadSignature,
+        })?;
+        let notification: AlipayNotification =
+            serde_urlencoded::from_bytes(&req.body).map_err(|err| NotificationError::Malformed(err.to_string()))?;
+        if notification
+            .charset
+            .as_deref()
+            .is_some_and(|charset| !charset.eq_ignore_ascii_case(CHARSET))
+        {
+            return Err(NotificationError::Malformed(format!(
+                "charset {:?} is not utf-8",
+                notification.charset
+            )));
+        }
+        if notification.app_id != self.settings.app_id {
+            return Err(NotificationError::UnknownAccount);
+        }
+        if let Some(expected) = &self.settings.seller_id {
+            if notification.seller_id.as_deref() != Some(expected.as_str()) {
+                return Err(NotificationError::UnknownAccount);
+            }
+        }
+        let pay_no = notification.out_trade_no.parse::<PayNo>().map_err(|_| {
+            NotificationError::Malformed(format!("out_trade_no {} is not ours", notification.out_trade_no))
+        })?;
+        let amount = notification
+            .total_amount
+            .as_deref()
+            .map(AlipayAmount::parse)
+            .transpose()
+            .map_err(|err| NotificationError::Malformed(err.to_string()))?;
+        let paid_at = notification
+            .gmt_payment
+            .as_deref()
+            .or(notification.notify_time.as_deref())
+            .and_then(parse_china_datetime);
+        let state = trade_state(
+            notification.trade_status,
+            notification.trade_no.as_deref(),
+            amount,
+            paid_at,
+            self.clock.now(),
+        )
+        .map_err(|err| NotificationError::Malformed(err.to_string()))?;
+        let raw: serde_json::Map<String, serde_json::Value> = params
+            .into_iter()
+            .filter(|(key, _)| key != "sign")
+            .map(|(key, value)| (key, serde_json::Value::String(value)))
+            .collect();
+        Ok(VerifiedNotification {
+            event_id: notification.notify_id,
+            pay_no,
+            state,
+            raw: serde_json::Value::Object(raw),
+        })
+    }
+}

@@ -1,0 +1,434 @@
+//! WeChat Pay API v3, Native (QR code) payments, as a [`Gateway`].
+//!
+//! Every call is signed with the merchant key (`Authorization: WECHATPAY2-SHA256-RSA2048 ...`)
+//! and every successful response is verified with the platform key named by
+//! `Wechatpay-Serial` before its body is read. Error responses (4xx) carry no signature
+//! headers, so the status is checked first and an error body is only ever turned into a
+//! failure, never into a state that could mark an order paid.
+//!
+//! # Layout
+//! - [`crypto`]: signing, verification, resource decryption (pure functions, vector-tested).
+//! - [`transformers`]: wire structs and the mapping onto `TradeState` / `CloseOutcome` /
+//!   `GatewayError`.
+
+pub mod crypto;
+pub mod transformers;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use entities::{PayNo, Provider};
+use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use reqwest::Method;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use self::crypto::{
+    KeyError, RsaSigningKey, WechatApiV3Key, WechatPlatformKeys, WechatSignatureHeaders, WechatVerifyError,
+};
+use self::transformers::{
+    classify_error, rfc3339_china, WechatAmount, WechatCloseRequest, WechatErrorBody, WechatFailure,
+    WechatNativeRequest, WechatNativeResponse, WechatNotification, WechatTransaction, EVENT_TRANSACTION_SUCCESS,
+    RESOURCE_ALGORITHM,
+};
+use super::{
+    Clock, CloseOutcome, Gateway, GatewayError, NotificationError, NotificationRequest, QrCreated, QrRequest,
+    SystemClock, TradeQuery, VerifiedNotification,
+};
+
+/// The production API host.
+pub const DEFAULT_API_BASE_URL: &str = "https://api.mch.weixin.qq.com";
+/// Some endpoints answer `400 INVALID_REQUEST` to a request without a `User-Agent`.
+const USER_AGENT_VALUE: &str = concat!("paywarden/", env!("CARGO_PKG_VERSION"));
+/// WeChat truncates nothing: a longer `description` is a `PARAM_ERROR`.
+const DESCRIPTION_MAX_CHARS: usize = 127;
+/// When a close is refused as too early without a `Retry-After`, try again after this long.
+pub const DEFAULT_CLOSE_RETRY_AFTER_SECONDS: u64 = 60;
+
+/// Everything needed to talk to WeChat Pay as one merchant. Secrets are `SecretString`, so
+/// `Debug` of this struct prints masks.
+#[derive(Clone, Debug, Deserialize)]
+pub struct WechatSettings {
+    pub mchid: String,
+    /// The app id bound to the merchant (`appid` in the prepay body).
+    pub appid: String,
+    /// Serial of the merchant API certificate: `serial_no` in `Authorization`, which tells
+    /// WeChat which merchant key to verify with. Not the platform serial.
+    pub merchant_serial_no: String,
+    /// PEM (PKCS#8 or PKCS#1) or bare base64 DER.
+    pub merchant_private_key_pem: SecretString,
+    /// The platform keys that sign responses and notifications; at least one.
+    pub platform_keys: Vec<WechatPlatformKeySettings>,
+    /// 32 ASCII characters: the AES-256 key of notification resources.
+    pub apiv3_key: SecretString,
+    /// `https://api.mch.weixin.qq.com` in production; the simulator's URL in tests.
+    #[serde(default = "default_api_base_url")]
+    pub api_base_url: String,
+    /// Where WeChat posts notifications (sent with each prepay).
+    pub notify_url: String,
+    #[serde(default = "default_close_retry_after_seconds")]
+    pub close_retry_after_seconds: u64,
+}
+
+fn default_api_base_url() -> String {
+    DEFAULT_API_BASE_URL.to_owned()
+}
+
+fn default_close_retry_after_seconds() -> u64 {
+    DEFAULT_CLOSE_RETRY_AFTER_SECONDS
+}
+
+/// One platform key: a PEM public key (`PUB_KEY_ID_…` mode) or an X.509 certificate.
+#[derive(Clone, Debug, Deserialize)]
+pub struct WechatPlatformKeySettings {
+    /// The `Wechatpay-Serial` it answers to; may be omitted for a certificate, whose own
+    /// serial is used.
+    #[serde(default)]
+    pub serial: Option<String>,
+    /// Public material, so a plain string.
+    pub pem: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WechatConfigError {
+    #[error("wechat merchant private key is invalid")]
+    MerchantKey(#[source] KeyError),
+    #[error("wechat platform key #{index} is invalid")]
+    PlatformKey {
+        index: usize,
+        #[source]
+        source: KeyError,
+    },
+    #[error("no wechat platform key configured; responses could not be verified")]
+    NoPlatformKey,
+    #[error("wechat apiv3 key is invalid")]
+    ApiV3Key(#[source] KeyError),
+}
+
+pub struct WechatGateway {
+    settings: WechatSettings,
+    /// Shared with the blocking signing task, hence the `Arc`.
+    signing_key: Arc<RsaSigningKey>,
+    platform_keys: WechatPlatformKeys,
+    apiv3_key: WechatApiV3Key,
+    http: reqwest::Client,
+    /// Time for request timestamps and the five-minute window; injected for the vectors.
+    clock: Arc<dyn Clock>,
+}
+
+/// A notification that passed every check, decrypted.
+#[derive(Clone, Debug)]
+pub struct WechatOpenedNotification {
+    pub envelope: WechatNotification,
+    pub transaction: WechatTransaction,
+    /// The decrypted resource as received, for the audit trail.
+    pub plaintext: Vec<u8>,
+}
+
+/// A call's outcome once the transport worked: a verified success body, or a provider failure.
+enum WechatReply {
+    Success(Vec<u8>),
+    Failed {
+        failure: WechatFailure,
+        retry_after: Option<Duration>,
+        raw: serde_json::Value,
+    },
+}
+
+impl WechatGateway {
+    /// Parses the key material (once, at start-up) and builds the gateway.
+    ///
+    /// # Errors
+    /// [`WechatConfigError`] naming the key that does not parse.
+    pub fn new(settings: WechatSettings, http: reqwest::Client) -> Result<Self, WechatConfigError> {
+        use secrecy::ExposeSecret;
+        let signing_key = RsaSigningKey::from_pem(settings.merchant_private_key_pem.expose_secret())
+            .map_err(WechatConfigError::MerchantKey)?;
+        let mut platform_keys = WechatPlatformKeys::default();
+        for (index, key) in settings.platform_keys.iter().enumerate() {
+            platform_keys
+                .insert_pem(key.serial.as_deref(), &key.pem)
+                .map_err(|source| WechatConfigError::PlatformKey { index, source })?;
+        }
+        if platform_keys.is_empty() {
+            return Err(WechatConfigError::NoPlatformKey);
+        }
+        let apiv3_key = WechatApiV3Key::parse(settings.apiv3_key.clone()).map_err(WechatConfigError::ApiV3Key)?;
+        Ok(Self {
+            settings,
+            signing_key: Arc::new(signing_key),
+            platform_keys,
+            apiv3_key,
+            http,
+            clock: Arc::new(SystemClock),
+        })
+    }
+
+    /// Replaces the wall clock (tests, recorded vectors).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    fn base_url(&self) -> &str {
+        self.settings.api_base_url.trim_end_matches('/')
+    }
+
+    /// Signs and sends one request; verifies a successful response.
+    #[tracing::instrument(skip_all, fields(method = %method, path = %path_and_query, status = tracing::field::Empty))]
+    async fn call(&self, method: Method, path_and_query: String, body: Vec<u8>) -> Result<WechatReply, GatewayError> {
+        let timestamp = self.clock.now().timestamp();
+        let nonce = crypto::new_nonce();
+        let message = crypto::request_message(method.as_str(), &path_and_query, timestamp, &nonce, &body);
+        // RSA signing is a millisecond of CPU per call: off the async worker (and the actor
+        // threads behind it), keeping the span so the log lines stay attached to the call.
+        let key = Arc::clone(&self.signing_key);
+        let span = tracing::Span::current();
+        let signature = tokio::task::spawn_blocking(move || span.in_scope(|| key.sign(&message)))
+            .await
+            .map_err(|_| GatewayError::Crashed)?
+            .map_err(|_| GatewayError::NotConfigured(Provider::Wechat))?;
+        let authorization = crypto::authorization(
+            &self.settings.mchid,
+            &nonce,
+            &signature,
+            timestamp,
+            &self.settings.merchant_serial_no,
+        );
+
+        let url = format!("{}{}", self.base_url(), path_and_query);
+        let mut request = self
+            .http
+            .request(method, url)
+            .header(AUTHORIZATION, authorization)
+            .header(ACCEPT, "application/json")
+            .header(USER_AGENT, USER_AGENT_VALUE);
+        if !body.is_empty() {
+            request = request.header(CONTENT_TYPE, "application/json").body(body);
+        }
+        let response = request.send().await.map_err(transport_error)?;
+        let status = response.status();
+        tracing::Span::current().record("status", status.as_u16());
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.map_err(transport_error)?.to_vec();
+
+        if status.is_success() {
+            // Verification is a public-key operation (e = 65537), tens of microseconds: not
+            // worth a thread hop.
+            self.verify_response(&headers, &bytes)
+                .map_err(|err| GatewayError::Verification(err.to_string()))?;
+            return Ok(WechatReply::Success(bytes));
+        }
+        // Error responses are unsigned: read the code, never trust them for a state change
+        // beyond "failed", "not found" and "paid, go and query".
+        let error: WechatErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
+        let raw = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        let retry_after = headers
+            .get(RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        tracing::debug!(code = %error.code, "wechat answered an error");
+        Ok(WechatReply::Failed {
+            failure: classify_error(status.as_u16(), &error),
+            retry_after,
+            raw,
+        })
+    }
+
+    fn verify_response(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), WechatVerifyError> {
+        let signature =
+            WechatSignatureHeaders::from_lookup(|name| headers.get(name).and_then(|value| value.to_str().ok()))?;
+        crypto::verify_signed(&self.platform_keys, &signature, body, self.clock.now())
+    }
+
+    /// Checks a notification (signature, timestamp window, event, merchant) and decrypts its
+    /// resource, without deciding whether the order is ours: the part of
+    /// [`Gateway::verify_notification`] the recorded vectors can go through, since their
+    /// `out_trade_no`s are not paywarden pay numbers.
+    ///
+    /// # Errors
+    /// [`NotificationError`] for a missing or bad signature, a stale timestamp, an event other
+    /// than `TRANSACTION.SUCCESS`, a resource that does not decrypt, or another merchant.
+    pub fn open_notification(&self, req: &NotificationRequest) -> Result<WechatOpenedNotification, NotificationError> {
+        let signature = WechatSignatureHeaders::from_lookup(|name| req.headers.get(name).map(String::as_str))
+            .map_err(|_| NotificationError::MissingSignature)?;
+        crypto::verify_signed(&self.platform_keys, &signature, &req.body, self.clock.now()).map_err(
+            |err| match err {
+                WechatVerifyError::MissingHeader(_) => NotificationError::MissingSignature,
+                WechatVerifyError::BadTimestamp | WechatVerifyError::StaleTimestamp { .. } => {
+                    NotificationError::StaleTimestamp
+                }
+                WechatVerifyError::UnknownSerial(_) | WechatVerifyError::Signature(_) => {
+                    NotificationError::BadSignature
+                }
+            },
+        )?;
+
+        let envelope: WechatNotification =
+            serde_json::from_slice(&req.body).map_err(|err| NotificationError::Malformed(err.to_string()))?;
+        if envelope.event_type != EVENT_TRANSACTION_SUCCESS {
+            return Err(NotificationError::Malformed(format!(
+                "unsupported event_type {}",
+                envelope.event_type
+            )));
+        }
+        if envelope.resource.algorithm != RESOURCE_ALGORITHM {
+            return Err(NotificationError::Malformed(format!(
+                "unsupported resource algorithm {}",
+                envelope.resource.algorithm
+            )));
+        }
+        let plain = crypto::decrypt_resource(
+            &self.apiv3_key,
+            &envelope.resource.nonce,
+            &envelope.resource.associated_data,
+            &envelope.resource.ciphertext,
+        )
+        .map_err(|err| NotificationError::Malformed(err.to_string()))?;
+        let transaction: WechatTransaction =
+            serde_json::from_slice(&plain).map_err(|err| NotificationError::Malformed(err.to_string()))?;
+        if transaction.mchid.as_deref() != Some(self.settings.mchid.as_str()) {
+            return Err(NotificationError::UnknownAccount);
+        }
+        if transaction
+            .appid
+            .as_deref()
+            .is_some_and(|appid| appid != self.settings.appid)
+        {
+            return Err(NotificationError::UnknownAccount);
+        }
+        Ok(WechatOpenedNotification {
+            envelope,
+            transaction,
+            plaintext: plain,
+        })
+    }
+
+    fn query_path(&self, pay_no: PayNo) -> String {
+        // Encoded once, here; the same string is signed and sent.
+        let query = serde_urlencoded::to_string([("mchid", self.settings.mchid.as_str())]).unwrap_or_default();
+        format!("/v3/pay/transactions/out-trade-no/{pay_no}?{query}")
+    }
+}
+
+fn transport_error(err: reqwest::Error) -> GatewayError {
+    if err.is_timeout() {
+        GatewayError::Timeout
+    } else {
+        GatewayError::Transport(err.to_string())
+    }
+}
+
+fn malformed(what: impl std::fmt::Display) -> GatewayError {
+    GatewayError::Provider {
+        code: "MALFORMED_RESPONSE".into(),
+        message: what.to_string(),
+        retryable: false,
+    }
+}
+
+#[async_trait]
+impl Gateway for WechatGateway {
+    fn provider(&self) -> Provider {
+        Provider::Wechat
+    }
+
+    #[tracing::instrument(skip_all, fields(provider = "wechat", pay_no = %req.pay_no))]
+    async fn create_qr(&self, req: &QrRequest) -> Result<QrCreated, GatewayError> {
+        let body = WechatNativeRequest {
+            appid: self.settings.appid.clone(),
+            mchid: self.settings.mchid.clone(),
+            description: req.subject.chars().take(DESCRIPTION_MAX_CHARS).collect(),
+            out_trade_no: req.pay_no.to_string(),
+            time_expire: rfc3339_china(req.expires_at),
+            notify_url: self.settings.notify_url.clone(),
+            amount: WechatAmount {
+                total: req.amount.0,
+                currency: req.currency.clone(),
+            },
+        };
+        let body = serde_json::to_vec(&body).map_err(malformed)?;
+        match self
+            .call(Method::POST, "/v3/pay/transactions/native".into(), body)
+            .await?
+        {
+            WechatReply::Success(bytes) => {
+                let created: WechatNativeResponse = serde_json::from_slice(&bytes).map_err(malformed)?;
+                Ok(QrCreated {
+                    code_url: created.code_url,
+                })
+            }
+            WechatReply::Failed { failure, .. } => Err(failure.into_gateway_error()),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(provider = "wechat", pay_no = %pay_no))]
+    async fn query(&self, pay_no: PayNo) -> Result<TradeQuery, GatewayError> {
+        match self.call(Method::GET, self.query_path(pay_no), Vec::new()).await? {
+            WechatReply::Success(bytes) => {
+                let transaction: WechatTransaction = serde_json::from_slice(&bytes).map_err(malformed)?;
+                if transaction.out_trade_no != pay_no.to_string() {
+                    return Err(GatewayError::Verification(format!(
+                        "asked for out_trade_no {pay_no}, got {}",
+                        transaction.out_trade_no
+                    )));
+                }
+                let state = transaction.to_trade_state().map_err(malformed)?;
+                let raw = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+                Ok(TradeQuery { state, raw })
+            }
+            WechatReply::Failed { failure, raw, .. } => Ok(TradeQuery {
+                state: failure.into_query_state()?,
+                raw,
+            }),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(provider = "wechat", pay_no = %pay_no))]
+    async fn close(&self, pay_no: PayNo) -> Result<CloseOutcome, GatewayError> {
+        let body = serde_json::to_vec(&WechatCloseRequest {
+            mchid: self.settings.mchid.clone(),
+        })
+        .map_err(malformed)?;
+        let path = format!("/v3/pay/transactions/out-trade-no/{pay_no}/close");
+        match self.call(Method::POST, path, body).await? {
+            // 204, verified over the empty body.
+            WechatReply::Success(_) => Ok(CloseOutcome::Closed),
+            WechatReply::Failed {
+                failure, retry_after, ..
+            } => {
+                let wait = retry_after.unwrap_or(Duration::from_secs(self.settings.close_retry_after_seconds));
+                let retry_at = self.clock.now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+                failure.into_close_outcome(retry_at)
+            }
+        }
+    }
+
+    fn verify_notification(&self, req: &NotificationRequest) -> Result<VerifiedNotification, NotificationError> {
+        let WechatOpenedNotification {
+            envelope,
+            transaction,
+            plaintext,
+        } = self.open_notification(req)?;
+        let pay_no = transaction.out_trade_no.parse::<PayNo>().map_err(|_| {
+            NotificationError::Malformed(format!("out_trade_no {} is not ours", transaction.out_trade_no))
+        })?;
+        let state = transaction
+            .to_trade_state()
+            .map_err(|err| NotificationError::Malformed(err.to_string()))?;
+        Ok(VerifiedNotification {
+            event_id: envelope.id.clone(),
+            pay_no,
+            state,
+            raw: serde_json::json!({
+                "id": envelope.id,
+                "event_type": envelope.event_type,
+                "create_time": envelope.create_time,
+                "summary": envelope.summary,
+                "resource": serde_json::from_slice::<serde_json::Value>(&plaintext).unwrap_or(serde_json::Value::Null),
+            }),
+        })
+    }
+}
