@@ -167,6 +167,127 @@ pub struct ProviderCallConfig {
 #[serde(deny_unknown_fields)]
 pub struct ProviderSettings {
     pub sandbox: SandboxProviderSettings,
+    pub wechat: WechatProviderSettings,
+    pub alipay: AlipayProviderSettings,
+}
+
+/// A secret given inline (from the environment, say) or as a file path; never both.
+fn read_secret(key: &str, inline: &SecretString, path: &str) -> anyhow::Result<SecretString> {
+    match (inline.expose_secret().is_empty(), path.is_empty()) {
+        (false, true) => Ok(inline.clone()),
+        (true, false) => std::fs::read_to_string(path)
+            .map(|text| SecretString::from(text.trim().to_owned()))
+            .with_context(|| format!("{key}_path: cannot read {path}")),
+        (true, true) => bail!("{key} (or {key}_path) must be set"),
+        (false, false) => bail!("set {key} or {key}_path, not both"),
+    }
+}
+
+fn read_public(key: &str, path: &str) -> anyhow::Result<String> {
+    if path.is_empty() {
+        bail!("{key}_path must be set");
+    }
+    std::fs::read_to_string(path).with_context(|| format!("{key}_path: cannot read {path}"))
+}
+
+/// WeChat Pay API v3 merchant settings. Secrets come from files or the environment.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WechatProviderSettings {
+    pub enabled: bool,
+    pub mchid: String,
+    pub appid: String,
+    /// Serial of the merchant API certificate (`serial_no` of requests).
+    pub merchant_serial_no: String,
+    pub merchant_private_key: SecretString,
+    pub merchant_private_key_path: String,
+    /// The platform public key or certificate (PEM) that signs responses and notifications.
+    pub platform_public_key_path: String,
+    /// Its `Wechatpay-Serial` (`PUB_KEY_ID_…` or the certificate serial; empty: from the certificate).
+    pub platform_serial: String,
+    /// The 32-character APIv3 key that encrypts notifications.
+    pub apiv3_key: SecretString,
+    pub apiv3_key_path: String,
+    pub api_base_url: String,
+    /// Empty: this service's `/webhooks/wechat`.
+    pub notify_url: String,
+    pub calls: ProviderCallConfig,
+}
+
+/// Alipay OpenAPI (RSA2) app settings. Secrets come from files or the environment.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlipayProviderSettings {
+    pub enabled: bool,
+    pub app_id: String,
+    pub app_private_key: SecretString,
+    pub app_private_key_path: String,
+    /// The Alipay public key (PEM, certificate PEM or the console's bare base64).
+    pub alipay_public_key_path: String,
+    pub gateway_url: String,
+    /// Empty: this service's `/webhooks/alipay`.
+    pub notify_url: String,
+    /// When set, notifications for another seller are refused.
+    pub seller_id: String,
+    pub calls: ProviderCallConfig,
+}
+
+impl WechatProviderSettings {
+    /// The gateway's settings, reading key files.
+    ///
+    /// # Errors
+    /// A missing or unreadable key.
+    pub fn gateway_settings(&self, base_url: &str) -> anyhow::Result<actors::gateway::wechat::WechatSettings> {
+        let key = "providers.wechat";
+        Ok(actors::gateway::wechat::WechatSettings {
+            mchid: self.mchid.clone(),
+            appid: self.appid.clone(),
+            merchant_serial_no: self.merchant_serial_no.clone(),
+            merchant_private_key_pem: read_secret(
+                &format!("{key}.merchant_private_key"),
+                &self.merchant_private_key,
+                &self.merchant_private_key_path,
+            )?,
+            platform_keys: vec![actors::gateway::wechat::WechatPlatformKeySettings {
+                serial: (!self.platform_serial.is_empty()).then(|| self.platform_serial.clone()),
+                pem: read_public(&format!("{key}.platform_public_key"), &self.platform_public_key_path)?,
+            }],
+            apiv3_key: read_secret(&format!("{key}.apiv3_key"), &self.apiv3_key, &self.apiv3_key_path)?,
+            api_base_url: self.api_base_url.clone(),
+            notify_url: if self.notify_url.is_empty() {
+                format!("{base_url}/webhooks/wechat")
+            } else {
+                self.notify_url.clone()
+            },
+            close_retry_after_seconds: actors::gateway::wechat::DEFAULT_CLOSE_RETRY_AFTER_SECONDS,
+        })
+    }
+}
+
+impl AlipayProviderSettings {
+    /// The gateway's settings, reading key files.
+    ///
+    /// # Errors
+    /// A missing or unreadable key.
+    pub fn gateway_settings(&self, base_url: &str) -> anyhow::Result<actors::gateway::alipay::AlipaySettings> {
+        let key = "providers.alipay";
+        Ok(actors::gateway::alipay::AlipaySettings {
+            app_id: self.app_id.clone(),
+            app_private_key_pem: read_secret(
+                &format!("{key}.app_private_key"),
+                &self.app_private_key,
+                &self.app_private_key_path,
+            )?,
+            alipay_public_key_pem: read_public(&format!("{key}.alipay_public_key"), &self.alipay_public_key_path)?,
+            gateway_url: self.gateway_url.clone(),
+            notify_url: if self.notify_url.is_empty() {
+                format!("{base_url}/webhooks/alipay")
+            } else {
+                self.notify_url.clone()
+            },
+            seller_id: (!self.seller_id.is_empty()).then(|| self.seller_id.clone()),
+        })
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -99,6 +99,21 @@ impl Application {
             None
         };
 
+        if settings.providers.wechat.enabled {
+            let wechat = &settings.providers.wechat;
+            let gateway = actors::gateway::wechat::WechatGateway::new(wechat.gateway_settings(&base_url)?, http.clone())
+                .context("invalid providers.wechat settings")?;
+            gateways.insert(Arc::new(gateway));
+            calls.insert(Provider::Wechat, wechat.calls.settings());
+        }
+        if settings.providers.alipay.enabled {
+            let alipay = &settings.providers.alipay;
+            let gateway = actors::gateway::alipay::AlipayGateway::new(alipay.gateway_settings(&base_url)?, http.clone())
+                .context("invalid providers.alipay settings")?;
+            gateways.insert(Arc::new(gateway));
+            calls.insert(Provider::Alipay, alipay.calls.settings());
+        }
+
         let metrics = Arc::new(Metrics::new()?);
         let index: Arc<dyn DeadlineIndex> = match settings.redis.url() {
             Some(url) => Arc::new(
@@ -137,6 +152,7 @@ impl Application {
         let credentials = web::Data::new(Credentials::from_settings(&settings.auth)?);
         let metrics_data = web::Data::from(metrics);
         let sandbox_data = sandbox.map(web::Data::new);
+        let enabled: Vec<Provider> = state.gateways.providers().collect();
         let max_body_bytes = settings.server.max_body_bytes;
 
         let mut server = HttpServer::new(move || {
@@ -149,7 +165,7 @@ impl Application {
             if let Some(sandbox) = &sandbox_data {
                 app = app.app_data(sandbox.clone());
             }
-            app.configure(|cfg| routes::configure(cfg, max_body_bytes, sandbox_data.is_some()))
+            app.configure(|cfg| routes::configure(cfg, max_body_bytes, &enabled))
                 .default_service(web::to(routes::not_found))
         })
         .listen(listener)

@@ -19,11 +19,13 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use entities::Provider;
+
 use crate::auth::{require_admin, require_merchant};
 use crate::error::ApiError;
 
-/// Registers all routes. `sandbox` mounts the sandbox provider's routes.
-pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, sandbox: bool) {
+/// Registers all routes; the webhook (and sandbox) routes of the `enabled` providers only.
+pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, enabled: &[Provider]) {
     cfg.app_data(
         web::JsonConfig::default()
             .limit(max_body_bytes)
@@ -59,12 +61,16 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, sandbox: b
             .route("/skus/{sku_id}", web::put().to(admin::put_sku))
             .route("/skus/{sku_id}", web::get().to(admin::get_sku)),
     );
-    if sandbox {
-        cfg.service(
-            web::scope("/webhooks")
-                .app_data(web::PayloadConfig::new(max_body_bytes))
-                .route("/sandbox", web::post().to(webhooks::sandbox)),
-        );
+    let mut hooks = web::scope("/webhooks").app_data(web::PayloadConfig::new(max_body_bytes));
+    for provider in enabled {
+        hooks = match provider {
+            Provider::Sandbox => hooks.route("/sandbox", web::post().to(webhooks::sandbox)),
+            Provider::Wechat => hooks.route("/wechat", web::post().to(webhooks::wechat)),
+            Provider::Alipay => hooks.route("/alipay", web::post().to(webhooks::alipay)),
+        };
+    }
+    cfg.service(hooks);
+    if enabled.contains(&Provider::Sandbox) {
         cfg.service(
             web::scope("/sandbox")
                 .route("/trades/{pay_no}", web::get().to(sandbox::get_trade))
