@@ -113,6 +113,7 @@ pub struct ExpiryConfig {
     pub overdue_per_second: u32,
     pub arbiters: usize,
     pub max_concurrent_passes: usize,
+    pub provider_clock_margin_milliseconds: u64,
 }
 
 /// Delivery of outbox events to subscribers (see `actors::outbox::RelaySettings`).
@@ -478,6 +479,7 @@ impl ExpiryConfig {
             overdue_per_second: self.overdue_per_second,
             arbiters: self.arbiters,
             max_concurrent_passes: self.max_concurrent_passes,
+            provider_clock_margin: Duration::from_millis(self.provider_clock_margin_milliseconds),
         }
     }
 }

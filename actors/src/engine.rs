@@ -47,6 +47,8 @@ pub struct ExpirySettings {
     pub overdue_per_second: u32,
     /// Arbiters (threads) the order actors are spread over.
     pub arbiters: usize,
+    /// Allowance for the provider's clock when judging that its `time_expire` has passed.
+    pub provider_clock_margin: Duration,
     /// Timer-driven expiry passes running at once; the rest wait their turn cheaply instead of
     /// all holding database work in flight when many deadlines fall together.
     pub max_concurrent_passes: usize,

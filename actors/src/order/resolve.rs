@@ -162,7 +162,27 @@ pub(crate) async fn run(core: &EngineCore, order_id: OrderId, intent: &Intent) -
                 }
             }
             Ok(CloseOutcome::TooEarly { retry_at }) => {
-                too_early = Some(too_early.map_or(retry_at, |t| t.max(retry_at)));
+                // The provider will not close yet (WeChat: not in the first 5 minutes). The
+                // trade was created with `time_expire` = the order's deadline, so once that has
+                // passed (plus a margin for clock skew) and the query still says unpaid, the
+                // provider can no longer take the payment: the attempt is over.
+                let margin = chrono::Duration::from_std(core.settings.provider_clock_margin)
+                    .unwrap_or_else(|_| chrono::Duration::seconds(30));
+                if unpaid_past_time_expire(&order, Utc::now(), margin) {
+                    transitions::close_attempt(
+                        &core.db,
+                        order_id,
+                        attempt.pay_no,
+                        "unpaid after its time_expire at the provider",
+                        &operator,
+                    )
+                    .await?;
+                } else {
+                    // Look again when the provider accepts a close, or when time_expire is
+                    // safely past, whichever comes first.
+                    let next = retry_at.min(order.expires_at + margin + chrono::Duration::milliseconds(100));
+                    too_early = Some(too_early.map_or(next, |t| t.max(next)));
+                }
             }
             Err(err) => {
                 tracing::warn!(order_no = %order.order_no, pay_no = %attempt.pay_no, error.message = %err, "provider close failed");
@@ -311,4 +331,9 @@ pub(crate) async fn close_other_attempts(core: &EngineCore, order_id: OrderId, p
             }
         }
     }
+}
+
+/// Whether a trade created with `time_expire` = the order's deadline can no longer be paid.
+fn unpaid_past_time_expire(order: &orders::Model, now: DateTime<Utc>, margin: chrono::Duration) -> bool {
+    now > order.expires_at + margin
 }
