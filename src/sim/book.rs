@@ -1,0 +1,268 @@
+//! The simulator's shared state: the trade book per provider and `out_trade_no`, and the
+//! injected faults.
+//!
+//! Guarded by std mutexes: every critical section is a map lookup or a field write and none
+//! is held across an `.await` (the same choice as mini-redis `db.rs`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use super::{SimConfig, SimKeys};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SimProvider {
+    Wechat,
+    Alipay,
+}
+
+/// The provider-side state, named as WeChat names it (Alipay's names are derived on output).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SimTradeState {
+    Notpay,
+    Success,
+    Closed,
+}
+
+/// One trade, as `GET /sim/{provider}/trades/{no}` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SimTrade {
+    pub provider: SimProvider,
+    pub out_trade_no: String,
+    pub amount_fen: i64,
+    pub subject: String,
+    pub notify_url: String,
+    pub code_url: String,
+    pub state: SimTradeState,
+    /// Alipay only knows a precreated trade once the buyer has scanned its code; until then
+    /// query and close answer `ACQ.TRADE_NOT_EXIST`. WeChat trades exist from the prepay.
+    pub scanned: bool,
+    /// The provider's trade id: WeChat's `transaction_id` once paid, Alipay's `trade_no` once
+    /// scanned.
+    pub provider_trade_no: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub time_expire: Option<DateTime<Utc>>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub query_count: u32,
+    pub close_count: u32,
+    /// Delivery attempts, including the ones `drop` made vanish.
+    pub notifications_sent: u32,
+    /// Attempts the merchant acknowledged as the provider requires (2xx; Alipay: `success`).
+    pub notifications_acknowledged: u32,
+}
+
+impl SimTrade {
+    /// Applies `time_expire`: an unpaid trade past it is closed.
+    pub fn refresh(&mut self, now: DateTime<Utc>) {
+        if self.state == SimTradeState::Notpay && self.time_expire.is_some_and(|deadline| now >= deadline) {
+            self.state = SimTradeState::Closed;
+        }
+    }
+}
+
+/// Faults injected into the provider endpoints (never the `/sim` control routes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimFaults {
+    /// Added before every answer.
+    pub latency_ms: u64,
+    /// Share of calls (0.0..=1.0) answered with the provider's system error.
+    pub error_rate: f64,
+    /// Share of calls (0.0..=1.0) that hang for `timeout_ms` before a system error, longer
+    /// than any sane client timeout.
+    pub timeout_rate: f64,
+    pub timeout_ms: u64,
+}
+
+impl SimFaults {
+    /// # Errors
+    /// A message naming the rate outside 0..=1.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, rate) in [("error_rate", self.error_rate), ("timeout_rate", self.timeout_rate)] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(format!("{name} must be between 0 and 1, got {rate}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a fault roll decided for one call.
+pub(crate) enum FaultAction {
+    Proceed,
+    SystemError,
+}
+
+/// Options of `POST /sim/{provider}/trades/{no}/pay`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimPayOptions {
+    /// Send the payment notification at all (a provider that never calls back: false).
+    pub notify: bool,
+    /// The first `drop` delivery attempts are lost in transit: the provider counts them as
+    /// failed and resends on its schedule.
+    pub drop: u32,
+    /// Extra copies sent after the first acknowledged one (same event id / notify_id).
+    pub duplicate: u32,
+    /// Wait this long before the first attempt.
+    pub delay_ms: u64,
+}
+
+impl Default for SimPayOptions {
+    fn default() -> Self {
+        Self {
+            notify: true,
+            drop: 0,
+            duplicate: 0,
+            delay_ms: 0,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SimBuyerError {
+    #[error("no such trade")]
+    NotFound,
+    #[error("the trade is closed and can no longer be paid")]
+    Closed,
+}
+
+pub struct SimState {
+    pub config: SimConfig,
+    pub(crate) keys: SimKeys,
+    book: Mutex<HashMap<(SimProvider, String), SimTrade>>,
+    faults: Mutex<SimFaults>,
+    /// Sends notifications.
+    pub(crate) http: reqwest::Client,
+    seq: AtomicU64,
+}
+
+impl SimState {
+    pub(crate) fn new(config: SimConfig, keys: SimKeys) -> Self {
+        Self {
+            config,
+            keys,
+            book: Mutex::new(HashMap::new()),
+            faults: Mutex::new(SimFaults::default()),
+            http: reqwest::Client::new(),
+            seq: AtomicU64::new(1),
+        }
+    }
+
+    pub fn book(&self) -> MutexGuard<'_, HashMap<(SimProvider, String), SimTrade>> {
+        lock(&self.book)
+    }
+
+    pub fn trade(&self, provider: SimProvider, out_trade_no: &str) -> Option<SimTrade> {
+        let now = Utc::now();
+        self.book().get_mut(&(provider, out_trade_no.to_owned())).map(|trade| {
+            trade.refresh(now);
+            trade.clone()
+        })
+    }
+
+    pub fn set_faults(&self, faults: SimFaults) {
+        *lock(&self.faults) = faults;
+    }
+
+    pub fn faults(&self) -> SimFaults {
+        *lock(&self.faults)
+    }
+
+    /// Sleeps the injected latency, then rolls for an error or a hang.
+    pub(crate) async fn roll_faults(&self) -> FaultAction {
+        let faults = self.faults();
+        if faults.latency_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
+        }
+        let roll: f64 = rand::thread_rng().gen();
+        if roll < faults.timeout_rate {
+            tokio::time::sleep(Duration::from_millis(faults.timeout_ms)).await;
+            return FaultAction::SystemError;
+        }
+        let roll: f64 = rand::thread_rng().gen();
+        if roll < faults.error_rate {
+            return FaultAction::SystemError;
+        }
+        FaultAction::Proceed
+    }
+
+    /// A fresh id with the provider's look: a date prefix and a sequence.
+    pub(crate) fn next_id(&self, prefix: &str) -> String {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        format!("{prefix}{}{seq:010}", Utc::now().format("%Y%m%d"))
+    }
+
+    /// The buyer scans the code. For Alipay this is when the trade comes into existence.
+    ///
+    /// # Errors
+    /// [`SimBuyerError::NotFound`] for an unknown trade, [`SimBuyerError::Closed`] after
+    /// `time_expire` or a close.
+    pub fn scan(&self, provider: SimProvider, out_trade_no: &str) -> Result<SimTrade, SimBuyerError> {
+        let now = Utc::now();
+        let mut book = self.book();
+        let trade = book
+            .get_mut(&(provider, out_trade_no.to_owned()))
+            .ok_or(SimBuyerError::NotFound)?;
+        trade.refresh(now);
+        if trade.state == SimTradeState::Closed {
+            return Err(SimBuyerError::Closed);
+        }
+        if !trade.scanned {
+            trade.scanned = true;
+            if provider == SimProvider::Alipay {
+                trade.provider_trade_no = Some(self.next_id("2088"));
+            }
+        }
+        Ok(trade.clone())
+    }
+
+    /// The buyer pays (scanning first if needed). Paying a paid trade changes nothing.
+    ///
+    /// # Errors
+    /// As [`SimState::scan`].
+    pub fn pay(&self, provider: SimProvider, out_trade_no: &str) -> Result<SimTrade, SimBuyerError> {
+        self.scan(provider, out_trade_no)?;
+        let now = Utc::now();
+        let mut book = self.book();
+        let trade = book
+            .get_mut(&(provider, out_trade_no.to_owned()))
+            .ok_or(SimBuyerError::NotFound)?;
+        trade.refresh(now);
+        match trade.state {
+            SimTradeState::Closed => return Err(SimBuyerError::Closed),
+            SimTradeState::Success => {}
+            SimTradeState::Notpay => {
+                trade.state = SimTradeState::Success;
+                trade.paid_at = Some(now);
+                if provider == SimProvider::Wechat {
+                    trade.provider_trade_no = Some(self.next_id("4200"));
+                }
+                tracing::info!(?provider, out_trade_no, "simulated buyer paid");
+            }
+        }
+        Ok(trade.clone())
+    }
+
+    pub(crate) fn record_delivery(&self, provider: SimProvider, out_trade_no: &str, acknowledged: bool) {
+        if let Some(trade) = self.book().get_mut(&(provider, out_trade_no.to_owned())) {
+            trade.notifications_sent = trade.notifications_sent.saturating_add(1);
+            if acknowledged {
+                trade.notifications_acknowledged = trade.notifications_acknowledged.saturating_add(1);
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Each critical section is one insert or field write, so a panic elsewhere cannot leave a
+    // half-updated map behind: a poisoned lock is still consistent.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

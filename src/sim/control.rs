@@ -1,0 +1,87 @@
+//! Control routes for tests and demos: play the buyer, read the trade book, switch faults.
+//!
+//! - `POST /sim/{wechat|alipay}/trades/{no}/scan`: the buyer scans (creates the Alipay trade).
+//! - `POST /sim/{wechat|alipay}/trades/{no}/pay`: the buyer pays; optional JSON body
+//!   [`SimPayOptions`] `{"notify":true,"drop":0,"duplicate":0,"delay_ms":0}`.
+//! - `GET /sim/{wechat|alipay}/trades/{no}`: the trade with its query / close / notification
+//!   counters.
+//! - `PUT /sim/faults` ([`SimFaults`]), `GET /sim/faults`.
+
+use std::sync::Arc;
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use super::book::{SimBuyerError, SimFaults, SimPayOptions, SimProvider, SimState};
+use super::notify;
+
+pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/sim")
+            .route("/faults", web::put().to(put_faults))
+            .route("/faults", web::get().to(get_faults))
+            .route("/{provider}/trades/{no}", web::get().to(get_trade))
+            .route("/{provider}/trades/{no}/scan", web::post().to(scan))
+            .route("/{provider}/trades/{no}/pay", web::post().to(pay)),
+    );
+}
+
+fn buyer_error(err: &SimBuyerError) -> HttpResponse {
+    let body = json!({"error": {"code": match err {
+        SimBuyerError::NotFound => "trade_not_found",
+        SimBuyerError::Closed => "trade_closed",
+    }, "message": err.to_string()}});
+    match err {
+        SimBuyerError::NotFound => HttpResponse::NotFound().json(body),
+        SimBuyerError::Closed => HttpResponse::Conflict().json(body),
+    }
+}
+
+async fn get_trade(state: web::Data<SimState>, path: web::Path<(SimProvider, String)>) -> HttpResponse {
+    let (provider, no) = path.into_inner();
+    match state.trade(provider, &no) {
+        Some(trade) => HttpResponse::Ok().json(trade),
+        None => buyer_error(&SimBuyerError::NotFound),
+    }
+}
+
+async fn scan(state: web::Data<SimState>, path: web::Path<(SimProvider, String)>) -> HttpResponse {
+    let (provider, no) = path.into_inner();
+    match state.scan(provider, &no) {
+        Ok(trade) => HttpResponse::Ok().json(trade),
+        Err(err) => buyer_error(&err),
+    }
+}
+
+async fn pay(
+    state: web::Data<SimState>,
+    path: web::Path<(SimProvider, String)>,
+    options: Option<web::Json<SimPayOptions>>,
+) -> HttpResponse {
+    let (provider, no) = path.into_inner();
+    let options = options.map(web::Json::into_inner).unwrap_or_default();
+    match state.pay(provider, &no) {
+        Ok(trade) => {
+            if options.notify {
+                // `web::Data` derefs to the `Arc` the background sender needs.
+                notify::spawn(Arc::clone(&*state), trade.clone(), options);
+            }
+            HttpResponse::Ok().json(trade)
+        }
+        Err(err) => buyer_error(&err),
+    }
+}
+
+async fn put_faults(state: web::Data<SimState>, faults: web::Json<SimFaults>) -> HttpResponse {
+    let faults = faults.into_inner();
+    if let Err(message) = faults.validate() {
+        return HttpResponse::BadRequest().json(json!({"error": {"code": "invalid_faults", "message": message}}));
+    }
+    state.set_faults(faults);
+    tracing::info!(?faults, "simulator faults set");
+    HttpResponse::Ok().json(faults)
+}
+
+async fn get_faults(state: web::Data<SimState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.faults())
+}
