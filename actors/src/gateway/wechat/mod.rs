@@ -400,7 +400,11 @@ impl Gateway for WechatGateway {
                 failure, retry_after, ..
             } => {
                 let wait = retry_after.unwrap_or(Duration::from_secs(self.settings.close_retry_after_seconds));
-                let retry_at = self.clock.now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+                // Saturating: an absurd Retry-After must not overflow the date arithmetic.
+                let retry_at = chrono::Duration::from_std(wait)
+                    .ok()
+                    .and_then(|wait| self.clock.now().checked_add_signed(wait))
+                    .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
                 failure.into_close_outcome(retry_at)
             }
         }
