@@ -184,11 +184,14 @@ fn read_secret(key: &str, inline: &SecretString, path: &str) -> anyhow::Result<S
     }
 }
 
-fn read_public(key: &str, path: &str) -> anyhow::Result<String> {
-    if path.is_empty() {
-        bail!("{key}_path must be set");
+/// Public key material given inline or as a file path; never both.
+fn read_public(key: &str, inline: &str, path: &str) -> anyhow::Result<String> {
+    match (inline.is_empty(), path.is_empty()) {
+        (false, true) => Ok(inline.to_owned()),
+        (true, false) => std::fs::read_to_string(path).with_context(|| format!("{key}_path: cannot read {path}")),
+        (true, true) => bail!("{key} (or {key}_path) must be set"),
+        (false, false) => bail!("set {key} or {key}_path, not both"),
     }
-    std::fs::read_to_string(path).with_context(|| format!("{key}_path: cannot read {path}"))
 }
 
 /// WeChat Pay API v3 merchant settings. Secrets come from files or the environment.
@@ -202,7 +205,9 @@ pub struct WechatProviderSettings {
     pub merchant_serial_no: String,
     pub merchant_private_key: SecretString,
     pub merchant_private_key_path: String,
-    /// The platform public key or certificate (PEM) that signs responses and notifications.
+    /// The platform public key or certificate (PEM) that signs responses and notifications,
+    /// inline or as a file.
+    pub platform_public_key: String,
     pub platform_public_key_path: String,
     /// Its `Wechatpay-Serial` (`PUB_KEY_ID_…` or the certificate serial; empty: from the certificate).
     pub platform_serial: String,
@@ -223,7 +228,9 @@ pub struct AlipayProviderSettings {
     pub app_id: String,
     pub app_private_key: SecretString,
     pub app_private_key_path: String,
-    /// The Alipay public key (PEM, certificate PEM or the console's bare base64).
+    /// The Alipay public key (PEM, certificate PEM or the console's bare base64), inline or as
+    /// a file.
+    pub alipay_public_key: String,
     pub alipay_public_key_path: String,
     pub gateway_url: String,
     /// Empty: this service's `/webhooks/alipay`.
@@ -251,7 +258,11 @@ impl WechatProviderSettings {
             )?,
             platform_keys: vec![actors::gateway::wechat::WechatPlatformKeySettings {
                 serial: (!self.platform_serial.is_empty()).then(|| self.platform_serial.clone()),
-                pem: read_public(&format!("{key}.platform_public_key"), &self.platform_public_key_path)?,
+                pem: read_public(
+                    &format!("{key}.platform_public_key"),
+                    &self.platform_public_key,
+                    &self.platform_public_key_path,
+                )?,
             }],
             apiv3_key: read_secret(&format!("{key}.apiv3_key"), &self.apiv3_key, &self.apiv3_key_path)?,
             api_base_url: self.api_base_url.clone(),
@@ -279,7 +290,11 @@ impl AlipayProviderSettings {
                 &self.app_private_key,
                 &self.app_private_key_path,
             )?,
-            alipay_public_key_pem: read_public(&format!("{key}.alipay_public_key"), &self.alipay_public_key_path)?,
+            alipay_public_key_pem: read_public(
+                &format!("{key}.alipay_public_key"),
+                &self.alipay_public_key,
+                &self.alipay_public_key_path,
+            )?,
             gateway_url: self.gateway_url.clone(),
             notify_url: if self.notify_url.is_empty() {
                 format!("{base_url}/webhooks/alipay")

@@ -186,6 +186,7 @@ fn precreate(state: &SimState, biz_content: &str, notify_url: Option<String>) ->
                     close_count: 0,
                     notifications_sent: 0,
                     notifications_acknowledged: 0,
+                    pays_at_close: false,
                 },
             );
             qr_code
@@ -249,8 +250,10 @@ fn close(state: &SimState, biz_content: &str) -> Value {
     let Some(trade) = book.get_mut(&(SimProvider::Alipay, biz.out_trade_no.clone())) else {
         return not_exist(&biz.out_trade_no);
     };
-    trade.refresh(Utc::now());
+    let now = Utc::now();
+    trade.refresh(now);
     trade.close_count = trade.close_count.saturating_add(1);
+    state.race_close(trade, now);
     if !trade.scanned {
         return not_exist(&biz.out_trade_no);
     }

@@ -56,13 +56,34 @@ pub struct SimTrade {
     pub notifications_sent: u32,
     /// Attempts the merchant acknowledged as the provider requires (2xx; Alipay: `success`).
     pub notifications_acknowledged: u32,
+    /// The buyer pays just as the merchant's close arrives: the close finds the trade paid
+    /// (the race the expiry rule handles by querying again and compensating).
+    #[serde(default)]
+    pub pays_at_close: bool,
 }
 
 impl SimTrade {
-    /// Applies `time_expire`: an unpaid trade past it is closed.
+    /// Applies `time_expire`. Alipay closes an unpaid trade once its timeout passes
+    /// (`TRADE_CLOSED`); WeChat keeps answering `NOTPAY` but refuses the payment, so the
+    /// merchant still has to close it.
     pub fn refresh(&mut self, now: DateTime<Utc>) {
-        if self.state == SimTradeState::Notpay && self.time_expire.is_some_and(|deadline| now >= deadline) {
+        if self.provider == SimProvider::Alipay && self.state == SimTradeState::Notpay && self.expired(now) {
             self.state = SimTradeState::Closed;
+        }
+    }
+
+    /// Whether `time_expire` has passed: the buyer can no longer pay.
+    pub fn expired(&self, now: DateTime<Utc>) -> bool {
+        self.time_expire.is_some_and(|deadline| now >= deadline)
+    }
+
+    /// Pays an unpaid trade now (the provider side of a successful payment).
+    pub(crate) fn settle(&mut self, now: DateTime<Utc>, transaction_id: String) {
+        self.state = SimTradeState::Success;
+        self.paid_at = Some(now);
+        self.scanned = true;
+        if self.provider == SimProvider::Wechat || self.provider_trade_no.is_none() {
+            self.provider_trade_no = Some(transaction_id);
         }
     }
 }
@@ -212,7 +233,7 @@ impl SimState {
             .get_mut(&(provider, out_trade_no.to_owned()))
             .ok_or(SimBuyerError::NotFound)?;
         trade.refresh(now);
-        if trade.state == SimTradeState::Closed {
+        if trade.state == SimTradeState::Closed || (trade.state == SimTradeState::Notpay && trade.expired(now)) {
             return Err(SimBuyerError::Closed);
         }
         if !trade.scanned {
@@ -240,15 +261,44 @@ impl SimState {
             SimTradeState::Closed => return Err(SimBuyerError::Closed),
             SimTradeState::Success => {}
             SimTradeState::Notpay => {
-                trade.state = SimTradeState::Success;
-                trade.paid_at = Some(now);
-                if provider == SimProvider::Wechat {
-                    trade.provider_trade_no = Some(self.next_id("4200"));
-                }
+                let id = self.next_id(if provider == SimProvider::Wechat {
+                    "4200"
+                } else {
+                    "2088"
+                });
+                trade.settle(now, id);
                 tracing::info!(?provider, out_trade_no, "simulated buyer paid");
             }
         }
         Ok(trade.clone())
+    }
+
+    /// Arms the race: the next close of this trade finds that the buyer has just paid.
+    ///
+    /// # Errors
+    /// As [`SimState::scan`].
+    pub fn pay_at_close(&self, provider: SimProvider, out_trade_no: &str) -> Result<SimTrade, SimBuyerError> {
+        self.scan(provider, out_trade_no)?;
+        let mut book = self.book();
+        let trade = book
+            .get_mut(&(provider, out_trade_no.to_owned()))
+            .ok_or(SimBuyerError::NotFound)?;
+        trade.pays_at_close = true;
+        Ok(trade.clone())
+    }
+
+    /// Called by the close endpoints under the book lock: settles an armed race first.
+    pub(crate) fn race_close(&self, trade: &mut SimTrade, now: DateTime<Utc>) {
+        if trade.pays_at_close && trade.state == SimTradeState::Notpay {
+            trade.pays_at_close = false;
+            let id = self.next_id(if trade.provider == SimProvider::Wechat {
+                "4200"
+            } else {
+                "2088"
+            });
+            trade.settle(now, id);
+            tracing::info!(out_trade_no = %trade.out_trade_no, "simulated buyer paid just as the close arrived");
+        }
     }
 
     pub(crate) fn record_delivery(&self, provider: SimProvider, out_trade_no: &str, acknowledged: bool) {

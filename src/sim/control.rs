@@ -22,7 +22,8 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
             .route("/faults", web::get().to(get_faults))
             .route("/{provider}/trades/{no}", web::get().to(get_trade))
             .route("/{provider}/trades/{no}/scan", web::post().to(scan))
-            .route("/{provider}/trades/{no}/pay", web::post().to(pay)),
+            .route("/{provider}/trades/{no}/pay", web::post().to(pay))
+            .route("/{provider}/trades/{no}/pay-at-close", web::post().to(pay_at_close)),
     );
 }
 
@@ -68,6 +69,15 @@ async fn pay(
             }
             HttpResponse::Ok().json(trade)
         }
+        Err(err) => buyer_error(&err),
+    }
+}
+
+/// The buyer pays exactly when the merchant's next close arrives (no notification).
+async fn pay_at_close(state: web::Data<SimState>, path: web::Path<(SimProvider, String)>) -> HttpResponse {
+    let (provider, no) = path.into_inner();
+    match state.pay_at_close(provider, &no) {
+        Ok(trade) => HttpResponse::Ok().json(trade),
         Err(err) => buyer_error(&err),
     }
 }

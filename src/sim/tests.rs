@@ -363,8 +363,9 @@ async fn injected_faults_become_retryable_errors_and_timeouts() {
     sim.stop().await;
 }
 
+/// WeChat keeps an expired trade NOTPAY (the merchant still closes it) but refuses the payment.
 #[tokio::test]
-async fn an_expired_trade_cannot_be_paid_and_reads_closed() {
+async fn an_expired_trade_cannot_be_paid_and_still_reads_unpaid() {
     let sim = start_sim(0).await;
     let gateway = wechat(&sim, "http://127.0.0.1:9/unused");
     gateway
@@ -375,10 +376,10 @@ async fn an_expired_trade_cannot_be_paid_and_reads_closed() {
 
     let paid = control(&sim, reqwest::Method::POST, "/sim/wechat/trades/1005/pay", json!({})).await;
     assert_eq!(paid.status(), 409);
-    assert_eq!(gateway.query(PayNo(1005)).await.unwrap().state, TradeState::Closed);
+    assert_eq!(gateway.query(PayNo(1005)).await.unwrap().state, TradeState::NotPaid);
     assert_eq!(
         sim.trade(SimProvider::Wechat, "1005").map(|trade| trade.state),
-        Some(SimTradeState::Closed)
+        Some(SimTradeState::Notpay)
     );
     sim.stop().await;
 }

@@ -162,6 +162,7 @@ async fn native(state: web::Data<SimState>, req: HttpRequest, body: web::Bytes) 
                         close_count: 0,
                         notifications_sent: 0,
                         notifications_acknowledged: 0,
+                        pays_at_close: false,
                     },
                 );
                 code_url
@@ -269,6 +270,7 @@ async fn close(
             Some(trade) => {
                 trade.refresh(now);
                 trade.close_count = trade.close_count.saturating_add(1);
+                state.race_close(trade, now);
                 let age_seconds = u64::try_from((now - trade.created_at).num_seconds()).unwrap_or(0);
                 match trade.state {
                     SimTradeState::Success => CloseDecision::Paid,
