@@ -12,4 +12,5 @@ mod notifications;
 mod orders;
 mod outbox;
 mod payments;
+mod providers;
 mod restart;
