@@ -101,15 +101,17 @@ impl Application {
 
         if settings.providers.wechat.enabled {
             let wechat = &settings.providers.wechat;
-            let gateway = actors::gateway::wechat::WechatGateway::new(wechat.gateway_settings(&base_url)?, http.clone())
-                .context("invalid providers.wechat settings")?;
+            let gateway =
+                actors::gateway::wechat::WechatGateway::new(wechat.gateway_settings(&base_url)?, http.clone())
+                    .context("invalid providers.wechat settings")?;
             gateways.insert(Arc::new(gateway));
             calls.insert(Provider::Wechat, wechat.calls.settings());
         }
         if settings.providers.alipay.enabled {
             let alipay = &settings.providers.alipay;
-            let gateway = actors::gateway::alipay::AlipayGateway::new(alipay.gateway_settings(&base_url)?, http.clone())
-                .context("invalid providers.alipay settings")?;
+            let gateway =
+                actors::gateway::alipay::AlipayGateway::new(alipay.gateway_settings(&base_url)?, http.clone())
+                    .context("invalid providers.alipay settings")?;
             gateways.insert(Arc::new(gateway));
             calls.insert(Provider::Alipay, alipay.calls.settings());
         }

@@ -28,23 +28,34 @@ enum Refusal {
 }
 
 #[tracing::instrument(name = "provider notification", skip_all, fields(%provider, pay_no = tracing::field::Empty, outcome = tracing::field::Empty))]
-async fn accept(state: &AppState, provider: Provider, req: &HttpRequest, body: &Bytes) -> Result<NotifyOutcome, Refusal> {
+async fn accept(
+    state: &AppState,
+    provider: Provider,
+    req: &HttpRequest,
+    body: &Bytes,
+) -> Result<NotifyOutcome, Refusal> {
     let gateway = state
         .gateways
         .get(provider)
         .ok_or(Refusal::Failed(OrderError::ProviderUnavailable(provider)))?;
-    let notification = gateway.verify_notification(&notification_request(req, body)).map_err(|err| {
-        tracing::warn!(error.message = %err, "notification rejected");
-        Refusal::Rejected(err)
-    })?;
+    let notification = gateway
+        .verify_notification(&notification_request(req, body))
+        .map_err(|err| {
+            tracing::warn!(error.message = %err, "notification rejected");
+            Refusal::Rejected(err)
+        })?;
     tracing::Span::current().record("pay_no", tracing::field::display(notification.pay_no));
-    let outcome = state.engine.notify(provider, notification).await.map_err(|err| match err {
-        OrderError::AttemptNotFound => Refusal::UnknownTrade,
-        other => {
-            tracing::error!(error.cause_chain = ?other, "failed to apply a notification");
-            Refusal::Failed(other)
-        }
-    })?;
+    let outcome = state
+        .engine
+        .notify(provider, notification)
+        .await
+        .map_err(|err| match err {
+            OrderError::AttemptNotFound => Refusal::UnknownTrade,
+            other => {
+                tracing::error!(error.cause_chain = ?other, "failed to apply a notification");
+                Refusal::Failed(other)
+            }
+        })?;
     tracing::Span::current().record("outcome", tracing::field::debug(outcome));
     Ok(outcome)
 }
@@ -52,7 +63,9 @@ async fn accept(state: &AppState, provider: Provider, req: &HttpRequest, body: &
 /// `POST /webhooks/sandbox`.
 pub async fn sandbox(state: web::Data<AppState>, req: HttpRequest, body: Bytes) -> Result<HttpResponse, ApiError> {
     match accept(&state, Provider::Sandbox, &req, &body).await {
-        Ok(outcome) => Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ok", "outcome": format!("{outcome:?}") }))),
+        Ok(outcome) => {
+            Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ok", "outcome": format!("{outcome:?}") })))
+        }
         Err(Refusal::Rejected(err)) => Err(ApiError::BadRequest {
             status: StatusCode::BAD_REQUEST,
             code: "invalid_notification",
