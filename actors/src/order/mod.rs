@@ -218,7 +218,9 @@ impl Handler<Expire> for OrderActor {
         AtomicResponse::new(Box::pin(
             async move {
                 let _permit = core.passes.acquire().await.map_err(|_| OrderError::Unavailable)?;
-                resolve::run(&core, id, &intent).await
+                // Boxed so that a pass waiting for its permit is a few bytes, not the size of
+                // the whole pass: in a deadline storm many of them wait at once.
+                Box::pin(resolve::run(&core, id, &intent)).await
             }
             .into_actor(self)
             .map(|result, actor, ctx| actor.after_expire(result, ctx)),
