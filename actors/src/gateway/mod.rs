@@ -144,6 +144,24 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
+    /// A failed HTTP exchange with the provider: a timeout, or a transport failure.
+    pub fn from_transport(err: reqwest::Error) -> Self {
+        if err.is_timeout() {
+            GatewayError::Timeout
+        } else {
+            GatewayError::Transport(err.to_string())
+        }
+    }
+
+    /// A provider answer that does not parse; retrying the same call will not help.
+    pub fn malformed(what: impl std::fmt::Display) -> Self {
+        GatewayError::Provider {
+            code: "MALFORMED_RESPONSE".into(),
+            message: what.to_string(),
+            retryable: false,
+        }
+    }
+
     pub fn is_retryable(&self) -> bool {
         match self {
             GatewayError::Timeout

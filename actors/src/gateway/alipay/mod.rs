@@ -146,8 +146,9 @@ impl AlipayGateway {
             .map_err(|_| GatewayError::Crashed)?
             .map_err(|_| GatewayError::NotConfigured(Provider::Alipay))?;
         public.push(("sign", sign.as_str()));
-        let query = serde_urlencoded::to_string(&public).map_err(malformed)?;
-        let form = serde_urlencoded::to_string([("biz_content", biz_content.as_str())]).map_err(malformed)?;
+        let query = serde_urlencoded::to_string(&public).map_err(GatewayError::malformed)?;
+        let form =
+            serde_urlencoded::to_string([("biz_content", biz_content.as_str())]).map_err(GatewayError::malformed)?;
 
         let response = self
             .http
@@ -158,9 +159,9 @@ impl AlipayGateway {
             .body(form)
             .send()
             .await
-            .map_err(transport_error)?;
+            .map_err(GatewayError::from_transport)?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(transport_error)?;
+        let bytes = response.bytes().await.map_err(GatewayError::from_transport)?;
         if !status.is_success() {
             return Err(GatewayError::Provider {
                 code: format!("HTTP_{}", status.as_u16()),
@@ -168,10 +169,11 @@ impl AlipayGateway {
                 retryable: status.is_server_error(),
             });
         }
-        let raw = std::str::from_utf8(&bytes).map_err(malformed)?;
+        let raw = std::str::from_utf8(&bytes).map_err(GatewayError::malformed)?;
         let extracted =
             crypto::extract_response(raw, method).map_err(|err| GatewayError::Verification(err.to_string()))?;
-        let node_status: AlipayResponseStatus = serde_json::from_str(extracted.content).map_err(malformed)?;
+        let node_status: AlipayResponseStatus =
+            serde_json::from_str(extracted.content).map_err(GatewayError::malformed)?;
         if extracted.sign.is_none() && extracted.node == "error_response" && node_status.code != ALIPAY_SUCCESS {
             // The gateway leaves some errors unsigned (it cannot sign for an app id it does
             // not know). An unsigned answer is only ever a non-retryable failure, never a
@@ -188,28 +190,14 @@ impl AlipayGateway {
             tracing::debug!(code = %node_status.code, sub_code = ?node_status.sub_code, "alipay answered a failure");
             return Ok(Err(node_status));
         }
-        serde_json::from_str(extracted.content).map(Ok).map_err(malformed)
-    }
-}
-
-fn transport_error(err: reqwest::Error) -> GatewayError {
-    if err.is_timeout() {
-        GatewayError::Timeout
-    } else {
-        GatewayError::Transport(err.to_string())
-    }
-}
-
-fn malformed(what: impl std::fmt::Display) -> GatewayError {
-    GatewayError::Provider {
-        code: "MALFORMED_RESPONSE".into(),
-        message: what.to_string(),
-        retryable: false,
+        serde_json::from_str(extracted.content)
+            .map(Ok)
+            .map_err(GatewayError::malformed)
     }
 }
 
 fn biz<T: serde::Serialize>(biz: &T) -> Result<String, GatewayError> {
-    serde_json::to_string(biz).map_err(malformed)
+    serde_json::to_string(biz).map_err(GatewayError::malformed)
 }
 
 #[async_trait]
@@ -239,7 +227,7 @@ impl Gateway for AlipayGateway {
             Ok(created) => created
                 .qr_code
                 .map(|code_url| QrCreated { code_url })
-                .ok_or_else(|| malformed("precreate succeeded without qr_code")),
+                .ok_or_else(|| GatewayError::malformed("precreate succeeded without qr_code")),
             Err(status) => Err(classify_failure(&status).into_gateway_error()),
         }
     }
@@ -260,7 +248,7 @@ impl Gateway for AlipayGateway {
                 }
                 let status = found
                     .trade_status
-                    .ok_or_else(|| malformed("query succeeded without trade_status"))?;
+                    .ok_or_else(|| GatewayError::malformed("query succeeded without trade_status"))?;
                 let paid_at = found.send_pay_date.as_deref().and_then(parse_china_datetime);
                 let state = trade_state(
                     status,
@@ -269,7 +257,7 @@ impl Gateway for AlipayGateway {
                     paid_at,
                     self.clock.now(),
                 )
-                .map_err(malformed)?;
+                .map_err(GatewayError::malformed)?;
                 Ok(TradeQuery {
                     state,
                     raw: serde_json::to_value(&found).unwrap_or(serde_json::Value::Null),

@@ -207,11 +207,11 @@ impl WechatGateway {
         if !body.is_empty() {
             request = request.header(CONTENT_TYPE, "application/json").body(body);
         }
-        let response = request.send().await.map_err(transport_error)?;
+        let response = request.send().await.map_err(GatewayError::from_transport)?;
         let status = response.status();
         tracing::Span::current().record("status", status.as_u16());
         let headers = response.headers().clone();
-        let bytes = response.bytes().await.map_err(transport_error)?.to_vec();
+        let bytes = response.bytes().await.map_err(GatewayError::from_transport)?.to_vec();
 
         if status.is_success() {
             // Verification is a public-key operation (e = 65537), tens of microseconds: not
@@ -313,22 +313,6 @@ impl WechatGateway {
     }
 }
 
-fn transport_error(err: reqwest::Error) -> GatewayError {
-    if err.is_timeout() {
-        GatewayError::Timeout
-    } else {
-        GatewayError::Transport(err.to_string())
-    }
-}
-
-fn malformed(what: impl std::fmt::Display) -> GatewayError {
-    GatewayError::Provider {
-        code: "MALFORMED_RESPONSE".into(),
-        message: what.to_string(),
-        retryable: false,
-    }
-}
-
 #[async_trait]
 impl Gateway for WechatGateway {
     fn provider(&self) -> Provider {
@@ -349,13 +333,13 @@ impl Gateway for WechatGateway {
                 currency: req.currency.clone(),
             },
         };
-        let body = serde_json::to_vec(&body).map_err(malformed)?;
+        let body = serde_json::to_vec(&body).map_err(GatewayError::malformed)?;
         match self
             .call(Method::POST, "/v3/pay/transactions/native".into(), body)
             .await?
         {
             WechatReply::Success(bytes) => {
-                let created: WechatNativeResponse = serde_json::from_slice(&bytes).map_err(malformed)?;
+                let created: WechatNativeResponse = serde_json::from_slice(&bytes).map_err(GatewayError::malformed)?;
                 Ok(QrCreated {
                     code_url: created.code_url,
                 })
@@ -368,14 +352,14 @@ impl Gateway for WechatGateway {
     async fn query(&self, pay_no: PayNo) -> Result<TradeQuery, GatewayError> {
         match self.call(Method::GET, self.query_path(pay_no), Vec::new()).await? {
             WechatReply::Success(bytes) => {
-                let transaction: WechatTransaction = serde_json::from_slice(&bytes).map_err(malformed)?;
+                let transaction: WechatTransaction = serde_json::from_slice(&bytes).map_err(GatewayError::malformed)?;
                 if transaction.out_trade_no != pay_no.to_string() {
                     return Err(GatewayError::Verification(format!(
                         "asked for out_trade_no {pay_no}, got {}",
                         transaction.out_trade_no
                     )));
                 }
-                let state = transaction.to_trade_state().map_err(malformed)?;
+                let state = transaction.to_trade_state().map_err(GatewayError::malformed)?;
                 let raw = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
                 Ok(TradeQuery { state, raw })
             }
@@ -391,7 +375,7 @@ impl Gateway for WechatGateway {
         let body = serde_json::to_vec(&WechatCloseRequest {
             mchid: self.settings.mchid.clone(),
         })
-        .map_err(malformed)?;
+        .map_err(GatewayError::malformed)?;
         let path = format!("/v3/pay/transactions/out-trade-no/{pay_no}/close");
         match self.call(Method::POST, path, body).await? {
             // 204, verified over the empty body.
