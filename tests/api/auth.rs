@@ -78,12 +78,6 @@ async fn admin_routes_need_the_admin_token(backend: Backend) {
             "with {key:?}"
         );
     }
-    let response = app
-        .client
-        .get(app.url("/admin/orders?status=pending"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let response = app.get_as(ADMIN_TOKEN, "/admin/orders?status=pending").await;
     assert_eq!(response.status().as_u16(), 200);
 }

@@ -110,12 +110,8 @@ async fn refresh_finds_a_payment_whose_notification_was_dropped(backend: Backend
 
     let plain: Value = app.get_status(MERCHANT_A_KEY, &order_no).await.json().await.unwrap();
     let refreshed: Value = app
-        .client
-        .get(app.url(&format!("/v1/orders/{order_no}/status?refresh=true")))
-        .bearer_auth(MERCHANT_A_KEY)
-        .send()
+        .get_as(MERCHANT_A_KEY, &format!("/v1/orders/{order_no}/status?refresh=true"))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -132,12 +128,8 @@ async fn cancel_closes_at_the_provider_then_locally(backend: Backend) {
     let cancel = |order_no: String| {
         let app = &app;
         async move {
-            app.client
-                .post(app.url(&format!("/v1/orders/{order_no}/cancel")))
-                .bearer_auth(MERCHANT_A_KEY)
-                .send()
+            app.post_as(MERCHANT_A_KEY, &format!("/v1/orders/{order_no}/cancel"), None)
                 .await
-                .unwrap()
         }
     };
 
@@ -172,32 +164,13 @@ async fn cancel_closes_at_the_provider_then_locally(backend: Backend) {
 async fn force_close_goes_through_the_actor_and_needs_the_admin_token(backend: Backend) {
     let app = spawn_app(backend).await;
     let (order_no, pay_no) = app.order_with_attempt("exp-6", 600).await;
-    let url = app.url(&format!("/admin/orders/{order_no}/force-close"));
+    let path = format!("/admin/orders/{order_no}/force-close");
 
-    let as_client = app
-        .client
-        .post(&url)
-        .bearer_auth(MERCHANT_A_KEY)
-        .json(&json!({"reason": "x"}))
-        .send()
-        .await
-        .unwrap();
-    let empty_reason = app
-        .client
-        .post(&url)
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"reason": " "}))
-        .send()
-        .await
-        .unwrap();
+    let as_client = app.post_as(MERCHANT_A_KEY, &path, Some(&json!({"reason": "x"}))).await;
+    let empty_reason = app.post_as(ADMIN_TOKEN, &path, Some(&json!({"reason": " "}))).await;
     let closed = app
-        .client
-        .post(&url)
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"reason": "fraud suspected"}))
-        .send()
-        .await
-        .unwrap();
+        .post_as(ADMIN_TOKEN, &path, Some(&json!({"reason": "fraud suspected"})))
+        .await;
 
     assert_eq!(error_code(as_client, 401).await, "unauthorized");
     assert_eq!(error_code(empty_reason, 422).await, "invalid_field");
@@ -228,12 +201,8 @@ async fn a_provider_that_stays_down_makes_the_order_stuck_until_it_is_back(backe
     app.wait_for_status(&timeout_order, "stuck", Duration::from_secs(20))
         .await;
     let stuck: Value = app
-        .client
-        .get(app.url("/admin/orders?status=stuck"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
+        .get_as(ADMIN_TOKEN, "/admin/orders?status=stuck")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

@@ -151,6 +151,25 @@ impl TestApp {
         format!("{}{path}", self.address)
     }
 
+    /// `GET path` with `key` as the bearer token.
+    pub async fn get_as(&self, key: &str, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// `POST path` with a JSON body (`None`: no body) and `key` as the bearer token.
+    pub async fn post_as(&self, key: &str, path: &str, body: Option<&Value>) -> reqwest::Response {
+        let mut request = self.client.post(self.url(path)).bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.expect("request sent")
+    }
+
     pub async fn post_order(&self, key: &str, body: &Value) -> reqwest::Response {
         self.client
             .post(self.url("/v1/orders"))

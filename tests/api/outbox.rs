@@ -206,12 +206,8 @@ async fn a_dead_delivery_is_listed_and_redelivered_by_an_admin(backend: Backend)
     let started = Instant::now();
     let dead = loop {
         let list: Value = app
-            .client
-            .get(app.url("/admin/deliveries?status=dead"))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
+            .get_as(ADMIN_TOKEN, "/admin/deliveries?status=dead")
             .await
-            .unwrap()
             .json()
             .await
             .unwrap();
@@ -228,22 +224,16 @@ async fn a_dead_delivery_is_listed_and_redelivered_by_an_admin(backend: Backend)
 
     receiver.set_fail_first(0);
     let redeliver = app
-        .client
-        .post(app.url(&format!("/admin/deliveries/{}/redeliver", dead["id"])))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
+        .post_as(
+            ADMIN_TOKEN,
+            &format!("/admin/deliveries/{}/redeliver", dead["id"]),
+            None,
+        )
+        .await;
     assert_eq!(redeliver.status().as_u16(), 202);
     let acknowledged = receiver.wait_for_acknowledged(1, Duration::from_secs(5)).await;
     assert_eq!(acknowledged[0].event_id, dead["event_id"].as_str().unwrap());
-    let as_client = app
-        .client
-        .get(app.url("/admin/deliveries?status=dead"))
-        .bearer_auth(MERCHANT_A_KEY)
-        .send()
-        .await
-        .unwrap();
+    let as_client = app.get_as(MERCHANT_A_KEY, "/admin/deliveries?status=dead").await;
     assert_eq!(as_client.status().as_u16(), 401);
 }
 
@@ -252,12 +242,8 @@ async fn an_sse_client_sees_pending_then_paid_and_the_stream_closes(backend: Bac
     let (order_no, pay_no) = app.order_with_attempt("out-4", 600).await;
 
     let response = app
-        .client
-        .get(app.url(&format!("/v1/orders/{order_no}/events")))
-        .bearer_auth(MERCHANT_A_KEY)
-        .send()
-        .await
-        .unwrap();
+        .get_as(MERCHANT_A_KEY, &format!("/v1/orders/{order_no}/events"))
+        .await;
     assert_eq!(response.status().as_u16(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let mut response = response;

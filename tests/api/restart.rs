@@ -184,12 +184,8 @@ async fn a_flushed_redis_index_is_rebuilt_by_reconcile_and_the_orders_still_reso
     // Act: Redis loses everything of this deployment, then an admin reconciles.
     let _: () = redis::cmd("DEL").arg(&key).query_async(&mut redis).await.unwrap();
     let report: Value = app
-        .client
-        .post(app.url("/admin/deadlines/reconcile"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
+        .post_as(ADMIN_TOKEN, "/admin/deadlines/reconcile", None)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
