@@ -164,6 +164,15 @@ async fn a_paid_trade_notifies_and_the_order_becomes_paid(provider: &str) {
         .wait_for_status(&order_no, "paid", Duration::from_secs(10))
         .await;
 
+    // The simulator records the acknowledgement once paywarden's answer reaches it.
+    let started = Instant::now();
+    while rig.trade(provider, pay_no).notifications_acknowledged == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the notification was never acknowledged"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let trade = rig.trade(provider, pay_no);
     let order = rig.app.admin_order(&order_no).await;
     assert_eq!(order["payments"][0]["status"], "succeeded");
@@ -171,7 +180,11 @@ async fn a_paid_trade_notifies_and_the_order_becomes_paid(provider: &str) {
         order["payments"][0]["provider_txn_id"].as_str(),
         trade.provider_trade_no.as_deref()
     );
-    assert_eq!(trade.notifications_acknowledged, 1);
+    assert_eq!(
+        trade.notifications_acknowledged, 1,
+        "acknowledged at the first delivery"
+    );
+    assert_eq!(trade.notifications_sent, 1);
     let operator = order["logs"]
         .as_array()
         .unwrap()
