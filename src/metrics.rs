@@ -17,6 +17,8 @@ pub struct Metrics {
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     pub orders_created: IntCounterVec,
+    /// Orders waiting for an operator (or a provider to come back), read at each scrape.
+    pub orders_stuck: prometheus::IntGauge,
     pub payment_attempts: IntCounterVec,
 }
 
@@ -51,13 +53,16 @@ impl Metrics {
         )?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
+        let orders_stuck = prometheus::IntGauge::new("orders_stuck", "Orders in the stuck status")?;
         registry.register(Box::new(orders_created.clone()))?;
+        registry.register(Box::new(orders_stuck.clone()))?;
         registry.register(Box::new(payment_attempts.clone()))?;
         Ok(Self {
             registry,
             http_requests,
             http_duration,
             orders_created,
+            orders_stuck,
             payment_attempts,
         })
     }
@@ -101,8 +106,13 @@ pub async fn record(
     result
 }
 
-/// `GET /metrics`.
-pub async fn handler(metrics: web::Data<Metrics>) -> HttpResponse {
+/// `GET /metrics`. The stuck-order gauge is read from the database at each scrape, so it is
+/// right on every node whichever node marked the orders.
+pub async fn handler(metrics: web::Data<Metrics>, state: web::Data<crate::startup::AppState>) -> HttpResponse {
+    match actors::orders::query::count_by_status(&state.db, entities::OrderStatus::Stuck).await {
+        Ok(stuck) => metrics.orders_stuck.set(i64::try_from(stuck).unwrap_or(i64::MAX)),
+        Err(err) => tracing::warn!(error.message = %err, "failed to count stuck orders for metrics"),
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(metrics.render())

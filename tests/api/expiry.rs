@@ -222,7 +222,8 @@ async fn a_provider_that_stays_down_makes_the_order_stuck_until_it_is_back(backe
         .iter()
         .any(|o| o["order_no"] == order_no.as_str()));
     assert!(
-        metrics.contains("paywarden_expiry_outcomes_total{outcome=\"stuck\"} 2"),
+        metrics.contains("paywarden_expiry_outcomes_total{outcome=\"stuck\"} 2")
+            && metrics.contains("paywarden_orders_stuck 2"),
         "{metrics}"
     );
     assert_eq!(app.outbox_count(&order_no, "order.stuck").await, 1);

@@ -1,7 +1,7 @@
 //! Read side: an order with everything attached, scoped by merchant for clients.
 
 use entities::{order_items, order_logs, orders, payment_attempts, OrderId, OrderStatus, PayNo};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::domain::MerchantId;
 
@@ -136,5 +136,16 @@ pub async fn list_orders<C: ConnectionTrait>(
         .order_by_asc(orders::Column::Id)
         .limit(limit)
         .all(conn)
+        .await
+}
+
+/// Orders in `status`.
+///
+/// # Errors
+/// The database error.
+pub async fn count_by_status<C: ConnectionTrait>(conn: &C, status: OrderStatus) -> Result<u64, DbErr> {
+    orders::Entity::find()
+        .filter(orders::Column::Status.eq(status))
+        .count(conn)
         .await
 }
