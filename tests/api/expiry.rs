@@ -125,16 +125,10 @@ async fn cancel_closes_at_the_provider_then_locally(backend: Backend) {
     let app = spawn_app(backend).await;
     app.put_sku("sku-book", 4).await;
     let (order_no, pay_no) = app.order_with_attempt("exp-5", 600).await;
-    let cancel = |order_no: String| {
-        let app = &app;
-        async move {
-            app.post_as(MERCHANT_A_KEY, &format!("/v1/orders/{order_no}/cancel"), None)
-                .await
-        }
-    };
+    let cancel_path = format!("/v1/orders/{order_no}/cancel");
 
-    let first = cancel(order_no.clone()).await;
-    let second = cancel(order_no.clone()).await;
+    let first = app.post_as(MERCHANT_A_KEY, &cancel_path, None).await;
+    let second = app.post_as(MERCHANT_A_KEY, &cancel_path, None).await;
 
     assert_eq!(first.status().as_u16(), 200);
     let status: Value = first.json().await.unwrap();

@@ -284,12 +284,8 @@ async fn a_wechat_trade_that_cannot_be_closed_yet_is_over_once_its_time_expire_p
     let (open_order, _) = rig.order_with_attempt("wechat", "prov-4b", 600).await;
     let cancel = rig
         .app
-        .client
-        .post(rig.app.url(&format!("/v1/orders/{open_order}/cancel")))
-        .bearer_auth(MERCHANT_A_KEY)
-        .send()
-        .await
-        .unwrap();
+        .post_as(MERCHANT_A_KEY, &format!("/v1/orders/{open_order}/cancel"), None)
+        .await;
     assert_eq!(error_code(cancel, 409).await, "close_not_possible_yet");
     rig.app
         .wait_for_status(&open_order, "pending", Duration::from_secs(1))
@@ -334,12 +330,8 @@ async fn a_close_answered_already_paid_is_compensated(provider: &str) {
 
     let cancel = rig
         .app
-        .client
-        .post(rig.app.url(&format!("/v1/orders/{order_no}/cancel")))
-        .bearer_auth(MERCHANT_A_KEY)
-        .send()
-        .await
-        .unwrap();
+        .post_as(MERCHANT_A_KEY, &format!("/v1/orders/{order_no}/cancel"), None)
+        .await;
 
     assert_eq!(
         error_code(cancel, 409).await,

@@ -87,16 +87,9 @@ pub async fn apply(
     receipt: Option<&Receipt>,
 ) -> Result<Applied, OrderError> {
     let now = Utc::now();
-    let txn = db.begin().await?;
-    if let Some(receipt) = receipt {
-        if !insert_receipt(&txn, receipt, order_id, now).await? {
-            return Ok(Applied::Duplicate);
-        }
-    }
-    let before = orders::Entity::find_by_id(order_id)
-        .one(&txn)
-        .await?
-        .ok_or(OrderError::NotFound)?;
+    let Some((txn, before)) = begin(db, order_id, receipt, now).await? else {
+        return Ok(Applied::Duplicate);
+    };
     let to = update.to_status();
     let mut guarded = orders::Entity::update_many()
         .col_expr(orders::Column::Status, Expr::value(to))
@@ -213,16 +206,9 @@ pub async fn record_anomaly(
     receipt: Option<&Receipt>,
 ) -> Result<Applied, OrderError> {
     let now = Utc::now();
-    let txn = db.begin().await?;
-    if let Some(receipt) = receipt {
-        if !insert_receipt(&txn, receipt, order_id, now).await? {
-            return Ok(Applied::Duplicate);
-        }
-    }
-    let order = orders::Entity::find_by_id(order_id)
-        .one(&txn)
-        .await?
-        .ok_or(OrderError::NotFound)?;
+    let Some((txn, order)) = begin(db, order_id, receipt, now).await? else {
+        return Ok(Applied::Duplicate);
+    };
     write_log(
         &txn,
         LogEntry {
@@ -301,6 +287,27 @@ pub async fn close_attempt(
     }
     txn.commit().await?;
     Ok(())
+}
+
+/// Opens the transaction of a change: records the notification's receipt first (`None` when
+/// it was seen before: nothing to do), then reads the order as it is inside the transaction.
+async fn begin(
+    db: &DatabaseConnection,
+    order_id: OrderId,
+    receipt: Option<&Receipt>,
+    now: DateTime<Utc>,
+) -> Result<Option<(DatabaseTransaction, orders::Model)>, OrderError> {
+    let txn = db.begin().await?;
+    if let Some(receipt) = receipt {
+        if !insert_receipt(&txn, receipt, order_id, now).await? {
+            return Ok(None);
+        }
+    }
+    let order = orders::Entity::find_by_id(order_id)
+        .one(&txn)
+        .await?
+        .ok_or(OrderError::NotFound)?;
+    Ok(Some((txn, order)))
 }
 
 async fn insert_receipt(
