@@ -9,6 +9,7 @@
 //! State is kept small (ids, deadline, counters): rows stay in the database and each pass
 //! reads them fresh. The actor stops itself when its order is final.
 
+pub mod expiry;
 pub mod messages;
 pub(crate) mod notify;
 pub(crate) mod resolve;
