@@ -109,7 +109,7 @@ pub async fn record(
 /// `GET /metrics`. The stuck-order gauge is read from the database at each scrape, so it is
 /// right on every node whichever node marked the orders.
 pub async fn handler(metrics: web::Data<Metrics>, state: web::Data<crate::startup::AppState>) -> HttpResponse {
-    match actors::orders::query::count_by_status(&state.db, entities::OrderStatus::Stuck).await {
+    match actors::store::query::count_by_status(&state.db, entities::OrderStatus::Stuck).await {
         Ok(stuck) => metrics.orders_stuck.set(i64::try_from(stuck).unwrap_or(i64::MAX)),
         Err(err) => tracing::warn!(error.message = %err, "failed to count stuck orders for metrics"),
     }

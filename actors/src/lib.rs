@@ -17,17 +17,18 @@
 //! - [`stock`]: tracked stock per SKU.
 //! - [`ids`]: snowflake ids. [`retry`]: the backoff schedule. [`error`]: [`OrderError`].
 
+pub mod changes;
 pub mod deadline;
 pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod gateway;
 pub mod ids;
+pub mod metrics;
 pub mod order;
-pub mod orders;
+pub mod store;
 pub mod outbox;
 pub mod provider;
-pub mod registry;
 pub mod retry;
 pub mod stock;
 

@@ -1,7 +1,7 @@
 //! Admin routes: order inspection and tracked stock. Behind the admin token.
 
 use actix_web::{web, HttpResponse};
-use actors::orders::{query, Operator};
+use actors::store::{query, Operator};
 use actors::outbox::subscribers::{self, NewWebhook, SubscriberError};
 use actors::stock::{self, SetStockError};
 use entities::OrderStatus;

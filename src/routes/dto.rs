@@ -2,7 +2,7 @@
 //! entity models here, at the boundary. 64-bit ids go out as strings.
 
 use actors::domain::{ItemRequest, OrderRequest};
-use actors::orders::OrderDetail;
+use actors::store::OrderDetail;
 use chrono::{DateTime, Utc};
 use entities::{
     order_items, order_logs, orders, payment_attempts, AttemptStatus, MinorUnit, OrderStatus, PayNo, Provider,

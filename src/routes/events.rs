@@ -11,7 +11,7 @@ use actix_web::web::Bytes;
 use actix_web::{web, HttpResponse};
 use actors::domain::MerchantId;
 use actors::engine::OrderChanged;
-use actors::orders::query;
+use actors::store::query;
 use entities::{orders, OrderId, OrderStatus};
 use sea_orm::DatabaseConnection;
 use tokio::sync::broadcast::error::RecvError;

@@ -2,7 +2,7 @@
 
 use actix_web::{web, HttpResponse};
 use actors::domain::{MerchantId, NewOrder};
-use actors::orders::{query, Created, Operator};
+use actors::store::{query, Created, Operator};
 use serde::Deserialize;
 
 use super::dto::{CreateOrderBody, OrderResponse, StatusResponse};

@@ -4,7 +4,7 @@ use std::io::Cursor;
 
 use actix_web::{web, HttpResponse};
 use actors::domain::MerchantId;
-use actors::orders::{query, Operator};
+use actors::store::{query, Operator};
 use entities::Provider;
 
 use super::dto::{CreatePaymentBody, PaymentResponse};

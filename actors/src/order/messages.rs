@@ -7,7 +7,7 @@ use entities::{payment_attempts, OrderStatus, Provider};
 
 use crate::error::OrderError;
 use crate::gateway::VerifiedNotification;
-use crate::orders::Operator;
+use crate::store::Operator;
 
 /// The deadline timer fired (or a retry of the expiry rule is due). Sent by the actor itself.
 #[derive(Debug, Message)]
@@ -79,3 +79,9 @@ pub struct Snapshot {
     pub provider_failures: u32,
     pub userpaying_rechecks: u32,
 }
+
+/// The service is stopping: stop without touching the order (it stays pending and indexed,
+/// and the next start re-arms it). Handled only after a pass in flight, which is atomic.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;

@@ -7,14 +7,25 @@
 //! retry or a USERPAYING grace is a `run_later`, and other messages are handled meanwhile.
 //!
 //! State is kept small (ids, deadline, counters): rows stay in the database and each pass
-//! reads them fresh. The actor stops itself when its order is final.
+//! reads them fresh. The actor stops itself when its order is final (paid, closed, paid after
+//! close); a `stuck` order is still live and keeps its actor.
+//!
+//! # Layout
+//! - [`expiry`]: the expiry rule as pure decisions, and its settings. Start reading there.
+//! - [`pass`]: carries out one pass (provider calls, guarded transactions).
+//! - [`notify`]: applies a verified provider notification.
+//! - [`messages`]: what the actor is sent.
+//! - [`registry`]: order id -> running actor; starts and stops them.
+//! - [`deps`]: what an actor needs (store, providers client, index, settings, metrics).
 
+pub mod deps;
 pub mod expiry;
 pub mod messages;
 pub(crate) mod notify;
-pub(crate) mod resolve;
+pub(crate) mod pass;
+pub mod registry;
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -22,11 +33,14 @@ use chrono::{DateTime, Utc};
 use entities::{orders, OrderId, OrderStatus};
 use sea_orm::EntityTrait;
 
-use self::messages::{Cancel, Expire, ForceClose, GetSnapshot, PaymentNotified, Refresh, Snapshot, StartAttempt};
-use self::resolve::{Intent, PassOutcome};
-use crate::engine::EngineCore;
+pub use self::deps::OrderDeps;
+use self::expiry::{Counters, Intent, PassFailure, PassOutcome, Wake};
+use self::messages::{
+    Cancel, Expire, ForceClose, GetSnapshot, PaymentNotified, Refresh, Shutdown, Snapshot, StartAttempt,
+};
+pub use self::registry::OrderRegistry;
 use crate::error::OrderError;
-use crate::orders::attempts;
+use crate::store::{attempts, Operator};
 
 pub struct OrderActor {
     id: OrderId,
@@ -35,11 +49,10 @@ pub struct OrderActor {
     /// When the timer is set to fire; later than the deadline for overdue orders re-armed after
     /// a restart (spread out so they do not stampede the provider).
     fire_at_ms: i64,
-    core: Arc<EngineCore>,
-    /// Consecutive passes that failed on a provider; decides backoff and `stuck`.
-    provider_failures: u32,
-    /// USERPAYING re-checks done; bounded by configuration.
-    userpaying_rechecks: u32,
+    deps: Arc<OrderDeps>,
+    /// Weak: the registry owns the actors' addresses, an actor only unregisters itself.
+    registry: Weak<OrderRegistry>,
+    counters: Counters,
     timer: Option<SpawnHandle>,
 }
 
@@ -48,14 +61,20 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 impl OrderActor {
-    pub(crate) fn new(core: Arc<EngineCore>, id: OrderId, deadline_ms: i64, fire_at_ms: i64) -> Self {
+    pub(crate) fn new(
+        deps: Arc<OrderDeps>,
+        registry: Weak<OrderRegistry>,
+        id: OrderId,
+        deadline_ms: i64,
+        fire_at_ms: i64,
+    ) -> Self {
         Self {
             id,
             deadline_ms,
             fire_at_ms,
-            core,
-            provider_failures: 0,
-            userpaying_rechecks: 0,
+            deps,
+            registry,
+            counters: Counters::default(),
             timer: None,
         }
     }
@@ -72,7 +91,7 @@ impl OrderActor {
             let late_us = Utc::now()
                 .timestamp_micros()
                 .saturating_sub(actor.fire_at_ms.saturating_mul(1000));
-            actor.core.metrics.observe_timer_lateness(late_us);
+            actor.deps.metrics.observe_timer_lateness(late_us);
             ctx.notify(Expire);
         }));
     }
@@ -82,114 +101,88 @@ impl OrderActor {
         self.arm(ctx, now_ms().saturating_add(delay_ms));
     }
 
+    fn deadline(&self) -> DateTime<Utc> {
+        DateTime::<Utc>::from_timestamp_millis(self.deadline_ms).unwrap_or_default()
+    }
+
     /// The order is final: drop it from the deadline index and stop.
     fn finish(&mut self, ctx: &mut Context<Self>) {
-        let core = self.core.clone();
+        let deps = self.deps.clone();
         let id = self.id;
         // Detached: the actor is stopping, and the removal must not die with its context.
         actix::spawn(async move {
-            if let Err(err) = core.index.remove(id).await {
+            if let Err(err) = deps.index.remove(id).await {
                 tracing::warn!(order_id = %id, error.message = %err, "failed to remove a deadline; reconcile will");
             }
         });
         ctx.stop();
     }
 
+    /// After a timer pass: arm the next one as [`expiry::next_wake`] says.
     fn after_expire(&mut self, result: Result<PassOutcome, OrderError>, ctx: &mut Context<Self>) {
-        let settings = &self.core.settings;
-        match result {
-            Ok(PassOutcome::Final(_)) | Err(OrderError::NotFound) => self.finish(ctx),
-            Ok(PassOutcome::NotYet { at }) => self.arm(ctx, at.timestamp_millis()),
-            Ok(PassOutcome::ProviderTrouble { stuck }) => {
-                self.provider_failures = self.provider_failures.saturating_add(1);
-                let delay = if stuck {
-                    settings.stuck_retry_interval
-                } else {
-                    settings.retry.delay(self.provider_failures.saturating_sub(1))
-                };
-                self.core.metrics.expiry_outcomes.with_label_values(&["retry"]).inc();
-                self.arm_after(ctx, delay);
+        let outcome = match &result {
+            Ok(outcome) => Ok(outcome),
+            Err(OrderError::NotFound) => Err(PassFailure::OrderGone),
+            Err(err) => {
+                tracing::error!(order_id = %self.id, error.cause_chain = ?err, "expiry pass failed; retrying");
+                Err(PassFailure::Error)
             }
-            Ok(PassOutcome::UserPaying) => {
-                self.userpaying_rechecks = self.userpaying_rechecks.saturating_add(1);
-                let grace = settings.userpaying_grace;
-                self.arm_after(ctx, grace);
-            }
-            Ok(PassOutcome::TooEarly { retry_at }) => self.arm(ctx, retry_at.timestamp_millis()),
-            Ok(PassOutcome::NeedsOperator) => {
+        };
+        let (wake, counters) = expiry::next_wake(outcome, self.counters, self.deadline(), &self.deps.settings);
+        if matches!(result, Ok(PassOutcome::ProviderTrouble { .. })) {
+            self.deps.metrics.expiry_outcomes.with_label_values(&["retry"]).inc();
+        }
+        self.counters = counters;
+        match wake {
+            Wake::Finish => self.finish(ctx),
+            Wake::Park => {
                 // Stuck on something no retry fixes: stop retrying; the order stays live and
                 // indexed until an operator force-closes it.
                 tracing::warn!(order_id = %self.id, "order needs an operator; automatic expiry stopped");
                 ctx.stop();
             }
-            Ok(PassOutcome::Open(_)) => {
-                let deadline = self.deadline_ms;
-                self.arm(ctx, deadline);
-            }
-            Err(err) => {
-                self.provider_failures = self.provider_failures.saturating_add(1);
-                tracing::error!(order_id = %self.id, error.cause_chain = ?err, "expiry pass failed; retrying");
-                let delay = settings.retry.delay(self.provider_failures.saturating_sub(1));
+            Wake::At(at) => self.arm(ctx, at.timestamp_millis()),
+            Wake::After(delay) => self.arm_after(ctx, delay),
+            Wake::Backoff { retry } => {
+                let delay = self.deps.settings.retry.delay(retry);
                 self.arm_after(ctx, delay);
             }
         }
     }
 
-    /// Runs one pass with `intent`, applying its outcome to the actor and mapping it to a reply.
+    /// Runs one requested pass (cancel, force-close, refresh) and maps its outcome to a reply;
+    /// a pass that made the order final stops the actor.
     fn pass<R: 'static>(
         &mut self,
         intent: Intent,
+        operator: Operator,
         reply: fn(&PassOutcome) -> Result<R, OrderError>,
     ) -> AtomicResponse<Self, Result<R, OrderError>> {
-        let core = self.core.clone();
+        let deps = self.deps.clone();
         let id = self.id;
+        let counters = self.counters;
         AtomicResponse::new(Box::pin(
-            async move { resolve::run(&core, id, &intent).await }
+            async move { pass::run(&deps, id, &intent, counters, &operator).await }
                 .into_actor(self)
                 .map(move |result, actor, ctx| {
-                    let answer = match &result {
-                        Ok(outcome) => reply(outcome),
-                        Err(err) => Err(clone_error(err)),
-                    };
-                    if let Ok(PassOutcome::Final(_)) = result {
+                    let outcome = result?;
+                    if let PassOutcome::Final(_) = outcome {
                         actor.finish(ctx);
                     }
-                    answer
+                    reply(&outcome)
                 }),
         ))
     }
 }
 
-/// Errors cross the reply boundary by value; database errors are not `Clone`, so they travel
-/// as their message.
-fn clone_error(err: &OrderError) -> OrderError {
-    match err {
-        OrderError::NotFound => OrderError::NotFound,
-        OrderError::NotPending(status) => OrderError::NotPending(*status),
-        other => OrderError::Db(sea_orm::DbErr::Custom(other.to_string())),
-    }
-}
-
-/// Reply of a close request (cancel / force-close) from the pass outcome.
+/// Reply of a close request (cancel / force-close).
 fn close_reply(outcome: &PassOutcome) -> Result<OrderStatus, OrderError> {
-    match outcome {
-        PassOutcome::Final(OrderStatus::Closed) => Ok(OrderStatus::Closed),
-        PassOutcome::Final(status) | PassOutcome::Open(status) => Err(OrderError::NotPending(*status)),
-        PassOutcome::ProviderTrouble { .. } => Err(OrderError::ProviderUnreachable),
-        PassOutcome::UserPaying | PassOutcome::TooEarly { .. } | PassOutcome::NotYet { .. } => {
-            Err(OrderError::CloseNotPossibleYet)
-        }
-        PassOutcome::NeedsOperator => Err(OrderError::NotPending(OrderStatus::Stuck)),
-    }
+    expiry::close_reply(outcome).map_err(OrderError::from)
 }
 
+/// Reply of a refresh.
 fn refresh_reply(outcome: &PassOutcome) -> Result<OrderStatus, OrderError> {
-    match outcome {
-        PassOutcome::Final(status) | PassOutcome::Open(status) => Ok(*status),
-        PassOutcome::NeedsOperator => Ok(OrderStatus::Stuck),
-        PassOutcome::ProviderTrouble { .. } => Err(OrderError::ProviderUnreachable),
-        PassOutcome::UserPaying | PassOutcome::TooEarly { .. } | PassOutcome::NotYet { .. } => Ok(OrderStatus::Pending),
-    }
+    expiry::refresh_reply(outcome).ok_or(OrderError::ProviderUnreachable)
 }
 
 impl Actor for OrderActor {
@@ -201,8 +194,10 @@ impl Actor for OrderActor {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.core.registry.remove(self.id);
-        self.core.metrics.live_actors.dec();
+        if let Some(registry) = self.registry.upgrade() {
+            registry.remove(self.id);
+        }
+        self.deps.metrics.live_actors.dec();
     }
 }
 
@@ -210,21 +205,23 @@ impl Handler<Expire> for OrderActor {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, _msg: Expire, _ctx: &mut Self::Context) -> Self::Result {
-        let core = self.core.clone();
+        let deps = self.deps.clone();
         let id = self.id;
-        let intent = Intent::Expire {
-            provider_failures: self.provider_failures,
-            userpaying_exhausted: self.userpaying_rechecks >= core.settings.userpaying_max_rechecks,
-        };
+        let counters = self.counters;
         AtomicResponse::new(Box::pin(
             async move {
-                let _permit = core.passes.acquire().await.map_err(|_| OrderError::Unavailable)?;
+                // Closed at shutdown: no new pass starts; the restart runs it.
+                let _permit = deps.passes.acquire().await.ok()?;
                 // Boxed so that a pass waiting for its permit is a few bytes, not the size of
                 // the whole pass: in a deadline storm many of them wait at once.
-                Box::pin(resolve::run(&core, id, &intent)).await
+                Some(Box::pin(pass::run(&deps, id, &Intent::Expire, counters, &Operator::System)).await)
             }
             .into_actor(self)
-            .map(|result, actor, ctx| actor.after_expire(result, ctx)),
+            .map(|result, actor, ctx| {
+                if let Some(result) = result {
+                    actor.after_expire(result, ctx);
+                }
+            }),
         ))
     }
 }
@@ -233,7 +230,7 @@ impl Handler<Refresh> for OrderActor {
     type Result = AtomicResponse<Self, Result<OrderStatus, OrderError>>;
 
     fn handle(&mut self, _msg: Refresh, _ctx: &mut Self::Context) -> Self::Result {
-        self.pass(Intent::Refresh, refresh_reply)
+        self.pass(Intent::Refresh, Operator::System, refresh_reply)
     }
 }
 
@@ -241,7 +238,7 @@ impl Handler<Cancel> for OrderActor {
     type Result = AtomicResponse<Self, Result<OrderStatus, OrderError>>;
 
     fn handle(&mut self, msg: Cancel, _ctx: &mut Self::Context) -> Self::Result {
-        self.pass(Intent::Cancel { operator: msg.operator }, close_reply)
+        self.pass(Intent::Cancel, msg.operator, close_reply)
     }
 }
 
@@ -249,13 +246,7 @@ impl Handler<ForceClose> for OrderActor {
     type Result = AtomicResponse<Self, Result<OrderStatus, OrderError>>;
 
     fn handle(&mut self, msg: ForceClose, _ctx: &mut Self::Context) -> Self::Result {
-        self.pass(
-            Intent::ForceClose {
-                operator: msg.operator,
-                reason: msg.reason,
-            },
-            close_reply,
-        )
+        self.pass(Intent::ForceClose { reason: msg.reason }, msg.operator, close_reply)
     }
 }
 
@@ -263,9 +254,9 @@ impl Handler<PaymentNotified> for OrderActor {
     type Result = AtomicResponse<Self, Result<messages::NotifyOutcome, OrderError>>;
 
     fn handle(&mut self, msg: PaymentNotified, _ctx: &mut Self::Context) -> Self::Result {
-        let core = self.core.clone();
+        let deps = self.deps.clone();
         AtomicResponse::new(Box::pin(
-            async move { notify::apply(&core, msg.provider, &msg.notification).await }
+            async move { notify::apply(&deps, msg.provider, &msg.notification).await }
                 .into_actor(self)
                 .map(|result, actor, ctx| {
                     if let Ok(messages::NotifyOutcome::Paid | messages::NotifyOutcome::PaidAfterClose) = result {
@@ -281,20 +272,20 @@ impl Handler<StartAttempt> for OrderActor {
     type Result = AtomicResponse<Self, Result<entities::payment_attempts::Model, OrderError>>;
 
     fn handle(&mut self, msg: StartAttempt, _ctx: &mut Self::Context) -> Self::Result {
-        let core = self.core.clone();
+        let deps = self.deps.clone();
         let id = self.id;
         AtomicResponse::new(Box::pin(
             async move {
                 let order = orders::Entity::find_by_id(id)
-                    .one(&core.db)
+                    .one(&deps.db)
                     .await?
                     .ok_or(OrderError::NotFound)?;
                 let provider = msg.provider;
-                if !core.has_provider(provider) {
+                if !deps.providers.has(provider) {
                     return Err(OrderError::ProviderUnavailable(provider));
                 }
-                attempts::start_attempt(&core.db, &core.ids, provider, &order, &msg.operator, |request| {
-                    core.create_qr(provider, request)
+                attempts::start_attempt(&deps.db, &deps.ids, provider, &order, &msg.operator, |request| {
+                    deps.providers.create_qr(provider, request)
                 })
                 .await
             }
@@ -308,9 +299,18 @@ impl Handler<GetSnapshot> for OrderActor {
 
     fn handle(&mut self, _msg: GetSnapshot, _ctx: &mut Self::Context) -> Self::Result {
         MessageResult(Snapshot {
-            deadline: DateTime::<Utc>::from_timestamp_millis(self.deadline_ms).unwrap_or_default(),
-            provider_failures: self.provider_failures,
-            userpaying_rechecks: self.userpaying_rechecks,
+            deadline: self.deadline(),
+            provider_failures: self.counters.provider_failures,
+            userpaying_rechecks: self.counters.userpaying_rechecks,
         })
+    }
+}
+
+impl Handler<Shutdown> for OrderActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Shutdown, ctx: &mut Self::Context) {
+        // The order stays pending and indexed: the next start re-arms it.
+        ctx.stop();
     }
 }

@@ -8,32 +8,33 @@ use entities::{orders, payment_attempts, AttemptStatus, OrderId, OrderStatus, Pa
 use sea_orm::EntityTrait;
 
 use super::messages::NotifyOutcome;
-use super::resolve::close_other_attempts;
-use crate::engine::EngineCore;
+use super::expiry::{self, PaidCheck};
+use super::pass::close_other_attempts;
+use super::OrderDeps;
 use crate::error::OrderError;
 use crate::gateway::{TradeState, VerifiedNotification};
-use crate::orders::transitions::{self, Applied, OrderUpdate, Receipt};
-use crate::orders::Operator;
+use crate::store::transitions::{self, Applied, OrderUpdate, Receipt};
+use crate::store::Operator;
 
 /// The order a notification's `pay_no` belongs to.
 ///
 /// # Errors
 /// [`OrderError::AttemptNotFound`] for a trade paywarden never created.
-pub(crate) async fn owning_order(core: &EngineCore, pay_no: PayNo) -> Result<OrderId, OrderError> {
+pub(crate) async fn owning_order(deps: &OrderDeps, pay_no: PayNo) -> Result<OrderId, OrderError> {
     payment_attempts::Entity::find_by_id(pay_no)
-        .one(&core.db)
+        .one(&deps.db)
         .await?
         .map(|attempt| attempt.order_id)
         .ok_or(OrderError::AttemptNotFound)
 }
 
 pub(crate) async fn apply(
-    core: &EngineCore,
+    deps: &OrderDeps,
     provider: Provider,
     notification: &VerifiedNotification,
 ) -> Result<NotifyOutcome, OrderError> {
     let attempt = payment_attempts::Entity::find_by_id(notification.pay_no)
-        .one(&core.db)
+        .one(&deps.db)
         .await?
         .ok_or(OrderError::AttemptNotFound)?;
     if attempt.provider != provider {
@@ -46,20 +47,20 @@ pub(crate) async fn apply(
     };
     let operator = Operator::Provider(provider);
     let TradeState::Paid(trade) = &notification.state else {
-        let fresh = transitions::record_receipt_only(&core.db, order_id, &receipt).await?;
+        let fresh = transitions::record_receipt_only(&deps.db, order_id, &receipt).await?;
         return Ok(if fresh {
             NotifyOutcome::Ignored
         } else {
             NotifyOutcome::Duplicate
         });
     };
-    if trade.amount != attempt.amount {
+    if expiry::on_paid(attempt.amount, trade) == PaidCheck::AmountMismatch {
         let detail = format!(
             "notification says pay_no {} paid {} but the attempt is for {}; not marked paid",
             attempt.pay_no, trade.amount, attempt.amount
         );
         return Ok(
-            match core
+            match deps
                 .record_anomaly(order_id, attempt.pay_no, detail, Some(trade), &operator, Some(&receipt))
                 .await?
             {
@@ -69,7 +70,7 @@ pub(crate) async fn apply(
         );
     }
     let order = orders::Entity::find_by_id(order_id)
-        .one(&core.db)
+        .one(&deps.db)
         .await?
         .ok_or(OrderError::NotFound)?;
     let raw = notification.raw.to_string();
@@ -85,41 +86,41 @@ pub(crate) async fn apply(
     };
     let outcome = match order.status {
         OrderStatus::Pending | OrderStatus::Stuck => {
-            match core
+            match deps
                 .apply(order_id, paid(raw.clone()), &operator, Some(&receipt))
                 .await?
             {
                 Applied::Done(_) => {
-                    core.metrics.notifications.with_label_values(&["paid"]).inc();
-                    close_other_attempts(core, order_id, attempt.pay_no, &operator).await;
+                    deps.metrics.notifications.with_label_values(&["paid"]).inc();
+                    close_other_attempts(deps, order_id, attempt.pay_no, &operator).await;
                     NotifyOutcome::Paid
                 }
                 Applied::Duplicate => NotifyOutcome::Duplicate,
                 // Closed a moment ago by another node: this is a payment after close.
                 Applied::Lost(OrderStatus::Closed) => {
-                    after_close(core, order_id, late(raw), &operator, &receipt).await?
+                    after_close(deps, order_id, late(raw), &operator, &receipt).await?
                 }
-                Applied::Lost(_) => already_settled(core, order_id, &attempt, trade, &operator, &receipt).await?,
+                Applied::Lost(_) => already_settled(deps, order_id, &attempt, trade, &operator, &receipt).await?,
             }
         }
-        OrderStatus::Closed => after_close(core, order_id, late(raw), &operator, &receipt).await?,
+        OrderStatus::Closed => after_close(deps, order_id, late(raw), &operator, &receipt).await?,
         OrderStatus::Paid | OrderStatus::PaidAfterClose => {
-            already_settled(core, order_id, &attempt, trade, &operator, &receipt).await?
+            already_settled(deps, order_id, &attempt, trade, &operator, &receipt).await?
         }
     };
     Ok(outcome)
 }
 
 async fn after_close(
-    core: &EngineCore,
+    deps: &OrderDeps,
     order_id: OrderId,
     update: OrderUpdate,
     operator: &Operator,
     receipt: &Receipt,
 ) -> Result<NotifyOutcome, OrderError> {
-    Ok(match core.apply(order_id, update, operator, Some(receipt)).await? {
+    Ok(match deps.apply(order_id, update, operator, Some(receipt)).await? {
         Applied::Done(_) => {
-            core.metrics
+            deps.metrics
                 .notifications
                 .with_label_values(&["paid_after_close"])
                 .inc();
@@ -133,7 +134,7 @@ async fn after_close(
 /// The order is already paid (or paid after close): the same payment again is a duplicate;
 /// another payment is an anomaly (a refund is owed).
 async fn already_settled(
-    core: &EngineCore,
+    deps: &OrderDeps,
     order_id: OrderId,
     attempt: &payment_attempts::Model,
     trade: &crate::gateway::PaidTrade,
@@ -143,7 +144,7 @@ async fn already_settled(
     let same_payment = attempt.status == AttemptStatus::Succeeded
         && attempt.provider_txn_id.as_deref() == Some(trade.provider_txn_id.as_str());
     if same_payment {
-        transitions::record_receipt_only(&core.db, order_id, receipt).await?;
+        transitions::record_receipt_only(&deps.db, order_id, receipt).await?;
         return Ok(NotifyOutcome::Duplicate);
     }
     let detail = format!(
@@ -151,13 +152,13 @@ async fn already_settled(
         attempt.pay_no, trade.provider_txn_id
     );
     Ok(
-        match core
+        match deps
             .record_anomaly(order_id, attempt.pay_no, detail, Some(trade), operator, Some(receipt))
             .await?
         {
             Applied::Duplicate => NotifyOutcome::Duplicate,
             Applied::Done(_) | Applied::Lost(_) => {
-                core.metrics.notifications.with_label_values(&["anomaly"]).inc();
+                deps.metrics.notifications.with_label_values(&["anomaly"]).inc();
                 NotifyOutcome::Anomaly
             }
         },

@@ -8,7 +8,7 @@ use sea_orm::{
 };
 
 use crate::domain::ValidationError;
-use crate::orders::journal::EventType;
+use crate::store::journal::EventType;
 
 pub const KIND_WEBHOOK: &str = "webhook";
 pub const KIND_AMQP: &str = "amqp";

@@ -11,6 +11,7 @@
 //! schedule, so nothing is lost.
 
 pub mod breaker;
+pub mod client;
 pub mod messages;
 
 use std::future::Future;
@@ -26,6 +27,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Semaphore;
 
 pub use breaker::CircuitBreaker;
+pub use client::{ProviderClient, ProviderMailboxes, Providers};
 pub use messages::{CloseTrade, CreateQr, QueryTrade};
 
 use crate::gateway::{CloseOutcome, Gateway, GatewayError, QrCreated, TradeQuery};
@@ -140,6 +142,23 @@ impl ProviderActor {
             result
         }))
     }
+}
+
+/// Starts a supervised provider actor for every gateway that has call settings, and returns
+/// the client order code uses to reach them.
+pub fn start_providers(
+    gateways: &crate::gateway::Gateways,
+    calls: &std::collections::HashMap<entities::Provider, ProviderCallSettings>,
+    reply_timeout: Duration,
+) -> Providers {
+    let mut mailboxes = std::collections::HashMap::new();
+    for provider in gateways.providers() {
+        if let (Some(gateway), Some(settings)) = (gateways.get(provider), calls.get(&provider)) {
+            let addr = ProviderActor::new(gateway.clone(), settings.clone()).start_supervised();
+            mailboxes.insert(provider, ProviderMailboxes::of(&addr));
+        }
+    }
+    Providers::new(mailboxes, reply_timeout)
 }
 
 fn lock(breaker: &Mutex<CircuitBreaker>) -> std::sync::MutexGuard<'_, CircuitBreaker> {

@@ -14,7 +14,7 @@ use sea_orm::{
 };
 
 use super::create::release_stock;
-use super::journal::{write_event, write_log, EventType, LogEntry, Operator, PaymentRef};
+use super::journal::{write_event, write_log, EventType, LogEntry, LogEvent, Operator, PaymentRef};
 use crate::error::OrderError;
 use crate::gateway::PaidTrade;
 
@@ -28,7 +28,7 @@ pub enum OrderUpdate {
         raw: String,
     },
     /// pending|stuck -> closed: every attempt is closed at the provider; stock comes back.
-    Closed { reason: String },
+    Closed { reason: CloseReason },
     /// pending -> stuck: the retry budget ran out; an operator should look.
     Stuck { reason: String },
     /// closed -> paid_after_close: money arrived for a closed order; a refund is owed.
@@ -37,6 +37,91 @@ pub enum OrderUpdate {
         trade: PaidTrade,
         raw: String,
     },
+}
+
+/// Why an order was closed, as stored in `orders.close_reason`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Its deadline passed unpaid.
+    Expired,
+    /// The buyer or merchant cancelled it.
+    Cancelled,
+    /// An operator closed it, giving this reason.
+    ForceClosed(String),
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CloseReason::Expired => f.write_str("expired"),
+            CloseReason::Cancelled => f.write_str("cancelled"),
+            CloseReason::ForceClosed(reason) => write!(f, "force-closed: {reason}"),
+        }
+    }
+}
+
+/// Why an attempt was closed, as recorded in its log row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttemptCloseReason {
+    /// The provider closed the trade (our close, or its own expiry).
+    ClosedAtProvider,
+    /// The provider never heard of the trade (its QR code was never scanned).
+    UnknownToProvider,
+    /// The provider would not close it yet, but its `time_expire` has passed and a query still
+    /// said unpaid: it can no longer be paid.
+    UnpaidAfterTimeExpire,
+    /// Another attempt paid the order.
+    PaidByAnotherAttempt,
+}
+
+impl std::fmt::Display for AttemptCloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AttemptCloseReason::ClosedAtProvider => "closed at the provider",
+            AttemptCloseReason::UnknownToProvider => "unknown to the provider",
+            AttemptCloseReason::UnpaidAfterTimeExpire => "unpaid after its time_expire at the provider",
+            AttemptCloseReason::PaidByAnotherAttempt => "order paid by another attempt",
+        })
+    }
+}
+
+/// The allowed changes of one payment attempt, one variant each.
+#[derive(Clone, Debug)]
+pub enum AttemptUpdate {
+    /// -> succeeded: the provider reports the trade paid. Applied inside the order's own
+    /// transition ([`OrderUpdate::Paid`], [`OrderUpdate::PaidAfterClose`]); an attempt closed
+    /// here can still turn out paid.
+    Succeeded { trade: PaidTrade, raw: String },
+    /// pending -> closed: the trade can no longer be paid.
+    Closed(AttemptCloseReason),
+    /// pending -> failed: the provider refused or failed to create the trade.
+    Failed { cause: String },
+}
+
+impl AttemptUpdate {
+    fn allowed_from(&self) -> &'static [AttemptStatus] {
+        match self {
+            AttemptUpdate::Succeeded { .. } => &[AttemptStatus::Pending, AttemptStatus::Closed, AttemptStatus::Failed],
+            AttemptUpdate::Closed(_) | AttemptUpdate::Failed { .. } => &[AttemptStatus::Pending],
+        }
+    }
+
+    fn to_status(&self) -> AttemptStatus {
+        match self {
+            AttemptUpdate::Succeeded { .. } => AttemptStatus::Succeeded,
+            AttemptUpdate::Closed(_) => AttemptStatus::Closed,
+            AttemptUpdate::Failed { .. } => AttemptStatus::Failed,
+        }
+    }
+
+    /// The log row of a change made on its own (a success is logged by the order's change).
+    fn log(&self, pay_no: PayNo) -> Option<(LogEvent, String)> {
+        match self {
+            AttemptUpdate::Succeeded { .. } => None,
+            AttemptUpdate::Closed(why) => Some((LogEvent::AttemptClosed, format!("pay_no {pay_no}: {why}"))),
+            AttemptUpdate::Failed { cause } => Some((LogEvent::AttemptFailed, format!("pay_no {pay_no}: {cause}"))),
+        }
+    }
 }
 
 impl OrderUpdate {
@@ -105,10 +190,11 @@ pub async fn apply(
             after.paid_at = Some(trade.paid_at);
         }
         OrderUpdate::Closed { reason } => {
+            let reason = reason.to_string();
             guarded = guarded
                 .col_expr(orders::Column::CloseReason, Expr::value(reason.clone()))
                 .col_expr(orders::Column::ClosedAt, Expr::value(now));
-            after.close_reason = Some(reason.clone());
+            after.close_reason = Some(reason);
             after.closed_at = Some(now);
         }
         OrderUpdate::Stuck { .. } => {}
@@ -120,7 +206,11 @@ pub async fn apply(
 
     let (event, reason, payment) = match &update {
         OrderUpdate::Paid { pay_no, trade, raw } | OrderUpdate::PaidAfterClose { pay_no, trade, raw } => {
-            settle_attempt(&txn, *pay_no, trade, raw, now).await?;
+            let succeeded = AttemptUpdate::Succeeded {
+                trade: trade.clone(),
+                raw: raw.clone(),
+            };
+            update_attempt(&txn, *pay_no, &succeeded, now).await?;
             let payment = PaymentRef {
                 pay_no: Some(*pay_no),
                 provider: attempt_provider(&txn, *pay_no).await?,
@@ -158,7 +248,7 @@ pub async fn apply(
                     &txn,
                     LogEntry {
                         order_id,
-                        event: "stock.released",
+                        event: LogEvent::StockReleased,
                         from_status: Some(before.status.as_str()),
                         to_status: to.as_str(),
                         operator,
@@ -168,7 +258,7 @@ pub async fn apply(
                 )
                 .await?;
             }
-            (EventType::OrderClosed, reason.clone(), PaymentRef::default())
+            (EventType::OrderClosed, reason.to_string(), PaymentRef::default())
         }
         OrderUpdate::Stuck { reason } => (EventType::OrderStuck, reason.clone(), PaymentRef::default()),
     };
@@ -176,7 +266,7 @@ pub async fn apply(
         &txn,
         LogEntry {
             order_id,
-            event: event.as_str(),
+            event: LogEvent::Published(event),
             from_status: Some(before.status.as_str()),
             to_status: to.as_str(),
             operator,
@@ -213,7 +303,7 @@ pub async fn record_anomaly(
         &txn,
         LogEntry {
             order_id,
-            event: "payment.anomaly",
+            event: LogEvent::PaymentAnomaly,
             from_status: Some(order.status.as_str()),
             to_status: order.status.as_str(),
             operator,
@@ -250,43 +340,40 @@ pub async fn record_receipt_only(
     Ok(fresh)
 }
 
-/// Marks one attempt closed (its trade can no longer be paid), logged.
+/// Applies `update` to one attempt of `order_id` on its own, with its log row. A guard that
+/// matches nothing (the attempt already left `pending`) changes nothing; returns whether it
+/// applied.
 ///
 /// # Errors
 /// A database error.
-pub async fn close_attempt(
+pub async fn apply_attempt(
     db: &DatabaseConnection,
     order_id: OrderId,
     pay_no: PayNo,
-    why: &str,
+    update: AttemptUpdate,
     operator: &Operator,
-) -> Result<(), OrderError> {
+) -> Result<bool, OrderError> {
     let now = Utc::now();
     let txn = db.begin().await?;
-    let changed = payment_attempts::Entity::update_many()
-        .col_expr(payment_attempts::Column::Status, Expr::value(AttemptStatus::Closed))
-        .col_expr(payment_attempts::Column::UpdatedAt, Expr::value(now))
-        .filter(payment_attempts::Column::PayNo.eq(pay_no))
-        .filter(payment_attempts::Column::Status.eq(AttemptStatus::Pending))
-        .exec(&txn)
-        .await?;
-    if changed.rows_affected == 1 {
+    let applied = update_attempt(&txn, pay_no, &update, now).await?;
+    if let (true, Some((event, reason))) = (applied, update.log(pay_no)) {
+        let from = update.allowed_from().first().copied().unwrap_or(AttemptStatus::Pending);
         write_log(
             &txn,
             LogEntry {
                 order_id,
-                event: "attempt.closed",
-                from_status: Some(AttemptStatus::Pending.as_str()),
-                to_status: AttemptStatus::Closed.as_str(),
+                event,
+                from_status: Some(from.as_str()),
+                to_status: update.to_status().as_str(),
                 operator,
-                reason: Some(format!("pay_no {pay_no}: {why}")),
+                reason: Some(reason),
             },
             now,
         )
         .await?;
     }
     txn.commit().await?;
-    Ok(())
+    Ok(applied)
 }
 
 /// Opens the transaction of a change: records the notification's receipt first (`None` when
@@ -335,26 +422,28 @@ async fn insert_receipt(
     Ok(inserted == 1)
 }
 
-async fn settle_attempt<C: ConnectionTrait>(
+/// The guarded column update of an attempt change, inside the caller's transaction.
+async fn update_attempt<C: ConnectionTrait>(
     conn: &C,
     pay_no: PayNo,
-    trade: &PaidTrade,
-    raw: &str,
+    update: &AttemptUpdate,
     now: DateTime<Utc>,
-) -> Result<(), OrderError> {
-    payment_attempts::Entity::update_many()
-        .col_expr(payment_attempts::Column::Status, Expr::value(AttemptStatus::Succeeded))
-        .col_expr(
-            payment_attempts::Column::ProviderTxnId,
-            Expr::value(trade.provider_txn_id.clone()),
-        )
-        .col_expr(payment_attempts::Column::PaidAt, Expr::value(trade.paid_at))
-        .col_expr(payment_attempts::Column::RawPayload, Expr::value(raw.to_owned()))
+) -> Result<bool, OrderError> {
+    let mut guarded = payment_attempts::Entity::update_many()
+        .col_expr(payment_attempts::Column::Status, Expr::value(update.to_status()))
         .col_expr(payment_attempts::Column::UpdatedAt, Expr::value(now))
         .filter(payment_attempts::Column::PayNo.eq(pay_no))
-        .exec(conn)
-        .await?;
-    Ok(())
+        .filter(payment_attempts::Column::Status.is_in(update.allowed_from().iter().copied()));
+    if let AttemptUpdate::Succeeded { trade, raw } = update {
+        guarded = guarded
+            .col_expr(
+                payment_attempts::Column::ProviderTxnId,
+                Expr::value(trade.provider_txn_id.clone()),
+            )
+            .col_expr(payment_attempts::Column::PaidAt, Expr::value(trade.paid_at))
+            .col_expr(payment_attempts::Column::RawPayload, Expr::value(raw.clone()));
+    }
+    Ok(guarded.exec(conn).await?.rows_affected == 1)
 }
 
 async fn attempt_provider<C: ConnectionTrait>(conn: &C, pay_no: PayNo) -> Result<Option<Provider>, OrderError> {

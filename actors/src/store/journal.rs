@@ -7,10 +7,13 @@ use sea_orm::{ActiveValue::NotSet, ConnectionTrait, DbErr, EntityTrait, Set};
 use serde::Serialize;
 use uuid::Uuid;
 
-/// Who caused a change, as recorded in `order_logs.operator`.
+use crate::domain::MerchantId;
+
+/// Who caused a change, as recorded in `order_logs.operator`. A merchant operator also scopes
+/// what it may touch: only its own orders.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Operator {
-    Merchant(String),
+    Merchant(MerchantId),
     Admin(String),
     Provider(Provider),
     System,
@@ -27,10 +30,45 @@ impl std::fmt::Display for Operator {
     }
 }
 
+/// What an `order_logs` row records. Where the log row and the outbox event are the same fact
+/// (an order created, paid, closed...), the row names the event type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogEvent {
+    /// The order changed as the published event says.
+    Published(EventType),
+    /// Tracked stock was reserved at creation.
+    StockReserved,
+    /// Reserved stock came back when the order closed.
+    StockReleased,
+    /// A payment attempt (a new provider trade) was started.
+    AttemptCreated,
+    /// The provider refused or failed the attempt's QR code.
+    AttemptFailed,
+    /// An attempt's trade can no longer be paid.
+    AttemptClosed,
+    /// A payment that changes no order status (an amount that differs, a second payment):
+    /// recorded with an `order.payment_anomaly` event.
+    PaymentAnomaly,
+}
+
+impl LogEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogEvent::Published(event) => event.as_str(),
+            LogEvent::StockReserved => "stock.reserved",
+            LogEvent::StockReleased => "stock.released",
+            LogEvent::AttemptCreated => "attempt.created",
+            LogEvent::AttemptFailed => "attempt.failed",
+            LogEvent::AttemptClosed => "attempt.closed",
+            LogEvent::PaymentAnomaly => "payment.anomaly",
+        }
+    }
+}
+
 /// One `order_logs` row.
 pub struct LogEntry<'a> {
     pub order_id: OrderId,
-    pub event: &'a str,
+    pub event: LogEvent,
     pub from_status: Option<&'a str>,
     pub to_status: &'a str,
     pub operator: &'a Operator,
@@ -45,7 +83,7 @@ pub async fn write_log<C: ConnectionTrait>(conn: &C, entry: LogEntry<'_>, at: Da
     order_logs::Entity::insert(order_logs::ActiveModel {
         id: NotSet,
         order_id: Set(entry.order_id),
-        event: Set(entry.event.to_owned()),
+        event: Set(entry.event.as_str().to_owned()),
         from_status: Set(entry.from_status.map(str::to_owned)),
         to_status: Set(entry.to_status.to_owned()),
         operator: Set(entry.operator.to_string()),
@@ -57,7 +95,7 @@ pub async fn write_log<C: ConnectionTrait>(conn: &C, entry: LogEntry<'_>, at: Da
     Ok(())
 }
 
-/// Event types written to the outbox.
+/// Event types written to the outbox, delivered to subscribers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventType {
     OrderCreated,

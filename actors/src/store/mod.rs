@@ -1,4 +1,7 @@
-//! Order commands and queries against the database.
+//! The order store: commands and queries on orders and their attempts, against the database.
+//!
+//! Every change is one transaction guarded by the expected current status, writing the row,
+//! an `order_logs` row and (for what downstream cares about) an `outbox` row together.
 //!
 //! # Layout
 //! - [`create`]: idempotent creation with stock reservation.
@@ -6,6 +9,7 @@
 //! - [`query`]: reads, scoped by merchant for clients.
 //! - [`idempotency`]: replay / conflict decision for `out_business_id`.
 //! - [`journal`]: the `order_logs` and `outbox` rows every change writes.
+//! - [`transitions`]: the named changes ([`OrderUpdate`], [`AttemptUpdate`]) and their guards.
 
 pub mod attempts;
 pub mod create;
@@ -15,5 +19,6 @@ pub mod query;
 pub mod transitions;
 
 pub use create::{create_order, Created};
-pub use journal::Operator;
+pub use journal::{EventType, LogEvent, Operator};
+pub use transitions::{Applied, AttemptCloseReason, AttemptUpdate, CloseReason, OrderUpdate, Receipt};
 pub use query::OrderDetail;

@@ -10,7 +10,7 @@ use sea_orm::{
 };
 
 use super::idempotency::{next_action, NextAction};
-use super::journal::{write_event, write_log, EventType, LogEntry, Operator, PaymentRef};
+use super::journal::{write_event, write_log, EventType, LogEntry, LogEvent, Operator, PaymentRef};
 use crate::domain::NewOrder;
 use crate::error::OrderError;
 use crate::ids::Snowflake;
@@ -105,12 +105,12 @@ async fn insert_order(
     .exec_without_returning(txn)
     .await?;
 
-    let operator = Operator::Merchant(model.merchant_id.clone());
+    let operator = Operator::Merchant(order.merchant_id.clone());
     write_log(
         txn,
         LogEntry {
             order_id: id,
-            event: "order.created",
+            event: LogEvent::Published(EventType::OrderCreated),
             from_status: None,
             to_status: OrderStatus::Pending.as_str(),
             operator: &operator,
@@ -127,7 +127,7 @@ async fn insert_order(
             txn,
             LogEntry {
                 order_id: id,
-                event: "stock.reserved",
+                event: LogEvent::StockReserved,
                 from_status: Some(OrderStatus::Pending.as_str()),
                 to_status: OrderStatus::Pending.as_str(),
                 operator: &operator,

@@ -12,7 +12,8 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, TransactionTrait,
 };
 
-use super::journal::{write_log, LogEntry, Operator};
+use super::journal::{write_log, LogEntry, LogEvent, Operator};
+use super::transitions::{apply_attempt, AttemptUpdate};
 use crate::error::OrderError;
 use crate::gateway::{GatewayError, QrCreated, QrRequest};
 use crate::ids::Snowflake;
@@ -91,7 +92,7 @@ where
         &txn,
         LogEntry {
             order_id: order.id,
-            event: "attempt.created",
+            event: LogEvent::AttemptCreated,
             from_status: Some(OrderStatus::Pending.as_str()),
             to_status: OrderStatus::Pending.as_str(),
             operator,
@@ -120,43 +121,11 @@ where
         }
         Err(err) => {
             tracing::warn!(order_no = %order.order_no, %pay_no, %provider, error.message = %err, "provider refused the payment attempt");
-            mark_failed(db, order, pay_no, &err.to_string(), operator).await?;
+            let failed = AttemptUpdate::Failed { cause: err.to_string() };
+            apply_attempt(db, order.id, pay_no, failed, operator).await?;
             Err(OrderError::Gateway(err))
         }
     }
-}
-
-async fn mark_failed(
-    db: &DatabaseConnection,
-    order: &orders::Model,
-    pay_no: PayNo,
-    cause: &str,
-    operator: &Operator,
-) -> Result<(), OrderError> {
-    let now = Utc::now();
-    let txn = db.begin().await?;
-    payment_attempts::Entity::update_many()
-        .col_expr(payment_attempts::Column::Status, Expr::value(AttemptStatus::Failed))
-        .col_expr(payment_attempts::Column::UpdatedAt, Expr::value(now))
-        .filter(payment_attempts::Column::PayNo.eq(pay_no))
-        .filter(payment_attempts::Column::Status.eq(AttemptStatus::Pending))
-        .exec(&txn)
-        .await?;
-    write_log(
-        &txn,
-        LogEntry {
-            order_id: order.id,
-            event: "attempt.failed",
-            from_status: Some(AttemptStatus::Pending.as_str()),
-            to_status: AttemptStatus::Failed.as_str(),
-            operator,
-            reason: Some(format!("pay_no {pay_no}: {cause}")),
-        },
-        now,
-    )
-    .await?;
-    txn.commit().await?;
-    Ok(())
 }
 
 async fn current_status_error<C: ConnectionTrait>(conn: &C, order: &orders::Model) -> OrderError {

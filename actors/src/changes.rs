@@ -1,0 +1,74 @@
+//! The change feed: what happens after a commit that changed an order.
+//!
+//! Two listeners care: the outbox relay (woken so a new event is delivered at once rather than
+//! at its next sweep) and live status streams (a broadcast of `(order, status)`). The feed is
+//! handed to whatever commits changes; nothing here reads the database.
+
+use std::sync::{Arc, OnceLock};
+
+use actix::Recipient;
+use entities::{OrderId, OrderStatus};
+use tokio::sync::broadcast;
+
+use crate::outbox::Wake;
+
+/// Status changes kept for a slow live-status reader before it starts missing some (it then
+/// re-reads the order; nothing is lost but the immediacy).
+const CHANGES_BUFFERED: usize = 1024;
+
+/// An order's status changed (sent after the commit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OrderChanged {
+    pub order_id: OrderId,
+    pub status: OrderStatus,
+}
+
+/// Cheap to clone: every clone feeds the same listeners.
+#[derive(Clone)]
+pub struct ChangeFeed {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Set once, after the relay starts (it is started after the engine it listens to).
+    relay: OnceLock<Recipient<Wake>>,
+    changes: broadcast::Sender<OrderChanged>,
+}
+
+impl Default for ChangeFeed {
+    fn default() -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                relay: OnceLock::new(),
+                changes: broadcast::channel(CHANGES_BUFFERED).0,
+            }),
+        }
+    }
+}
+
+impl ChangeFeed {
+    /// Connects the outbox relay. Only the first call counts.
+    pub fn attach_relay(&self, relay: Recipient<Wake>) {
+        // A second relay is a wiring mistake, but a harmless one: the first keeps its wake-ups.
+        let _ = self.inner.relay.set(relay);
+    }
+
+    /// Wakes the outbox relay. A lost wake-up is harmless: the relay also sweeps.
+    pub fn wake_relay(&self) {
+        if let Some(relay) = self.inner.relay.get() {
+            relay.do_send(Wake);
+        }
+    }
+
+    /// After a commit that changed `order_id` to `status` and wrote an event.
+    pub fn changed(&self, order_id: OrderId, status: OrderStatus) {
+        self.wake_relay();
+        // No receiver is fine: nobody is watching this order.
+        let _ = self.inner.changes.send(OrderChanged { order_id, status });
+    }
+
+    /// Every status change from now on (on this node).
+    pub fn subscribe(&self) -> broadcast::Receiver<OrderChanged> {
+        self.inner.changes.subscribe()
+    }
+}

@@ -1,0 +1,308 @@
+//! The engine: what the HTTP facade calls, and the only module that knows every other.
+//!
+//! It takes ids and domain values, never rows: it finds the order, checks that the operator may
+//! touch it (a merchant only its own), routes every change of a live order through that order's
+//! actor, and answers with the order as it is afterwards. Nothing below it imports it.
+//!
+//! # Layout
+//! - this file: [`Engine`], the facade.
+//! - [`recovery`]: re-arming every pending order at start-up, and reconciling the deadline
+//!   index with the database.
+
+mod recovery;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use entities::{orders, payment_attempts, OrderId, Provider};
+use sea_orm::{DatabaseConnection, EntityTrait};
+
+pub use self::recovery::RehydrateReport;
+use crate::changes::{ChangeFeed, OrderChanged};
+use crate::deadline::{to_ms, Deadline, DeadlineIndex};
+use crate::domain::NewOrder;
+use crate::error::OrderError;
+use crate::gateway::VerifiedNotification;
+use crate::ids::Snowflake;
+use crate::metrics::EngineMetrics;
+use crate::order::expiry::ExpirySettings;
+use crate::order::messages::{Cancel, ForceClose, NotifyOutcome, PaymentNotified, Refresh, Snapshot, StartAttempt};
+use crate::order::{notify, OrderActor, OrderDeps, OrderRegistry};
+use crate::outbox::Wake;
+use crate::provider::ProviderClient;
+use crate::store::{create_order, Created, Operator};
+
+/// What the engine is built from.
+pub struct EngineParts {
+    pub db: DatabaseConnection,
+    pub ids: Snowflake,
+    /// How orders reach the providers: the supervised provider actors
+    /// ([`crate::provider::start_providers`]), or a fake in a test.
+    pub providers: Arc<dyn ProviderClient>,
+    pub index: Arc<dyn DeadlineIndex>,
+    pub settings: ExpirySettings,
+    pub metrics: EngineMetrics,
+}
+
+/// Cheap to clone; every clone drives the same actors.
+#[derive(Clone)]
+pub struct Engine {
+    registry: Arc<OrderRegistry>,
+}
+
+impl Engine {
+    /// Starts the order arbiters. Orders get their actors as they are created or re-armed.
+    pub fn start(parts: EngineParts) -> Self {
+        let arbiters = parts.settings.arbiters;
+        let deps = OrderDeps {
+            db: parts.db,
+            ids: Arc::new(parts.ids),
+            providers: parts.providers,
+            index: parts.index,
+            feed: ChangeFeed::default(),
+            passes: tokio::sync::Semaphore::new(parts.settings.max_concurrent_passes.max(1)),
+            settings: parts.settings,
+            metrics: Arc::new(parts.metrics),
+        };
+        Self {
+            registry: OrderRegistry::new(Arc::new(deps), arbiters),
+        }
+    }
+
+    fn deps(&self) -> &OrderDeps {
+        self.registry.deps()
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.deps().db
+    }
+
+    /// Connects the outbox relay, woken after every commit that writes an event. Once.
+    pub fn attach_relay(&self, relay: Recipient<Wake>) {
+        self.deps().feed.attach_relay(relay);
+    }
+
+    /// Wakes the outbox relay (after an admin redelivery, say).
+    pub fn wake_relay(&self) {
+        self.deps().feed.wake_relay();
+    }
+
+    /// Every order status change from now on (on this node).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<OrderChanged> {
+        self.deps().feed.subscribe()
+    }
+
+    pub fn index_name(&self) -> &'static str {
+        self.deps().index.name()
+    }
+
+    pub fn live_actors(&self) -> usize {
+        self.registry.len()
+    }
+
+    pub fn has_provider(&self, provider: Provider) -> bool {
+        self.deps().providers.has(provider)
+    }
+
+    /// Creates the order (idempotently); a new one is indexed and gets its actor.
+    ///
+    /// # Errors
+    /// As [`create_order`].
+    pub async fn create_order(&self, order: &NewOrder) -> Result<Created, OrderError> {
+        let deps = self.deps();
+        let created = create_order(&deps.db, &deps.ids, order).await?;
+        if let Created::New(model) = &created {
+            deps.feed.changed(model.id, model.status);
+            self.track(model).await;
+        }
+        Ok(created)
+    }
+
+    /// Indexes a live order's deadline and makes sure its actor runs.
+    async fn track(&self, order: &orders::Model) {
+        let deadline = Deadline {
+            order_id: order.id,
+            at_ms: to_ms(order.expires_at),
+        };
+        if let Err(err) = self.deps().index.add(deadline).await {
+            // The actor below still fires on time; reconcile restores the index entry.
+            tracing::warn!(order_no = %order.order_no, error.message = %err, "failed to index a deadline");
+        }
+        self.registry.get_or_spawn(order.id, deadline.at_ms, deadline.at_ms);
+    }
+
+    /// The order `order_id` as `operator` may see it: a merchant sees only its own orders.
+    ///
+    /// # Errors
+    /// [`OrderError::NotFound`] for a missing order or another merchant's.
+    pub async fn load(&self, order_id: OrderId, operator: &Operator) -> Result<orders::Model, OrderError> {
+        let order = orders::Entity::find_by_id(order_id)
+            .one(&self.deps().db)
+            .await?
+            .ok_or(OrderError::NotFound)?;
+        match operator {
+            Operator::Merchant(merchant) if order.merchant_id != merchant.as_str() => Err(OrderError::NotFound),
+            Operator::Merchant(_) | Operator::Admin(_) | Operator::Provider(_) | Operator::System => Ok(order),
+        }
+    }
+
+    /// Sends a message to the actor of a live order, activating it from the row when it is not
+    /// running. An actor that stopped between lookup and send (its order just became final) is
+    /// looked up once more from a fresh read. `Ok(None)`: the order is final, nothing was sent.
+    async fn ask<M, R>(&self, mut order: orders::Model, make: impl Fn() -> M) -> Result<(Option<R>, orders::Model), OrderError>
+    where
+        M: Message<Result = Result<R, OrderError>> + Send + 'static,
+        R: Send + 'static,
+        OrderActor: Handler<M>,
+    {
+        for _ in 0..2 {
+            if !order.status.is_live() {
+                return Ok((None, order));
+            }
+            let deadline = to_ms(order.expires_at);
+            let addr = self
+                .registry
+                .get_or_spawn(order.id, deadline, deadline)
+                .ok_or(OrderError::Unavailable)?;
+            match addr.send(make()).timeout(self.deps().settings.actor_reply_timeout).await {
+                Ok(result) => return result.map(|reply| (Some(reply), order)),
+                Err(MailboxError::Timeout) => return Err(OrderError::Unavailable),
+                Err(MailboxError::Closed) => {
+                    order = orders::Entity::find_by_id(order.id)
+                        .one(&self.deps().db)
+                        .await?
+                        .ok_or(OrderError::NotFound)?;
+                }
+            }
+        }
+        Err(OrderError::Unavailable)
+    }
+
+    /// The order again, after a change.
+    async fn reload(&self, order_id: OrderId) -> Result<orders::Model, OrderError> {
+        orders::Entity::find_by_id(order_id)
+            .one(&self.deps().db)
+            .await?
+            .ok_or(OrderError::NotFound)
+    }
+
+    /// A new payment attempt, through the order's actor.
+    ///
+    /// # Errors
+    /// [`OrderError::NotFound`] (not `operator`'s order), [`OrderError::NotPending`] for a final
+    /// order, [`OrderError::ProviderUnavailable`], else as the attempt creation.
+    pub async fn start_attempt(
+        &self,
+        order_id: OrderId,
+        provider: Provider,
+        operator: Operator,
+    ) -> Result<payment_attempts::Model, OrderError> {
+        let order = self.load(order_id, &operator).await?;
+        if !self.has_provider(provider) {
+            return Err(OrderError::ProviderUnavailable(provider));
+        }
+        let make = || StartAttempt {
+            provider,
+            operator: operator.clone(),
+        };
+        let (attempt, order) = self.ask(order, make).await?;
+        attempt.ok_or(OrderError::NotPending(order.status))
+    }
+
+    /// Queries the provider now; compensates if it finds the order paid. Answers the order as
+    /// it is afterwards (a final order is answered as it is, with no provider call).
+    ///
+    /// # Errors
+    /// [`OrderError::NotFound`]; [`OrderError::ProviderUnreachable`] when the provider cannot be
+    /// asked.
+    pub async fn refresh(&self, order_id: OrderId, operator: &Operator) -> Result<orders::Model, OrderError> {
+        let order = self.load(order_id, operator).await?;
+        match self.ask(order, || Refresh).await? {
+            (Some(_), _) => self.reload(order_id).await,
+            (None, order) => Ok(order),
+        }
+    }
+
+    /// Closes a pending order at the provider(s), then locally, before its deadline.
+    ///
+    /// # Errors
+    /// [`OrderError::NotFound`]; [`OrderError::NotPending`] for a final order; provider errors
+    /// leave it open.
+    pub async fn cancel(&self, order_id: OrderId, operator: Operator) -> Result<orders::Model, OrderError> {
+        let order = self.load(order_id, &operator).await?;
+        let make = || Cancel {
+            operator: operator.clone(),
+        };
+        self.close_with(order, make).await
+    }
+
+    /// An operator's close, through the actor.
+    ///
+    /// # Errors
+    /// As [`Engine::cancel`].
+    pub async fn force_close(
+        &self,
+        order_id: OrderId,
+        operator: Operator,
+        reason: String,
+    ) -> Result<orders::Model, OrderError> {
+        let order = self.load(order_id, &operator).await?;
+        let make = || ForceClose {
+            operator: operator.clone(),
+            reason: reason.clone(),
+        };
+        self.close_with(order, make).await
+    }
+
+    async fn close_with<M>(&self, order: orders::Model, make: impl Fn() -> M) -> Result<orders::Model, OrderError>
+    where
+        M: Message<Result = Result<entities::OrderStatus, OrderError>> + Send + 'static,
+        OrderActor: Handler<M>,
+    {
+        let order_id = order.id;
+        match self.ask(order, make).await? {
+            (Some(_), _) => self.reload(order_id).await,
+            (None, order) => Err(OrderError::NotPending(order.status)),
+        }
+    }
+
+    /// Applies a verified provider notification: through the order's actor when the order is
+    /// live, directly when it is final (a payment after close is still recorded).
+    ///
+    /// # Errors
+    /// [`OrderError::AttemptNotFound`] for an unknown trade; database errors (the provider
+    /// should retry then).
+    pub async fn notify(
+        &self,
+        provider: Provider,
+        notification: VerifiedNotification,
+    ) -> Result<NotifyOutcome, OrderError> {
+        let order_id = notify::owning_order(self.deps(), notification.pay_no).await?;
+        let order = self.reload(order_id).await?;
+        let make = || PaymentNotified {
+            provider,
+            notification: notification.clone(),
+        };
+        match self.ask(order, make).await? {
+            (Some(outcome), _) => Ok(outcome),
+            (None, _) => notify::apply(self.deps(), provider, &notification).await,
+        }
+    }
+
+    /// The running actor's view, if one runs.
+    pub async fn snapshot(&self, order_id: OrderId) -> Option<Snapshot> {
+        let addr = self.registry.get(order_id)?;
+        addr.send(crate::order::messages::GetSnapshot).await.ok()
+    }
+
+    /// Stops every order actor after its pass in flight (for at most `grace`) and the order
+    /// threads. Pending orders stay indexed; the next start re-arms them. Returns the actors
+    /// that did not stop in time.
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        let live = self.registry.len();
+        let late = self.registry.shutdown(grace).await;
+        tracing::info!(live, late, "order actors stopped");
+        late
+    }
+}

@@ -1,0 +1,115 @@
+//! Bringing every pending order back after a restart, and keeping the deadline index in step
+//! with the database (the source of truth).
+
+use entities::{orders, OrderStatus};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
+use serde::Serialize;
+
+use super::Engine;
+use crate::deadline::{Deadline, DeadlineError, ReconcileReport};
+use crate::order::now_ms;
+
+/// What a start-up rehydration did.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct RehydrateReport {
+    pub armed: u64,
+    pub overdue: u64,
+    /// The index was missing entries and was rebuilt first.
+    pub index_rebuilt: bool,
+}
+
+impl Engine {
+    /// Re-arms an actor for every pending deadline (start-up). The index is rebuilt first if it
+    /// is missing entries. Overdue orders are spread at `overdue_per_second`.
+    ///
+    /// # Errors
+    /// The index or the database could not be read.
+    pub async fn rehydrate(&self) -> Result<RehydrateReport, DeadlineError> {
+        let deps = self.deps();
+        let live = count_live(&deps.db).await?;
+        let indexed = deps.index.count().await?;
+        let mut report = RehydrateReport::default();
+        if indexed != live {
+            tracing::warn!(
+                indexed,
+                live,
+                index = deps.index.name(),
+                "deadline index out of step with the database; rebuilding"
+            );
+            let rebuilt = deps.index.reconcile().await?;
+            tracing::info!(
+                added = rebuilt.added,
+                removed = rebuilt.removed,
+                "deadline index rebuilt"
+            );
+            report.index_rebuilt = true;
+        }
+        let deadlines = deps.index.all().await?;
+        let (armed, overdue) = self.arm_all(&deadlines);
+        report.armed = armed;
+        report.overdue = overdue;
+        Ok(report)
+    }
+
+    /// Rebuilds the deadline index from the database and makes sure every live order has an
+    /// armed actor (`POST /admin/deadlines/reconcile`).
+    ///
+    /// # Errors
+    /// The index or the database could not be read.
+    pub async fn reconcile(&self) -> Result<ReconcileReport, DeadlineError> {
+        let deps = self.deps();
+        let report = deps.index.reconcile().await?;
+        let deadlines = deps.index.all().await?;
+        self.arm_all(&deadlines);
+        tracing::info!(
+            live = report.live_orders,
+            added = report.added,
+            removed = report.removed,
+            "deadline index reconciled"
+        );
+        Ok(report)
+    }
+
+    /// Returns (armed, overdue).
+    fn arm_all(&self, deadlines: &[Deadline]) -> (u64, u64) {
+        let now = now_ms();
+        let rate = i64::from(self.deps().settings.overdue_per_second.max(1));
+        let total = deadlines.len();
+        let progress_every = (total / 10).max(10_000);
+        let (mut armed, mut overdue) = (0u64, 0u64);
+        for (n, deadline) in deadlines.iter().enumerate() {
+            if self.registry.get(deadline.order_id).is_some() {
+                continue;
+            }
+            let fire_at = if deadline.at_ms <= now {
+                // The k-th overdue order fires k/rate seconds from now.
+                let offset_ms = i64::try_from(overdue).unwrap_or(i64::MAX).saturating_mul(1000) / rate;
+                overdue += 1;
+                now.saturating_add(offset_ms)
+            } else {
+                deadline.at_ms
+            };
+            if self
+                .registry
+                .get_or_spawn(deadline.order_id, deadline.at_ms, fire_at)
+                .is_none()
+            {
+                // Shutting down: the next start arms the rest.
+                break;
+            }
+            armed += 1;
+            if (n + 1) % progress_every == 0 {
+                tracing::info!(done = n + 1, total, "re-arming order timers");
+            }
+        }
+        tracing::info!(armed, overdue, total, "order timers armed");
+        (armed, overdue)
+    }
+}
+
+async fn count_live(db: &DatabaseConnection) -> Result<u64, sea_orm::DbErr> {
+    orders::Entity::find()
+        .filter(orders::Column::Status.is_in([OrderStatus::Pending, OrderStatus::Stuck]))
+        .count(db)
+        .await
+}

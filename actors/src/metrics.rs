@@ -1,0 +1,63 @@
+//! The engine's Prometheus metrics. Registered once in the service's registry at start-up and
+//! shared (behind an `Arc`) by the order actors, which are the only writers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
+
+/// Engine metrics, registered in the service's Prometheus registry.
+pub struct EngineMetrics {
+    pub expiry_outcomes: IntCounterVec,
+    pub notifications: IntCounterVec,
+    pub timer_lateness: Histogram,
+    pub live_actors: IntGauge,
+    /// Every timer's lateness in µs, when a benchmark asks for exact percentiles.
+    pub lateness_samples: Option<Arc<std::sync::Mutex<Vec<i64>>>>,
+}
+
+impl EngineMetrics {
+    /// # Errors
+    /// A name clash in `registry`.
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let metrics = Self {
+            expiry_outcomes: IntCounterVec::new(
+                Opts::new(
+                    "expiry_outcomes_total",
+                    "Outcomes of expiry passes: closed, compensated, retry, stuck",
+                ),
+                &["outcome"],
+            )?,
+            notifications: IntCounterVec::new(
+                Opts::new(
+                    "provider_notifications_total",
+                    "Provider notifications applied, by outcome",
+                ),
+                &["outcome"],
+            )?,
+            timer_lateness: Histogram::with_opts(
+                HistogramOpts::new("expiry_timer_lateness_seconds", "How late order timers fire")
+                    .buckets(vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
+            )?,
+            live_actors: IntGauge::new("order_actors_live", "Order actors running")?,
+            lateness_samples: None,
+        };
+        registry.register(Box::new(metrics.expiry_outcomes.clone()))?;
+        registry.register(Box::new(metrics.notifications.clone()))?;
+        registry.register(Box::new(metrics.timer_lateness.clone()))?;
+        registry.register(Box::new(metrics.live_actors.clone()))?;
+        Ok(metrics)
+    }
+
+    pub fn observe_timer_lateness(&self, late_us: i64) {
+        let late = Duration::from_micros(u64::try_from(late_us).unwrap_or(0));
+        self.timer_lateness.observe(late.as_secs_f64());
+        if let Some(samples) = &self.lateness_samples {
+            samples
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push(late_us);
+        }
+    }
+}
+

@@ -1,0 +1,76 @@
+//! What an order actor needs, and nothing more: the database (through the store's guarded
+//! transitions), an id generator, a providers client, the deadline index, the change feed,
+//! the expiry settings and metrics. Built once by the engine and shared by every order actor;
+//! nothing in it refers back to the engine or the registry, so dropping the engine frees it.
+
+use std::sync::Arc;
+
+use entities::{OrderId, PayNo};
+use sea_orm::DatabaseConnection;
+
+use super::expiry::ExpirySettings;
+use crate::changes::ChangeFeed;
+use crate::deadline::DeadlineIndex;
+use crate::error::OrderError;
+use crate::gateway::PaidTrade;
+use crate::ids::Snowflake;
+use crate::metrics::EngineMetrics;
+use crate::provider::ProviderClient;
+use crate::store::transitions::{self, Applied, OrderUpdate, Receipt};
+use crate::store::Operator;
+
+pub struct OrderDeps {
+    pub db: DatabaseConnection,
+    pub ids: Arc<Snowflake>,
+    /// The only way order code reaches a provider; a test may hand in a fake.
+    pub providers: Arc<dyn ProviderClient>,
+    pub index: Arc<dyn DeadlineIndex>,
+    /// Told after each commit, so the relay and live status streams hear of it at once.
+    pub feed: ChangeFeed,
+    pub settings: ExpirySettings,
+    pub metrics: Arc<EngineMetrics>,
+    /// Timer-driven passes running at once; the rest wait their turn cheaply instead of all
+    /// holding database work in flight when many deadlines fall together. Closed at shutdown.
+    pub passes: tokio::sync::Semaphore,
+}
+
+impl OrderDeps {
+    /// [`transitions::apply`], announcing a committed change.
+    ///
+    /// # Errors
+    /// As [`transitions::apply`].
+    pub async fn apply(
+        &self,
+        order_id: OrderId,
+        update: OrderUpdate,
+        operator: &Operator,
+        receipt: Option<&Receipt>,
+    ) -> Result<Applied, OrderError> {
+        let applied = transitions::apply(&self.db, order_id, update, operator, receipt).await?;
+        if let Applied::Done(order) = &applied {
+            self.feed.changed(order.id, order.status);
+        }
+        Ok(applied)
+    }
+
+    /// [`transitions::record_anomaly`], waking the relay for its event.
+    ///
+    /// # Errors
+    /// As [`transitions::record_anomaly`].
+    pub async fn record_anomaly(
+        &self,
+        order_id: OrderId,
+        pay_no: PayNo,
+        detail: String,
+        trade: Option<&PaidTrade>,
+        operator: &Operator,
+        receipt: Option<&Receipt>,
+    ) -> Result<Applied, OrderError> {
+        let applied =
+            transitions::record_anomaly(&self.db, order_id, pay_no, detail, trade, operator, receipt).await?;
+        if matches!(applied, Applied::Done(_)) {
+            self.feed.wake_relay();
+        }
+        Ok(applied)
+    }
+}

@@ -1,0 +1,211 @@
+//! Carries out one pass of the expiry rule: reads the order, asks the providers, commits what
+//! [`expiry`](super::expiry) decides. Every decision is made there; this file only does the
+//! I/O, in order, and never sleeps (waiting is the actor's job, so a notification can be
+//! handled between two passes).
+
+use chrono::Utc;
+use entities::{orders, payment_attempts, AttemptStatus, OrderId, OrderStatus, PayNo};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+
+use super::expiry::{self, Conclusion, Counters, Failed, Holds, Intent, PaidCheck, PassContext, PassOutcome, Start, Step};
+use super::OrderDeps;
+use crate::error::OrderError;
+use crate::gateway::{CloseOutcome, PaidTrade};
+use crate::store::transitions::{self, Applied, AttemptCloseReason, AttemptUpdate, OrderUpdate};
+use crate::store::Operator;
+
+/// Runs one pass for `order_id`.
+///
+/// # Errors
+/// Database errors (the actor runs the pass again) and [`OrderError::NotFound`].
+pub(crate) async fn run(
+    deps: &OrderDeps,
+    order_id: OrderId,
+    intent: &Intent,
+    counters: Counters,
+    operator: &Operator,
+) -> Result<PassOutcome, OrderError> {
+    let order = orders::Entity::find_by_id(order_id)
+        .one(&deps.db)
+        .await?
+        .ok_or(OrderError::NotFound)?;
+    let now = Utc::now();
+    match expiry::start(intent, order.status, order.expires_at, now) {
+        Start::Final(status) => return Ok(PassOutcome::Final(status)),
+        Start::NotYet { at } => return Ok(PassOutcome::NotYet { at }),
+        Start::Proceed => {}
+    }
+    let ctx = PassContext {
+        intent,
+        status: order.status,
+        deadline: order.expires_at,
+        now,
+        counters,
+        settings: &deps.settings,
+    };
+    let mut holds = Holds::default();
+    for attempt in open_attempts(deps, order_id).await? {
+        let answer = deps.providers.query(attempt.provider, attempt.pay_no).await;
+        log_failure(&order, &attempt, "query", answer.as_ref().err());
+        let mut step = expiry::on_query(&ctx, answer.as_ref().map(|q| &q.state).map_err(|_| Failed));
+        let mut raw = answer.map(|q| q.raw.to_string()).unwrap_or_default();
+        // At most three provider calls per attempt: query, close, query again.
+        loop {
+            match step {
+                Step::Compensate(trade) => {
+                    return compensate(deps, &order, &attempt, trade, raw, operator).await;
+                }
+                Step::CloseAtProvider => {
+                    let answer = deps.providers.close(attempt.provider, attempt.pay_no).await;
+                    log_failure(&order, &attempt, "close", answer.as_ref().err());
+                    step = expiry::on_close(&ctx, answer.as_ref().map_err(|_| Failed));
+                }
+                Step::QueryAgain => {
+                    let answer = deps.providers.query(attempt.provider, attempt.pay_no).await;
+                    log_failure(&order, &attempt, "query", answer.as_ref().err());
+                    step = expiry::on_requery(answer.as_ref().map(|q| &q.state).map_err(|_| Failed));
+                    raw = answer.map(|q| q.raw.to_string()).unwrap_or_default();
+                }
+                Step::MarkClosed(why) => {
+                    let closed = AttemptUpdate::Closed(why);
+                    transitions::apply_attempt(&deps.db, order_id, attempt.pay_no, closed, operator).await?;
+                    break;
+                }
+                Step::Hold(hold) => {
+                    holds.add(hold);
+                    break;
+                }
+            }
+        }
+    }
+
+    match expiry::conclude(&ctx, &holds) {
+        Conclusion::Open => Ok(PassOutcome::Open(order.status)),
+        Conclusion::ProviderTrouble { mark_stuck: Some(reason) } => {
+            let applied = deps
+                .apply(order_id, OrderUpdate::Stuck { reason }, &Operator::System, None)
+                .await?;
+            deps.metrics.expiry_outcomes.with_label_values(&["stuck"]).inc();
+            Ok(PassOutcome::ProviderTrouble {
+                stuck: matches!(applied, Applied::Done(_)),
+            })
+        }
+        Conclusion::ProviderTrouble { mark_stuck: None } => Ok(PassOutcome::ProviderTrouble {
+            stuck: order.status == OrderStatus::Stuck,
+        }),
+        Conclusion::UserPaying => Ok(PassOutcome::UserPaying),
+        Conclusion::TooEarly { retry_at } => Ok(PassOutcome::TooEarly { retry_at }),
+        Conclusion::CloseOrder(reason) => match deps.apply(order_id, OrderUpdate::Closed { reason }, operator, None).await? {
+            Applied::Done(_) => {
+                deps.metrics.expiry_outcomes.with_label_values(&["closed"]).inc();
+                Ok(PassOutcome::Final(OrderStatus::Closed))
+            }
+            Applied::Lost(status) if !status.is_live() => Ok(PassOutcome::Final(status)),
+            Applied::Lost(_) | Applied::Duplicate => Ok(PassOutcome::ProviderTrouble { stuck: false }),
+        },
+    }
+}
+
+fn log_failure(
+    order: &orders::Model,
+    attempt: &payment_attempts::Model,
+    call: &'static str,
+    err: Option<&crate::gateway::GatewayError>,
+) {
+    if let Some(err) = err {
+        tracing::warn!(order_no = %order.order_no, pay_no = %attempt.pay_no, call, error.message = %err, "provider call failed");
+    }
+}
+
+async fn open_attempts(deps: &OrderDeps, order_id: OrderId) -> Result<Vec<payment_attempts::Model>, OrderError> {
+    Ok(payment_attempts::Entity::find()
+        .filter(payment_attempts::Column::OrderId.eq(order_id))
+        .filter(payment_attempts::Column::Status.eq(AttemptStatus::Pending))
+        .order_by_asc(payment_attempts::Column::PayNo)
+        .all(&deps.db)
+        .await?)
+}
+
+/// The provider says `attempt` is paid: verify the amount, mark attempt and order paid, then
+/// close every other open attempt so the buyer cannot pay twice.
+pub(crate) async fn compensate(
+    deps: &OrderDeps,
+    order: &orders::Model,
+    attempt: &payment_attempts::Model,
+    trade: PaidTrade,
+    raw: String,
+    operator: &Operator,
+) -> Result<PassOutcome, OrderError> {
+    match expiry::on_paid(attempt.amount, &trade) {
+        PaidCheck::Matches => {}
+        PaidCheck::AmountMismatch => {
+            let detail = format!(
+                "provider reports pay_no {} paid {} but the attempt is for {}",
+                attempt.pay_no, trade.amount, attempt.amount
+            );
+            deps.record_anomaly(order.id, attempt.pay_no, detail.clone(), Some(&trade), operator, None)
+                .await?;
+            if order.status == OrderStatus::Pending {
+                deps.apply(order.id, OrderUpdate::Stuck { reason: detail }, operator, None)
+                    .await?;
+            }
+            return Ok(PassOutcome::NeedsOperator);
+        }
+    }
+    let paid = OrderUpdate::Paid {
+        pay_no: attempt.pay_no,
+        trade: trade.clone(),
+        raw: raw.clone(),
+    };
+    match deps.apply(order.id, paid, operator, None).await? {
+        Applied::Done(_) => {
+            deps.metrics.expiry_outcomes.with_label_values(&["compensated"]).inc();
+            close_other_attempts(deps, order.id, attempt.pay_no, operator).await;
+            Ok(PassOutcome::Final(OrderStatus::Paid))
+        }
+        Applied::Lost(OrderStatus::Closed) => {
+            let late = OrderUpdate::PaidAfterClose {
+                pay_no: attempt.pay_no,
+                trade,
+                raw,
+            };
+            deps.apply(order.id, late, operator, None).await?;
+            Ok(PassOutcome::Final(OrderStatus::PaidAfterClose))
+        }
+        Applied::Lost(status) => Ok(PassOutcome::Final(status)),
+        Applied::Duplicate => Ok(PassOutcome::Final(OrderStatus::Paid)),
+    }
+}
+
+/// Best effort: a trade left open here still expires at the provider at its `time_expire`,
+/// and a payment on it would arrive as an anomaly, not be lost.
+pub(crate) async fn close_other_attempts(deps: &OrderDeps, order_id: OrderId, paid: PayNo, operator: &Operator) {
+    let Ok(others) = open_attempts(deps, order_id).await else {
+        return;
+    };
+    for other in others.into_iter().filter(|a| a.pay_no != paid) {
+        match deps.providers.close(other.provider, other.pay_no).await {
+            Ok(CloseOutcome::Closed | CloseOutcome::NotFound) => {
+                let closed = AttemptUpdate::Closed(AttemptCloseReason::PaidByAnotherAttempt);
+                if let Err(err) = transitions::apply_attempt(&deps.db, order_id, other.pay_no, closed, operator).await {
+                    tracing::warn!(pay_no = %other.pay_no, error.cause_chain = ?err, "failed to record a closed attempt");
+                }
+            }
+            Ok(CloseOutcome::AlreadyPaid) => {
+                let detail = format!(
+                    "pay_no {} was also paid; the order was already paid by {paid}: refund owed",
+                    other.pay_no
+                );
+                if let Err(err) = deps
+                    .record_anomaly(order_id, other.pay_no, detail, None, operator, None)
+                    .await
+                {
+                    tracing::error!(pay_no = %other.pay_no, error.cause_chain = ?err, "failed to record a double payment");
+                }
+            }
+            Ok(CloseOutcome::TooEarly { .. }) | Err(_) => {
+                tracing::warn!(pay_no = %other.pay_no, "could not close a second attempt of a paid order; it expires at the provider");
+            }
+        }
+    }
+}

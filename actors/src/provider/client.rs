@@ -1,0 +1,111 @@
+//! The providers client: how order code reaches the payment providers.
+//!
+//! Order code depends on the [`ProviderClient`] trait, never on the provider actors, so a test
+//! can hand an order actor a fake provider. [`Providers`] is the real implementation: it holds
+//! each supervised [`ProviderActor`](super::ProviderActor)'s mailboxes as `Recipient`s and puts a
+//! timeout on every reply.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use actix::{MailboxError, Recipient};
+use async_trait::async_trait;
+use entities::{PayNo, Provider};
+
+use super::{CloseTrade, CreateQr, QueryTrade};
+use crate::gateway::{CloseOutcome, GatewayError, QrCreated, QrRequest, TradeQuery};
+
+/// The provider calls an order needs. Every error is a [`GatewayError`]; the caller decides
+/// whether it is worth a retry.
+#[async_trait]
+pub trait ProviderClient: Send + Sync {
+    /// Whether `provider` is configured on this node.
+    fn has(&self, provider: Provider) -> bool;
+
+    /// Asks the provider for a trade's state.
+    async fn query(&self, provider: Provider, pay_no: PayNo) -> Result<TradeQuery, GatewayError>;
+
+    /// Closes a trade at the provider so it can no longer be paid.
+    async fn close(&self, provider: Provider, pay_no: PayNo) -> Result<CloseOutcome, GatewayError>;
+
+    /// Creates a QR-code trade.
+    async fn create_qr(&self, provider: Provider, request: QrRequest) -> Result<QrCreated, GatewayError>;
+}
+
+/// One provider actor's mailboxes.
+#[derive(Clone)]
+pub struct ProviderMailboxes {
+    pub query: Recipient<QueryTrade>,
+    pub close: Recipient<CloseTrade>,
+    pub create_qr: Recipient<CreateQr>,
+}
+
+impl ProviderMailboxes {
+    /// The mailboxes of one actor that handles all three messages.
+    pub fn of<A>(addr: &actix::Addr<A>) -> Self
+    where
+        A: actix::Actor<Context = actix::Context<A>>
+            + actix::Handler<QueryTrade>
+            + actix::Handler<CloseTrade>
+            + actix::Handler<CreateQr>,
+    {
+        Self {
+            query: addr.clone().recipient(),
+            close: addr.clone().recipient(),
+            create_qr: addr.clone().recipient(),
+        }
+    }
+}
+
+/// The provider actors of this node.
+pub struct Providers {
+    mailboxes: HashMap<Provider, ProviderMailboxes>,
+    /// Limit on one reply, the actor's own retries included.
+    reply_timeout: Duration,
+}
+
+impl Providers {
+    pub fn new(mailboxes: HashMap<Provider, ProviderMailboxes>, reply_timeout: Duration) -> Self {
+        Self {
+            mailboxes,
+            reply_timeout,
+        }
+    }
+
+    fn mailboxes(&self, provider: Provider) -> Result<&ProviderMailboxes, GatewayError> {
+        self.mailboxes
+            .get(&provider)
+            .ok_or(GatewayError::NotConfigured(provider))
+    }
+}
+
+#[async_trait]
+impl ProviderClient for Providers {
+    fn has(&self, provider: Provider) -> bool {
+        self.mailboxes.contains_key(&provider)
+    }
+
+    async fn query(&self, provider: Provider, pay_no: PayNo) -> Result<TradeQuery, GatewayError> {
+        let mailbox = self.mailboxes(provider)?.query.clone();
+        flatten(mailbox.send(QueryTrade(pay_no)).timeout(self.reply_timeout).await)
+    }
+
+    async fn close(&self, provider: Provider, pay_no: PayNo) -> Result<CloseOutcome, GatewayError> {
+        let mailbox = self.mailboxes(provider)?.close.clone();
+        flatten(mailbox.send(CloseTrade(pay_no)).timeout(self.reply_timeout).await)
+    }
+
+    async fn create_qr(&self, provider: Provider, request: QrRequest) -> Result<QrCreated, GatewayError> {
+        let mailbox = self.mailboxes(provider)?.create_qr.clone();
+        flatten(mailbox.send(CreateQr(request)).timeout(self.reply_timeout).await)
+    }
+}
+
+/// A provider actor that is restarting or too slow counts as a retryable provider failure.
+fn flatten<T>(reply: Result<Result<T, GatewayError>, MailboxError>) -> Result<T, GatewayError> {
+    match reply {
+        Ok(result) => result,
+        Err(MailboxError::Timeout) => Err(GatewayError::Timeout),
+        Err(MailboxError::Closed) => Err(GatewayError::Crashed),
+    }
+}
