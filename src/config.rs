@@ -98,7 +98,7 @@ pub struct OrderSettings {
     pub max_total_minor_units: i64,
 }
 
-/// The expiry rule's retry and timing knobs (see `actors::engine::ExpirySettings`).
+/// The expiry rule's retry and timing knobs (see `actors::order::expiry::ExpirySettings`).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpiryConfig {
@@ -479,8 +479,8 @@ impl OrderSettings {
 }
 
 impl ExpiryConfig {
-    pub fn settings(&self) -> actors::engine::ExpirySettings {
-        actors::engine::ExpirySettings {
+    pub fn settings(&self) -> actors::order::expiry::ExpirySettings {
+        actors::order::expiry::ExpirySettings {
             retry: actors::retry::RetrySchedule {
                 min_delay: Duration::from_millis(self.retry_min_delay_milliseconds),
                 max_delay: Duration::from_millis(self.retry_max_delay_milliseconds),

@@ -14,10 +14,12 @@ use std::collections::HashMap;
 
 use actors::deadline::{DeadlineIndex, RedisDeadlineIndex, SqlDeadlineIndex};
 use actors::domain::OrderLimits;
-use actors::engine::{Engine, EngineMetrics};
+use actors::engine::{Engine, EngineParts};
 use actors::gateway::sandbox::{SandboxGateway, SandboxSettings};
 use actors::gateway::Gateways;
 use actors::ids::Snowflake;
+use actors::metrics::EngineMetrics;
+use actors::provider::start_providers;
 use anyhow::Context;
 use entities::Provider;
 use migration::{Migrator, MigratorTrait};
@@ -125,15 +127,16 @@ impl Application {
             ),
             None => Arc::new(SqlDeadlineIndex::new(db.clone())),
         };
-        let engine = Engine::start(
-            db.clone(),
-            Snowflake::new(settings.ids.worker_id).context("invalid ids.worker_id")?,
-            &gateways,
-            &calls,
+        let expiry = settings.expiry.settings();
+        let providers = start_providers(&gateways, &calls, expiry.provider_reply_timeout);
+        let engine = Engine::start(EngineParts {
+            db: db.clone(),
+            ids: Snowflake::new(settings.ids.worker_id).context("invalid ids.worker_id")?,
+            providers: Arc::new(providers),
             index,
-            settings.expiry.settings(),
-            EngineMetrics::register(metrics.registry()).context("failed to register engine metrics")?,
-        );
+            settings: expiry,
+            metrics: EngineMetrics::register(metrics.registry()).context("failed to register engine metrics")?,
+        });
         start_outbox_relay(&settings, &db, &http, &engine).await?;
         let rehydrated = engine.rehydrate().await.context("failed to re-arm pending orders")?;
         tracing::info!(

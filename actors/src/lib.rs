@@ -26,10 +26,10 @@ pub mod gateway;
 pub mod ids;
 pub mod metrics;
 pub mod order;
-pub mod store;
 pub mod outbox;
 pub mod provider;
 pub mod retry;
 pub mod stock;
+pub mod store;
 
 pub use error::OrderError;

@@ -17,9 +17,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actors::deadline::SqlDeadlineIndex;
-use actors::engine::{Engine, EngineMetrics, ExpirySettings};
-use actors::gateway::Gateways;
+use actors::engine::{Engine, EngineParts};
 use actors::ids::Snowflake;
+use actors::metrics::EngineMetrics;
+use actors::order::expiry::ExpirySettings;
+use actors::provider::Providers;
 use actors::retry::RetrySchedule;
 use anyhow::Context;
 use chrono::Utc;
@@ -84,13 +86,14 @@ async fn run(n: usize, args: &Args) -> anyhow::Result<()> {
     let mut metrics = EngineMetrics::register(&registry)?;
     let samples = Arc::new(Mutex::new(Vec::with_capacity(n)));
     metrics.lateness_samples = Some(samples.clone());
-    let engine = Engine::start(
-        db.clone(),
-        Snowflake::new(1)?,
-        &Gateways::default(),
-        &HashMap::new(),
-        Arc::new(SqlDeadlineIndex::new(db.clone())),
-        ExpirySettings {
+    // No provider: the benchmarked orders have no payment attempts.
+    let providers = Providers::new(HashMap::new(), Duration::from_secs(30));
+    let engine = Engine::start(EngineParts {
+        db: db.clone(),
+        ids: Snowflake::new(1)?,
+        providers: Arc::new(providers),
+        index: Arc::new(SqlDeadlineIndex::new(db.clone())),
+        settings: ExpirySettings {
             retry: RetrySchedule {
                 min_delay: Duration::from_secs(1),
                 max_delay: Duration::from_secs(30),
@@ -107,7 +110,7 @@ async fn run(n: usize, args: &Args) -> anyhow::Result<()> {
             provider_clock_margin: Duration::from_secs(30),
         },
         metrics,
-    );
+    });
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let rss_before = rss_bytes()?;

@@ -1,9 +1,9 @@
 //! Admin routes: order inspection and tracked stock. Behind the admin token.
 
 use actix_web::{web, HttpResponse};
-use actors::store::{query, Operator};
 use actors::outbox::subscribers::{self, NewWebhook, SubscriberError};
 use actors::stock::{self, SetStockError};
+use actors::store::{query, Operator};
 use entities::OrderStatus;
 use serde::{Deserialize, Serialize};
 
@@ -103,12 +103,10 @@ pub async fn force_close(
             "reason must be 1 to 256 characters",
         )));
     }
-    let detail = query::find_order_with_logs(&state.db, &order_no)
-        .await?
-        .ok_or(ApiError::NotFound("order"))?;
+    let order_id = super::order_id(&order_no)?;
     state
         .engine
-        .force_close(&detail.order, Operator::Admin("admin".to_owned()), reason)
+        .force_close(order_id, Operator::Admin("admin".to_owned()), reason)
         .await?;
     let order = query::find_order_with_logs(&state.db, &order_no)
         .await?

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use actix_web::web::Bytes;
 use actix_web::{web, HttpResponse};
+use actors::changes::OrderChanged;
 use actors::domain::MerchantId;
-use actors::engine::OrderChanged;
 use actors::store::query;
 use entities::{orders, OrderId, OrderStatus};
 use sea_orm::DatabaseConnection;

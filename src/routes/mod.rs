@@ -85,6 +85,12 @@ async fn healthz() -> HttpResponse {
 }
 
 /// Fallback for unknown routes: the error envelope, not an empty 404.
+/// The order a path's `{order_no}` names; anything that cannot be an order number is a 404,
+/// like an order that does not exist.
+fn order_id(order_no: &str) -> Result<entities::OrderId, ApiError> {
+    actors::store::query::parse_order_no(order_no).ok_or(ApiError::NotFound("order"))
+}
+
 pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound("route"))
 }

@@ -57,15 +57,14 @@ pub async fn status(
     order_no: web::Path<String>,
     params: web::Query<StatusQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut order = query::find_merchant_order(&state.db, &merchant, &order_no)
-        .await?
-        .ok_or(ApiError::NotFound("order"))?;
-    if params.refresh == Some(true) && order.status.is_live() {
-        state.engine.refresh(&order).await?;
-        order = query::find_merchant_order(&state.db, &merchant, &order_no)
+    let order = if params.refresh == Some(true) {
+        let operator = Operator::Merchant(merchant.into_inner());
+        state.engine.refresh(super::order_id(&order_no)?, &operator).await?
+    } else {
+        query::find_merchant_order(&state.db, &merchant, &order_no)
             .await?
-            .ok_or(ApiError::NotFound("order"))?;
-    }
+            .ok_or(ApiError::NotFound("order"))?
+    };
     Ok(HttpResponse::Ok().json(StatusResponse::from(&order)))
 }
 
@@ -76,15 +75,7 @@ pub async fn cancel(
     merchant: web::ReqData<MerchantId>,
     order_no: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let order = query::find_merchant_order(&state.db, &merchant, &order_no)
-        .await?
-        .ok_or(ApiError::NotFound("order"))?;
-    state
-        .engine
-        .cancel(&order, Operator::Merchant(merchant.as_str().to_owned()))
-        .await?;
-    let order = query::find_merchant_order(&state.db, &merchant, &order_no)
-        .await?
-        .ok_or(ApiError::NotFound("order"))?;
+    let operator = Operator::Merchant(merchant.into_inner());
+    let order = state.engine.cancel(super::order_id(&order_no)?, operator).await?;
     Ok(HttpResponse::Ok().json(StatusResponse::from(&order)))
 }

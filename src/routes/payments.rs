@@ -25,11 +25,11 @@ pub async fn create(
     let provider: Provider = body.provider.parse().map_err(|message: String| {
         ApiError::Validation(actors::domain::ValidationError::new("unknown_provider", message))
     })?;
-    let order = query::find_merchant_order(&state.db, &merchant, &order_no)
-        .await?
-        .ok_or(ApiError::NotFound("order"))?;
-    let operator = Operator::Merchant(merchant.as_str().to_owned());
-    let result = state.engine.start_attempt(&order, provider, operator).await;
+    let operator = Operator::Merchant(merchant.into_inner());
+    let result = state
+        .engine
+        .start_attempt(super::order_id(&order_no)?, provider, operator)
+        .await;
     let outcome = if result.is_ok() { "started" } else { "refused" };
     state
         .metrics

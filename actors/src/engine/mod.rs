@@ -150,7 +150,11 @@ impl Engine {
     /// Sends a message to the actor of a live order, activating it from the row when it is not
     /// running. An actor that stopped between lookup and send (its order just became final) is
     /// looked up once more from a fresh read. `Ok(None)`: the order is final, nothing was sent.
-    async fn ask<M, R>(&self, mut order: orders::Model, make: impl Fn() -> M) -> Result<(Option<R>, orders::Model), OrderError>
+    async fn ask<M, R>(
+        &self,
+        mut order: orders::Model,
+        make: impl Fn() -> M,
+    ) -> Result<(Option<R>, orders::Model), OrderError>
     where
         M: Message<Result = Result<R, OrderError>> + Send + 'static,
         R: Send + 'static,
@@ -165,7 +169,11 @@ impl Engine {
                 .registry
                 .get_or_spawn(order.id, deadline, deadline)
                 .ok_or(OrderError::Unavailable)?;
-            match addr.send(make()).timeout(self.deps().settings.actor_reply_timeout).await {
+            match addr
+                .send(make())
+                .timeout(self.deps().settings.actor_reply_timeout)
+                .await
+            {
                 Ok(result) => return result.map(|reply| (Some(reply), order)),
                 Err(MailboxError::Timeout) => return Err(OrderError::Unavailable),
                 Err(MailboxError::Closed) => {

@@ -66,8 +66,7 @@ impl OrderDeps {
         operator: &Operator,
         receipt: Option<&Receipt>,
     ) -> Result<Applied, OrderError> {
-        let applied =
-            transitions::record_anomaly(&self.db, order_id, pay_no, detail, trade, operator, receipt).await?;
+        let applied = transitions::record_anomaly(&self.db, order_id, pay_no, detail, trade, operator, receipt).await?;
         if matches!(applied, Applied::Done(_)) {
             self.feed.wake_relay();
         }

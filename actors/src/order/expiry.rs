@@ -190,9 +190,7 @@ pub fn on_close(ctx: &PassContext<'_>, answer: Result<&CloseOutcome, Failed>) ->
             } else {
                 // Look again when the provider accepts a close, or when time_expire is safely
                 // past, whichever comes first.
-                let expired = safely_past
-                    .checked_add_signed(AFTER_TIME_EXPIRE)
-                    .unwrap_or(safely_past);
+                let expired = safely_past.checked_add_signed(AFTER_TIME_EXPIRE).unwrap_or(safely_past);
                 Step::Hold(Hold::Until((*retry_at).min(expired)))
             }
         }
@@ -436,7 +434,7 @@ pub struct ExpirySettings {
 #[cfg(test)]
 mod tests {
     //! The expiry rule, row by row. Each table names its rows; a failure says which.
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::type_complexity)]
 
     use chrono::TimeZone;
 
@@ -477,7 +475,12 @@ mod tests {
         }
     }
 
-    fn ctx<'a>(intent: &'a Intent, counters: Counters, now: DateTime<Utc>, settings: &'a ExpirySettings) -> PassContext<'a> {
+    fn ctx<'a>(
+        intent: &'a Intent,
+        counters: Counters,
+        now: DateTime<Utc>,
+        settings: &'a ExpirySettings,
+    ) -> PassContext<'a> {
         PassContext {
             intent,
             status: OrderStatus::Pending,
@@ -496,13 +499,55 @@ mod tests {
     #[test]
     fn a_pass_starts_only_for_a_live_order_past_its_deadline() {
         let rows = [
-            ("final order: no provider call", Intent::Expire, OrderStatus::Paid, secs(1), Start::Final(OrderStatus::Paid)),
-            ("closed order: no provider call", Intent::Cancel, OrderStatus::Closed, secs(1), Start::Final(OrderStatus::Closed)),
-            ("timer before the deadline waits", Intent::Expire, OrderStatus::Pending, secs(-1), Start::NotYet { at: deadline() }),
-            ("timer at the deadline proceeds", Intent::Expire, OrderStatus::Pending, secs(0), Start::Proceed),
-            ("stuck order proceeds", Intent::Expire, OrderStatus::Stuck, secs(90), Start::Proceed),
-            ("cancel before the deadline proceeds", Intent::Cancel, OrderStatus::Pending, secs(-60), Start::Proceed),
-            ("refresh before the deadline proceeds", Intent::Refresh, OrderStatus::Pending, secs(-60), Start::Proceed),
+            (
+                "final order: no provider call",
+                Intent::Expire,
+                OrderStatus::Paid,
+                secs(1),
+                Start::Final(OrderStatus::Paid),
+            ),
+            (
+                "closed order: no provider call",
+                Intent::Cancel,
+                OrderStatus::Closed,
+                secs(1),
+                Start::Final(OrderStatus::Closed),
+            ),
+            (
+                "timer before the deadline waits",
+                Intent::Expire,
+                OrderStatus::Pending,
+                secs(-1),
+                Start::NotYet { at: deadline() },
+            ),
+            (
+                "timer at the deadline proceeds",
+                Intent::Expire,
+                OrderStatus::Pending,
+                secs(0),
+                Start::Proceed,
+            ),
+            (
+                "stuck order proceeds",
+                Intent::Expire,
+                OrderStatus::Stuck,
+                secs(90),
+                Start::Proceed,
+            ),
+            (
+                "cancel before the deadline proceeds",
+                Intent::Cancel,
+                OrderStatus::Pending,
+                secs(-60),
+                Start::Proceed,
+            ),
+            (
+                "refresh before the deadline proceeds",
+                Intent::Refresh,
+                OrderStatus::Pending,
+                secs(-60),
+                Start::Proceed,
+            ),
             (
                 "force-close before the deadline proceeds",
                 Intent::ForceClose { reason: "fraud".into() },
@@ -512,7 +557,11 @@ mod tests {
             ),
         ];
         for (row, intent, status, offset, expected) in rows {
-            assert_eq!(start(&intent, status, deadline(), deadline() + offset), expected, "{row}");
+            assert_eq!(
+                start(&intent, status, deadline(), deadline() + offset),
+                expected,
+                "{row}"
+            );
         }
     }
 
@@ -529,23 +578,125 @@ mod tests {
         };
         let force = Intent::ForceClose { reason: "r".into() };
         let rows: Vec<(&str, &Intent, Counters, Result<TradeState, Failed>, Step)> = vec![
-            ("paid: compensate", &Intent::Expire, FRESH, Ok(TradeState::Paid(paid())), Step::Compensate(paid())),
-            ("paid on refresh: compensate", &Intent::Refresh, FRESH, Ok(TradeState::Paid(paid())), Step::Compensate(paid())),
-            ("paid on cancel: compensate", &Intent::Cancel, FRESH, Ok(TradeState::Paid(paid())), Step::Compensate(paid())),
-            ("unpaid: close at the provider", &Intent::Expire, FRESH, Ok(TradeState::NotPaid), Step::CloseAtProvider),
-            ("unpaid on cancel: close at the provider", &Intent::Cancel, FRESH, Ok(TradeState::NotPaid), Step::CloseAtProvider),
-            ("unpaid on force-close: close at the provider", &force, FRESH, Ok(TradeState::NotPaid), Step::CloseAtProvider),
-            ("USERPAYING within the grace budget: wait", &Intent::Expire, within, Ok(TradeState::UserPaying), Step::Hold(Hold::UserPaying)),
-            ("USERPAYING after the grace budget: close like unpaid", &Intent::Expire, spent, Ok(TradeState::UserPaying), Step::CloseAtProvider),
-            ("USERPAYING on cancel never exhausts the grace", &Intent::Cancel, spent, Ok(TradeState::UserPaying), Step::Hold(Hold::UserPaying)),
-            ("closed at the provider: close the attempt", &Intent::Expire, FRESH, Ok(TradeState::Closed), Step::MarkClosed(AttemptCloseReason::ClosedAtProvider)),
-            ("not found (QR never scanned): close the attempt", &Intent::Expire, FRESH, Ok(TradeState::NotFound), Step::MarkClosed(AttemptCloseReason::UnknownToProvider)),
-            ("provider failure: hold for a retry", &Intent::Expire, FRESH, Err(Failed), Step::Hold(Hold::ProviderFailed)),
-            ("refresh of an unpaid trade changes nothing", &Intent::Refresh, FRESH, Ok(TradeState::NotPaid), Step::Hold(Hold::Refresh)),
-            ("refresh of a closed trade changes nothing", &Intent::Refresh, FRESH, Ok(TradeState::Closed), Step::Hold(Hold::Refresh)),
-            ("refresh of an unknown trade changes nothing", &Intent::Refresh, FRESH, Ok(TradeState::NotFound), Step::Hold(Hold::Refresh)),
-            ("refresh while USERPAYING changes nothing", &Intent::Refresh, spent, Ok(TradeState::UserPaying), Step::Hold(Hold::Refresh)),
-            ("refresh failing: hold", &Intent::Refresh, FRESH, Err(Failed), Step::Hold(Hold::ProviderFailed)),
+            (
+                "paid: compensate",
+                &Intent::Expire,
+                FRESH,
+                Ok(TradeState::Paid(paid())),
+                Step::Compensate(paid()),
+            ),
+            (
+                "paid on refresh: compensate",
+                &Intent::Refresh,
+                FRESH,
+                Ok(TradeState::Paid(paid())),
+                Step::Compensate(paid()),
+            ),
+            (
+                "paid on cancel: compensate",
+                &Intent::Cancel,
+                FRESH,
+                Ok(TradeState::Paid(paid())),
+                Step::Compensate(paid()),
+            ),
+            (
+                "unpaid: close at the provider",
+                &Intent::Expire,
+                FRESH,
+                Ok(TradeState::NotPaid),
+                Step::CloseAtProvider,
+            ),
+            (
+                "unpaid on cancel: close at the provider",
+                &Intent::Cancel,
+                FRESH,
+                Ok(TradeState::NotPaid),
+                Step::CloseAtProvider,
+            ),
+            (
+                "unpaid on force-close: close at the provider",
+                &force,
+                FRESH,
+                Ok(TradeState::NotPaid),
+                Step::CloseAtProvider,
+            ),
+            (
+                "USERPAYING within the grace budget: wait",
+                &Intent::Expire,
+                within,
+                Ok(TradeState::UserPaying),
+                Step::Hold(Hold::UserPaying),
+            ),
+            (
+                "USERPAYING after the grace budget: close like unpaid",
+                &Intent::Expire,
+                spent,
+                Ok(TradeState::UserPaying),
+                Step::CloseAtProvider,
+            ),
+            (
+                "USERPAYING on cancel never exhausts the grace",
+                &Intent::Cancel,
+                spent,
+                Ok(TradeState::UserPaying),
+                Step::Hold(Hold::UserPaying),
+            ),
+            (
+                "closed at the provider: close the attempt",
+                &Intent::Expire,
+                FRESH,
+                Ok(TradeState::Closed),
+                Step::MarkClosed(AttemptCloseReason::ClosedAtProvider),
+            ),
+            (
+                "not found (QR never scanned): close the attempt",
+                &Intent::Expire,
+                FRESH,
+                Ok(TradeState::NotFound),
+                Step::MarkClosed(AttemptCloseReason::UnknownToProvider),
+            ),
+            (
+                "provider failure: hold for a retry",
+                &Intent::Expire,
+                FRESH,
+                Err(Failed),
+                Step::Hold(Hold::ProviderFailed),
+            ),
+            (
+                "refresh of an unpaid trade changes nothing",
+                &Intent::Refresh,
+                FRESH,
+                Ok(TradeState::NotPaid),
+                Step::Hold(Hold::Refresh),
+            ),
+            (
+                "refresh of a closed trade changes nothing",
+                &Intent::Refresh,
+                FRESH,
+                Ok(TradeState::Closed),
+                Step::Hold(Hold::Refresh),
+            ),
+            (
+                "refresh of an unknown trade changes nothing",
+                &Intent::Refresh,
+                FRESH,
+                Ok(TradeState::NotFound),
+                Step::Hold(Hold::Refresh),
+            ),
+            (
+                "refresh while USERPAYING changes nothing",
+                &Intent::Refresh,
+                spent,
+                Ok(TradeState::UserPaying),
+                Step::Hold(Hold::Refresh),
+            ),
+            (
+                "refresh failing: hold",
+                &Intent::Refresh,
+                FRESH,
+                Err(Failed),
+                Step::Hold(Hold::ProviderFailed),
+            ),
         ];
         for (row, intent, counters, answer, expected) in rows {
             let ctx = ctx(intent, counters, deadline() + secs(1), &settings);
@@ -562,10 +713,30 @@ mod tests {
             retry_at: deadline() + secs(5),
         };
         let rows: Vec<(&str, chrono::Duration, Result<CloseOutcome, Failed>, Step)> = vec![
-            ("closed: close the attempt", secs(1), Ok(CloseOutcome::Closed), Step::MarkClosed(AttemptCloseReason::ClosedAtProvider)),
-            ("not found: close the attempt", secs(1), Ok(CloseOutcome::NotFound), Step::MarkClosed(AttemptCloseReason::UnknownToProvider)),
-            ("already paid on close: query again", secs(1), Ok(CloseOutcome::AlreadyPaid), Step::QueryAgain),
-            ("provider failure on close: hold for a retry", secs(1), Err(Failed), Step::Hold(Hold::ProviderFailed)),
+            (
+                "closed: close the attempt",
+                secs(1),
+                Ok(CloseOutcome::Closed),
+                Step::MarkClosed(AttemptCloseReason::ClosedAtProvider),
+            ),
+            (
+                "not found: close the attempt",
+                secs(1),
+                Ok(CloseOutcome::NotFound),
+                Step::MarkClosed(AttemptCloseReason::UnknownToProvider),
+            ),
+            (
+                "already paid on close: query again",
+                secs(1),
+                Ok(CloseOutcome::AlreadyPaid),
+                Step::QueryAgain,
+            ),
+            (
+                "provider failure on close: hold for a retry",
+                secs(1),
+                Err(Failed),
+                Step::Hold(Hold::ProviderFailed),
+            ),
             (
                 "too early, time_expire not yet past: look again when time_expire is safely past",
                 secs(1),
@@ -578,7 +749,12 @@ mod tests {
                 Ok(soon),
                 Step::Hold(Hold::Until(deadline() + secs(5))),
             ),
-            ("too early, within the clock margin: still wait", secs(30), Ok(too_early.clone()), Step::Hold(Hold::Until(deadline() + secs(30) + chrono::Duration::milliseconds(100)))),
+            (
+                "too early, within the clock margin: still wait",
+                secs(30),
+                Ok(too_early.clone()),
+                Step::Hold(Hold::Until(deadline() + secs(30) + chrono::Duration::milliseconds(100))),
+            ),
             (
                 "too early but time_expire safely past and unpaid: the attempt is over",
                 secs(31),
@@ -595,9 +771,21 @@ mod tests {
     #[test]
     fn after_already_paid_a_second_query_compensates_or_retries() {
         let rows: Vec<(&str, Result<TradeState, Failed>, Step)> = vec![
-            ("paid: compensate", Ok(TradeState::Paid(paid())), Step::Compensate(paid())),
-            ("not paid after all: retry", Ok(TradeState::NotPaid), Step::Hold(Hold::ProviderFailed)),
-            ("closed after all: retry", Ok(TradeState::Closed), Step::Hold(Hold::ProviderFailed)),
+            (
+                "paid: compensate",
+                Ok(TradeState::Paid(paid())),
+                Step::Compensate(paid()),
+            ),
+            (
+                "not paid after all: retry",
+                Ok(TradeState::NotPaid),
+                Step::Hold(Hold::ProviderFailed),
+            ),
+            (
+                "closed after all: retry",
+                Ok(TradeState::Closed),
+                Step::Hold(Hold::ProviderFailed),
+            ),
             ("query fails: retry", Err(Failed), Step::Hold(Hold::ProviderFailed)),
         ];
         for (row, answer, expected) in rows {
@@ -642,14 +830,70 @@ mod tests {
         };
         let force = Intent::ForceClose { reason: "fraud".into() };
         let rows: Vec<(&str, &Intent, OrderStatus, Counters, Holds, Conclusion)> = vec![
-            ("every attempt closed: close the order", &Intent::Expire, OrderStatus::Pending, FRESH, Holds::default(), Conclusion::CloseOrder(CloseReason::Expired)),
-            ("no attempt at all: close the order", &Intent::Expire, OrderStatus::Pending, FRESH, Holds::default(), Conclusion::CloseOrder(CloseReason::Expired)),
-            ("stuck order, provider back: close it", &Intent::Expire, OrderStatus::Stuck, at, Holds::default(), Conclusion::CloseOrder(CloseReason::Expired)),
-            ("cancel: close as cancelled", &Intent::Cancel, OrderStatus::Pending, FRESH, Holds::default(), Conclusion::CloseOrder(CloseReason::Cancelled)),
-            ("force-close: close with the operator's reason", &force, OrderStatus::Pending, FRESH, Holds::default(), Conclusion::CloseOrder(CloseReason::ForceClosed("fraud".into()))),
-            ("refresh: the order stays open", &Intent::Refresh, OrderStatus::Pending, FRESH, Holds::default(), Conclusion::Open),
-            ("refresh with a failing provider: still open", &Intent::Refresh, OrderStatus::Pending, FRESH, failed, Conclusion::Open),
-            ("provider failure below the budget: retry", &Intent::Expire, OrderStatus::Pending, below, failed, Conclusion::ProviderTrouble { mark_stuck: None }),
+            (
+                "every attempt closed: close the order",
+                &Intent::Expire,
+                OrderStatus::Pending,
+                FRESH,
+                Holds::default(),
+                Conclusion::CloseOrder(CloseReason::Expired),
+            ),
+            (
+                "no attempt at all: close the order",
+                &Intent::Expire,
+                OrderStatus::Pending,
+                FRESH,
+                Holds::default(),
+                Conclusion::CloseOrder(CloseReason::Expired),
+            ),
+            (
+                "stuck order, provider back: close it",
+                &Intent::Expire,
+                OrderStatus::Stuck,
+                at,
+                Holds::default(),
+                Conclusion::CloseOrder(CloseReason::Expired),
+            ),
+            (
+                "cancel: close as cancelled",
+                &Intent::Cancel,
+                OrderStatus::Pending,
+                FRESH,
+                Holds::default(),
+                Conclusion::CloseOrder(CloseReason::Cancelled),
+            ),
+            (
+                "force-close: close with the operator's reason",
+                &force,
+                OrderStatus::Pending,
+                FRESH,
+                Holds::default(),
+                Conclusion::CloseOrder(CloseReason::ForceClosed("fraud".into())),
+            ),
+            (
+                "refresh: the order stays open",
+                &Intent::Refresh,
+                OrderStatus::Pending,
+                FRESH,
+                Holds::default(),
+                Conclusion::Open,
+            ),
+            (
+                "refresh with a failing provider: still open",
+                &Intent::Refresh,
+                OrderStatus::Pending,
+                FRESH,
+                failed,
+                Conclusion::Open,
+            ),
+            (
+                "provider failure below the budget: retry",
+                &Intent::Expire,
+                OrderStatus::Pending,
+                below,
+                failed,
+                Conclusion::ProviderTrouble { mark_stuck: None },
+            ),
             (
                 "provider failure at the budget: mark stuck",
                 &Intent::Expire,
@@ -660,12 +904,54 @@ mod tests {
                     mark_stuck: Some("provider unreachable after 3 attempts".into()),
                 },
             ),
-            ("provider failure of a stuck order: retry, already stuck", &Intent::Expire, OrderStatus::Stuck, at, failed, Conclusion::ProviderTrouble { mark_stuck: None }),
-            ("provider failure on cancel never marks stuck", &Intent::Cancel, OrderStatus::Pending, at, failed, Conclusion::ProviderTrouble { mark_stuck: None }),
-            ("provider failure on force-close never marks stuck", &force, OrderStatus::Pending, at, failed, Conclusion::ProviderTrouble { mark_stuck: None }),
-            ("USERPAYING: wait for the buyer", &Intent::Expire, OrderStatus::Pending, FRESH, paying, Conclusion::UserPaying),
-            ("too-early close: wait for the provider", &Intent::Expire, OrderStatus::Pending, FRESH, early, Conclusion::TooEarly { retry_at: later }),
-            ("a failure outranks waiting", &Intent::Expire, OrderStatus::Pending, FRESH, everything, Conclusion::ProviderTrouble { mark_stuck: None }),
+            (
+                "provider failure of a stuck order: retry, already stuck",
+                &Intent::Expire,
+                OrderStatus::Stuck,
+                at,
+                failed,
+                Conclusion::ProviderTrouble { mark_stuck: None },
+            ),
+            (
+                "provider failure on cancel never marks stuck",
+                &Intent::Cancel,
+                OrderStatus::Pending,
+                at,
+                failed,
+                Conclusion::ProviderTrouble { mark_stuck: None },
+            ),
+            (
+                "provider failure on force-close never marks stuck",
+                &force,
+                OrderStatus::Pending,
+                at,
+                failed,
+                Conclusion::ProviderTrouble { mark_stuck: None },
+            ),
+            (
+                "USERPAYING: wait for the buyer",
+                &Intent::Expire,
+                OrderStatus::Pending,
+                FRESH,
+                paying,
+                Conclusion::UserPaying,
+            ),
+            (
+                "too-early close: wait for the provider",
+                &Intent::Expire,
+                OrderStatus::Pending,
+                FRESH,
+                early,
+                Conclusion::TooEarly { retry_at: later },
+            ),
+            (
+                "a failure outranks waiting",
+                &Intent::Expire,
+                OrderStatus::Pending,
+                FRESH,
+                everything,
+                Conclusion::ProviderTrouble { mark_stuck: None },
+            ),
         ];
         for (row, intent, status, counters, holds, expected) in rows {
             let mut ctx = ctx(intent, counters, deadline() + secs(1), &settings);
@@ -693,10 +979,34 @@ mod tests {
         };
         let later = deadline() + secs(240);
         let rows: Vec<(&str, Result<PassOutcome, PassFailure>, Counters, Wake, Counters)> = vec![
-            ("paid: finish", Ok(PassOutcome::Final(OrderStatus::Paid)), FRESH, Wake::Finish, FRESH),
-            ("closed: finish", Ok(PassOutcome::Final(OrderStatus::Closed)), FRESH, Wake::Finish, FRESH),
-            ("order row gone: finish", Err(PassFailure::OrderGone), FRESH, Wake::Finish, FRESH),
-            ("early timer: wake at the deadline", Ok(PassOutcome::NotYet { at: later }), FRESH, Wake::At(later), FRESH),
+            (
+                "paid: finish",
+                Ok(PassOutcome::Final(OrderStatus::Paid)),
+                FRESH,
+                Wake::Finish,
+                FRESH,
+            ),
+            (
+                "closed: finish",
+                Ok(PassOutcome::Final(OrderStatus::Closed)),
+                FRESH,
+                Wake::Finish,
+                FRESH,
+            ),
+            (
+                "order row gone: finish",
+                Err(PassFailure::OrderGone),
+                FRESH,
+                Wake::Finish,
+                FRESH,
+            ),
+            (
+                "early timer: wake at the deadline",
+                Ok(PassOutcome::NotYet { at: later }),
+                FRESH,
+                Wake::At(later),
+                FRESH,
+            ),
             (
                 "first provider failure: first backoff step",
                 Ok(PassOutcome::ProviderTrouble { stuck: false }),
@@ -737,9 +1047,27 @@ mod tests {
                     ..FRESH
                 },
             ),
-            ("too-early close: wake when the provider allows", Ok(PassOutcome::TooEarly { retry_at: later }), FRESH, Wake::At(later), FRESH),
-            ("amount mismatch: park for an operator", Ok(PassOutcome::NeedsOperator), FRESH, Wake::Park, FRESH),
-            ("refresh left it open: keep the deadline", Ok(PassOutcome::Open(OrderStatus::Pending)), FRESH, Wake::At(deadline()), FRESH),
+            (
+                "too-early close: wake when the provider allows",
+                Ok(PassOutcome::TooEarly { retry_at: later }),
+                FRESH,
+                Wake::At(later),
+                FRESH,
+            ),
+            (
+                "amount mismatch: park for an operator",
+                Ok(PassOutcome::NeedsOperator),
+                FRESH,
+                Wake::Park,
+                FRESH,
+            ),
+            (
+                "refresh left it open: keep the deadline",
+                Ok(PassOutcome::Open(OrderStatus::Pending)),
+                FRESH,
+                Wake::At(deadline()),
+                FRESH,
+            ),
             (
                 "database failure: back off like a provider failure",
                 Err(PassFailure::Error),
@@ -761,13 +1089,48 @@ mod tests {
     fn cancel_force_close_and_refresh_answer_from_the_outcome() {
         let later = deadline() + secs(240);
         let rows = [
-            ("closed", PassOutcome::Final(OrderStatus::Closed), Ok(OrderStatus::Closed), Some(OrderStatus::Closed)),
-            ("paid first", PassOutcome::Final(OrderStatus::Paid), Err(CloseRefused::NotPending(OrderStatus::Paid)), Some(OrderStatus::Paid)),
-            ("provider down", PassOutcome::ProviderTrouble { stuck: false }, Err(CloseRefused::ProviderUnreachable), None),
-            ("buyer paying", PassOutcome::UserPaying, Err(CloseRefused::NotPossibleYet), Some(OrderStatus::Pending)),
-            ("too early", PassOutcome::TooEarly { retry_at: later }, Err(CloseRefused::NotPossibleYet), Some(OrderStatus::Pending)),
-            ("needs an operator", PassOutcome::NeedsOperator, Err(CloseRefused::NotPending(OrderStatus::Stuck)), Some(OrderStatus::Stuck)),
-            ("still open", PassOutcome::Open(OrderStatus::Pending), Err(CloseRefused::NotPending(OrderStatus::Pending)), Some(OrderStatus::Pending)),
+            (
+                "closed",
+                PassOutcome::Final(OrderStatus::Closed),
+                Ok(OrderStatus::Closed),
+                Some(OrderStatus::Closed),
+            ),
+            (
+                "paid first",
+                PassOutcome::Final(OrderStatus::Paid),
+                Err(CloseRefused::NotPending(OrderStatus::Paid)),
+                Some(OrderStatus::Paid),
+            ),
+            (
+                "provider down",
+                PassOutcome::ProviderTrouble { stuck: false },
+                Err(CloseRefused::ProviderUnreachable),
+                None,
+            ),
+            (
+                "buyer paying",
+                PassOutcome::UserPaying,
+                Err(CloseRefused::NotPossibleYet),
+                Some(OrderStatus::Pending),
+            ),
+            (
+                "too early",
+                PassOutcome::TooEarly { retry_at: later },
+                Err(CloseRefused::NotPossibleYet),
+                Some(OrderStatus::Pending),
+            ),
+            (
+                "needs an operator",
+                PassOutcome::NeedsOperator,
+                Err(CloseRefused::NotPending(OrderStatus::Stuck)),
+                Some(OrderStatus::Stuck),
+            ),
+            (
+                "still open",
+                PassOutcome::Open(OrderStatus::Pending),
+                Err(CloseRefused::NotPending(OrderStatus::Pending)),
+                Some(OrderStatus::Pending),
+            ),
         ];
         for (row, outcome, close, refresh) in rows {
             assert_eq!(close_reply(&outcome), close, "close: {row}");
@@ -780,9 +1143,11 @@ mod tests {
         assert_eq!(Intent::Expire.close_reason().to_string(), "expired");
         assert_eq!(Intent::Cancel.close_reason().to_string(), "cancelled");
         assert_eq!(
-            Intent::ForceClose { reason: "fraud suspected".into() }
-                .close_reason()
-                .to_string(),
+            Intent::ForceClose {
+                reason: "fraud suspected".into()
+            }
+            .close_reason()
+            .to_string(),
             "force-closed: fraud suspected"
         );
     }

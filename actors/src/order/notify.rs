@@ -7,8 +7,8 @@
 use entities::{orders, payment_attempts, AttemptStatus, OrderId, OrderStatus, PayNo, Provider};
 use sea_orm::EntityTrait;
 
-use super::messages::NotifyOutcome;
 use super::expiry::{self, PaidCheck};
+use super::messages::NotifyOutcome;
 use super::pass::close_other_attempts;
 use super::OrderDeps;
 use crate::error::OrderError;

@@ -7,7 +7,9 @@ use chrono::Utc;
 use entities::{orders, payment_attempts, AttemptStatus, OrderId, OrderStatus, PayNo};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
-use super::expiry::{self, Conclusion, Counters, Failed, Holds, Intent, PaidCheck, PassContext, PassOutcome, Start, Step};
+use super::expiry::{
+    self, Conclusion, Counters, Failed, Holds, Intent, PaidCheck, PassContext, PassOutcome, Start, Step,
+};
 use super::OrderDeps;
 use crate::error::OrderError;
 use crate::gateway::{CloseOutcome, PaidTrade};
@@ -81,7 +83,9 @@ pub(crate) async fn run(
 
     match expiry::conclude(&ctx, &holds) {
         Conclusion::Open => Ok(PassOutcome::Open(order.status)),
-        Conclusion::ProviderTrouble { mark_stuck: Some(reason) } => {
+        Conclusion::ProviderTrouble {
+            mark_stuck: Some(reason),
+        } => {
             let applied = deps
                 .apply(order_id, OrderUpdate::Stuck { reason }, &Operator::System, None)
                 .await?;
@@ -95,7 +99,10 @@ pub(crate) async fn run(
         }),
         Conclusion::UserPaying => Ok(PassOutcome::UserPaying),
         Conclusion::TooEarly { retry_at } => Ok(PassOutcome::TooEarly { retry_at }),
-        Conclusion::CloseOrder(reason) => match deps.apply(order_id, OrderUpdate::Closed { reason }, operator, None).await? {
+        Conclusion::CloseOrder(reason) => match deps
+            .apply(order_id, OrderUpdate::Closed { reason }, operator, None)
+            .await?
+        {
             Applied::Done(_) => {
                 deps.metrics.expiry_outcomes.with_label_values(&["closed"]).inc();
                 Ok(PassOutcome::Final(OrderStatus::Closed))

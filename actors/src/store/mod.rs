@@ -20,5 +20,5 @@ pub mod transitions;
 
 pub use create::{create_order, Created};
 pub use journal::{EventType, LogEvent, Operator};
-pub use transitions::{Applied, AttemptCloseReason, AttemptUpdate, CloseReason, OrderUpdate, Receipt};
 pub use query::OrderDetail;
+pub use transitions::{Applied, AttemptCloseReason, AttemptUpdate, CloseReason, OrderUpdate, Receipt};
