@@ -46,6 +46,27 @@ impl ServiceProcess {
         Self { child, base }
     }
 
+    /// Sends SIGTERM and waits (at most `limit`) for the process to exit.
+    pub(crate) async fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "SIGTERM could not be sent");
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll the service") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "the service did not exit within {limit:?} of SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub(crate) fn kill(&mut self) {
         self.child.kill().expect("SIGKILL the service");
         self.child.wait().expect("reap the service");
@@ -232,6 +253,152 @@ async fn a_flushed_redis_index_is_rebuilt_by_reconcile_and_the_orders_still_reso
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[actix_web::test]
+async fn sigterm_under_load_exits_cleanly_with_nothing_half_committed_and_a_restart_resumes_every_order() {
+    // Arrange: a service process, tracked stock, and clients creating orders and attempts.
+    let settings = test_settings(Backend::Postgres).await;
+    let url = settings.database.url.expose_secret().to_owned();
+    let prefix = settings.redis.key_prefix.clone();
+    let mut service = ServiceProcess::start(&url, &prefix, free_port()).await;
+    let client = reqwest::Client::new();
+    const STOCK: i64 = 10_000;
+    for sku in ["sku-course", "sku-book"] {
+        let set = client
+            .put(format!("{}/admin/skus/{sku}", service.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&serde_json::json!({ "available": STOCK }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(set.status().as_u16(), 200);
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for worker in 0..4 {
+        let (client, base, stop) = (client.clone(), service.base.clone(), stop.clone());
+        clients.push(actix_web::rt::spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut body = order_body(&format!("term-{worker}-{n}"));
+                body["ttl_seconds"] = 2.into();
+                n += 1;
+                // Refused connections once the server stops are expected: keep going until told.
+                let Ok(created) = client
+                    .post(format!("{base}/v1/orders"))
+                    .bearer_auth(MERCHANT_A_KEY)
+                    .json(&body)
+                    .send()
+                    .await
+                else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                };
+                let Ok(order) = created.json::<Value>().await else {
+                    continue;
+                };
+                let Some(order_no) = order["order_no"].as_str() else {
+                    continue;
+                };
+                let _ = client
+                    .post(format!("{base}/v1/orders/{order_no}/payments"))
+                    .bearer_auth(MERCHANT_A_KEY)
+                    .json(&serde_json::json!({"provider": "sandbox"}))
+                    .send()
+                    .await;
+            }
+        }));
+    }
+
+    // Act: SIGTERM while the clients are busy and the first deadlines fall.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let status = service.terminate(Duration::from_secs(40)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for handle in clients {
+        handle.await.unwrap();
+    }
+
+    // Assert: a clean exit, and every order as a whole or not at all.
+    assert!(status.success(), "the service exited with {status}");
+    let db = migration::sea_orm::Database::connect(&url).await.unwrap();
+    let orders = count(&db, "SELECT COUNT(*) FROM orders").await;
+    assert!(orders > 10, "the load created only {orders} orders");
+    assert_half_committed_nothing(&db, STOCK).await;
+
+    // Act: start again; every order left pending resolves.
+    let _service = ServiceProcess::start(&url, &prefix, free_port()).await;
+    let started = Instant::now();
+    loop {
+        let live = count(&db, "SELECT COUNT(*) FROM orders WHERE status IN ('pending', 'stuck')").await;
+        if live == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{live} orders still live after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_half_committed_nothing(&db, STOCK).await;
+    let closed_once = count(
+        &db,
+        "SELECT COUNT(*) FROM orders o WHERE o.status = 'closed' AND \
+         (SELECT COUNT(*) FROM order_logs l WHERE l.order_id = o.id AND l.event = 'order.closed') = 1",
+    )
+    .await;
+    let closed = count(&db, "SELECT COUNT(*) FROM orders WHERE status = 'closed'").await;
+    assert_eq!(closed_once, closed, "every closed order has exactly one close");
+}
+
+/// The invariants a stop must not break: each order has its creation rows exactly once, each
+/// final order exactly one final log row and event, each paid order one succeeded attempt, and
+/// the tracked stock equals what the orders still holding it reserved (each order takes one
+/// `sku-course` and two `sku-book`).
+async fn assert_half_committed_nothing(db: &migration::sea_orm::DatabaseConnection, stock: i64) {
+    let broken = [
+        (
+            "orders without exactly one order.created log row",
+            "SELECT COUNT(*) FROM orders o WHERE (SELECT COUNT(*) FROM order_logs l WHERE l.order_id = o.id AND l.event = 'order.created') <> 1",
+        ),
+        (
+            "orders without exactly one order.created event",
+            "SELECT COUNT(*) FROM orders o WHERE (SELECT COUNT(*) FROM outbox e WHERE e.order_id = o.id AND e.event_type = 'order.created') <> 1",
+        ),
+        (
+            "orders without their two items",
+            "SELECT COUNT(*) FROM orders o WHERE (SELECT COUNT(*) FROM order_items i WHERE i.order_id = o.id) <> 2",
+        ),
+        (
+            "closed orders without exactly one close (log row, event, closed_at)",
+            "SELECT COUNT(*) FROM orders o WHERE o.status = 'closed' AND (o.closed_at IS NULL \
+             OR (SELECT COUNT(*) FROM order_logs l WHERE l.order_id = o.id AND l.event = 'order.closed') <> 1 \
+             OR (SELECT COUNT(*) FROM outbox e WHERE e.order_id = o.id AND e.event_type = 'order.closed') <> 1)",
+        ),
+        (
+            "paid orders without exactly one payment (log row, event, succeeded attempt)",
+            "SELECT COUNT(*) FROM orders o WHERE o.status = 'paid' AND (o.paid_at IS NULL \
+             OR (SELECT COUNT(*) FROM order_logs l WHERE l.order_id = o.id AND l.event = 'order.paid') <> 1 \
+             OR (SELECT COUNT(*) FROM outbox e WHERE e.order_id = o.id AND e.event_type = 'order.paid') <> 1 \
+             OR (SELECT COUNT(*) FROM payment_attempts a WHERE a.order_id = o.id AND a.status = 'succeeded') <> 1)",
+        ),
+        (
+            "closed orders with an attempt still open",
+            "SELECT COUNT(*) FROM payment_attempts a JOIN orders o ON o.id = a.order_id WHERE o.status = 'closed' AND a.status = 'pending'",
+        ),
+    ];
+    for (what, sql) in broken {
+        assert_eq!(count(db, sql).await, 0, "{what}");
+    }
+    let holding = count(
+        db,
+        "SELECT COUNT(*) FROM orders WHERE status IN ('pending', 'stuck', 'paid')",
+    )
+    .await;
+    let course = count(db, "SELECT available FROM skus WHERE sku_id = 'sku-course'").await;
+    let book = count(db, "SELECT available FROM skus WHERE sku_id = 'sku-book'").await;
+    assert_eq!(course, stock - holding, "sku-course stock");
+    assert_eq!(book, stock - 2 * holding, "sku-book stock");
 }
 
 async fn count(db: &migration::sea_orm::DatabaseConnection, sql: &str) -> i64 {

@@ -48,6 +48,12 @@ pub struct RelaySettings {
 #[rtype(result = "()")]
 pub struct Wake;
 
+/// The service is stopping: finish the cycle in flight (its deliveries included), start no
+/// other, then stop. Replies once the relay has stopped.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Drain;
+
 pub struct RelayCore {
     db: DatabaseConnection,
     http: reqwest::Client,
@@ -60,6 +66,8 @@ pub struct OutboxRelay {
     running: bool,
     /// A wake-up came while a cycle ran: run another one right after.
     again: bool,
+    /// Set by [`Drain`]: told when the cycle in flight ends.
+    draining: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl OutboxRelay {
@@ -73,6 +81,7 @@ impl OutboxRelay {
             }),
             running: false,
             again: false,
+            draining: Vec::new(),
         }
     }
 
@@ -97,6 +106,9 @@ impl Handler<Wake> for OutboxRelay {
     type Result = ();
 
     fn handle(&mut self, _msg: Wake, ctx: &mut Self::Context) {
+        if !self.draining.is_empty() {
+            return;
+        }
         if self.running {
             self.again = true;
             return;
@@ -109,6 +121,10 @@ impl Handler<Wake> for OutboxRelay {
                 .into_actor(self)
                 .map(|result, relay, ctx| {
                     relay.running = false;
+                    if !relay.draining.is_empty() {
+                        relay.stop_drained(ctx);
+                        return;
+                    }
                     let more = match result {
                         Ok(more) => more,
                         Err(err) => {
@@ -121,6 +137,32 @@ impl Handler<Wake> for OutboxRelay {
                     }
                 }),
         );
+    }
+}
+
+impl OutboxRelay {
+    fn stop_drained(&mut self, ctx: &mut Context<Self>) {
+        for done in self.draining.drain(..) {
+            // The caller may have stopped waiting; nothing to tell then.
+            let _ = done.send(());
+        }
+        ctx.stop();
+    }
+}
+
+impl Handler<Drain> for OutboxRelay {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _msg: Drain, ctx: &mut Self::Context) -> Self::Result {
+        let (done, stopped) = tokio::sync::oneshot::channel();
+        self.draining.push(done);
+        if !self.running {
+            self.stop_drained(ctx);
+        }
+        Box::pin(async move {
+            // A dropped sender means the relay stopped anyway.
+            let _ = stopped.await;
+        })
     }
 }
 
