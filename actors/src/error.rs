@@ -7,7 +7,6 @@ use sea_orm::DbErr;
 use crate::domain::ValidationError;
 use crate::gateway::GatewayError;
 use crate::ids::IdError;
-use crate::order::expiry::CloseRefused;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
@@ -47,16 +46,6 @@ pub enum OrderError {
     ProviderUnreachable,
     #[error("the provider cannot close the trade yet (the buyer is paying, or it is too soon); try again shortly")]
     CloseNotPossibleYet,
-}
-
-impl From<CloseRefused> for OrderError {
-    fn from(refused: CloseRefused) -> Self {
-        match refused {
-            CloseRefused::NotPending(status) => OrderError::NotPending(status),
-            CloseRefused::ProviderUnreachable => OrderError::ProviderUnreachable,
-            CloseRefused::NotPossibleYet => OrderError::CloseNotPossibleYet,
-        }
-    }
 }
 
 impl OrderError {

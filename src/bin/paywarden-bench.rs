@@ -177,7 +177,7 @@ async fn insert_orders(db: &DatabaseConnection, n: usize, first_ms: i64, spread_
     let txn = db.begin().await?;
     let mut rows = Vec::with_capacity(500);
     for i in 0..n {
-        let id = ids.next_id()?;
+        let id = ids.next_id().await?;
         let offset = spread_ms * i64::try_from(i).unwrap_or(0) / i64::try_from(n).unwrap_or(1);
         let expires = chrono::DateTime::<Utc>::from_timestamp_millis(first_ms + offset).context("deadline")?;
         rows.push(format!(

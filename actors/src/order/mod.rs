@@ -34,7 +34,7 @@ use entities::{orders, OrderId, OrderStatus};
 use sea_orm::EntityTrait;
 
 pub use self::deps::OrderDeps;
-use self::expiry::{Counters, Intent, PassFailure, PassOutcome, Wake};
+use self::expiry::{CloseRefused, Counters, Intent, PassFailure, PassOutcome, Wake};
 use self::messages::{
     Cancel, Expire, ForceClose, GetSnapshot, PaymentNotified, Refresh, Shutdown, Snapshot, StartAttempt,
 };
@@ -172,6 +172,17 @@ impl OrderActor {
                     reply(&outcome)
                 }),
         ))
+    }
+}
+
+/// A refused close as the engine reports it.
+impl From<CloseRefused> for OrderError {
+    fn from(refused: CloseRefused) -> Self {
+        match refused {
+            CloseRefused::NotPending(status) => OrderError::NotPending(status),
+            CloseRefused::ProviderUnreachable => OrderError::ProviderUnreachable,
+            CloseRefused::NotPossibleYet => OrderError::CloseNotPossibleYet,
+        }
     }
 }
 

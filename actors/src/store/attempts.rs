@@ -58,7 +58,7 @@ where
             currency: order.currency.clone(),
         });
     }
-    let pay_no = PayNo(ids.next_id()?);
+    let pay_no = PayNo(ids.next_id().await?);
     let attempt = payment_attempts::Model {
         pay_no,
         order_id: order.id,

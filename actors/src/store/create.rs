@@ -35,7 +35,7 @@ pub async fn create_order(db: &DatabaseConnection, ids: &Snowflake, order: &NewO
         NextAction::Conflict => return Err(OrderError::IdempotencyConflict),
         NextAction::Create => {}
     }
-    let id = OrderId(ids.next_id()?);
+    let id = OrderId(ids.next_id().await?);
     let now = Utc::now();
     let txn = db.begin().await?;
     match insert_order(&txn, id, order, now).await {
