@@ -43,6 +43,7 @@ pub trait Clock: Send + Sync {
     fn now_ms(&self) -> i64;
 }
 
+/// The wall clock.
 pub struct SystemClock;
 
 impl Clock for SystemClock {
@@ -54,6 +55,8 @@ impl Clock for SystemClock {
     }
 }
 
+/// The id generator of one node (its worker id comes from configuration). Shared by order
+/// creation on the HTTP workers and attempt creation in the order actors.
 pub struct Snowflake<C: Clock = SystemClock> {
     worker_id: i64,
     clock: C,

@@ -3,18 +3,25 @@
 //! Everything that decides something about an order lives here; the HTTP facade in the
 //! `paywarden` crate parses requests into [`domain`] values and calls the [`engine`].
 //!
+//! Dependencies point one way: `engine` -> `order` -> (`store`, `provider`, `deadline`,
+//! `changes`) -> (`gateway`, `domain`, `ids`, `entities`). Nothing below the engine imports it.
+//!
 //! # Layout
-//! - [`engine`]: the entry point: routes every change of a live order through its actor.
-//! - [`order`]: the `OrderActor` (one per live order), its messages, the expiry rule
-//!   (`resolve`) and notification handling (`notify`).
-//! - [`registry`]: order id -> running actor.
-//! - [`provider`]: the supervised `ProviderActor` (timeouts, rate limit, retries, breaker).
-//! - [`gateway`]: the `Gateway` trait and the providers behind it.
+//! - [`engine`]: the facade on top: takes ids, routes every change of a live order through its
+//!   actor; start-up recovery of pending orders.
+//! - [`order`]: the `OrderActor` (one per live order), its registry and dependencies, and the
+//!   expiry rule: [`order::expiry`] decides, `order::pass` carries it out.
+//! - [`store`]: commands and queries on orders and attempts, and the guarded transitions
+//!   ([`store::OrderUpdate`], [`store::AttemptUpdate`]).
+//! - [`provider`]: the supervised `ProviderActor` (timeouts, rate limit, retries, breaker) and
+//!   the [`provider::ProviderClient`] order code reaches it through.
+//! - [`gateway`]: the `Gateway` trait and the providers behind it (sandbox, WeChat Pay, Alipay).
 //! - [`deadline`]: the deadline index (Redis sorted set, or SQL).
+//! - [`changes`]: the change feed (outbox relay wake-ups, live status).
 //! - [`outbox`]: the outbox relay, subscribers, webhook signatures, the AMQP sink.
-//! - [`orders`]: commands and queries on orders and attempts, and the guarded transitions.
 //! - [`domain`]: parsed request values (`NewOrder`, `MerchantId`, `Currency`).
 //! - [`stock`]: tracked stock per SKU.
+//! - [`metrics`]: the engine's Prometheus metrics.
 //! - [`ids`]: snowflake ids. [`retry`]: the backoff schedule. [`error`]: [`OrderError`].
 
 pub mod changes;

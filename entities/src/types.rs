@@ -94,8 +94,9 @@ impl fmt::Display for MinorUnit {
     }
 }
 
-/// Lifecycle of an order. `pending` is the only live state; the others are final except `stuck`,
-/// which waits for an operator (or a later successful retry).
+/// Lifecycle of an order. Two states are live (they still have an order actor and a deadline
+/// in the index): `pending`, and `stuck`, which waits for an operator or a later successful
+/// retry. `paid`, `closed` and `paid_after_close` are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(24))")]
 #[serde(rename_all = "snake_case")]

@@ -48,6 +48,9 @@ pub struct ReconcileReport {
     pub removed: u64,
 }
 
+/// Where pending deadlines are kept so actors come back after a restart. Written when an order
+/// is created, removed when its actor finishes; read at start-up and by reconcile. The
+/// database stays the source of truth.
 #[async_trait]
 pub trait DeadlineIndex: Send + Sync + 'static {
     fn name(&self) -> &'static str;

@@ -14,6 +14,8 @@ use super::{live_deadlines, Deadline, DeadlineError, DeadlineIndex, ReconcileRep
 /// Members written per command when rebuilding.
 const BATCH: usize = 1_000;
 
+/// The deadline index as one Redis sorted set (member = order id, score = deadline in ms),
+/// rebuilt from the database when Redis lost it.
 pub struct RedisDeadlineIndex {
     redis: ConnectionManager,
     key: String,

@@ -7,6 +7,8 @@ use sea_orm::DatabaseConnection;
 
 use super::{live_deadlines, Deadline, DeadlineError, DeadlineIndex, ReconcileReport};
 
+/// The deadline index without Redis (the embedded default): the `orders` table itself, whose
+/// pending rows and `expires_at` already are the index. Adds and removes are no-ops.
 pub struct SqlDeadlineIndex {
     db: DatabaseConnection,
 }

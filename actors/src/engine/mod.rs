@@ -6,7 +6,7 @@
 //!
 //! # Layout
 //! - this file: [`Engine`], the facade.
-//! - [`recovery`]: re-arming every pending order at start-up, and reconciling the deadline
+//! - `recovery`: re-arming every pending order at start-up, and reconciling the deadline
 //!   index with the database.
 
 mod recovery;
@@ -45,7 +45,9 @@ pub struct EngineParts {
     pub metrics: EngineMetrics,
 }
 
-/// Cheap to clone; every clone drives the same actors.
+/// The facade the HTTP layer (and the benchmark) drives. Owns the order registry, and through
+/// it the order actors and their dependencies; cheap to clone, every clone drives the same
+/// actors. Dropping the last clone after [`Engine::shutdown`] frees everything.
 #[derive(Clone)]
 pub struct Engine {
     registry: Arc<OrderRegistry>,

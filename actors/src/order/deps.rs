@@ -19,6 +19,7 @@ use crate::provider::ProviderClient;
 use crate::store::transitions::{self, Applied, OrderUpdate, Receipt};
 use crate::store::Operator;
 
+/// Shared by every order actor of a node (behind an `Arc`).
 pub struct OrderDeps {
     pub db: DatabaseConnection,
     pub ids: Arc<Snowflake>,

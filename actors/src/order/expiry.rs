@@ -1,7 +1,7 @@
 //! The expiry rule (seeds 000 and 001) as pure decisions: the whole rule, in one file.
 //!
 //! At an order's deadline its actor runs a *pass*. This module decides every step of it from
-//! data alone, with no I/O and no actor; [`super::pass`] carries the decisions out (provider
+//! data alone, with no I/O and no actor; `pass` carries the decisions out (provider
 //! calls, guarded transactions) and [`super::OrderActor`] arms the next wake-up.
 //!
 //! 1. [`start`]: a final order needs nothing, not even a provider call; an early timer waits.

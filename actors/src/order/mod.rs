@@ -12,8 +12,8 @@
 //!
 //! # Layout
 //! - [`expiry`]: the expiry rule as pure decisions, and its settings. Start reading there.
-//! - [`pass`]: carries out one pass (provider calls, guarded transactions).
-//! - [`notify`]: applies a verified provider notification.
+//! - `pass`: carries out one pass (provider calls, guarded transactions).
+//! - `notify`: applies a verified provider notification.
 //! - [`messages`]: what the actor is sent.
 //! - [`registry`]: order id -> running actor; starts and stops them.
 //! - [`deps`]: what an actor needs (store, providers client, index, settings, metrics).
@@ -42,6 +42,7 @@ pub use self::registry::OrderRegistry;
 use crate::error::OrderError;
 use crate::store::{attempts, Operator};
 
+/// The actor of one live order; started by the [`OrderRegistry`], sent messages by the engine.
 pub struct OrderActor {
     id: OrderId,
     /// The order's deadline, ms since the epoch.

@@ -20,6 +20,7 @@ use entities::OrderId;
 use super::messages::Shutdown;
 use super::{OrderActor, OrderDeps};
 
+/// Owned by the engine; the only place order actors are started and stopped.
 pub struct OrderRegistry {
     actors: Mutex<HashMap<OrderId, Addr<OrderActor>>>,
     arbiters: Vec<Arbiter>,

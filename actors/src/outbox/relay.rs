@@ -29,6 +29,7 @@ use super::amqp::AmqpSink;
 use super::signature::{sign, EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use super::subscribers::{KIND_AMQP, KIND_WEBHOOK, STATUS_DEAD, STATUS_DELIVERED, STATUS_PENDING};
 
+/// How the relay claims and delivers: the `outbox` section of the configuration.
 #[derive(Clone, Debug)]
 pub struct RelaySettings {
     /// Rows fanned out, and deliveries claimed, per cycle.
@@ -54,6 +55,7 @@ pub struct Wake;
 #[rtype(result = "()")]
 pub struct Drain;
 
+/// What a delivery cycle needs; shared with the cycle in flight.
 pub struct RelayCore {
     db: DatabaseConnection,
     http: reqwest::Client,
@@ -61,6 +63,9 @@ pub struct RelayCore {
     settings: RelaySettings,
 }
 
+/// Delivers outbox rows to subscribers, at least once and per order in order. One per node, on
+/// its own thread; woken by the [`ChangeFeed`](crate::changes::ChangeFeed) after each commit
+/// that wrote an event, and by its own sweep. Runs one cycle at a time.
 pub struct OutboxRelay {
     core: Arc<RelayCore>,
     running: bool,

@@ -33,6 +33,7 @@ pub use messages::{CloseTrade, CreateQr, QueryTrade};
 use crate::gateway::{CloseOutcome, Gateway, GatewayError, QrCreated, TradeQuery};
 use crate::retry::RetrySchedule;
 
+/// How one provider is called: the `providers.<name>.calls` table of the configuration.
 #[derive(Clone, Debug)]
 pub struct ProviderCallSettings {
     /// Limit of one call to the provider, retries not included.
@@ -48,6 +49,10 @@ pub struct ProviderCallSettings {
     pub breaker_open_for: Duration,
 }
 
+/// One per configured provider, under an actix `Supervisor`, on its own thread. Owns the
+/// provider's [`Gateway`] and the protections around every call to it: rate limit, concurrency
+/// bound, timeout, retries with backoff, circuit breaker. Order actors reach it only through a
+/// [`ProviderClient`]; a panic in a gateway call stops it and the supervisor restarts it.
 pub struct ProviderActor {
     gateway: Arc<dyn Gateway>,
     settings: ProviderCallSettings,
