@@ -1,0 +1,221 @@
+//! The engine and its order actors against a fake provider, reached through the
+//! `ProviderClient` trait: no provider actor, no HTTP, an in-memory SQLite database.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actors::deadline::SqlDeadlineIndex;
+use actors::domain::{ItemRequest, MerchantId, NewOrder, OrderLimits, OrderRequest};
+use actors::engine::{Engine, EngineParts};
+use actors::gateway::{CloseOutcome, GatewayError, PaidTrade, QrCreated, QrRequest, TradeQuery, TradeState};
+use actors::ids::Snowflake;
+use actors::metrics::EngineMetrics;
+use actors::order::expiry::ExpirySettings;
+use actors::provider::ProviderClient;
+use actors::retry::RetrySchedule;
+use actors::store::{Created, Operator};
+use async_trait::async_trait;
+use entities::{orders, MinorUnit, OrderId, OrderStatus, PayNo, Provider};
+use migration::MigratorTrait;
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, EntityTrait};
+
+/// A provider whose answers the test sets, and which counts the calls it gets.
+#[derive(Default)]
+struct FakeProvider {
+    state: Mutex<Option<TradeState>>,
+    failing: Mutex<bool>,
+    calls: Mutex<HashMap<&'static str, u32>>,
+}
+
+impl FakeProvider {
+    fn answer(&self, state: TradeState) {
+        *self.state.lock().unwrap() = Some(state);
+    }
+
+    fn count(&self, call: &'static str) -> u32 {
+        self.calls.lock().unwrap().get(call).copied().unwrap_or(0)
+    }
+
+    fn called(&self, call: &'static str) -> Result<(), GatewayError> {
+        *self.calls.lock().unwrap().entry(call).or_default() += 1;
+        if *self.failing.lock().unwrap() {
+            return Err(GatewayError::Timeout);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ProviderClient for FakeProvider {
+    fn has(&self, provider: Provider) -> bool {
+        provider == Provider::Sandbox
+    }
+
+    async fn query(&self, _provider: Provider, _pay_no: PayNo) -> Result<TradeQuery, GatewayError> {
+        self.called("query")?;
+        let state = self.state.lock().unwrap().clone().unwrap_or(TradeState::NotPaid);
+        Ok(TradeQuery {
+            state,
+            raw: serde_json::json!({"fake": true}),
+        })
+    }
+
+    async fn close(&self, _provider: Provider, _pay_no: PayNo) -> Result<CloseOutcome, GatewayError> {
+        self.called("close")?;
+        Ok(CloseOutcome::Closed)
+    }
+
+    async fn create_qr(&self, _provider: Provider, request: QrRequest) -> Result<QrCreated, GatewayError> {
+        self.called("create_qr")?;
+        Ok(QrCreated {
+            code_url: format!("fake://{}", request.pay_no),
+        })
+    }
+}
+
+fn settings() -> ExpirySettings {
+    ExpirySettings {
+        retry: RetrySchedule {
+            min_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(50),
+        },
+        retry_budget: 2,
+        stuck_retry_interval: Duration::from_secs(60),
+        userpaying_grace: Duration::from_millis(100),
+        userpaying_max_rechecks: 1,
+        provider_reply_timeout: Duration::from_secs(2),
+        actor_reply_timeout: Duration::from_secs(5),
+        overdue_per_second: 100,
+        arbiters: 1,
+        provider_clock_margin: Duration::from_millis(100),
+        max_concurrent_passes: 4,
+    }
+}
+
+async fn engine(provider: Arc<FakeProvider>) -> (Engine, DatabaseConnection) {
+    let mut options = ConnectOptions::new("sqlite::memory:");
+    // An in-memory database lives in its one connection.
+    options.max_connections(1).min_connections(1).sqlx_logging(false);
+    let db = Database::connect(options).await.unwrap();
+    migration::Migrator::up(&db, None).await.unwrap();
+    let engine = Engine::start(EngineParts {
+        db: db.clone(),
+        ids: Snowflake::new(1).unwrap(),
+        providers: provider,
+        index: Arc::new(SqlDeadlineIndex::new(db.clone())),
+        settings: settings(),
+        metrics: EngineMetrics::register(&prometheus::Registry::new()).unwrap(),
+    });
+    (engine, db)
+}
+
+fn merchant() -> MerchantId {
+    MerchantId::parse("acme").unwrap()
+}
+
+/// A pending order due in `ttl_seconds`, with one attempt at the fake provider.
+async fn order_with_attempt(engine: &Engine, ttl_seconds: i64) -> (OrderId, PayNo) {
+    let limits = OrderLimits {
+        default_ttl: Duration::from_secs(60),
+        min_ttl: Duration::from_secs(1),
+        max_ttl: Duration::from_secs(3600),
+        max_items: 10,
+        max_total: MinorUnit(1_000_000),
+    };
+    let request = OrderRequest {
+        out_business_id: format!("fake-{}", uuid::Uuid::new_v4()),
+        user_id: "user-1".into(),
+        subject: "Rust course".into(),
+        currency: None,
+        ttl_seconds: Some(ttl_seconds),
+        items: vec![ItemRequest {
+            sku_id: "sku-course".into(),
+            name: "Rust course".into(),
+            unit_price: 1999,
+            quantity: 1,
+        }],
+    };
+    let new = NewOrder::parse(merchant(), request, &limits).unwrap();
+    let Created::New(order) = engine.create_order(&new).await.unwrap() else {
+        panic!("a new order was expected");
+    };
+    let attempt = engine
+        .start_attempt(order.id, Provider::Sandbox, Operator::Merchant(merchant()))
+        .await
+        .unwrap();
+    (order.id, attempt.pay_no)
+}
+
+async fn wait_for(db: &DatabaseConnection, id: OrderId, status: OrderStatus) -> orders::Model {
+    let started = Instant::now();
+    loop {
+        let order = orders::Entity::find_by_id(id).one(db).await.unwrap().unwrap();
+        if order.status == status {
+            return order;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "order is {} rather than {status}",
+            order.status
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[actix::test]
+async fn an_unpaid_order_is_queried_closed_at_the_provider_and_closed_at_its_deadline() {
+    // Arrange
+    let provider = Arc::new(FakeProvider::default());
+    let (engine, db) = engine(provider.clone()).await;
+    let (order_id, _) = order_with_attempt(&engine, 1).await;
+
+    // Act: the deadline passes.
+    let order = wait_for(&db, order_id, OrderStatus::Closed).await;
+
+    // Assert
+    assert_eq!(order.close_reason.as_deref(), Some("expired"));
+    assert_eq!(provider.count("query"), 1);
+    assert_eq!(provider.count("close"), 1);
+    engine.shutdown(Duration::from_secs(2)).await;
+}
+
+#[actix::test]
+async fn a_payment_the_callback_never_reported_is_compensated_at_the_deadline() {
+    // Arrange: the provider holds the payment; no notification ever arrives.
+    let provider = Arc::new(FakeProvider::default());
+    let (engine, db) = engine(provider.clone()).await;
+    let (order_id, _) = order_with_attempt(&engine, 1).await;
+    provider.answer(TradeState::Paid(PaidTrade {
+        provider_txn_id: "txn-fake-1".into(),
+        amount: MinorUnit(1999),
+        paid_at: chrono::Utc::now(),
+    }));
+
+    // Act
+    wait_for(&db, order_id, OrderStatus::Paid).await;
+
+    // Assert: compensated from the query alone, never closed.
+    assert_eq!(provider.count("close"), 0);
+    engine.shutdown(Duration::from_secs(2)).await;
+}
+
+#[actix::test]
+async fn a_provider_that_keeps_failing_leaves_the_order_stuck_after_the_retry_budget() {
+    // Arrange
+    let provider = Arc::new(FakeProvider::default());
+    let (engine, db) = engine(provider.clone()).await;
+    let (order_id, _) = order_with_attempt(&engine, 1).await;
+    *provider.failing.lock().unwrap() = true;
+
+    // Act
+    wait_for(&db, order_id, OrderStatus::Stuck).await;
+
+    // Assert: one query per pass, as many passes as the budget.
+    assert_eq!(provider.count("query"), settings().retry_budget);
+    assert_eq!(provider.count("close"), 0);
+    let snapshot = engine.snapshot(order_id).await.expect("a stuck order keeps its actor");
+    assert_eq!(snapshot.provider_failures, settings().retry_budget);
+    engine.shutdown(Duration::from_secs(2)).await;
+}
