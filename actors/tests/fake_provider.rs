@@ -1,6 +1,6 @@
 //! The engine and its order actors against a fake provider, reached through the
 //! `ProviderClient` trait: no provider actor, no HTTP, an in-memory SQLite database.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::unwrap_in_result)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
