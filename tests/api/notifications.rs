@@ -142,3 +142,75 @@ async fn a_notification_before_the_deadline_wins_over_the_expiry(backend: Backen
     assert!(!events.contains(&"order.closed".to_owned()), "{events:?}");
     assert_eq!(app.sandbox_trade(&pay_no).await["query_count"], 0);
 }
+
+/// Every late payment on a closed order is recorded, whatever the interleaving: each one is
+/// acknowledged only after its effect (the paid-after-close change, or an anomaly owing a
+/// refund) committed with its receipt. On PostgreSQL (READ COMMITTED, many connections) the
+/// notifications really race.
+#[actix_web::test]
+async fn concurrent_late_payments_on_a_closed_order_are_each_recorded_exactly_once() {
+    // Arrange: a closed order with eight attempts the buyer paid anyway.
+    let app = spawn_app(Backend::Postgres).await;
+    let order = app.create_order(&crate::helpers::order_body("late-many")).await;
+    let order_no = order["order_no"].as_str().unwrap().to_owned();
+    let mut pay_nos = Vec::new();
+    for _ in 0..8 {
+        let payment: Value = app
+            .post_payment(crate::helpers::MERCHANT_A_KEY, &order_no, "sandbox")
+            .await
+            .json()
+            .await
+            .unwrap();
+        pay_nos.push(payment["pay_no"].as_str().unwrap().to_owned());
+    }
+    let cancelled = app
+        .post_as(
+            crate::helpers::MERCHANT_A_KEY,
+            &format!("/v1/orders/{order_no}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(cancelled.status().as_u16(), 200);
+
+    // Act: the eight payment notifications arrive at once.
+    let bodies: Vec<Value> = pay_nos
+        .iter()
+        .enumerate()
+        .map(|(n, pay_no)| notification(pay_no, 2999, &format!("evt_late_many_{n}")))
+        .collect();
+    let responses = futures::future::join_all(
+        bodies
+            .iter()
+            .map(|body| app.post_sandbox_notification(body, SANDBOX_SECRET, now())),
+    )
+    .await;
+
+    // Assert: each acknowledged, each recorded once (receipt, log row, anomaly event).
+    for response in responses {
+        assert_eq!(response.status().as_u16(), 200);
+    }
+    app.wait_for_status(&order_no, "paid_after_close", Duration::from_secs(1))
+        .await;
+    for (n, pay_no) in pay_nos.iter().enumerate() {
+        let receipts = app
+            .count(&format!(
+                "SELECT COUNT(*) FROM webhook_receipts WHERE event_id = 'evt_late_many_{n}'"
+            ))
+            .await;
+        assert_eq!(receipts, 1, "receipt of pay_no {pay_no}");
+        let logged = app
+            .count(&format!(
+                "SELECT COUNT(*) FROM order_logs WHERE order_id = {order_no} \
+                 AND event IN ('order.payment_anomaly', 'payment.anomaly') AND reason LIKE '%pay_no {pay_no}%'"
+            ))
+            .await;
+        assert_eq!(logged, 1, "log row of pay_no {pay_no}");
+        let events = app
+            .count(&format!(
+                "SELECT COUNT(*) FROM outbox WHERE order_id = {order_no} \
+                 AND event_type = 'order.payment_anomaly' AND payload LIKE '%\"pay_no\":\"{pay_no}\"%'"
+            ))
+            .await;
+        assert_eq!(events, 1, "anomaly event of pay_no {pay_no}");
+    }
+}

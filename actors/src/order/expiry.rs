@@ -6,7 +6,8 @@
 //!
 //! 1. [`start`]: a final order needs nothing, not even a provider call; an early timer waits.
 //! 2. For each open attempt, [`on_query`] reads the provider's answer:
-//!    - paid -> **compensate** ([`on_paid`] checks the amount first);
+//!    - paid -> **compensate** (recorded by `store::payment`, which checks the amount and
+//!      decides on the order's status at that moment);
 //!    - USERPAYING -> hold for a grace, at most `userpaying_max_rechecks` times, then treat it
 //!      as unpaid;
 //!    - unpaid -> close it at the provider, and [`on_close`] reads that answer: closed or
@@ -26,7 +27,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use entities::{MinorUnit, OrderStatus};
+use entities::OrderStatus;
 
 use crate::gateway::{CloseOutcome, PaidTrade, TradeState};
 use crate::retry::RetrySchedule;
@@ -130,7 +131,7 @@ pub struct Failed;
 /// What to do next with one open attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
-    /// The provider holds the payment: mark it paid (after [`on_paid`]).
+    /// The provider holds the payment: record it.
     Compensate(PaidTrade),
     /// Unpaid: close the trade at the provider.
     CloseAtProvider,
@@ -205,22 +206,6 @@ pub fn on_requery(answer: Result<&TradeState, Failed>) -> Step {
         Ok(TradeState::NotPaid | TradeState::UserPaying | TradeState::Closed | TradeState::NotFound) | Err(Failed) => {
             Step::Hold(Hold::ProviderFailed)
         }
-    }
-}
-
-/// Whether a payment the provider reports can mark the attempt paid.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PaidCheck {
-    Matches,
-    /// The paid amount differs from the attempt's: never marked paid; an operator decides.
-    AmountMismatch,
-}
-
-pub fn on_paid(attempt_amount: MinorUnit, trade: &PaidTrade) -> PaidCheck {
-    if trade.amount == attempt_amount {
-        PaidCheck::Matches
-    } else {
-        PaidCheck::AmountMismatch
     }
 }
 
@@ -437,6 +422,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::type_complexity)]
 
     use chrono::TimeZone;
+    use entities::MinorUnit;
 
     use super::*;
 
@@ -791,12 +777,6 @@ mod tests {
         for (row, answer, expected) in rows {
             assert_eq!(on_requery(answer.as_ref().map_err(|f| *f)), expected, "{row}");
         }
-    }
-
-    #[test]
-    fn a_paid_amount_that_differs_is_never_marked_paid() {
-        assert_eq!(on_paid(MinorUnit(1999), &paid()), PaidCheck::Matches);
-        assert_eq!(on_paid(MinorUnit(2000), &paid()), PaidCheck::AmountMismatch);
     }
 
     #[test]

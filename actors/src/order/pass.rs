@@ -7,14 +7,12 @@ use chrono::Utc;
 use entities::{orders, payment_attempts, AttemptStatus, OrderId, OrderStatus, PayNo};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
-use super::expiry::{
-    self, Conclusion, Counters, Failed, Holds, Intent, PaidCheck, PassContext, PassOutcome, Start, Step,
-};
+use super::expiry::{self, Conclusion, Counters, Failed, Holds, Intent, PassContext, PassOutcome, Start, Step};
 use super::OrderDeps;
 use crate::error::OrderError;
 use crate::gateway::{CloseOutcome, PaidTrade};
 use crate::store::transitions::{self, Applied, AttemptCloseReason, AttemptUpdate, OrderUpdate};
-use crate::store::Operator;
+use crate::store::{record_payment, Operator, PaymentDecision, PaymentRecorded};
 
 /// Runs one pass for `order_id`.
 ///
@@ -133,8 +131,8 @@ async fn open_attempts(deps: &OrderDeps, order_id: OrderId) -> Result<Vec<paymen
         .await?)
 }
 
-/// The provider says `attempt` is paid: verify the amount, mark attempt and order paid, then
-/// close every other open attempt so the buyer cannot pay twice.
+/// The provider says `attempt` is paid: record it ([`record_payment`] decides on the order's
+/// current status), then close every other open attempt so the buyer cannot pay twice.
 pub(crate) async fn compensate(
     deps: &OrderDeps,
     order: &orders::Model,
@@ -143,44 +141,39 @@ pub(crate) async fn compensate(
     raw: String,
     operator: &Operator,
 ) -> Result<PassOutcome, OrderError> {
-    match expiry::on_paid(attempt.amount, &trade) {
-        PaidCheck::Matches => {}
-        PaidCheck::AmountMismatch => {
-            let detail = format!(
-                "provider reports pay_no {} paid {} but the attempt is for {}",
-                attempt.pay_no, trade.amount, attempt.amount
-            );
-            deps.record_anomaly(order.id, attempt.pay_no, detail.clone(), Some(&trade), operator, None)
-                .await?;
-            if order.status == OrderStatus::Pending {
-                deps.apply(order.id, OrderUpdate::Stuck { reason: detail }, operator, None)
-                    .await?;
-            }
-            return Ok(PassOutcome::NeedsOperator);
-        }
-    }
-    let paid = OrderUpdate::Paid {
-        pay_no: attempt.pay_no,
-        trade: trade.clone(),
-        raw: raw.clone(),
+    let recorded = record_payment(&deps.db, attempt.pay_no, &trade, raw, operator, None).await?;
+    let PaymentRecorded::Committed { decision, order: now } = recorded else {
+        // Only a notification carries a receipt.
+        return Err(OrderError::Concurrent);
     };
-    match deps.apply(order.id, paid, operator, None).await? {
-        Applied::Done(_) => {
+    match decision {
+        PaymentDecision::MarkPaid => {
+            deps.feed.changed(now.id, now.status);
             deps.metrics.expiry_outcomes.with_label_values(&["compensated"]).inc();
             close_other_attempts(deps, order.id, attempt.pay_no, operator).await;
             Ok(PassOutcome::Final(OrderStatus::Paid))
         }
-        Applied::Lost(OrderStatus::Closed) => {
-            let late = OrderUpdate::PaidAfterClose {
-                pay_no: attempt.pay_no,
-                trade,
-                raw,
-            };
-            deps.apply(order.id, late, operator, None).await?;
+        PaymentDecision::MarkPaidAfterClose => {
+            deps.feed.changed(now.id, now.status);
             Ok(PassOutcome::Final(OrderStatus::PaidAfterClose))
         }
-        Applied::Lost(status) => Ok(PassOutcome::Final(status)),
-        Applied::Duplicate => Ok(PassOutcome::Final(OrderStatus::Paid)),
+        PaymentDecision::AlreadyRecorded => Ok(PassOutcome::Final(now.status)),
+        PaymentDecision::SecondPayment => {
+            deps.feed.wake_relay();
+            Ok(PassOutcome::Final(now.status))
+        }
+        PaymentDecision::AmountMismatch => {
+            deps.feed.wake_relay();
+            if now.status == OrderStatus::Pending {
+                let reason = format!(
+                    "provider reports pay_no {} paid {} but the attempt is for {}",
+                    attempt.pay_no, trade.amount, attempt.amount
+                );
+                deps.apply(order.id, OrderUpdate::Stuck { reason }, operator, None)
+                    .await?;
+            }
+            Ok(PassOutcome::NeedsOperator)
+        }
     }
 }
 

@@ -15,10 +15,12 @@ pub mod attempts;
 pub mod create;
 pub mod idempotency;
 pub mod journal;
+pub mod payment;
 pub mod query;
 pub mod transitions;
 
 pub use create::{create_order, Created};
 pub use journal::{EventType, LogEvent, Operator};
+pub use payment::{record_payment, PaymentDecision, PaymentRecorded};
 pub use query::OrderDetail;
 pub use transitions::{Applied, AttemptCloseReason, AttemptUpdate, CloseReason, OrderUpdate, Receipt};

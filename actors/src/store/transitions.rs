@@ -10,7 +10,7 @@ use entities::{orders, payment_attempts, webhook_receipts, AttemptStatus, OrderI
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    QueryFilter, Set, TransactionTrait,
+    QueryFilter, QuerySelect, Set, TransactionTrait,
 };
 
 use super::create::release_stock;
@@ -160,7 +160,11 @@ pub enum Applied {
     Duplicate,
 }
 
-/// Applies `update` to `order_id`.
+/// Applies `update` to `order_id` in its own transaction.
+///
+/// The order row is read locked (`SELECT ... FOR UPDATE` on PostgreSQL; SQLite serialises
+/// writers), so a lost guard reports the status the order is in now, not one read before
+/// another transaction committed.
 ///
 /// # Errors
 /// A database error (the transaction is rolled back) or [`OrderError::NotFound`].
@@ -175,6 +179,24 @@ pub async fn apply(
     let Some((txn, before)) = begin(db, order_id, receipt, now).await? else {
         return Ok(Applied::Duplicate);
     };
+    let applied = apply_in(&txn, before, update, operator, now).await?;
+    if let Applied::Done(_) = &applied {
+        txn.commit().await?;
+    }
+    // A lost guard drops the transaction: the receipt rolls back too, so a retry can apply.
+    Ok(applied)
+}
+
+/// Applies `update` inside the caller's transaction, to `before`, the order as read (locked)
+/// in it. The caller commits.
+pub(crate) async fn apply_in(
+    txn: &DatabaseTransaction,
+    before: orders::Model,
+    update: OrderUpdate,
+    operator: &Operator,
+    now: DateTime<Utc>,
+) -> Result<Applied, OrderError> {
+    let order_id = before.id;
     let to = update.to_status();
     let mut guarded = orders::Entity::update_many()
         .col_expr(orders::Column::Status, Expr::value(to))
@@ -199,8 +221,7 @@ pub async fn apply(
         }
         OrderUpdate::Stuck { .. } => {}
     }
-    if guarded.exec(&txn).await?.rows_affected != 1 {
-        // Dropping the transaction rolls the receipt back too: a later retry can still apply.
+    if guarded.exec(txn).await?.rows_affected != 1 {
         return Ok(Applied::Lost(before.status));
     }
 
@@ -210,10 +231,10 @@ pub async fn apply(
                 trade: trade.clone(),
                 raw: raw.clone(),
             };
-            update_attempt(&txn, *pay_no, &succeeded, now).await?;
+            update_attempt(txn, *pay_no, &succeeded, now).await?;
             let payment = PaymentRef {
                 pay_no: Some(*pay_no),
-                provider: attempt_provider(&txn, *pay_no).await?,
+                provider: attempt_provider(txn, *pay_no).await?,
                 provider_txn_id: Some(trade.provider_txn_id.clone()),
                 paid_amount: Some(trade.amount),
             };
@@ -239,13 +260,13 @@ pub async fn apply(
                 .col_expr(payment_attempts::Column::UpdatedAt, Expr::value(now))
                 .filter(payment_attempts::Column::OrderId.eq(order_id))
                 .filter(payment_attempts::Column::Status.eq(AttemptStatus::Pending))
-                .exec(&txn)
+                .exec(txn)
                 .await?;
-            let released = release_stock(&txn, order_id, now).await?;
+            let released = release_stock(txn, order_id, now).await?;
             if !released.is_empty() {
                 let summary: Vec<String> = released.iter().map(|(sku, qty)| format!("{sku} x{qty}")).collect();
                 write_log(
-                    &txn,
+                    txn,
                     LogEntry {
                         order_id,
                         event: LogEvent::StockReleased,
@@ -263,7 +284,7 @@ pub async fn apply(
         OrderUpdate::Stuck { reason } => (EventType::OrderStuck, reason.clone(), PaymentRef::default()),
     };
     write_log(
-        &txn,
+        txn,
         LogEntry {
             order_id,
             event: LogEvent::Published(event),
@@ -275,8 +296,7 @@ pub async fn apply(
         now,
     )
     .await?;
-    write_event(&txn, event, &after, &payment, now).await?;
-    txn.commit().await?;
+    write_event(txn, event, &after, &payment, now).await?;
     tracing::info!(order_no = %after.order_no, from = %before.status, to = %to, %operator, reason = %reason, "order changed");
     Ok(Applied::Done(Box::new(after)))
 }
@@ -299,10 +319,25 @@ pub async fn record_anomaly(
     let Some((txn, order)) = begin(db, order_id, receipt, now).await? else {
         return Ok(Applied::Duplicate);
     };
+    let applied = anomaly_in(&txn, order, pay_no, detail, trade, operator, now).await?;
+    txn.commit().await?;
+    Ok(applied)
+}
+
+/// [`record_anomaly`] inside the caller's transaction.
+pub(crate) async fn anomaly_in(
+    txn: &DatabaseTransaction,
+    order: orders::Model,
+    pay_no: PayNo,
+    detail: String,
+    trade: Option<&PaidTrade>,
+    operator: &Operator,
+    now: DateTime<Utc>,
+) -> Result<Applied, OrderError> {
     write_log(
-        &txn,
+        txn,
         LogEntry {
-            order_id,
+            order_id: order.id,
             event: LogEvent::PaymentAnomaly,
             from_status: Some(order.status.as_str()),
             to_status: order.status.as_str(),
@@ -314,12 +349,11 @@ pub async fn record_anomaly(
     .await?;
     let payment = PaymentRef {
         pay_no: Some(pay_no),
-        provider: attempt_provider(&txn, pay_no).await?,
+        provider: attempt_provider(txn, pay_no).await?,
         provider_txn_id: trade.map(|t| t.provider_txn_id.clone()),
         paid_amount: trade.map(|t| t.amount),
     };
-    write_event(&txn, EventType::OrderPaymentAnomaly, &order, &payment, now).await?;
-    txn.commit().await?;
+    write_event(txn, EventType::OrderPaymentAnomaly, &order, &payment, now).await?;
     tracing::warn!(order_no = %order.order_no, %pay_no, detail = %detail, "payment anomaly recorded");
     Ok(Applied::Done(Box::new(order)))
 }
@@ -377,8 +411,8 @@ pub async fn apply_attempt(
 }
 
 /// Opens the transaction of a change: records the notification's receipt first (`None` when
-/// it was seen before: nothing to do), then reads the order as it is inside the transaction.
-async fn begin(
+/// it was seen before: nothing to do), then reads the order locked, as it is now.
+pub(crate) async fn begin(
     db: &DatabaseConnection,
     order_id: OrderId,
     receipt: Option<&Receipt>,
@@ -390,14 +424,22 @@ async fn begin(
             return Ok(None);
         }
     }
-    let order = orders::Entity::find_by_id(order_id)
-        .one(&txn)
-        .await?
-        .ok_or(OrderError::NotFound)?;
+    let order = lock_order(&txn, order_id).await?;
     Ok(Some((txn, order)))
 }
 
-async fn insert_receipt(
+/// Reads the order inside `txn`, locked until the commit on PostgreSQL (`FOR UPDATE`), so every
+/// decision taken in the transaction is taken on the status it will commit against. SQLite
+/// has no row locks; it serialises writers, and paywarden keeps one connection to it.
+pub(crate) async fn lock_order(txn: &DatabaseTransaction, order_id: OrderId) -> Result<orders::Model, OrderError> {
+    orders::Entity::find_by_id(order_id)
+        .lock_exclusive()
+        .one(txn)
+        .await?
+        .ok_or(OrderError::NotFound)
+}
+
+pub(crate) async fn insert_receipt(
     txn: &DatabaseTransaction,
     receipt: &Receipt,
     order_id: OrderId,
@@ -423,7 +465,7 @@ async fn insert_receipt(
 }
 
 /// The guarded column update of an attempt change, inside the caller's transaction.
-async fn update_attempt<C: ConnectionTrait>(
+pub(crate) async fn update_attempt<C: ConnectionTrait>(
     conn: &C,
     pay_no: PayNo,
     update: &AttemptUpdate,
