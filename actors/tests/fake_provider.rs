@@ -17,7 +17,7 @@ use actors::provider::ProviderClient;
 use actors::retry::RetrySchedule;
 use actors::store::{Created, Operator};
 use async_trait::async_trait;
-use entities::{orders, MinorUnit, OrderId, OrderStatus, PayNo, Provider};
+use entities::{orders, payment_attempts, AttemptStatus, MinorUnit, OrderId, OrderStatus, PayNo, Provider};
 use migration::MigratorTrait;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, EntityTrait};
 
@@ -27,6 +27,11 @@ struct FakeProvider {
     state: Mutex<Option<TradeState>>,
     failing: Mutex<bool>,
     calls: Mutex<HashMap<&'static str, u32>>,
+    /// Calls per pay_no, as `"query:<pay_no>"` / `"close:<pay_no>"`.
+    per_trade: Mutex<HashMap<String, u32>>,
+    /// A new attempt row written while the first close is in flight, as another node (or a
+    /// request racing the pass) would.
+    insert_on_close: Mutex<Option<(DatabaseConnection, payment_attempts::Model)>>,
 }
 
 impl FakeProvider {
@@ -36,6 +41,21 @@ impl FakeProvider {
 
     fn count(&self, call: &'static str) -> u32 {
         self.calls.lock().unwrap().get(call).copied().unwrap_or(0)
+    }
+
+    fn trade_calls(&self, call: &str, pay_no: PayNo) -> u32 {
+        let key = format!("{call}:{pay_no}");
+        self.per_trade.lock().unwrap().get(&key).copied().unwrap_or(0)
+    }
+
+    fn called_on(&self, call: &'static str, pay_no: PayNo) -> Result<(), GatewayError> {
+        *self
+            .per_trade
+            .lock()
+            .unwrap()
+            .entry(format!("{call}:{pay_no}"))
+            .or_default() += 1;
+        self.called(call)
     }
 
     fn called(&self, call: &'static str) -> Result<(), GatewayError> {
@@ -53,8 +73,8 @@ impl ProviderClient for FakeProvider {
         provider == Provider::Sandbox
     }
 
-    async fn query(&self, _provider: Provider, _pay_no: PayNo) -> Result<TradeQuery, GatewayError> {
-        self.called("query")?;
+    async fn query(&self, _provider: Provider, pay_no: PayNo) -> Result<TradeQuery, GatewayError> {
+        self.called_on("query", pay_no)?;
         let state = self.state.lock().unwrap().clone().unwrap_or(TradeState::NotPaid);
         Ok(TradeQuery {
             state,
@@ -62,8 +82,15 @@ impl ProviderClient for FakeProvider {
         })
     }
 
-    async fn close(&self, _provider: Provider, _pay_no: PayNo) -> Result<CloseOutcome, GatewayError> {
-        self.called("close")?;
+    async fn close(&self, _provider: Provider, pay_no: PayNo) -> Result<CloseOutcome, GatewayError> {
+        self.called_on("close", pay_no)?;
+        let insert = self.insert_on_close.lock().unwrap().take();
+        if let Some((db, attempt)) = insert {
+            payment_attempts::Entity::insert(payment_attempts::ActiveModel::from(attempt))
+                .exec_without_returning(&db)
+                .await
+                .unwrap();
+        }
         Ok(CloseOutcome::Closed)
     }
 
@@ -217,5 +244,39 @@ async fn a_provider_that_keeps_failing_leaves_the_order_stuck_after_the_retry_bu
     assert_eq!(provider.count("close"), 0);
     let snapshot = engine.snapshot(order_id).await.expect("a stuck order keeps its actor");
     assert_eq!(snapshot.provider_failures, settings().retry_budget);
+    engine.shutdown(Duration::from_secs(2)).await;
+}
+
+#[actix::test]
+async fn an_attempt_created_while_the_pass_runs_is_closed_at_the_provider_before_the_order_closes() {
+    // Arrange: while the pass closes the first trade, a second attempt appears (its QR code was
+    // handed out, so its trade exists at the provider).
+    let provider = Arc::new(FakeProvider::default());
+    let (engine, db) = engine(provider.clone()).await;
+    let (order_id, first) = order_with_attempt(&engine, 1).await;
+    let now = chrono::Utc::now();
+    let late = payment_attempts::Model {
+        pay_no: PayNo(first.0 + 1),
+        order_id,
+        provider: Provider::Sandbox,
+        status: AttemptStatus::Pending,
+        amount: MinorUnit(1999),
+        currency: "CNY".into(),
+        code_url: Some("fake://late".into()),
+        provider_txn_id: None,
+        raw_payload: None,
+        created_at: now,
+        updated_at: now,
+        paid_at: None,
+    };
+    *provider.insert_on_close.lock().unwrap() = Some((db.clone(), late.clone()));
+
+    // Act
+    wait_for(&db, order_id, OrderStatus::Closed).await;
+
+    // Assert: the late trade was asked about and closed at the provider, not just marked closed.
+    assert_eq!(provider.trade_calls("query", late.pay_no), 1);
+    assert_eq!(provider.trade_calls("close", late.pay_no), 1);
+    assert_eq!(provider.trade_calls("close", first), 1);
     engine.shutdown(Duration::from_secs(2)).await;
 }

@@ -14,7 +14,11 @@ use crate::gateway::{CloseOutcome, PaidTrade};
 use crate::store::transitions::{self, Applied, AttemptCloseReason, AttemptUpdate, OrderUpdate};
 use crate::store::{record_payment, Operator, PaymentDecision, PaymentRecorded};
 
-/// Runs one pass for `order_id`.
+/// Passes run back to back at most this often when attempts keep appearing while they close
+/// the order; then the actor backs off as for a provider failure.
+const MAX_RERUNS: usize = 3;
+
+/// Runs one pass for `order_id`, again at once if an attempt appeared while it ran.
 ///
 /// # Errors
 /// Database errors (the actor runs the pass again) and [`OrderError::NotFound`].
@@ -25,14 +29,31 @@ pub(crate) async fn run(
     counters: Counters,
     operator: &Operator,
 ) -> Result<PassOutcome, OrderError> {
+    for _ in 0..MAX_RERUNS {
+        if let Some(outcome) = run_once(deps, order_id, intent, counters, operator).await? {
+            return Ok(outcome);
+        }
+        tracing::info!(order_id = %order_id, "an attempt appeared while the order was closing; running the pass again");
+    }
+    Ok(PassOutcome::ProviderTrouble { stuck: false })
+}
+
+/// One pass; `None` when the close found an attempt the pass had not seen.
+async fn run_once(
+    deps: &OrderDeps,
+    order_id: OrderId,
+    intent: &Intent,
+    counters: Counters,
+    operator: &Operator,
+) -> Result<Option<PassOutcome>, OrderError> {
     let order = orders::Entity::find_by_id(order_id)
         .one(&deps.db)
         .await?
         .ok_or(OrderError::NotFound)?;
     let now = Utc::now();
     match expiry::start(intent, order.status, order.expires_at, now) {
-        Start::Final(status) => return Ok(PassOutcome::Final(status)),
-        Start::NotYet { at } => return Ok(PassOutcome::NotYet { at }),
+        Start::Final(status) => return Ok(Some(PassOutcome::Final(status))),
+        Start::NotYet { at } => return Ok(Some(PassOutcome::NotYet { at })),
         Start::Proceed => {}
     }
     let ctx = PassContext {
@@ -53,7 +74,7 @@ pub(crate) async fn run(
         loop {
             match step {
                 Step::Compensate(trade) => {
-                    return compensate(deps, &order, &attempt, trade, raw, operator).await;
+                    return compensate(deps, &order, &attempt, trade, raw, operator).await.map(Some);
                 }
                 Step::CloseAtProvider => {
                     let answer = deps.providers.close(attempt.provider, attempt.pay_no).await;
@@ -79,8 +100,8 @@ pub(crate) async fn run(
         }
     }
 
-    match expiry::conclude(&ctx, &holds) {
-        Conclusion::Open => Ok(PassOutcome::Open(order.status)),
+    let outcome = match expiry::conclude(&ctx, &holds) {
+        Conclusion::Open => PassOutcome::Open(order.status),
         Conclusion::ProviderTrouble {
             mark_stuck: Some(reason),
         } => {
@@ -88,27 +109,29 @@ pub(crate) async fn run(
                 .apply(order_id, OrderUpdate::Stuck { reason }, &Operator::System, None)
                 .await?;
             deps.metrics.expiry_outcomes.with_label_values(&["stuck"]).inc();
-            Ok(PassOutcome::ProviderTrouble {
+            PassOutcome::ProviderTrouble {
                 stuck: matches!(applied, Applied::Done(_)),
-            })
+            }
         }
-        Conclusion::ProviderTrouble { mark_stuck: None } => Ok(PassOutcome::ProviderTrouble {
+        Conclusion::ProviderTrouble { mark_stuck: None } => PassOutcome::ProviderTrouble {
             stuck: order.status == OrderStatus::Stuck,
-        }),
-        Conclusion::UserPaying => Ok(PassOutcome::UserPaying),
-        Conclusion::TooEarly { retry_at } => Ok(PassOutcome::TooEarly { retry_at }),
+        },
+        Conclusion::UserPaying => PassOutcome::UserPaying,
+        Conclusion::TooEarly { retry_at } => PassOutcome::TooEarly { retry_at },
         Conclusion::CloseOrder(reason) => match deps
             .apply(order_id, OrderUpdate::Closed { reason }, operator, None)
             .await?
         {
             Applied::Done(_) => {
                 deps.metrics.expiry_outcomes.with_label_values(&["closed"]).inc();
-                Ok(PassOutcome::Final(OrderStatus::Closed))
+                PassOutcome::Final(OrderStatus::Closed)
             }
-            Applied::Lost(status) if !status.is_live() => Ok(PassOutcome::Final(status)),
-            Applied::Lost(_) | Applied::Duplicate => Ok(PassOutcome::ProviderTrouble { stuck: false }),
+            Applied::AttemptsOpen => return Ok(None),
+            Applied::Lost(status) if !status.is_live() => PassOutcome::Final(status),
+            Applied::Lost(_) | Applied::Duplicate => PassOutcome::ProviderTrouble { stuck: false },
         },
-    }
+    };
+    Ok(Some(outcome))
 }
 
 fn log_failure(

@@ -10,7 +10,7 @@ use entities::{orders, payment_attempts, webhook_receipts, AttemptStatus, OrderI
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    QueryFilter, QuerySelect, Set, TransactionTrait,
+    PaginatorTrait, QueryFilter, QuerySelect, Set, TransactionTrait,
 };
 
 use super::create::release_stock;
@@ -27,7 +27,8 @@ pub enum OrderUpdate {
         trade: PaidTrade,
         raw: String,
     },
-    /// pending|stuck -> closed: every attempt is closed at the provider; stock comes back.
+    /// pending|stuck -> closed: every attempt is closed at the provider (guarded: no attempt
+    /// may still be open); stock comes back.
     Closed { reason: CloseReason },
     /// pending -> stuck: the retry budget ran out; an operator should look.
     Stuck { reason: String },
@@ -158,6 +159,9 @@ pub enum Applied {
     Lost(OrderStatus),
     /// The notification's receipt already existed: nothing was changed.
     Duplicate,
+    /// A close found an attempt still open (created after the pass listed them): nothing was
+    /// changed; the pass runs again and closes it at the provider first.
+    AttemptsOpen,
 }
 
 /// Applies `update` to `order_id` in its own transaction.
@@ -221,6 +225,11 @@ pub(crate) async fn apply_in(
         }
         OrderUpdate::Stuck { .. } => {}
     }
+    if matches!(update, OrderUpdate::Closed { .. }) && has_open_attempts(txn, order_id).await? {
+        // An attempt was created after the pass listed the attempts: its trade exists at the
+        // provider and its QR code was handed out, so it must be closed there first.
+        return Ok(Applied::AttemptsOpen);
+    }
     if guarded.exec(txn).await?.rows_affected != 1 {
         return Ok(Applied::Lost(before.status));
     }
@@ -255,13 +264,6 @@ pub(crate) async fn apply_in(
             (event, text, payment)
         }
         OrderUpdate::Closed { reason } => {
-            payment_attempts::Entity::update_many()
-                .col_expr(payment_attempts::Column::Status, Expr::value(AttemptStatus::Closed))
-                .col_expr(payment_attempts::Column::UpdatedAt, Expr::value(now))
-                .filter(payment_attempts::Column::OrderId.eq(order_id))
-                .filter(payment_attempts::Column::Status.eq(AttemptStatus::Pending))
-                .exec(txn)
-                .await?;
             let released = release_stock(txn, order_id, now).await?;
             if !released.is_empty() {
                 let summary: Vec<String> = released.iter().map(|(sku, qty)| format!("{sku} x{qty}")).collect();
@@ -462,6 +464,16 @@ pub(crate) async fn insert_receipt(
     .exec_without_returning(txn)
     .await?;
     Ok(inserted == 1)
+}
+
+/// Whether `order_id` has an attempt still pending.
+async fn has_open_attempts<C: ConnectionTrait>(conn: &C, order_id: OrderId) -> Result<bool, OrderError> {
+    let open = payment_attempts::Entity::find()
+        .filter(payment_attempts::Column::OrderId.eq(order_id))
+        .filter(payment_attempts::Column::Status.eq(AttemptStatus::Pending))
+        .count(conn)
+        .await?;
+    Ok(open > 0)
 }
 
 /// The guarded column update of an attempt change, inside the caller's transaction.
