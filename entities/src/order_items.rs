@@ -14,6 +14,9 @@ pub struct Model {
     pub unit_price: MinorUnit,
     pub quantity: i64,
     pub amount: MinorUnit,
+    /// What this line took of tracked stock at creation (0 for an untracked SKU); a close
+    /// gives back exactly this.
+    pub reserved_quantity: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_order_tables;
 mod m20261122_000002_create_delivery_tables;
+mod m20261122_000003_add_reserved_quantity;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_create_order_tables::Migration),
             Box::new(m20261122_000002_create_delivery_tables::Migration),
+            Box::new(m20261122_000003_add_reserved_quantity::Migration),
         ]
     }
 }

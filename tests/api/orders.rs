@@ -11,6 +11,7 @@ on_both_backends!(
     create_order_reserves_stock_of_tracked_skus,
     create_order_returns_409_when_stock_is_short_and_writes_nothing,
     status_route_reports_a_pending_order,
+    closing_releases_only_the_stock_the_order_reserved,
 );
 
 async fn create_order_returns_201_and_get_returns_the_same_order(backend: Backend) {
@@ -155,4 +156,32 @@ async fn status_route_reports_a_pending_order(backend: Backend) {
     assert_eq!(response.status().as_u16(), 200);
     let status: Value = response.json().await.unwrap();
     assert_eq!(status, json!({"order_no": created["order_no"], "status": "pending"}));
+}
+
+async fn closing_releases_only_the_stock_the_order_reserved(backend: Backend) {
+    // Arrange: an order for an untracked SKU; the SKU becomes tracked (sold out) afterwards.
+    let app = spawn_app(backend).await;
+    let body = json!({
+        "out_business_id": "phantom-1",
+        "user_id": "user-1",
+        "subject": "Limited print",
+        "items": [
+            {"sku_id": "sku-print", "name": "Print", "unit_price": 700, "quantity": 3},
+            {"sku_id": "sku-book", "name": "Book", "unit_price": 500, "quantity": 2}
+        ]
+    });
+    app.put_sku("sku-book", 5).await;
+    let order = app.create_order(&body).await;
+    let order_no = order["order_no"].as_str().unwrap();
+    assert_eq!(app.put_sku("sku-print", 0).await.status().as_u16(), 200);
+
+    // Act
+    let cancelled = app
+        .post_as(MERCHANT_A_KEY, &format!("/v1/orders/{order_no}/cancel"), None)
+        .await;
+
+    // Assert: the print was never reserved, so nothing of it comes back; the books do.
+    assert_eq!(cancelled.status().as_u16(), 200);
+    assert_eq!(app.sku_available("sku-print").await, 0, "no stock appears from nowhere");
+    assert_eq!(app.sku_available("sku-book").await, 5, "the reserved books come back");
 }

@@ -93,18 +93,6 @@ async fn insert_order(
     orders::Entity::insert(orders::ActiveModel::from(model.clone()))
         .exec_without_returning(txn)
         .await?;
-    order_items::Entity::insert_many(order.items.iter().map(|item| order_items::ActiveModel {
-        id: NotSet,
-        order_id: Set(id),
-        sku_id: Set(item.sku_id.clone()),
-        name: Set(item.name.clone()),
-        unit_price: Set(item.unit_price),
-        quantity: Set(item.quantity),
-        amount: Set(item.amount),
-    }))
-    .exec_without_returning(txn)
-    .await?;
-
     let operator = Operator::Merchant(order.merchant_id.clone());
     write_log(
         txn,
@@ -121,6 +109,23 @@ async fn insert_order(
     .await?;
 
     let reserved = reserve_stock(txn, order, now).await?;
+    order_items::Entity::insert_many(order.items.iter().map(|item| order_items::ActiveModel {
+        id: NotSet,
+        order_id: Set(id),
+        sku_id: Set(item.sku_id.clone()),
+        name: Set(item.name.clone()),
+        unit_price: Set(item.unit_price),
+        quantity: Set(item.quantity),
+        amount: Set(item.amount),
+        reserved_quantity: Set(if reserved.iter().any(|(sku, _)| *sku == item.sku_id) {
+            item.quantity
+        } else {
+            0
+        }),
+    }))
+    .exec_without_returning(txn)
+    .await?;
+
     if !reserved.is_empty() {
         let summary: Vec<String> = reserved.iter().map(|(sku, qty)| format!("{sku} x{qty}")).collect();
         write_log(
@@ -172,7 +177,9 @@ async fn reserve_stock<C: ConnectionTrait>(
     Ok(reserved)
 }
 
-/// Gives back the stock an order reserved (on close). Untracked SKUs are skipped.
+/// Gives back the stock an order reserved at creation (on close), exactly that: a SKU that
+/// was untracked then gets nothing back, even if it is tracked now. Called once per order, by
+/// its one guarded close.
 ///
 /// # Errors
 /// The database error, which should abort the caller's transaction.
@@ -183,15 +190,17 @@ pub async fn release_stock<C: ConnectionTrait>(
 ) -> Result<Vec<(String, i64)>, OrderError> {
     let items = order_items::Entity::find()
         .filter(order_items::Column::OrderId.eq(order_id))
+        .filter(order_items::Column::ReservedQuantity.gt(0))
         .all(conn)
         .await?;
-    let mut wanted: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+    let mut reserved: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
     for item in items {
-        let entry = wanted.entry(item.sku_id).or_insert(0);
-        *entry = entry.saturating_add(item.quantity);
+        let entry = reserved.entry(item.sku_id).or_insert(0);
+        *entry = entry.saturating_add(item.reserved_quantity);
     }
     let mut released = Vec::new();
-    for (sku_id, quantity) in wanted {
+    // In SKU order, like the reservation, so two closes never wait on each other's rows.
+    for (sku_id, quantity) in reserved {
         let result = skus::Entity::update_many()
             .col_expr(
                 skus::Column::Available,
