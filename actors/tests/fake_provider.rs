@@ -122,7 +122,7 @@ async fn order_with_attempt(engine: &Engine, ttl_seconds: i64) -> (OrderId, PayN
         min_ttl: Duration::from_secs(1),
         max_ttl: Duration::from_secs(3600),
         max_items: 10,
-        max_total: MinorUnit(1_000_000),
+        max_total: MinorUnit::new(1_000_000).unwrap(),
     };
     let request = OrderRequest {
         out_business_id: format!("fake-{}", uuid::Uuid::new_v4()),
@@ -189,7 +189,7 @@ async fn a_payment_the_callback_never_reported_is_compensated_at_the_deadline() 
     let (order_id, _) = order_with_attempt(&engine, 1).await;
     provider.answer(TradeState::Paid(PaidTrade {
         provider_txn_id: "txn-fake-1".into(),
-        amount: MinorUnit(1999),
+        amount: MinorUnit::new(1999).unwrap(),
         paid_at: chrono::Utc::now(),
     }));
 

@@ -470,7 +470,7 @@ mod tests {
     fn paid() -> PaidTrade {
         PaidTrade {
             provider_txn_id: "txn-1".into(),
-            amount: MinorUnit(1999),
+            amount: MinorUnit::new(1999).unwrap(),
             paid_at: deadline(),
         }
     }
@@ -795,8 +795,11 @@ mod tests {
 
     #[test]
     fn a_paid_amount_that_differs_is_never_marked_paid() {
-        assert_eq!(on_paid(MinorUnit(1999), &paid()), PaidCheck::Matches);
-        assert_eq!(on_paid(MinorUnit(2000), &paid()), PaidCheck::AmountMismatch);
+        assert_eq!(on_paid(MinorUnit::new(1999).unwrap(), &paid()), PaidCheck::Matches);
+        assert_eq!(
+            on_paid(MinorUnit::new(2000).unwrap(), &paid()),
+            PaidCheck::AmountMismatch
+        );
     }
 
     #[test]
