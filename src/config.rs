@@ -95,7 +95,8 @@ pub struct OrderSettings {
     pub min_ttl_seconds: u64,
     pub max_ttl_seconds: u64,
     pub max_items: usize,
-    pub max_total_minor_units: i64,
+    /// A `MinorUnit`, so a negative value is refused as the file is read; zero by `validate`.
+    pub max_total_minor_units: entities::MinorUnit,
 }
 
 /// The expiry rule's retry and timing knobs (see `actors::order::expiry::ExpirySettings`).
@@ -407,7 +408,7 @@ impl Settings {
         if o.default_ttl_seconds < o.min_ttl_seconds || o.default_ttl_seconds > o.max_ttl_seconds {
             bail!("orders.default_ttl_seconds must lie between orders.min_ttl_seconds and orders.max_ttl_seconds");
         }
-        if o.max_items == 0 || o.max_total_minor_units <= 0 {
+        if o.max_items == 0 || o.max_total_minor_units == entities::MinorUnit::ZERO {
             bail!("orders.max_items and orders.max_total_minor_units must be positive");
         }
         let e = &self.expiry;
@@ -473,7 +474,7 @@ impl OrderSettings {
             min_ttl: Duration::from_secs(self.min_ttl_seconds),
             max_ttl: Duration::from_secs(self.max_ttl_seconds),
             max_items: self.max_items,
-            max_total: entities::MinorUnit(self.max_total_minor_units),
+            max_total: self.max_total_minor_units,
         }
     }
 }

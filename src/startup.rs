@@ -253,7 +253,8 @@ async fn start_outbox_relay(
     http: &reqwest::Client,
     engine: &Engine,
 ) -> anyhow::Result<Addr<OutboxRelay>> {
-    use actors::outbox::subscribers::{ensure, NewWebhook, KIND_AMQP, KIND_WEBHOOK};
+    use actors::outbox::subscribers::{ensure, NewWebhook};
+    use entities::SubscriberKind;
     for webhook in &settings.outbox.webhooks {
         // A stable id per URL, so a restart updates the row instead of adding one.
         let id = format!(
@@ -265,7 +266,7 @@ async fn start_outbox_relay(
             secret: Some(webhook.secret.expose_secret().to_owned()),
             event_types: webhook.event_types.clone(),
         };
-        ensure(db, &id, KIND_WEBHOOK, new)
+        ensure(db, &id, SubscriberKind::Webhook, new)
             .await
             .map_err(|err| anyhow::anyhow!("outbox.webhooks entry {}: {err}", webhook.url))?;
     }
@@ -276,7 +277,7 @@ async fn start_outbox_relay(
                 secret: None,
                 event_types: Vec::new(),
             };
-            ensure(db, "amqp", KIND_AMQP, new)
+            ensure(db, "amqp", SubscriberKind::Amqp, new)
                 .await
                 .map_err(|err| anyhow::anyhow!("amqp subscriber: {err}"))?;
             Some(actors::outbox::amqp::AmqpSink::new(

@@ -6,9 +6,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
+/// Moved to `entities` (it is a column of `orders` and `payment_attempts`); kept here for callers.
+pub use entities::Currency;
 use entities::MinorUnit;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -41,65 +42,6 @@ impl MerchantId {
 impl fmt::Display for MerchantId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-/// ISO 4217 currencies paywarden accepts, all with two minor-unit digits except JPY.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-pub enum Currency {
-    #[serde(rename = "CNY")]
-    Cny,
-    #[serde(rename = "HKD")]
-    Hkd,
-    #[serde(rename = "USD")]
-    Usd,
-    #[serde(rename = "EUR")]
-    Eur,
-    #[serde(rename = "GBP")]
-    Gbp,
-    #[serde(rename = "JPY")]
-    Jpy,
-    #[serde(rename = "SGD")]
-    Sgd,
-}
-
-impl Currency {
-    pub fn code(self) -> &'static str {
-        match self {
-            Currency::Cny => "CNY",
-            Currency::Hkd => "HKD",
-            Currency::Usd => "USD",
-            Currency::Eur => "EUR",
-            Currency::Gbp => "GBP",
-            Currency::Jpy => "JPY",
-            Currency::Sgd => "SGD",
-        }
-    }
-}
-
-impl FromStr for Currency {
-    type Err = ValidationError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "CNY" => Ok(Currency::Cny),
-            "HKD" => Ok(Currency::Hkd),
-            "USD" => Ok(Currency::Usd),
-            "EUR" => Ok(Currency::Eur),
-            "GBP" => Ok(Currency::Gbp),
-            "JPY" => Ok(Currency::Jpy),
-            "SGD" => Ok(Currency::Sgd),
-            other => Err(ValidationError::new(
-                "unsupported_currency",
-                format!("currency '{other}' is not supported; expected one of CNY, HKD, USD, EUR, GBP, JPY, SGD"),
-            )),
-        }
-    }
-}
-
-impl fmt::Display for Currency {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.code())
     }
 }
 
@@ -183,7 +125,9 @@ impl NewOrder {
         let subject = text_field("subject", &req.subject, 256)?;
         let currency = match req.currency.as_deref() {
             None => Currency::Cny,
-            Some(code) => code.parse()?,
+            Some(code) => code
+                .parse()
+                .map_err(|message: String| ValidationError::new("unsupported_currency", message))?,
         };
         let ttl = match req.ttl_seconds {
             None => limits.default_ttl,
@@ -225,22 +169,25 @@ impl NewOrder {
         for (index, item) in req.items.into_iter().enumerate() {
             let sku_id = text_field(&format!("items[{index}].sku_id"), &item.sku_id, 64)?;
             let name = text_field(&format!("items[{index}].name"), &item.name, 256)?;
-            if item.unit_price <= 0 {
-                return Err(ValidationError::new(
+            let invalid_price = || {
+                ValidationError::new(
                     "invalid_amount",
                     format!(
                         "items[{index}].unit_price must be a positive number of minor units, got {}",
                         item.unit_price
                     ),
-                ));
-            }
+                )
+            };
+            let unit_price = MinorUnit::new(item.unit_price)
+                .ok()
+                .filter(|price| *price > MinorUnit::ZERO)
+                .ok_or_else(invalid_price)?;
             if item.quantity <= 0 {
                 return Err(ValidationError::new(
                     "invalid_quantity",
                     format!("items[{index}].quantity must be positive, got {}", item.quantity),
                 ));
             }
-            let unit_price = MinorUnit(item.unit_price);
             let amount = unit_price
                 .checked_mul(item.quantity)
                 .filter(|amount| *amount <= limits.max_total)
@@ -344,7 +291,7 @@ mod tests {
             min_ttl: Duration::from_secs(1),
             max_ttl: Duration::from_secs(86_400),
             max_items: 100,
-            max_total: MinorUnit(1_000_000_000_000),
+            max_total: MinorUnit::new(1_000_000_000_000).unwrap(),
         }
     }
 
@@ -375,7 +322,7 @@ mod tests {
     #[test]
     fn total_is_the_sum_of_line_amounts() {
         let order = NewOrder::parse(merchant(), request(vec![item(1999, 2), item(1, 1)]), &limits()).unwrap();
-        assert_eq!(order.total, MinorUnit(3999));
+        assert_eq!(order.total, MinorUnit::new(3999).unwrap());
         assert_eq!(order.currency, Currency::Cny);
         assert_eq!(order.ttl, Duration::from_secs(900));
     }

@@ -1,7 +1,7 @@
 //! Errors of the order commands and queries, one enum so the HTTP facade can map each case to
 //! a status code with a match that has no catch-all arm.
 
-use entities::{OrderStatus, Provider};
+use entities::{Currency, OrderStatus, Provider};
 use sea_orm::DbErr;
 
 use crate::domain::ValidationError;
@@ -31,7 +31,7 @@ pub enum OrderError {
     #[error("provider {0} is not enabled")]
     ProviderUnavailable(Provider),
     #[error("currency {currency} is not accepted by provider {provider}")]
-    CurrencyNotAccepted { provider: Provider, currency: String },
+    CurrencyNotAccepted { provider: Provider, currency: Currency },
     #[error("provider call failed")]
     Gateway(#[from] GatewayError),
     #[error("the order changed concurrently; retry")]

@@ -15,6 +15,8 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use entities::InvalidId;
+
 /// 2024-01-01T00:00:00Z.
 pub const EPOCH_MS: i64 = 1_704_067_200_000;
 pub const MAX_WORKER_ID: u16 = 1023;
@@ -36,6 +38,9 @@ pub enum IdError {
     ClockMovedBackwards(i64),
     #[error("system clock is before the id epoch")]
     ClockBeforeEpoch,
+    /// Zero, made in the very first millisecond of the epoch by worker 0: not a valid id.
+    #[error("generated an invalid id")]
+    Invalid(#[from] InvalidId),
 }
 
 /// Source of the current time in ms since the Unix epoch; injectable for tests.
@@ -108,6 +113,14 @@ impl<C: Clock> Snowflake<C> {
             let pause = Duration::from_millis(u64::try_from(behind_ms).unwrap_or(0)).max(MIN_PAUSE);
             tokio::time::sleep(pause).await;
         }
+    }
+
+    /// The next id as an [`entities::OrderId`] or [`entities::PayNo`].
+    ///
+    /// # Errors
+    /// As [`Self::next_id`], and [`IdError::Invalid`] for the one id that is not positive.
+    pub async fn next_typed<T: TryFrom<i64, Error = InvalidId>>(&self) -> Result<T, IdError> {
+        Ok(T::try_from(self.next_id().await?)?)
     }
 
     /// One look at the clock under the lock: an id, or the millisecond to wait for.

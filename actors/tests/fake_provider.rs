@@ -17,7 +17,7 @@ use actors::provider::ProviderClient;
 use actors::retry::RetrySchedule;
 use actors::store::{Created, Operator};
 use async_trait::async_trait;
-use entities::{orders, payment_attempts, AttemptStatus, MinorUnit, OrderId, OrderStatus, PayNo, Provider};
+use entities::{orders, payment_attempts, AttemptStatus, Currency, MinorUnit, OrderId, OrderStatus, PayNo, Provider};
 use migration::MigratorTrait;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, EntityTrait};
 
@@ -149,7 +149,7 @@ async fn order_with_attempt(engine: &Engine, ttl_seconds: i64) -> (OrderId, PayN
         min_ttl: Duration::from_secs(1),
         max_ttl: Duration::from_secs(3600),
         max_items: 10,
-        max_total: MinorUnit(1_000_000),
+        max_total: MinorUnit::new(1_000_000).unwrap(),
     };
     let request = OrderRequest {
         out_business_id: format!("fake-{}", uuid::Uuid::new_v4()),
@@ -216,7 +216,7 @@ async fn a_payment_the_callback_never_reported_is_compensated_at_the_deadline() 
     let (order_id, _) = order_with_attempt(&engine, 1).await;
     provider.answer(TradeState::Paid(PaidTrade {
         provider_txn_id: "txn-fake-1".into(),
-        amount: MinorUnit(1999),
+        amount: MinorUnit::new(1999).unwrap(),
         paid_at: chrono::Utc::now(),
     }));
 
@@ -256,12 +256,12 @@ async fn an_attempt_created_while_the_pass_runs_is_closed_at_the_provider_before
     let (order_id, first) = order_with_attempt(&engine, 1).await;
     let now = chrono::Utc::now();
     let late = payment_attempts::Model {
-        pay_no: PayNo(first.0 + 1),
+        pay_no: PayNo::new(first.get() + 1).unwrap(),
         order_id,
         provider: Provider::Sandbox,
         status: AttemptStatus::Pending,
-        amount: MinorUnit(1999),
-        currency: "CNY".into(),
+        amount: MinorUnit::new(1999).unwrap(),
+        currency: Currency::Cny,
         code_url: Some("fake://late".into()),
         provider_txn_id: None,
         raw_payload: None,

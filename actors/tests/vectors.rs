@@ -26,7 +26,7 @@ use actors::gateway::{
     CloseOutcome, FixedClock, Gateway, NotificationError, NotificationRequest, QrRequest, TradeState,
 };
 use chrono::{DateTime, TimeZone, Utc};
-use entities::{MinorUnit, PayNo};
+use entities::{Currency, MinorUnit, PayNo};
 use secrecy::SecretString;
 use serde_json::Value;
 
@@ -357,7 +357,7 @@ fn wechat_response_verification_vectors() {
                             match transaction.trade_state {
                                 WechatTradeState::Success => {
                                     assert!(
-                                        matches!(state, TradeState::Paid(ref paid) if paid.amount == MinorUnit(100))
+                                        matches!(state, TradeState::Paid(ref paid) if paid.amount == MinorUnit::new(100).unwrap())
                                     )
                                 }
                                 WechatTradeState::Notpay => assert_eq!(state, TradeState::NotPaid),
@@ -426,9 +426,9 @@ async fn wechat_gateway_accepts_the_derived_prepay_and_close_responses() {
     .with_clock(clock.clone());
     let created = gateway
         .create_qr(&QrRequest {
-            pay_no: PayNo(42),
-            amount: MinorUnit(100),
-            currency: "CNY".into(),
+            pay_no: PayNo::new(42).unwrap(),
+            amount: MinorUnit::new(100).unwrap(),
+            currency: Currency::Cny,
             subject: "vector".into(),
             expires_at: at(1_722_851_321),
         })
@@ -445,7 +445,10 @@ async fn wechat_gateway_accepts_the_derived_prepay_and_close_responses() {
     )
     .unwrap()
     .with_clock(clock.clone());
-    assert_eq!(gateway.close(PayNo(42)).await.unwrap(), CloseOutcome::Closed);
+    assert_eq!(
+        gateway.close(PayNo::new(42).unwrap()).await.unwrap(),
+        CloseOutcome::Closed
+    );
 
     // The same 204 six minutes later is a replay: refused, not "closed".
     let (status, headers, body) = respond(close);
@@ -457,7 +460,7 @@ async fn wechat_gateway_accepts_the_derived_prepay_and_close_responses() {
     .unwrap()
     .with_clock(Arc::new(FixedClock(at(1_722_850_421 + 360))));
     assert!(matches!(
-        late.close(PayNo(42)).await,
+        late.close(PayNo::new(42).unwrap()).await,
         Err(actors::gateway::GatewayError::Verification(_))
     ));
 
@@ -474,7 +477,10 @@ async fn wechat_gateway_accepts_the_derived_prepay_and_close_responses() {
     )
     .unwrap()
     .with_clock(clock);
-    assert_eq!(gateway.query(PayNo(42)).await.unwrap().state, TradeState::NotFound);
+    assert_eq!(
+        gateway.query(PayNo::new(42).unwrap()).await.unwrap().state,
+        TradeState::NotFound
+    );
 }
 
 // ------------------------------------------------------------------------------------------
@@ -820,7 +826,7 @@ async fn alipay_gateway_reads_the_derived_responses() {
     let file = load("alipay_response_verify.json");
     let vectors = file["vectors_derived_for_this_service"].as_array().unwrap();
     let body = |wanted: &str| s(vectors.iter().find(|v| id(v) == wanted).unwrap(), "raw_body").to_owned();
-    let pay_no = PayNo(20_240_101_000_000_001);
+    let pay_no = PayNo::new(20_240_101_000_000_001).unwrap();
     let gateway = |base: String| {
         AlipayGateway::new(
             alipay_settings(format!("{base}/gateway.do"), "2021000000000001"),
@@ -833,8 +839,8 @@ async fn alipay_gateway_reads_the_derived_responses() {
     let created = gateway(serve_once(200, json(), body("derived_precreate_success")).await)
         .create_qr(&QrRequest {
             pay_no,
-            amount: MinorUnit(8888),
-            currency: "CNY".into(),
+            amount: MinorUnit::new(8888).unwrap(),
+            currency: Currency::Cny,
             subject: "Iphone6 16G".into(),
             expires_at: Utc::now(),
         })
@@ -848,7 +854,7 @@ async fn alipay_gateway_reads_the_derived_responses() {
         .unwrap();
     match paid.state {
         TradeState::Paid(trade) => {
-            assert_eq!(trade.amount, MinorUnit(8888));
+            assert_eq!(trade.amount, MinorUnit::new(8888).unwrap());
             assert_eq!(trade.provider_txn_id, "2024010122001455611000000001");
         }
         other => panic!("expected paid, got {other:?}"),
@@ -876,8 +882,8 @@ async fn alipay_gateway_reads_the_derived_responses() {
     let tampered = gateway(serve_once(200, json(), body("derived_precreate_unescaped_slashes_invalid")).await)
         .create_qr(&QrRequest {
             pay_no,
-            amount: MinorUnit(8888),
-            currency: "CNY".into(),
+            amount: MinorUnit::new(8888).unwrap(),
+            currency: Currency::Cny,
             subject: "Iphone6 16G".into(),
             expires_at: Utc::now(),
         })
@@ -969,10 +975,10 @@ fn check_alipay_notification_through_gateway(raw: &str) {
     .unwrap();
     let verified = gateway.verify_notification(&request).unwrap();
     assert_eq!(verified.event_id, "2024010100222120031055611000000001");
-    assert_eq!(verified.pay_no, PayNo(20_240_101_000_000_001));
+    assert_eq!(verified.pay_no, PayNo::new(20_240_101_000_000_001).unwrap());
     match verified.state {
         TradeState::Paid(paid) => {
-            assert_eq!(paid.amount, MinorUnit(8888));
+            assert_eq!(paid.amount, MinorUnit::new(8888).unwrap());
             assert_eq!(paid.paid_at.to_rfc3339(), "2024-01-01T04:01:02+00:00");
         }
         other => panic!("expected paid, got {other:?}"),

@@ -5,7 +5,8 @@
 //! the data and nothing else.
 //!
 //! # Layout
-//! - [`types`]: `OrderId`, `PayNo`, `MinorUnit` and the string-backed status enums.
+//! - [`types`]: `OrderId`, `PayNo`, `MinorUnit` (private fields, validating constructors),
+//!   `Currency` and the string-backed status and kind enums.
 //! - one module per table: [`orders`], [`order_items`], [`payment_attempts`], [`order_logs`],
 //!   [`outbox`], [`outbox_deliveries`], [`subscribers`], [`webhook_receipts`], [`skus`].
 //! - [`prelude`]: every `Entity` under its own name.
@@ -22,4 +23,7 @@ pub mod subscribers;
 pub mod types;
 pub mod webhook_receipts;
 
-pub use types::{AttemptStatus, MinorUnit, OrderId, OrderStatus, PayNo, Provider};
+pub use types::{
+    AttemptStatus, Currency, DeliveryStatus, InvalidAmount, InvalidId, MinorUnit, OrderId, OrderStatus, PayNo,
+    Provider, SubscriberKind,
+};

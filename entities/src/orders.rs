@@ -1,6 +1,6 @@
 use sea_orm::entity::prelude::*;
 
-use crate::types::{MinorUnit, OrderId, OrderStatus};
+use crate::types::{Currency, MinorUnit, OrderId, OrderStatus};
 
 /// One merchant order. `status` changes only through guarded updates
 /// (`WHERE id = ? AND status = ?`), and `version` counts those changes.
@@ -19,7 +19,7 @@ pub struct Model {
     pub user_id: String,
     pub subject: String,
     pub total_amount: MinorUnit,
-    pub currency: String,
+    pub currency: Currency,
     pub status: OrderStatus,
     pub close_reason: Option<String>,
     pub expires_at: DateTimeUtc,

@@ -1,6 +1,6 @@
 use sea_orm::entity::prelude::*;
 
-use crate::types::OrderId;
+use crate::types::{DeliveryStatus, OrderId};
 
 /// One outbox event for one subscriber: pending until acknowledged (`delivered`) or out of
 /// retries (`dead`, listed for admins and redeliverable).
@@ -13,8 +13,7 @@ pub struct Model {
     /// Copied from the event, so per-order ordering needs no join.
     pub order_id: OrderId,
     pub subscriber_id: String,
-    /// `pending`, `delivered` or `dead`.
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i32,
     pub next_attempt_at: DateTimeUtc,
     /// A relay holds the row until then; another relay skips it.

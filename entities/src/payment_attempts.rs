@@ -1,6 +1,6 @@
 use sea_orm::entity::prelude::*;
 
-use crate::types::{AttemptStatus, MinorUnit, OrderId, PayNo, Provider};
+use crate::types::{AttemptStatus, Currency, MinorUnit, OrderId, PayNo, Provider};
 
 /// One payment attempt: one trade at one provider. Its `pay_no` is the provider's
 /// `out_trade_no`, new for every attempt so a failed attempt can be retried.
@@ -13,7 +13,7 @@ pub struct Model {
     pub provider: Provider,
     pub status: AttemptStatus,
     pub amount: MinorUnit,
-    pub currency: String,
+    pub currency: Currency,
     pub code_url: Option<String>,
     pub provider_txn_id: Option<String>,
     /// The provider's last answer about this trade, as JSON text, kept for audits.

@@ -1,13 +1,14 @@
 use sea_orm::entity::prelude::*;
 
+use crate::types::SubscriberKind;
+
 /// A downstream consumer of order events: a signed webhook, or the AMQP sink.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "subscribers")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
-    /// `webhook` or `amqp`.
-    pub kind: String,
+    pub kind: SubscriberKind,
     pub url: String,
     /// HMAC key of a webhook's signatures. Stored as is: the relay needs it to sign.
     pub secret: Option<String>,

@@ -11,11 +11,66 @@ use sea_orm::entity::prelude::*;
 use sea_orm::TryFromU64;
 use serde::{Deserialize, Serialize};
 
+/// An integer (or text) that is not an id: ids are positive integers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidId {
+    id_type: &'static str,
+    /// The integer refused; `None` when the text was not an integer at all.
+    value: Option<i64>,
+}
+
+impl fmt::Display for InvalidId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.value {
+            Some(value) => write!(f, "{} must be a positive integer, got {value}", self.id_type),
+            None => write!(f, "{} must be a positive decimal integer", self.id_type),
+        }
+    }
+}
+
+impl std::error::Error for InvalidId {}
+
 macro_rules! snowflake_id {
-    ($(#[$doc:meta])* $name:ident) => {
+    ($(#[$doc:meta])* $name:ident, $id_type:literal) => {
         $(#[$doc])*
+        ///
+        /// Built only through [`Self::new`] (or `TryFrom<i64>`, `FromStr`, serde), so it is always
+        /// positive. The field is private; `DeriveValueType` reads it from this module.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, DeriveValueType)]
-        pub struct $name(pub i64);
+        pub struct $name(i64);
+
+        impl $name {
+            /// # Errors
+            /// [`InvalidId`] when `value` is zero or negative.
+            pub fn new(value: i64) -> Result<Self, InvalidId> {
+                if value > 0 {
+                    Ok(Self(value))
+                } else {
+                    Err(InvalidId {
+                        id_type: $id_type,
+                        value: Some(value),
+                    })
+                }
+            }
+
+            pub fn get(self) -> i64 {
+                self.0
+            }
+        }
+
+        impl TryFrom<i64> for $name {
+            type Error = InvalidId;
+
+            fn try_from(value: i64) -> Result<Self, Self::Error> {
+                Self::new(value)
+            }
+        }
+
+        impl From<$name> for i64 {
+            fn from(id: $name) -> i64 {
+                id.0
+            }
+        }
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -24,24 +79,24 @@ macro_rules! snowflake_id {
         }
 
         impl FromStr for $name {
-            type Err = std::num::ParseIntError;
+            type Err = InvalidId;
 
             /// Parses the decimal form; only positive ids exist.
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                let value: i64 = s.parse()?;
-                if value <= 0 {
-                    // Reuse the integer parser's error for "not a valid id".
-                    return "-".parse::<i64>().map(Self);
-                }
-                Ok(Self(value))
+                let value: i64 = s.parse().map_err(|_| InvalidId {
+                    id_type: $id_type,
+                    value: None,
+                })?;
+                Self::new(value)
             }
         }
 
         impl TryFromU64 for $name {
             fn try_from_u64(n: u64) -> Result<Self, DbErr> {
                 i64::try_from(n)
-                    .map(Self)
-                    .map_err(|_| DbErr::ConvertFromU64(stringify!($name)))
+                    .ok()
+                    .and_then(|value| Self::new(value).ok())
+                    .ok_or(DbErr::ConvertFromU64(stringify!($name)))
             }
         }
 
@@ -62,29 +117,80 @@ macro_rules! snowflake_id {
 
 snowflake_id!(
     /// Primary key of `orders`; its decimal form is the public `order_no`.
-    OrderId
+    OrderId,
+    "order id"
 );
 snowflake_id!(
     /// Primary key of `payment_attempts`, and the `out_trade_no` the provider sees.
-    PayNo
+    PayNo,
+    "pay_no"
 );
 
-/// An amount of money in the currency's minor unit (fen, cents). Never a float.
+/// A negative amount of money: paywarden's amounts (totals, unit prices, paid amounts) never are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InvalidAmount(i64);
+
+impl fmt::Display for InvalidAmount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "amount must be a non-negative number of minor units, got {}", self.0)
+    }
+}
+
+impl std::error::Error for InvalidAmount {}
+
+/// An amount of money in the currency's minor unit (fen, cents). Never a float, never negative.
+///
+/// Built only through [`MinorUnit::new`] (or `TryFrom<i64>`, serde) and the checked arithmetic,
+/// each of which refuses a negative result. The field is private; `DeriveValueType` reads it
+/// from this module.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, DeriveValueType, Serialize, Deserialize,
 )]
-#[serde(transparent)]
-pub struct MinorUnit(pub i64);
+#[serde(try_from = "i64", into = "i64")]
+pub struct MinorUnit(i64);
 
 impl MinorUnit {
     pub const ZERO: MinorUnit = MinorUnit(0);
 
+    /// # Errors
+    /// [`InvalidAmount`] when `value` is negative.
+    pub fn new(value: i64) -> Result<Self, InvalidAmount> {
+        if value >= 0 {
+            Ok(Self(value))
+        } else {
+            Err(InvalidAmount(value))
+        }
+    }
+
+    pub fn get(self) -> i64 {
+        self.0
+    }
+
+    /// `None` on overflow.
     pub fn checked_add(self, other: MinorUnit) -> Option<MinorUnit> {
         self.0.checked_add(other.0).map(MinorUnit)
     }
 
+    /// `None` on overflow or a negative `factor` (which would make a negative amount).
     pub fn checked_mul(self, factor: i64) -> Option<MinorUnit> {
+        if factor < 0 {
+            return None;
+        }
         self.0.checked_mul(factor).map(MinorUnit)
+    }
+}
+
+impl TryFrom<i64> for MinorUnit {
+    type Error = InvalidAmount;
+
+    fn try_from(value: i64) -> Result<Self, Self::Error> {
+        Self::new(value)
+    }
+}
+
+impl From<MinorUnit> for i64 {
+    fn from(amount: MinorUnit) -> i64 {
+        amount.0
     }
 }
 
@@ -232,8 +338,160 @@ impl FromStr for Provider {
     }
 }
 
+/// ISO 4217 currencies paywarden accepts, all with two minor-unit digits except JPY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(3))")]
+pub enum Currency {
+    #[sea_orm(string_value = "CNY")]
+    #[serde(rename = "CNY")]
+    Cny,
+    #[sea_orm(string_value = "HKD")]
+    #[serde(rename = "HKD")]
+    Hkd,
+    #[sea_orm(string_value = "USD")]
+    #[serde(rename = "USD")]
+    Usd,
+    #[sea_orm(string_value = "EUR")]
+    #[serde(rename = "EUR")]
+    Eur,
+    #[sea_orm(string_value = "GBP")]
+    #[serde(rename = "GBP")]
+    Gbp,
+    #[sea_orm(string_value = "JPY")]
+    #[serde(rename = "JPY")]
+    Jpy,
+    #[sea_orm(string_value = "SGD")]
+    #[serde(rename = "SGD")]
+    Sgd,
+}
+
+impl Currency {
+    pub fn code(self) -> &'static str {
+        match self {
+            Currency::Cny => "CNY",
+            Currency::Hkd => "HKD",
+            Currency::Usd => "USD",
+            Currency::Eur => "EUR",
+            Currency::Gbp => "GBP",
+            Currency::Jpy => "JPY",
+            Currency::Sgd => "SGD",
+        }
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl FromStr for Currency {
+    type Err = String;
+
+    /// Upper-case ISO codes only: `cny` is refused like any unknown code.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "CNY" => Ok(Currency::Cny),
+            "HKD" => Ok(Currency::Hkd),
+            "USD" => Ok(Currency::Usd),
+            "EUR" => Ok(Currency::Eur),
+            "GBP" => Ok(Currency::Gbp),
+            "JPY" => Ok(Currency::Jpy),
+            "SGD" => Ok(Currency::Sgd),
+            other => Err(format!(
+                "currency '{other}' is not supported; expected one of CNY, HKD, USD, EUR, GBP, JPY, SGD"
+            )),
+        }
+    }
+}
+
+/// State of one outbox event's delivery to one subscriber: `pending` until acknowledged
+/// (`delivered`) or out of retries (`dead`, listed for admins and redeliverable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    #[sea_orm(string_value = "delivered")]
+    Delivered,
+    #[sea_orm(string_value = "dead")]
+    Dead,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Dead => "dead",
+        }
+    }
+}
+
+impl fmt::Display for DeliveryStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DeliveryStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pending" => Ok(DeliveryStatus::Pending),
+            "delivered" => Ok(DeliveryStatus::Delivered),
+            "dead" => Ok(DeliveryStatus::Dead),
+            other => Err(format!(
+                "unknown delivery status '{other}'; expected pending, delivered or dead"
+            )),
+        }
+    }
+}
+
+/// How a subscriber receives events: a signed HTTP webhook, or the AMQP sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriberKind {
+    #[sea_orm(string_value = "webhook")]
+    Webhook,
+    #[sea_orm(string_value = "amqp")]
+    Amqp,
+}
+
+impl SubscriberKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscriberKind::Webhook => "webhook",
+            SubscriberKind::Amqp => "amqp",
+        }
+    }
+}
+
+impl fmt::Display for SubscriberKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SubscriberKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "webhook" => Ok(SubscriberKind::Webhook),
+            "amqp" => Ok(SubscriberKind::Amqp),
+            other => Err(format!("unknown subscriber kind '{other}'; expected webhook or amqp")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use sea_orm::Iterable;
+
     use super::*;
 
     #[test]
@@ -256,5 +514,99 @@ mod tests {
         assert_eq!(MinorUnit(i64::MAX).checked_add(MinorUnit(1)), None);
         assert_eq!(MinorUnit(i64::MAX / 2 + 1).checked_mul(2), None);
         assert_eq!(MinorUnit(250).checked_mul(3), Some(MinorUnit(750)));
+    }
+
+    #[test]
+    fn ids_are_positive_only() {
+        assert_eq!(OrderId::new(1).map(OrderId::get), Ok(1));
+        assert_eq!(PayNo::try_from(i64::MAX).map(i64::from), Ok(i64::MAX));
+        for bad in [0, -1, i64::MIN] {
+            let err = OrderId::new(bad).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("order id must be a positive integer, got {bad}")
+            );
+            assert!(PayNo::try_from(bad).is_err(), "{bad} became a pay_no");
+        }
+        assert_eq!(
+            "abc".parse::<OrderId>().unwrap_err().to_string(),
+            "order id must be a positive decimal integer"
+        );
+        assert!(<OrderId as TryFromU64>::try_from_u64(0).is_err());
+        assert!(<OrderId as TryFromU64>::try_from_u64(u64::MAX).is_err());
+        assert_eq!(<PayNo as TryFromU64>::try_from_u64(42).map(PayNo::get), Ok(42));
+    }
+
+    #[test]
+    fn deserialising_an_id_refuses_a_non_positive_one() {
+        for bad in ["\"0\"", "\"-7\"", "\"x\"", "7"] {
+            assert!(serde_json::from_str::<PayNo>(bad).is_err(), "{bad} became a pay_no");
+        }
+        let id = PayNo::new(42).unwrap();
+        assert_eq!(
+            serde_json::from_str::<PayNo>(&serde_json::to_string(&id).unwrap()).unwrap(),
+            id
+        );
+    }
+
+    #[test]
+    fn negative_money_is_refused() {
+        assert_eq!(MinorUnit::new(0), Ok(MinorUnit::ZERO));
+        assert_eq!(MinorUnit::new(1999).map(MinorUnit::get), Ok(1999));
+        let err = MinorUnit::new(-5).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "amount must be a non-negative number of minor units, got -5"
+        );
+        assert!(MinorUnit::try_from(i64::MIN).is_err());
+        assert_eq!(MinorUnit::default(), MinorUnit::ZERO);
+    }
+
+    #[test]
+    fn money_arithmetic_never_goes_negative() {
+        let amount = MinorUnit::new(250).unwrap();
+        assert_eq!(amount.checked_mul(-1), None);
+        assert_eq!(amount.checked_mul(i64::MIN), None);
+        assert_eq!(amount.checked_mul(0), Some(MinorUnit::ZERO));
+        assert_eq!(MinorUnit::ZERO.checked_mul(-3), None);
+        assert_eq!(amount.checked_add(MinorUnit::ZERO), Some(amount));
+    }
+
+    #[test]
+    fn money_travels_as_a_json_integer_and_a_negative_one_is_refused() {
+        let amount = MinorUnit::new(1999).unwrap();
+        let json = serde_json::to_string(&amount).unwrap();
+        assert_eq!(json, "1999");
+        assert_eq!(serde_json::from_str::<MinorUnit>(&json).unwrap(), amount);
+        let err = serde_json::from_str::<MinorUnit>("-1").unwrap_err();
+        assert!(err.to_string().contains("non-negative"), "{err}");
+        assert!(serde_json::from_str::<MinorUnit>("\"1999\"").is_err());
+    }
+
+    #[test]
+    fn currency_codes_round_trip_and_unknown_ones_are_refused() {
+        for currency in Currency::iter() {
+            assert_eq!(currency.code().parse::<Currency>(), Ok(currency));
+            assert_eq!(currency.to_value(), currency.code());
+            assert_eq!(serde_json::to_value(currency).unwrap(), currency.code());
+        }
+        assert_eq!(
+            "cny".parse::<Currency>().unwrap_err(),
+            "currency 'cny' is not supported; expected one of CNY, HKD, USD, EUR, GBP, JPY, SGD"
+        );
+    }
+
+    #[test]
+    fn delivery_statuses_and_subscriber_kinds_keep_their_stored_strings() {
+        for status in DeliveryStatus::iter() {
+            assert_eq!(status.as_str().parse::<DeliveryStatus>(), Ok(status));
+            assert_eq!(status.to_value(), status.as_str());
+        }
+        assert!("bogus".parse::<DeliveryStatus>().is_err());
+        for kind in SubscriberKind::iter() {
+            assert_eq!(kind.as_str().parse::<SubscriberKind>(), Ok(kind));
+            assert_eq!(kind.to_value(), kind.as_str());
+        }
+        assert!("smtp".parse::<SubscriberKind>().is_err());
     }
 }

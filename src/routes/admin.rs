@@ -4,7 +4,7 @@ use actix_web::{web, HttpResponse};
 use actors::outbox::subscribers::{self, NewWebhook, SubscriberError};
 use actors::stock::{self, SetStockError};
 use actors::store::{query, Operator};
-use entities::OrderStatus;
+use entities::{DeliveryStatus, OrderStatus, SubscriberKind};
 use serde::{Deserialize, Serialize};
 
 use super::dto::{OrderResponse, OrderSummary};
@@ -137,7 +137,7 @@ pub struct AddSubscriberBody {
 #[derive(Debug, Serialize)]
 struct SubscriberResponse {
     id: String,
-    kind: String,
+    kind: SubscriberKind,
     url: String,
     event_types: String,
     enabled: bool,
@@ -217,7 +217,7 @@ pub struct DeliveriesQuery {
 struct DeliveryResponse {
     id: i64,
     subscriber_id: String,
-    status: String,
+    status: DeliveryStatus,
     attempts: i32,
     last_error: Option<String>,
     next_attempt_at: chrono::DateTime<chrono::Utc>,
@@ -232,19 +232,12 @@ pub async fn list_deliveries(
     state: web::Data<AppState>,
     params: web::Query<DeliveriesQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let status = params.status.as_deref().unwrap_or(subscribers::STATUS_DEAD);
-    if ![
-        subscribers::STATUS_DEAD,
-        subscribers::STATUS_PENDING,
-        subscribers::STATUS_DELIVERED,
-    ]
-    .contains(&status)
-    {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            "status must be dead, pending or delivered",
-        ));
-    }
+    let status = match params.status.as_deref() {
+        None => DeliveryStatus::Dead,
+        Some(status) => status
+            .parse()
+            .map_err(|_: String| ApiError::bad_request("invalid_query", "status must be dead, pending or delivered"))?,
+    };
     let limit = params.limit.unwrap_or(100).clamp(1, LIST_LIMIT_MAX);
     let rows: Vec<DeliveryResponse> = subscribers::list_deliveries(&state.db, status, limit)
         .await?

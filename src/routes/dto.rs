@@ -5,7 +5,7 @@ use actors::domain::{ItemRequest, OrderRequest};
 use actors::store::OrderDetail;
 use chrono::{DateTime, Utc};
 use entities::{
-    order_items, order_logs, orders, payment_attempts, AttemptStatus, MinorUnit, OrderStatus, PayNo, Provider,
+    order_items, order_logs, orders, payment_attempts, AttemptStatus, Currency, MinorUnit, OrderStatus, PayNo, Provider,
 };
 use serde::{Deserialize, Serialize};
 
@@ -65,7 +65,7 @@ pub struct OrderResponse {
     pub user_id: String,
     pub subject: String,
     pub total_amount: MinorUnit,
-    pub currency: String,
+    pub currency: Currency,
     pub status: OrderStatus,
     pub close_reason: Option<String>,
     pub expires_at: DateTime<Utc>,
@@ -93,7 +93,7 @@ pub struct PaymentResponse {
     pub provider: Provider,
     pub status: AttemptStatus,
     pub amount: MinorUnit,
-    pub currency: String,
+    pub currency: Currency,
     pub code_url: Option<String>,
     pub qr_png_url: Option<String>,
     pub provider_txn_id: Option<String>,
@@ -130,7 +130,7 @@ pub struct OrderSummary {
     pub merchant_id: String,
     pub status: OrderStatus,
     pub total_amount: MinorUnit,
-    pub currency: String,
+    pub currency: Currency,
     pub expires_at: DateTime<Utc>,
     pub close_reason: Option<String>,
 }

@@ -135,7 +135,7 @@ fn precreate(state: &SimState, biz_content: &str, notify_url: Option<String>) ->
         Err(err) => return bad_biz(&err.to_string()),
     };
     let amount = biz.total_amount.minor();
-    if amount < MinorUnit(1) {
+    if amount == MinorUnit::ZERO {
         return bad_biz("total_amount must be at least 0.01");
     }
     let now = Utc::now();
@@ -172,7 +172,7 @@ fn precreate(state: &SimState, biz_content: &str, notify_url: Option<String>) ->
                 SimTrade {
                     provider: SimProvider::Alipay,
                     out_trade_no: biz.out_trade_no.clone(),
-                    amount_fen: amount.0,
+                    amount_fen: amount.get(),
                     subject: biz.subject.clone(),
                     notify_url: notify_url.unwrap_or_default(),
                     code_url: qr_code.clone(),
@@ -205,8 +205,8 @@ fn trade_status(state: SimTradeState) -> &'static str {
 
 /// Also the amount format of notifications.
 pub(crate) fn yuan(fen: i64) -> String {
-    AlipayAmount::from_minor(MinorUnit(fen))
-        .map(|amount| amount.to_string())
+    MinorUnit::new(fen)
+        .map(|amount| AlipayAmount::from_minor(amount).to_string())
         .unwrap_or_default()
 }
 

@@ -11,7 +11,7 @@ use actors::gateway::alipay::AlipayGateway;
 use actors::gateway::wechat::WechatGateway;
 use actors::gateway::{CloseOutcome, Gateway, GatewayError, NotificationRequest, QrRequest, TradeState};
 use chrono::Utc;
-use entities::{MinorUnit, PayNo};
+use entities::{Currency, MinorUnit, PayNo};
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
@@ -121,9 +121,9 @@ async fn receive(
 
 fn qr(pay_no: i64, expires_in: chrono::Duration) -> QrRequest {
     QrRequest {
-        pay_no: PayNo(pay_no),
-        amount: MinorUnit(1999),
-        currency: "CNY".into(),
+        pay_no: PayNo::new(pay_no).unwrap(),
+        amount: MinorUnit::new(1999).unwrap(),
+        currency: Currency::Cny,
         subject: "Course / 课程".into(),
         expires_at: Utc::now() + expires_in,
     }
@@ -172,8 +172,11 @@ async fn wechat_trade_goes_from_prepay_to_paid_with_a_verified_notification() {
         .await
         .unwrap();
     assert!(created.code_url.starts_with("weixin://wxpay/bizpayurl?pr="));
-    assert_eq!(gateway.query(PayNo(1001)).await.unwrap().state, TradeState::NotPaid);
-    match gateway.close(PayNo(1001)).await.unwrap() {
+    assert_eq!(
+        gateway.query(PayNo::new(1001).unwrap()).await.unwrap().state,
+        TradeState::NotPaid
+    );
+    match gateway.close(PayNo::new(1001).unwrap()).await.unwrap() {
         CloseOutcome::TooEarly { retry_at } => assert!(retry_at > Utc::now() + chrono::Duration::seconds(200)),
         other => panic!("expected too early, got {other:?}"),
     }
@@ -183,17 +186,20 @@ async fn wechat_trade_goes_from_prepay_to_paid_with_a_verified_notification() {
     assert_eq!(paid.status(), 200);
     let received = inbox.wait_for(1).await;
     let verified = gateway.verify_notification(&received[0]).unwrap();
-    assert_eq!(verified.pay_no, PayNo(1001));
+    assert_eq!(verified.pay_no, PayNo::new(1001).unwrap());
     match verified.state {
-        TradeState::Paid(trade) => assert_eq!(trade.amount, MinorUnit(1999)),
+        TradeState::Paid(trade) => assert_eq!(trade.amount, MinorUnit::new(1999).unwrap()),
         other => panic!("expected paid, got {other:?}"),
     }
 
     assert!(matches!(
-        gateway.query(PayNo(1001)).await.unwrap().state,
+        gateway.query(PayNo::new(1001).unwrap()).await.unwrap().state,
         TradeState::Paid(_)
     ));
-    assert_eq!(gateway.close(PayNo(1001)).await.unwrap(), CloseOutcome::AlreadyPaid);
+    assert_eq!(
+        gateway.close(PayNo::new(1001).unwrap()).await.unwrap(),
+        CloseOutcome::AlreadyPaid
+    );
     let trade = sim_trade(&sim, "wechat", 1001).await;
     assert_eq!((trade.query_count, trade.close_count), (2, 2));
     assert_eq!(trade.notifications_acknowledged, 1);
@@ -209,10 +215,22 @@ async fn wechat_close_succeeds_after_the_window_and_unknown_trades_are_not_found
         .await
         .unwrap();
 
-    assert_eq!(gateway.close(PayNo(1002)).await.unwrap(), CloseOutcome::Closed);
-    assert_eq!(gateway.query(PayNo(1002)).await.unwrap().state, TradeState::Closed);
-    assert_eq!(gateway.query(PayNo(9999)).await.unwrap().state, TradeState::NotFound);
-    assert_eq!(gateway.close(PayNo(9999)).await.unwrap(), CloseOutcome::NotFound);
+    assert_eq!(
+        gateway.close(PayNo::new(1002).unwrap()).await.unwrap(),
+        CloseOutcome::Closed
+    );
+    assert_eq!(
+        gateway.query(PayNo::new(1002).unwrap()).await.unwrap().state,
+        TradeState::Closed
+    );
+    assert_eq!(
+        gateway.query(PayNo::new(9999).unwrap()).await.unwrap().state,
+        TradeState::NotFound
+    );
+    assert_eq!(
+        gateway.close(PayNo::new(9999).unwrap()).await.unwrap(),
+        CloseOutcome::NotFound
+    );
     let paid = control(&sim, reqwest::Method::POST, "/sim/wechat/trades/1002/pay", json!({})).await;
     assert_eq!(paid.status(), 409, "a closed trade was paid");
     sim.stop().await;
@@ -260,25 +278,37 @@ async fn alipay_trade_exists_only_once_the_buyer_scans() {
         .await
         .unwrap();
     assert!(created.code_url.starts_with("https://qr.alipay.com/"));
-    assert_eq!(gateway.query(PayNo(2001)).await.unwrap().state, TradeState::NotFound);
-    assert_eq!(gateway.close(PayNo(2001)).await.unwrap(), CloseOutcome::NotFound);
+    assert_eq!(
+        gateway.query(PayNo::new(2001).unwrap()).await.unwrap().state,
+        TradeState::NotFound
+    );
+    assert_eq!(
+        gateway.close(PayNo::new(2001).unwrap()).await.unwrap(),
+        CloseOutcome::NotFound
+    );
 
     // Scanned: waiting for the buyer.
     let scanned = control(&sim, reqwest::Method::POST, "/sim/alipay/trades/2001/scan", json!({})).await;
     assert_eq!(scanned.status(), 200);
-    assert_eq!(gateway.query(PayNo(2001)).await.unwrap().state, TradeState::NotPaid);
+    assert_eq!(
+        gateway.query(PayNo::new(2001).unwrap()).await.unwrap().state,
+        TradeState::NotPaid
+    );
 
     // Paid: a signed form notification, acknowledged with `success`.
     control(&sim, reqwest::Method::POST, "/sim/alipay/trades/2001/pay", json!({})).await;
     let received = inbox.wait_for(1).await;
     let verified = gateway.verify_notification(&received[0]).unwrap();
-    assert_eq!(verified.pay_no, PayNo(2001));
-    assert!(matches!(verified.state, TradeState::Paid(ref trade) if trade.amount == MinorUnit(1999)));
-    match gateway.query(PayNo(2001)).await.unwrap().state {
-        TradeState::Paid(trade) => assert_eq!(trade.amount, MinorUnit(1999)),
+    assert_eq!(verified.pay_no, PayNo::new(2001).unwrap());
+    assert!(matches!(verified.state, TradeState::Paid(ref trade) if trade.amount == MinorUnit::new(1999).unwrap()));
+    match gateway.query(PayNo::new(2001).unwrap()).await.unwrap().state {
+        TradeState::Paid(trade) => assert_eq!(trade.amount, MinorUnit::new(1999).unwrap()),
         other => panic!("expected paid, got {other:?}"),
     }
-    assert_eq!(gateway.close(PayNo(2001)).await.unwrap(), CloseOutcome::AlreadyPaid);
+    assert_eq!(
+        gateway.close(PayNo::new(2001).unwrap()).await.unwrap(),
+        CloseOutcome::AlreadyPaid
+    );
     let trade = sim_trade(&sim, "alipay", 2001).await;
     assert_eq!(trade.state, SimTradeState::Success);
     assert_eq!(trade.notifications_acknowledged, 1);
@@ -292,7 +322,7 @@ async fn alipay_refuses_a_bad_app_signature() {
     settings.app_private_key_pem = sim.config().keys.platform_private_key_pem.clone();
     let gateway = AlipayGateway::new(settings, reqwest::Client::new()).unwrap();
 
-    match gateway.query(PayNo(2002)).await {
+    match gateway.query(PayNo::new(2002).unwrap()).await {
         Err(GatewayError::Provider { code, retryable, .. }) => {
             assert_eq!(code, "isv.invalid-signature");
             assert!(!retryable);
@@ -336,9 +366,9 @@ async fn injected_faults_become_retryable_errors_and_timeouts() {
 
     let set = control(&sim, reqwest::Method::PUT, "/sim/faults", json!({"error_rate": 1.0})).await;
     assert_eq!(set.status(), 200);
-    let error = wechat_gateway.query(PayNo(1)).await.unwrap_err();
+    let error = wechat_gateway.query(PayNo::new(1).unwrap()).await.unwrap_err();
     assert!(error.is_retryable(), "{error:?}");
-    let error = alipay_gateway.query(PayNo(1)).await.unwrap_err();
+    let error = alipay_gateway.query(PayNo::new(1).unwrap()).await.unwrap_err();
     assert!(error.is_retryable(), "{error:?}");
 
     control(
@@ -356,7 +386,10 @@ async fn injected_faults_become_retryable_errors_and_timeouts() {
             .unwrap(),
     )
     .unwrap();
-    assert!(matches!(impatient.query(PayNo(1)).await, Err(GatewayError::Timeout)));
+    assert!(matches!(
+        impatient.query(PayNo::new(1).unwrap()).await,
+        Err(GatewayError::Timeout)
+    ));
 
     let invalid = control(&sim, reqwest::Method::PUT, "/sim/faults", json!({"error_rate": 2.0})).await;
     assert_eq!(invalid.status(), 400);
@@ -376,7 +409,10 @@ async fn an_expired_trade_cannot_be_paid_and_still_reads_unpaid() {
 
     let paid = control(&sim, reqwest::Method::POST, "/sim/wechat/trades/1005/pay", json!({})).await;
     assert_eq!(paid.status(), 409);
-    assert_eq!(gateway.query(PayNo(1005)).await.unwrap().state, TradeState::NotPaid);
+    assert_eq!(
+        gateway.query(PayNo::new(1005).unwrap()).await.unwrap().state,
+        TradeState::NotPaid
+    );
     assert_eq!(
         sim.trade(SimProvider::Wechat, "1005").map(|trade| trade.state),
         Some(SimTradeState::Notpay)

@@ -235,6 +235,10 @@ async fn a_dead_delivery_is_listed_and_redelivered_by_an_admin(backend: Backend)
     assert_eq!(acknowledged[0].event_id, dead["event_id"].as_str().unwrap());
     let as_client = app.get_as(MERCHANT_A_KEY, "/admin/deliveries?status=dead").await;
     assert_eq!(as_client.status().as_u16(), 401);
+    let unknown = app.get_as(ADMIN_TOKEN, "/admin/deliveries?status=bogus").await;
+    assert_eq!(unknown.status().as_u16(), 400);
+    let body: Value = unknown.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_query", "{body}");
 }
 
 async fn an_sse_client_sees_pending_then_paid_and_the_stream_closes(backend: Backend) {

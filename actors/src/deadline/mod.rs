@@ -81,21 +81,25 @@ pub fn to_ms(at: DateTime<Utc>) -> i64 {
 /// The database error.
 pub async fn live_deadlines<C: ConnectionTrait>(conn: &C) -> Result<Vec<Deadline>, DbErr> {
     let mut out = Vec::new();
-    let mut last_id = OrderId(0);
+    // `None`: the first page, which starts below every (positive) id.
+    let mut last_id: Option<OrderId> = None;
     loop {
-        let page: Vec<(OrderId, DateTime<Utc>)> = orders::Entity::find()
+        let mut query = orders::Entity::find()
             .select_only()
             .column(orders::Column::Id)
             .column(orders::Column::ExpiresAt)
-            .filter(orders::Column::Status.is_in([OrderStatus::Pending, OrderStatus::Stuck]))
-            .filter(orders::Column::Id.gt(last_id))
+            .filter(orders::Column::Status.is_in([OrderStatus::Pending, OrderStatus::Stuck]));
+        if let Some(last_id) = last_id {
+            query = query.filter(orders::Column::Id.gt(last_id));
+        }
+        let page: Vec<(OrderId, DateTime<Utc>)> = query
             .order_by_asc(orders::Column::Id)
             .limit(PAGE_SIZE)
             .into_tuple()
             .all(conn)
             .await?;
         let Some((id, _)) = page.last() else { break };
-        last_id = *id;
+        last_id = Some(*id);
         let full = u64::try_from(page.len()).unwrap_or(0) == PAGE_SIZE;
         out.extend(page.into_iter().map(|(order_id, at)| Deadline {
             order_id,

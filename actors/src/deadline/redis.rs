@@ -40,6 +40,13 @@ impl RedisDeadlineIndex {
     pub fn key(&self) -> &str {
         &self.key
     }
+
+    /// Every (member, score) pair as stored, soonest first.
+    async fn members(&self) -> Result<Vec<(i64, i64)>, DeadlineError> {
+        let mut redis = self.redis.clone();
+        // Redis prints integral scores without a fraction, so they read back as integers.
+        Ok(redis.zrange_withscores(&self.key, 0, -1).await?)
+    }
 }
 
 #[async_trait]
@@ -50,25 +57,28 @@ impl DeadlineIndex for RedisDeadlineIndex {
 
     async fn add(&self, deadline: Deadline) -> Result<(), DeadlineError> {
         let mut redis = self.redis.clone();
-        let _: () = redis.zadd(&self.key, deadline.order_id.0, deadline.at_ms).await?;
+        let _: () = redis.zadd(&self.key, deadline.order_id.get(), deadline.at_ms).await?;
         Ok(())
     }
 
     async fn remove(&self, order_id: OrderId) -> Result<(), DeadlineError> {
         let mut redis = self.redis.clone();
-        let _: () = redis.zrem(&self.key, order_id.0).await?;
+        let _: () = redis.zrem(&self.key, order_id.get()).await?;
         Ok(())
     }
 
     async fn all(&self) -> Result<Vec<Deadline>, DeadlineError> {
-        let mut redis = self.redis.clone();
-        // Redis prints integral scores without a fraction, so they read back as integers.
-        let entries: Vec<(i64, i64)> = redis.zrange_withscores(&self.key, 0, -1).await?;
-        Ok(entries
+        Ok(self
+            .members()
+            .await?
             .into_iter()
-            .map(|(id, at_ms)| Deadline {
-                order_id: OrderId(id),
-                at_ms,
+            .filter_map(|(id, at_ms)| match OrderId::new(id) {
+                Ok(order_id) => Some(Deadline { order_id, at_ms }),
+                Err(err) => {
+                    // Not written by paywarden; reconcile removes it.
+                    tracing::warn!(key = %self.key, member = id, error = %err, "deadline index holds a member that is not an order id; skipped");
+                    None
+                }
             })
             .collect())
     }
@@ -80,8 +90,9 @@ impl DeadlineIndex for RedisDeadlineIndex {
 
     async fn reconcile(&self) -> Result<ReconcileReport, DeadlineError> {
         let live = live_deadlines(&self.db).await?;
-        let indexed: HashSet<i64> = self.all().await?.into_iter().map(|d| d.order_id.0).collect();
-        let live_ids: HashSet<i64> = live.iter().map(|d| d.order_id.0).collect();
+        // Raw members, so one that is not an order id counts as stale and is removed.
+        let indexed: HashSet<i64> = self.members().await?.into_iter().map(|(id, _)| id).collect();
+        let live_ids: HashSet<i64> = live.iter().map(|d| d.order_id.get()).collect();
         let mut redis = self.redis.clone();
         let mut report = ReconcileReport {
             live_orders: u64::try_from(live.len()).unwrap_or(u64::MAX),
@@ -89,10 +100,10 @@ impl DeadlineIndex for RedisDeadlineIndex {
         };
         // ZADD every live entry (it also corrects a moved deadline); count the missing ones.
         for chunk in live.chunks(BATCH) {
-            let items: Vec<(i64, i64)> = chunk.iter().map(|d| (d.at_ms, d.order_id.0)).collect();
+            let items: Vec<(i64, i64)> = chunk.iter().map(|d| (d.at_ms, d.order_id.get())).collect();
             let _: () = redis.zadd_multiple(&self.key, &items).await?;
             report.added +=
-                u64::try_from(chunk.iter().filter(|d| !indexed.contains(&d.order_id.0)).count()).unwrap_or(0);
+                u64::try_from(chunk.iter().filter(|d| !indexed.contains(&d.order_id.get())).count()).unwrap_or(0);
         }
         let stale: Vec<i64> = indexed.difference(&live_ids).copied().collect();
         for chunk in stale.chunks(BATCH) {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use entities::{MinorUnit, PayNo, Provider};
+use entities::{Currency, MinorUnit, PayNo, Provider};
 
 /// Where gateways read the time when they check a signed timestamp (WeChat's five-minute
 /// window) or stamp a request. Injected so the recorded vectors, whose timestamps are years
@@ -46,7 +46,7 @@ impl Clock for FixedClock {
 pub struct QrRequest {
     pub pay_no: PayNo,
     pub amount: MinorUnit,
-    pub currency: String,
+    pub currency: Currency,
     pub subject: String,
     /// The order's deadline: the provider stops accepting the payment then, too.
     pub expires_at: DateTime<Utc>,

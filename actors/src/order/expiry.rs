@@ -456,7 +456,7 @@ mod tests {
     fn paid() -> PaidTrade {
         PaidTrade {
             provider_txn_id: "txn-1".into(),
-            amount: MinorUnit(1999),
+            amount: MinorUnit::new(1999).unwrap(),
             paid_at: deadline(),
         }
     }

@@ -77,7 +77,7 @@ impl OrderRegistry {
 
     fn pick(&self, id: OrderId) -> Option<&Arbiter> {
         let count = u64::try_from(self.arbiters.len()).ok().filter(|n| *n > 0)?;
-        let slot = usize::try_from(id.0.unsigned_abs() % count).ok()?;
+        let slot = usize::try_from(id.get().unsigned_abs() % count).ok()?;
         self.arbiters.get(slot)
     }
 

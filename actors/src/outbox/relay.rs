@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
-use entities::{outbox, outbox_deliveries, subscribers};
+use entities::{outbox, outbox_deliveries, subscribers, DeliveryStatus, SubscriberKind};
 use futures::StreamExt;
 use rand::Rng;
 use sea_orm::sea_query::{Expr, OnConflict};
@@ -27,7 +27,6 @@ use sea_orm::{
 
 use super::amqp::AmqpSink;
 use super::signature::{sign, EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
-use super::subscribers::{KIND_AMQP, KIND_WEBHOOK, STATUS_DEAD, STATUS_DELIVERED, STATUS_PENDING};
 
 /// How the relay claims and delivers: the `outbox` section of the configuration.
 #[derive(Clone, Debug)]
@@ -208,7 +207,7 @@ async fn fan_out(core: &RelayCore) -> Result<u64, DbErr> {
                 outbox_id: Set(event.id),
                 order_id: Set(event.order_id),
                 subscriber_id: Set(s.id.clone()),
-                status: Set(STATUS_PENDING.to_owned()),
+                status: Set(DeliveryStatus::Pending),
                 attempts: Set(0),
                 next_attempt_at: Set(now),
                 lease_until: Set(None),
@@ -350,8 +349,8 @@ async fn deliver_all(core: &RelayCore, claimed: Vec<outbox_deliveries::Model>) -
 }
 
 async fn deliver(core: &RelayCore, event: &outbox::Model, subscriber: &subscribers::Model) -> Result<(), String> {
-    match subscriber.kind.as_str() {
-        KIND_WEBHOOK => {
+    match subscriber.kind {
+        SubscriberKind::Webhook => {
             let secret = subscriber.secret.as_deref().unwrap_or_default();
             let timestamp = Utc::now().timestamp();
             let response = core
@@ -372,14 +371,13 @@ async fn deliver(core: &RelayCore, event: &outbox::Model, subscriber: &subscribe
                 Err(format!("answered {}", response.status()))
             }
         }
-        KIND_AMQP => match &core.amqp {
+        SubscriberKind::Amqp => match &core.amqp {
             Some(sink) => sink
                 .publish(&event.event_id.to_string(), &event.event_type, event.payload.as_bytes())
                 .await
                 .map_err(|err| err.to_string()),
             None => Err("the amqp sink is not configured on this node".to_owned()),
         },
-        other => Err(format!("unknown subscriber kind '{other}'")),
     }
 }
 
@@ -397,11 +395,14 @@ async fn record(
             Expr::value(Option::<DateTime<Utc>>::None),
         )
         .filter(outbox_deliveries::Column::Id.eq(delivery.id))
-        .filter(outbox_deliveries::Column::Status.eq(STATUS_PENDING));
+        .filter(outbox_deliveries::Column::Status.eq(DeliveryStatus::Pending));
     match outcome {
         Ok(()) => {
             update
-                .col_expr(outbox_deliveries::Column::Status, Expr::value(STATUS_DELIVERED))
+                .col_expr(
+                    outbox_deliveries::Column::Status,
+                    Expr::value(DeliveryStatus::Delivered),
+                )
                 .col_expr(outbox_deliveries::Column::DeliveredAt, Expr::value(now))
                 .col_expr(
                     outbox_deliveries::Column::LastError,
@@ -417,7 +418,7 @@ async fn record(
             if spent {
                 tracing::warn!(delivery_id = delivery.id, attempts, error = %error, "delivery is dead");
                 update
-                    .col_expr(outbox_deliveries::Column::Status, Expr::value(STATUS_DEAD))
+                    .col_expr(outbox_deliveries::Column::Status, Expr::value(DeliveryStatus::Dead))
                     .col_expr(outbox_deliveries::Column::LastError, Expr::value(error))
                     .exec(&core.db)
                     .await?;
@@ -453,7 +454,7 @@ fn jitter(pause: Duration) -> Duration {
 async fn mark_published_if_done(core: &RelayCore, outbox_id: i64, now: DateTime<Utc>) -> Result<(), DbErr> {
     let pending = outbox_deliveries::Entity::find()
         .filter(outbox_deliveries::Column::OutboxId.eq(outbox_id))
-        .filter(outbox_deliveries::Column::Status.eq(STATUS_PENDING))
+        .filter(outbox_deliveries::Column::Status.eq(DeliveryStatus::Pending))
         .count(&core.db)
         .await?;
     if pending == 0 {

@@ -1,7 +1,7 @@
 //! Subscribers and their deliveries, as admins manage them.
 
 use chrono::Utc;
-use entities::{outbox, outbox_deliveries, subscribers};
+use entities::{outbox, outbox_deliveries, subscribers, DeliveryStatus, SubscriberKind};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
@@ -9,12 +9,6 @@ use sea_orm::{
 
 use crate::domain::ValidationError;
 use crate::store::journal::EventType;
-
-pub const KIND_WEBHOOK: &str = "webhook";
-pub const KIND_AMQP: &str = "amqp";
-pub const STATUS_PENDING: &str = "pending";
-pub const STATUS_DELIVERED: &str = "delivered";
-pub const STATUS_DEAD: &str = "dead";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubscriberError {
@@ -92,7 +86,7 @@ pub async fn add_webhook<C: ConnectionTrait>(conn: &C, new: NewWebhook) -> Resul
     let event_types = validate(&new)?;
     let model = subscribers::Model {
         id: format!("sub_{}", uuid::Uuid::new_v4().simple()),
-        kind: KIND_WEBHOOK.to_owned(),
+        kind: SubscriberKind::Webhook,
         url: new.url.trim().to_owned(),
         secret: Some(new.secret.unwrap_or_else(generated_secret)),
         event_types,
@@ -112,17 +106,16 @@ pub async fn add_webhook<C: ConnectionTrait>(conn: &C, new: NewWebhook) -> Resul
 pub async fn ensure<C: ConnectionTrait>(
     conn: &C,
     id: &str,
-    kind: &str,
+    kind: SubscriberKind,
     new: NewWebhook,
 ) -> Result<subscribers::Model, SubscriberError> {
-    let event_types = if kind == KIND_WEBHOOK {
-        validate(&new)?
-    } else {
-        "*".to_owned()
+    let event_types = match kind {
+        SubscriberKind::Webhook => validate(&new)?,
+        SubscriberKind::Amqp => "*".to_owned(),
     };
     let model = subscribers::Model {
         id: id.to_owned(),
-        kind: kind.to_owned(),
+        kind,
         url: new.url.trim().to_owned(),
         secret: new.secret,
         event_types,
@@ -166,10 +159,10 @@ pub async fn remove<C: ConnectionTrait + TransactionTrait>(conn: &C, id: &str) -
         return Err(SubscriberError::NotFound);
     }
     outbox_deliveries::Entity::update_many()
-        .col_expr(outbox_deliveries::Column::Status, Expr::value(STATUS_DEAD))
+        .col_expr(outbox_deliveries::Column::Status, Expr::value(DeliveryStatus::Dead))
         .col_expr(outbox_deliveries::Column::LastError, Expr::value("subscriber removed"))
         .filter(outbox_deliveries::Column::SubscriberId.eq(id))
-        .filter(outbox_deliveries::Column::Status.eq(STATUS_PENDING))
+        .filter(outbox_deliveries::Column::Status.eq(DeliveryStatus::Pending))
         .exec(&txn)
         .await?;
     txn.commit().await?;
@@ -189,7 +182,7 @@ pub struct DeliveryView {
 /// A database error.
 pub async fn list_deliveries<C: ConnectionTrait>(
     conn: &C,
-    status: &str,
+    status: DeliveryStatus,
     limit: u64,
 ) -> Result<Vec<DeliveryView>, DbErr> {
     let rows = outbox_deliveries::Entity::find()
@@ -218,7 +211,7 @@ pub async fn list_deliveries<C: ConnectionTrait>(
 /// [`SubscriberError::NotFound`] or a database error.
 pub async fn redeliver<C: ConnectionTrait>(conn: &C, id: i64) -> Result<(), SubscriberError> {
     let updated = outbox_deliveries::Entity::update_many()
-        .col_expr(outbox_deliveries::Column::Status, Expr::value(STATUS_PENDING))
+        .col_expr(outbox_deliveries::Column::Status, Expr::value(DeliveryStatus::Pending))
         .col_expr(outbox_deliveries::Column::Attempts, Expr::value(0))
         .col_expr(outbox_deliveries::Column::NextAttemptAt, Expr::value(Utc::now()))
         .col_expr(
@@ -226,7 +219,7 @@ pub async fn redeliver<C: ConnectionTrait>(conn: &C, id: i64) -> Result<(), Subs
             Expr::value(Option::<chrono::DateTime<Utc>>::None),
         )
         .filter(outbox_deliveries::Column::Id.eq(id))
-        .filter(outbox_deliveries::Column::Status.ne(STATUS_PENDING))
+        .filter(outbox_deliveries::Column::Status.ne(DeliveryStatus::Pending))
         .exec(conn)
         .await?;
     if updated.rows_affected == 0 {

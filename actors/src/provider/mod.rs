@@ -289,8 +289,8 @@ mod tests {
         let restarts = actor.restart_counter();
         let addr = actor.start_supervised();
 
-        let first = addr.send(QueryTrade(PayNo(1))).await;
-        let second = addr.send(QueryTrade(PayNo(1))).await;
+        let first = addr.send(QueryTrade(PayNo::new(1).unwrap())).await;
+        let second = addr.send(QueryTrade(PayNo::new(1).unwrap())).await;
 
         assert!(matches!(first, Ok(Err(GatewayError::Crashed))), "{first:?}");
         assert!(matches!(second, Ok(Ok(_))), "{second:?}");
@@ -302,7 +302,7 @@ mod tests {
         let flaky = gateway(false, 2);
         let addr = ProviderActor::new(flaky.clone(), settings(100, 3)).start_supervised();
 
-        let result = addr.send(QueryTrade(PayNo(1))).await.unwrap();
+        let result = addr.send(QueryTrade(PayNo::new(1).unwrap())).await.unwrap();
 
         assert!(result.is_ok(), "{result:?}");
         assert_eq!(flaky.calls.load(Ordering::SeqCst), 3);
@@ -314,7 +314,7 @@ mod tests {
         let addr = ProviderActor::new(flaky.clone(), settings(5, 0)).start_supervised();
         let started = Instant::now();
 
-        let calls = (0..10).map(|n| addr.send(QueryTrade(PayNo(n + 1))));
+        let calls = (0..10).map(|n| addr.send(QueryTrade(PayNo::new(n + 1).unwrap())));
         let results = futures::future::join_all(calls).await;
 
         assert!(results.iter().all(|r| matches!(r, Ok(Ok(_)))));

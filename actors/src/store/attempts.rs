@@ -6,7 +6,7 @@
 //! queries (and closes) the attempt at the deadline.
 
 use chrono::Utc;
-use entities::{orders, payment_attempts, AttemptStatus, OrderStatus, PayNo, Provider};
+use entities::{orders, payment_attempts, AttemptStatus, Currency, OrderStatus, PayNo, Provider};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, TransactionTrait,
@@ -19,10 +19,10 @@ use crate::gateway::{GatewayError, QrCreated, QrRequest};
 use crate::ids::Snowflake;
 
 /// Providers that only take CNY (both real ones settle in fen).
-fn accepts_currency(provider: Provider, currency: &str) -> bool {
+fn accepts_currency(provider: Provider, currency: Currency) -> bool {
     match provider {
         Provider::Sandbox => true,
-        Provider::Wechat | Provider::Alipay => currency == "CNY",
+        Provider::Wechat | Provider::Alipay => currency == Currency::Cny,
     }
 }
 
@@ -52,20 +52,20 @@ where
     if now >= order.expires_at {
         return Err(OrderError::Expired);
     }
-    if !accepts_currency(provider, &order.currency) {
+    if !accepts_currency(provider, order.currency) {
         return Err(OrderError::CurrencyNotAccepted {
             provider,
-            currency: order.currency.clone(),
+            currency: order.currency,
         });
     }
-    let pay_no = PayNo(ids.next_id().await?);
+    let pay_no: PayNo = ids.next_typed().await?;
     let attempt = payment_attempts::Model {
         pay_no,
         order_id: order.id,
         provider,
         status: AttemptStatus::Pending,
         amount: order.total_amount,
-        currency: order.currency.clone(),
+        currency: order.currency,
         code_url: None,
         provider_txn_id: None,
         raw_payload: None,
@@ -106,7 +106,7 @@ where
     let request = QrRequest {
         pay_no,
         amount: order.total_amount,
-        currency: order.currency.clone(),
+        currency: order.currency,
         subject: order.subject.clone(),
         expires_at: order.expires_at,
     };

@@ -35,7 +35,7 @@ pub async fn create_order(db: &DatabaseConnection, ids: &Snowflake, order: &NewO
         NextAction::Conflict => return Err(OrderError::IdempotencyConflict),
         NextAction::Create => {}
     }
-    let id = OrderId(ids.next_id().await?);
+    let id: OrderId = ids.next_typed().await?;
     let now = Utc::now();
     let txn = db.begin().await?;
     match insert_order(&txn, id, order, now).await {
@@ -81,7 +81,7 @@ async fn insert_order(
         user_id: order.user_id.clone(),
         subject: order.subject.clone(),
         total_amount: order.total,
-        currency: order.currency.code().to_owned(),
+        currency: order.currency,
         status: OrderStatus::Pending,
         close_reason: None,
         expires_at: now + ttl,

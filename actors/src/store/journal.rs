@@ -173,7 +173,7 @@ pub async fn write_event<C: ConnectionTrait>(
         out_business_id: &order.out_business_id,
         status: order.status.as_str(),
         total_amount: order.total_amount,
-        currency: &order.currency,
+        currency: order.currency.code(),
         close_reason: order.close_reason.as_deref(),
         pay_no: payment.pay_no,
         provider: payment.provider,

@@ -139,19 +139,19 @@ pub async fn record_payment(
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use entities::{MinorUnit, OrderId, Provider};
+    use entities::{Currency, MinorUnit, OrderId, Provider};
 
     use super::*;
 
     fn attempt(status: AttemptStatus, txn: Option<&str>) -> payment_attempts::Model {
         let now = Utc::now();
         payment_attempts::Model {
-            pay_no: PayNo(2),
-            order_id: OrderId(1),
+            pay_no: PayNo::new(2).unwrap(),
+            order_id: OrderId::new(1).unwrap(),
             provider: Provider::Sandbox,
             status,
-            amount: MinorUnit(2999),
-            currency: "CNY".into(),
+            amount: MinorUnit::new(2999).unwrap(),
+            currency: Currency::Cny,
             code_url: None,
             provider_txn_id: txn.map(str::to_owned),
             raw_payload: None,
@@ -164,7 +164,7 @@ mod tests {
     fn trade(amount: i64) -> PaidTrade {
         PaidTrade {
             provider_txn_id: "txn-1".into(),
-            amount: MinorUnit(amount),
+            amount: MinorUnit::new(amount).unwrap(),
             paid_at: Utc::now(),
         }
     }

@@ -208,11 +208,7 @@ impl Gateway for AlipayGateway {
 
     #[tracing::instrument(skip_all, fields(provider = "alipay", pay_no = %req.pay_no))]
     async fn create_qr(&self, req: &QrRequest) -> Result<QrCreated, GatewayError> {
-        let total_amount = AlipayAmount::from_minor(req.amount).map_err(|err| GatewayError::Provider {
-            code: "INVALID_AMOUNT".into(),
-            message: err.to_string(),
-            retryable: false,
-        })?;
+        let total_amount = AlipayAmount::from_minor(req.amount);
         let biz_content = biz(&AlipayPrecreateBiz {
             out_trade_no: req.pay_no.to_string(),
             total_amount,

@@ -35,11 +35,10 @@ pub enum AmountError {
     Format(String),
     #[error("'{0}' is too large")]
     Overflow(String),
-    #[error("negative amounts cannot be sent")]
-    Negative,
 }
 
-/// A non-negative amount that Alipay writes in yuan (`"19.99"`) and we keep in fen.
+/// An amount (non-negative, as every [`MinorUnit`] is) that Alipay writes in yuan (`"19.99"`)
+/// and we keep in fen.
 ///
 /// Converted through integers only: `19.99` as an `f64` is 19.989999…, and one fen lost in a
 /// float round trip is an amount mismatch on a paid order.
@@ -80,16 +79,13 @@ impl AlipayAmount {
             .checked_mul(100)
             .and_then(|fen| fen.checked_add(fen_part))
             .ok_or_else(overflow)?;
-        Ok(Self(MinorUnit(fen)))
+        // Digits only, so `fen` is never negative: this refusal is unreachable.
+        MinorUnit::new(fen).map(Self).map_err(|_| format())
     }
 
-    /// # Errors
-    /// [`AmountError::Negative`] for a negative amount.
-    pub fn from_minor(amount: MinorUnit) -> Result<Self, AmountError> {
-        if amount.0 < 0 {
-            return Err(AmountError::Negative);
-        }
-        Ok(Self(amount))
+    /// Any amount can be sent: a negative one cannot be built in the first place.
+    pub fn from_minor(amount: MinorUnit) -> Self {
+        Self(amount)
     }
 
     pub fn minor(self) -> MinorUnit {
@@ -100,7 +96,7 @@ impl AlipayAmount {
 impl fmt::Display for AlipayAmount {
     /// Always two decimals: 1999 fen is `19.99`, 5 fen `0.05`, 100 fen `1.00`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:02}", self.0 .0 / 100, self.0 .0 % 100)
+        write!(f, "{}.{:02}", self.0.get() / 100, self.0.get() % 100)
     }
 }
 
@@ -384,7 +380,11 @@ mod tests {
             ("100000000.00", 10_000_000_000),
             ("92233720368547758.07", i64::MAX),
         ] {
-            assert_eq!(AlipayAmount::parse(text), Ok(AlipayAmount(MinorUnit(fen))), "{text}");
+            assert_eq!(
+                AlipayAmount::parse(text),
+                Ok(AlipayAmount(MinorUnit::new(fen).unwrap())),
+                "{text}"
+            );
         }
     }
 
@@ -414,11 +414,12 @@ mod tests {
     #[test]
     fn fen_print_as_two_decimal_yuan_and_round_trip() {
         for (fen, text) in [(0, "0.00"), (5, "0.05"), (10, "0.10"), (100, "1.00"), (1999, "19.99")] {
-            let amount = AlipayAmount::from_minor(MinorUnit(fen)).unwrap();
+            let amount = AlipayAmount::from_minor(MinorUnit::new(fen).unwrap());
             assert_eq!(amount.to_string(), text);
             assert_eq!(AlipayAmount::parse(text).unwrap(), amount);
         }
-        assert_eq!(AlipayAmount::from_minor(MinorUnit(-1)), Err(AmountError::Negative));
+        // A negative amount cannot reach `from_minor`: it is refused when the `MinorUnit` is built.
+        assert!(MinorUnit::new(-1).is_err());
     }
 
     #[test]

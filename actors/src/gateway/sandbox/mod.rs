@@ -242,7 +242,7 @@ impl Gateway for SandboxGateway {
             SandboxTrade {
                 out_trade_no: req.pay_no,
                 amount: req.amount,
-                currency: req.currency.clone(),
+                currency: req.currency.code().to_owned(),
                 subject: req.subject.clone(),
                 trade_state: SandboxTradeState::Notpay,
                 transaction_id: None,
@@ -345,7 +345,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
     use chrono::Duration as ChronoDuration;
-    use entities::MinorUnit;
+    use entities::{Currency, MinorUnit};
 
     fn gateway() -> Arc<SandboxGateway> {
         SandboxGateway::new(
@@ -361,9 +361,9 @@ mod tests {
 
     fn qr(pay_no: i64) -> QrRequest {
         QrRequest {
-            pay_no: PayNo(pay_no),
-            amount: MinorUnit(1999),
-            currency: "CNY".into(),
+            pay_no: PayNo::new(pay_no).unwrap(),
+            amount: MinorUnit::new(1999).unwrap(),
+            currency: Currency::Cny,
             subject: "Course".into(),
             expires_at: Utc::now() + ChronoDuration::minutes(5),
         }
@@ -384,27 +384,30 @@ mod tests {
         let created = gw.create_qr(&qr(11)).await.unwrap();
         assert_eq!(created.code_url, "http://pay.example/sandbox/trades/11");
         assert_eq!(
-            gw.query(PayNo(11)).await.unwrap().state,
+            gw.query(PayNo::new(11).unwrap()).await.unwrap().state,
             super::super::TradeState::NotPaid
         );
         assert_eq!(
-            gw.query(PayNo(12)).await.unwrap().state,
+            gw.query(PayNo::new(12).unwrap()).await.unwrap().state,
             super::super::TradeState::NotFound
         );
-        gw.pay(PayNo(11), false).unwrap();
+        gw.pay(PayNo::new(11).unwrap(), false).unwrap();
         assert!(matches!(
-            gw.query(PayNo(11)).await.unwrap().state,
+            gw.query(PayNo::new(11).unwrap()).await.unwrap().state,
             super::super::TradeState::Paid(_)
         ));
-        assert_eq!(gw.close(PayNo(11)).await.unwrap(), CloseOutcome::AlreadyPaid);
+        assert_eq!(
+            gw.close(PayNo::new(11).unwrap()).await.unwrap(),
+            CloseOutcome::AlreadyPaid
+        );
 
         gw.create_qr(&qr(13)).await.unwrap();
-        assert_eq!(gw.close(PayNo(13)).await.unwrap(), CloseOutcome::Closed);
+        assert_eq!(gw.close(PayNo::new(13).unwrap()).await.unwrap(), CloseOutcome::Closed);
         assert_eq!(
-            gw.pay(PayNo(13), false).unwrap_err(),
-            SandboxPayError::Closed(PayNo(13))
+            gw.pay(PayNo::new(13).unwrap(), false).unwrap_err(),
+            SandboxPayError::Closed(PayNo::new(13).unwrap())
         );
-        assert_eq!(gw.trade(PayNo(11)).unwrap().query_count, 2);
+        assert_eq!(gw.trade(PayNo::new(11).unwrap()).unwrap().query_count, 2);
     }
 
     #[tokio::test]
@@ -412,16 +415,16 @@ mod tests {
         let gw = gateway();
         let body = serde_json::to_vec(&SandboxNotification {
             id: "evt_1".into(),
-            out_trade_no: PayNo(42),
+            out_trade_no: PayNo::new(42).unwrap(),
             trade_state: SandboxTradeState::Success,
             transaction_id: "sbx1".into(),
-            amount: MinorUnit(1999),
+            amount: MinorUnit::new(1999).unwrap(),
             paid_at: Utc::now(),
         })
         .unwrap();
         let now = Utc::now().timestamp();
         let ok = gw.verify_notification(&signed(&gw, &body, now)).unwrap();
-        assert_eq!(ok.pay_no, PayNo(42));
+        assert_eq!(ok.pay_no, PayNo::new(42).unwrap());
         assert_eq!(ok.event_id, "evt_1");
 
         let mut tampered = signed(&gw, &body, now);

@@ -329,8 +329,8 @@ impl Gateway for WechatGateway {
             time_expire: rfc3339_china(req.expires_at),
             notify_url: self.settings.notify_url.clone(),
             amount: WechatAmount {
-                total: req.amount.0,
-                currency: req.currency.clone(),
+                total: req.amount.get(),
+                currency: req.currency.code().to_owned(),
             },
         };
         let body = serde_json::to_vec(&body).map_err(GatewayError::malformed)?;

@@ -112,12 +112,14 @@ pub enum WechatMappingError {
     MissingField(&'static str),
     #[error("success_time '{0}' is not RFC 3339")]
     BadTime(String),
+    #[error("amount.total {0} is negative; expected a non-negative number of fen")]
+    NegativeAmount(i64),
 }
 
 impl WechatTransaction {
     /// # Errors
-    /// [`WechatMappingError`] when a paid transaction lacks its id, amount or payment time:
-    /// we refuse to record a payment we cannot describe.
+    /// [`WechatMappingError`] when a paid transaction lacks its id, amount or payment time, or
+    /// its amount is negative: we refuse to record a payment we cannot describe.
     pub fn to_trade_state(&self) -> Result<TradeState, WechatMappingError> {
         match self.trade_state {
             // REFUND means it was paid and (part of) it went back: for the expiry rule it was
@@ -137,11 +139,12 @@ impl WechatTransaction {
             .transaction_id
             .clone()
             .ok_or(WechatMappingError::MissingField("transaction_id"))?;
-        let amount = self
+        let total = self
             .amount
             .as_ref()
             .and_then(|amount| amount.total)
             .ok_or(WechatMappingError::MissingField("amount.total"))?;
+        let amount = MinorUnit::new(total).map_err(|_| WechatMappingError::NegativeAmount(total))?;
         let success_time = self
             .success_time
             .as_deref()
@@ -151,7 +154,7 @@ impl WechatTransaction {
             .with_timezone(&Utc);
         Ok(PaidTrade {
             provider_txn_id,
-            amount: MinorUnit(amount),
+            amount,
             paid_at,
         })
     }
@@ -401,6 +404,15 @@ mod tests {
         let tx: WechatTransaction =
             serde_json::from_str(r#"{"out_trade_no":"1","trade_state":"SUCCESS","amount":{"total":1}}"#).unwrap();
         assert!(tx.to_trade_state().is_err());
+    }
+
+    #[test]
+    fn a_success_with_a_negative_amount_is_refused() {
+        let tx: WechatTransaction = serde_json::from_str(
+            r#"{"out_trade_no":"1","transaction_id":"4200","trade_state":"SUCCESS","success_time":"2018-06-08T10:34:56+08:00","amount":{"total":-1}}"#,
+        )
+        .unwrap();
+        assert_eq!(tx.to_trade_state(), Err(WechatMappingError::NegativeAmount(-1)));
     }
 
     #[test]
