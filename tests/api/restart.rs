@@ -351,6 +351,98 @@ async fn sigterm_under_load_exits_cleanly_with_nothing_half_committed_and_a_rest
     assert_eq!(closed_once, closed, "every closed order has exactly one close");
 }
 
+#[actix_web::test]
+async fn a_pending_order_missing_from_redis_is_armed_at_start_up_even_when_the_counts_agree() {
+    // Arrange: one order pending, one closed; then Redis misses the first one's add and the
+    // second one's remove (a blip), so the index holds as many entries as there are live
+    // orders, just not the right ones.
+    let settings = test_settings(Backend::Postgres).await;
+    let url = settings.database.url.expose_secret().to_owned();
+    let prefix = settings.redis.key_prefix.clone();
+    let key = format!("{prefix}:deadlines");
+    let mut service = ServiceProcess::start(&url, &prefix, free_port()).await;
+    let client = reqwest::Client::new();
+    let create = |out_business_id: &'static str, ttl: i64| {
+        let (client, base) = (client.clone(), service.base.clone());
+        async move {
+            let mut body = order_body(out_business_id);
+            body["ttl_seconds"] = ttl.into();
+            let order: Value = client
+                .post(format!("{base}/v1/orders"))
+                .bearer_auth(MERCHANT_A_KEY)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            order["order_no"].as_str().unwrap().to_owned()
+        }
+    };
+    let pending = create("blip-pending", 4).await;
+    let closed = create("blip-closed", 60).await;
+    let cancel = client
+        .post(format!("{}/v1/orders/{closed}/cancel", service.base))
+        .bearer_auth(MERCHANT_A_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancel.status().as_u16(), 200);
+    service.kill();
+    let mut redis = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("ZREM")
+        .arg(&key)
+        .arg(&pending)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("ZADD")
+        .arg(&key)
+        .arg(chrono::Utc::now().timestamp_millis())
+        .arg(&closed)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+
+    // Act
+    let service = ServiceProcess::start(&url, &prefix, free_port()).await;
+
+    // Assert: the pending order still closes at its deadline, and the index is right again.
+    let started = Instant::now();
+    loop {
+        let status: Value = client
+            .get(format!("{}/v1/orders/{pending}/status", service.base))
+            .bearer_auth(MERCHANT_A_KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if status["status"] == "closed" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the pending order was never armed; it is {}",
+            status["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stale: Option<f64> = redis::cmd("ZSCORE")
+        .arg(&key)
+        .arg(&closed)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(stale, None, "the closed order's stale entry is removed");
+}
+
 /// The invariants a stop must not break: each order has its creation rows exactly once, each
 /// final order exactly one final log row and event, each paid order one succeeded attempt, and
 /// the tracked stock equals what the orders still holding it reserved (each order takes one

@@ -4,8 +4,9 @@
 //! Two implementations behind [`DeadlineIndex`]: a Redis sorted set ([`RedisDeadlineIndex`],
 //! member = order id, score = deadline in ms) and the SQL fallback ([`SqlDeadlineIndex`]) used
 //! when no Redis is configured, where the `orders` table itself is the index. The database is
-//! the source of truth: [`reconcile`] rebuilds the Redis set from it (Redis may have been
-//! flushed; it keeps nothing on disk here).
+//! the source of truth: [`DeadlineIndex::reconcile`] makes the Redis set hold exactly its live
+//! orders (Redis may have been flushed, or have missed writes during a blip); start-up and the
+//! admin reconcile both run it, and arm timers from the database's live orders.
 
 mod redis;
 mod sql;
@@ -61,14 +62,22 @@ pub trait DeadlineIndex: Send + Sync + 'static {
     /// Forgets an order that reached a final state.
     async fn remove(&self, order_id: OrderId) -> Result<(), DeadlineError>;
 
-    /// Every entry, soonest first.
-    async fn all(&self) -> Result<Vec<Deadline>, DeadlineError>;
+    /// Makes the index hold exactly the live orders of the database, comparing membership
+    /// (never counts: a missed add and a missed remove cancel out in a count). Returns the
+    /// live orders it read, which is what timers are armed from.
+    ///
+    /// The index is read *before* the database: an entry written after the database snapshot
+    /// is then not in the index read either, so it is never taken for stale and removed (an
+    /// order's row commits before its entry is added, and a final order never becomes live).
+    async fn reconcile(&self) -> Result<Reconciled, DeadlineError>;
+}
 
-    /// Entries held.
-    async fn count(&self) -> Result<u64, DeadlineError>;
-
-    /// Makes the index equal to the live orders of the database.
-    async fn reconcile(&self) -> Result<ReconcileReport, DeadlineError>;
+/// The outcome of a reconcile.
+#[derive(Clone, Debug, Default)]
+pub struct Reconciled {
+    pub report: ReconcileReport,
+    /// The live orders of the database, soonest first.
+    pub live: Vec<Deadline>,
 }
 
 pub fn to_ms(at: DateTime<Utc>) -> i64 {

@@ -9,7 +9,7 @@ use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use sea_orm::DatabaseConnection;
 
-use super::{live_deadlines, Deadline, DeadlineError, DeadlineIndex, ReconcileReport};
+use super::{live_deadlines, Deadline, DeadlineError, DeadlineIndex, ReconcileReport, Reconciled};
 
 /// Members written per command when rebuilding.
 const BATCH: usize = 1_000;
@@ -67,31 +67,11 @@ impl DeadlineIndex for RedisDeadlineIndex {
         Ok(())
     }
 
-    async fn all(&self) -> Result<Vec<Deadline>, DeadlineError> {
-        Ok(self
-            .members()
-            .await?
-            .into_iter()
-            .filter_map(|(id, at_ms)| match OrderId::new(id) {
-                Ok(order_id) => Some(Deadline { order_id, at_ms }),
-                Err(err) => {
-                    // Not written by paywarden; reconcile removes it.
-                    tracing::warn!(key = %self.key, member = id, error = %err, "deadline index holds a member that is not an order id; skipped");
-                    None
-                }
-            })
-            .collect())
-    }
-
-    async fn count(&self) -> Result<u64, DeadlineError> {
-        let mut redis = self.redis.clone();
-        Ok(redis.zcard(&self.key).await?)
-    }
-
-    async fn reconcile(&self) -> Result<ReconcileReport, DeadlineError> {
-        let live = live_deadlines(&self.db).await?;
-        // Raw members, so one that is not an order id counts as stale and is removed.
+    async fn reconcile(&self) -> Result<Reconciled, DeadlineError> {
+        // Redis first, then the database: see the trait. Raw members, so one that is not an
+        // order id counts as stale and is removed.
         let indexed: HashSet<i64> = self.members().await?.into_iter().map(|(id, _)| id).collect();
+        let live = live_deadlines(&self.db).await?;
         let live_ids: HashSet<i64> = live.iter().map(|d| d.order_id.get()).collect();
         let mut redis = self.redis.clone();
         let mut report = ReconcileReport {
@@ -110,6 +90,6 @@ impl DeadlineIndex for RedisDeadlineIndex {
             let _: () = redis.zrem(&self.key, chunk).await?;
             report.removed += u64::try_from(chunk.len()).unwrap_or(0);
         }
-        Ok(report)
+        Ok(Reconciled { report, live })
     }
 }

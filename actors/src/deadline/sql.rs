@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use entities::OrderId;
 use sea_orm::DatabaseConnection;
 
-use super::{live_deadlines, Deadline, DeadlineError, DeadlineIndex, ReconcileReport};
+use super::{live_deadlines, Deadline, DeadlineError, DeadlineIndex, ReconcileReport, Reconciled};
 
 /// The deadline index without Redis (the embedded default): the `orders` table itself, whose
 /// pending rows and `expires_at` already are the index. Adds and removes are no-ops.
@@ -33,20 +33,16 @@ impl DeadlineIndex for SqlDeadlineIndex {
         Ok(())
     }
 
-    async fn all(&self) -> Result<Vec<Deadline>, DeadlineError> {
-        Ok(live_deadlines(&self.db).await?)
-    }
-
-    async fn count(&self) -> Result<u64, DeadlineError> {
-        Ok(u64::try_from(live_deadlines(&self.db).await?.len()).unwrap_or(u64::MAX))
-    }
-
-    async fn reconcile(&self) -> Result<ReconcileReport, DeadlineError> {
+    async fn reconcile(&self) -> Result<Reconciled, DeadlineError> {
+        // The table is the index: nothing to add or remove.
         let live = live_deadlines(&self.db).await?;
-        Ok(ReconcileReport {
-            live_orders: u64::try_from(live.len()).unwrap_or(u64::MAX),
-            added: 0,
-            removed: 0,
+        Ok(Reconciled {
+            report: ReconcileReport {
+                live_orders: u64::try_from(live.len()).unwrap_or(u64::MAX),
+                added: 0,
+                removed: 0,
+            },
+            live,
         })
     }
 }

@@ -1,8 +1,6 @@
 //! Bringing every pending order back after a restart, and keeping the deadline index in step
 //! with the database (the source of truth).
 
-use entities::{orders, OrderStatus};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
 use serde::Serialize;
 
 use super::Engine;
@@ -14,53 +12,46 @@ use crate::order::now_ms;
 pub struct RehydrateReport {
     pub armed: u64,
     pub overdue: u64,
-    /// The index was missing entries and was rebuilt first.
+    /// The index was missing entries, or held stale ones, and was corrected first.
     pub index_rebuilt: bool,
 }
 
 impl Engine {
-    /// Re-arms an actor for every pending deadline (start-up). The index is rebuilt first if it
-    /// is missing entries. Overdue orders are spread at `overdue_per_second`.
+    /// Re-arms an actor for every live order of the database (start-up), after making the
+    /// deadline index hold exactly those orders (by membership: whatever Redis lost or kept
+    /// too long). Overdue orders are spread at `overdue_per_second`.
     ///
     /// # Errors
     /// The index or the database could not be read.
     pub async fn rehydrate(&self) -> Result<RehydrateReport, DeadlineError> {
         let deps = self.deps();
-        let live = count_live(&deps.db).await?;
-        let indexed = deps.index.count().await?;
-        let mut report = RehydrateReport::default();
-        if indexed != live {
+        let reconciled = deps.index.reconcile().await?;
+        let fixed = reconciled.report.added + reconciled.report.removed;
+        if fixed > 0 {
             tracing::warn!(
-                indexed,
-                live,
+                added = reconciled.report.added,
+                removed = reconciled.report.removed,
                 index = deps.index.name(),
-                "deadline index out of step with the database; rebuilding"
+                "deadline index was out of step with the database; corrected"
             );
-            let rebuilt = deps.index.reconcile().await?;
-            tracing::info!(
-                added = rebuilt.added,
-                removed = rebuilt.removed,
-                "deadline index rebuilt"
-            );
-            report.index_rebuilt = true;
         }
-        let deadlines = deps.index.all().await?;
-        let (armed, overdue) = self.arm_all(&deadlines);
-        report.armed = armed;
-        report.overdue = overdue;
-        Ok(report)
+        let (armed, overdue) = self.arm_all(&reconciled.live);
+        Ok(RehydrateReport {
+            armed,
+            overdue,
+            index_rebuilt: fixed > 0,
+        })
     }
 
-    /// Rebuilds the deadline index from the database and makes sure every live order has an
-    /// armed actor (`POST /admin/deadlines/reconcile`).
+    /// Makes the deadline index hold exactly the live orders of the database and makes sure
+    /// every one has an armed actor (`POST /admin/deadlines/reconcile`).
     ///
     /// # Errors
     /// The index or the database could not be read.
     pub async fn reconcile(&self) -> Result<ReconcileReport, DeadlineError> {
-        let deps = self.deps();
-        let report = deps.index.reconcile().await?;
-        let deadlines = deps.index.all().await?;
-        self.arm_all(&deadlines);
+        let reconciled = self.deps().index.reconcile().await?;
+        self.arm_all(&reconciled.live);
+        let report = reconciled.report;
         tracing::info!(
             live = report.live_orders,
             added = report.added,
@@ -105,11 +96,4 @@ impl Engine {
         tracing::info!(armed, overdue, total, "order timers armed");
         (armed, overdue)
     }
-}
-
-async fn count_live(db: &DatabaseConnection) -> Result<u64, sea_orm::DbErr> {
-    orders::Entity::find()
-        .filter(orders::Column::Status.is_in([OrderStatus::Pending, OrderStatus::Stuck]))
-        .count(db)
-        .await
 }
