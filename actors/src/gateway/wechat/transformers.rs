@@ -231,8 +231,10 @@ pub enum WechatFailure {
     RateLimited,
 }
 
-/// Classifies an error response by status and code. The status decides when the code is
-/// unknown: 404 is "not found", 429 a rate limit, 5xx retryable.
+/// Classifies an error response by status and code. Only a documented not-exist code means
+/// "not found": a 404 without one (a proxy's or load balancer's page, a wrong base URL) says
+/// nothing about the trade, so it is a retryable provider failure, never a reason to close.
+/// When the code is unknown the status decides: 429 is a rate limit, 404 and 5xx retryable.
 pub fn classify_error(status: u16, body: &WechatErrorBody) -> WechatFailure {
     let error = |retryable: bool| WechatFailure::Error {
         code: if body.code.is_empty() {
@@ -257,9 +259,8 @@ pub fn classify_error(status: u16, body: &WechatErrorBody) -> WechatFailure {
         | WechatErrorCode::TradeError
         | WechatErrorCode::OutTradeNoUsed => error(false),
         WechatErrorCode::Other(_) => match status {
-            404 => WechatFailure::NotFound,
             429 => WechatFailure::RateLimited,
-            500..=599 => error(true),
+            404 | 500..=599 => error(true),
             _ => error(false),
         },
     }
@@ -416,6 +417,26 @@ mod tests {
     }
 
     #[test]
+    fn a_404_without_a_not_exist_code_is_a_provider_failure_not_a_missing_trade() {
+        // A proxy's 404 page (no JSON body, so no code) or a JSON body with some other code must
+        // never read as "trade not found": that answer closes the attempt without a close call.
+        for code in ["", "MCH_NOT_EXISTS", "NOT_FOUND"] {
+            let body = WechatErrorBody {
+                code: code.into(),
+                message: "<html>404 Not Found</html>".into(),
+                detail: None,
+            };
+            let failure = classify_error(404, &body);
+            assert!(
+                matches!(failure, WechatFailure::Error { retryable: true, .. }),
+                "404 with code {code:?}: {failure:?}"
+            );
+            assert!(failure.clone().into_query_state().is_err(), "{code:?}");
+            assert!(failure.into_close_outcome(Utc::now()).is_err(), "{code:?}");
+        }
+    }
+
+    #[test]
     fn errors_are_classified_by_code_then_status() {
         let body = |code: &str| WechatErrorBody {
             code: code.into(),
@@ -424,7 +445,6 @@ mod tests {
         };
         assert_eq!(classify_error(404, &body("ORDER_NOT_EXIST")), WechatFailure::NotFound);
         assert_eq!(classify_error(400, &body("ORDERNOTEXIST")), WechatFailure::NotFound);
-        assert_eq!(classify_error(404, &body("")), WechatFailure::NotFound);
         assert_eq!(classify_error(400, &body("ORDERPAID")), WechatFailure::AlreadyPaid);
         assert_eq!(classify_error(400, &body("ORDER_PAID")), WechatFailure::AlreadyPaid);
         assert_eq!(
