@@ -1,17 +1,24 @@
-//! Typed configuration.
+//! Typed configuration, read straight into the settings types the crates use.
 //!
 //! Layers, lowest precedence first:
-//! 1. `config/default.toml` — every key, commented, with its default;
-//! 2. `config/<profile>.toml` — the profile named by `PAYWARDEN__ENV` (default `development`);
-//! 3. environment variables `PAYWARDEN__SECTION__KEY` (e.g. `PAYWARDEN__SERVER__ADDR`).
+//! 1. `config/default.toml`, compiled into the binary: every key, commented, with its default;
+//! 2. `config/<profile>.toml` for the profile named by `PAYWARDEN__ENV` (default
+//!    `development`), also compiled in;
+//! 3. the same two files in a configuration directory, when there is one: `PAYWARDEN_CONFIG_DIR`
+//!    (it must exist), else `./config` if present; either file may be missing or partial;
+//! 4. environment variables `PAYWARDEN__SECTION__KEY` (e.g. `PAYWARDEN__SERVER__ADDR`).
 //!
-//! The directory is `./config`, or `PAYWARDEN_CONFIG_DIR` when set. Loading fails fast and
-//! names the bad key. Secrets are [`SecretString`]s: `Debug` prints a mask.
+//! So the binary runs from any directory on its embedded default. Loading fails fast and names
+//! the bad key; every section is validated. Secrets are [`SecretString`]s: `Debug` prints a mask.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use actors::domain::OrderLimits;
+use actors::order::expiry::ExpirySettings;
+use actors::outbox::RelaySettings;
+use actors::provider::ProviderCallSettings;
 use anyhow::{bail, Context};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -22,19 +29,90 @@ pub const DEV_CLIENT_KEY: &str = "pk_dev_demo";
 pub const DEV_ADMIN_TOKEN: &str = "admin_dev";
 pub const DEV_SANDBOX_SECRET: &str = "whsec_sandbox_dev";
 
+/// The profiles shipped in `config/`, one overlay file each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// SQLite + sandbox with development credentials: the embedded default.
+    Development,
+    /// The integration tests' profile.
+    Test,
+    /// The local demo against `paywarden-sim`.
+    Simulator,
+    /// Real secrets from the environment; refuses the development credentials and the sandbox.
+    Production,
+}
+
+impl Profile {
+    pub const ALL: [Profile; 4] = [
+        Profile::Development,
+        Profile::Test,
+        Profile::Simulator,
+        Profile::Production,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Development => "development",
+            Profile::Test => "test",
+            Profile::Simulator => "simulator",
+            Profile::Production => "production",
+        }
+    }
+
+    /// # Errors
+    /// Not one of the shipped profiles; the message lists them.
+    pub fn parse(name: &str) -> anyhow::Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|profile| profile.name() == name)
+            .with_context(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|p| p.name()).collect();
+                format!(
+                    "no configuration profile '{name}' (PAYWARDEN__ENV): expected one of {}",
+                    names.join(", ")
+                )
+            })
+    }
+
+    /// The profile's overlay, as compiled into the binary.
+    fn embedded(self) -> &'static str {
+        match self {
+            Profile::Development => include_str!("../config/development.toml"),
+            Profile::Test => include_str!("../config/test.toml"),
+            Profile::Simulator => include_str!("../config/simulator.toml"),
+            Profile::Production => include_str!("../config/production.toml"),
+        }
+    }
+
+    /// Whether the sandbox and its control routes may be open without the admin token.
+    pub fn is_development(self) -> bool {
+        matches!(self, Profile::Development | Profile::Test | Profile::Simulator)
+    }
+}
+
+impl std::fmt::Display for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `config/default.toml` as compiled into the binary.
+const EMBEDDED_DEFAULT: &str = include_str!("../config/default.toml");
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// The profile these settings were loaded for (`development`, `production`, ...).
-    pub env: String,
+    /// The profile these settings were loaded for.
+    pub env: Profile,
     pub server: ServerSettings,
     pub database: DatabaseSettings,
     pub redis: RedisSettings,
     pub ids: IdSettings,
     pub auth: AuthSettings,
-    pub orders: OrderSettings,
-    pub expiry: ExpiryConfig,
-    pub outbox: OutboxConfig,
+    pub orders: OrderLimits,
+    pub expiry: ExpirySettings,
+    pub outbox: RelaySettings,
     pub amqp: AmqpConfig,
     pub providers: ProviderSettings,
     pub telemetry: TelemetrySettings,
@@ -90,79 +168,10 @@ pub struct AuthSettings {
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OrderSettings {
-    pub default_ttl_seconds: u64,
-    pub min_ttl_seconds: u64,
-    pub max_ttl_seconds: u64,
-    pub max_items: usize,
-    /// A `MinorUnit`, so a negative value is refused as the file is read; zero by `validate`.
-    pub max_total_minor_units: entities::MinorUnit,
-}
-
-/// The expiry rule's retry and timing knobs (see `actors::order::expiry::ExpirySettings`).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExpiryConfig {
-    pub retry_min_delay_milliseconds: u64,
-    pub retry_max_delay_milliseconds: u64,
-    pub retry_budget: u32,
-    pub stuck_retry_interval_seconds: u64,
-    pub userpaying_grace_milliseconds: u64,
-    pub userpaying_max_rechecks: u32,
-    pub provider_reply_timeout_milliseconds: u64,
-    pub actor_reply_timeout_milliseconds: u64,
-    pub overdue_per_second: u32,
-    pub arbiters: usize,
-    pub max_concurrent_passes: usize,
-    pub provider_clock_margin_milliseconds: u64,
-}
-
-/// Delivery of outbox events to subscribers (see `actors::outbox::RelaySettings`).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OutboxConfig {
-    pub batch_size: u64,
-    pub sweep_interval_milliseconds: u64,
-    pub lease_seconds: u64,
-    /// Pause after the n-th failed delivery; when spent the delivery is dead.
-    pub retry_schedule_milliseconds: Vec<u64>,
-    pub webhook_timeout_milliseconds: u64,
-    pub concurrency: usize,
-    /// Webhook subscribers declared in configuration (admins can add more at run time).
-    #[serde(default)]
-    pub webhooks: Vec<WebhookConfig>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookConfig {
-    pub url: String,
-    pub secret: SecretString,
-    /// Empty: every event type.
-    #[serde(default)]
-    pub event_types: Vec<String>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct AmqpConfig {
     /// Empty: no AMQP sink. Example: amqp://guest:guest@127.0.0.1:5672/%2f
     pub url: SecretString,
     pub exchange: String,
-}
-
-/// How paywarden talks to one provider (see `actors::provider::ProviderCallSettings`).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProviderCallConfig {
-    pub timeout_milliseconds: u64,
-    pub max_concurrency: usize,
-    pub rate_per_second: u32,
-    pub retries: u32,
-    pub retry_min_delay_milliseconds: u64,
-    pub retry_max_delay_milliseconds: u64,
-    pub breaker_failure_threshold: u32,
-    pub breaker_open_seconds: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -218,7 +227,7 @@ pub struct WechatProviderSettings {
     pub api_base_url: String,
     /// Empty: this service's `/webhooks/wechat`.
     pub notify_url: String,
-    pub calls: ProviderCallConfig,
+    pub calls: ProviderCallSettings,
 }
 
 /// Alipay OpenAPI (RSA2) app settings. Secrets come from files or the environment.
@@ -238,7 +247,7 @@ pub struct AlipayProviderSettings {
     pub notify_url: String,
     /// When set, notifications for another seller are refused.
     pub seller_id: String,
-    pub calls: ProviderCallConfig,
+    pub calls: ProviderCallSettings,
 }
 
 impl WechatProviderSettings {
@@ -317,7 +326,7 @@ pub struct SandboxProviderSettings {
     pub notify_url: String,
     /// Pauses between notification retries (the first try is immediate).
     pub notify_retry_delays_milliseconds: Vec<u64>,
-    pub calls: ProviderCallConfig,
+    pub calls: ProviderCallSettings,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -330,43 +339,47 @@ pub struct TelemetrySettings {
 }
 
 impl Settings {
-    /// Loads the layered configuration from `./config` (or `PAYWARDEN_CONFIG_DIR`).
+    /// Loads the layered configuration: embedded defaults and profile, then the configuration
+    /// directory (`PAYWARDEN_CONFIG_DIR`, else `./config` when present), then the environment.
     ///
     /// # Errors
-    /// A missing file, a value of the wrong type (the key is named), or a failed validation.
+    /// An unknown profile, a named configuration directory that does not exist, a value of the
+    /// wrong type (the key is named), or a failed validation.
     pub fn load() -> anyhow::Result<Self> {
-        let dir = std::env::var_os("PAYWARDEN_CONFIG_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("config"));
-        let profile = std::env::var("PAYWARDEN__ENV").unwrap_or_else(|_| "development".to_owned());
-        Self::load_from(&dir, &profile)
+        let profile = match std::env::var("PAYWARDEN__ENV") {
+            Ok(name) => Profile::parse(&name)?,
+            Err(_) => Profile::Development,
+        };
+        let dir = match std::env::var_os("PAYWARDEN_CONFIG_DIR") {
+            Some(dir) => {
+                let dir = PathBuf::from(dir);
+                if !dir.is_dir() {
+                    bail!("PAYWARDEN_CONFIG_DIR {} is not a directory", dir.display());
+                }
+                Some(dir)
+            }
+            None => Some(PathBuf::from("config")).filter(|dir| dir.is_dir()),
+        };
+        Self::load_from(dir.as_deref(), profile)
     }
 
+    /// The layered configuration for `profile`, with `dir`'s files (if any) over the embedded
+    /// ones.
+    ///
     /// # Errors
     /// As [`Settings::load`].
-    pub fn load_from(dir: &Path, profile: &str) -> anyhow::Result<Self> {
-        if profile.is_empty()
-            || !profile
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            bail!("PAYWARDEN__ENV must be a profile name like 'development' or 'production', got '{profile}'");
+    pub fn load_from(dir: Option<&Path>, profile: Profile) -> anyhow::Result<Self> {
+        use config::{File, FileFormat};
+        let mut builder = config::Config::builder()
+            .set_default("env", profile.name())?
+            .add_source(File::from_str(EMBEDDED_DEFAULT, FileFormat::Toml))
+            .add_source(File::from_str(profile.embedded(), FileFormat::Toml));
+        if let Some(dir) = dir {
+            for name in ["default.toml".to_owned(), format!("{profile}.toml")] {
+                builder = builder.add_source(File::from(dir.join(name)).required(false));
+            }
         }
-        let default = dir.join("default.toml");
-        let overlay = dir.join(format!("{profile}.toml"));
-        if !default.is_file() {
-            bail!(
-                "configuration file {} not found (set PAYWARDEN_CONFIG_DIR or run from the project root)",
-                default.display()
-            );
-        }
-        if !overlay.is_file() {
-            bail!("no configuration profile '{profile}': {} not found", overlay.display());
-        }
-        let raw = config::Config::builder()
-            .set_default("env", profile)?
-            .add_source(config::File::from(default))
-            .add_source(config::File::from(overlay))
+        let raw = builder
             // Explicit separators: the crate's prefix default has changed across versions.
             .add_source(
                 config::Environment::with_prefix("PAYWARDEN")
@@ -374,23 +387,36 @@ impl Settings {
                     .separator("__")
                     .try_parsing(true)
                     .list_separator(",")
-                    .with_list_parse_key("providers.sandbox.notify_retry_delays_milliseconds"),
+                    .with_list_parse_key("providers.sandbox.notify_retry_delays_milliseconds")
+                    .with_list_parse_key("outbox.retry_schedule_milliseconds"),
             )
             .build()
             .context("failed to read configuration")?;
         let settings: Settings = serde_path_to_error::deserialize(raw)
             .map_err(|err| anyhow::anyhow!("invalid configuration at '{}': {}", err.path(), err.inner()))?;
+        if settings.env != profile {
+            bail!(
+                "env: the profile is chosen by PAYWARDEN__ENV ({profile}), not set in a file ({})",
+                settings.env
+            );
+        }
         settings.validate()?;
         Ok(settings)
     }
 
-    /// Checks what types alone cannot.
+    /// Checks what types alone cannot, section by section.
     ///
     /// # Errors
     /// The first problem, naming the key.
     pub fn validate(&self) -> anyhow::Result<()> {
+        if self.server.max_body_bytes == 0 {
+            bail!("server.max_body_bytes must be positive");
+        }
         if self.database.url.expose_secret().is_empty() {
             bail!("database.url must be set (PAYWARDEN__DATABASE__URL)");
+        }
+        if self.database.max_connections == 0 || self.database.connect_timeout_seconds == 0 {
+            bail!("database.max_connections and database.connect_timeout_seconds must be positive");
         }
         if self.auth.admin_token.expose_secret().len() < 8 {
             bail!("auth.admin_token must be set to at least 8 characters");
@@ -401,56 +427,41 @@ impl Settings {
                 bail!("auth.merchant_keys.{merchant} must be at least 8 characters");
             }
         }
-        let o = &self.orders;
-        if o.min_ttl_seconds == 0 || o.min_ttl_seconds > o.max_ttl_seconds {
-            bail!("orders.min_ttl_seconds must be at least 1 and not above orders.max_ttl_seconds");
-        }
-        if o.default_ttl_seconds < o.min_ttl_seconds || o.default_ttl_seconds > o.max_ttl_seconds {
-            bail!("orders.default_ttl_seconds must lie between orders.min_ttl_seconds and orders.max_ttl_seconds");
-        }
-        if o.max_items == 0 || o.max_total_minor_units == entities::MinorUnit::ZERO {
-            bail!("orders.max_items and orders.max_total_minor_units must be positive");
-        }
-        let e = &self.expiry;
-        if e.retry_budget == 0
-            || e.retry_min_delay_milliseconds == 0
-            || e.retry_min_delay_milliseconds > e.retry_max_delay_milliseconds
-        {
-            bail!("expiry.retry_budget must be positive and expiry.retry_min_delay_milliseconds between 1 and expiry.retry_max_delay_milliseconds");
-        }
-        if e.overdue_per_second == 0 || e.arbiters == 0 {
-            bail!("expiry.overdue_per_second and expiry.arbiters must be positive");
-        }
-        let calls = &self.providers.sandbox.calls;
-        if calls.rate_per_second == 0 || calls.max_concurrency == 0 || calls.timeout_milliseconds == 0 {
-            bail!(
-                "providers.sandbox.calls: rate_per_second, max_concurrency and timeout_milliseconds must be positive"
-            );
-        }
-        let o = &self.outbox;
-        if o.batch_size == 0 || o.sweep_interval_milliseconds == 0 || o.concurrency == 0 || o.lease_seconds == 0 {
-            bail!("outbox.batch_size, sweep_interval_milliseconds, lease_seconds and concurrency must be positive");
-        }
-        if self.amqp.url().is_some() && self.amqp.exchange.is_empty() {
-            bail!("amqp.exchange must be set when amqp.url is");
-        }
         if self.ids.worker_id > actors::ids::MAX_WORKER_ID {
             bail!("ids.worker_id must be at most {}", actors::ids::MAX_WORKER_ID);
         }
-        if self.providers.sandbox.enabled && self.providers.sandbox.webhook_secret.expose_secret().len() < 8 {
+        self.orders.validate("orders")?;
+        self.expiry.validate("expiry")?;
+        self.outbox.validate("outbox")?;
+        if self.amqp.url().is_some() && self.amqp.exchange.is_empty() {
+            bail!("amqp.exchange must be set when amqp.url is");
+        }
+        let providers = &self.providers;
+        providers.sandbox.calls.validate("providers.sandbox.calls")?;
+        providers.wechat.calls.validate("providers.wechat.calls")?;
+        providers.alipay.calls.validate("providers.alipay.calls")?;
+        if providers.sandbox.enabled && providers.sandbox.webhook_secret.expose_secret().len() < 8 {
             bail!("providers.sandbox.webhook_secret must be at least 8 characters when the sandbox is enabled");
         }
-        if self.env == "production" {
+        if providers.wechat.enabled && (providers.wechat.mchid.is_empty() || providers.wechat.appid.is_empty()) {
+            bail!("providers.wechat.mchid and providers.wechat.appid must be set when WeChat Pay is enabled");
+        }
+        if providers.alipay.enabled && providers.alipay.app_id.is_empty() {
+            bail!("providers.alipay.app_id must be set when Alipay is enabled");
+        }
+        if self.env == Profile::Production {
             let dev_key = self
                 .auth
                 .merchant_keys
                 .values()
                 .any(|key| key.expose_secret() == DEV_CLIENT_KEY);
             let dev_admin = self.auth.admin_token.expose_secret() == DEV_ADMIN_TOKEN;
-            let dev_sandbox = self.providers.sandbox.enabled
-                && self.providers.sandbox.webhook_secret.expose_secret() == DEV_SANDBOX_SECRET;
+            let dev_sandbox = providers.sandbox.webhook_secret.expose_secret() == DEV_SANDBOX_SECRET;
             if dev_key || dev_admin || dev_sandbox {
                 bail!("the production profile refuses the development credentials (pk_dev_demo, admin_dev, the sandbox dev secret); set real ones");
+            }
+            if providers.sandbox.enabled {
+                bail!("providers.sandbox.enabled: the production profile refuses the sandbox (its attempts can be marked paid through its control routes)");
             }
         }
         Ok(())
@@ -467,78 +478,10 @@ impl Settings {
     }
 }
 
-impl OrderSettings {
-    pub fn limits(&self) -> actors::domain::OrderLimits {
-        actors::domain::OrderLimits {
-            default_ttl: Duration::from_secs(self.default_ttl_seconds),
-            min_ttl: Duration::from_secs(self.min_ttl_seconds),
-            max_ttl: Duration::from_secs(self.max_ttl_seconds),
-            max_items: self.max_items,
-            max_total: self.max_total_minor_units,
-        }
-    }
-}
-
-impl ExpiryConfig {
-    pub fn settings(&self) -> actors::order::expiry::ExpirySettings {
-        actors::order::expiry::ExpirySettings {
-            retry: actors::retry::RetrySchedule {
-                min_delay: Duration::from_millis(self.retry_min_delay_milliseconds),
-                max_delay: Duration::from_millis(self.retry_max_delay_milliseconds),
-            },
-            retry_budget: self.retry_budget,
-            stuck_retry_interval: Duration::from_secs(self.stuck_retry_interval_seconds),
-            userpaying_grace: Duration::from_millis(self.userpaying_grace_milliseconds),
-            userpaying_max_rechecks: self.userpaying_max_rechecks,
-            provider_reply_timeout: Duration::from_millis(self.provider_reply_timeout_milliseconds),
-            actor_reply_timeout: Duration::from_millis(self.actor_reply_timeout_milliseconds),
-            overdue_per_second: self.overdue_per_second,
-            arbiters: self.arbiters,
-            max_concurrent_passes: self.max_concurrent_passes,
-            provider_clock_margin: Duration::from_millis(self.provider_clock_margin_milliseconds),
-        }
-    }
-}
-
-impl OutboxConfig {
-    pub fn settings(&self) -> actors::outbox::RelaySettings {
-        actors::outbox::RelaySettings {
-            batch_size: self.batch_size,
-            sweep_interval: Duration::from_millis(self.sweep_interval_milliseconds),
-            lease: Duration::from_secs(self.lease_seconds),
-            retry_schedule: self
-                .retry_schedule_milliseconds
-                .iter()
-                .copied()
-                .map(Duration::from_millis)
-                .collect(),
-            webhook_timeout: Duration::from_millis(self.webhook_timeout_milliseconds),
-            concurrency: self.concurrency,
-        }
-    }
-}
-
 impl AmqpConfig {
     pub fn url(&self) -> Option<&str> {
         let url = self.url.expose_secret();
         (!url.is_empty()).then_some(url)
-    }
-}
-
-impl ProviderCallConfig {
-    pub fn settings(&self) -> actors::provider::ProviderCallSettings {
-        actors::provider::ProviderCallSettings {
-            timeout: Duration::from_millis(self.timeout_milliseconds),
-            max_concurrency: self.max_concurrency,
-            rate_per_second: self.rate_per_second,
-            retries: self.retries,
-            retry: actors::retry::RetrySchedule {
-                min_delay: Duration::from_millis(self.retry_min_delay_milliseconds),
-                max_delay: Duration::from_millis(self.retry_max_delay_milliseconds),
-            },
-            breaker_failure_threshold: self.breaker_failure_threshold,
-            breaker_open_for: Duration::from_secs(self.breaker_open_seconds),
-        }
     }
 }
 
@@ -577,28 +520,106 @@ mod tests {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config")
     }
 
+    fn dev() -> Settings {
+        Settings::load_from(None, Profile::Development).unwrap()
+    }
+
     #[test]
     fn every_shipped_profile_loads() {
-        let dev = Settings::load_from(&config_dir(), "development").unwrap();
+        let dev = Settings::load_from(Some(&config_dir()), Profile::Development).unwrap();
         assert_eq!(dev.server.addr, "127.0.0.1:8080");
         assert!(dev.uses_dev_credentials());
-        assert!(Settings::load_from(&config_dir(), "test").is_ok());
+        assert!(Settings::load_from(Some(&config_dir()), Profile::Test).is_ok());
+    }
+
+    #[test]
+    fn the_embedded_files_are_the_shipped_ones_and_need_no_directory() {
+        for profile in [Profile::Development, Profile::Test] {
+            let embedded = Settings::load_from(None, profile).unwrap();
+            let from_dir = Settings::load_from(Some(&config_dir()), profile).unwrap();
+            assert_eq!(format!("{embedded:?}"), format!("{from_dir:?}"), "{profile}");
+        }
+        assert_eq!(
+            dev().database.url.expose_secret(),
+            "sqlite://./data/paywarden.db?mode=rwc"
+        );
+    }
+
+    #[test]
+    fn a_directory_layers_partial_files_over_the_embedded_ones() {
+        let dir = std::env::temp_dir().join(format!("paywarden-config-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("development.toml"), "[server]\naddr = \"127.0.0.1:9999\"\n").unwrap();
+        let settings = Settings::load_from(Some(&dir), Profile::Development).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(settings.server.addr, "127.0.0.1:9999");
+        assert!(
+            settings.providers.sandbox.enabled,
+            "the rest comes from the embedded files"
+        );
     }
 
     #[test]
     fn production_refuses_the_development_credentials() {
         // production.toml ships no secrets at all, so it must fail on the first one it checks.
-        let err = Settings::load_from(&config_dir(), "production").unwrap_err();
+        let err = Settings::load_from(Some(&config_dir()), Profile::Production).unwrap_err();
         assert!(err.to_string().contains("database.url"), "{err}");
-        let mut dev = Settings::load_from(&config_dir(), "development").unwrap();
-        dev.env = "production".into();
+        let mut dev = dev();
+        dev.env = Profile::Production;
         let err = dev.validate().unwrap_err();
         assert!(err.to_string().contains("development credentials"), "{err}");
     }
 
     #[test]
+    fn production_refuses_the_sandbox_even_with_real_secrets() {
+        let mut settings = dev();
+        settings.env = Profile::Production;
+        settings.auth.admin_token = SecretString::from("a-real-admin-token");
+        settings.auth.merchant_keys = BTreeMap::from([("acme".to_owned(), SecretString::from("pk_live_0123456789"))]);
+        settings.providers.sandbox.webhook_secret = SecretString::from("whsec_real_secret_value");
+        let err = settings.validate().unwrap_err();
+        assert!(err.to_string().contains("providers.sandbox.enabled"), "{err}");
+        settings.providers.sandbox.enabled = false;
+        settings.validate().unwrap();
+    }
+
+    #[test]
+    fn every_section_is_validated_and_the_key_named() {
+        type Spoil = fn(&mut Settings);
+        let cases: [(&str, Spoil); 8] = [
+            ("providers.wechat.calls.rate_per_second", |s| {
+                s.providers.wechat.calls.rate_per_second = 0
+            }),
+            ("providers.alipay.calls.max_concurrency", |s| {
+                s.providers.alipay.calls.max_concurrency = 0
+            }),
+            ("providers.sandbox.calls.timeout_milliseconds", |s| {
+                s.providers.sandbox.calls.timeout = Duration::ZERO;
+            }),
+            ("expiry.max_concurrent_passes", |s| s.expiry.max_concurrent_passes = 0),
+            ("expiry.actor_reply_timeout_milliseconds", |s| {
+                s.expiry.actor_reply_timeout = Duration::from_millis(1);
+            }),
+            ("outbox.retry_schedule_milliseconds", |s| {
+                s.outbox.retry_schedule.clear()
+            }),
+            ("orders.default_ttl_seconds", |s| {
+                s.orders.default_ttl = s.orders.max_ttl * 2
+            }),
+            ("database.max_connections", |s| s.database.max_connections = 0),
+        ];
+        for (key, spoil) in cases {
+            let mut settings = dev();
+            settings.validate().unwrap();
+            spoil(&mut settings);
+            let err = settings.validate().expect_err(key).to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+
+    #[test]
     fn secrets_do_not_appear_in_debug_output() {
-        let dev = Settings::load_from(&config_dir(), "development").unwrap();
+        let dev = dev();
         let printed = format!("{dev:?}");
         assert!(!printed.contains(DEV_ADMIN_TOKEN), "{printed}");
         assert!(!printed.contains(DEV_CLIENT_KEY), "{printed}");
@@ -607,7 +628,11 @@ mod tests {
 
     #[test]
     fn unknown_profile_is_named_in_the_error() {
-        let err = Settings::load_from(&config_dir(), "staging").unwrap_err();
+        let err = Profile::parse("staging").unwrap_err();
         assert!(err.to_string().contains("staging"), "{err}");
+        assert!(
+            err.to_string().contains("production"),
+            "the known ones are listed: {err}"
+        );
     }
 }

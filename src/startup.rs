@@ -110,7 +110,7 @@ impl Application {
                 http.clone(),
             );
             gateways.insert(gateway.clone());
-            calls.insert(Provider::Sandbox, sandbox_settings.calls.settings());
+            calls.insert(Provider::Sandbox, sandbox_settings.calls.clone());
             Some(gateway)
         } else {
             None
@@ -122,7 +122,7 @@ impl Application {
                 actors::gateway::wechat::WechatGateway::new(wechat.gateway_settings(&base_url)?, http.clone())
                     .context("invalid providers.wechat settings")?;
             gateways.insert(Arc::new(gateway));
-            calls.insert(Provider::Wechat, wechat.calls.settings());
+            calls.insert(Provider::Wechat, wechat.calls.clone());
         }
         if settings.providers.alipay.enabled {
             let alipay = &settings.providers.alipay;
@@ -130,7 +130,7 @@ impl Application {
                 actors::gateway::alipay::AlipayGateway::new(alipay.gateway_settings(&base_url)?, http.clone())
                     .context("invalid providers.alipay settings")?;
             gateways.insert(Arc::new(gateway));
-            calls.insert(Provider::Alipay, alipay.calls.settings());
+            calls.insert(Provider::Alipay, alipay.calls.clone());
         }
 
         let metrics = Arc::new(Metrics::new()?);
@@ -142,7 +142,7 @@ impl Application {
             ),
             None => Arc::new(SqlDeadlineIndex::new(db.clone())),
         };
-        let expiry = settings.expiry.settings();
+        let expiry = settings.expiry.clone();
         let providers = start_providers(&gateways, &calls, expiry.provider_reply_timeout);
         let engine = Engine::start(EngineParts {
             db: db.clone(),
@@ -165,7 +165,7 @@ impl Application {
             db: db.clone(),
             engine: engine.clone(),
             gateways,
-            limits: settings.orders.limits(),
+            limits: settings.orders.clone(),
             public_base_url: base_url.clone(),
             metrics: metrics.clone(),
         });
@@ -287,7 +287,7 @@ async fn start_outbox_relay(
         }
         None => None,
     };
-    let relay = OutboxRelay::new(db.clone(), http.clone(), amqp, settings.outbox.settings());
+    let relay = OutboxRelay::new(db.clone(), http.clone(), amqp, settings.outbox.clone());
     let relay = relay.start_on_own_arbiter();
     engine.attach_relay(relay.clone().recipient());
     Ok(relay)

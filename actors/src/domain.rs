@@ -12,6 +12,8 @@ use std::time::Duration;
 pub use entities::Currency;
 use entities::MinorUnit;
 use serde::Serialize;
+
+use crate::settings::{check, Invalid};
 use sha2::{Digest, Sha256};
 
 /// The merchant a client API key is bound to. Every client query is scoped by it.
@@ -62,15 +64,48 @@ impl ValidationError {
     }
 }
 
-/// Bounds on what a merchant may ask for, from configuration.
-#[derive(Clone, Debug)]
+/// Bounds on what a merchant may ask for: the `orders` section of the configuration, read
+/// straight into this type.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OrderLimits {
+    #[serde(rename = "default_ttl_seconds", with = "crate::settings::seconds")]
     pub default_ttl: Duration,
+    #[serde(rename = "min_ttl_seconds", with = "crate::settings::seconds")]
     pub min_ttl: Duration,
+    #[serde(rename = "max_ttl_seconds", with = "crate::settings::seconds")]
     pub max_ttl: Duration,
     pub max_items: usize,
-    /// Upper bound of one order's total, in minor units: a sanity limit well below overflow.
+    /// Upper bound of one order's total, in minor units: a sanity limit well below overflow. A
+    /// [`MinorUnit`], so a negative value is refused as the file is read.
+    #[serde(rename = "max_total_minor_units")]
     pub max_total: MinorUnit,
+}
+
+impl OrderLimits {
+    /// # Errors
+    /// The first unusable value, named by its key under `section`.
+    pub fn validate(&self, section: &str) -> Result<(), Invalid> {
+        check(
+            !self.min_ttl.is_zero() && self.min_ttl <= self.max_ttl,
+            section,
+            "min_ttl_seconds",
+            "must be at least 1 and not above max_ttl_seconds",
+        )?;
+        check(
+            self.min_ttl <= self.default_ttl && self.default_ttl <= self.max_ttl,
+            section,
+            "default_ttl_seconds",
+            "must lie between min_ttl_seconds and max_ttl_seconds",
+        )?;
+        check(self.max_items > 0, section, "max_items", "must be positive")?;
+        check(
+            self.max_total != MinorUnit::ZERO,
+            section,
+            "max_total_minor_units",
+            "must be positive",
+        )
+    }
 }
 
 /// The fields of an order creation request, as the client sent them.
@@ -256,6 +291,36 @@ fn too_large(limits: &OrderLimits) -> ValidationError {
         "amount_too_large",
         format!("the order total exceeds the limit of {} minor units", limits.max_total),
     )
+}
+
+/// An operator's free-text reason (force-close, resolving an anomaly): 1 to
+/// [`OperatorReason::MAX_CHARS`] characters, trimmed, no control characters. The bound is what
+/// fits where it is stored: `orders.close_reason` holds `force-closed: <reason>` in
+/// [`entities::orders::CLOSE_REASON_MAX_CHARS`] characters, so a reason that passes never
+/// fails the write after the provider has already closed the trade.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperatorReason(String);
+
+impl OperatorReason {
+    /// What a force-close stores before the reason.
+    pub const FORCE_CLOSED_PREFIX: &'static str = "force-closed: ";
+    pub const MAX_CHARS: usize = entities::orders::CLOSE_REASON_MAX_CHARS - Self::FORCE_CLOSED_PREFIX.len();
+
+    /// # Errors
+    /// Empty, too long or with control characters; the message names the limit.
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        text_field("reason", raw, Self::MAX_CHARS).map(Self)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for OperatorReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 fn text_field(field: &str, value: &str, max_len: usize) -> Result<String, ValidationError> {

@@ -36,6 +36,7 @@ pub mod order;
 pub mod outbox;
 pub mod provider;
 pub mod retry;
+pub mod settings;
 pub mod stock;
 pub mod store;
 

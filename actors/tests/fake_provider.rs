@@ -14,7 +14,6 @@ use actors::ids::Snowflake;
 use actors::metrics::EngineMetrics;
 use actors::order::expiry::ExpirySettings;
 use actors::provider::ProviderClient;
-use actors::retry::RetrySchedule;
 use actors::store::{Created, Operator};
 use async_trait::async_trait;
 use entities::{orders, payment_attempts, AttemptStatus, Currency, MinorUnit, OrderId, OrderStatus, PayNo, Provider};
@@ -104,10 +103,8 @@ impl ProviderClient for FakeProvider {
 
 fn settings() -> ExpirySettings {
     ExpirySettings {
-        retry: RetrySchedule {
-            min_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(50),
-        },
+        retry_min_delay: Duration::from_millis(20),
+        retry_max_delay: Duration::from_millis(50),
         retry_budget: 2,
         stuck_retry_interval: Duration::from_secs(60),
         userpaying_grace: Duration::from_millis(100),

@@ -2,6 +2,9 @@ use sea_orm::entity::prelude::*;
 
 use crate::types::{Currency, MinorUnit, OrderId, OrderStatus};
 
+/// Characters `orders.close_reason` holds (`varchar(256)` on PostgreSQL).
+pub const CLOSE_REASON_MAX_CHARS: usize = 256;
+
 /// One merchant order. `status` changes only through guarded updates
 /// (`WHERE id = ? AND status = ?`), and `version` counts those changes.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]

@@ -22,7 +22,6 @@ use actors::ids::Snowflake;
 use actors::metrics::EngineMetrics;
 use actors::order::expiry::ExpirySettings;
 use actors::provider::Providers;
-use actors::retry::RetrySchedule;
 use anyhow::Context;
 use chrono::Utc;
 use clap::Parser;
@@ -94,10 +93,8 @@ async fn run(n: usize, args: &Args) -> anyhow::Result<()> {
         providers: Arc::new(providers),
         index: Arc::new(SqlDeadlineIndex::new(db.clone())),
         settings: ExpirySettings {
-            retry: RetrySchedule {
-                min_delay: Duration::from_secs(1),
-                max_delay: Duration::from_secs(30),
-            },
+            retry_min_delay: Duration::from_secs(1),
+            retry_max_delay: Duration::from_secs(30),
             retry_budget: 5,
             stuck_retry_interval: Duration::from_secs(60),
             userpaying_grace: Duration::from_secs(5),

@@ -1,6 +1,7 @@
 //! Admin routes: order inspection and tracked stock. Behind the admin token.
 
 use actix_web::{web, HttpResponse};
+use actors::domain::OperatorReason;
 use actors::outbox::subscribers::{self, NewWebhook, SubscriberError};
 use actors::stock::{self, SetStockError};
 use actors::store::{query, Operator};
@@ -96,13 +97,9 @@ pub async fn force_close(
     order_no: web::Path<String>,
     body: web::Json<ForceCloseBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let reason = body.into_inner().reason.trim().to_owned();
-    if reason.is_empty() || reason.chars().count() > 256 {
-        return Err(ApiError::Validation(actors::domain::ValidationError::new(
-            "invalid_field",
-            "reason must be 1 to 256 characters",
-        )));
-    }
+    // Checked before anything happens: the provider closes the trade first, so a reason that
+    // did not fit the column would fail after that side effect.
+    let reason = OperatorReason::parse(&body.into_inner().reason).map_err(ApiError::Validation)?;
     let order_id = super::order_id(&order_no)?;
     state
         .engine

@@ -7,6 +7,7 @@ on_both_backends!(
     malformed_oversize_and_non_json_bodies_are_refused,
     bad_stock_updates_are_refused,
     unknown_routes_and_orders_get_the_error_envelope,
+    every_stored_text_fits_its_column_at_the_limit_and_one_more_is_refused_with_nothing_done,
 );
 
 fn with(mut body: Value, pointer: &str, value: Value) -> Value {
@@ -273,4 +274,102 @@ async fn unknown_routes_and_orders_get_the_error_envelope(backend: Backend) {
     assert_eq!(error_code(route, 404).await, "not_found");
     assert_eq!(error_code(order, 404).await, "not_found");
     assert_eq!(error_code(garbage, 404).await, "not_found");
+}
+
+/// Each text a request stores, at its column's limit (in characters, with multi-byte ones, as
+/// PostgreSQL's `varchar(n)` counts) is stored; one character more is a 422 before any side
+/// effect. Before the fix a force-close reason of 243 to 256 characters passed validation,
+/// the provider closed the trade, and then the `close_reason varchar(256)` write failed (500).
+async fn every_stored_text_fits_its_column_at_the_limit_and_one_more_is_refused_with_nothing_done(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let wide = |n: usize| "界".repeat(n);
+
+    // Order creation: out_business_id 128, user_id 128, subject 256, sku_id 64, item name 256.
+    let fields: [(&str, usize); 5] = [
+        ("/out_business_id", 128),
+        ("/user_id", 128),
+        ("/subject", 256),
+        ("/items/0/sku_id", 64),
+        ("/items/0/name", 256),
+    ];
+    for (index, (pointer, limit)) in fields.into_iter().enumerate() {
+        let before = app.row_counts().await;
+        let too_long = with(
+            order_body(&format!("len-over-{index}")),
+            pointer,
+            json!(wide(limit + 1)),
+        );
+        let refused = app.post_order(MERCHANT_A_KEY, &too_long).await;
+        assert_eq!(
+            error_code(refused, 422).await,
+            "invalid_field",
+            "{pointer} at {}",
+            limit + 1
+        );
+        assert_eq!(
+            app.row_counts().await,
+            before,
+            "{pointer}: a refused order wrote nothing"
+        );
+
+        let mut at_limit = with(order_body(&format!("len-at-{index}")), pointer, json!(wide(limit)));
+        if pointer == "/out_business_id" {
+            at_limit["out_business_id"] = json!(wide(limit));
+        }
+        let created = app.post_order(MERCHANT_A_KEY, &at_limit).await;
+        assert_eq!(created.status().as_u16(), 201, "{pointer} at its limit {limit}");
+    }
+
+    // Force-close reason: the stored text is "force-closed: " + reason in 256 characters.
+    let (order_no, pay_no) = app.order_with_attempt("len-force", 600).await;
+    let path = format!("/admin/orders/{order_no}/force-close");
+    let logs_before = app.count("SELECT COUNT(*) FROM order_logs").await;
+    let refused = app
+        .post_as(ADMIN_TOKEN, &path, Some(&json!({"reason": wide(243)})))
+        .await;
+    assert_eq!(error_code(refused, 422).await, "invalid_field");
+    let trade = app.sandbox_trade(&pay_no).await;
+    assert_eq!(trade["close_count"], 0, "the provider trade was not closed: {trade}");
+    assert_eq!(trade["trade_state"], "NOTPAY", "{trade}");
+    assert_eq!(app.count("SELECT COUNT(*) FROM order_logs").await, logs_before);
+    assert_eq!(app.admin_order(&order_no).await["status"], "pending");
+
+    let closed = app
+        .post_as(ADMIN_TOKEN, &path, Some(&json!({"reason": wide(242)})))
+        .await;
+    assert_eq!(closed.status().as_u16(), 200, "a 242-character reason fits");
+    let order: Value = closed.json().await.unwrap();
+    assert_eq!(order["status"], "closed");
+    let stored = order["close_reason"].as_str().unwrap();
+    assert_eq!(stored.chars().count(), 256, "{stored}");
+    assert!(stored.starts_with("force-closed: "), "{stored}");
+
+    // Stock: the SKU id is 64 characters at most.
+    assert_eq!(app.put_sku(&"k".repeat(64), 5).await.status().as_u16(), 200);
+    assert_eq!(
+        error_code(app.put_sku(&"k".repeat(65), 5).await, 422).await,
+        "invalid_field"
+    );
+
+    // Subscribers: a repeated event type is stored once (the list fits its column whatever is
+    // repeated); a secret longer than 256 bytes is refused.
+    let add = |body: Value| {
+        let app = &app;
+        async move {
+            app.client
+                .post(app.url("/admin/subscribers"))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let repeated = vec!["order.payment_anomaly"; 100];
+    let added = add(json!({"url": "http://127.0.0.1:9/hook", "event_types": repeated})).await;
+    assert_eq!(added.status().as_u16(), 201);
+    let subscriber: Value = added.json().await.unwrap();
+    assert_eq!(subscriber["event_types"], "order.payment_anomaly");
+    let long_secret = add(json!({"url": "http://127.0.0.1:9/hook", "secret": "s".repeat(257)})).await;
+    assert_eq!(error_code(long_secret, 422).await, "invalid_secret");
 }

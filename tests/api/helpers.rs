@@ -4,7 +4,7 @@
 use std::sync::LazyLock;
 
 use migration::sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
-use paywarden::config::Settings;
+use paywarden::config::{Profile, Settings};
 use paywarden::startup::Application;
 use secrecy::SecretString;
 use serde_json::{json, Value};
@@ -61,7 +61,7 @@ pub struct TestApp {
 pub async fn test_settings(backend: Backend) -> Settings {
     LazyLock::force(&TRACING);
     let config_dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
-    let mut settings = Settings::load_from(&config_dir, "test").expect("the test profile loads");
+    let mut settings = Settings::load_from(Some(&config_dir), Profile::Test).expect("the test profile loads");
     settings.server.workers = 1;
     let name = format!("pw_test_{}", uuid::Uuid::new_v4().simple());
     settings.database.url = SecretString::from(match backend {

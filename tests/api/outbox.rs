@@ -121,7 +121,7 @@ impl Receiver {
 
 async fn app_with_receiver(backend: Backend, receiver: &Receiver, event_types: &[&str]) -> TestApp {
     let mut settings = test_settings(backend).await;
-    settings.outbox.webhooks = vec![paywarden::config::WebhookConfig {
+    settings.outbox.webhooks = vec![actors::outbox::ConfiguredWebhook {
         url: receiver.url.clone(),
         secret: SecretString::from(RECEIVER_SECRET),
         event_types: event_types.iter().map(|t| (*t).to_owned()).collect(),
@@ -285,7 +285,7 @@ async fn an_sse_client_sees_pending_then_paid_and_the_stream_closes(backend: Bac
 async fn two_relays_on_one_database_deliver_each_event_once() {
     let receiver = Receiver::start(0);
     let mut settings = test_settings(Backend::Postgres).await;
-    settings.outbox.webhooks = vec![paywarden::config::WebhookConfig {
+    settings.outbox.webhooks = vec![actors::outbox::ConfiguredWebhook {
         url: receiver.url.clone(),
         secret: SecretString::from(RECEIVER_SECRET),
         event_types: vec!["order.created".to_owned()],
@@ -394,7 +394,10 @@ async fn the_amqp_sink_publishes_with_confirms_and_catches_up_after_an_outage() 
     settings.amqp.url = SecretString::from(format!("amqp://guest:guest@127.0.0.1:{}/%2f", link.port));
     settings.amqp.exchange = exchange.clone();
     // Long enough that the delivery is still pending when the link comes back.
-    settings.outbox.retry_schedule_milliseconds = vec![300, 600, 1000, 2000, 4000];
+    settings.outbox.retry_schedule = [300, 600, 1000, 2000, 4000]
+        .into_iter()
+        .map(std::time::Duration::from_millis)
+        .collect();
     let connection = lapin::Connection::connect(
         "amqp://guest:guest@127.0.0.1:5672/%2f",
         lapin::ConnectionProperties::default()

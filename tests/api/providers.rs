@@ -44,7 +44,7 @@ async fn rig(options: RigOptions) -> Rig {
     let mut settings = test_settings(Backend::Postgres).await;
     let mut calls = settings.providers.sandbox.calls.clone();
     // RSA signing in a debug build takes tens of milliseconds.
-    calls.timeout_milliseconds = 3000;
+    calls.timeout = std::time::Duration::from_secs(3);
     calls.rate_per_second = options.rate_per_second;
     let notify_url = options.notify_url.clone().unwrap_or_default();
     let wechat = sim.wechat_settings("");

@@ -21,7 +21,7 @@ use sea_orm::{DatabaseConnection, EntityTrait};
 pub use self::recovery::RehydrateReport;
 use crate::changes::{ChangeFeed, OrderChanged};
 use crate::deadline::{to_ms, Deadline, DeadlineIndex};
-use crate::domain::NewOrder;
+use crate::domain::{NewOrder, OperatorReason};
 use crate::error::OrderError;
 use crate::gateway::VerifiedNotification;
 use crate::ids::Snowflake;
@@ -255,7 +255,7 @@ impl Engine {
         &self,
         order_id: OrderId,
         operator: Operator,
-        reason: String,
+        reason: OperatorReason,
     ) -> Result<orders::Model, OrderError> {
         let order = self.load(order_id, &operator).await?;
         let make = || ForceClose {

@@ -29,8 +29,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use entities::OrderStatus;
 
+use crate::domain::OperatorReason;
 use crate::gateway::{CloseOutcome, PaidTrade, TradeState};
 use crate::retry::RetrySchedule;
+use crate::settings::{check, Invalid};
 use crate::store::{AttemptCloseReason, CloseReason};
 
 /// How long after a trade's `time_expire` plus the clock margin its final query waits, so that
@@ -45,7 +47,7 @@ pub enum Intent {
     /// The buyer or merchant cancels before the deadline.
     Cancel,
     /// An operator closes the order now.
-    ForceClose { reason: String },
+    ForceClose { reason: OperatorReason },
     /// Query only: compensate if paid, never close anything.
     Refresh,
 }
@@ -388,32 +390,96 @@ pub fn refresh_reply(outcome: &PassOutcome) -> Option<OrderStatus> {
     }
 }
 
-/// Tunables of the expiry rule.
-#[derive(Clone, Debug)]
+/// Tunables of the expiry rule: the `expiry` section of the configuration, read straight into
+/// this type (durations are written with their unit in the key).
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ExpirySettings {
-    /// Backoff between passes while a provider fails.
-    pub retry: RetrySchedule,
+    /// Backoff between passes while a provider fails: first pause...
+    #[serde(rename = "retry_min_delay_milliseconds", with = "crate::settings::millis")]
+    pub retry_min_delay: Duration,
+    /// ...and the longest one.
+    #[serde(rename = "retry_max_delay_milliseconds", with = "crate::settings::millis")]
+    pub retry_max_delay: Duration,
     /// Failed passes before the order is marked `stuck`.
     pub retry_budget: u32,
     /// Pause between passes of a stuck order (it keeps trying until the provider is back).
+    #[serde(rename = "stuck_retry_interval_seconds", with = "crate::settings::seconds")]
     pub stuck_retry_interval: Duration,
     /// Wait before looking again at a trade in USERPAYING.
+    #[serde(rename = "userpaying_grace_milliseconds", with = "crate::settings::millis")]
     pub userpaying_grace: Duration,
     /// USERPAYING re-checks before the trade is closed like an unpaid one.
     pub userpaying_max_rechecks: u32,
     /// Limit on one reply of a provider actor (its retries included).
+    #[serde(rename = "provider_reply_timeout_milliseconds", with = "crate::settings::millis")]
     pub provider_reply_timeout: Duration,
     /// Limit on one reply of an order actor.
+    #[serde(rename = "actor_reply_timeout_milliseconds", with = "crate::settings::millis")]
     pub actor_reply_timeout: Duration,
     /// Overdue orders re-armed at start-up fire at this rate, not all at once.
     pub overdue_per_second: u32,
     /// Arbiters (threads) the order actors are spread over.
     pub arbiters: usize,
     /// Allowance for the provider's clock when judging that its `time_expire` has passed.
+    #[serde(rename = "provider_clock_margin_milliseconds", with = "crate::settings::millis")]
     pub provider_clock_margin: Duration,
     /// Timer-driven expiry passes running at once; the rest wait their turn cheaply instead of
     /// all holding database work in flight when many deadlines fall together.
     pub max_concurrent_passes: usize,
+}
+
+impl ExpirySettings {
+    /// The backoff between passes while a provider fails.
+    pub fn retry(&self) -> RetrySchedule {
+        RetrySchedule {
+            min_delay: self.retry_min_delay,
+            max_delay: self.retry_max_delay,
+        }
+    }
+
+    /// # Errors
+    /// The first unusable value, named by its key under `section`.
+    pub fn validate(&self, section: &str) -> Result<(), Invalid> {
+        check(self.retry_budget > 0, section, "retry_budget", "must be positive")?;
+        check(
+            !self.retry_min_delay.is_zero() && self.retry_min_delay <= self.retry_max_delay,
+            section,
+            "retry_min_delay_milliseconds",
+            "must be positive and not above retry_max_delay_milliseconds",
+        )?;
+        check(
+            !self.stuck_retry_interval.is_zero(),
+            section,
+            "stuck_retry_interval_seconds",
+            "must be positive",
+        )?;
+        check(
+            !self.provider_reply_timeout.is_zero(),
+            section,
+            "provider_reply_timeout_milliseconds",
+            "must be positive",
+        )?;
+        check(
+            self.actor_reply_timeout >= self.provider_reply_timeout,
+            section,
+            "actor_reply_timeout_milliseconds",
+            "must not be below provider_reply_timeout_milliseconds (an actor waits for its provider)",
+        )?;
+        check(
+            self.overdue_per_second > 0,
+            section,
+            "overdue_per_second",
+            "must be positive",
+        )?;
+        check(self.arbiters > 0, section, "arbiters", "must be positive")?;
+        check(
+            self.max_concurrent_passes > 0,
+            section,
+            "max_concurrent_passes",
+            "must be positive",
+        )
+    }
 }
 
 #[cfg(test)]
@@ -426,12 +492,14 @@ mod tests {
 
     use super::*;
 
+    fn reason(text: &str) -> OperatorReason {
+        OperatorReason::parse(text).unwrap()
+    }
+
     fn settings() -> ExpirySettings {
         ExpirySettings {
-            retry: RetrySchedule {
-                min_delay: Duration::from_millis(100),
-                max_delay: Duration::from_secs(10),
-            },
+            retry_min_delay: Duration::from_millis(100),
+            retry_max_delay: Duration::from_secs(10),
             retry_budget: 3,
             stuck_retry_interval: Duration::from_secs(60),
             userpaying_grace: Duration::from_secs(5),
@@ -536,7 +604,9 @@ mod tests {
             ),
             (
                 "force-close before the deadline proceeds",
-                Intent::ForceClose { reason: "fraud".into() },
+                Intent::ForceClose {
+                    reason: reason("fraud"),
+                },
                 OrderStatus::Pending,
                 secs(-60),
                 Start::Proceed,
@@ -562,7 +632,7 @@ mod tests {
             userpaying_rechecks: 2,
             ..FRESH
         };
-        let force = Intent::ForceClose { reason: "r".into() };
+        let force = Intent::ForceClose { reason: reason("r") };
         let rows: Vec<(&str, &Intent, Counters, Result<TradeState, Failed>, Step)> = vec![
             (
                 "paid: compensate",
@@ -808,7 +878,9 @@ mod tests {
             provider_failures: 2,
             ..FRESH
         };
-        let force = Intent::ForceClose { reason: "fraud".into() };
+        let force = Intent::ForceClose {
+            reason: reason("fraud"),
+        };
         let rows: Vec<(&str, &Intent, OrderStatus, Counters, Holds, Conclusion)> = vec![
             (
                 "every attempt closed: close the order",
@@ -848,7 +920,7 @@ mod tests {
                 OrderStatus::Pending,
                 FRESH,
                 Holds::default(),
-                Conclusion::CloseOrder(CloseReason::ForceClosed("fraud".into())),
+                Conclusion::CloseOrder(CloseReason::ForceClosed(reason("fraud"))),
             ),
             (
                 "refresh: the order stays open",
@@ -1124,7 +1196,7 @@ mod tests {
         assert_eq!(Intent::Cancel.close_reason().to_string(), "cancelled");
         assert_eq!(
             Intent::ForceClose {
-                reason: "fraud suspected".into()
+                reason: reason("fraud suspected")
             }
             .close_reason()
             .to_string(),

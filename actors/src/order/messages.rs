@@ -5,6 +5,7 @@ use actix::Message;
 use chrono::{DateTime, Utc};
 use entities::{payment_attempts, OrderStatus, Provider};
 
+use crate::domain::OperatorReason;
 use crate::error::OrderError;
 use crate::gateway::VerifiedNotification;
 use crate::store::Operator;
@@ -45,7 +46,7 @@ pub enum NotifyOutcome {
 #[rtype(result = "Result<OrderStatus, OrderError>")]
 pub struct ForceClose {
     pub operator: Operator,
-    pub reason: String,
+    pub reason: OperatorReason,
 }
 
 /// The buyer or merchant cancels the pending order.

@@ -145,7 +145,7 @@ impl OrderActor {
             Wake::At(at) => self.arm(ctx, at.timestamp_millis()),
             Wake::After(delay) => self.arm_after(ctx, delay),
             Wake::Backoff { retry } => {
-                let delay = self.deps.settings.retry.delay(retry);
+                let delay = self.deps.settings.retry().delay(retry);
                 self.arm_after(ctx, delay);
             }
         }

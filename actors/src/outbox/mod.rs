@@ -11,4 +11,4 @@ pub mod relay;
 pub mod signature;
 pub mod subscribers;
 
-pub use relay::{Drain, OutboxRelay, RelaySettings, Wake};
+pub use relay::{ConfiguredWebhook, Drain, OutboxRelay, RelaySettings, Wake};

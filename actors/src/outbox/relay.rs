@@ -27,20 +27,70 @@ use sea_orm::{
 
 use super::amqp::AmqpSink;
 use super::signature::{sign, EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use crate::settings::{check, Invalid};
 
-/// How the relay claims and delivers: the `outbox` section of the configuration.
-#[derive(Clone, Debug)]
+/// How the relay claims and delivers: the `outbox` section of the configuration, read straight
+/// into this type.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RelaySettings {
     /// Rows fanned out, and deliveries claimed, per cycle.
     pub batch_size: u64,
+    #[serde(rename = "sweep_interval_milliseconds", with = "crate::settings::millis")]
     pub sweep_interval: Duration,
     /// How long a claimed row is held by this relay.
+    #[serde(rename = "lease_seconds", with = "crate::settings::seconds")]
     pub lease: Duration,
     /// Pause after the n-th failed attempt; once spent, the delivery is dead.
+    #[serde(rename = "retry_schedule_milliseconds", with = "crate::settings::millis_list")]
     pub retry_schedule: Vec<Duration>,
+    #[serde(rename = "webhook_timeout_milliseconds", with = "crate::settings::millis")]
     pub webhook_timeout: Duration,
     /// Deliveries in flight at once.
     pub concurrency: usize,
+    /// Webhook subscribers declared in configuration, registered at start-up (admins can add
+    /// more at run time).
+    #[serde(default)]
+    pub webhooks: Vec<ConfiguredWebhook>,
+}
+
+/// A webhook subscriber declared in configuration (`[[outbox.webhooks]]`).
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfiguredWebhook {
+    pub url: String,
+    pub secret: secrecy::SecretString,
+    /// Empty: every event type.
+    #[serde(default)]
+    pub event_types: Vec<String>,
+}
+
+impl RelaySettings {
+    /// # Errors
+    /// The first unusable value, named by its key under `section`.
+    pub fn validate(&self, section: &str) -> Result<(), Invalid> {
+        check(self.batch_size > 0, section, "batch_size", "must be positive")?;
+        check(
+            !self.sweep_interval.is_zero(),
+            section,
+            "sweep_interval_milliseconds",
+            "must be positive",
+        )?;
+        check(!self.lease.is_zero(), section, "lease_seconds", "must be positive")?;
+        check(
+            !self.retry_schedule.is_empty(),
+            section,
+            "retry_schedule_milliseconds",
+            "must list at least one pause",
+        )?;
+        check(
+            !self.webhook_timeout.is_zero(),
+            section,
+            "webhook_timeout_milliseconds",
+            "must be positive",
+        )?;
+        check(self.concurrency > 0, section, "concurrency", "must be positive")
+    }
 }
 
 /// Look for work now.

@@ -38,6 +38,9 @@ const KNOWN_EVENTS: [EventType; 5] = [
     EventType::OrderStuck,
 ];
 
+/// Longest accepted signing secret.
+const SECRET_MAX_BYTES: usize = 256;
+
 fn validate(new: &NewWebhook) -> Result<String, ValidationError> {
     let url = new.url.trim();
     let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
@@ -48,13 +51,16 @@ fn validate(new: &NewWebhook) -> Result<String, ValidationError> {
         ));
     }
     if let Some(secret) = &new.secret {
-        if secret.len() < 16 {
+        if secret.len() < 16 || secret.len() > SECRET_MAX_BYTES || secret.chars().any(char::is_control) {
             return Err(ValidationError::new(
                 "invalid_secret",
-                "secret must be at least 16 characters",
+                format!("secret must be 16 to {SECRET_MAX_BYTES} bytes without control characters"),
             ));
         }
     }
+    // Each known type once, in the order given: repeats would only lengthen the stored list
+    // past its column (the known types together fit with room to spare).
+    let mut event_types: Vec<&str> = Vec::with_capacity(KNOWN_EVENTS.len());
     for event_type in &new.event_types {
         if !KNOWN_EVENTS.iter().any(|known| known.as_str() == event_type) {
             return Err(ValidationError::new(
@@ -62,11 +68,14 @@ fn validate(new: &NewWebhook) -> Result<String, ValidationError> {
                 format!("unknown event type '{event_type}'; expected order.created, order.paid, order.closed, order.payment_anomaly or order.stuck"),
             ));
         }
+        if !event_types.contains(&event_type.as_str()) {
+            event_types.push(event_type);
+        }
     }
-    Ok(if new.event_types.is_empty() {
+    Ok(if event_types.is_empty() {
         "*".to_owned()
     } else {
-        new.event_types.join(",")
+        event_types.join(",")
     })
 }
 

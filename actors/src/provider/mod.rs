@@ -32,11 +32,15 @@ pub use messages::{CloseTrade, CreateQr, QueryTrade};
 
 use crate::gateway::{CloseOutcome, Gateway, GatewayError, QrCreated, TradeQuery};
 use crate::retry::RetrySchedule;
+use crate::settings::{check, Invalid};
 
-/// How one provider is called: the `providers.<name>.calls` table of the configuration.
-#[derive(Clone, Debug)]
+/// How one provider is called: the `providers.<name>.calls` table of the configuration, read
+/// straight into this type.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ProviderCallSettings {
     /// Limit of one call to the provider, retries not included.
+    #[serde(rename = "timeout_milliseconds", with = "crate::settings::millis")]
     pub timeout: Duration,
     /// Calls in flight at once; more wait their turn.
     pub max_concurrency: usize,
@@ -44,9 +48,58 @@ pub struct ProviderCallSettings {
     pub rate_per_second: u32,
     /// Quick retries of a transient failure inside one request.
     pub retries: u32,
-    pub retry: RetrySchedule,
+    /// Pause before the first quick retry...
+    #[serde(rename = "retry_min_delay_milliseconds", with = "crate::settings::millis")]
+    pub retry_min_delay: Duration,
+    /// ...and the longest one.
+    #[serde(rename = "retry_max_delay_milliseconds", with = "crate::settings::millis")]
+    pub retry_max_delay: Duration,
+    /// Failures in a row that open the circuit breaker.
     pub breaker_failure_threshold: u32,
+    /// How long an open breaker refuses calls before one is tried again.
+    #[serde(rename = "breaker_open_seconds", with = "crate::settings::seconds")]
     pub breaker_open_for: Duration,
+}
+
+impl ProviderCallSettings {
+    /// The backoff of the quick retries.
+    pub fn retry(&self) -> RetrySchedule {
+        RetrySchedule {
+            min_delay: self.retry_min_delay,
+            max_delay: self.retry_max_delay,
+        }
+    }
+
+    /// # Errors
+    /// The first unusable value, named by its key under `section` (`providers.wechat.calls`).
+    pub fn validate(&self, section: &str) -> Result<(), Invalid> {
+        check(
+            !self.timeout.is_zero(),
+            section,
+            "timeout_milliseconds",
+            "must be positive",
+        )?;
+        check(self.max_concurrency > 0, section, "max_concurrency", "must be positive")?;
+        check(self.rate_per_second > 0, section, "rate_per_second", "must be positive")?;
+        check(
+            self.retries == 0 || (!self.retry_min_delay.is_zero() && self.retry_min_delay <= self.retry_max_delay),
+            section,
+            "retry_min_delay_milliseconds",
+            "must be positive and not above retry_max_delay_milliseconds when retries are on",
+        )?;
+        check(
+            self.breaker_failure_threshold > 0,
+            section,
+            "breaker_failure_threshold",
+            "must be positive",
+        )?;
+        check(
+            !self.breaker_open_for.is_zero(),
+            section,
+            "breaker_open_seconds",
+            "must be positive",
+        )
+    }
 }
 
 /// One per configured provider, under an actix `Supervisor`, on its own thread. Owns the
@@ -128,7 +181,7 @@ impl ProviderActor {
                     Err(err) if err.is_retryable() => {
                         lock(&breaker).on_failure(Instant::now());
                         if attempt < settings.retries {
-                            tokio::time::sleep(settings.retry.delay(attempt)).await;
+                            tokio::time::sleep(settings.retry().delay(attempt)).await;
                             attempt += 1;
                             continue;
                         }
@@ -266,10 +319,8 @@ mod tests {
             max_concurrency: 4,
             rate_per_second,
             retries,
-            retry: RetrySchedule {
-                min_delay: Duration::from_millis(10),
-                max_delay: Duration::from_millis(50),
-            },
+            retry_min_delay: Duration::from_millis(10),
+            retry_max_delay: Duration::from_millis(50),
             breaker_failure_threshold: 100,
             breaker_open_for: Duration::from_secs(1),
         }

@@ -15,6 +15,7 @@ use sea_orm::{
 
 use super::create::release_stock;
 use super::journal::{write_event, write_log, EventType, LogEntry, LogEvent, Operator, PaymentRef};
+use crate::domain::OperatorReason;
 use crate::error::OrderError;
 use crate::gateway::PaidTrade;
 
@@ -48,7 +49,7 @@ pub enum CloseReason {
     /// The buyer or merchant cancelled it.
     Cancelled,
     /// An operator closed it, giving this reason.
-    ForceClosed(String),
+    ForceClosed(OperatorReason),
 }
 
 impl std::fmt::Display for CloseReason {
@@ -56,7 +57,7 @@ impl std::fmt::Display for CloseReason {
         match self {
             CloseReason::Expired => f.write_str("expired"),
             CloseReason::Cancelled => f.write_str("cancelled"),
-            CloseReason::ForceClosed(reason) => write!(f, "force-closed: {reason}"),
+            CloseReason::ForceClosed(reason) => write!(f, "{}{reason}", OperatorReason::FORCE_CLOSED_PREFIX),
         }
     }
 }

@@ -1,0 +1,76 @@
+//! Reading the crate's settings types straight from configuration.
+//!
+//! The configuration writes durations as integers with the unit in the key
+//! (`retry_min_delay_milliseconds = 200`, `breaker_open_seconds = 10`); the types hold
+//! [`Duration`]s. The modules here are the `#[serde(with = ...)]` adapters between the two,
+//! and [`Invalid`] is what a settings type's `validate` reports: the key and the problem.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// A setting that is well-typed but unusable, named by its key.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {problem}")]
+pub struct Invalid {
+    pub key: String,
+    pub problem: String,
+}
+
+impl Invalid {
+    pub fn new(section: &str, key: &str, problem: impl Into<String>) -> Self {
+        Self {
+            key: if section.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{section}.{key}")
+            },
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Fails with `problem` for `section.key` unless `ok`.
+///
+/// # Errors
+/// `ok` is false.
+pub fn check(ok: bool, section: &str, key: &str, problem: &str) -> Result<(), Invalid> {
+    if ok {
+        Ok(())
+    } else {
+        Err(Invalid::new(section, key, problem))
+    }
+}
+
+/// A [`Duration`] written as whole milliseconds.
+pub mod millis {
+    use super::{Deserialize, Deserializer, Duration};
+
+    /// # Errors
+    /// The value is not a non-negative integer.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
+    }
+}
+
+/// A [`Duration`] written as whole seconds.
+pub mod seconds {
+    use super::{Deserialize, Deserializer, Duration};
+
+    /// # Errors
+    /// The value is not a non-negative integer.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_secs)
+    }
+}
+
+/// A list of [`Duration`]s written as whole milliseconds.
+pub mod millis_list {
+    use super::{Deserialize, Deserializer, Duration};
+
+    /// # Errors
+    /// An item is not a non-negative integer.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Duration>, D::Error> {
+        Vec::<u64>::deserialize(deserializer).map(|list| list.into_iter().map(Duration::from_millis).collect())
+    }
+}
