@@ -84,11 +84,6 @@ impl Profile {
             Profile::Production => include_str!("../config/production.toml"),
         }
     }
-
-    /// Whether the sandbox and its control routes may be open without the admin token.
-    pub fn is_development(self) -> bool {
-        matches!(self, Profile::Development | Profile::Test | Profile::Simulator)
-    }
 }
 
 impl std::fmt::Display for Profile {

@@ -174,6 +174,7 @@ impl Application {
         let sandbox_data = sandbox.map(web::Data::new);
         let enabled: Vec<Provider> = state.gateways.providers().collect();
         let max_body_bytes = settings.server.max_body_bytes;
+        let sandbox_open = settings.env == crate::config::Profile::Development;
 
         let mut server = HttpServer::new(move || {
             let mut app = App::new()
@@ -185,7 +186,7 @@ impl Application {
             if let Some(sandbox) = &sandbox_data {
                 app = app.app_data(sandbox.clone());
             }
-            app.configure(|cfg| routes::configure(cfg, max_body_bytes, &enabled))
+            app.configure(|cfg| routes::configure(cfg, max_body_bytes, &enabled, sandbox_open))
                 .default_service(web::to(routes::not_found))
         })
         .listen(listener)

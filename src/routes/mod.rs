@@ -16,7 +16,7 @@ pub mod webhooks;
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::StatusCode;
-use actix_web::middleware::from_fn;
+use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use entities::Provider;
@@ -25,7 +25,9 @@ use crate::auth::{require_admin, require_merchant};
 use crate::error::ApiError;
 
 /// Registers all routes; the webhook (and sandbox) routes of the `enabled` providers only.
-pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, enabled: &[Provider]) {
+/// The sandbox's control routes (mark a trade paid, read it, inject faults) need the admin
+/// token unless `sandbox_open` (the development profile, where a developer plays the buyer).
+pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, enabled: &[Provider], sandbox_open: bool) {
     cfg.app_data(
         web::JsonConfig::default()
             .limit(max_body_bytes)
@@ -73,6 +75,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, enabled: &
     if enabled.contains(&Provider::Sandbox) {
         cfg.service(
             web::scope("/sandbox")
+                .wrap(Condition::new(!sandbox_open, from_fn(require_admin)))
                 .route("/trades/{pay_no}", web::get().to(sandbox::get_trade))
                 .route("/trades/{pay_no}/pay", web::post().to(sandbox::pay))
                 .route("/faults", web::put().to(sandbox::put_faults)),

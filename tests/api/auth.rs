@@ -1,11 +1,13 @@
 use crate::helpers::{
-    error_code, on_both_backends, order_body, spawn_app, Backend, ADMIN_TOKEN, MERCHANT_A_KEY, MERCHANT_B_KEY,
+    error_code, on_both_backends, order_body, spawn_app, spawn_app_with, test_settings, Backend, ADMIN_TOKEN,
+    MERCHANT_A_KEY, MERCHANT_B_KEY,
 };
 
 on_both_backends!(
     client_routes_need_a_configured_api_key,
     an_order_of_one_merchant_is_invisible_to_another,
     admin_routes_need_the_admin_token,
+    sandbox_control_routes_need_the_admin_token_outside_development,
 );
 
 async fn client_routes_need_a_configured_api_key(backend: Backend) {
@@ -80,4 +82,50 @@ async fn admin_routes_need_the_admin_token(backend: Backend) {
     }
     let response = app.get_as(ADMIN_TOKEN, "/admin/orders?status=pending").await;
     assert_eq!(response.status().as_u16(), 200);
+}
+
+/// Before the fix anyone could mark a sandbox attempt paid: the control routes took no
+/// credentials in any profile. Outside the development profile they need the admin token.
+async fn sandbox_control_routes_need_the_admin_token_outside_development(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (order_no, pay_no) = app.order_with_attempt("sandbox-auth", 600).await;
+    let trade = format!("/sandbox/trades/{pay_no}");
+    let anonymous = [
+        app.client.post(app.url(&format!("{trade}/pay"))).send().await.unwrap(),
+        app.client.get(app.url(&trade)).send().await.unwrap(),
+        app.client
+            .put(app.url("/sandbox/faults"))
+            .json(&serde_json::json!({"mode": "error"}))
+            .send()
+            .await
+            .unwrap(),
+        app.client
+            .post(app.url(&format!("{trade}/pay")))
+            .bearer_auth(MERCHANT_A_KEY)
+            .send()
+            .await
+            .unwrap(),
+    ];
+    for response in anonymous {
+        assert_eq!(error_code(response, 401).await, "unauthorized");
+    }
+    assert_eq!(
+        app.admin_order(&order_no).await["status"],
+        "pending",
+        "nothing was paid"
+    );
+    assert_eq!(app.sandbox_trade(&pay_no).await["trade_state"], "NOTPAY");
+
+    // The development profile leaves them open: a developer plays the buyer from a shell.
+    let mut settings = test_settings(backend).await;
+    settings.env = paywarden::config::Profile::Development;
+    let dev = spawn_app_with(settings).await;
+    let (_, dev_pay_no) = dev.order_with_attempt("sandbox-dev", 600).await;
+    let opened = dev
+        .client
+        .get(dev.url(&format!("/sandbox/trades/{dev_pay_no}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opened.status().as_u16(), 200);
 }

@@ -149,6 +149,7 @@ async fn cancel_closes_at_the_provider_then_locally(backend: Backend) {
     let pay = app
         .client
         .post(app.url(&format!("/sandbox/trades/{pay_no}/pay")))
+        .bearer_auth(ADMIN_TOKEN)
         .send()
         .await
         .unwrap();

@@ -341,6 +341,7 @@ impl TestApp {
         let response = self
             .client
             .get(self.url(&format!("/sandbox/trades/{pay_no}")))
+            .bearer_auth(ADMIN_TOKEN)
             .send()
             .await
             .expect("request sent");
@@ -353,6 +354,7 @@ impl TestApp {
         let response = self
             .client
             .post(self.url(&format!("/sandbox/trades/{pay_no}/pay?notify={notify}")))
+            .bearer_auth(ADMIN_TOKEN)
             .send()
             .await
             .expect("request sent");
@@ -364,6 +366,7 @@ impl TestApp {
         let response = self
             .client
             .put(self.url("/sandbox/faults"))
+            .bearer_auth(ADMIN_TOKEN)
             .json(&faults)
             .send()
             .await
