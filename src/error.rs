@@ -56,6 +56,11 @@ struct ErrorBody<'a> {
 struct ErrorDetail<'a> {
     code: &'a str,
     message: String,
+    /// On server-side failures (5xx): the id under which the cause is logged. The cause itself
+    /// (a gateway's text can hold the request URL, and for Alipay the signed query) stays in
+    /// the log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
 }
 
 impl ApiError {
@@ -80,7 +85,9 @@ impl ApiError {
 
     fn public_message(&self) -> String {
         match self {
-            ApiError::Order(OrderError::Gateway(err)) => format!("the payment provider failed: {err}"),
+            ApiError::Order(OrderError::Gateway(_)) => {
+                "the payment provider failed; its answer is in the service log under request_id".to_owned()
+            }
             ApiError::Order(OrderError::Id(_) | OrderError::Db(_) | OrderError::Unavailable)
             | ApiError::Internal(_) => "internal error".to_owned(),
             other => other.to_string(),
@@ -140,9 +147,11 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        if status.is_server_error() {
-            tracing::error!(error.cause_chain = ?self, error.message = %self, "request failed");
-        }
+        let request_id = status.is_server_error().then(|| {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            tracing::error!(request_id = %id, error.cause_chain = ?self, error.message = %self, "request failed");
+            id
+        });
         let mut response = HttpResponse::build(status);
         if matches!(self, ApiError::Unauthorized) {
             response.insert_header(("WWW-Authenticate", "Bearer"));
@@ -151,6 +160,7 @@ impl ResponseError for ApiError {
             error: ErrorDetail {
                 code: self.code(),
                 message: self.public_message(),
+                request_id,
             },
         })
     }

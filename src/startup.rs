@@ -47,6 +47,8 @@ pub struct AppState {
     pub limits: OrderLimits,
     /// Absolute base of links handed to clients (QR images).
     pub public_base_url: String,
+    /// `outbox.allow_private_targets`: whether subscribers may point at private addresses.
+    pub allow_private_targets: bool,
     pub metrics: Arc<Metrics>,
 }
 
@@ -152,7 +154,7 @@ impl Application {
             settings: expiry,
             metrics: EngineMetrics::register(metrics.registry()).context("failed to register engine metrics")?,
         });
-        let relay = start_outbox_relay(&settings, &db, &http, &engine).await?;
+        let relay = start_outbox_relay(&settings, &db, &engine).await?;
         let rehydrated = engine.rehydrate().await.context("failed to re-arm pending orders")?;
         tracing::info!(
             index = engine.index_name(),
@@ -167,6 +169,7 @@ impl Application {
             gateways,
             limits: settings.orders.clone(),
             public_base_url: base_url.clone(),
+            allow_private_targets: settings.outbox.allow_private_targets,
             metrics: metrics.clone(),
         });
         let credentials = web::Data::new(Credentials::from_settings(&settings.auth)?);
@@ -251,7 +254,6 @@ impl Application {
 async fn start_outbox_relay(
     settings: &Settings,
     db: &DatabaseConnection,
-    http: &reqwest::Client,
     engine: &Engine,
 ) -> anyhow::Result<Addr<OutboxRelay>> {
     use actors::outbox::subscribers::{ensure, NewWebhook};
@@ -267,9 +269,15 @@ async fn start_outbox_relay(
             secret: Some(webhook.secret.expose_secret().to_owned()),
             event_types: webhook.event_types.clone(),
         };
-        ensure(db, &id, SubscriberKind::Webhook, new)
-            .await
-            .map_err(|err| anyhow::anyhow!("outbox.webhooks entry {}: {err}", webhook.url))?;
+        ensure(
+            db,
+            &id,
+            SubscriberKind::Webhook,
+            new,
+            settings.outbox.allow_private_targets,
+        )
+        .await
+        .map_err(|err| anyhow::anyhow!("outbox.webhooks entry {}: {err}", webhook.url))?;
     }
     let amqp = match settings.amqp.url() {
         Some(url) => {
@@ -278,7 +286,7 @@ async fn start_outbox_relay(
                 secret: None,
                 event_types: Vec::new(),
             };
-            ensure(db, "amqp", SubscriberKind::Amqp, new)
+            ensure(db, "amqp", SubscriberKind::Amqp, new, true)
                 .await
                 .map_err(|err| anyhow::anyhow!("amqp subscriber: {err}"))?;
             Some(actors::outbox::amqp::AmqpSink::new(
@@ -288,7 +296,10 @@ async fn start_outbox_relay(
         }
         None => None,
     };
-    let relay = OutboxRelay::new(db.clone(), http.clone(), amqp, settings.outbox.clone());
+    // Its own client: no redirects, public addresses only unless allowed.
+    let webhooks = actors::outbox::target::webhook_client(settings.outbox.allow_private_targets)
+        .context("failed to build the webhook HTTP client")?;
+    let relay = OutboxRelay::new(db.clone(), webhooks, amqp, settings.outbox.clone());
     let relay = relay.start_on_own_arbiter();
     engine.attach_relay(relay.clone().recipient());
     Ok(relay)

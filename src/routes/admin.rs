@@ -179,6 +179,7 @@ pub async fn add_subscriber(
             secret: body.secret,
             event_types: body.event_types,
         },
+        state.allow_private_targets,
     )
     .await
     .map_err(subscriber_error)?;

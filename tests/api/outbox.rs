@@ -29,6 +29,10 @@ struct Received {
 struct ReceiverState {
     /// Requests answered 500 before the receiver starts acknowledging.
     fail_first: usize,
+    /// Time taken before answering.
+    delay: Duration,
+    /// Answer every request with a 307 to this URL instead.
+    redirect_to: Option<String>,
     received: Vec<Received>,
 }
 
@@ -41,10 +45,14 @@ struct Receiver {
 
 impl Receiver {
     fn start(fail_first: usize) -> Self {
-        let state = Arc::new(Mutex::new(ReceiverState {
+        Self::start_with(ReceiverState {
             fail_first,
-            received: Vec::new(),
-        }));
+            ..ReceiverState::default()
+        })
+    }
+
+    fn start_with(state: ReceiverState) -> Self {
+        let state = Arc::new(Mutex::new(state));
         let shared = state.clone();
         let server = HttpServer::new(move || {
             App::new().app_data(web::Data::new(shared.clone())).route(
@@ -60,6 +68,8 @@ impl Receiver {
                         };
                         let text = String::from_utf8_lossy(&body).into_owned();
                         let event: Value = serde_json::from_str(&text).unwrap_or_default();
+                        let delay = state.lock().unwrap().delay;
+                        tokio::time::sleep(delay).await;
                         let mut state = state.lock().unwrap();
                         let acknowledged = state.received.len() >= state.fail_first;
                         state.received.push(Received {
@@ -70,7 +80,12 @@ impl Receiver {
                             body: text,
                             acknowledged,
                         });
-                        if acknowledged {
+                        if let Some(location) = state.redirect_to.clone() {
+                            state.received.last_mut().unwrap().acknowledged = false;
+                            HttpResponse::TemporaryRedirect()
+                                .insert_header(("Location", location))
+                                .finish()
+                        } else if acknowledged {
                             HttpResponse::Ok().finish()
                         } else {
                             HttpResponse::InternalServerError().finish()
@@ -493,4 +508,124 @@ async fn the_amqp_sink_publishes_with_confirms_and_catches_up_after_an_outage() 
         .expect("the waiting event went out once the broker was back");
     let body: Value = serde_json::from_slice(&message.delivery.data).unwrap();
     assert_eq!(body["order_no"], second["order_no"]);
+}
+
+/// Before the fix any URL was accepted (169.254.169.254, loopback) and redirects were followed.
+#[actix_web::test]
+async fn private_targets_are_refused_and_redirects_not_followed() {
+    let mut settings = test_settings(Backend::Postgres).await;
+    settings.outbox.allow_private_targets = false;
+    let app = spawn_app_with(settings).await;
+    let add = |url: &str| {
+        app.client
+            .post(app.url("/admin/subscribers"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&serde_json::json!({ "url": url }))
+            .send()
+    };
+    for url in [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://127.0.0.1:9/hook",
+        "http://localhost:9/hook",
+        "http://[::1]:9/hook",
+        "http://10.1.2.3/hook",
+    ] {
+        let response = add(url).await.unwrap();
+        assert_eq!(crate::helpers::error_code(response, 422).await, "invalid_url", "{url}");
+    }
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM subscribers").await,
+        0,
+        "nothing written"
+    );
+
+    // A subscriber stored while private targets were allowed is refused at delivery time too.
+    let receiver = Receiver::start(0);
+    app.execute(&format!(
+        "INSERT INTO subscribers (id, kind, url, secret, event_types, enabled, created_at) \
+         VALUES ('sub_private', 'webhook', '{}', '{RECEIVER_SECRET}', '*', TRUE, CURRENT_TIMESTAMP)",
+        receiver.url
+    ))
+    .await;
+    app.create_order(&order_body("private-1")).await;
+    let started = Instant::now();
+    while app
+        .count("SELECT COUNT(*) FROM outbox_deliveries WHERE attempts > 0 AND last_error LIKE '%refused%'")
+        .await
+        == 0
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the delivery was never tried"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(receiver.received().is_empty(), "nothing reached the private address");
+
+    // Redirects: the first receiver answers 307 to the second; the second must see nothing.
+    let target = Receiver::start(0);
+    let bouncer = Receiver::start_with(ReceiverState {
+        redirect_to: Some(target.url.clone()),
+        ..ReceiverState::default()
+    });
+    let mut settings = test_settings(Backend::Postgres).await;
+    settings.outbox.webhooks = vec![actors::outbox::ConfiguredWebhook {
+        url: bouncer.url.clone(),
+        secret: SecretString::from(RECEIVER_SECRET),
+        event_types: Vec::new(),
+    }];
+    let redirected = spawn_app_with(settings).await;
+    redirected.create_order(&order_body("redirect-1")).await;
+    let started = Instant::now();
+    while bouncer.received().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the delivery was never tried"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(target.received().is_empty(), "the redirect was not followed");
+    assert_eq!(
+        redirected
+            .count("SELECT COUNT(*) FROM outbox_deliveries WHERE status = 'pending' AND last_error LIKE '%307%'")
+            .await,
+        1,
+        "a 3xx is a failed delivery, retried later"
+    );
+}
+
+/// Before the fix a relay claimed a whole batch however long it took to send: with slow
+/// receivers the lease ran out mid-batch and a second relay sent the same events again.
+#[actix_web::test]
+async fn a_claimed_batch_never_outlives_its_lease() {
+    let receiver = Receiver::start_with(ReceiverState {
+        delay: Duration::from_millis(700),
+        ..ReceiverState::default()
+    });
+    let mut settings = test_settings(Backend::Postgres).await;
+    settings.outbox.webhooks = vec![actors::outbox::ConfiguredWebhook {
+        url: receiver.url.clone(),
+        secret: SecretString::from(RECEIVER_SECRET),
+        event_types: vec!["order.created".to_owned()],
+    }];
+    settings.outbox.batch_size = 10;
+    settings.outbox.concurrency = 1;
+    settings.outbox.lease = Duration::from_secs(2);
+    settings.outbox.webhook_timeout = Duration::from_secs(1);
+    settings.outbox.sweep_interval = Duration::from_millis(100);
+    let first = spawn_app_with(settings.clone()).await;
+    for n in 0..6 {
+        first.create_order(&order_body(&format!("lease-{n}"))).await;
+    }
+    let _second = spawn_app_with(settings).await;
+    receiver.wait_for_acknowledged(6, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let received = receiver.received();
+    let mut ids: Vec<&str> = received.iter().map(|r| r.event_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 6);
+    assert_eq!(received.len(), 6, "no event was sent twice");
 }

@@ -8,6 +8,7 @@ on_both_backends!(
     payment_attempt_is_refused_after_the_deadline,
     qr_png_decodes_back_to_the_code_url,
     unknown_provider_is_refused_and_writes_nothing,
+    a_provider_failure_reaches_the_client_as_an_opaque_error_with_a_request_id,
 );
 
 async fn start_payment(app: &crate::helpers::TestApp, order_no: &str) -> Value {
@@ -117,4 +118,25 @@ async fn unknown_provider_is_refused_and_writes_nothing(backend: Backend) {
     assert_eq!(error_code(unknown, 422).await, "unknown_provider");
     assert_eq!(error_code(not_enabled, 422).await, "provider_unavailable");
     assert_eq!(app.row_counts().await, before);
+}
+
+/// Before the fix the gateway's own text reached the client ("the payment provider failed:
+/// SYSTEM_ERROR: ..."); for Alipay that text can hold the signed request.
+async fn a_provider_failure_reaches_the_client_as_an_opaque_error_with_a_request_id(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let order = app.create_order(&order_body("opaque-1")).await;
+    let order_no = order["order_no"].as_str().unwrap();
+    app.sandbox_faults(serde_json::json!({"mode": "error"})).await;
+
+    let response = app.post_payment(MERCHANT_A_KEY, order_no, "sandbox").await;
+
+    assert_eq!(response.status().as_u16(), 502);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "provider_error");
+    let message = body["error"]["message"].as_str().unwrap();
+    for leaked in ["SYSTEM_ERROR", "sandbox fault injected", "http://", "sign="] {
+        assert!(!message.contains(leaked), "{leaked} leaked: {message}");
+    }
+    let request_id = body["error"]["request_id"].as_str().unwrap();
+    assert_eq!(request_id.len(), 32, "{request_id}");
 }

@@ -10,5 +10,6 @@ pub mod amqp;
 pub mod relay;
 pub mod signature;
 pub mod subscribers;
+pub mod target;
 
 pub use relay::{ConfiguredWebhook, Drain, OutboxRelay, RelaySettings, Wake};

@@ -48,6 +48,9 @@ pub struct RelaySettings {
     pub webhook_timeout: Duration,
     /// Deliveries in flight at once.
     pub concurrency: usize,
+    /// Whether webhooks may target loopback, private and link-local addresses (development
+    /// and tests); see [`super::target`].
+    pub allow_private_targets: bool,
     /// Webhook subscribers declared in configuration, registered at start-up (admins can add
     /// more at run time).
     #[serde(default)]
@@ -66,6 +69,19 @@ pub struct ConfiguredWebhook {
 }
 
 impl RelaySettings {
+    /// Deliveries claimed per cycle: the batch size, cut to what surely finishes inside the
+    /// lease. With `concurrency` in flight and each taking at most `webhook_timeout`, a claim
+    /// of `concurrency × rounds` is done after `rounds` timeouts; one timeout of the lease is
+    /// kept as margin (the database writes after the requests). So no second relay ever takes
+    /// over a lease whose deliveries are still being sent.
+    pub fn claim_limit(&self) -> u64 {
+        let timeout = self.webhook_timeout.as_millis().max(1);
+        let rounds = (self.lease.as_millis() / timeout).saturating_sub(1).max(1);
+        let per_round = u128::try_from(self.concurrency.max(1)).unwrap_or(1);
+        let fits = u64::try_from(rounds.saturating_mul(per_round)).unwrap_or(u64::MAX);
+        self.batch_size.min(fits).max(1)
+    }
+
     /// # Errors
     /// The first unusable value, named by its key under `section`.
     pub fn validate(&self, section: &str) -> Result<(), Invalid> {
@@ -89,7 +105,13 @@ impl RelaySettings {
             "webhook_timeout_milliseconds",
             "must be positive",
         )?;
-        check(self.concurrency > 0, section, "concurrency", "must be positive")
+        check(self.concurrency > 0, section, "concurrency", "must be positive")?;
+        check(
+            self.lease >= self.webhook_timeout * 2,
+            section,
+            "lease_seconds",
+            "must be at least twice webhook_timeout_milliseconds (a claimed delivery must finish inside its lease)",
+        )
     }
 }
 
@@ -228,7 +250,7 @@ async fn cycle(core: &RelayCore) -> Result<bool, DbErr> {
     if !claimed.is_empty() {
         deliver_all(core, claimed).await?;
     }
-    Ok(fanned == core.settings.batch_size || claimed_count == core.settings.batch_size)
+    Ok(fanned == core.settings.batch_size || claimed_count == core.settings.claim_limit())
 }
 
 /// Creates the delivery rows of events not yet fanned out. Returns the events handled.
@@ -297,7 +319,7 @@ async fn claim(core: &RelayCore) -> Result<Vec<outbox_deliveries::Model>, DbErr>
     let now = Utc::now();
     let lease = chrono::Duration::from_std(core.settings.lease).unwrap_or_else(|_| chrono::Duration::seconds(60));
     let backend = core.db.get_database_backend();
-    let limit = i64::try_from(core.settings.batch_size).unwrap_or(100);
+    let limit = i64::try_from(core.settings.claim_limit()).unwrap_or(1);
     let (sql, lock, values): (&str, bool, Vec<Value>) = match backend {
         DatabaseBackend::Postgres => (
             POSTGRES_CLAIM,
@@ -401,6 +423,9 @@ async fn deliver_all(core: &RelayCore, claimed: Vec<outbox_deliveries::Model>) -
 async fn deliver(core: &RelayCore, event: &outbox::Model, subscriber: &subscribers::Model) -> Result<(), String> {
     match subscriber.kind {
         SubscriberKind::Webhook => {
+            // Again at delivery: an address literal never reaches the resolver's check.
+            super::target::check_url(&subscriber.url, core.settings.allow_private_targets)
+                .map_err(|problem| format!("target refused: {problem}"))?;
             let secret = subscriber.secret.as_deref().unwrap_or_default();
             let timestamp = Utc::now().timestamp();
             let response = core
@@ -516,4 +541,41 @@ async fn mark_published_if_done(core: &RelayCore, outbox_id: i64, now: DateTime<
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(batch_size: u64, lease_seconds: u64, timeout_seconds: u64, concurrency: usize) -> RelaySettings {
+        RelaySettings {
+            batch_size,
+            sweep_interval: Duration::from_secs(5),
+            lease: Duration::from_secs(lease_seconds),
+            retry_schedule: vec![Duration::from_secs(10)],
+            webhook_timeout: Duration::from_secs(timeout_seconds),
+            concurrency,
+            allow_private_targets: false,
+            webhooks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_cycle_claims_only_what_finishes_inside_the_lease() {
+        // The shipped defaults: 16 in flight, 10 s each, 60 s lease: 5 rounds (one kept as
+        // margin) of 16 = 80, below the batch of 100 (which took up to 70 s).
+        assert_eq!(settings(100, 60, 10, 16).claim_limit(), 80);
+        assert_eq!(
+            settings(10, 600, 10, 16).claim_limit(),
+            10,
+            "the batch size still bounds it"
+        );
+        assert_eq!(settings(10, 2, 1, 1).claim_limit(), 1);
+        assert_eq!(settings(10, 1, 1, 4).claim_limit(), 4, "at least one round");
+        assert!(
+            settings(10, 1, 1, 4).validate("outbox").is_err(),
+            "but such a lease is refused"
+        );
+        assert!(settings(100, 60, 10, 16).validate("outbox").is_ok());
+    }
 }

@@ -41,7 +41,7 @@ const KNOWN_EVENTS: [EventType; 5] = [
 /// Longest accepted signing secret.
 const SECRET_MAX_BYTES: usize = 256;
 
-fn validate(new: &NewWebhook) -> Result<String, ValidationError> {
+fn validate(new: &NewWebhook, allow_private: bool) -> Result<String, ValidationError> {
     let url = new.url.trim();
     let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
     if !scheme_ok || url.len() > 2048 || url.chars().any(char::is_whitespace) {
@@ -50,6 +50,8 @@ fn validate(new: &NewWebhook) -> Result<String, ValidationError> {
             "url must be an http(s) URL of at most 2048 characters",
         ));
     }
+    super::target::check_url(url, allow_private)
+        .map_err(|problem| ValidationError::new("invalid_url", format!("url refused: {problem}")))?;
     if let Some(secret) = &new.secret {
         if secret.len() < 16 || secret.len() > SECRET_MAX_BYTES || secret.chars().any(char::is_control) {
             return Err(ValidationError::new(
@@ -91,8 +93,12 @@ fn generated_secret() -> String {
 ///
 /// # Errors
 /// A [`ValidationError`] (nothing written) or a database error.
-pub async fn add_webhook<C: ConnectionTrait>(conn: &C, new: NewWebhook) -> Result<subscribers::Model, SubscriberError> {
-    let event_types = validate(&new)?;
+pub async fn add_webhook<C: ConnectionTrait>(
+    conn: &C,
+    new: NewWebhook,
+    allow_private: bool,
+) -> Result<subscribers::Model, SubscriberError> {
+    let event_types = validate(&new, allow_private)?;
     let model = subscribers::Model {
         id: format!("sub_{}", uuid::Uuid::new_v4().simple()),
         kind: SubscriberKind::Webhook,
@@ -117,9 +123,10 @@ pub async fn ensure<C: ConnectionTrait>(
     id: &str,
     kind: SubscriberKind,
     new: NewWebhook,
+    allow_private: bool,
 ) -> Result<subscribers::Model, SubscriberError> {
     let event_types = match kind {
-        SubscriberKind::Webhook => validate(&new)?,
+        SubscriberKind::Webhook => validate(&new, allow_private)?,
         SubscriberKind::Amqp => "*".to_owned(),
     };
     let model = subscribers::Model {
