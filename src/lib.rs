@@ -12,15 +12,14 @@
 //! - [`error`]: the one HTTP error type.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`telemetry`]: logging set-up.
-//! - [`keys`]: local key material (merchant / platform RSA pairs, APIv3 key).
-//! - [`sim`]: a WeChat Pay / Alipay simulator for tests and demos.
+//!
+//! The WeChat Pay / Alipay simulator and local key generation are a separate crate,
+//! `paywarden-sim` (tests/sim), which only the integration tests depend on.
 
 pub mod auth;
 pub mod config;
 pub mod error;
-pub mod keys;
 pub mod metrics;
 pub mod routes;
-pub mod sim;
 pub mod startup;
 pub mod telemetry;

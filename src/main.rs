@@ -17,28 +17,14 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
-    /// Write RSA-2048 merchant and platform key pairs and a WeChat APIv3 key into DIR (files
-    /// 0600), for the simulator and local gateway settings. Never commit them.
-    Keys {
-        #[arg(long)]
-        dir: std::path::PathBuf,
-    },
 }
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // Needs no configuration, so it runs before the settings are loaded.
-    if let Some(Command::Keys { dir }) = &cli.command {
-        for path in paywarden::keys::write_keys(dir)? {
-            println!("{}", path.display());
-        }
-        return Ok(());
-    }
     let settings = Settings::load()?;
     telemetry::init(&settings.telemetry.log_filter, settings.telemetry.json);
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Keys { .. } => Ok(()),
         Command::Migrate => {
             use migration::MigratorTrait;
             let db = connect_database(&settings.database).await?;

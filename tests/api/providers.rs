@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use paywarden::config::{AlipayProviderSettings, WechatProviderSettings};
-use paywarden::sim::{shared_test_keys, SimConfig, SimFaults, SimProvider, SimServer, SimTradeState};
+use paywarden_sim::{shared_test_keys, SimConfig, SimFaults, SimProvider, SimServer, SimTradeState};
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
@@ -117,7 +117,7 @@ impl Rig {
         assert_eq!(response.status().as_u16(), 200, "the buyer pays {pay_no}");
     }
 
-    fn trade(&self, provider: &str, pay_no: &str) -> paywarden::sim::SimTrade {
+    fn trade(&self, provider: &str, pay_no: &str) -> paywarden_sim::SimTrade {
         self.sim
             .trade(sim_provider(provider), pay_no)
             .expect("the simulator has the trade")

@@ -16,7 +16,7 @@ use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use entities::MinorUnit;
 use serde_json::{json, Value};
 
-use super::book::{FaultAction, SimProvider, SimState, SimTrade, SimTradeState};
+use crate::book::{FaultAction, SimProvider, SimState, SimTrade, SimTradeState};
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/gateway.do", web::post().to(gateway));

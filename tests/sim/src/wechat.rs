@@ -15,7 +15,7 @@ use actors::gateway::wechat::transformers::{
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::book::{FaultAction, SimProvider, SimState, SimTrade, SimTradeState};
+use crate::book::{FaultAction, SimProvider, SimState, SimTrade, SimTradeState};
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/v3/pay/transactions/native", web::post().to(native))

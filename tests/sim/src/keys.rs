@@ -3,7 +3,7 @@
 //!
 //! The merchant pair is what paywarden signs with (WeChat merchant key, Alipay app key); the
 //! platform pair is what the simulator signs its answers and notifications with (the WeChat
-//! platform key, the "Alipay public key"). `paywarden keys --dir DIR` writes them;
+//! platform key, the "Alipay public key"). `paywarden-sim keys --dir DIR` writes them;
 //! `paywarden-sim --keys-dir DIR` and the gateway settings read them. Generated keys are
 //! local test material and never belong in the repository.
 

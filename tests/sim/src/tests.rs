@@ -15,11 +15,11 @@ use entities::{Currency, MinorUnit, PayNo};
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
-use super::{SimConfig, SimProvider, SimServer, SimTrade, SimTradeState};
 use crate::keys::KeyMaterial;
+use crate::{SimConfig, SimProvider, SimServer, SimTrade, SimTradeState};
 
 fn vector(name: &str) -> Value {
-    let path = format!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/{}"), name);
+    let path = format!(concat!(env!("CARGO_MANIFEST_DIR"), "/../vectors/{}"), name);
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 

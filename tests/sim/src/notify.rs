@@ -18,9 +18,9 @@ use actors::gateway::wechat::transformers::{
 };
 use chrono::Utc;
 
-use super::alipay::yuan;
-use super::book::{SimPayOptions, SimProvider, SimState, SimTrade};
-use super::wechat::transaction;
+use crate::alipay::yuan;
+use crate::book::{SimPayOptions, SimProvider, SimState, SimTrade};
+use crate::wechat::transaction;
 
 /// WeChat Pay v3's documented resend intervals (24 h 4 min in all).
 pub const WECHAT_RETRY_SECONDS: [u64; 15] = [

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use super::book::{SimBuyerError, SimFaults, SimPayOptions, SimProvider, SimState};
-use super::notify;
+use crate::book::{SimBuyerError, SimFaults, SimPayOptions, SimProvider, SimState};
+use crate::notify;
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(

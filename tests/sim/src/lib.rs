@@ -1,5 +1,8 @@
-//! A provider simulator that speaks both WeChat Pay API v3 and the Alipay OpenAPI, for
-//! integration tests and demos.
+//! paywarden-sim: a provider simulator that speaks both WeChat Pay API v3 and the Alipay
+//! OpenAPI, for integration tests and demos, and the local key material it runs with.
+//!
+//! Test and demo tooling only: `paywarden` never depends on this crate (its integration tests
+//! take it as a dev-dependency), so the production binary links no simulator.
 //!
 //! It behaves like the real providers where paywarden's correctness depends on it: it
 //! verifies the merchant's signatures (and refuses bad ones in the provider's own error
@@ -14,12 +17,15 @@
 //! - `wechat` / `alipay`: the provider endpoints.
 //! - `notify`: notification delivery with retries.
 //! - `control`: `/sim/...` routes that play the buyer and switch faults.
+//! - [`keys`]: local key material (merchant / platform RSA pairs, APIv3 key).
 //!
-//! Start it in-process with [`SimServer::start`]; `paywarden-sim` is the stand-alone binary.
+//! Start it in-process with [`SimServer::start`]; `paywarden-sim` is the stand-alone binary
+//! (`paywarden-sim keys --dir DIR` writes key material).
 
 mod alipay;
 pub mod book;
 mod control;
+pub mod keys;
 mod notify;
 #[cfg(test)]
 mod tests;

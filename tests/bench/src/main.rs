@@ -10,7 +10,7 @@
 //! Each fired timer then runs the real expiry pass (read the order, no attempts, close it with
 //! its log and outbox rows); the report says how many closes finished while timers fired.
 //!
-//! Run: `cargo run --release --bin paywarden-bench [-- --orders 100000 --orders 1000000]`
+//! Run: `cargo run --release -p paywarden-bench [-- --orders 100000 --orders 1000000]`
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
