@@ -25,3 +25,70 @@ async fn healthz_answers_and_metrics_count_requests(backend: Backend) {
         "{text}"
     );
 }
+
+/// The binary needs nothing beside itself: started in an empty directory with no environment
+/// but a listen address, it runs the README walk-through on its embedded default (SQLite in
+/// ./data, the sandbox, the development credentials).
+#[actix_web::test]
+async fn the_binary_runs_the_walk_through_from_an_empty_directory() {
+    let dir = std::env::temp_dir().join(format!("paywarden-empty-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = crate::restart::free_port();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_paywarden"));
+    command.current_dir(&dir).env_clear();
+    let service = crate::restart::ServiceProcess::spawn(command, port).await;
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", service.base);
+
+    let order: serde_json::Value = client
+        .post(url("/v1/orders"))
+        .bearer_auth("pk_dev_demo")
+        .json(&order_body("walk-1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let order_no = order["order_no"].as_str().expect("an order was created").to_owned();
+    let attempt: serde_json::Value = client
+        .post(url(&format!("/v1/orders/{order_no}/payments")))
+        .bearer_auth("pk_dev_demo")
+        .json(&serde_json::json!({"provider": "sandbox"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pay_no = attempt["pay_no"].as_str().expect("a sandbox attempt started");
+    let paid = client
+        .post(url(&format!("/sandbox/trades/{pay_no}/pay")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status().as_u16(), 200, "the development profile's sandbox is open");
+    let started = std::time::Instant::now();
+    loop {
+        let status: serde_json::Value = client
+            .get(url(&format!("/v1/orders/{order_no}/status")))
+            .bearer_auth("pk_dev_demo")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if status["status"] == "paid" {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{status}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    drop(service);
+    assert!(
+        dir.join("data/paywarden.db").is_file(),
+        "SQLite lives under the directory it ran in"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

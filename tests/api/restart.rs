@@ -18,13 +18,21 @@ pub(crate) struct ServiceProcess {
 
 impl ServiceProcess {
     pub(crate) async fn start(database_url: &str, key_prefix: &str, port: u16) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_paywarden"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_paywarden"));
+        command
             .env("PAYWARDEN_CONFIG_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/config"))
             .env("PAYWARDEN__ENV", "test")
-            .env("PAYWARDEN__SERVER__ADDR", format!("127.0.0.1:{port}"))
             .env("PAYWARDEN__DATABASE__URL", database_url)
             .env("PAYWARDEN__REDIS__URL", redis_url())
-            .env("PAYWARDEN__REDIS__KEY_PREFIX", key_prefix)
+            .env("PAYWARDEN__REDIS__KEY_PREFIX", key_prefix);
+        Self::spawn(command, port).await
+    }
+
+    /// Runs `command` (the paywarden binary, set up by the caller) listening on `port`, and
+    /// waits until it answers.
+    pub(crate) async fn spawn(mut command: Command, port: u16) -> Self {
+        let child = command
+            .env("PAYWARDEN__SERVER__ADDR", format!("127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(if std::env::var("TEST_LOG").is_ok() {
                 Stdio::inherit()
