@@ -8,7 +8,8 @@
 //! - [`types`]: `OrderId`, `PayNo`, `MinorUnit` (private fields, validating constructors),
 //!   `Currency` and the string-backed status and kind enums.
 //! - one module per table: [`orders`], [`order_items`], [`payment_attempts`], [`order_logs`],
-//!   [`outbox`], [`outbox_deliveries`], [`subscribers`], [`webhook_receipts`], [`skus`].
+//!   [`outbox`], [`outbox_deliveries`], [`subscribers`], [`webhook_receipts`], [`skus`],
+//!   [`unmatched_notifications`].
 //! - [`prelude`]: every `Entity` under its own name.
 
 pub mod order_items;
@@ -21,6 +22,7 @@ pub mod prelude;
 pub mod skus;
 pub mod subscribers;
 pub mod types;
+pub mod unmatched_notifications;
 pub mod webhook_receipts;
 
 pub use types::{

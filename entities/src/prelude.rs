@@ -6,4 +6,5 @@ pub use super::outbox_deliveries::Entity as OutboxDeliveries;
 pub use super::payment_attempts::Entity as PaymentAttempts;
 pub use super::skus::Entity as Skus;
 pub use super::subscribers::Entity as Subscribers;
+pub use super::unmatched_notifications::Entity as UnmatchedNotifications;
 pub use super::webhook_receipts::Entity as WebhookReceipts;

@@ -4,7 +4,7 @@ use actix_web::{web, HttpResponse};
 use actors::domain::OperatorReason;
 use actors::outbox::subscribers::{self, NewWebhook, SubscriberError};
 use actors::stock::{self, SetStockError};
-use actors::store::{query, Operator};
+use actors::store::{query, unmatched, Operator};
 use entities::{DeliveryStatus, OrderStatus, SubscriberKind};
 use serde::{Deserialize, Serialize};
 
@@ -263,4 +263,92 @@ pub async fn redeliver(state: web::Data<AppState>, id: web::Path<i64>) -> Result
         .map_err(subscriber_error)?;
     state.engine.wake_relay();
     Ok(HttpResponse::Accepted().json(serde_json::json!({ "status": "pending" })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnmatchedQuery {
+    /// `true`: resolved ones too.
+    all: Option<bool>,
+    limit: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct UnmatchedResponse {
+    id: i64,
+    provider: entities::Provider,
+    event_id: String,
+    pay_no: String,
+    trade_state: String,
+    amount: Option<entities::MinorUnit>,
+    provider_txn_id: Option<String>,
+    payload: serde_json::Value,
+    received_at: chrono::DateTime<chrono::Utc>,
+    resolved_at: Option<chrono::DateTime<chrono::Utc>>,
+    resolved_by: Option<String>,
+    resolution: Option<String>,
+}
+
+impl From<entities::unmatched_notifications::Model> for UnmatchedResponse {
+    fn from(model: entities::unmatched_notifications::Model) -> Self {
+        Self {
+            id: model.id,
+            provider: model.provider,
+            event_id: model.event_id,
+            pay_no: model.pay_no,
+            trade_state: model.trade_state,
+            amount: model.amount,
+            provider_txn_id: model.provider_txn_id,
+            payload: serde_json::from_str(&model.payload).unwrap_or(serde_json::Value::String(model.payload)),
+            received_at: model.received_at,
+            resolved_at: model.resolved_at,
+            resolved_by: model.resolved_by,
+            resolution: model.resolution,
+        }
+    }
+}
+
+/// `GET /admin/unmatched-notifications[?all=true&limit=]`: authentic notifications for trades
+/// paywarden does not know, unresolved first-class (newest first).
+pub async fn list_unmatched(
+    state: web::Data<AppState>,
+    params: web::Query<UnmatchedQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = params.limit.unwrap_or(100).clamp(1, LIST_LIMIT_MAX);
+    let rows: Vec<UnmatchedResponse> = unmatched::list(&state.db, !params.all.unwrap_or(false), limit)
+        .await?
+        .into_iter()
+        .map(UnmatchedResponse::from)
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "notifications": rows })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveBody {
+    reason: String,
+}
+
+/// `POST /admin/unmatched-notifications/{id}/resolve {reason}`: the operator settled it
+/// (refunded by hand, matched to a restored order, ...); recorded with who and why.
+pub async fn resolve_unmatched(
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    body: web::Json<ResolveBody>,
+) -> Result<HttpResponse, ApiError> {
+    let reason = OperatorReason::parse(&body.into_inner().reason).map_err(ApiError::Validation)?;
+    let operator = Operator::Admin("admin".to_owned());
+    let row = unmatched::resolve(&state.db, id.into_inner(), &operator, &reason)
+        .await
+        .map_err(|err| match err {
+            unmatched::ResolveError::NotFound => ApiError::NotFound("unmatched notification"),
+            unmatched::ResolveError::AlreadyResolved => ApiError::BadRequest {
+                status: actix_web::http::StatusCode::CONFLICT,
+                code: "already_resolved",
+                message: "this notification is already resolved".to_owned(),
+            },
+            unmatched::ResolveError::Db(err) => ApiError::from(err),
+        })?;
+    tracing::info!(id = row.id, %operator, "unmatched notification resolved");
+    Ok(HttpResponse::Ok().json(UnmatchedResponse::from(row)))
 }

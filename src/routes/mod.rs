@@ -61,7 +61,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, enabled: &
             .route("/deliveries", web::get().to(admin::list_deliveries))
             .route("/deliveries/{id}/redeliver", web::post().to(admin::redeliver))
             .route("/skus/{sku_id}", web::put().to(admin::put_sku))
-            .route("/skus/{sku_id}", web::get().to(admin::get_sku)),
+            .route("/skus/{sku_id}", web::get().to(admin::get_sku))
+            .route("/unmatched-notifications", web::get().to(admin::list_unmatched))
+            .route(
+                "/unmatched-notifications/{id}/resolve",
+                web::post().to(admin::resolve_unmatched),
+            ),
     );
     let mut hooks = web::scope("/webhooks").app_data(web::PayloadConfig::new(max_body_bytes));
     for provider in enabled {

@@ -1,6 +1,8 @@
 //! Provider notification routes. Authenticated by the provider's signature only: verified
 //! before anything is read or written, deduplicated by the provider's event id, forwarded to
-//! the order actor, and acknowledged only after the outcome committed. Each provider gets the
+//! the order actor, and acknowledged only after the outcome committed. One for a trade
+//! paywarden does not know is stored for an operator (`GET /admin/unmatched-notifications`)
+//! and acknowledged once stored. Each provider gets the
 //! answer it expects: WeChat a 204 (or a 4xx/5xx with `{"code":"FAIL","message":..}`, which it
 //! retries), Alipay the literal `success` (or `fail`), the sandbox our JSON.
 
@@ -21,8 +23,6 @@ use crate::startup::AppState;
 enum Refusal {
     /// Not authentic or not parseable: the provider's retries will not help, nothing changed.
     Rejected(NotificationError),
-    /// Authentic, but for a trade paywarden never created.
-    UnknownTrade,
     /// Authentic, but recording it failed: the provider should retry.
     Failed(OrderError),
 }
@@ -45,17 +45,10 @@ async fn accept(
             Refusal::Rejected(err)
         })?;
     tracing::Span::current().record("pay_no", tracing::field::display(notification.pay_no));
-    let outcome = state
-        .engine
-        .notify(provider, notification)
-        .await
-        .map_err(|err| match err {
-            OrderError::AttemptNotFound => Refusal::UnknownTrade,
-            other => {
-                tracing::error!(error.cause_chain = ?other, "failed to apply a notification");
-                Refusal::Failed(other)
-            }
-        })?;
+    let outcome = state.engine.notify(provider, notification).await.map_err(|err| {
+        tracing::error!(error.cause_chain = ?err, "failed to apply a notification");
+        Refusal::Failed(err)
+    })?;
     tracing::Span::current().record("outcome", tracing::field::debug(outcome));
     Ok(outcome)
 }
@@ -71,7 +64,6 @@ pub async fn sandbox(state: web::Data<AppState>, req: HttpRequest, body: Bytes) 
             code: "invalid_notification",
             message: err.to_string(),
         }),
-        Err(Refusal::UnknownTrade) => Err(ApiError::NotFound("payment")),
         Err(Refusal::Failed(err)) => Err(ApiError::Order(err)),
     }
 }
@@ -81,7 +73,6 @@ pub async fn wechat(state: web::Data<AppState>, req: HttpRequest, body: Bytes) -
     let (status, message) = match accept(&state, Provider::Wechat, &req, &body).await {
         Ok(_) => return HttpResponse::NoContent().finish(),
         Err(Refusal::Rejected(err)) => (StatusCode::BAD_REQUEST, err.to_string()),
-        Err(Refusal::UnknownTrade) => (StatusCode::NOT_FOUND, "unknown out_trade_no".to_owned()),
         Err(Refusal::Failed(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "internal error; retry".to_owned()),
     };
     HttpResponse::build(status).json(serde_json::json!({ "code": "FAIL", "message": message }))
@@ -92,7 +83,6 @@ pub async fn alipay(state: web::Data<AppState>, req: HttpRequest, body: Bytes) -
     let status = match accept(&state, Provider::Alipay, &req, &body).await {
         Ok(_) => return HttpResponse::Ok().content_type("text/plain").body("success"),
         Err(Refusal::Rejected(_)) => StatusCode::BAD_REQUEST,
-        Err(Refusal::UnknownTrade) => StatusCode::NOT_FOUND,
         Err(Refusal::Failed(_)) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     HttpResponse::build(status).content_type("text/plain").body("fail")

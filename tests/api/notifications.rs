@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{on_both_backends, spawn_app, Backend, TestApp, SANDBOX_SECRET};
+use crate::helpers::{error_code, on_both_backends, spawn_app, Backend, TestApp, ADMIN_TOKEN, SANDBOX_SECRET};
 
 on_both_backends!(
     a_duplicated_notification_is_acknowledged_and_changes_nothing,
@@ -13,6 +13,7 @@ on_both_backends!(
     an_amount_mismatch_is_not_marked_paid_and_is_recorded,
     a_payment_notified_after_the_close_is_recorded_as_paid_after_close,
     a_notification_before_the_deadline_wins_over_the_expiry,
+    an_authentic_payment_for_an_unknown_trade_is_stored_once_and_resolved_by_an_operator,
 );
 
 fn notification(pay_no: &str, amount: i64, event_id: &str) -> Value {
@@ -213,4 +214,74 @@ async fn concurrent_late_payments_on_a_closed_order_are_each_recorded_exactly_on
             .await;
         assert_eq!(events, 1, "anomaly event of pay_no {pay_no}");
     }
+}
+
+/// Before the fix a correctly signed notification for a `pay_no` paywarden does not know got a
+/// 404 and a log line: the money it reports was recorded nowhere an operator would look.
+async fn an_authentic_payment_for_an_unknown_trade_is_stored_once_and_resolved_by_an_operator(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let unknown_pay_no = "3828000000000000001";
+    let body = notification(unknown_pay_no, 4200, "evt_orphan_1");
+
+    let first = app.post_sandbox_notification(&body, SANDBOX_SECRET, now()).await;
+    let again = app.post_sandbox_notification(&body, SANDBOX_SECRET, now()).await;
+
+    assert_eq!(first.status().as_u16(), 200, "acknowledged once stored");
+    assert_eq!(first.json::<Value>().await.unwrap()["outcome"], "Unmatched");
+    assert_eq!(again.status().as_u16(), 200);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM unmatched_notifications").await,
+        1,
+        "stored once"
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 0, "no order invented");
+
+    let list = |query: &'static str| {
+        let app = &app;
+        async move {
+            let response = app
+                .client
+                .get(app.url(&format!("/admin/unmatched-notifications{query}")))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 200);
+            response.json::<Value>().await.unwrap()["notifications"]
+                .as_array()
+                .unwrap()
+                .clone()
+        }
+    };
+    let open = list("").await;
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0]["pay_no"], unknown_pay_no);
+    assert_eq!(open[0]["provider"], "sandbox");
+    assert_eq!(open[0]["trade_state"], "paid");
+    assert_eq!(open[0]["amount"], 4200);
+    assert_eq!(open[0]["provider_txn_id"], "sbx-test-evt_orphan_1");
+    let id = open[0]["id"].as_i64().unwrap();
+
+    let resolve = |reason: &str| {
+        let app = &app;
+        let body = json!({ "reason": reason });
+        async move {
+            app.client
+                .post(app.url(&format!("/admin/unmatched-notifications/{id}/resolve")))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(error_code(resolve(" ").await, 422).await, "invalid_field");
+    let resolved = resolve("refunded by hand, ticket 42").await;
+    assert_eq!(resolved.status().as_u16(), 200);
+    let resolved: Value = resolved.json().await.unwrap();
+    assert_eq!(resolved["resolved_by"], "admin:admin");
+    assert_eq!(resolved["resolution"], "refunded by hand, ticket 42");
+    assert_eq!(error_code(resolve("twice").await, 409).await, "already_resolved");
+    assert!(list("").await.is_empty(), "no open ones left");
+    assert_eq!(list("?all=true").await.len(), 1);
 }

@@ -278,15 +278,43 @@ impl Engine {
     }
 
     /// Applies a verified provider notification: through the order's actor when the order is
-    /// live, directly when it is final (a payment after close is still recorded).
+    /// live, directly when it is final (a payment after close is still recorded). One for a
+    /// trade paywarden does not know (or of another provider) is stored for an operator
+    /// ([`NotifyOutcome::Unmatched`]): it may report money taken.
     ///
     /// # Errors
-    /// [`OrderError::AttemptNotFound`] for an unknown trade; database errors (the provider
-    /// should retry then).
+    /// Database errors: nothing is acknowledged then, and the provider retries.
     pub async fn notify(
         &self,
         provider: Provider,
         notification: VerifiedNotification,
+    ) -> Result<NotifyOutcome, OrderError> {
+        match self.notify_known(provider, &notification).await {
+            Err(OrderError::AttemptNotFound) => {
+                let stored = crate::store::unmatched::record(&self.deps().db, provider, &notification).await?;
+                if stored == crate::store::unmatched::Stored::New {
+                    self.deps()
+                        .metrics
+                        .notifications
+                        .with_label_values(&["unmatched"])
+                        .inc();
+                    tracing::warn!(
+                        %provider,
+                        pay_no = %notification.pay_no,
+                        event_id = %notification.event_id,
+                        "authentic notification for an unknown trade; stored for an operator"
+                    );
+                }
+                Ok(NotifyOutcome::Unmatched)
+            }
+            other => other,
+        }
+    }
+
+    async fn notify_known(
+        &self,
+        provider: Provider,
+        notification: &VerifiedNotification,
     ) -> Result<NotifyOutcome, OrderError> {
         let order_id = notify::owning_order(self.deps(), notification.pay_no).await?;
         let order = self.reload(order_id).await?;
@@ -296,7 +324,7 @@ impl Engine {
         };
         match self.ask(order, make).await? {
             (Some(outcome), _) => Ok(outcome),
-            (None, _) => notify::apply(self.deps(), provider, &notification).await,
+            (None, _) => notify::apply(self.deps(), provider, notification).await,
         }
     }
 

@@ -39,6 +39,9 @@ pub enum NotifyOutcome {
     Anomaly,
     /// Not a payment (e.g. a closed trade): recorded only.
     Ignored,
+    /// Authentic, but for a trade paywarden does not know: stored for an operator (see
+    /// [`crate::store::unmatched`]).
+    Unmatched,
 }
 
 /// An operator closes the order now, through the provider.

@@ -9,6 +9,7 @@
 //! - [`query`]: reads, scoped by merchant for clients.
 //! - [`idempotency`]: replay / conflict decision for `out_business_id`.
 //! - [`journal`]: the `order_logs` and `outbox` rows every change writes.
+//! - [`unmatched`]: authentic notifications for trades paywarden does not know.
 //! - [`transitions`]: the named changes ([`OrderUpdate`], [`AttemptUpdate`]) and their guards.
 
 pub mod attempts;
@@ -18,6 +19,7 @@ pub mod journal;
 pub mod payment;
 pub mod query;
 pub mod transitions;
+pub mod unmatched;
 
 pub use create::{create_order, Created};
 pub use journal::{EventType, LogEvent, Operator};
