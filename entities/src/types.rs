@@ -275,6 +275,11 @@ pub enum AttemptStatus {
     Closed,
     #[sea_orm(string_value = "failed")]
     Failed,
+    /// The provider reports the trade paid with another amount than the attempt's: money was
+    /// taken, but it does not pay the order. Out of the open set (never queried again); the
+    /// order waits for an operator (force-close, or accept this payment).
+    #[sea_orm(string_value = "amount_mismatch")]
+    AmountMismatch,
 }
 
 impl AttemptStatus {
@@ -284,6 +289,7 @@ impl AttemptStatus {
             AttemptStatus::Succeeded => "succeeded",
             AttemptStatus::Closed => "closed",
             AttemptStatus::Failed => "failed",
+            AttemptStatus::AmountMismatch => "amount_mismatch",
         }
     }
 }

@@ -352,3 +352,43 @@ pub async fn resolve_unmatched(
     tracing::info!(id = row.id, %operator, "unmatched notification resolved");
     Ok(HttpResponse::Ok().json(UnmatchedResponse::from(row)))
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptPaymentBody {
+    pay_no: String,
+    reason: String,
+}
+
+/// `POST /admin/orders/{order_no}/accept-payment {pay_no, reason}`: an operator accepts a
+/// payment of another amount (the order is `stuck` on it) as the order's payment, through the
+/// order's actor; logged with the operator and the reason.
+pub async fn accept_payment(
+    state: web::Data<AppState>,
+    order_no: web::Path<String>,
+    body: web::Json<AcceptPaymentBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let reason = OperatorReason::parse(&body.reason).map_err(ApiError::Validation)?;
+    let pay_no = body
+        .pay_no
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .and_then(|n| entities::PayNo::new(n).ok())
+        .ok_or_else(|| {
+            ApiError::Validation(actors::domain::ValidationError::new(
+                "invalid_field",
+                "pay_no must be a payment number of this order",
+            ))
+        })?;
+    let order_id = super::order_id(&order_no)?;
+    state
+        .engine
+        .accept_payment(order_id, Operator::Admin("admin".to_owned()), pay_no, reason)
+        .await?;
+    let order = query::find_order_with_logs(&state.db, &order_no)
+        .await?
+        .ok_or(ApiError::NotFound("order"))?;
+    Ok(HttpResponse::Ok().json(OrderResponse::from_detail(order, &state.public_base_url, true)))
+}

@@ -54,6 +54,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, enabled: &
             .route("/orders", web::get().to(admin::list_orders))
             .route("/orders/{order_no}", web::get().to(admin::get_order))
             .route("/orders/{order_no}/force-close", web::post().to(admin::force_close))
+            .route(
+                "/orders/{order_no}/accept-payment",
+                web::post().to(admin::accept_payment),
+            )
             .route("/deadlines/reconcile", web::post().to(admin::reconcile))
             .route("/subscribers", web::post().to(admin::add_subscriber))
             .route("/subscribers", web::get().to(admin::list_subscribers))

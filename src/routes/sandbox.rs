@@ -16,13 +16,15 @@ use crate::error::ApiError;
 pub struct PayQuery {
     /// `false` pays without notifying: a lost callback.
     notify: Option<bool>,
+    /// Pay this many minor units instead of the trade's amount (an amount mismatch).
+    amount: Option<i64>,
 }
 
 fn parse_pay_no(raw: &str) -> Result<PayNo, ApiError> {
     raw.parse().map_err(|_| ApiError::NotFound("trade"))
 }
 
-/// `POST /sandbox/trades/{pay_no}/pay[?notify=false]`.
+/// `POST /sandbox/trades/{pay_no}/pay[?notify=false][&amount=N]`.
 pub async fn pay(
     sandbox: web::Data<Arc<SandboxGateway>>,
     pay_no: web::Path<String>,
@@ -30,7 +32,18 @@ pub async fn pay(
 ) -> Result<HttpResponse, ApiError> {
     let pay_no = parse_pay_no(&pay_no)?;
     let notify = params.notify.unwrap_or(true);
-    let trade = sandbox.pay(pay_no, notify).map_err(|err| match err {
+    let amount = params
+        .amount
+        .map(|amount| {
+            entities::MinorUnit::new(amount)
+                .ok()
+                .filter(|amount| *amount != entities::MinorUnit::ZERO)
+                .ok_or_else(|| {
+                    ApiError::bad_request("invalid_query", "amount must be a positive integer of minor units")
+                })
+        })
+        .transpose()?;
+    let trade = sandbox.pay(pay_no, notify, amount).map_err(|err| match err {
         SandboxPayError::NotFound(_) => ApiError::NotFound("trade"),
         SandboxPayError::Closed(_) | SandboxPayError::Expired(_) => ApiError::BadRequest {
             status: actix_web::http::StatusCode::CONFLICT,

@@ -239,3 +239,121 @@ async fn a_provider_that_stays_down_makes_the_order_stuck_until_it_is_back(backe
         1
     );
 }
+
+on_both_backends!(an_amount_mismatch_is_recorded_once_and_an_operator_settles_it);
+
+/// Before the fix the mismatched attempt stayed pending: every pass (each refresh, each
+/// restart or reconcile) queried it and wrote another `order.payment_anomaly`, force-close
+/// answered 409, and no operator action could settle the order.
+async fn an_amount_mismatch_is_recorded_once_and_an_operator_settles_it(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.put_sku("sku-book", 10).await;
+    let pay_wrong = |pay_no: String, amount: i64, notify: bool| {
+        let app = &app;
+        async move {
+            let response = app
+                .client
+                .post(app.url(&format!("/sandbox/trades/{pay_no}/pay?notify={notify}&amount={amount}")))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 200);
+        }
+    };
+    let anomalies = |order_no: String| {
+        let app = &app;
+        async move {
+            app.count(&format!(
+                "SELECT COUNT(*) FROM order_logs WHERE order_id = {order_no} AND event = 'payment.anomaly'"
+            ))
+            .await
+        }
+    };
+
+    // Found by a query (the callback lost): one anomaly, however many passes follow.
+    let (order_no, pay_no) = app.order_with_attempt("mismatch-1", 600).await;
+    assert_eq!(app.sku_available("sku-book").await, 8);
+    pay_wrong(pay_no.clone(), 1000, false).await;
+    for _ in 0..3 {
+        let status: Value = app
+            .get_as(MERCHANT_A_KEY, &format!("/v1/orders/{order_no}/status?refresh=true"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(status["status"], "stuck", "{status}");
+    }
+    let reconciled = app.post_as(ADMIN_TOKEN, "/admin/deadlines/reconcile", None).await;
+    assert_eq!(reconciled.status().as_u16(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(anomalies(order_no.clone()).await, 1, "one anomaly, deduplicated");
+    assert_eq!(app.outbox_count(&order_no, "order.payment_anomaly").await, 1);
+    assert_eq!(
+        app.sandbox_trade(&pay_no).await["query_count"],
+        1,
+        "queried once, then out of the open set"
+    );
+    let order = app.admin_order(&order_no).await;
+    assert_eq!(order["status"], "stuck");
+    assert_eq!(order["payments"][0]["status"], "amount_mismatch");
+    let cancel = app
+        .post_as(MERCHANT_A_KEY, &format!("/v1/orders/{order_no}/cancel"), None)
+        .await;
+    assert_eq!(error_code(cancel, 409).await, "order_not_pending");
+
+    // The operator force-closes it: closed, stock back, still one anomaly (refund owed).
+    let closed = app
+        .post_as(
+            ADMIN_TOKEN,
+            &format!("/admin/orders/{order_no}/force-close"),
+            Some(&json!({"reason": "buyer paid the wrong amount; refund by hand"})),
+        )
+        .await;
+    assert_eq!(closed.status().as_u16(), 200);
+    assert_eq!(closed.json::<Value>().await.unwrap()["status"], "closed");
+    assert_eq!(app.sku_available("sku-book").await, 10);
+    assert_eq!(anomalies(order_no.clone()).await, 1);
+
+    // Reported by a notification; the operator accepts the payment instead.
+    let (order_no, pay_no) = app.order_with_attempt("mismatch-2", 600).await;
+    pay_wrong(pay_no.clone(), 2000, true).await;
+    app.wait_for_status(&order_no, "stuck", Duration::from_secs(5)).await;
+    let path = format!("/admin/orders/{order_no}/accept-payment");
+    let (_, other_pay_no) = app.order_with_attempt("mismatch-3", 600).await;
+    let wrong = app
+        .post_as(
+            ADMIN_TOKEN,
+            &path,
+            Some(&json!({"pay_no": other_pay_no, "reason": "r"})),
+        )
+        .await;
+    assert_eq!(error_code(wrong, 422).await, "not_a_mismatched_payment");
+    let accepted = app
+        .post_as(
+            ADMIN_TOKEN,
+            &path,
+            Some(&json!({"pay_no": pay_no, "reason": "difference settled with the buyer"})),
+        )
+        .await;
+    assert_eq!(accepted.status().as_u16(), 200);
+    let order: Value = accepted.json().await.unwrap();
+    assert_eq!(order["status"], "paid");
+    assert_eq!(order["payments"][0]["status"], "succeeded");
+    let log = order["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["event"] == "payment.accepted")
+        .expect("the acceptance is logged");
+    assert_eq!(log["operator"], "admin:admin");
+    assert!(
+        log["reason"]
+            .as_str()
+            .unwrap()
+            .contains("difference settled with the buyer"),
+        "{log}"
+    );
+    assert_eq!(app.outbox_count(&order_no, "order.paid").await, 1);
+    assert_eq!(anomalies(order_no).await, 1);
+}

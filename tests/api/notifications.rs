@@ -101,7 +101,17 @@ async fn an_amount_mismatch_is_not_marked_paid_and_is_recorded(backend: Backend)
 
     assert_eq!(response.status().as_u16(), 200, "recorded, so acknowledged");
     assert_eq!(response.json::<Value>().await.unwrap()["outcome"], "AmountMismatch");
-    app.wait_for_status(&order_no, "pending", Duration::from_secs(1)).await;
+    // Not paid; stuck with the reason shown until an operator force-closes or accepts it (it
+    // stayed pending before, and every later pass recorded the anomaly again).
+    app.wait_for_status(&order_no, "stuck", Duration::from_secs(1)).await;
+    let order = app.admin_order(&order_no).await;
+    let stuck = order["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["event"] == "order.stuck")
+        .expect("the reason is shown in the log");
+    assert!(stuck["reason"].as_str().unwrap().contains("instead of"), "{stuck}");
     assert!(app.events_of(&order_no).await.contains(&"payment.anomaly".to_owned()));
     assert_eq!(app.outbox_count(&order_no, "order.payment_anomaly").await, 1);
     assert_eq!(app.outbox_count(&order_no, "order.paid").await, 0);

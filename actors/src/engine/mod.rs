@@ -27,7 +27,9 @@ use crate::gateway::VerifiedNotification;
 use crate::ids::Snowflake;
 use crate::metrics::EngineMetrics;
 use crate::order::expiry::ExpirySettings;
-use crate::order::messages::{Cancel, ForceClose, NotifyOutcome, PaymentNotified, Refresh, Snapshot, StartAttempt};
+use crate::order::messages::{
+    AcceptPayment, Cancel, ForceClose, NotifyOutcome, PaymentNotified, Refresh, Snapshot, StartAttempt,
+};
 use crate::order::{notify, OrderActor, OrderDeps, OrderRegistry};
 use crate::outbox::Wake;
 use crate::provider::ProviderClient;
@@ -260,6 +262,28 @@ impl Engine {
         let order = self.load(order_id, &operator).await?;
         let make = || ForceClose {
             operator: operator.clone(),
+            reason: reason.clone(),
+        };
+        self.close_with(order, make).await
+    }
+
+    /// An operator accepts a payment of another amount (attempt `pay_no`, in
+    /// `amount_mismatch`) as the order's payment, through the actor.
+    ///
+    /// # Errors
+    /// [`OrderError::NotPending`] for a final order, a validation error when `pay_no` is not
+    /// such a payment of this order, database errors.
+    pub async fn accept_payment(
+        &self,
+        order_id: OrderId,
+        operator: Operator,
+        pay_no: entities::PayNo,
+        reason: OperatorReason,
+    ) -> Result<orders::Model, OrderError> {
+        let order = self.load(order_id, &operator).await?;
+        let make = || AcceptPayment {
+            operator: operator.clone(),
+            pay_no,
             reason: reason.clone(),
         };
         self.close_with(order, make).await

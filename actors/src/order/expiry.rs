@@ -126,6 +126,17 @@ pub fn start(intent: &Intent, status: OrderStatus, deadline: DateTime<Utc>, now:
     Start::Proceed
 }
 
+/// The order holds a payment of another amount than its attempt's (an attempt in
+/// `amount_mismatch`, anomaly recorded, order `stuck`): nothing automatic settles money the
+/// order does not accept. Every pass but an operator's force-close stops here, with no
+/// provider call and no new anomaly; the operator force-closes or accepts the payment.
+pub fn on_mismatched_payment(intent: &Intent) -> Option<PassOutcome> {
+    match intent {
+        Intent::ForceClose { .. } => None,
+        Intent::Expire | Intent::Cancel | Intent::Refresh => Some(PassOutcome::NeedsOperator),
+    }
+}
+
 /// A provider call that failed (timeout, transport, 5xx, circuit open): retryable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Failed;
@@ -491,6 +502,36 @@ mod tests {
     use entities::MinorUnit;
 
     use super::*;
+
+    #[test]
+    fn a_payment_of_another_amount_waits_for_an_operator_unless_force_closed() {
+        let rows = [
+            (
+                "expire: park, no provider call",
+                Intent::Expire,
+                Some(PassOutcome::NeedsOperator),
+            ),
+            (
+                "refresh: answer stuck",
+                Intent::Refresh,
+                Some(PassOutcome::NeedsOperator),
+            ),
+            ("cancel: refused", Intent::Cancel, Some(PassOutcome::NeedsOperator)),
+            (
+                "force-close: proceeds",
+                Intent::ForceClose { reason: reason("r") },
+                None,
+            ),
+        ];
+        for (row, intent, expected) in rows {
+            assert_eq!(on_mismatched_payment(&intent), expected, "{row}");
+        }
+        assert_eq!(
+            close_reply(&PassOutcome::NeedsOperator),
+            Err(CloseRefused::NotPending(OrderStatus::Stuck))
+        );
+        assert_eq!(refresh_reply(&PassOutcome::NeedsOperator), Some(OrderStatus::Stuck));
+    }
 
     fn reason(text: &str) -> OperatorReason {
         OperatorReason::parse(text).unwrap()

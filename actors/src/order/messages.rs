@@ -3,7 +3,7 @@
 
 use actix::Message;
 use chrono::{DateTime, Utc};
-use entities::{payment_attempts, OrderStatus, Provider};
+use entities::{payment_attempts, OrderStatus, PayNo, Provider};
 
 use crate::domain::OperatorReason;
 use crate::error::OrderError;
@@ -49,6 +49,16 @@ pub enum NotifyOutcome {
 #[rtype(result = "Result<OrderStatus, OrderError>")]
 pub struct ForceClose {
     pub operator: Operator,
+    pub reason: OperatorReason,
+}
+
+/// An operator accepts a payment of another amount (an attempt in `amount_mismatch`) as the
+/// order's payment.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<OrderStatus, OrderError>")]
+pub struct AcceptPayment {
+    pub operator: Operator,
+    pub pay_no: PayNo,
     pub reason: OperatorReason,
 }
 

@@ -36,7 +36,7 @@ use sea_orm::EntityTrait;
 pub use self::deps::OrderDeps;
 use self::expiry::{CloseRefused, Counters, Intent, PassFailure, PassOutcome, Wake};
 use self::messages::{
-    Cancel, Expire, ForceClose, GetSnapshot, PaymentNotified, Refresh, Shutdown, Snapshot, StartAttempt,
+    AcceptPayment, Cancel, Expire, ForceClose, GetSnapshot, PaymentNotified, Refresh, Shutdown, Snapshot, StartAttempt,
 };
 pub use self::registry::OrderRegistry;
 use crate::error::OrderError;
@@ -259,6 +259,37 @@ impl Handler<ForceClose> for OrderActor {
 
     fn handle(&mut self, msg: ForceClose, _ctx: &mut Self::Context) -> Self::Result {
         self.pass(Intent::ForceClose { reason: msg.reason }, msg.operator, close_reply)
+    }
+}
+
+impl Handler<AcceptPayment> for OrderActor {
+    type Result = AtomicResponse<Self, Result<OrderStatus, OrderError>>;
+
+    fn handle(&mut self, msg: AcceptPayment, _ctx: &mut Self::Context) -> Self::Result {
+        let deps = self.deps.clone();
+        let id = self.id;
+        AtomicResponse::new(Box::pin(
+            async move {
+                let order = crate::store::payment::accept_mismatched_payment(
+                    &deps.db,
+                    id,
+                    msg.pay_no,
+                    &msg.operator,
+                    &msg.reason,
+                )
+                .await?;
+                deps.feed.changed(order.id, order.status);
+                pass::close_other_attempts(&deps, id, msg.pay_no, &msg.operator).await;
+                Ok(order.status)
+            }
+            .into_actor(self)
+            .map(|result, actor, ctx| {
+                if result.is_ok() {
+                    actor.finish(ctx);
+                }
+                result
+            }),
+        ))
     }
 }
 

@@ -88,7 +88,8 @@ pub(crate) async fn apply(
             NotifyOutcome::Anomaly
         }
         PaymentDecision::AmountMismatch => {
-            deps.feed.wake_relay();
+            // The order is stuck now (when it was live): status watchers see it.
+            deps.feed.changed(order.id, order.status);
             NotifyOutcome::AmountMismatch
         }
     };

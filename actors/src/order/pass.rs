@@ -56,6 +56,11 @@ async fn run_once(
         Start::NotYet { at } => return Ok(Some(PassOutcome::NotYet { at })),
         Start::Proceed => {}
     }
+    if has_mismatched_payment(deps, order_id).await? {
+        if let Some(outcome) = expiry::on_mismatched_payment(intent) {
+            return Ok(Some(outcome));
+        }
+    }
     let ctx = PassContext {
         intent,
         status: order.status,
@@ -145,6 +150,15 @@ fn log_failure(
     }
 }
 
+async fn has_mismatched_payment(deps: &OrderDeps, order_id: OrderId) -> Result<bool, OrderError> {
+    Ok(payment_attempts::Entity::find()
+        .filter(payment_attempts::Column::OrderId.eq(order_id))
+        .filter(payment_attempts::Column::Status.eq(AttemptStatus::AmountMismatch))
+        .one(&deps.db)
+        .await?
+        .is_some())
+}
+
 async fn open_attempts(deps: &OrderDeps, order_id: OrderId) -> Result<Vec<payment_attempts::Model>, OrderError> {
     Ok(payment_attempts::Entity::find()
         .filter(payment_attempts::Column::OrderId.eq(order_id))
@@ -186,15 +200,9 @@ pub(crate) async fn compensate(
             Ok(PassOutcome::Final(now.status))
         }
         PaymentDecision::AmountMismatch => {
-            deps.feed.wake_relay();
-            if now.status == OrderStatus::Pending {
-                let reason = format!(
-                    "provider reports pay_no {} paid {} but the attempt is for {}",
-                    attempt.pay_no, trade.amount, attempt.amount
-                );
-                deps.apply(order.id, OrderUpdate::Stuck { reason }, operator, None)
-                    .await?;
-            }
+            // Recorded with the attempt out of the open set and the order stuck, in one
+            // transaction.
+            deps.feed.changed(now.id, now.status);
             Ok(PassOutcome::NeedsOperator)
         }
     }

@@ -49,6 +49,9 @@ pub enum LogEvent {
     /// A payment that changes no order status (an amount that differs, a second payment):
     /// recorded with an `order.payment_anomaly` event.
     PaymentAnomaly,
+    /// An operator accepted a payment whose amount differed as the order's payment (the
+    /// row's reason is the operator's).
+    PaymentAccepted,
 }
 
 impl LogEvent {
@@ -61,6 +64,7 @@ impl LogEvent {
             LogEvent::AttemptFailed => "attempt.failed",
             LogEvent::AttemptClosed => "attempt.closed",
             LogEvent::PaymentAnomaly => "payment.anomaly",
+            LogEvent::PaymentAccepted => "payment.accepted",
         }
     }
 }

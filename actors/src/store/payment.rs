@@ -11,7 +11,11 @@ use entities::{orders, payment_attempts, AttemptStatus, OrderStatus, PayNo};
 use sea_orm::{DatabaseConnection, EntityTrait, TransactionTrait};
 
 use super::journal::Operator;
-use super::transitions::{anomaly_in, apply_in, insert_receipt, lock_order, Applied, OrderUpdate, Receipt};
+use super::journal::{write_log, LogEntry, LogEvent};
+use super::transitions::{
+    anomaly_in, apply_in, insert_receipt, lock_order, update_attempt, Applied, AttemptUpdate, OrderUpdate, Receipt,
+};
+use crate::domain::{OperatorReason, ValidationError};
 use crate::error::OrderError;
 use crate::gateway::PaidTrade;
 
@@ -32,13 +36,14 @@ pub enum PaymentDecision {
 
 /// The decision for `trade` reported on `attempt` of an order in `status`.
 pub fn decide(status: OrderStatus, attempt: &payment_attempts::Model, trade: &PaidTrade) -> PaymentDecision {
-    if trade.amount != attempt.amount {
-        return PaymentDecision::AmountMismatch;
-    }
-    let same_payment = attempt.status == AttemptStatus::Succeeded
+    // This very payment, recorded before (as the order's payment, or as a mismatch): once.
+    let same_payment = matches!(attempt.status, AttemptStatus::Succeeded | AttemptStatus::AmountMismatch)
         && attempt.provider_txn_id.as_deref() == Some(trade.provider_txn_id.as_str());
     if same_payment {
         return PaymentDecision::AlreadyRecorded;
+    }
+    if trade.amount != attempt.amount {
+        return PaymentDecision::AmountMismatch;
     }
     match status {
         OrderStatus::Pending | OrderStatus::Stuck => PaymentDecision::MarkPaid,
@@ -119,11 +124,28 @@ pub async fn record_payment(
             anomaly_in(&txn, order, pay_no, detail, Some(trade), operator, now).await?
         }
         PaymentDecision::AmountMismatch => {
+            // The attempt leaves the open set with the anomaly, so no pass queries it again
+            // and no second anomaly is written; a live order waits for an operator.
+            let mismatch = AttemptUpdate::AmountMismatch {
+                trade: trade.clone(),
+                raw,
+            };
+            update_attempt(&txn, pay_no, &mismatch, now).await?;
             let detail = format!(
-                "provider reports pay_no {pay_no} paid {} but the attempt is for {}; not marked paid",
+                "provider reports pay_no {pay_no} paid {} but the attempt is for {}; not marked paid: refund owed, or accept it",
                 trade.amount, attempt.amount
             );
-            anomaly_in(&txn, order, pay_no, detail, Some(trade), operator, now).await?
+            let applied = anomaly_in(&txn, order, pay_no, detail, Some(trade), operator, now).await?;
+            match applied {
+                Applied::Done(order) if order.status == OrderStatus::Pending => {
+                    let reason = format!(
+                        "pay_no {pay_no} paid {} instead of {}: force-close or accept the payment",
+                        trade.amount, attempt.amount
+                    );
+                    apply_in(&txn, *order, OrderUpdate::Stuck { reason }, operator, now).await?
+                }
+                other => other,
+            }
         }
     };
     let Applied::Done(order) = applied else {
@@ -133,6 +155,68 @@ pub async fn record_payment(
     };
     txn.commit().await?;
     Ok(PaymentRecorded::Committed { decision, order })
+}
+
+/// An operator accepts the payment of an attempt in `amount_mismatch` as the order's payment
+/// (the order was `stuck` waiting for this or a force-close): the order becomes `paid` by that
+/// attempt, with the usual `order.paid` event, and a `payment.accepted` log row carries the
+/// operator and the reason. One locked transaction, like every other payment.
+///
+/// # Errors
+/// [`OrderError::NotPending`] for a final order, a [`ValidationError`] when the attempt is not
+/// this order's or is not in `amount_mismatch`, or a database error.
+pub async fn accept_mismatched_payment(
+    db: &DatabaseConnection,
+    order_id: entities::OrderId,
+    pay_no: PayNo,
+    operator: &Operator,
+    reason: &OperatorReason,
+) -> Result<orders::Model, OrderError> {
+    let now = Utc::now();
+    let txn = db.begin().await?;
+    let order = lock_order(&txn, order_id).await?;
+    if !order.status.is_live() {
+        return Err(OrderError::NotPending(order.status));
+    }
+    let attempt = payment_attempts::Entity::find_by_id(pay_no)
+        .one(&txn)
+        .await?
+        .filter(|attempt| attempt.order_id == order_id && attempt.status == AttemptStatus::AmountMismatch)
+        .ok_or_else(|| {
+            OrderError::Validation(ValidationError::new(
+                "not_a_mismatched_payment",
+                format!("pay_no {pay_no} is not a payment of this order with a differing amount"),
+            ))
+        })?;
+    let trade = PaidTrade {
+        provider_txn_id: attempt.provider_txn_id.clone().unwrap_or_default(),
+        amount: attempt.amount,
+        paid_at: attempt.paid_at.unwrap_or(now),
+    };
+    let from = order.status;
+    let paid = OrderUpdate::Paid {
+        pay_no,
+        trade,
+        raw: attempt.raw_payload.clone().unwrap_or_default(),
+    };
+    let Applied::Done(order) = apply_in(&txn, order, paid, operator, now).await? else {
+        return Err(OrderError::Concurrent);
+    };
+    write_log(
+        &txn,
+        LogEntry {
+            order_id,
+            event: LogEvent::PaymentAccepted,
+            from_status: Some(from.as_str()),
+            to_status: order.status.as_str(),
+            operator,
+            reason: Some(format!("pay_no {pay_no} accepted: {reason}")),
+        },
+        now,
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(*order)
 }
 
 #[cfg(test)]
@@ -176,6 +260,7 @@ mod tests {
         let open = attempt(AttemptStatus::Pending, None);
         let closed = attempt(AttemptStatus::Closed, None);
         let this_one = attempt(AttemptStatus::Succeeded, Some("txn-1"));
+        let mismatched = attempt(AttemptStatus::AmountMismatch, Some("txn-1"));
         let rows = [
             ("live order: paid", Pending, &open, 2999, MarkPaid),
             ("stuck order: paid", Stuck, &open, 2999, MarkPaid),
@@ -214,6 +299,13 @@ mod tests {
                 &closed,
                 1,
                 AmountMismatch,
+            ),
+            (
+                "the same mismatched payment again (a query, a new event id): recorded once",
+                Stuck,
+                &mismatched,
+                2998,
+                AlreadyRecorded,
             ),
         ];
         for (row, status, attempt, amount, expected) in rows {

@@ -98,12 +98,24 @@ pub enum AttemptUpdate {
     Closed(AttemptCloseReason),
     /// pending -> failed: the provider refused or failed to create the trade.
     Failed { cause: String },
+    /// -> amount_mismatch: the provider reports the trade paid with another amount. Applied
+    /// inside [`crate::store::record_payment`], with the anomaly it records.
+    AmountMismatch { trade: PaidTrade, raw: String },
 }
 
 impl AttemptUpdate {
     fn allowed_from(&self) -> &'static [AttemptStatus] {
         match self {
-            AttemptUpdate::Succeeded { .. } => &[AttemptStatus::Pending, AttemptStatus::Closed, AttemptStatus::Failed],
+            AttemptUpdate::Succeeded { .. } => &[
+                AttemptStatus::Pending,
+                AttemptStatus::Closed,
+                AttemptStatus::Failed,
+                // An operator accepted the mismatched payment.
+                AttemptStatus::AmountMismatch,
+            ],
+            AttemptUpdate::AmountMismatch { .. } => {
+                &[AttemptStatus::Pending, AttemptStatus::Closed, AttemptStatus::Failed]
+            }
             AttemptUpdate::Closed(_) | AttemptUpdate::Failed { .. } => &[AttemptStatus::Pending],
         }
     }
@@ -113,13 +125,14 @@ impl AttemptUpdate {
             AttemptUpdate::Succeeded { .. } => AttemptStatus::Succeeded,
             AttemptUpdate::Closed(_) => AttemptStatus::Closed,
             AttemptUpdate::Failed { .. } => AttemptStatus::Failed,
+            AttemptUpdate::AmountMismatch { .. } => AttemptStatus::AmountMismatch,
         }
     }
 
     /// The log row of a change made on its own (a success is logged by the order's change).
     fn log(&self, pay_no: PayNo) -> Option<(LogEvent, String)> {
         match self {
-            AttemptUpdate::Succeeded { .. } => None,
+            AttemptUpdate::Succeeded { .. } | AttemptUpdate::AmountMismatch { .. } => None,
             AttemptUpdate::Closed(why) => Some((LogEvent::AttemptClosed, format!("pay_no {pay_no}: {why}"))),
             AttemptUpdate::Failed { cause } => Some((LogEvent::AttemptFailed, format!("pay_no {pay_no}: {cause}"))),
         }
@@ -489,7 +502,7 @@ pub(crate) async fn update_attempt<C: ConnectionTrait>(
         .col_expr(payment_attempts::Column::UpdatedAt, Expr::value(now))
         .filter(payment_attempts::Column::PayNo.eq(pay_no))
         .filter(payment_attempts::Column::Status.is_in(update.allowed_from().iter().copied()));
-    if let AttemptUpdate::Succeeded { trade, raw } = update {
+    if let AttemptUpdate::Succeeded { trade, raw } | AttemptUpdate::AmountMismatch { trade, raw } = update {
         guarded = guarded
             .col_expr(
                 payment_attempts::Column::ProviderTxnId,

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use entities::{PayNo, Provider};
+use entities::{MinorUnit, PayNo, Provider};
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
@@ -109,10 +109,17 @@ impl SandboxGateway {
     /// background, retried); without, the callback is "lost" and only an active query finds out.
     ///
     /// Paying an already-paid trade is a no-op that answers the trade (and notifies again).
+    /// `amount`, when given, is what the buyer pays instead of the trade's amount (a provider
+    /// reporting another amount, for trying the amount-mismatch rule).
     ///
     /// # Errors
     /// When the trade does not exist, is closed, or its `time_expire` has passed.
-    pub fn pay(self: &Arc<Self>, pay_no: PayNo, notify: bool) -> Result<SandboxTrade, SandboxPayError> {
+    pub fn pay(
+        self: &Arc<Self>,
+        pay_no: PayNo,
+        notify: bool,
+        amount: Option<MinorUnit>,
+    ) -> Result<SandboxTrade, SandboxPayError> {
         let trade = {
             let mut trades = lock(&self.trades);
             let trade = trades.get_mut(&pay_no).ok_or(SandboxPayError::NotFound(pay_no))?;
@@ -126,6 +133,9 @@ impl SandboxGateway {
                     }
                     let seq = self.txn_seq.fetch_add(1, Ordering::Relaxed);
                     trade.trade_state = SandboxTradeState::Success;
+                    if let Some(amount) = amount {
+                        trade.amount = amount;
+                    }
                     trade.transaction_id = Some(format!("sbx{}{:06}", now.format("%Y%m%d%H%M%S"), seq));
                     trade.paid_at = Some(now);
                 }
@@ -391,7 +401,7 @@ mod tests {
             gw.query(PayNo::new(12).unwrap()).await.unwrap().state,
             super::super::TradeState::NotFound
         );
-        gw.pay(PayNo::new(11).unwrap(), false).unwrap();
+        gw.pay(PayNo::new(11).unwrap(), false, None).unwrap();
         assert!(matches!(
             gw.query(PayNo::new(11).unwrap()).await.unwrap().state,
             super::super::TradeState::Paid(_)
@@ -404,7 +414,7 @@ mod tests {
         gw.create_qr(&qr(13)).await.unwrap();
         assert_eq!(gw.close(PayNo::new(13).unwrap()).await.unwrap(), CloseOutcome::Closed);
         assert_eq!(
-            gw.pay(PayNo::new(13).unwrap(), false).unwrap_err(),
+            gw.pay(PayNo::new(13).unwrap(), false, None).unwrap_err(),
             SandboxPayError::Closed(PayNo::new(13).unwrap())
         );
         assert_eq!(gw.trade(PayNo::new(11).unwrap()).unwrap().query_count, 2);
