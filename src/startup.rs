@@ -156,6 +156,7 @@ impl Application {
         });
         let relay = start_outbox_relay(&settings, &db, &engine).await?;
         let rehydrated = engine.rehydrate().await.context("failed to re-arm pending orders")?;
+        engine.start_follow_up();
         tracing::info!(
             index = engine.index_name(),
             armed = rehydrated.armed,

@@ -115,6 +115,7 @@ fn settings() -> ExpirySettings {
         arbiters: 1,
         provider_clock_margin: Duration::from_millis(100),
         max_concurrent_passes: 4,
+        follow_up_interval: Duration::from_millis(200),
     }
 }
 
@@ -265,6 +266,7 @@ async fn an_attempt_created_while_the_pass_runs_is_closed_at_the_provider_before
         created_at: now,
         updated_at: now,
         paid_at: None,
+        follow_up_at: None,
     };
     *provider.insert_on_close.lock().unwrap() = Some((db.clone(), late.clone()));
 

@@ -21,6 +21,9 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub paid_at: Option<DateTimeUtc>,
+    /// When the follow-up worker looks at this trade next: set while the trade may still take
+    /// money though the order no longer waits for it (see `actors::order::follow_up`).
+    pub follow_up_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -575,3 +575,118 @@ fn restamp_wechat(real: &Captured, timestamp: i64) -> Captured {
         body: real.body.clone(),
     }
 }
+
+/// Before the fix a cancel that found the Alipay trade unknown (QR never scanned) closed the
+/// attempt for good, though the QR stays payable until its time_expire: a payment made then,
+/// with its notification lost, was recorded nowhere. Now the trade stays on the follow-up until
+/// time_expire plus the margin, and a payment found there is recorded.
+#[actix_web::test]
+async fn a_trade_unknown_at_cancel_is_followed_until_time_expire_and_a_late_payment_recorded() {
+    let rig = rig(RigOptions::default()).await;
+    let (order_no, attempt) = rig.order_with_attempt("alipay", "follow-1", 4).await;
+    let pay_no = attempt["pay_no"].as_str().unwrap();
+    let cancel = rig
+        .app
+        .post_as(MERCHANT_A_KEY, &format!("/v1/orders/{order_no}/cancel"), None)
+        .await;
+    assert_eq!(cancel.status().as_u16(), 200);
+    assert_eq!(cancel.json::<Value>().await.unwrap()["status"], "closed");
+    assert!(!rig.trade("alipay", pay_no).scanned);
+
+    // The buyer scans the QR code they still hold and pays; the notification is lost.
+    rig.buyer_pays("alipay", pay_no, json!({"notify": false})).await;
+    rig.app
+        .wait_for_status(&order_no, "paid_after_close", Duration::from_secs(10))
+        .await;
+    assert_eq!(rig.app.outbox_count(&order_no, "order.payment_anomaly").await, 1);
+    let followed =
+        format!("SELECT COUNT(*) FROM payment_attempts WHERE pay_no = {pay_no} AND follow_up_at IS NOT NULL");
+    assert_eq!(rig.app.count(&followed).await, 0, "off the follow-up once recorded");
+
+    // Never paid: followed until time_expire plus the margin, then let go.
+    let (quiet_order, attempt) = rig.order_with_attempt("alipay", "follow-2", 2).await;
+    let quiet_pay_no = attempt["pay_no"].as_str().unwrap();
+    let cancel = rig
+        .app
+        .post_as(MERCHANT_A_KEY, &format!("/v1/orders/{quiet_order}/cancel"), None)
+        .await;
+    assert_eq!(cancel.status().as_u16(), 200);
+    let followed =
+        format!("SELECT COUNT(*) FROM payment_attempts WHERE pay_no = {quiet_pay_no} AND follow_up_at IS NOT NULL");
+    assert_eq!(rig.app.count(&followed).await, 1, "followed while payable");
+    let started = Instant::now();
+    while rig.app.count(&followed).await == 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still followed after time_expire"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        rig.trade("alipay", quiet_pay_no).query_count >= 2,
+        "a final query after time_expire"
+    );
+    rig.app
+        .wait_for_status(&quiet_order, "closed", Duration::from_secs(1))
+        .await;
+}
+
+/// Before the fix a second attempt of a paid order that the provider would not close yet
+/// (WeChat's close rule) was never looked at again: paid later with its notification lost,
+/// that money was recorded nowhere. Now it is followed and the payment recorded as an anomaly
+/// with a refund owed, once.
+#[actix_web::test]
+async fn a_second_attempt_the_provider_will_not_close_yet_is_followed_and_its_payment_recorded() {
+    let rig = rig(RigOptions {
+        close_too_early_seconds: 2,
+        ..RigOptions::default()
+    })
+    .await;
+    let (order_no, first) = rig.order_with_attempt("wechat", "follow-3", 600).await;
+    let first = first["pay_no"].as_str().unwrap().to_owned();
+    let second = rig.app.post_payment(MERCHANT_A_KEY, &order_no, "wechat").await;
+    assert_eq!(second.status().as_u16(), 201);
+    let second: Value = second.json().await.unwrap();
+    let second = second["pay_no"].as_str().unwrap().to_owned();
+
+    rig.buyer_pays("wechat", &first, json!({})).await;
+    rig.app
+        .wait_for_status(&order_no, "paid", Duration::from_secs(10))
+        .await;
+    // The close of the other trade was refused (too early); the buyer pays it meanwhile.
+    let started = Instant::now();
+    while rig.trade("wechat", &second).close_count == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the other trade was never closed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(rig.trade("wechat", &second).state, SimTradeState::Notpay);
+    rig.buyer_pays("wechat", &second, json!({"notify": false})).await;
+
+    let anomalies =
+        format!("SELECT COUNT(*) FROM order_logs WHERE order_id = {order_no} AND event = 'payment.anomaly'");
+    let started = Instant::now();
+    while rig.app.count(&anomalies).await == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the second payment was never recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(rig.app.count(&anomalies).await, 1, "recorded once");
+    let order = rig.app.admin_order(&order_no).await;
+    assert_eq!(order["status"], "paid");
+    let payments = order["payments"].as_array().unwrap();
+    let second_row = payments.iter().find(|p| p["pay_no"] == second.as_str()).unwrap();
+    assert_eq!(
+        second_row["provider_txn_id"].as_str(),
+        rig.trade("wechat", &second).provider_trade_no.as_deref(),
+        "the second payment is kept on its attempt"
+    );
+    let followed =
+        format!("SELECT COUNT(*) FROM payment_attempts WHERE order_id = {order_no} AND follow_up_at IS NOT NULL");
+    assert_eq!(rig.app.count(&followed).await, 0);
+}

@@ -83,6 +83,12 @@ impl Engine {
     }
 
     /// Connects the outbox relay, woken after every commit that writes an event. Once.
+    /// Starts this node's follow-up worker (trades watched after their order stopped waiting
+    /// for them), on its own thread.
+    pub fn start_follow_up(&self) -> Addr<crate::order::follow_up::FollowUpWorker> {
+        crate::order::follow_up::FollowUpWorker::new(self.registry.deps().clone()).start_on_own_arbiter()
+    }
+
     pub fn attach_relay(&self, relay: Recipient<Wake>) {
         self.deps().feed.attach_relay(relay);
     }

@@ -98,11 +98,104 @@ impl PassContext<'_> {
     /// When a trade created with `time_expire` = the deadline surely can no longer be paid:
     /// the deadline plus a margin for the provider's clock.
     fn time_expire_safely_past(&self) -> DateTime<Utc> {
-        chrono::Duration::from_std(self.settings.provider_clock_margin)
-            .ok()
-            .and_then(|margin| self.deadline.checked_add_signed(margin))
-            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        time_expire_safely_past(self.deadline, self.settings)
     }
+}
+
+/// When a trade created with `time_expire` = `deadline` surely can no longer be paid: the
+/// deadline plus a margin for the provider's clock.
+pub fn time_expire_safely_past(deadline: DateTime<Utc>, settings: &ExpirySettings) -> DateTime<Utc> {
+    chrono::Duration::from_std(settings.provider_clock_margin)
+        .ok()
+        .and_then(|margin| deadline.checked_add_signed(margin))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// The follow-up of one trade that may still take money though its order no longer waits for
+/// it: a second attempt of a paid order that the provider would not close yet (or could not
+/// be asked), or a trade the provider did not know yet when the order closed (an Alipay QR
+/// code never scanned stays payable until its `time_expire`). It is looked at until the
+/// provider confirms it closed, or a query after `time_expire` plus the clock margin still
+/// says unpaid. A payment found there is recorded (money after close, or a second payment:
+/// refund owed), never lost.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FollowUp {
+    /// The provider holds a payment: record it.
+    Record(PaidTrade),
+    /// The trade is still open: close it at the provider.
+    CloseAtProvider,
+    /// Over: the trade can no longer be paid (a pending attempt is closed for this reason).
+    Done(AttemptCloseReason),
+    /// Look again then.
+    Again(DateTime<Utc>),
+}
+
+/// Facts a follow-up decides on.
+#[derive(Clone, Copy, Debug)]
+pub struct FollowUpContext {
+    pub now: DateTime<Utc>,
+    /// The order's deadline, the trade's `time_expire`, plus the clock margin.
+    pub safely_past: DateTime<Utc>,
+    /// Pause between two looks while the trade is payable.
+    pub interval: Duration,
+    /// The attempt is still `pending` here (else it is closed, followed only for a payment).
+    pub attempt_open: bool,
+}
+
+impl FollowUpContext {
+    fn later(&self) -> DateTime<Utc> {
+        let step = chrono::Duration::from_std(self.interval).unwrap_or(chrono::Duration::seconds(60));
+        self.now.checked_add_signed(step).unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
+
+    /// The next look while the trade is payable: after the interval, but no later than just
+    /// after `time_expire` is safely past (when one final query settles it).
+    fn next_look(&self) -> DateTime<Utc> {
+        let last = self
+            .safely_past
+            .checked_add_signed(AFTER_TIME_EXPIRE)
+            .unwrap_or(self.safely_past);
+        if self.now > self.safely_past {
+            self.later()
+        } else {
+            self.later().min(last)
+        }
+    }
+}
+
+/// The provider's answer to a follow-up's query.
+pub fn follow_up_on_query(ctx: &FollowUpContext, answer: Result<&TradeState, Failed>) -> FollowUp {
+    let Ok(state) = answer else {
+        return FollowUp::Again(ctx.later());
+    };
+    match state {
+        TradeState::Paid(trade) => FollowUp::Record(trade.clone()),
+        TradeState::Closed => FollowUp::Done(AttemptCloseReason::ClosedAtProvider),
+        TradeState::NotPaid | TradeState::UserPaying | TradeState::NotFound if ctx.now > ctx.safely_past => {
+            FollowUp::Done(AttemptCloseReason::UnpaidAfterTimeExpire)
+        }
+        TradeState::NotPaid | TradeState::UserPaying if ctx.attempt_open => FollowUp::CloseAtProvider,
+        TradeState::NotPaid | TradeState::UserPaying | TradeState::NotFound => FollowUp::Again(ctx.next_look()),
+    }
+}
+
+/// The provider's answer to a follow-up's close.
+pub fn follow_up_on_close(ctx: &FollowUpContext, answer: Result<&CloseOutcome, Failed>) -> FollowUp {
+    match answer {
+        Ok(CloseOutcome::Closed) => FollowUp::Done(AttemptCloseReason::ClosedAtProvider),
+        // Unknown to the provider: payable once scanned, until time_expire.
+        Ok(CloseOutcome::NotFound) => FollowUp::Again(ctx.next_look()),
+        // Paid between the query and the close: the next look records it.
+        Ok(CloseOutcome::AlreadyPaid) => FollowUp::Again(ctx.now),
+        Ok(CloseOutcome::TooEarly { retry_at }) => FollowUp::Again((*retry_at).min(ctx.next_look())),
+        Err(Failed) => FollowUp::Again(ctx.later()),
+    }
+}
+
+/// Whether an attempt a pass closes stays on the follow-up, and until when the first look:
+/// one the provider did not know (never scanned) can still be paid until `time_expire`.
+pub fn follow_up_after_close(ctx: &FollowUpContext, why: AttemptCloseReason) -> Option<DateTime<Utc>> {
+    (why == AttemptCloseReason::UnknownToProvider && ctx.now <= ctx.safely_past).then(|| ctx.next_look())
 }
 
 /// Rule 1: whether the pass goes on to the providers.
@@ -438,6 +531,9 @@ pub struct ExpirySettings {
     /// Timer-driven expiry passes running at once; the rest wait their turn cheaply instead of
     /// all holding database work in flight when many deadlines fall together.
     pub max_concurrent_passes: usize,
+    /// Pause between two looks at a trade on the follow-up (see [`FollowUp`]).
+    #[serde(rename = "follow_up_interval_milliseconds", with = "crate::settings::millis")]
+    pub follow_up_interval: Duration,
 }
 
 impl ExpirySettings {
@@ -489,6 +585,12 @@ impl ExpirySettings {
             section,
             "max_concurrent_passes",
             "must be positive",
+        )?;
+        check(
+            !self.follow_up_interval.is_zero(),
+            section,
+            "follow_up_interval_milliseconds",
+            "must be positive",
         )
     }
 }
@@ -502,6 +604,124 @@ mod tests {
     use entities::MinorUnit;
 
     use super::*;
+
+    #[test]
+    fn a_followed_trade_is_watched_until_closed_or_past_time_expire() {
+        let now = Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap();
+        let secs = |n: i64| now + chrono::Duration::seconds(n);
+        let ctx = |open: bool, safely_past: DateTime<Utc>| FollowUpContext {
+            now,
+            safely_past,
+            interval: Duration::from_secs(60),
+            attempt_open: open,
+        };
+        let paid = PaidTrade {
+            provider_txn_id: "t".into(),
+            amount: MinorUnit::new(1).unwrap(),
+            paid_at: now,
+        };
+        let after = |at: DateTime<Utc>| at + AFTER_TIME_EXPIRE;
+        let queries: [(&str, FollowUpContext, Result<TradeState, Failed>, FollowUp); 8] = [
+            (
+                "paid: record it",
+                ctx(true, secs(600)),
+                Ok(TradeState::Paid(paid.clone())),
+                FollowUp::Record(paid.clone()),
+            ),
+            (
+                "closed at the provider: done",
+                ctx(true, secs(600)),
+                Ok(TradeState::Closed),
+                FollowUp::Done(AttemptCloseReason::ClosedAtProvider),
+            ),
+            (
+                "open and unpaid: close it",
+                ctx(true, secs(600)),
+                Ok(TradeState::NotPaid),
+                FollowUp::CloseAtProvider,
+            ),
+            (
+                "closed here, unknown there: look again",
+                ctx(false, secs(600)),
+                Ok(TradeState::NotFound),
+                FollowUp::Again(secs(60)),
+            ),
+            (
+                "look again no later than just past time_expire",
+                ctx(false, secs(10)),
+                Ok(TradeState::NotFound),
+                FollowUp::Again(after(secs(10))),
+            ),
+            (
+                "unpaid after time_expire: done",
+                ctx(false, secs(-1)),
+                Ok(TradeState::NotFound),
+                FollowUp::Done(AttemptCloseReason::UnpaidAfterTimeExpire),
+            ),
+            (
+                "open, unpaid after time_expire: done",
+                ctx(true, secs(-1)),
+                Ok(TradeState::NotPaid),
+                FollowUp::Done(AttemptCloseReason::UnpaidAfterTimeExpire),
+            ),
+            (
+                "provider failed: look again later",
+                ctx(true, secs(-1)),
+                Err(Failed),
+                FollowUp::Again(secs(60)),
+            ),
+        ];
+        for (row, ctx, answer, expected) in queries {
+            assert_eq!(
+                follow_up_on_query(&ctx, answer.as_ref().map_err(|f| *f)),
+                expected,
+                "{row}"
+            );
+        }
+        let closes: [(&str, Result<CloseOutcome, Failed>, FollowUp); 5] = [
+            (
+                "closed",
+                Ok(CloseOutcome::Closed),
+                FollowUp::Done(AttemptCloseReason::ClosedAtProvider),
+            ),
+            (
+                "unknown: payable once scanned",
+                Ok(CloseOutcome::NotFound),
+                FollowUp::Again(secs(60)),
+            ),
+            (
+                "already paid: query at once",
+                Ok(CloseOutcome::AlreadyPaid),
+                FollowUp::Again(now),
+            ),
+            (
+                "too early: when the provider allows",
+                Ok(CloseOutcome::TooEarly { retry_at: secs(5) }),
+                FollowUp::Again(secs(5)),
+            ),
+            ("failed: later", Err(Failed), FollowUp::Again(secs(60))),
+        ];
+        for (row, answer, expected) in closes {
+            assert_eq!(
+                follow_up_on_close(&ctx(true, secs(600)), answer.as_ref().map_err(|f| *f)),
+                expected,
+                "{row}"
+            );
+        }
+        assert_eq!(
+            follow_up_after_close(&ctx(false, secs(600)), AttemptCloseReason::UnknownToProvider),
+            Some(secs(60)),
+            "a trade unknown before time_expire is followed"
+        );
+        assert_eq!(
+            follow_up_after_close(&ctx(false, secs(-1)), AttemptCloseReason::UnknownToProvider),
+            None
+        );
+        assert_eq!(
+            follow_up_after_close(&ctx(false, secs(600)), AttemptCloseReason::ClosedAtProvider),
+            None
+        );
+    }
 
     #[test]
     fn a_payment_of_another_amount_waits_for_an_operator_unless_force_closed() {
@@ -551,6 +771,7 @@ mod tests {
             arbiters: 1,
             provider_clock_margin: Duration::from_secs(30),
             max_concurrent_passes: 8,
+            follow_up_interval: Duration::from_millis(200),
         }
     }
 

@@ -14,12 +14,14 @@
 //! - [`expiry`]: the expiry rule as pure decisions, and its settings. Start reading there.
 //! - `pass`: carries out one pass (provider calls, guarded transactions).
 //! - `notify`: applies a verified provider notification.
+//! - [`follow_up`]: the worker that watches trades after their order stopped waiting for them.
 //! - [`messages`]: what the actor is sent.
 //! - [`registry`]: order id -> running actor; starts and stops them.
 //! - [`deps`]: what an actor needs (store, providers client, index, settings, metrics).
 
 pub mod deps;
 pub mod expiry;
+pub mod follow_up;
 pub mod messages;
 pub(crate) mod notify;
 pub(crate) mod pass;

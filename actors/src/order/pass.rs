@@ -7,7 +7,9 @@ use chrono::Utc;
 use entities::{orders, payment_attempts, AttemptStatus, OrderId, OrderStatus, PayNo};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
-use super::expiry::{self, Conclusion, Counters, Failed, Holds, Intent, PassContext, PassOutcome, Start, Step};
+use super::expiry::{
+    self, Conclusion, Counters, Failed, FollowUpContext, Holds, Intent, PassContext, PassOutcome, Start, Step,
+};
 use super::OrderDeps;
 use crate::error::OrderError;
 use crate::gateway::{CloseOutcome, PaidTrade};
@@ -93,8 +95,17 @@ async fn run_once(
                     raw = answer.map(|q| q.raw.to_string()).unwrap_or_default();
                 }
                 Step::MarkClosed(why) => {
+                    let follow_up = expiry::follow_up_after_close(&follow_up_context(deps, &order, false), why);
                     let closed = AttemptUpdate::Closed(why);
-                    transitions::apply_attempt(&deps.db, order_id, attempt.pay_no, closed, operator).await?;
+                    transitions::apply_attempt_following(
+                        &deps.db,
+                        order_id,
+                        attempt.pay_no,
+                        closed,
+                        operator,
+                        follow_up,
+                    )
+                    .await?;
                     break;
                 }
                 Step::Hold(hold) => {
@@ -137,6 +148,16 @@ async fn run_once(
         },
     };
     Ok(Some(outcome))
+}
+
+/// The facts a follow-up of one of `order`'s trades decides on, now.
+pub(crate) fn follow_up_context(deps: &OrderDeps, order: &orders::Model, attempt_open: bool) -> FollowUpContext {
+    FollowUpContext {
+        now: Utc::now(),
+        safely_past: expiry::time_expire_safely_past(order.expires_at, &deps.settings),
+        interval: deps.settings.follow_up_interval,
+        attempt_open,
+    }
 }
 
 fn log_failure(
@@ -208,34 +229,30 @@ pub(crate) async fn compensate(
     }
 }
 
-/// Best effort: a trade left open here still expires at the provider at its `time_expire`,
-/// and a payment on it would arrive as an anomaly, not be lost.
+/// Closes the other open attempts of a paid order at their providers, so the buyer cannot pay
+/// twice. Each is already on the follow-up (scheduled in the payment's transaction), so one
+/// this cannot close now (the provider refuses yet, fails, or does not know the trade) is
+/// looked at again until it is closed or can no longer be paid; a payment found there is
+/// recorded, never lost.
 pub(crate) async fn close_other_attempts(deps: &OrderDeps, order_id: OrderId, paid: PayNo, operator: &Operator) {
     let Ok(others) = open_attempts(deps, order_id).await else {
         return;
     };
     for other in others.into_iter().filter(|a| a.pay_no != paid) {
         match deps.providers.close(other.provider, other.pay_no).await {
-            Ok(CloseOutcome::Closed | CloseOutcome::NotFound) => {
+            Ok(CloseOutcome::Closed) => {
                 let closed = AttemptUpdate::Closed(AttemptCloseReason::PaidByAnotherAttempt);
                 if let Err(err) = transitions::apply_attempt(&deps.db, order_id, other.pay_no, closed, operator).await {
-                    tracing::warn!(pay_no = %other.pay_no, error.cause_chain = ?err, "failed to record a closed attempt");
+                    tracing::warn!(pay_no = %other.pay_no, error.cause_chain = ?err, "failed to record a closed attempt; the follow-up will");
                 }
             }
-            Ok(CloseOutcome::AlreadyPaid) => {
-                let detail = format!(
-                    "pay_no {} was also paid; the order was already paid by {paid}: refund owed",
-                    other.pay_no
-                );
-                if let Err(err) = deps
-                    .record_anomaly(order_id, other.pay_no, detail, None, operator, None)
-                    .await
-                {
-                    tracing::error!(pay_no = %other.pay_no, error.cause_chain = ?err, "failed to record a double payment");
+            Ok(CloseOutcome::TooEarly { retry_at }) => {
+                if let Err(err) = crate::store::follow_up::reschedule(&deps.db, other.pay_no, Some(retry_at)).await {
+                    tracing::warn!(pay_no = %other.pay_no, error.cause_chain = ?err, "failed to reschedule a follow-up");
                 }
             }
-            Ok(CloseOutcome::TooEarly { .. }) | Err(_) => {
-                tracing::warn!(pay_no = %other.pay_no, "could not close a second attempt of a paid order; it expires at the provider");
+            Ok(CloseOutcome::AlreadyPaid | CloseOutcome::NotFound) | Err(_) => {
+                tracing::info!(pay_no = %other.pay_no, "a second attempt of a paid order is left to the follow-up");
             }
         }
     }

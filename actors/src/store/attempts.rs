@@ -72,6 +72,7 @@ where
         created_at: now,
         updated_at: now,
         paid_at: None,
+        follow_up_at: None,
     };
 
     let txn = db.begin().await?;

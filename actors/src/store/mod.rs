@@ -6,6 +6,7 @@
 //! # Layout
 //! - [`create`]: idempotent creation with stock reservation.
 //! - [`attempts`]: payment attempts (a new provider trade each).
+//! - [`follow_up`]: trades watched after their order stopped waiting for them.
 //! - [`query`]: reads, scoped by merchant for clients.
 //! - [`idempotency`]: replay / conflict decision for `out_business_id`.
 //! - [`journal`]: the `order_logs` and `outbox` rows every change writes.
@@ -14,6 +15,7 @@
 
 pub mod attempts;
 pub mod create;
+pub mod follow_up;
 pub mod idempotency;
 pub mod journal;
 pub mod payment;

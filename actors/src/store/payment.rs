@@ -10,6 +10,7 @@ use chrono::Utc;
 use entities::{orders, payment_attempts, AttemptStatus, OrderStatus, PayNo};
 use sea_orm::{DatabaseConnection, EntityTrait, TransactionTrait};
 
+use super::follow_up::{schedule_others, AFTER_PAYMENT};
 use super::journal::Operator;
 use super::journal::{write_log, LogEntry, LogEvent};
 use super::transitions::{
@@ -36,8 +37,9 @@ pub enum PaymentDecision {
 
 /// The decision for `trade` reported on `attempt` of an order in `status`.
 pub fn decide(status: OrderStatus, attempt: &payment_attempts::Model, trade: &PaidTrade) -> PaymentDecision {
-    // This very payment, recorded before (as the order's payment, or as a mismatch): once.
-    let same_payment = matches!(attempt.status, AttemptStatus::Succeeded | AttemptStatus::AmountMismatch)
+    // This very payment, recorded before (as the order's payment, as a mismatch, or as a
+    // second payment owing a refund): once. A pending attempt holds no payment yet.
+    let same_payment = attempt.status != AttemptStatus::Pending
         && attempt.provider_txn_id.as_deref() == Some(trade.provider_txn_id.as_str());
     if same_payment {
         return PaymentDecision::AlreadyRecorded;
@@ -105,6 +107,8 @@ pub async fn record_payment(
                 trade: trade.clone(),
                 raw,
             };
+            // The order's other trades may still take money: watched until closed.
+            schedule_others(&txn, order_id, pay_no, now + AFTER_PAYMENT).await?;
             apply_in(&txn, order, paid, operator, now).await?
         }
         PaymentDecision::MarkPaidAfterClose => {
@@ -117,6 +121,11 @@ pub async fn record_payment(
         }
         PaymentDecision::AlreadyRecorded => Applied::Done(Box::new(order)),
         PaymentDecision::SecondPayment => {
+            let second = AttemptUpdate::SecondPayment {
+                trade: trade.clone(),
+                raw,
+            };
+            update_attempt(&txn, pay_no, &second, now).await?;
             let detail = format!(
                 "pay_no {pay_no} paid (txn {}) but the order is already settled: refund owed",
                 trade.provider_txn_id
@@ -194,6 +203,7 @@ pub async fn accept_mismatched_payment(
         paid_at: attempt.paid_at.unwrap_or(now),
     };
     let from = order.status;
+    schedule_others(&txn, order_id, pay_no, now + AFTER_PAYMENT).await?;
     let paid = OrderUpdate::Paid {
         pay_no,
         trade,
@@ -242,6 +252,7 @@ mod tests {
             created_at: now,
             updated_at: now,
             paid_at: None,
+            follow_up_at: None,
         }
     }
 

@@ -101,6 +101,10 @@ pub enum AttemptUpdate {
     /// -> amount_mismatch: the provider reports the trade paid with another amount. Applied
     /// inside [`crate::store::record_payment`], with the anomaly it records.
     AmountMismatch { trade: PaidTrade, raw: String },
+    /// -> closed, holding the payment: the trade was paid but the order was already settled by
+    /// another (a refund is owed; the anomaly is recorded with it). Keeping the provider's
+    /// transaction id here is what makes the same payment recorded once.
+    SecondPayment { trade: PaidTrade, raw: String },
 }
 
 impl AttemptUpdate {
@@ -113,7 +117,7 @@ impl AttemptUpdate {
                 // An operator accepted the mismatched payment.
                 AttemptStatus::AmountMismatch,
             ],
-            AttemptUpdate::AmountMismatch { .. } => {
+            AttemptUpdate::AmountMismatch { .. } | AttemptUpdate::SecondPayment { .. } => {
                 &[AttemptStatus::Pending, AttemptStatus::Closed, AttemptStatus::Failed]
             }
             AttemptUpdate::Closed(_) | AttemptUpdate::Failed { .. } => &[AttemptStatus::Pending],
@@ -126,13 +130,16 @@ impl AttemptUpdate {
             AttemptUpdate::Closed(_) => AttemptStatus::Closed,
             AttemptUpdate::Failed { .. } => AttemptStatus::Failed,
             AttemptUpdate::AmountMismatch { .. } => AttemptStatus::AmountMismatch,
+            AttemptUpdate::SecondPayment { .. } => AttemptStatus::Closed,
         }
     }
 
     /// The log row of a change made on its own (a success is logged by the order's change).
     fn log(&self, pay_no: PayNo) -> Option<(LogEvent, String)> {
         match self {
-            AttemptUpdate::Succeeded { .. } | AttemptUpdate::AmountMismatch { .. } => None,
+            AttemptUpdate::Succeeded { .. }
+            | AttemptUpdate::AmountMismatch { .. }
+            | AttemptUpdate::SecondPayment { .. } => None,
             AttemptUpdate::Closed(why) => Some((LogEvent::AttemptClosed, format!("pay_no {pay_no}: {why}"))),
             AttemptUpdate::Failed { cause } => Some((LogEvent::AttemptFailed, format!("pay_no {pay_no}: {cause}"))),
         }
@@ -403,9 +410,25 @@ pub async fn apply_attempt(
     update: AttemptUpdate,
     operator: &Operator,
 ) -> Result<bool, OrderError> {
+    apply_attempt_following(db, order_id, pay_no, update, operator, None).await
+}
+
+/// As [`apply_attempt`], leaving the trade on the follow-up at `follow_up_at` (`None`: off
+/// it), in the same transaction.
+///
+/// # Errors
+/// A database error.
+pub async fn apply_attempt_following(
+    db: &DatabaseConnection,
+    order_id: OrderId,
+    pay_no: PayNo,
+    update: AttemptUpdate,
+    operator: &Operator,
+    follow_up_at: Option<DateTime<Utc>>,
+) -> Result<bool, OrderError> {
     let now = Utc::now();
     let txn = db.begin().await?;
-    let applied = update_attempt(&txn, pay_no, &update, now).await?;
+    let applied = update_attempt_following(&txn, pay_no, &update, now, follow_up_at).await?;
     if let (true, Some((event, reason))) = (applied, update.log(pay_no)) {
         let from = update.allowed_from().first().copied().unwrap_or(AttemptStatus::Pending);
         write_log(
@@ -497,12 +520,27 @@ pub(crate) async fn update_attempt<C: ConnectionTrait>(
     update: &AttemptUpdate,
     now: DateTime<Utc>,
 ) -> Result<bool, OrderError> {
+    update_attempt_following(conn, pay_no, update, now, None).await
+}
+
+/// As [`update_attempt`], leaving the trade on the follow-up at `follow_up_at` (`None`: off it).
+pub(crate) async fn update_attempt_following<C: ConnectionTrait>(
+    conn: &C,
+    pay_no: PayNo,
+    update: &AttemptUpdate,
+    now: DateTime<Utc>,
+    follow_up_at: Option<DateTime<Utc>>,
+) -> Result<bool, OrderError> {
     let mut guarded = payment_attempts::Entity::update_many()
         .col_expr(payment_attempts::Column::Status, Expr::value(update.to_status()))
         .col_expr(payment_attempts::Column::UpdatedAt, Expr::value(now))
+        .col_expr(payment_attempts::Column::FollowUpAt, Expr::value(follow_up_at))
         .filter(payment_attempts::Column::PayNo.eq(pay_no))
         .filter(payment_attempts::Column::Status.is_in(update.allowed_from().iter().copied()));
-    if let AttemptUpdate::Succeeded { trade, raw } | AttemptUpdate::AmountMismatch { trade, raw } = update {
+    if let AttemptUpdate::Succeeded { trade, raw }
+    | AttemptUpdate::AmountMismatch { trade, raw }
+    | AttemptUpdate::SecondPayment { trade, raw } = update
+    {
         guarded = guarded
             .col_expr(
                 payment_attempts::Column::ProviderTxnId,

@@ -104,6 +104,7 @@ async fn run(n: usize, args: &Args) -> anyhow::Result<()> {
             overdue_per_second: 1000,
             arbiters: args.arbiters,
             max_concurrent_passes: 64,
+            follow_up_interval: Duration::from_millis(200),
             provider_clock_margin: Duration::from_secs(30),
         },
         metrics,

@@ -1,0 +1,131 @@
+//! The follow-up worker: looks at every trade on the durable follow-up when it is due, and
+//! applies [`expiry::FollowUp`](super::expiry::FollowUp) — record a payment found, close a
+//! trade still open, let go of one that can no longer be paid, or look again later.
+//!
+//! One per node. Due trades are read from `payment_attempts.follow_up_at` and each is claimed
+//! by moving that time forward (a guarded update), so two nodes never look at one trade at
+//! once and a node that dies mid-look only delays it. Every effect is one of the guarded
+//! transactions the order actors use, so a look that races an actor is harmless.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::Utc;
+use entities::{orders, payment_attempts, AttemptStatus};
+use sea_orm::EntityTrait;
+
+use super::expiry::{self, Failed, FollowUp};
+use super::pass::follow_up_context;
+use super::OrderDeps;
+use crate::error::OrderError;
+use crate::store::transitions::{self, AttemptUpdate};
+use crate::store::{follow_up, record_payment, Operator, PaymentRecorded};
+
+/// Trades looked at per cycle.
+const BATCH: u64 = 32;
+
+/// Runs the follow-up on its own arbiter, every `poll`.
+pub struct FollowUpWorker {
+    deps: Arc<OrderDeps>,
+    poll: Duration,
+    running: bool,
+}
+
+impl FollowUpWorker {
+    /// Polls at the follow-up interval, between 100 ms and 5 s.
+    pub fn new(deps: Arc<OrderDeps>) -> Self {
+        let poll = deps
+            .settings
+            .follow_up_interval
+            .clamp(Duration::from_millis(100), Duration::from_secs(5));
+        Self {
+            deps,
+            poll,
+            running: false,
+        }
+    }
+
+    pub fn start_on_own_arbiter(self) -> Addr<Self> {
+        let arbiter = Arbiter::new();
+        Self::start_in_arbiter(&arbiter.handle(), move |_| self)
+    }
+}
+
+impl Actor for FollowUpWorker {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.poll, |worker, ctx| {
+            if worker.running {
+                return;
+            }
+            worker.running = true;
+            let deps = worker.deps.clone();
+            ctx.spawn(
+                async move { cycle(&deps).await }
+                    .into_actor(worker)
+                    .map(|result, worker, _ctx| {
+                        worker.running = false;
+                        if let Err(err) = result {
+                            tracing::warn!(error.cause_chain = ?err, "follow-up cycle failed; retrying");
+                        }
+                    }),
+            );
+        });
+    }
+}
+
+async fn cycle(deps: &OrderDeps) -> Result<(), OrderError> {
+    let now = Utc::now();
+    // Held for longer than one look can take (query, close, record); then it is due again.
+    let hold = deps.settings.provider_reply_timeout.saturating_mul(3) + deps.settings.follow_up_interval;
+    let until = now + chrono::Duration::from_std(hold).unwrap_or(chrono::Duration::minutes(5));
+    for attempt in follow_up::due(&deps.db, now, BATCH).await? {
+        if !follow_up::claim(&deps.db, &attempt, until).await? {
+            continue;
+        }
+        if let Err(err) = look(deps, &attempt).await {
+            tracing::warn!(pay_no = %attempt.pay_no, error.cause_chain = ?err, "follow-up look failed; it is due again later");
+        }
+    }
+    Ok(())
+}
+
+/// One look at one trade.
+async fn look(deps: &OrderDeps, attempt: &payment_attempts::Model) -> Result<(), OrderError> {
+    let order = orders::Entity::find_by_id(attempt.order_id)
+        .one(&deps.db)
+        .await?
+        .ok_or(OrderError::NotFound)?;
+    let ctx = follow_up_context(deps, &order, attempt.status == AttemptStatus::Pending);
+    let answer = deps.providers.query(attempt.provider, attempt.pay_no).await;
+    let raw = answer.as_ref().map(|q| q.raw.to_string()).unwrap_or_default();
+    let mut step = expiry::follow_up_on_query(&ctx, answer.as_ref().map(|q| &q.state).map_err(|_| Failed));
+    if step == FollowUp::CloseAtProvider {
+        let closed = deps.providers.close(attempt.provider, attempt.pay_no).await;
+        step = expiry::follow_up_on_close(&ctx, closed.as_ref().map_err(|_| Failed));
+    }
+    let pay_no = attempt.pay_no;
+    match step {
+        FollowUp::Record(trade) => {
+            let recorded = record_payment(&deps.db, pay_no, &trade, raw, &Operator::System, None).await?;
+            if let PaymentRecorded::Committed { decision, order } = recorded {
+                tracing::warn!(%pay_no, ?decision, "the follow-up found a payment; recorded");
+                deps.feed.changed(order.id, order.status);
+            }
+            follow_up::reschedule(&deps.db, pay_no, None).await?;
+        }
+        FollowUp::Done(why) => {
+            let closed = AttemptUpdate::Closed(why);
+            let applied = transitions::apply_attempt(&deps.db, order.id, pay_no, closed, &Operator::System).await?;
+            if !applied {
+                // Already closed here (followed only for a late payment): let go of it.
+                follow_up::reschedule(&deps.db, pay_no, None).await?;
+            }
+        }
+        FollowUp::Again(at) => follow_up::reschedule(&deps.db, pay_no, Some(at)).await?,
+        FollowUp::CloseAtProvider => follow_up::reschedule(&deps.db, pay_no, Some(Utc::now())).await?,
+    }
+    Ok(())
+}
