@@ -581,7 +581,7 @@ mod tests {
     #[test]
     fn every_section_is_validated_and_the_key_named() {
         type Spoil = fn(&mut Settings);
-        let cases: [(&str, Spoil); 8] = [
+        let cases: [(&str, Spoil); 10] = [
             ("providers.wechat.calls.rate_per_second", |s| {
                 s.providers.wechat.calls.rate_per_second = 0
             }),
@@ -602,6 +602,25 @@ mod tests {
                 s.orders.default_ttl = s.orders.max_ttl * 2
             }),
             ("database.max_connections", |s| s.database.max_connections = 0),
+            ("outbox.webhooks.merchant_id", |s| {
+                s.outbox.webhooks = vec![actors::outbox::ConfiguredWebhook {
+                    url: "https://erp.example.com/events".to_owned(),
+                    secret: SecretString::from("whsec_at_least_16_characters"),
+                    event_types: Vec::new(),
+                    merchant_id: Some("not a merchant".to_owned()),
+                }];
+            }),
+            ("outbox.webhooks.url", |s| {
+                let webhook = actors::outbox::ConfiguredWebhook {
+                    url: "https://erp.example.com/events".to_owned(),
+                    secret: SecretString::from("whsec_at_least_16_characters"),
+                    event_types: Vec::new(),
+                    merchant_id: Some("acme".to_owned()),
+                };
+                let mut global = webhook.clone();
+                global.merchant_id = None;
+                s.outbox.webhooks = vec![webhook, global];
+            }),
         ];
         for (key, spoil) in cases {
             let mut settings = dev();

@@ -265,10 +265,18 @@ async fn start_outbox_relay(
             "cfg_{}",
             &hex::encode(sha2::Sha256::digest(webhook.url.as_bytes()))[..16]
         );
+        // Absent: a global subscriber (every merchant's events).
+        let merchant_id = webhook
+            .merchant_id
+            .as_deref()
+            .map(actors::domain::MerchantId::parse)
+            .transpose()
+            .map_err(|err| anyhow::anyhow!("outbox.webhooks entry {}: {err}", webhook.url))?;
         let new = NewWebhook {
             url: webhook.url.clone(),
             secret: Some(webhook.secret.expose_secret().to_owned()),
             event_types: webhook.event_types.clone(),
+            merchant_id,
         };
         ensure(
             db,
@@ -282,10 +290,12 @@ async fn start_outbox_relay(
     }
     let amqp = match settings.amqp.url() {
         Some(url) => {
+            // The AMQP sink is the operator's: global, every merchant's events.
             let new = NewWebhook {
                 url: settings.amqp.exchange.clone(),
                 secret: None,
                 event_types: Vec::new(),
+                merchant_id: None,
             };
             ensure(db, "amqp", SubscriberKind::Amqp, new, true)
                 .await

@@ -36,6 +36,14 @@ impl MerchantId {
         Ok(Self(raw.to_owned()))
     }
 
+    /// [`MerchantId::parse`] for a merchant id a request names (an admin route's path or body).
+    ///
+    /// # Errors
+    /// A [`ValidationError`] `invalid_merchant_id` saying what a merchant id may hold.
+    pub fn parse_input(raw: &str) -> Result<Self, ValidationError> {
+        Self::parse(raw).map_err(|message| ValidationError::new("invalid_merchant_id", message))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -18,12 +18,10 @@ pub enum OrderError {
     AttemptNotFound,
     #[error("out_business_id was already used for an order with different content")]
     IdempotencyConflict,
-    #[error("insufficient stock for sku '{sku_id}': {requested} requested, {available} available")]
-    InsufficientStock {
-        sku_id: String,
-        requested: i64,
-        available: i64,
-    },
+    /// Names the SKU and the quantity asked for, never the level left: that is the merchant's
+    /// stock position, and no client answer carries it.
+    #[error("insufficient stock for sku '{sku_id}': {requested} requested")]
+    InsufficientStock { sku_id: String, requested: i64 },
     #[error("order is {0}, not pending")]
     NotPending(OrderStatus),
     #[error("order has passed its deadline and is being closed")]

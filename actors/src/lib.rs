@@ -20,7 +20,7 @@
 //! - [`changes`]: the change feed (outbox relay wake-ups, live status).
 //! - [`outbox`]: the outbox relay, subscribers, webhook signatures, the AMQP sink.
 //! - [`domain`]: parsed request values (`NewOrder`, `MerchantId`, `Currency`).
-//! - [`stock`]: tracked stock per SKU.
+//! - [`stock`]: tracked stock per merchant and SKU.
 //! - [`metrics`]: the engine's Prometheus metrics.
 //! - [`ids`]: snowflake ids. [`retry`]: the backoff schedule. [`error`]: [`OrderError`].
 

@@ -1,19 +1,22 @@
-//! Tracked stock, managed by admins. A SKU without a row is untracked.
+//! Tracked stock, per merchant, managed by admins. A `(merchant, sku_id)` without a row is
+//! untracked: that merchant's orders for it reserve nothing, whatever other merchants track
+//! under the same `sku_id`.
 
 use chrono::Utc;
 use entities::skus;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Set};
 
-use crate::domain::ValidationError;
+use crate::domain::{MerchantId, ValidationError};
 
-/// Sets the available stock of `sku_id`, creating the row if needed.
+/// Sets `merchant`'s available stock of `sku_id`, creating the row if needed.
 ///
 /// # Errors
 /// A [`ValidationError`] for a negative quantity or a bad id (nothing written), else the
 /// database error.
 pub async fn set_available<C: ConnectionTrait>(
     conn: &C,
+    merchant: &MerchantId,
     sku_id: &str,
     available: i64,
 ) -> Result<skus::Model, SetStockError> {
@@ -28,17 +31,19 @@ pub async fn set_available<C: ConnectionTrait>(
         .into());
     }
     let model = skus::Model {
+        merchant_id: merchant.as_str().to_owned(),
         sku_id: sku_id.to_owned(),
         available,
         updated_at: Utc::now(),
     };
     skus::Entity::insert(skus::ActiveModel {
+        merchant_id: Set(model.merchant_id.clone()),
         sku_id: Set(model.sku_id.clone()),
         available: Set(model.available),
         updated_at: Set(model.updated_at),
     })
     .on_conflict(
-        OnConflict::column(skus::Column::SkuId)
+        OnConflict::columns([skus::Column::MerchantId, skus::Column::SkuId])
             .update_columns([skus::Column::Available, skus::Column::UpdatedAt])
             .to_owned(),
     )
@@ -47,10 +52,18 @@ pub async fn set_available<C: ConnectionTrait>(
     Ok(model)
 }
 
+/// `merchant`'s stock of `sku_id`; `None` when that merchant does not track it.
+///
 /// # Errors
 /// The database error.
-pub async fn get<C: ConnectionTrait>(conn: &C, sku_id: &str) -> Result<Option<skus::Model>, DbErr> {
-    skus::Entity::find_by_id(sku_id.to_owned()).one(conn).await
+pub async fn get<C: ConnectionTrait>(
+    conn: &C,
+    merchant: &MerchantId,
+    sku_id: &str,
+) -> Result<Option<skus::Model>, DbErr> {
+    skus::Entity::find_by_id((merchant.as_str().to_owned(), sku_id.to_owned()))
+        .one(conn)
+        .await
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_create_order_tables;
 mod m20261122_000002_create_delivery_tables;
 mod m20261122_000003_add_reserved_quantity;
+mod m20261201_000004_scope_skus_and_subscribers;
 mod m20261201_000005_create_unmatched_notifications;
 mod m20261201_000006_add_attempt_follow_up;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_create_order_tables::Migration),
             Box::new(m20261122_000002_create_delivery_tables::Migration),
             Box::new(m20261122_000003_add_reserved_quantity::Migration),
+            Box::new(m20261201_000004_scope_skus_and_subscribers::Migration),
             Box::new(m20261201_000005_create_unmatched_notifications::Migration),
             Box::new(m20261201_000006_add_attempt_follow_up::Migration),
         ]

@@ -1,7 +1,8 @@
-//! Admin routes: order inspection and tracked stock. Behind the admin token.
+//! Admin routes: order inspection, tracked stock (per merchant), subscribers and deliveries.
+//! Behind the admin token.
 
 use actix_web::{web, HttpResponse};
-use actors::domain::OperatorReason;
+use actors::domain::{MerchantId, OperatorReason};
 use actors::outbox::subscribers::{self, NewWebhook, SubscriberError};
 use actors::stock::{self, SetStockError};
 use actors::store::{query, unmatched, Operator};
@@ -52,36 +53,48 @@ pub struct SetStockBody {
 
 #[derive(Debug, Serialize)]
 struct StockResponse {
+    merchant_id: String,
     sku_id: String,
     available: i64,
 }
 
-/// `PUT /admin/skus/{sku_id}`: set tracked stock.
+impl From<entities::skus::Model> for StockResponse {
+    fn from(sku: entities::skus::Model) -> Self {
+        Self {
+            merchant_id: sku.merchant_id,
+            sku_id: sku.sku_id,
+            available: sku.available,
+        }
+    }
+}
+
+/// `PUT /admin/merchants/{merchant_id}/skus/{sku_id}`: set a merchant's tracked stock. Only
+/// that merchant's orders reserve from it.
 pub async fn put_sku(
     state: web::Data<AppState>,
-    sku_id: web::Path<String>,
+    path: web::Path<(String, String)>,
     body: web::Json<SetStockBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let sku = stock::set_available(&state.db, &sku_id, body.available)
+    let (merchant_id, sku_id) = path.into_inner();
+    let merchant = MerchantId::parse_input(&merchant_id)?;
+    let sku = stock::set_available(&state.db, &merchant, &sku_id, body.available)
         .await
         .map_err(|err| match err {
             SetStockError::Validation(err) => ApiError::Validation(err),
             SetStockError::Db(err) => ApiError::from(err),
         })?;
-    tracing::info!(sku_id = %sku.sku_id, available = sku.available, "stock set by admin");
-    Ok(HttpResponse::Ok().json(StockResponse {
-        sku_id: sku.sku_id,
-        available: sku.available,
-    }))
+    tracing::info!(merchant_id = %sku.merchant_id, sku_id = %sku.sku_id, available = sku.available, "stock set by admin");
+    Ok(HttpResponse::Ok().json(StockResponse::from(sku)))
 }
 
-/// `GET /admin/skus/{sku_id}`.
-pub async fn get_sku(state: web::Data<AppState>, sku_id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let sku = stock::get(&state.db, &sku_id).await?.ok_or(ApiError::NotFound("sku"))?;
-    Ok(HttpResponse::Ok().json(StockResponse {
-        sku_id: sku.sku_id,
-        available: sku.available,
-    }))
+/// `GET /admin/merchants/{merchant_id}/skus/{sku_id}`: 404 when the merchant does not track it.
+pub async fn get_sku(state: web::Data<AppState>, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
+    let (merchant_id, sku_id) = path.into_inner();
+    let merchant = MerchantId::parse_input(&merchant_id)?;
+    let sku = stock::get(&state.db, &merchant, &sku_id)
+        .await?
+        .ok_or(ApiError::NotFound("sku"))?;
+    Ok(HttpResponse::Ok().json(StockResponse::from(sku)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,6 +142,9 @@ pub struct AddSubscriberBody {
     secret: Option<String>,
     #[serde(default)]
     event_types: Vec<String>,
+    /// Whose events it receives. Absent (or null): a global subscriber that receives every
+    /// merchant's events, for the operator's own consumers.
+    merchant_id: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -137,6 +153,8 @@ struct SubscriberResponse {
     kind: SubscriberKind,
     url: String,
     event_types: String,
+    /// `null`: global (every merchant's events).
+    merchant_id: Option<String>,
     enabled: bool,
     created_at: chrono::DateTime<chrono::Utc>,
     /// Shown once, when the subscriber is created.
@@ -151,6 +169,7 @@ impl SubscriberResponse {
             kind: model.kind,
             url: model.url,
             event_types: model.event_types,
+            merchant_id: model.merchant_id,
             enabled: model.enabled,
             created_at: model.created_at,
             secret: if show_secret { model.secret } else { None },
@@ -167,23 +186,26 @@ fn subscriber_error(err: SubscriberError) -> ApiError {
 }
 
 /// `POST /admin/subscribers`: a new webhook subscriber; its secret is in this answer only.
+/// With `merchant_id` it receives that merchant's events only; without, every merchant's.
 pub async fn add_subscriber(
     state: web::Data<AppState>,
     body: web::Json<AddSubscriberBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
+    let merchant_id = body.merchant_id.as_deref().map(MerchantId::parse_input).transpose()?;
     let model = subscribers::add_webhook(
         &state.db,
         NewWebhook {
             url: body.url,
             secret: body.secret,
             event_types: body.event_types,
+            merchant_id,
         },
         state.allow_private_targets,
     )
     .await
     .map_err(subscriber_error)?;
-    tracing::info!(subscriber_id = %model.id, url = %model.url, "subscriber added");
+    tracing::info!(subscriber_id = %model.id, url = %model.url, merchant_id = ?model.merchant_id, "subscriber added");
     Ok(HttpResponse::Created().json(SubscriberResponse::new(model, true)))
 }
 

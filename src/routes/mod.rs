@@ -64,8 +64,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, enabled: &
             .route("/subscribers/{id}", web::delete().to(admin::remove_subscriber))
             .route("/deliveries", web::get().to(admin::list_deliveries))
             .route("/deliveries/{id}/redeliver", web::post().to(admin::redeliver))
-            .route("/skus/{sku_id}", web::put().to(admin::put_sku))
-            .route("/skus/{sku_id}", web::get().to(admin::get_sku))
+            .route("/merchants/{merchant_id}/skus/{sku_id}", web::put().to(admin::put_sku))
+            .route("/merchants/{merchant_id}/skus/{sku_id}", web::get().to(admin::get_sku))
             .route("/unmatched-notifications", web::get().to(admin::list_unmatched))
             .route(
                 "/unmatched-notifications/{id}/resolve",

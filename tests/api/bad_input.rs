@@ -1,6 +1,8 @@
 use serde_json::{json, Value};
 
-use crate::helpers::{error_code, on_both_backends, order_body, spawn_app, Backend, ADMIN_TOKEN, MERCHANT_A_KEY};
+use crate::helpers::{
+    error_code, on_both_backends, order_body, spawn_app, Backend, ADMIN_TOKEN, MERCHANT_A, MERCHANT_A_KEY,
+};
 
 on_both_backends!(
     bad_order_bodies_get_a_4xx_and_write_nothing,
@@ -17,7 +19,7 @@ fn with(mut body: Value, pointer: &str, value: Value) -> Value {
 
 async fn bad_order_bodies_get_a_4xx_and_write_nothing(backend: Backend) {
     let app = spawn_app(backend).await;
-    app.put_sku("sku-book", 100).await;
+    app.put_sku(MERCHANT_A, "sku-book", 100).await;
     let base = order_body("bad-1");
     let mut unknown_field = base.clone();
     unknown_field["coupon"] = json!("FREE");
@@ -247,21 +249,29 @@ async fn malformed_oversize_and_non_json_bodies_are_refused(backend: Backend) {
 
 async fn bad_stock_updates_are_refused(backend: Backend) {
     let app = spawn_app(backend).await;
-    app.put_sku("sku-1", 5).await;
+    app.put_sku(MERCHANT_A, "sku-1", 5).await;
 
-    let negative = app.put_sku("sku-1", -1).await;
+    let negative = app.put_sku(MERCHANT_A, "sku-1", -1).await;
     let unknown_field = app
         .client
-        .put(app.url("/admin/skus/sku-1"))
+        .put(app.url("/admin/merchants/merchant_a/skus/sku-1"))
         .bearer_auth(ADMIN_TOKEN)
         .json(&json!({"available": 3, "reserved": 1}))
         .send()
         .await
         .unwrap();
 
+    let bad_merchant = app.put_sku("not%20a%20merchant", "sku-1", 3).await;
+    let bad_merchant_read = app
+        .get_as(ADMIN_TOKEN, &format!("/admin/merchants/{}/skus/sku-1", "m".repeat(65)))
+        .await;
+
     assert_eq!(error_code(negative, 422).await, "invalid_quantity");
     assert_eq!(error_code(unknown_field, 400).await, "invalid_json");
-    assert_eq!(app.sku_available("sku-1").await, 5);
+    assert_eq!(error_code(bad_merchant, 422).await, "invalid_merchant_id");
+    assert_eq!(error_code(bad_merchant_read, 422).await, "invalid_merchant_id");
+    assert_eq!(app.sku_available(MERCHANT_A, "sku-1").await, 5);
+    assert_eq!(app.count("SELECT COUNT(*) FROM skus").await, 1, "nothing written");
 }
 
 async fn unknown_routes_and_orders_get_the_error_envelope(backend: Backend) {
@@ -345,9 +355,9 @@ async fn every_stored_text_fits_its_column_at_the_limit_and_one_more_is_refused_
     assert!(stored.starts_with("force-closed: "), "{stored}");
 
     // Stock: the SKU id is 64 characters at most.
-    assert_eq!(app.put_sku(&"k".repeat(64), 5).await.status().as_u16(), 200);
+    assert_eq!(app.put_sku(MERCHANT_A, &"k".repeat(64), 5).await.status().as_u16(), 200);
     assert_eq!(
-        error_code(app.put_sku(&"k".repeat(65), 5).await, 422).await,
+        error_code(app.put_sku(MERCHANT_A, &"k".repeat(65), 5).await, 422).await,
         "invalid_field"
     );
 

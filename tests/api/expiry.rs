@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    error_code, on_both_backends, spawn_app, spawn_app_with_redis, Backend, ADMIN_TOKEN, MERCHANT_A_KEY,
+    error_code, on_both_backends, spawn_app, spawn_app_with_redis, Backend, ADMIN_TOKEN, MERCHANT_A, MERCHANT_A_KEY,
 };
 
 on_both_backends!(
@@ -20,9 +20,9 @@ on_both_backends!(
 async fn an_unpaid_order_is_queried_closed_at_the_provider_and_closed_on_time(backend: Backend) {
     // Arrange
     let app = spawn_app_with_redis(backend).await;
-    app.put_sku("sku-book", 10).await;
+    app.put_sku(MERCHANT_A, "sku-book", 10).await;
     let (order_no, pay_no) = app.order_with_attempt("exp-1", 1).await;
-    assert_eq!(app.sku_available("sku-book").await, 8);
+    assert_eq!(app.sku_available(MERCHANT_A, "sku-book").await, 8);
 
     // Act
     let status = app.wait_for_status(&order_no, "closed", Duration::from_secs(5)).await;
@@ -45,7 +45,7 @@ async fn an_unpaid_order_is_queried_closed_at_the_provider_and_closed_on_time(ba
     assert_eq!(trade["query_count"], 1, "queried once");
     assert_eq!(trade["close_count"], 1, "closed once at the provider");
     assert_eq!(trade["trade_state"], "CLOSED");
-    assert_eq!(app.sku_available("sku-book").await, 10, "stock came back");
+    assert_eq!(app.sku_available(MERCHANT_A, "sku-book").await, 10, "stock came back");
     let events = app.events_of(&order_no).await;
     assert!(events.contains(&"attempt.closed".to_owned()), "{events:?}");
     assert!(events.contains(&"stock.released".to_owned()), "{events:?}");
@@ -75,7 +75,7 @@ async fn a_paid_order_is_not_queried_at_its_deadline(backend: Backend) {
 
 async fn a_dropped_notification_is_compensated_at_the_deadline(backend: Backend) {
     let app = spawn_app_with_redis(backend).await;
-    app.put_sku("sku-book", 10).await;
+    app.put_sku(MERCHANT_A, "sku-book", 10).await;
     let (order_no, pay_no) = app.order_with_attempt("exp-3", 1).await;
 
     let trade = app.sandbox_pay(&pay_no, false).await;
@@ -99,7 +99,11 @@ async fn a_dropped_notification_is_compensated_at_the_deadline(backend: Backend)
         .find(|l| l["event"] == "order.paid")
         .unwrap();
     assert_eq!(paid_log["operator"], "system", "compensated by the expiry rule");
-    assert_eq!(app.sku_available("sku-book").await, 8, "a paid order keeps its stock");
+    assert_eq!(
+        app.sku_available(MERCHANT_A, "sku-book").await,
+        8,
+        "a paid order keeps its stock"
+    );
     assert_eq!(app.sandbox_trade(&pay_no).await["close_count"], 0);
 }
 
@@ -123,7 +127,7 @@ async fn refresh_finds_a_payment_whose_notification_was_dropped(backend: Backend
 
 async fn cancel_closes_at_the_provider_then_locally(backend: Backend) {
     let app = spawn_app(backend).await;
-    app.put_sku("sku-book", 4).await;
+    app.put_sku(MERCHANT_A, "sku-book", 4).await;
     let (order_no, pay_no) = app.order_with_attempt("exp-5", 600).await;
     let cancel_path = format!("/v1/orders/{order_no}/cancel");
 
@@ -136,7 +140,7 @@ async fn cancel_closes_at_the_provider_then_locally(backend: Backend) {
     assert_eq!(status["close_reason"], "cancelled");
     assert_eq!(error_code(second, 409).await, "order_not_pending");
     assert_eq!(app.sandbox_trade(&pay_no).await["trade_state"], "CLOSED");
-    assert_eq!(app.sku_available("sku-book").await, 4);
+    assert_eq!(app.sku_available(MERCHANT_A, "sku-book").await, 4);
     let order = app.admin_order(&order_no).await;
     let closed = order["logs"]
         .as_array()
@@ -247,7 +251,7 @@ on_both_backends!(an_amount_mismatch_is_recorded_once_and_an_operator_settles_it
 /// answered 409, and no operator action could settle the order.
 async fn an_amount_mismatch_is_recorded_once_and_an_operator_settles_it(backend: Backend) {
     let app = spawn_app(backend).await;
-    app.put_sku("sku-book", 10).await;
+    app.put_sku(MERCHANT_A, "sku-book", 10).await;
     let pay_wrong = |pay_no: String, amount: i64, notify: bool| {
         let app = &app;
         async move {
@@ -273,7 +277,7 @@ async fn an_amount_mismatch_is_recorded_once_and_an_operator_settles_it(backend:
 
     // Found by a query (the callback lost): one anomaly, however many passes follow.
     let (order_no, pay_no) = app.order_with_attempt("mismatch-1", 600).await;
-    assert_eq!(app.sku_available("sku-book").await, 8);
+    assert_eq!(app.sku_available(MERCHANT_A, "sku-book").await, 8);
     pay_wrong(pay_no.clone(), 1000, false).await;
     for _ in 0..3 {
         let status: Value = app
@@ -312,7 +316,7 @@ async fn an_amount_mismatch_is_recorded_once_and_an_operator_settles_it(backend:
         .await;
     assert_eq!(closed.status().as_u16(), 200);
     assert_eq!(closed.json::<Value>().await.unwrap()["status"], "closed");
-    assert_eq!(app.sku_available("sku-book").await, 10);
+    assert_eq!(app.sku_available(MERCHANT_A, "sku-book").await, 10);
     assert_eq!(anomalies(order_no.clone()).await, 1);
 
     // Reported by a notification; the operator accepts the payment instead.

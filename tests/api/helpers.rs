@@ -23,6 +23,9 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
 
 pub const MERCHANT_A_KEY: &str = "pk_test_merchant_a";
 pub const MERCHANT_B_KEY: &str = "pk_test_merchant_b";
+/// The merchants those keys belong to.
+pub const MERCHANT_A: &str = "merchant_a";
+pub const MERCHANT_B: &str = "merchant_b";
 pub const ADMIN_TOKEN: &str = "admin_test_token";
 
 #[derive(Clone, Copy, Debug)]
@@ -224,9 +227,10 @@ impl TestApp {
             .expect("request sent")
     }
 
-    pub async fn put_sku(&self, sku_id: &str, available: i64) -> reqwest::Response {
+    /// Sets `merchant_id`'s tracked stock of `sku_id`.
+    pub async fn put_sku(&self, merchant_id: &str, sku_id: &str, available: i64) -> reqwest::Response {
         self.client
-            .put(self.url(&format!("/admin/skus/{sku_id}")))
+            .put(self.url(&format!("/admin/merchants/{merchant_id}/skus/{sku_id}")))
             .bearer_auth(ADMIN_TOKEN)
             .json(&json!({ "available": available }))
             .send()
@@ -234,10 +238,11 @@ impl TestApp {
             .expect("request sent")
     }
 
-    pub async fn sku_available(&self, sku_id: &str) -> i64 {
+    /// `merchant_id`'s tracked stock of `sku_id` (asserting it is tracked).
+    pub async fn sku_available(&self, merchant_id: &str, sku_id: &str) -> i64 {
         let response = self
             .client
-            .get(self.url(&format!("/admin/skus/{sku_id}")))
+            .get(self.url(&format!("/admin/merchants/{merchant_id}/skus/{sku_id}")))
             .bearer_auth(ADMIN_TOKEN)
             .send()
             .await

@@ -9,7 +9,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use crate::helpers::{
-    on_both_backends, order_body, spawn_app_with, test_settings, Backend, TestApp, ADMIN_TOKEN, MERCHANT_A_KEY,
+    on_both_backends, order_body, spawn_app, spawn_app_with, test_settings, Backend, TestApp, ADMIN_TOKEN, MERCHANT_A,
+    MERCHANT_A_KEY, MERCHANT_B, MERCHANT_B_KEY,
 };
 use crate::restart::{free_port, ServiceProcess};
 
@@ -140,6 +141,7 @@ async fn app_with_receiver(backend: Backend, receiver: &Receiver, event_types: &
         url: receiver.url.clone(),
         secret: SecretString::from(RECEIVER_SECRET),
         event_types: event_types.iter().map(|t| (*t).to_owned()).collect(),
+        merchant_id: None,
     }];
     spawn_app_with(settings).await
 }
@@ -149,6 +151,8 @@ on_both_backends!(
     each_orders_events_arrive_in_the_order_they_were_written,
     a_dead_delivery_is_listed_and_redelivered_by_an_admin,
     an_sse_client_sees_pending_then_paid_and_the_stream_closes,
+    a_merchants_subscriber_gets_only_its_events_and_a_global_one_gets_every_merchants,
+    a_configured_webhook_with_a_merchant_id_gets_only_that_merchants_events,
 );
 
 async fn a_failing_receiver_gets_the_event_after_retries_acknowledged_once(backend: Backend) {
@@ -296,6 +300,201 @@ async fn an_sse_client_sees_pending_then_paid_and_the_stream_closes(backend: Bac
     );
 }
 
+/// The `order_no`s in the events a receiver acknowledged, with the merchant of each.
+fn delivered_orders(receiver: &Receiver) -> Vec<(String, String)> {
+    receiver
+        .acknowledged()
+        .iter()
+        .map(|r| {
+            let body: Value = serde_json::from_str(&r.body).unwrap();
+            (
+                body["order_no"].as_str().unwrap().to_owned(),
+                body["merchant_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Before the fix every subscriber was global: a merchant's endpoint received every merchant's
+/// events, and `POST /admin/subscribers` had no way to say whose events it wants.
+async fn a_merchants_subscriber_gets_only_its_events_and_a_global_one_gets_every_merchants(backend: Backend) {
+    // Arrange: one subscriber scoped to merchant A, one global (no merchant_id).
+    let scoped = Receiver::start(0);
+    let global = Receiver::start(0);
+    let app = spawn_app(backend).await;
+    let add = |body: Value| {
+        let app = &app;
+        async move {
+            app.client
+                .post(app.url("/admin/subscribers"))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let added = add(serde_json::json!({"url": scoped.url, "secret": RECEIVER_SECRET, "merchant_id": MERCHANT_A})).await;
+    assert_eq!(added.status().as_u16(), 201);
+    let added: Value = added.json().await.unwrap();
+    assert_eq!(added["merchant_id"], MERCHANT_A);
+    let scoped_id = added["id"].as_str().unwrap().to_owned();
+    let added = add(serde_json::json!({"url": global.url, "secret": RECEIVER_SECRET})).await;
+    assert_eq!(added.status().as_u16(), 201);
+    let added: Value = added.json().await.unwrap();
+    assert_eq!(added["merchant_id"], Value::Null, "no merchant_id: a global subscriber");
+    for bad in ["", "merchant a", "m\u{e9}rchant", &"m".repeat(65)] {
+        let refused = add(serde_json::json!({"url": scoped.url, "merchant_id": bad})).await;
+        assert_eq!(
+            crate::helpers::error_code(refused, 422).await,
+            "invalid_merchant_id",
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM subscribers").await,
+        2,
+        "nothing written"
+    );
+    let list: Value = app
+        .get_as(ADMIN_TOKEN, "/admin/subscribers")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let listed = list["subscribers"].as_array().unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed
+        .iter()
+        .any(|s| s["id"] == scoped_id.as_str() && s["merchant_id"] == MERCHANT_A));
+    assert!(listed
+        .iter()
+        .any(|s| s["id"] != scoped_id.as_str() && s["merchant_id"].is_null()));
+
+    // Act: each merchant creates an order.
+    let a_order = app.post_order(MERCHANT_A_KEY, &order_body("scope-a")).await;
+    assert_eq!(a_order.status().as_u16(), 201);
+    let a_order: Value = a_order.json().await.unwrap();
+    let b_order = app.post_order(MERCHANT_B_KEY, &order_body("scope-b")).await;
+    assert_eq!(b_order.status().as_u16(), 201);
+    let b_order: Value = b_order.json().await.unwrap();
+    global.wait_for_acknowledged(2, Duration::from_secs(10)).await;
+    scoped.wait_for_acknowledged(1, Duration::from_secs(10)).await;
+    // Past a sweep or two: anything else fanned out would have gone out by now.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // Assert: the scoped subscriber saw A's event only; the global one saw both.
+    let a = (a_order["order_no"].as_str().unwrap().to_owned(), MERCHANT_A.to_owned());
+    let b = (b_order["order_no"].as_str().unwrap().to_owned(), MERCHANT_B.to_owned());
+    assert_eq!(
+        delivered_orders(&scoped),
+        std::slice::from_ref(&a),
+        "never merchant B's event"
+    );
+    assert_eq!(scoped.received().len(), 1);
+    let mut everything = delivered_orders(&global);
+    everything.sort();
+    let mut expected = vec![a, b];
+    expected.sort();
+    assert_eq!(everything, expected);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM outbox_deliveries WHERE subscriber_id = '{scoped_id}'"
+        ))
+        .await,
+        1,
+        "no delivery row for another merchant's event"
+    );
+}
+
+/// `[[outbox.webhooks]]` entries scope the same way: `merchant_id` set, that merchant's events
+/// only; absent, every merchant's. A narrowed scope also stops deliveries already queued.
+async fn a_configured_webhook_with_a_merchant_id_gets_only_that_merchants_events(backend: Backend) {
+    // Arrange
+    let b_only = Receiver::start(0);
+    let everything = Receiver::start(0);
+    let mut settings = test_settings(backend).await;
+    let configured = |receiver: &Receiver, merchant_id: Option<&str>| actors::outbox::ConfiguredWebhook {
+        url: receiver.url.clone(),
+        secret: SecretString::from(RECEIVER_SECRET),
+        event_types: Vec::new(),
+        merchant_id: merchant_id.map(str::to_owned),
+    };
+    settings.outbox.webhooks = vec![configured(&b_only, Some(MERCHANT_B)), configured(&everything, None)];
+    let app = spawn_app_with(settings).await;
+
+    // Act
+    let a_order = app.create_order(&order_body("cfg-a")).await;
+    let b_order = app.post_order(MERCHANT_B_KEY, &order_body("cfg-b")).await;
+    assert_eq!(b_order.status().as_u16(), 201);
+    let b_order: Value = b_order.json().await.unwrap();
+    everything.wait_for_acknowledged(2, Duration::from_secs(10)).await;
+    b_only.wait_for_acknowledged(1, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // Assert
+    let b = (b_order["order_no"].as_str().unwrap().to_owned(), MERCHANT_B.to_owned());
+    assert_eq!(
+        delivered_orders(&b_only),
+        std::slice::from_ref(&b),
+        "never merchant A's event"
+    );
+    assert_eq!(b_only.received().len(), 1);
+    let mut all = delivered_orders(&everything);
+    all.sort();
+    let mut expected = vec![
+        (a_order["order_no"].as_str().unwrap().to_owned(), MERCHANT_A.to_owned()),
+        b,
+    ];
+    expected.sort();
+    assert_eq!(all, expected);
+    let list: Value = app
+        .get_as(ADMIN_TOKEN, "/admin/subscribers")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let scopes: Vec<(&str, &Value)> = list["subscribers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["url"].as_str().unwrap(), &s["merchant_id"]))
+        .collect();
+    assert!(
+        scopes.contains(&(b_only.url.as_str(), &Value::from(MERCHANT_B))),
+        "{scopes:?}"
+    );
+    assert!(scopes.contains(&(everything.url.as_str(), &Value::Null)), "{scopes:?}");
+
+    // A queued delivery whose subscriber is narrowed to another merchant (a configuration
+    // change) is dead at its next try and never sent.
+    app.execute(&format!(
+        "UPDATE subscribers SET merchant_id = '{MERCHANT_A}' WHERE url = '{}'",
+        everything.url
+    ))
+    .await;
+    app.execute(&format!(
+        "UPDATE outbox_deliveries SET status = 'pending', attempts = 0, next_attempt_at = CURRENT_TIMESTAMP \
+         WHERE order_id = {} AND subscriber_id IN (SELECT id FROM subscribers WHERE url = '{}')",
+        b_order["order_no"].as_str().unwrap(),
+        everything.url
+    ))
+    .await;
+    let started = Instant::now();
+    while app
+        .count("SELECT COUNT(*) FROM outbox_deliveries WHERE status = 'dead' AND last_error LIKE '%merchant scope%'")
+        .await
+        == 0
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the delivery was never judged"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(everything.received().len(), 2, "merchant B's event was not sent again");
+}
+
 #[actix_web::test]
 async fn two_relays_on_one_database_deliver_each_event_once() {
     let receiver = Receiver::start(0);
@@ -304,6 +503,7 @@ async fn two_relays_on_one_database_deliver_each_event_once() {
         url: receiver.url.clone(),
         secret: SecretString::from(RECEIVER_SECRET),
         event_types: vec!["order.created".to_owned()],
+        merchant_id: None,
     }];
     settings.outbox.batch_size = 3;
     let first = spawn_app_with(settings.clone()).await;
@@ -573,6 +773,7 @@ async fn private_targets_are_refused_and_redirects_not_followed() {
         url: bouncer.url.clone(),
         secret: SecretString::from(RECEIVER_SECRET),
         event_types: Vec::new(),
+        merchant_id: None,
     }];
     let redirected = spawn_app_with(settings).await;
     redirected.create_order(&order_body("redirect-1")).await;
@@ -608,6 +809,7 @@ async fn a_claimed_batch_never_outlives_its_lease() {
         url: receiver.url.clone(),
         secret: SecretString::from(RECEIVER_SECRET),
         event_types: vec!["order.created".to_owned()],
+        merchant_id: None,
     }];
     settings.outbox.batch_size = 10;
     settings.outbox.concurrency = 1;

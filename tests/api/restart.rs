@@ -274,7 +274,7 @@ async fn sigterm_under_load_exits_cleanly_with_nothing_half_committed_and_a_rest
     const STOCK: i64 = 10_000;
     for sku in ["sku-course", "sku-book"] {
         let set = client
-            .put(format!("{}/admin/skus/{sku}", service.base))
+            .put(format!("{}/admin/merchants/merchant_a/skus/{sku}", service.base))
             .bearer_auth(ADMIN_TOKEN)
             .json(&serde_json::json!({ "available": STOCK }))
             .send()

@@ -66,6 +66,10 @@ pub struct ConfiguredWebhook {
     /// Empty: every event type.
     #[serde(default)]
     pub event_types: Vec<String>,
+    /// The merchant whose events it receives; absent: a global subscriber, every merchant's
+    /// events (the operator's own consumers).
+    #[serde(default)]
+    pub merchant_id: Option<String>,
 }
 
 impl RelaySettings {
@@ -106,6 +110,26 @@ impl RelaySettings {
             "must be positive",
         )?;
         check(self.concurrency > 0, section, "concurrency", "must be positive")?;
+        for (index, webhook) in self.webhooks.iter().enumerate() {
+            // One subscriber row per URL: a second entry would silently replace the first
+            // (its scope included).
+            check(
+                !self.webhooks[..index]
+                    .iter()
+                    .any(|earlier| earlier.url.trim() == webhook.url.trim()),
+                section,
+                "webhooks.url",
+                "each webhook URL may be declared once",
+            )?;
+            if let Some(merchant_id) = &webhook.merchant_id {
+                check(
+                    crate::domain::MerchantId::parse(merchant_id).is_ok(),
+                    section,
+                    "webhooks.merchant_id",
+                    "must be a merchant id: 1 to 64 letters, digits, '_' or '-'",
+                )?;
+            }
+        }
         check(
             self.lease >= self.webhook_timeout * 2,
             section,
@@ -253,7 +277,8 @@ async fn cycle(core: &RelayCore) -> Result<bool, DbErr> {
     Ok(fanned == core.settings.batch_size || claimed_count == core.settings.claim_limit())
 }
 
-/// Creates the delivery rows of events not yet fanned out. Returns the events handled.
+/// Creates the delivery rows of events not yet fanned out: one per enabled subscriber that
+/// wants the event's type and may receive its merchant's events. Returns the events handled.
 async fn fan_out(core: &RelayCore) -> Result<u64, DbErr> {
     let events = outbox::Entity::find()
         .filter(outbox::Column::FannedOutAt.is_null())
@@ -273,7 +298,8 @@ async fn fan_out(core: &RelayCore) -> Result<u64, DbErr> {
     for event in &events {
         let rows: Vec<outbox_deliveries::ActiveModel> = subscribers
             .iter()
-            .filter(|s| s.wants(&event.event_type))
+            // A scoped subscriber gets its own merchant's events only; a global one every event.
+            .filter(|s| s.wants(&event.event_type) && s.may_receive(&event.merchant_id))
             .map(|s| outbox_deliveries::ActiveModel {
                 id: NotSet,
                 outbox_id: Set(event.id),
@@ -399,14 +425,19 @@ async fn deliver_all(core: &RelayCore, claimed: Vec<outbox_deliveries::Model>) -
         .into_iter()
         .map(|s| (s.id.clone(), s))
         .collect();
-    let results: Vec<(outbox_deliveries::Model, Result<(), String>)> = futures::stream::iter(claimed)
+    let results: Vec<(outbox_deliveries::Model, Result<(), Failure>)> = futures::stream::iter(claimed)
         .map(|delivery| {
             let event = events.get(&delivery.outbox_id);
             let subscriber = subscribers.get(&delivery.subscriber_id);
             async move {
                 let outcome = match (event, subscriber) {
-                    (Some(event), Some(subscriber)) => deliver(core, event, subscriber).await,
-                    _ => Err("subscriber or event no longer exists".to_owned()),
+                    // Again at delivery: a configured subscriber's scope may have narrowed
+                    // since the row was fanned out. Another merchant's event never goes out.
+                    (Some(event), Some(subscriber)) if !subscriber.may_receive(&event.merchant_id) => Err(
+                        Failure::Final("the event is outside the subscriber's merchant scope".to_owned()),
+                    ),
+                    (Some(event), Some(subscriber)) => deliver(core, event, subscriber).await.map_err(Failure::Retry),
+                    _ => Err(Failure::Retry("subscriber or event no longer exists".to_owned())),
                 };
                 (delivery, outcome)
             }
@@ -456,10 +487,18 @@ async fn deliver(core: &RelayCore, event: &outbox::Model, subscriber: &subscribe
     }
 }
 
+/// Why a delivery did not go through.
+enum Failure {
+    /// Tried again on the retry schedule, dead once it is spent.
+    Retry(String),
+    /// Dead at once: trying again cannot help.
+    Final(String),
+}
+
 async fn record(
     core: &RelayCore,
     delivery: &outbox_deliveries::Model,
-    outcome: Result<(), String>,
+    outcome: Result<(), Failure>,
 ) -> Result<(), DbErr> {
     let now = Utc::now();
     let attempts = delivery.attempts.saturating_add(1);
@@ -488,8 +527,13 @@ async fn record(
             tracing::debug!(delivery_id = delivery.id, attempts, "event delivered");
             mark_published_if_done(core, delivery.outbox_id, now).await?;
         }
-        Err(error) => {
-            let spent = usize::try_from(attempts).unwrap_or(usize::MAX) > core.settings.retry_schedule.len();
+        Err(failure) => {
+            let (error, retryable) = match failure {
+                Failure::Retry(error) => (error, true),
+                Failure::Final(error) => (error, false),
+            };
+            let spent =
+                !retryable || usize::try_from(attempts).unwrap_or(usize::MAX) > core.settings.retry_schedule.len();
             if spent {
                 tracing::warn!(delivery_id = delivery.id, attempts, error = %error, "delivery is dead");
                 update

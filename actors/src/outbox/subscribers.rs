@@ -7,7 +7,7 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 
-use crate::domain::ValidationError;
+use crate::domain::{MerchantId, ValidationError};
 use crate::store::journal::EventType;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +28,9 @@ pub struct NewWebhook {
     pub secret: Option<String>,
     /// Empty: every event type.
     pub event_types: Vec<String>,
+    /// The merchant whose events it receives. `None`: a global subscriber, every merchant's
+    /// events (for the operator's own consumers; never give a merchant's endpoint one).
+    pub merchant_id: Option<MerchantId>,
 }
 
 const KNOWN_EVENTS: [EventType; 5] = [
@@ -105,6 +108,7 @@ pub async fn add_webhook<C: ConnectionTrait>(
         url: new.url.trim().to_owned(),
         secret: Some(new.secret.unwrap_or_else(generated_secret)),
         event_types,
+        merchant_id: new.merchant_id.map(|merchant| merchant.as_str().to_owned()),
         enabled: true,
         created_at: Utc::now(),
     };
@@ -114,7 +118,8 @@ pub async fn add_webhook<C: ConnectionTrait>(
     Ok(model)
 }
 
-/// Creates or updates a subscriber declared in configuration (stable `id`).
+/// Creates or updates a subscriber declared in configuration (stable `id`), its merchant scope
+/// included. The AMQP sink is always global.
 ///
 /// # Errors
 /// A [`ValidationError`] or a database error.
@@ -125,9 +130,12 @@ pub async fn ensure<C: ConnectionTrait>(
     new: NewWebhook,
     allow_private: bool,
 ) -> Result<subscribers::Model, SubscriberError> {
-    let event_types = match kind {
-        SubscriberKind::Webhook => validate(&new, allow_private)?,
-        SubscriberKind::Amqp => "*".to_owned(),
+    let (event_types, merchant_id) = match kind {
+        SubscriberKind::Webhook => (
+            validate(&new, allow_private)?,
+            new.merchant_id.map(|merchant| merchant.as_str().to_owned()),
+        ),
+        SubscriberKind::Amqp => ("*".to_owned(), None),
     };
     let model = subscribers::Model {
         id: id.to_owned(),
@@ -135,6 +143,7 @@ pub async fn ensure<C: ConnectionTrait>(
         url: new.url.trim().to_owned(),
         secret: new.secret,
         event_types,
+        merchant_id,
         enabled: true,
         created_at: Utc::now(),
     };
@@ -146,6 +155,7 @@ pub async fn ensure<C: ConnectionTrait>(
                     subscribers::Column::Url,
                     subscribers::Column::Secret,
                     subscribers::Column::EventTypes,
+                    subscribers::Column::MerchantId,
                     subscribers::Column::Enabled,
                 ])
                 .to_owned(),

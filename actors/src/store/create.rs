@@ -27,7 +27,8 @@ pub enum Created {
 ///
 /// # Errors
 /// [`OrderError::IdempotencyConflict`] when the key holds an order with other content,
-/// [`OrderError::InsufficientStock`] when a tracked SKU is short (nothing is written then),
+/// [`OrderError::InsufficientStock`] when a SKU the merchant tracks is short (nothing is
+/// written then),
 /// or a database / id error.
 pub async fn create_order(db: &DatabaseConnection, ids: &Snowflake, order: &NewOrder) -> Result<Created, OrderError> {
     match next_action(db, order).await? {
@@ -146,21 +147,27 @@ async fn insert_order(
     Ok(model)
 }
 
-/// Takes the wanted quantity of every tracked SKU, in SKU order so two orders never wait on
-/// each other's rows. Returns what was reserved; untracked SKUs are skipped.
+/// Takes the wanted quantity of every SKU the order's merchant tracks, in SKU order so two
+/// orders never wait on each other's rows. Returns what was reserved; SKUs the merchant does
+/// not track are skipped (another merchant's row under the same `sku_id` is never touched).
 async fn reserve_stock<C: ConnectionTrait>(
     conn: &C,
     order: &NewOrder,
     now: DateTime<Utc>,
 ) -> Result<Vec<(String, i64)>, OrderError> {
+    let merchant_id = order.merchant_id.as_str();
     let mut reserved = Vec::new();
     for (sku_id, wanted) in order.quantities_by_sku() {
-        let Some(sku) = skus::Entity::find_by_id(sku_id.to_owned()).one(conn).await? else {
+        let tracked = skus::Entity::find_by_id((merchant_id.to_owned(), sku_id.to_owned()))
+            .one(conn)
+            .await?;
+        if tracked.is_none() {
             continue;
-        };
+        }
         let taken = skus::Entity::update_many()
             .col_expr(skus::Column::Available, Expr::col(skus::Column::Available).sub(wanted))
             .col_expr(skus::Column::UpdatedAt, Expr::value(now))
+            .filter(skus::Column::MerchantId.eq(merchant_id))
             .filter(skus::Column::SkuId.eq(sku_id))
             .filter(skus::Column::Available.gte(wanted))
             .exec(conn)
@@ -169,7 +176,6 @@ async fn reserve_stock<C: ConnectionTrait>(
             return Err(OrderError::InsufficientStock {
                 sku_id: sku_id.to_owned(),
                 requested: wanted,
-                available: sku.available,
             });
         }
         reserved.push((sku_id.to_owned(), wanted));
@@ -177,15 +183,16 @@ async fn reserve_stock<C: ConnectionTrait>(
     Ok(reserved)
 }
 
-/// Gives back the stock an order reserved at creation (on close), exactly that: a SKU that
-/// was untracked then gets nothing back, even if it is tracked now. Called once per order, by
-/// its one guarded close.
+/// Gives back the stock an order reserved at creation (on close), exactly that and to the
+/// order's own merchant (`merchant_id`): a SKU that was untracked then gets nothing back, even
+/// if it is tracked now. Called once per order, by its one guarded close.
 ///
 /// # Errors
 /// The database error, which should abort the caller's transaction.
 pub async fn release_stock<C: ConnectionTrait>(
     conn: &C,
     order_id: OrderId,
+    merchant_id: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<(String, i64)>, OrderError> {
     let items = order_items::Entity::find()
@@ -207,6 +214,7 @@ pub async fn release_stock<C: ConnectionTrait>(
                 Expr::col(skus::Column::Available).add(quantity),
             )
             .col_expr(skus::Column::UpdatedAt, Expr::value(now))
+            .filter(skus::Column::MerchantId.eq(merchant_id))
             .filter(skus::Column::SkuId.eq(sku_id.as_str()))
             .exec(conn)
             .await?;

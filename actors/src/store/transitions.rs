@@ -285,7 +285,7 @@ pub(crate) async fn apply_in(
             (event, text, payment)
         }
         OrderUpdate::Closed { reason } => {
-            let released = release_stock(txn, order_id, now).await?;
+            let released = release_stock(txn, order_id, &before.merchant_id, now).await?;
             if !released.is_empty() {
                 let summary: Vec<String> = released.iter().map(|(sku, qty)| format!("{sku} x{qty}")).collect();
                 write_log(
