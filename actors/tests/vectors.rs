@@ -975,7 +975,7 @@ fn check_alipay_notification_through_gateway(raw: &str) {
     .unwrap();
     let verified = gateway.verify_notification(&request).unwrap();
     assert_eq!(verified.event_id, "2024010100222120031055611000000001");
-    assert_eq!(verified.pay_no, PayNo::new(20_240_101_000_000_001).unwrap());
+    assert_eq!(verified.pay_no(), Some(PayNo::new(20_240_101_000_000_001).unwrap()));
     match verified.state {
         TradeState::Paid(paid) => {
             assert_eq!(paid.amount, MinorUnit::new(8888).unwrap());

@@ -12,7 +12,8 @@ pub struct Model {
     pub id: i64,
     pub provider: Provider,
     pub event_id: String,
-    /// The trade number the provider reported (our `pay_no` space, but no attempt has it).
+    /// The trade number the provider reported (`out_trade_no`): no attempt has it, and it may
+    /// not even be in our `pay_no` space (another deployment's trade).
     pub pay_no: String,
     /// `paid`, or what else the provider said (`closed`, `not_paid`, ...).
     pub trade_state: String,

@@ -27,7 +27,7 @@ impl MigrationTrait for Migration {
                     .col(id)
                     .col(string_len(UnmatchedNotifications::Provider, 16))
                     .col(string_len(UnmatchedNotifications::EventId, 128))
-                    .col(string_len(UnmatchedNotifications::PayNo, 32))
+                    .col(string_len(UnmatchedNotifications::PayNo, 64))
                     .col(string_len(UnmatchedNotifications::TradeState, 24))
                     .col(big_integer_null(UnmatchedNotifications::Amount))
                     .col(string_len_null(UnmatchedNotifications::ProviderTxnId, 128))

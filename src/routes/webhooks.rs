@@ -44,7 +44,7 @@ async fn accept(
             tracing::warn!(error.message = %err, "notification rejected");
             Refusal::Rejected(err)
         })?;
-    tracing::Span::current().record("pay_no", tracing::field::display(notification.pay_no));
+    tracing::Span::current().record("pay_no", tracing::field::display(&notification.out_trade_no));
     let outcome = state.engine.notify(provider, notification).await.map_err(|err| {
         tracing::error!(error.cause_chain = ?err, "failed to apply a notification");
         Refusal::Failed(err)

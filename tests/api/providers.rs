@@ -148,6 +148,7 @@ for_each_provider!(
     duplicated_notifications_change_the_order_once,
     forged_notifications_are_refused_in_the_providers_form,
     provider_failures_are_retried_within_the_rate_limit_then_resolve,
+    a_payment_for_a_trade_of_another_deployment_is_stored_and_acknowledged,
 );
 
 async fn a_paid_trade_notifies_and_the_order_becomes_paid(provider: &str) {
@@ -689,4 +690,42 @@ async fn a_second_attempt_the_provider_will_not_close_yet_is_followed_and_its_pa
     let followed =
         format!("SELECT COUNT(*) FROM payment_attempts WHERE order_id = {order_no} AND follow_up_at IS NOT NULL");
     assert_eq!(rig.app.count(&followed).await, 0);
+}
+
+/// Before the fix a correctly signed notification whose `out_trade_no` paywarden could not
+/// have issued (another deployment on the same merchant account) was refused as malformed: the
+/// provider gave up after its retries and the money was recorded nowhere.
+async fn a_payment_for_a_trade_of_another_deployment_is_stored_and_acknowledged(provider: &str) {
+    let rig = rig(RigOptions::default()).await;
+    let foreign = format!("ERP-{provider}-0001");
+    let opened = rig
+        .control(
+            &format!("/sim/{provider}/trades"),
+            json!({
+                "out_trade_no": foreign,
+                "amount_fen": 4321,
+                "notify_url": rig.app.url(&format!("/webhooks/{provider}")),
+            }),
+        )
+        .await;
+    assert_eq!(opened.status().as_u16(), 201);
+
+    rig.buyer_pays(provider, &foreign, json!({})).await;
+
+    let started = Instant::now();
+    while rig.trade(provider, &foreign).notifications_acknowledged == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the notification was never acknowledged"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stored = rig
+        .app
+        .count(&format!(
+            "SELECT COUNT(*) FROM unmatched_notifications WHERE pay_no = '{foreign}' AND trade_state = 'paid' AND amount = 4321"
+        ))
+        .await;
+    assert_eq!(stored, 1, "stored for an operator");
+    assert_eq!(rig.app.count("SELECT COUNT(*) FROM orders").await, 0);
 }

@@ -330,7 +330,7 @@ impl Engine {
                         .inc();
                     tracing::warn!(
                         %provider,
-                        pay_no = %notification.pay_no,
+                        out_trade_no = %notification.out_trade_no,
                         event_id = %notification.event_id,
                         "authentic notification for an unknown trade; stored for an operator"
                     );
@@ -346,7 +346,8 @@ impl Engine {
         provider: Provider,
         notification: &VerifiedNotification,
     ) -> Result<NotifyOutcome, OrderError> {
-        let order_id = notify::owning_order(self.deps(), notification.pay_no).await?;
+        let pay_no = notification.pay_no().ok_or(OrderError::AttemptNotFound)?;
+        let order_id = notify::owning_order(self.deps(), pay_no).await?;
         let order = self.reload(order_id).await?;
         let make = || PaymentNotified {
             provider,

@@ -113,9 +113,18 @@ pub struct NotificationRequest {
 pub struct VerifiedNotification {
     /// The provider's id of this notification, for deduplication.
     pub event_id: String,
-    pub pay_no: PayNo,
+    /// The trade number the provider reports, as sent. Ours are [`PayNo`]s; another
+    /// deployment's trade on the same merchant account may be anything, and is still money.
+    pub out_trade_no: String,
     pub state: TradeState,
     pub raw: serde_json::Value,
+}
+
+impl VerifiedNotification {
+    /// The attempt it reports on, when the trade number is one paywarden could have issued.
+    pub fn pay_no(&self) -> Option<PayNo> {
+        self.out_trade_no.parse().ok()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

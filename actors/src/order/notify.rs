@@ -33,7 +33,8 @@ pub(crate) async fn apply(
     provider: Provider,
     notification: &VerifiedNotification,
 ) -> Result<NotifyOutcome, OrderError> {
-    let attempt = payment_attempts::Entity::find_by_id(notification.pay_no)
+    let pay_no = notification.pay_no().ok_or(OrderError::AttemptNotFound)?;
+    let attempt = payment_attempts::Entity::find_by_id(pay_no)
         .one(&deps.db)
         .await?
         .ok_or(OrderError::AttemptNotFound)?;

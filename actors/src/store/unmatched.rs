@@ -17,6 +17,10 @@ use crate::domain::OperatorReason;
 use crate::gateway::{TradeState, VerifiedNotification};
 use crate::store::Operator;
 
+/// Characters `unmatched_notifications.pay_no` holds: the longest `out_trade_no` either
+/// provider allows (Alipay: 64).
+const PAY_NO_MAX_CHARS: usize = 64;
+
 /// Whether [`record`] stored a new row or found the event already stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stored {
@@ -43,7 +47,7 @@ pub async fn record<C: ConnectionTrait>(
     let row = unmatched_notifications::ActiveModel {
         provider: Set(provider),
         event_id: Set(notification.event_id.clone()),
-        pay_no: Set(notification.pay_no.to_string()),
+        pay_no: Set(notification.out_trade_no.chars().take(PAY_NO_MAX_CHARS).collect()),
         trade_state: Set(trade_state.to_owned()),
         amount: Set(amount),
         provider_txn_id: Set(provider_txn_id),

@@ -5,6 +5,8 @@
 //!   [`SimPayOptions`] `{"notify":true,"drop":0,"duplicate":0,"delay_ms":0}`.
 //! - `GET /sim/{wechat|alipay}/trades/{no}`: the trade with its query / close / notification
 //!   counters.
+//! - `POST /sim/{wechat|alipay}/trades` `{"out_trade_no","amount_fen","notify_url"}`: a trade
+//!   the merchant's paywarden never created (another deployment's, or a restored database's).
 //! - `PUT /sim/faults` ([`SimFaults`]), `GET /sim/faults`.
 
 use std::sync::Arc;
@@ -20,6 +22,7 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         web::scope("/sim")
             .route("/faults", web::put().to(put_faults))
             .route("/faults", web::get().to(get_faults))
+            .route("/{provider}/trades", web::post().to(open_foreign_trade))
             .route("/{provider}/trades/{no}", web::get().to(get_trade))
             .route("/{provider}/trades/{no}/scan", web::post().to(scan))
             .route("/{provider}/trades/{no}/pay", web::post().to(pay))
@@ -36,6 +39,48 @@ fn buyer_error(err: &SimBuyerError) -> HttpResponse {
         SimBuyerError::NotFound => HttpResponse::NotFound().json(body),
         SimBuyerError::Closed => HttpResponse::Conflict().json(body),
     }
+}
+
+/// A trade opened at the provider by someone else on the same merchant account.
+#[derive(Debug, serde::Deserialize)]
+struct ForeignTrade {
+    out_trade_no: String,
+    amount_fen: i64,
+    notify_url: String,
+}
+
+async fn open_foreign_trade(
+    state: web::Data<SimState>,
+    provider: web::Path<SimProvider>,
+    body: web::Json<ForeignTrade>,
+) -> HttpResponse {
+    let provider = provider.into_inner();
+    let body = body.into_inner();
+    if body.amount_fen <= 0 || body.out_trade_no.is_empty() {
+        return HttpResponse::BadRequest().json(json!({"error": {"code": "invalid_trade", "message": "out_trade_no and a positive amount_fen are required"}}));
+    }
+    let now = chrono::Utc::now();
+    let trade = crate::book::SimTrade {
+        provider,
+        out_trade_no: body.out_trade_no.clone(),
+        amount_fen: body.amount_fen,
+        subject: "foreign trade".to_owned(),
+        notify_url: body.notify_url,
+        code_url: format!("sim://foreign/{}", body.out_trade_no),
+        state: crate::book::SimTradeState::Notpay,
+        scanned: true,
+        provider_trade_no: None,
+        created_at: now,
+        time_expire: Some(now + chrono::Duration::minutes(15)),
+        paid_at: None,
+        query_count: 0,
+        close_count: 0,
+        notifications_sent: 0,
+        notifications_acknowledged: 0,
+        pays_at_close: false,
+    };
+    state.book().insert((provider, body.out_trade_no), trade.clone());
+    HttpResponse::Created().json(trade)
 }
 
 async fn get_trade(state: web::Data<SimState>, path: web::Path<(SimProvider, String)>) -> HttpResponse {

@@ -186,7 +186,7 @@ async fn wechat_trade_goes_from_prepay_to_paid_with_a_verified_notification() {
     assert_eq!(paid.status(), 200);
     let received = inbox.wait_for(1).await;
     let verified = gateway.verify_notification(&received[0]).unwrap();
-    assert_eq!(verified.pay_no, PayNo::new(1001).unwrap());
+    assert_eq!(verified.pay_no(), Some(PayNo::new(1001).unwrap()));
     match verified.state {
         TradeState::Paid(trade) => assert_eq!(trade.amount, MinorUnit::new(1999).unwrap()),
         other => panic!("expected paid, got {other:?}"),
@@ -299,7 +299,7 @@ async fn alipay_trade_exists_only_once_the_buyer_scans() {
     control(&sim, reqwest::Method::POST, "/sim/alipay/trades/2001/pay", json!({})).await;
     let received = inbox.wait_for(1).await;
     let verified = gateway.verify_notification(&received[0]).unwrap();
-    assert_eq!(verified.pay_no, PayNo::new(2001).unwrap());
+    assert_eq!(verified.pay_no(), Some(PayNo::new(2001).unwrap()));
     assert!(matches!(verified.state, TradeState::Paid(ref trade) if trade.amount == MinorUnit::new(1999).unwrap()));
     match gateway.query(PayNo::new(2001).unwrap()).await.unwrap().state {
         TradeState::Paid(trade) => assert_eq!(trade.amount, MinorUnit::new(1999).unwrap()),

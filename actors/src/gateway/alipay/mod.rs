@@ -310,9 +310,7 @@ impl Gateway for AlipayGateway {
                 return Err(NotificationError::UnknownAccount);
             }
         }
-        let pay_no = notification.out_trade_no.parse::<PayNo>().map_err(|_| {
-            NotificationError::Malformed(format!("out_trade_no {} is not ours", notification.out_trade_no))
-        })?;
+        let out_trade_no = notification.out_trade_no.clone();
         let amount = notification
             .total_amount
             .as_deref()
@@ -339,7 +337,7 @@ impl Gateway for AlipayGateway {
             .collect();
         Ok(VerifiedNotification {
             event_id: notification.notify_id,
-            pay_no,
+            out_trade_no,
             state,
             raw: serde_json::Value::Object(raw),
         })

@@ -324,7 +324,7 @@ impl Gateway for SandboxGateway {
             serde_json::from_slice(&req.body).map_err(|err| NotificationError::Malformed(err.to_string()))?;
         Ok(VerifiedNotification {
             event_id: notification.id.clone(),
-            pay_no: notification.out_trade_no,
+            out_trade_no: notification.out_trade_no.to_string(),
             state: notification.to_state(),
             raw: serde_json::to_value(&notification).unwrap_or_default(),
         })
@@ -434,7 +434,7 @@ mod tests {
         .unwrap();
         let now = Utc::now().timestamp();
         let ok = gw.verify_notification(&signed(&gw, &body, now)).unwrap();
-        assert_eq!(ok.pay_no, PayNo::new(42).unwrap());
+        assert_eq!(ok.pay_no(), Some(PayNo::new(42).unwrap()));
         assert_eq!(ok.event_id, "evt_1");
 
         let mut tampered = signed(&gw, &body, now);

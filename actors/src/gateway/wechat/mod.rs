@@ -400,15 +400,13 @@ impl Gateway for WechatGateway {
             transaction,
             plaintext,
         } = self.open_notification(req)?;
-        let pay_no = transaction.out_trade_no.parse::<PayNo>().map_err(|_| {
-            NotificationError::Malformed(format!("out_trade_no {} is not ours", transaction.out_trade_no))
-        })?;
+        let out_trade_no = transaction.out_trade_no.clone();
         let state = transaction
             .to_trade_state()
             .map_err(|err| NotificationError::Malformed(err.to_string()))?;
         Ok(VerifiedNotification {
             event_id: envelope.id.clone(),
-            pay_no,
+            out_trade_no,
             state,
             raw: serde_json::json!({
                 "id": envelope.id,
