@@ -320,6 +320,7 @@ pub struct SandboxProviderSettings {
     /// Where the sandbox sends notifications. Empty: this service's `/webhooks/sandbox`.
     pub notify_url: String,
     /// Pauses between notification retries (the first try is immediate).
+    #[serde(deserialize_with = "actors::settings::u64_list")]
     pub notify_retry_delays_milliseconds: Vec<u64>,
     pub calls: ProviderCallSettings,
 }
@@ -380,10 +381,9 @@ impl Settings {
                 config::Environment::with_prefix("PAYWARDEN")
                     .prefix_separator("__")
                     .separator("__")
-                    .try_parsing(true)
-                    .list_separator(",")
-                    .with_list_parse_key("providers.sandbox.notify_retry_delays_milliseconds")
-                    .with_list_parse_key("outbox.retry_schedule_milliseconds"),
+                    // Values stay text until serde reads them as the field's type: parsing
+                    // them here would turn a numeric secret like `00123456` into 123456.
+                    .try_parsing(false),
             )
             .build()
             .context("failed to read configuration")?;
@@ -629,6 +629,32 @@ mod tests {
             let err = settings.validate().expect_err(key).to_string();
             assert!(err.contains(key), "{key}: {err}");
         }
+    }
+
+    #[test]
+    fn environment_values_keep_their_text_and_still_fill_typed_fields() {
+        // nextest runs each test in its own process, so these variables reach no other test.
+        let vars = [
+            ("PAYWARDEN__AUTH__ADMIN_TOKEN", "00123456"),
+            ("PAYWARDEN__SERVER__WORKERS", "3"),
+            ("PAYWARDEN__PROVIDERS__SANDBOX__ENABLED", "false"),
+            ("PAYWARDEN__OUTBOX__RETRY_SCHEDULE_MILLISECONDS", "100,200"),
+        ];
+        for (key, value) in vars {
+            std::env::set_var(key, value);
+        }
+        let loaded = Settings::load_from(None, Profile::Development);
+        for (key, _) in vars {
+            std::env::remove_var(key);
+        }
+        let settings = loaded.unwrap();
+        assert_eq!(settings.auth.admin_token.expose_secret(), "00123456");
+        assert_eq!(settings.server.workers, 3);
+        assert!(!settings.providers.sandbox.enabled);
+        assert_eq!(
+            settings.outbox.retry_schedule,
+            vec![Duration::from_millis(100), Duration::from_millis(200)]
+        );
     }
 
     #[test]

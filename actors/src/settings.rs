@@ -64,13 +64,40 @@ pub mod seconds {
     }
 }
 
-/// A list of [`Duration`]s written as whole milliseconds.
+/// A list of [`Duration`]s written as whole milliseconds (see [`u64_list`] for the forms).
 pub mod millis_list {
-    use super::{Deserialize, Deserializer, Duration};
+    use super::{Deserializer, Duration};
 
     /// # Errors
     /// An item is not a non-negative integer.
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Duration>, D::Error> {
-        Vec::<u64>::deserialize(deserializer).map(|list| list.into_iter().map(Duration::from_millis).collect())
+        super::u64_list(deserializer).map(|list| list.into_iter().map(Duration::from_millis).collect())
+    }
+}
+
+/// A list of non-negative integers: a TOML array, or from the environment a comma-separated
+/// string (`PAYWARDEN__OUTBOX__RETRY_SCHEDULE_MILLISECONDS=100,200`), where values are left
+/// as text so a numeric secret is never reformatted.
+///
+/// # Errors
+/// An item is not a non-negative integer.
+pub fn u64_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        List(Vec<u64>),
+        Text(String),
+    }
+    match Form::deserialize(deserializer)? {
+        Form::List(list) => Ok(list),
+        Form::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(|item| {
+                item.parse::<u64>()
+                    .map_err(|_| serde::de::Error::custom(format!("'{item}' is not a non-negative integer")))
+            })
+            .collect(),
     }
 }

@@ -267,6 +267,7 @@ async fn an_attempt_created_while_the_pass_runs_is_closed_at_the_provider_before
         updated_at: now,
         paid_at: None,
         follow_up_at: None,
+        paid_amount: None,
     };
     *provider.insert_on_close.lock().unwrap() = Some((db.clone(), late.clone()));
 

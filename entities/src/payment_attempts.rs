@@ -24,6 +24,9 @@ pub struct Model {
     /// When the follow-up worker looks at this trade next: set while the trade may still take
     /// money though the order no longer waits for it (see `actors::order::follow_up`).
     pub follow_up_at: Option<DateTimeUtc>,
+    /// What the provider reports was paid on this trade (differs from `amount` for a payment
+    /// of another amount).
+    pub paid_amount: Option<MinorUnit>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

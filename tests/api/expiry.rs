@@ -359,5 +359,11 @@ async fn an_amount_mismatch_is_recorded_once_and_an_operator_settles_it(backend:
         "{log}"
     );
     assert_eq!(app.outbox_count(&order_no, "order.paid").await, 1);
+    let reports_what_was_taken = app
+        .count(&format!(
+            "SELECT COUNT(*) FROM outbox WHERE order_id = {order_no} AND event_type = 'order.paid' AND payload LIKE '%\"paid_amount\":2000%'"
+        ))
+        .await;
+    assert_eq!(reports_what_was_taken, 1, "the event carries the amount really paid");
     assert_eq!(anomalies(order_no).await, 1);
 }

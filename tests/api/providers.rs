@@ -630,6 +630,27 @@ async fn a_trade_unknown_at_cancel_is_followed_until_time_expire_and_a_late_paym
     rig.app
         .wait_for_status(&quiet_order, "closed", Duration::from_secs(1))
         .await;
+
+    // Scanned after the cancel (the trade now exists, unpaid): the follow-up closes it there.
+    let (scanned_order, attempt) = rig.order_with_attempt("alipay", "follow-2b", 600).await;
+    let scanned_pay_no = attempt["pay_no"].as_str().unwrap();
+    let cancel = rig
+        .app
+        .post_as(MERCHANT_A_KEY, &format!("/v1/orders/{scanned_order}/cancel"), None)
+        .await;
+    assert_eq!(cancel.status().as_u16(), 200);
+    let scan = rig
+        .control(&format!("/sim/alipay/trades/{scanned_pay_no}/scan"), json!({}))
+        .await;
+    assert_eq!(scan.status().as_u16(), 200);
+    let started = Instant::now();
+    while rig.trade("alipay", scanned_pay_no).state != SimTradeState::Closed {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the scanned trade was never closed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Before the fix a second attempt of a paid order that the provider would not close yet

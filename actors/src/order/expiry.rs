@@ -138,8 +138,6 @@ pub struct FollowUpContext {
     pub safely_past: DateTime<Utc>,
     /// Pause between two looks while the trade is payable.
     pub interval: Duration,
-    /// The attempt is still `pending` here (else it is closed, followed only for a payment).
-    pub attempt_open: bool,
 }
 
 impl FollowUpContext {
@@ -174,8 +172,10 @@ pub fn follow_up_on_query(ctx: &FollowUpContext, answer: Result<&TradeState, Fai
         TradeState::NotPaid | TradeState::UserPaying | TradeState::NotFound if ctx.now > ctx.safely_past => {
             FollowUp::Done(AttemptCloseReason::UnpaidAfterTimeExpire)
         }
-        TradeState::NotPaid | TradeState::UserPaying if ctx.attempt_open => FollowUp::CloseAtProvider,
-        TradeState::NotPaid | TradeState::UserPaying | TradeState::NotFound => FollowUp::Again(ctx.next_look()),
+        // Open at the provider (also a trade closed here that the buyer has since scanned):
+        // close it there, so it can no longer take money.
+        TradeState::NotPaid | TradeState::UserPaying => FollowUp::CloseAtProvider,
+        TradeState::NotFound => FollowUp::Again(ctx.next_look()),
     }
 }
 
@@ -609,11 +609,10 @@ mod tests {
     fn a_followed_trade_is_watched_until_closed_or_past_time_expire() {
         let now = Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap();
         let secs = |n: i64| now + chrono::Duration::seconds(n);
-        let ctx = |open: bool, safely_past: DateTime<Utc>| FollowUpContext {
+        let ctx = |safely_past: DateTime<Utc>| FollowUpContext {
             now,
             safely_past,
             interval: Duration::from_secs(60),
-            attempt_open: open,
         };
         let paid = PaidTrade {
             provider_txn_id: "t".into(),
@@ -621,52 +620,58 @@ mod tests {
             paid_at: now,
         };
         let after = |at: DateTime<Utc>| at + AFTER_TIME_EXPIRE;
-        let queries: [(&str, FollowUpContext, Result<TradeState, Failed>, FollowUp); 8] = [
+        let queries: [(&str, FollowUpContext, Result<TradeState, Failed>, FollowUp); 9] = [
             (
                 "paid: record it",
-                ctx(true, secs(600)),
+                ctx(secs(600)),
                 Ok(TradeState::Paid(paid.clone())),
                 FollowUp::Record(paid.clone()),
             ),
             (
                 "closed at the provider: done",
-                ctx(true, secs(600)),
+                ctx(secs(600)),
                 Ok(TradeState::Closed),
                 FollowUp::Done(AttemptCloseReason::ClosedAtProvider),
             ),
             (
                 "open and unpaid: close it",
-                ctx(true, secs(600)),
+                ctx(secs(600)),
                 Ok(TradeState::NotPaid),
                 FollowUp::CloseAtProvider,
             ),
             (
                 "closed here, unknown there: look again",
-                ctx(false, secs(600)),
+                ctx(secs(600)),
                 Ok(TradeState::NotFound),
                 FollowUp::Again(secs(60)),
             ),
             (
+                "closed here, since scanned there: close it",
+                ctx(secs(600)),
+                Ok(TradeState::NotPaid),
+                FollowUp::CloseAtProvider,
+            ),
+            (
                 "look again no later than just past time_expire",
-                ctx(false, secs(10)),
+                ctx(secs(10)),
                 Ok(TradeState::NotFound),
                 FollowUp::Again(after(secs(10))),
             ),
             (
                 "unpaid after time_expire: done",
-                ctx(false, secs(-1)),
+                ctx(secs(-1)),
                 Ok(TradeState::NotFound),
                 FollowUp::Done(AttemptCloseReason::UnpaidAfterTimeExpire),
             ),
             (
                 "open, unpaid after time_expire: done",
-                ctx(true, secs(-1)),
+                ctx(secs(-1)),
                 Ok(TradeState::NotPaid),
                 FollowUp::Done(AttemptCloseReason::UnpaidAfterTimeExpire),
             ),
             (
                 "provider failed: look again later",
-                ctx(true, secs(-1)),
+                ctx(secs(-1)),
                 Err(Failed),
                 FollowUp::Again(secs(60)),
             ),
@@ -703,22 +708,22 @@ mod tests {
         ];
         for (row, answer, expected) in closes {
             assert_eq!(
-                follow_up_on_close(&ctx(true, secs(600)), answer.as_ref().map_err(|f| *f)),
+                follow_up_on_close(&ctx(secs(600)), answer.as_ref().map_err(|f| *f)),
                 expected,
                 "{row}"
             );
         }
         assert_eq!(
-            follow_up_after_close(&ctx(false, secs(600)), AttemptCloseReason::UnknownToProvider),
+            follow_up_after_close(&ctx(secs(600)), AttemptCloseReason::UnknownToProvider),
             Some(secs(60)),
             "a trade unknown before time_expire is followed"
         );
         assert_eq!(
-            follow_up_after_close(&ctx(false, secs(-1)), AttemptCloseReason::UnknownToProvider),
+            follow_up_after_close(&ctx(secs(-1)), AttemptCloseReason::UnknownToProvider),
             None
         );
         assert_eq!(
-            follow_up_after_close(&ctx(false, secs(600)), AttemptCloseReason::ClosedAtProvider),
+            follow_up_after_close(&ctx(secs(600)), AttemptCloseReason::ClosedAtProvider),
             None
         );
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::Utc;
-use entities::{orders, payment_attempts, AttemptStatus};
+use entities::{orders, payment_attempts};
 use sea_orm::EntityTrait;
 
 use super::expiry::{self, Failed, FollowUp};
@@ -77,12 +77,12 @@ impl Actor for FollowUpWorker {
 }
 
 async fn cycle(deps: &OrderDeps) -> Result<(), OrderError> {
-    let now = Utc::now();
-    // Held for longer than one look can take (query, close, record); then it is due again.
+    // Each claim holds its trade for longer than one look can take (query, close, record);
+    // then it is due again. Taken per claim: earlier looks of the batch take time.
     let hold = deps.settings.provider_reply_timeout.saturating_mul(3) + deps.settings.follow_up_interval;
-    let until = now + chrono::Duration::from_std(hold).unwrap_or(chrono::Duration::minutes(5));
-    for attempt in follow_up::due(&deps.db, now, BATCH).await? {
-        if !follow_up::claim(&deps.db, &attempt, until).await? {
+    let hold = chrono::Duration::from_std(hold).unwrap_or(chrono::Duration::minutes(5));
+    for attempt in follow_up::due(&deps.db, Utc::now(), BATCH).await? {
+        if !follow_up::claim(&deps.db, &attempt, Utc::now() + hold).await? {
             continue;
         }
         if let Err(err) = look(deps, &attempt).await {
@@ -98,7 +98,7 @@ async fn look(deps: &OrderDeps, attempt: &payment_attempts::Model) -> Result<(),
         .one(&deps.db)
         .await?
         .ok_or(OrderError::NotFound)?;
-    let ctx = follow_up_context(deps, &order, attempt.status == AttemptStatus::Pending);
+    let ctx = follow_up_context(deps, &order);
     let answer = deps.providers.query(attempt.provider, attempt.pay_no).await;
     let raw = answer.as_ref().map(|q| q.raw.to_string()).unwrap_or_default();
     let mut step = expiry::follow_up_on_query(&ctx, answer.as_ref().map(|q| &q.state).map_err(|_| Failed));

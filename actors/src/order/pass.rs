@@ -95,7 +95,7 @@ async fn run_once(
                     raw = answer.map(|q| q.raw.to_string()).unwrap_or_default();
                 }
                 Step::MarkClosed(why) => {
-                    let follow_up = expiry::follow_up_after_close(&follow_up_context(deps, &order, false), why);
+                    let follow_up = expiry::follow_up_after_close(&follow_up_context(deps, &order), why);
                     let closed = AttemptUpdate::Closed(why);
                     transitions::apply_attempt_following(
                         &deps.db,
@@ -151,12 +151,11 @@ async fn run_once(
 }
 
 /// The facts a follow-up of one of `order`'s trades decides on, now.
-pub(crate) fn follow_up_context(deps: &OrderDeps, order: &orders::Model, attempt_open: bool) -> FollowUpContext {
+pub(crate) fn follow_up_context(deps: &OrderDeps, order: &orders::Model) -> FollowUpContext {
     FollowUpContext {
         now: Utc::now(),
         safely_past: expiry::time_expire_safely_past(order.expires_at, &deps.settings),
         interval: deps.settings.follow_up_interval,
-        attempt_open,
     }
 }
 
@@ -215,6 +214,9 @@ pub(crate) async fn compensate(
             deps.feed.changed(now.id, now.status);
             Ok(PassOutcome::Final(OrderStatus::PaidAfterClose))
         }
+        // Recorded by someone else first (another node, a notification): final, or a payment
+        // of another amount that left the order waiting for an operator.
+        PaymentDecision::AlreadyRecorded if now.status.is_live() => Ok(PassOutcome::NeedsOperator),
         PaymentDecision::AlreadyRecorded => Ok(PassOutcome::Final(now.status)),
         PaymentDecision::SecondPayment => {
             deps.feed.wake_relay();

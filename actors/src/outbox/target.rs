@@ -39,15 +39,29 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || (a == 100 && (64..128).contains(&b))
         // Benchmarking, 198.18.0.0/15.
         || (a == 198 && (b == 18 || b == 19))
+        // IETF protocol assignments, 192.0.0.0/24.
+        || (a == 192 && b == 0 && ip.octets()[2] == 0)
         // Reserved, 240.0.0.0/4.
         || a >= 240)
 }
 
 fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
+    let segments = ip.segments();
+    let first = segments[0];
+    // IPv4-compatible (::a.b.c.d) and NAT64 (64:ff9b::/96) forms reach an IPv4 address.
+    let octets = ip.octets();
+    let embedded_v4 = Ipv4Addr::new(octets[12], octets[13], octets[14], octets[15]);
+    let compatible = segments[..6].iter().all(|s| *s == 0);
+    let nat64 = first == 0x0064 && segments[1] == 0xff9b && segments[2..6].iter().all(|s| *s == 0);
+    if (compatible || nat64) && !ip.is_unspecified() && !ip.is_loopback() {
+        return is_public_v4(embedded_v4);
+    }
     !(ip.is_unspecified()
         || ip.is_loopback()
         || ip.is_multicast()
+        // 6to4 2002::/16 and Teredo 2001::/32 tunnel to addresses this cannot check.
+        || first == 0x2002
+        || (first == 0x2001 && segments[1] == 0)
         // Unique local fc00::/7.
         || (first & 0xfe00) == 0xfc00
         // Link-local fe80::/10.
@@ -112,6 +126,8 @@ impl Resolve for PublicOnly {
 pub fn webhook_client(allow_private: bool) -> reqwest::Result<reqwest::Client> {
     let builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        // A proxy would resolve the target itself, past the public-only resolver.
+        .no_proxy()
         .user_agent(concat!("paywarden/", env!("CARGO_PKG_VERSION")));
     if allow_private {
         builder.build()
@@ -140,6 +156,11 @@ mod tests {
             "http://[fd00::1]/hook",
             "http://[fe80::1]/hook",
             "http://[::ffff:127.0.0.1]/hook",
+            "http://[::127.0.0.1]/hook",
+            "http://[64:ff9b::a9fe:a9fe]/latest/",
+            "http://[2002:7f00:1::]/hook",
+            "http://[2001:0:4136:e378::1]/hook",
+            "http://192.0.0.8/hook",
             "http://localhost:9000/hook",
             "http://api.localhost/hook",
         ];

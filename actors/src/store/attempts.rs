@@ -73,6 +73,7 @@ where
         updated_at: now,
         paid_at: None,
         follow_up_at: None,
+        paid_amount: None,
     };
 
     let txn = db.begin().await?;

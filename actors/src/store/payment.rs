@@ -140,6 +140,9 @@ pub async fn record_payment(
                 raw,
             };
             update_attempt(&txn, pay_no, &mismatch, now).await?;
+            // The order waits for an operator, and no pass looks at its other trades meanwhile:
+            // the follow-up closes them, or records a payment made on one.
+            schedule_others(&txn, order_id, pay_no, now + AFTER_PAYMENT).await?;
             let detail = format!(
                 "provider reports pay_no {pay_no} paid {} but the attempt is for {}; not marked paid: refund owed, or accept it",
                 trade.amount, attempt.amount
@@ -199,7 +202,8 @@ pub async fn accept_mismatched_payment(
         })?;
     let trade = PaidTrade {
         provider_txn_id: attempt.provider_txn_id.clone().unwrap_or_default(),
-        amount: attempt.amount,
+        // What was really taken, which the order's event reports.
+        amount: attempt.paid_amount.unwrap_or(attempt.amount),
         paid_at: attempt.paid_at.unwrap_or(now),
     };
     let from = order.status;
@@ -253,6 +257,7 @@ mod tests {
             updated_at: now,
             paid_at: None,
             follow_up_at: None,
+            paid_amount: None,
         }
     }
 

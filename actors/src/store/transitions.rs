@@ -547,6 +547,7 @@ pub(crate) async fn update_attempt_following<C: ConnectionTrait>(
                 Expr::value(trade.provider_txn_id.clone()),
             )
             .col_expr(payment_attempts::Column::PaidAt, Expr::value(trade.paid_at))
+            .col_expr(payment_attempts::Column::PaidAmount, Expr::value(trade.amount))
             .col_expr(payment_attempts::Column::RawPayload, Expr::value(raw.clone()));
     }
     Ok(guarded.exec(conn).await?.rows_affected == 1)
