@@ -12,6 +12,15 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 
 /// Limit of connecting, or of one publish until its confirm.
 const AMQP_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest one publish holds the sink: the timeout, then closing a broken connection.
+const WORST_PUBLISH: Duration = Duration::from_secs(6);
+
+/// Publishes that surely finish inside `lease`: they run one at a time (one channel, under a
+/// lock), and one publish of the lease is kept as margin. At least one.
+pub fn publishes_within(lease: Duration) -> u64 {
+    let rounds = (lease.as_millis() / WORST_PUBLISH.as_millis()).saturating_sub(1).max(1);
+    u64::try_from(rounds).unwrap_or(u64::MAX)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AmqpError {

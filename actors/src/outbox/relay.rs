@@ -274,7 +274,7 @@ async fn cycle(core: &RelayCore) -> Result<bool, DbErr> {
     if !claimed.is_empty() {
         deliver_all(core, claimed).await?;
     }
-    Ok(fanned == core.settings.batch_size || claimed_count == core.settings.claim_limit())
+    Ok(fanned == core.settings.batch_size || claimed_count == claim_limit(core))
 }
 
 /// Creates the delivery rows of events not yet fanned out: one per enabled subscriber that
@@ -340,12 +340,22 @@ async fn fan_out(core: &RelayCore) -> Result<u64, DbErr> {
     Ok(u64::try_from(events.len()).unwrap_or(u64::MAX))
 }
 
+/// Deliveries one cycle claims: what the webhooks finish inside the lease, and with an AMQP
+/// sink no more than its one-at-a-time publishes finish too.
+fn claim_limit(core: &RelayCore) -> u64 {
+    let webhooks = core.settings.claim_limit();
+    match core.amqp {
+        Some(_) => webhooks.min(super::amqp::publishes_within(core.settings.lease)),
+        None => webhooks,
+    }
+}
+
 /// Leases due deliveries whose earlier events (same order, same subscriber) are done.
 async fn claim(core: &RelayCore) -> Result<Vec<outbox_deliveries::Model>, DbErr> {
     let now = Utc::now();
     let lease = chrono::Duration::from_std(core.settings.lease).unwrap_or_else(|_| chrono::Duration::seconds(60));
     let backend = core.db.get_database_backend();
-    let limit = i64::try_from(core.settings.claim_limit()).unwrap_or(1);
+    let limit = i64::try_from(claim_limit(core)).unwrap_or(1);
     let (sql, lock, values): (&str, bool, Vec<Value>) = match backend {
         DatabaseBackend::Postgres => (
             POSTGRES_CLAIM,
@@ -621,5 +631,8 @@ mod tests {
             "but such a lease is refused"
         );
         assert!(settings(100, 60, 10, 16).validate("outbox").is_ok());
+        // AMQP publishes run one at a time, up to 6 s each: 9 fit a 60 s lease with margin.
+        assert_eq!(super::super::amqp::publishes_within(Duration::from_secs(60)), 9);
+        assert_eq!(super::super::amqp::publishes_within(Duration::from_secs(5)), 1);
     }
 }
