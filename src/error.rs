@@ -47,20 +47,233 @@ pub fn error_chain_fmt(err: &impl std::error::Error, f: &mut std::fmt::Formatter
     Ok(())
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
+/// The error envelope of every JSON route.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody<'a> {
+    pub error: ErrorDetail<'a>,
 }
 
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail<'a> {
+    /// Stable snake_case code; each operation lists the ones it can answer.
     code: &'a str,
+    /// For people: says what was expected. Never holds a secret or a provider's answer.
     message: String,
     /// On server-side failures (5xx): the id under which the cause is logged. The cause itself
     /// (a gateway's text can hold the request URL, and for Alipay the signed query) stays in
     /// the log.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     request_id: Option<String>,
+}
+
+/// One error code of the contract: the status it comes with and what it means.
+#[derive(Clone, Copy, Debug)]
+pub struct ErrorCode {
+    pub code: &'static str,
+    pub status: StatusCode,
+    pub meaning: &'static str,
+}
+
+const fn code(code: &'static str, status: StatusCode, meaning: &'static str) -> ErrorCode {
+    ErrorCode { code, status, meaning }
+}
+
+/// Every `code` the service answers, with its status. The OpenAPI document builds each
+/// operation's error responses from this list (see `routes::openapi`), and the tests below
+/// check that [`ApiError`] answers each code with the status listed here.
+pub const ERROR_CODES: &[ErrorCode] = &[
+    code(
+        "invalid_json",
+        StatusCode::BAD_REQUEST,
+        "the body is not JSON of the expected shape: malformed, a field of the wrong type, a missing or unknown field",
+    ),
+    code(
+        "invalid_query",
+        StatusCode::BAD_REQUEST,
+        "a query parameter is unknown or of the wrong type",
+    ),
+    code(
+        "invalid_path",
+        StatusCode::BAD_REQUEST,
+        "a path parameter is of the wrong type",
+    ),
+    code(
+        "invalid_notification",
+        StatusCode::BAD_REQUEST,
+        "the notification's signature does not verify, or its body cannot be read; nothing was changed",
+    ),
+    code(
+        "unauthorized",
+        StatusCode::UNAUTHORIZED,
+        "the bearer credentials are missing or not valid for this scope",
+    ),
+    code(
+        "not_found",
+        StatusCode::NOT_FOUND,
+        "no such resource (an order of another merchant is not found either)",
+    ),
+    code(
+        "idempotency_conflict",
+        StatusCode::CONFLICT,
+        "out_business_id was already used for an order with other content",
+    ),
+    code(
+        "insufficient_stock",
+        StatusCode::CONFLICT,
+        "a tracked SKU has less stock than the order asks for (the level left is not told)",
+    ),
+    code(
+        "order_not_pending",
+        StatusCode::CONFLICT,
+        "the order is no longer pending (paid, closed, ...)",
+    ),
+    code(
+        "order_expired",
+        StatusCode::CONFLICT,
+        "the order has passed its deadline and is being closed",
+    ),
+    code(
+        "concurrent_update",
+        StatusCode::CONFLICT,
+        "the order changed concurrently; retry",
+    ),
+    code(
+        "close_not_possible_yet",
+        StatusCode::CONFLICT,
+        "the provider cannot close the trade yet (the buyer is paying, or it is too soon); retry shortly",
+    ),
+    code(
+        "no_code_url",
+        StatusCode::CONFLICT,
+        "the payment attempt has no QR code (its provider has not answered one)",
+    ),
+    code(
+        "trade_not_payable",
+        StatusCode::CONFLICT,
+        "the sandbox trade is closed or past its expiry",
+    ),
+    code(
+        "already_resolved",
+        StatusCode::CONFLICT,
+        "the unmatched notification was resolved before",
+    ),
+    code(
+        "payload_too_large",
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "the body is larger than server.max_body_bytes",
+    ),
+    code(
+        "unsupported_media_type",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "the body is not sent as Content-Type: application/json",
+    ),
+    code(
+        "invalid_field",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a text field is empty, too long (in characters) or holds control characters; the message names it",
+    ),
+    code(
+        "unsupported_currency",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the currency is not one paywarden knows",
+    ),
+    code(
+        "invalid_ttl",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "ttl_seconds is outside the configured range",
+    ),
+    code(
+        "missing_items",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the order has no items",
+    ),
+    code(
+        "too_many_items",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the order has more items than orders.max_items",
+    ),
+    code(
+        "invalid_amount",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "an amount is zero or negative",
+    ),
+    code(
+        "invalid_quantity",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a quantity is zero or negative, or a stock level negative",
+    ),
+    code(
+        "amount_too_large",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the total (or an item's amount) exceeds orders.max_total_minor_units",
+    ),
+    code(
+        "unknown_provider",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "no provider of that name",
+    ),
+    code(
+        "provider_unavailable",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the provider is known but not enabled here",
+    ),
+    code(
+        "currency_not_accepted",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the provider does not accept the order's currency",
+    ),
+    code(
+        "not_a_mismatched_payment",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the payment named is not one of this order whose amount differs",
+    ),
+    code(
+        "invalid_merchant_id",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the merchant id is not valid",
+    ),
+    code(
+        "invalid_url",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the subscriber URL is refused (not http(s), or a private address where those are not allowed)",
+    ),
+    code(
+        "invalid_secret",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the subscriber secret is shorter than 16 bytes, too long, or holds control characters",
+    ),
+    code(
+        "unknown_event_type",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "an event type that paywarden does not emit",
+    ),
+    code(
+        "internal_error",
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "a server-side failure; the cause is in the service log under request_id",
+    ),
+    code(
+        "provider_error",
+        StatusCode::BAD_GATEWAY,
+        "the payment provider failed; its answer is in the service log under request_id",
+    ),
+    code(
+        "service_unavailable",
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the order's actor did not answer in time; retry",
+    ),
+    code(
+        "provider_unreachable",
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the payment provider could not be reached; the order stays open and is retried",
+    ),
+];
+
+/// The catalogue entry of `code`.
+pub fn error_code(code: &str) -> Option<&'static ErrorCode> {
+    ERROR_CODES.iter().find(|entry| entry.code == code)
 }
 
 impl ApiError {
@@ -169,5 +382,86 @@ impl ResponseError for ApiError {
 impl From<sea_orm::DbErr> for ApiError {
     fn from(err: sea_orm::DbErr) -> Self {
         ApiError::Order(OrderError::Db(err))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actors::gateway::GatewayError;
+    use actors::ids::IdError;
+    use entities::{Currency, OrderStatus, Provider};
+
+    use super::*;
+
+    fn order(err: OrderError) -> ApiError {
+        ApiError::Order(err)
+    }
+
+    /// Every kind of error the handlers answer, with the status the catalogue gives its code.
+    /// `order_code` matches every `OrderError` variant, so a new one is decided there and
+    /// belongs in this list.
+    #[test]
+    fn each_error_answers_its_code_with_the_status_the_catalogue_lists() {
+        let validation = |code| actors::domain::ValidationError::new(code, "bad");
+        let errors = vec![
+            ApiError::Unauthorized,
+            ApiError::NotFound("order"),
+            ApiError::bad_request("invalid_json", "bad"),
+            ApiError::bad_request("invalid_query", "bad"),
+            ApiError::bad_request("invalid_path", "bad"),
+            ApiError::BadRequest {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                code: "payload_too_large",
+                message: "big".to_owned(),
+            },
+            ApiError::BadRequest {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                code: "unsupported_media_type",
+                message: "json".to_owned(),
+            },
+            ApiError::Validation(validation("invalid_field")),
+            ApiError::Internal(anyhow::anyhow!("boom")),
+            order(OrderError::Validation(validation("invalid_amount"))),
+            order(OrderError::NotFound),
+            order(OrderError::AttemptNotFound),
+            order(OrderError::IdempotencyConflict),
+            order(OrderError::InsufficientStock {
+                sku_id: "sku".to_owned(),
+                requested: 2,
+            }),
+            order(OrderError::NotPending(OrderStatus::Paid)),
+            order(OrderError::Expired),
+            order(OrderError::ProviderUnavailable(Provider::Wechat)),
+            order(OrderError::CurrencyNotAccepted {
+                provider: Provider::Wechat,
+                currency: Currency::Usd,
+            }),
+            order(OrderError::Gateway(GatewayError::Timeout)),
+            order(OrderError::Concurrent),
+            order(OrderError::Id(IdError::ClockBeforeEpoch)),
+            order(OrderError::Db(sea_orm::DbErr::Custom("boom".to_owned()))),
+            order(OrderError::Unavailable),
+            order(OrderError::ProviderUnreachable),
+            order(OrderError::CloseNotPossibleYet),
+        ];
+        for err in errors {
+            let code = err.code();
+            let entry = error_code(code).unwrap_or_else(|| panic!("{code} is not in ERROR_CODES"));
+            assert_eq!(entry.status, err.status_code(), "status of {code}");
+        }
+    }
+
+    #[test]
+    fn codes_in_the_catalogue_are_unique_snake_case() {
+        let mut seen = std::collections::BTreeSet::new();
+        for entry in ERROR_CODES {
+            assert!(seen.insert(entry.code), "{} twice", entry.code);
+            assert!(
+                entry.code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{} is not snake_case",
+                entry.code
+            );
+            assert!(entry.status.is_client_error() || entry.status.is_server_error());
+        }
     }
 }

@@ -108,6 +108,14 @@ pub async fn record(
 
 /// `GET /metrics`. The stuck-order gauge is read from the database at each scrape, so it is
 /// right on every node whichever node marked the orders.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    operation_id = "metrics",
+    summary = "Prometheus metrics",
+    responses((status = 200, description = "The text exposition format", content_type = "text/plain; version=0.0.4", body = String)),
+)]
 pub async fn handler(metrics: web::Data<Metrics>, state: web::Data<crate::startup::AppState>) -> HttpResponse {
     match actors::store::query::count_by_status(&state.db, entities::OrderStatus::Stuck).await {
         Ok(stuck) => metrics.orders_stuck.set(i64::try_from(stuck).unwrap_or(i64::MAX)),

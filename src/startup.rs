@@ -179,6 +179,10 @@ impl Application {
         let enabled: Vec<Provider> = state.gateways.providers().collect();
         let max_body_bytes = settings.server.max_body_bytes;
         let sandbox_open = settings.env == crate::config::Profile::Development;
+        let api_document = web::Data::new(
+            routes::openapi::ServedDocument::new(&enabled, sandbox_open, &settings.orders)
+                .context("failed to serialize the OpenAPI document")?,
+        );
 
         let mut server = HttpServer::new(move || {
             let mut app = App::new()
@@ -186,7 +190,8 @@ impl Application {
                 .wrap(TracingLogger::default())
                 .app_data(state.clone())
                 .app_data(credentials.clone())
-                .app_data(metrics_data.clone());
+                .app_data(metrics_data.clone())
+                .app_data(api_document.clone());
             if let Some(sandbox) = &sandbox_data {
                 app = app.app_data(sandbox.clone());
             }

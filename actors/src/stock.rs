@@ -9,6 +9,16 @@ use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Set};
 
 use crate::domain::{MerchantId, ValidationError};
 
+/// Longest `sku_id`, in characters (the column is `varchar(64)`).
+const SKU_ID_MAX_CHARS: usize = 64;
+
+/// Whether `sku_id` can be stored: 1 to 64 characters, none of them a control character
+/// (PostgreSQL refuses a NUL in text outright, which would surface as a server error).
+fn is_storable_sku_id(sku_id: &str) -> bool {
+    let chars = sku_id.chars().count();
+    (1..=SKU_ID_MAX_CHARS).contains(&chars) && !sku_id.chars().any(char::is_control)
+}
+
 /// Sets `merchant`'s available stock of `sku_id`, creating the row if needed.
 ///
 /// # Errors
@@ -20,8 +30,12 @@ pub async fn set_available<C: ConnectionTrait>(
     sku_id: &str,
     available: i64,
 ) -> Result<skus::Model, SetStockError> {
-    if sku_id.is_empty() || sku_id.len() > 64 {
-        return Err(ValidationError::new("invalid_field", "sku_id must be 1 to 64 characters").into());
+    if !is_storable_sku_id(sku_id) {
+        return Err(ValidationError::new(
+            "invalid_field",
+            "sku_id must be 1 to 64 characters without control characters",
+        )
+        .into());
     }
     if available < 0 {
         return Err(ValidationError::new(
@@ -52,7 +66,8 @@ pub async fn set_available<C: ConnectionTrait>(
     Ok(model)
 }
 
-/// `merchant`'s stock of `sku_id`; `None` when that merchant does not track it.
+/// `merchant`'s stock of `sku_id`; `None` when that merchant does not track it (an id that
+/// could not be stored is not tracked either).
 ///
 /// # Errors
 /// The database error.
@@ -61,6 +76,9 @@ pub async fn get<C: ConnectionTrait>(
     merchant: &MerchantId,
     sku_id: &str,
 ) -> Result<Option<skus::Model>, DbErr> {
+    if !is_storable_sku_id(sku_id) {
+        return Ok(None);
+    }
     skus::Entity::find_by_id((merchant.as_str().to_owned(), sku_id.to_owned()))
         .one(conn)
         .await

@@ -1,5 +1,9 @@
 //! Wire types of the HTTP contract. Rows never go to clients: each response type is built from
 //! entity models here, at the boundary. 64-bit ids go out as strings.
+//!
+//! Each type also describes itself for the OpenAPI document (`ToSchema`); the doc comments on
+//! fields are the field descriptions clients read. The `entities` enums are described by
+//! [`schema`], from their own variants, so `entities` needs no knowledge of the document.
 
 use actors::domain::{ItemRequest, OrderRequest};
 use actors::store::OrderDetail;
@@ -8,24 +12,74 @@ use entities::{
     order_items, order_logs, orders, payment_attempts, AttemptStatus, Currency, MinorUnit, OrderStatus, PayNo, Provider,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-#[derive(Debug, Deserialize)]
+/// Text fields are trimmed, then checked in characters: not empty, not too long, no control
+/// characters (`pattern`).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "out_business_id": "checkout-20240501-0001",
+    "user_id": "user-42",
+    "subject": "Rust course",
+    "currency": "CNY",
+    "ttl_seconds": 900,
+    "items": [{"sku_id": "sku-course", "name": "Rust course", "unit_price": 1999, "quantity": 1}]
+}))]
 pub struct CreateOrderBody {
+    /// The merchant's own id of the purchase: the idempotency key. The same id with the same
+    /// content answers the same order (200); with other content, 409 `idempotency_conflict`.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub out_business_id: String,
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub user_id: String,
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub subject: String,
+    /// ISO 4217 code, upper case; absent or null: `CNY`.
+    #[schema(value_type = Option<schema::Currency>)]
     pub currency: Option<String>,
+    /// Seconds until the order expires; absent or null: the configured default (15 minutes).
+    /// Outside the configured range (`minimum`, `maximum`): 422 `invalid_ttl`.
+    #[schema(minimum = 1)]
     pub ttl_seconds: Option<i64>,
+    /// At least one, at most the configured `orders.max_items`. Items whose `sku_id` the
+    /// merchant tracks stock for reserve it (409 `insufficient_stock` when short).
+    #[schema(min_items = 1)]
     pub items: Vec<CreateItemBody>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateItemBody {
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub sku_id: String,
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub name: String,
+    /// Minor units (fen, cents), positive. `unit_price * quantity`, and the order's total,
+    /// may not exceed the configured `orders.max_total_minor_units` (422 `amount_too_large`).
+    #[schema(minimum = 1)]
     pub unit_price: i64,
+    #[schema(minimum = 1)]
     pub quantity: i64,
 }
 
@@ -51,21 +105,31 @@ impl From<CreateOrderBody> for OrderRequest {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"provider": "sandbox"}))]
 pub struct CreatePaymentBody {
+    /// An enabled provider; another name: 422 `unknown_provider`, a known one that is not
+    /// enabled: 422 `provider_unavailable`.
+    #[schema(value_type = schema::Provider)]
     pub provider: String,
 }
 
-#[derive(Debug, Serialize)]
+/// An order with its items and payment attempts (and, for operators, its log).
+#[derive(Debug, Serialize, ToSchema)]
 pub struct OrderResponse {
+    #[schema(pattern = "^[1-9][0-9]{0,18}$")]
     pub order_no: String,
     pub merchant_id: String,
     pub out_business_id: String,
     pub user_id: String,
     pub subject: String,
+    /// Minor units: the sum of the items' amounts.
+    #[schema(value_type = i64, minimum = 0)]
     pub total_amount: MinorUnit,
+    #[schema(value_type = schema::Currency)]
     pub currency: Currency,
+    #[schema(value_type = schema::OrderStatus)]
     pub status: OrderStatus,
     pub close_reason: Option<String>,
     pub expires_at: DateTime<Utc>,
@@ -73,35 +137,50 @@ pub struct OrderResponse {
     pub paid_at: Option<DateTime<Utc>>,
     pub closed_at: Option<DateTime<Utc>>,
     pub items: Vec<ItemResponse>,
+    /// Every payment attempt, oldest first.
     pub payments: Vec<PaymentResponse>,
+    /// Admin views only: every status change with its operator and reason.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub logs: Option<Vec<LogResponse>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ItemResponse {
     pub sku_id: String,
     pub name: String,
+    #[schema(value_type = i64, minimum = 0)]
     pub unit_price: MinorUnit,
     pub quantity: i64,
+    /// `unit_price * quantity`, minor units.
+    #[schema(value_type = i64, minimum = 0)]
     pub amount: MinorUnit,
 }
 
-#[derive(Debug, Serialize)]
+/// One payment attempt: a trade at a provider, with its own `pay_no`.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PaymentResponse {
+    #[schema(value_type = String, pattern = "^[1-9][0-9]{0,18}$")]
     pub pay_no: PayNo,
+    #[schema(value_type = schema::Provider)]
     pub provider: Provider,
+    #[schema(value_type = schema::AttemptStatus)]
     pub status: AttemptStatus,
+    #[schema(value_type = i64, minimum = 0)]
     pub amount: MinorUnit,
+    #[schema(value_type = schema::Currency)]
     pub currency: Currency,
+    /// What the buyer's app opens (the QR code's content); null until the provider answered.
     pub code_url: Option<String>,
+    /// Absolute link to the QR code image (`GET /v1/payments/{pay_no}/qr.png`).
     pub qr_png_url: Option<String>,
     pub provider_txn_id: Option<String>,
     pub created_at: DateTime<Utc>,
     pub paid_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize)]
+/// One row of an order's log.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LogResponse {
     pub event: String,
     pub from: Option<String>,
@@ -111,25 +190,35 @@ pub struct LogResponse {
     pub at: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize)]
+/// An order's status; the timestamps and reason only once they apply.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct StatusResponse {
+    #[schema(pattern = "^[1-9][0-9]{0,18}$")]
     pub order_no: String,
+    #[schema(value_type = schema::OrderStatus)]
     pub status: OrderStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub paid_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub closed_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub close_reason: Option<String>,
 }
 
 /// A row of the admin order list.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct OrderSummary {
+    #[schema(pattern = "^[1-9][0-9]{0,18}$")]
     pub order_no: String,
     pub merchant_id: String,
+    #[schema(value_type = schema::OrderStatus)]
     pub status: OrderStatus,
+    #[schema(value_type = i64, minimum = 0)]
     pub total_amount: MinorUnit,
+    #[schema(value_type = schema::Currency)]
     pub currency: Currency,
     pub expires_at: DateTime<Utc>,
     pub close_reason: Option<String>,
@@ -240,4 +329,79 @@ impl From<orders::Model> for OrderSummary {
             close_reason: order.close_reason,
         }
     }
+}
+
+/// Schemas of the `entities` enums, each listing the values serde writes for every variant.
+/// Read from the enums at run time, so a new variant appears in the document by itself.
+pub mod schema {
+    use std::borrow::Cow;
+
+    use sea_orm::Iterable;
+    use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+    use utoipa::openapi::RefOr;
+
+    /// The wire values of every variant of `E`.
+    fn wire_values<E: Iterable + serde::Serialize>() -> Vec<serde_json::Value> {
+        E::iter().filter_map(|value| serde_json::to_value(value).ok()).collect()
+    }
+
+    macro_rules! enum_schema {
+        ($(#[$doc:meta])* $marker:ident, $enum:ty, $description:literal) => {
+            $(#[$doc])*
+            pub struct $marker;
+
+            impl utoipa::PartialSchema for $marker {
+                fn schema() -> RefOr<Schema> {
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some(wire_values::<$enum>()))
+                        .description(Some($description))
+                        .into()
+                }
+            }
+
+            impl utoipa::ToSchema for $marker {
+                fn name() -> Cow<'static, str> {
+                    Cow::Borrowed(stringify!($marker))
+                }
+            }
+        };
+    }
+
+    enum_schema!(
+        OrderStatus,
+        entities::OrderStatus,
+        "`pending` and `stuck` are live (`stuck` waits for an operator or a later retry); `paid`, `closed` and `paid_after_close` are final."
+    );
+    enum_schema!(AttemptStatus, entities::AttemptStatus, "Status of one payment attempt.");
+    enum_schema!(Provider, entities::Provider, "A payment provider.");
+    enum_schema!(
+        Currency,
+        entities::Currency,
+        "ISO 4217 code; amounts are integers in its minor unit."
+    );
+    /// A PNG image: bytes, not JSON.
+    pub struct PngImage;
+
+    impl utoipa::PartialSchema for PngImage {
+        fn schema() -> RefOr<Schema> {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .content_media_type("image/png")
+                .into()
+        }
+    }
+
+    impl utoipa::ToSchema for PngImage {}
+
+    enum_schema!(
+        DeliveryStatus,
+        entities::DeliveryStatus,
+        "Status of one webhook delivery."
+    );
+    enum_schema!(
+        SubscriberKind,
+        entities::SubscriberKind,
+        "How events reach the subscriber."
+    );
 }

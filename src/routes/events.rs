@@ -79,6 +79,18 @@ impl Watch {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/orders/{order_no}/events",
+    tag = "orders",
+    operation_id = "stream_order_events",
+    summary = "Follow an order's status (Server-Sent Events)",
+    description = "`event: status` frames whose `data` is the order's status as JSON (the `StatusResponse` schema): the current one on connect, then each change as it commits. The stream ends after a final status; a comment line every 15 s keeps proxies from closing it.",
+    params(("order_no" = String, Path, description = "The order's number; anything that is not an order of the caller is a 404")),
+    responses((status = 200, description = "The status stream", content_type = "text/event-stream", body = String)),
+    security(("merchant_api_key" = [])),
+    extensions(("x-error-codes" = json!(["unauthorized", "not_found", "internal_error"]))),
+)]
 pub async fn stream(
     state: web::Data<AppState>,
     merchant: web::ReqData<MerchantId>,

@@ -1,32 +1,160 @@
 //! Every route, registered in one place and grouped by scope, with auth as scope middleware.
 //!
+//! [`ENDPOINTS`] is the one list of routes: [`configure`] mounts it, [`mounted`] lists what a
+//! deployment mounts, and the OpenAPI document ([`openapi`]) is checked against it by the
+//! integration tests, so a route cannot be mounted without being documented or the reverse.
+//!
 //! # Layout
-//! - [`orders`], [`payments`]: the client API (`/v1`, merchant API key).
+//! - [`orders`], [`payments`], [`events`]: the client API (`/v1`, merchant API key).
 //! - [`admin`]: operators (`/admin`, admin token).
+//! - [`webhooks`]: provider notifications (`/webhooks`, provider signatures).
 //! - [`sandbox`]: the sandbox provider's buyer and control routes.
+//! - [`openapi`]: the OpenAPI document (`/openapi.json`) and its reference page (`/docs`).
 //! - [`dto`]: wire types.
 
 pub mod admin;
 pub mod dto;
 pub mod events;
+pub mod openapi;
 pub mod orders;
 pub mod payments;
 pub mod sandbox;
 pub mod webhooks;
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::{from_fn, Condition};
-use actix_web::{web, HttpRequest, HttpResponse};
-
+use actix_web::{web, HttpRequest, HttpResponse, Route};
 use entities::Provider;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::auth::{require_admin, require_merchant};
 use crate::error::ApiError;
 
-/// Registers all routes; the webhook (and sandbox) routes of the `enabled` providers only.
-/// The sandbox's control routes (mark a trade paid, read it, inject faults) need the admin
-/// token unless `sandbox_open` (the development profile, where a developer plays the buyer).
+/// Where an endpoint is mounted, which also decides who may call it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// At the root, without credentials: liveness, metrics, the API document.
+    Root,
+    /// `/v1`: a merchant's API key.
+    Client,
+    /// `/admin`: the admin token.
+    Admin,
+    /// `/webhooks`: the provider's own signature; mounted while that provider is enabled.
+    Webhook(Provider),
+    /// `/sandbox`: the sandbox provider's buyer and control routes; mounted while the sandbox
+    /// is enabled, open in the development profile and behind the admin token elsewhere.
+    Sandbox,
+}
+
+impl Scope {
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Scope::Root => "",
+            Scope::Client => "/v1",
+            Scope::Admin => "/admin",
+            Scope::Webhook(_) => "/webhooks",
+            Scope::Sandbox => "/sandbox",
+        }
+    }
+
+    /// Whether a deployment with the `enabled` providers mounts this scope's endpoints.
+    pub fn is_mounted(self, enabled: &[Provider]) -> bool {
+        match self {
+            Scope::Root | Scope::Client | Scope::Admin => true,
+            Scope::Webhook(provider) => enabled.contains(&provider),
+            Scope::Sandbox => enabled.contains(&Provider::Sandbox),
+        }
+    }
+}
+
+/// One route: method, scope and path, and the handler that serves it.
+pub struct Endpoint {
+    pub method: Method,
+    pub scope: Scope,
+    /// Below the scope's prefix, with `{name}` segments (the same syntax as OpenAPI's).
+    pub path: &'static str,
+    /// Attaches the handler to a route that already matches `method`. A function pointer
+    /// rather than the handler itself, so one list can hold handlers of every signature.
+    attach: fn(Route) -> Route,
+}
+
+impl Endpoint {
+    /// The path as clients write it, scope prefix included.
+    pub fn full_path(&self) -> String {
+        format!("{}{}", self.scope.prefix(), self.path)
+    }
+
+    fn route(&self) -> Route {
+        (self.attach)(web::method(self.method.clone()))
+    }
+}
+
+macro_rules! endpoint {
+    ($method:ident $scope:expr, $path:literal => $handler:path) => {
+        Endpoint {
+            method: Method::$method,
+            scope: $scope,
+            path: $path,
+            attach: |route| route.to($handler),
+        }
+    };
+}
+
+/// Every route the service has. [`configure`] mounts those of the enabled providers.
+pub static ENDPOINTS: &[Endpoint] = &[
+    endpoint!(GET Scope::Root, "/healthz" => healthz),
+    endpoint!(GET Scope::Root, "/metrics" => crate::metrics::handler),
+    endpoint!(GET Scope::Root, "/openapi.json" => openapi::document),
+    endpoint!(GET Scope::Root, "/docs" => openapi::reference_page),
+    endpoint!(POST Scope::Client, "/orders" => orders::create),
+    endpoint!(GET Scope::Client, "/orders/{order_no}" => orders::get),
+    endpoint!(GET Scope::Client, "/orders/{order_no}/status" => orders::status),
+    endpoint!(POST Scope::Client, "/orders/{order_no}/cancel" => orders::cancel),
+    endpoint!(GET Scope::Client, "/orders/{order_no}/events" => events::stream),
+    endpoint!(POST Scope::Client, "/orders/{order_no}/payments" => payments::create),
+    endpoint!(GET Scope::Client, "/payments/{pay_no}/qr.png" => payments::qr_png),
+    endpoint!(GET Scope::Admin, "/orders" => admin::list_orders),
+    endpoint!(GET Scope::Admin, "/orders/{order_no}" => admin::get_order),
+    endpoint!(POST Scope::Admin, "/orders/{order_no}/force-close" => admin::force_close),
+    endpoint!(POST Scope::Admin, "/orders/{order_no}/accept-payment" => admin::accept_payment),
+    endpoint!(POST Scope::Admin, "/deadlines/reconcile" => admin::reconcile),
+    endpoint!(POST Scope::Admin, "/subscribers" => admin::add_subscriber),
+    endpoint!(GET Scope::Admin, "/subscribers" => admin::list_subscribers),
+    endpoint!(DELETE Scope::Admin, "/subscribers/{id}" => admin::remove_subscriber),
+    endpoint!(GET Scope::Admin, "/deliveries" => admin::list_deliveries),
+    endpoint!(POST Scope::Admin, "/deliveries/{id}/redeliver" => admin::redeliver),
+    endpoint!(PUT Scope::Admin, "/merchants/{merchant_id}/skus/{sku_id}" => admin::put_sku),
+    endpoint!(GET Scope::Admin, "/merchants/{merchant_id}/skus/{sku_id}" => admin::get_sku),
+    endpoint!(GET Scope::Admin, "/unmatched-notifications" => admin::list_unmatched),
+    endpoint!(POST Scope::Admin, "/unmatched-notifications/{id}/resolve" => admin::resolve_unmatched),
+    endpoint!(POST Scope::Webhook(Provider::Sandbox), "/sandbox" => webhooks::sandbox),
+    endpoint!(POST Scope::Webhook(Provider::Wechat), "/wechat" => webhooks::wechat),
+    endpoint!(POST Scope::Webhook(Provider::Alipay), "/alipay" => webhooks::alipay),
+    endpoint!(GET Scope::Sandbox, "/trades/{pay_no}" => sandbox::get_trade),
+    endpoint!(POST Scope::Sandbox, "/trades/{pay_no}/pay" => sandbox::pay),
+    endpoint!(PUT Scope::Sandbox, "/faults" => sandbox::put_faults),
+];
+
+/// The endpoints a deployment with the `enabled` providers mounts.
+pub fn mounted(enabled: &[Provider]) -> impl Iterator<Item = &'static Endpoint> + '_ {
+    ENDPOINTS.iter().filter(|endpoint| endpoint.scope.is_mounted(enabled))
+}
+
+/// A scope holding the mounted endpoints that `belongs` picks.
+fn scope_of(prefix: &str, enabled: &[Provider], belongs: impl Fn(Scope) -> bool) -> actix_web::Scope {
+    mounted(enabled)
+        .filter(|endpoint| belongs(endpoint.scope))
+        .fold(web::scope(prefix), |scope, endpoint| {
+            scope.route(endpoint.path, endpoint.route())
+        })
+}
+
+/// Registers the routes of [`ENDPOINTS`]; the webhook (and sandbox) routes of the `enabled`
+/// providers only. The sandbox's control routes (mark a trade paid, read it, inject faults)
+/// need the admin token unless `sandbox_open` (the development profile, where a developer
+/// plays the buyer).
 pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, enabled: &[Provider], sandbox_open: bool) {
     cfg.app_data(
         web::JsonConfig::default()
@@ -34,75 +162,50 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, enabled: &
             .error_handler(json_error),
     )
     .app_data(web::PathConfig::default().error_handler(path_error))
-    .app_data(web::QueryConfig::default().error_handler(query_error))
-    .route("/healthz", web::get().to(healthz))
-    .route("/metrics", web::get().to(crate::metrics::handler))
-    .service(
-        web::scope("/v1")
-            .wrap(from_fn(require_merchant))
-            .route("/orders", web::post().to(orders::create))
-            .route("/orders/{order_no}", web::get().to(orders::get))
-            .route("/orders/{order_no}/status", web::get().to(orders::status))
-            .route("/orders/{order_no}/cancel", web::post().to(orders::cancel))
-            .route("/orders/{order_no}/events", web::get().to(events::stream))
-            .route("/orders/{order_no}/payments", web::post().to(payments::create))
-            .route("/payments/{pay_no}/qr.png", web::get().to(payments::qr_png)),
-    )
-    .service(
-        web::scope("/admin")
-            .wrap(from_fn(require_admin))
-            .route("/orders", web::get().to(admin::list_orders))
-            .route("/orders/{order_no}", web::get().to(admin::get_order))
-            .route("/orders/{order_no}/force-close", web::post().to(admin::force_close))
-            .route(
-                "/orders/{order_no}/accept-payment",
-                web::post().to(admin::accept_payment),
-            )
-            .route("/deadlines/reconcile", web::post().to(admin::reconcile))
-            .route("/subscribers", web::post().to(admin::add_subscriber))
-            .route("/subscribers", web::get().to(admin::list_subscribers))
-            .route("/subscribers/{id}", web::delete().to(admin::remove_subscriber))
-            .route("/deliveries", web::get().to(admin::list_deliveries))
-            .route("/deliveries/{id}/redeliver", web::post().to(admin::redeliver))
-            .route("/merchants/{merchant_id}/skus/{sku_id}", web::put().to(admin::put_sku))
-            .route("/merchants/{merchant_id}/skus/{sku_id}", web::get().to(admin::get_sku))
-            .route("/unmatched-notifications", web::get().to(admin::list_unmatched))
-            .route(
-                "/unmatched-notifications/{id}/resolve",
-                web::post().to(admin::resolve_unmatched),
-            ),
-    );
-    let mut hooks = web::scope("/webhooks").app_data(web::PayloadConfig::new(max_body_bytes));
-    for provider in enabled {
-        hooks = match provider {
-            Provider::Sandbox => hooks.route("/sandbox", web::post().to(webhooks::sandbox)),
-            Provider::Wechat => hooks.route("/wechat", web::post().to(webhooks::wechat)),
-            Provider::Alipay => hooks.route("/alipay", web::post().to(webhooks::alipay)),
-        };
+    .app_data(web::QueryConfig::default().error_handler(query_error));
+    for endpoint in mounted(enabled).filter(|endpoint| endpoint.scope == Scope::Root) {
+        cfg.route(endpoint.path, endpoint.route());
     }
-    cfg.service(hooks);
-    if enabled.contains(&Provider::Sandbox) {
+    cfg.service(scope_of("/v1", enabled, |scope| scope == Scope::Client).wrap(from_fn(require_merchant)))
+        .service(scope_of("/admin", enabled, |scope| scope == Scope::Admin).wrap(from_fn(require_admin)))
+        .service(
+            scope_of("/webhooks", enabled, |scope| matches!(scope, Scope::Webhook(_)))
+                .app_data(web::PayloadConfig::new(max_body_bytes)),
+        );
+    if Scope::Sandbox.is_mounted(enabled) {
         cfg.service(
-            web::scope("/sandbox")
-                .wrap(Condition::new(!sandbox_open, from_fn(require_admin)))
-                .route("/trades/{pay_no}", web::get().to(sandbox::get_trade))
-                .route("/trades/{pay_no}/pay", web::post().to(sandbox::pay))
-                .route("/faults", web::put().to(sandbox::put_faults)),
+            scope_of("/sandbox", enabled, |scope| scope == Scope::Sandbox)
+                .wrap(Condition::new(!sandbox_open, from_fn(require_admin))),
         );
     }
 }
 
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    #[schema(value_type = String, example = "ok")]
+    status: &'static str,
 }
 
-/// Fallback for unknown routes: the error envelope, not an empty 404.
+/// `GET /healthz`: the process answers (it checks nothing else).
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    operation_id = "healthz",
+    summary = "Liveness",
+    responses((status = 200, description = "The process answers HTTP", body = Health)),
+)]
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(Health { status: "ok" })
+}
+
 /// The order a path's `{order_no}` names; anything that cannot be an order number is a 404,
 /// like an order that does not exist.
 fn order_id(order_no: &str) -> Result<entities::OrderId, ApiError> {
     actors::store::query::parse_order_no(order_no).ok_or(ApiError::NotFound("order"))
 }
 
+/// Fallback for unknown routes: the error envelope, not an empty 404.
 pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound("route"))
 }

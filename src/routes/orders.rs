@@ -4,12 +4,42 @@ use actix_web::{web, HttpResponse};
 use actors::domain::{MerchantId, NewOrder};
 use actors::store::{query, Created, Operator};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::dto::{CreateOrderBody, OrderResponse, StatusResponse};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
 /// `POST /v1/orders`: 201 with a new order, 200 with the same order on an identical replay.
+#[utoipa::path(
+    post,
+    path = "/v1/orders",
+    tag = "orders",
+    operation_id = "create_order",
+    summary = "Create an order",
+    description = "Creates an order and reserves stock for the SKUs the merchant tracks. Idempotent per merchant and `out_business_id`: the same content again answers the same order with 200, other content 409 `idempotency_conflict`. Bad input writes nothing.",
+    request_body = CreateOrderBody,
+    responses(
+        (status = 201, description = "The new order", body = OrderResponse, links(
+            ("GetOrder" = (operation_id = "get_order", parameters(("order_no" = "$response.body#/order_no")))),
+            ("GetOrderStatus" = (operation_id = "get_order_status", parameters(("order_no" = "$response.body#/order_no")))),
+            ("CancelOrder" = (operation_id = "cancel_order", parameters(("order_no" = "$response.body#/order_no")))),
+            ("CreatePayment" = (operation_id = "create_payment", parameters(("order_no" = "$response.body#/order_no")))),
+        )),
+        (status = 200, description = "An identical replay: the order the first request created", body = OrderResponse, links(
+            ("GetOrder" = (operation_id = "get_order", parameters(("order_no" = "$response.body#/order_no")))),
+            ("GetOrderStatus" = (operation_id = "get_order_status", parameters(("order_no" = "$response.body#/order_no")))),
+            ("CancelOrder" = (operation_id = "cancel_order", parameters(("order_no" = "$response.body#/order_no")))),
+            ("CreatePayment" = (operation_id = "create_payment", parameters(("order_no" = "$response.body#/order_no")))),
+        )),
+    ),
+    security(("merchant_api_key" = [])),
+    extensions(("x-error-codes" = json!([
+        "invalid_json", "unauthorized", "idempotency_conflict", "insufficient_stock", "concurrent_update",
+        "payload_too_large", "unsupported_media_type", "invalid_field", "unsupported_currency", "invalid_ttl",
+        "missing_items", "too_many_items", "invalid_amount", "invalid_quantity", "amount_too_large", "internal_error"
+    ]))),
+)]
 #[tracing::instrument(name = "create order", skip_all, fields(merchant_id = %merchant.as_str(), order_no = tracing::field::Empty))]
 pub async fn create(
     state: web::Data<AppState>,
@@ -32,6 +62,17 @@ pub async fn create(
 }
 
 /// `GET /v1/orders/{order_no}`: the order with items and payments.
+#[utoipa::path(
+    get,
+    path = "/v1/orders/{order_no}",
+    tag = "orders",
+    operation_id = "get_order",
+    summary = "Read an order",
+    params(("order_no" = String, Path, description = "The order's number; anything that is not an order of the caller is a 404")),
+    responses((status = 200, description = "The order with its items and payment attempts", body = OrderResponse)),
+    security(("merchant_api_key" = [])),
+    extensions(("x-error-codes" = json!(["unauthorized", "not_found", "internal_error"]))),
+)]
 pub async fn get(
     state: web::Data<AppState>,
     merchant: web::ReqData<MerchantId>,
@@ -43,14 +84,30 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(OrderResponse::from_detail(detail, &state.public_base_url, false)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StatusQuery {
     /// Ask the provider now instead of answering from the database alone.
     refresh: Option<bool>,
 }
 
 /// `GET /v1/orders/{order_no}/status[?refresh=true]`.
+#[utoipa::path(
+    get,
+    path = "/v1/orders/{order_no}/status",
+    tag = "orders",
+    operation_id = "get_order_status",
+    summary = "Read an order's status",
+    description = "From the database; with `refresh=true` the order's actor asks the provider first (the answer may then be a provider failure).",
+    params(("order_no" = String, Path, description = "The order's number; anything that is not an order of the caller is a 404"), StatusQuery),
+    responses((status = 200, description = "The order's status", body = StatusResponse)),
+    security(("merchant_api_key" = [])),
+    extensions(("x-error-codes" = json!([
+        "invalid_query", "unauthorized", "not_found", "concurrent_update", "internal_error", "provider_error",
+        "service_unavailable", "provider_unreachable"
+    ]))),
+)]
 pub async fn status(
     state: web::Data<AppState>,
     merchant: web::ReqData<MerchantId>,
@@ -69,6 +126,21 @@ pub async fn status(
 }
 
 /// `POST /v1/orders/{order_no}/cancel`: close at the provider(s), then locally.
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{order_no}/cancel",
+    tag = "orders",
+    operation_id = "cancel_order",
+    summary = "Cancel a pending order",
+    description = "Closes every open trade at its provider, then the order. A provider that cannot be reached, or cannot close yet, leaves the order open.",
+    params(("order_no" = String, Path, description = "The order's number; anything that is not an order of the caller is a 404")),
+    responses((status = 200, description = "The order's status after the cancel", body = StatusResponse)),
+    security(("merchant_api_key" = [])),
+    extensions(("x-error-codes" = json!([
+        "unauthorized", "not_found", "order_not_pending", "concurrent_update", "close_not_possible_yet",
+        "internal_error", "provider_error", "service_unavailable", "provider_unreachable"
+    ]))),
+)]
 #[tracing::instrument(name = "cancel order", skip_all, fields(merchant_id = %merchant.as_str(), order_no = %order_no))]
 pub async fn cancel(
     state: web::Data<AppState>,

@@ -15,6 +15,23 @@ use crate::startup::AppState;
 const QR_MIN_SIDE_PIXELS: u32 = 256;
 
 /// `POST /v1/orders/{order_no}/payments`: a new attempt (new `pay_no`) at the chosen provider.
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{order_no}/payments",
+    tag = "payments",
+    operation_id = "create_payment",
+    summary = "Start a payment attempt",
+    description = "A new attempt with a new `pay_no` at each call: the attempt is stored first, then the provider is asked for a QR code.",
+    params(("order_no" = String, Path, description = "The order's number; anything that is not an order of the caller is a 404")),
+    request_body = CreatePaymentBody,
+    responses((status = 201, description = "The new attempt, with its QR code link", body = PaymentResponse)),
+    security(("merchant_api_key" = [])),
+    extensions(("x-error-codes" = json!([
+        "invalid_json", "unauthorized", "not_found", "order_not_pending", "order_expired", "concurrent_update",
+        "payload_too_large", "unsupported_media_type", "unknown_provider", "provider_unavailable",
+        "currency_not_accepted", "internal_error", "provider_error", "service_unavailable", "provider_unreachable"
+    ]))),
+)]
 #[tracing::instrument(name = "start payment", skip_all, fields(merchant_id = %merchant.as_str(), order_no = %order_no))]
 pub async fn create(
     state: web::Data<AppState>,
@@ -41,6 +58,17 @@ pub async fn create(
 }
 
 /// `GET /v1/payments/{pay_no}/qr.png`: the attempt's `code_url` as a PNG QR code.
+#[utoipa::path(
+    get,
+    path = "/v1/payments/{pay_no}/qr.png",
+    tag = "payments",
+    operation_id = "get_payment_qr",
+    summary = "The QR code of a payment attempt",
+    params(("pay_no" = String, Path, description = "The attempt's number; anything that is not an attempt of the caller is a 404")),
+    responses((status = 200, description = "PNG image of the attempt's `code_url`", content_type = "image/png", body = inline(super::dto::schema::PngImage))),
+    security(("merchant_api_key" = [])),
+    extensions(("x-error-codes" = json!(["unauthorized", "not_found", "no_code_url", "internal_error"]))),
+)]
 pub async fn qr_png(
     state: web::Data<AppState>,
     merchant: web::ReqData<MerchantId>,

@@ -5,19 +5,107 @@
 use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
-use actors::gateway::sandbox::{SandboxFaults, SandboxGateway, SandboxPayError};
-use entities::PayNo;
-use serde::Deserialize;
+use actors::gateway::sandbox::{SandboxFaults, SandboxGateway, SandboxPayError, SandboxTrade, SandboxTradeState};
+use chrono::{DateTime, Utc};
+use entities::{MinorUnit, PayNo};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PayQuery {
     /// `false` pays without notifying: a lost callback.
     notify: Option<bool>,
     /// Pay this many minor units instead of the trade's amount (an amount mismatch).
+    #[param(minimum = 1)]
     amount: Option<i64>,
+}
+
+/// A trade in the sandbox's book, as the sandbox provider sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TradeResponse {
+    /// The payment attempt's `pay_no`.
+    #[schema(value_type = String, pattern = "^[1-9][0-9]{0,18}$")]
+    out_trade_no: PayNo,
+    #[schema(value_type = i64, minimum = 0)]
+    amount: MinorUnit,
+    currency: String,
+    subject: String,
+    trade_state: TradeState,
+    transaction_id: Option<String>,
+    created_at: DateTime<Utc>,
+    time_expire: DateTime<Utc>,
+    paid_at: Option<DateTime<Utc>>,
+    /// How many times paywarden queried this trade.
+    query_count: u32,
+    /// How many times paywarden asked to close it.
+    close_count: u32,
+}
+
+/// The sandbox's own trade states, named like a real provider's.
+#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TradeState {
+    Notpay,
+    Success,
+    Closed,
+}
+
+impl From<SandboxTrade> for TradeResponse {
+    fn from(trade: SandboxTrade) -> Self {
+        Self {
+            out_trade_no: trade.out_trade_no,
+            amount: trade.amount,
+            currency: trade.currency,
+            subject: trade.subject,
+            trade_state: match trade.trade_state {
+                SandboxTradeState::Notpay => TradeState::Notpay,
+                SandboxTradeState::Success => TradeState::Success,
+                SandboxTradeState::Closed => TradeState::Closed,
+            },
+            transaction_id: trade.transaction_id,
+            created_at: trade.created_at,
+            time_expire: trade.time_expire,
+            paid_at: trade.paid_at,
+            query_count: trade.query_count,
+            close_count: trade.close_count,
+        }
+    }
+}
+
+/// The faults every sandbox API call suffers from now on.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case", tag = "mode")]
+pub enum FaultsBody {
+    /// Calls behave.
+    None,
+    /// Every call answers a retryable system error.
+    Error,
+    /// Every call hangs this long before answering.
+    Timeout { delay_ms: u64 },
+}
+
+impl From<FaultsBody> for SandboxFaults {
+    fn from(body: FaultsBody) -> Self {
+        match body {
+            FaultsBody::None => SandboxFaults::None,
+            FaultsBody::Error => SandboxFaults::Error,
+            FaultsBody::Timeout { delay_ms } => SandboxFaults::Timeout { delay_ms },
+        }
+    }
+}
+
+impl From<SandboxFaults> for FaultsBody {
+    fn from(faults: SandboxFaults) -> Self {
+        match faults {
+            SandboxFaults::None => FaultsBody::None,
+            SandboxFaults::Error => FaultsBody::Error,
+            SandboxFaults::Timeout { delay_ms } => FaultsBody::Timeout { delay_ms },
+        }
+    }
 }
 
 fn parse_pay_no(raw: &str) -> Result<PayNo, ApiError> {
@@ -25,6 +113,18 @@ fn parse_pay_no(raw: &str) -> Result<PayNo, ApiError> {
 }
 
 /// `POST /sandbox/trades/{pay_no}/pay[?notify=false][&amount=N]`.
+#[utoipa::path(
+    post,
+    path = "/sandbox/trades/{pay_no}/pay",
+    tag = "sandbox",
+    operation_id = "sandbox_pay",
+    summary = "Play the buyer: pay a sandbox trade",
+    description = "The sandbox then sends its signed notification to `/webhooks/sandbox` (unless `notify=false`: a lost callback). Paying a paid trade again answers it and notifies again. Open in the development profile; elsewhere behind the admin token.",
+    params(("pay_no" = String, Path, description = "The payment attempt's number (the trade's `out_trade_no`)"), PayQuery),
+    responses((status = 200, description = "The trade, paid", body = TradeResponse)),
+    security(("admin_token" = [])),
+    extensions(("x-error-codes" = json!(["invalid_query", "unauthorized", "not_found", "trade_not_payable"]))),
+)]
 pub async fn pay(
     sandbox: web::Data<Arc<SandboxGateway>>,
     pay_no: web::Path<String>,
@@ -52,24 +152,47 @@ pub async fn pay(
         },
     })?;
     tracing::info!(%pay_no, notify, "sandbox buyer paid");
-    Ok(HttpResponse::Ok().json(trade))
+    Ok(HttpResponse::Ok().json(TradeResponse::from(trade)))
 }
 
 /// `GET /sandbox/trades/{pay_no}`: the trade as the sandbox provider sees it.
+#[utoipa::path(
+    get,
+    path = "/sandbox/trades/{pay_no}",
+    tag = "sandbox",
+    operation_id = "sandbox_get_trade",
+    summary = "Read a sandbox trade",
+    params(("pay_no" = String, Path, description = "The payment attempt's number (the trade's `out_trade_no`)")),
+    responses((status = 200, description = "The trade", body = TradeResponse)),
+    security(("admin_token" = [])),
+    extensions(("x-error-codes" = json!(["unauthorized", "not_found"]))),
+)]
 pub async fn get_trade(
     sandbox: web::Data<Arc<SandboxGateway>>,
     pay_no: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let pay_no = parse_pay_no(&pay_no)?;
     let trade = sandbox.trade(pay_no).ok_or(ApiError::NotFound("trade"))?;
-    Ok(HttpResponse::Ok().json(trade))
+    Ok(HttpResponse::Ok().json(TradeResponse::from(trade)))
 }
 
 /// `PUT /sandbox/faults` with `{"mode":"none"}`, `{"mode":"error"}` or
 /// `{"mode":"timeout","delay_ms":5000}`.
-pub async fn put_faults(sandbox: web::Data<Arc<SandboxGateway>>, body: web::Json<SandboxFaults>) -> HttpResponse {
-    let faults = body.into_inner();
+#[utoipa::path(
+    put,
+    path = "/sandbox/faults",
+    tag = "sandbox",
+    operation_id = "sandbox_put_faults",
+    summary = "Make the sandbox provider fail",
+    description = "Every sandbox API call from now on answers a retryable error, or hangs, until the mode is set back to `none`.",
+    request_body = FaultsBody,
+    responses((status = 200, description = "The faults now in force", body = FaultsBody)),
+    security(("admin_token" = [])),
+    extensions(("x-error-codes" = json!(["invalid_json", "unauthorized", "payload_too_large", "unsupported_media_type"]))),
+)]
+pub async fn put_faults(sandbox: web::Data<Arc<SandboxGateway>>, body: web::Json<FaultsBody>) -> HttpResponse {
+    let faults = SandboxFaults::from(body.into_inner());
     sandbox.set_faults(faults);
     tracing::warn!(?faults, "sandbox faults set");
-    HttpResponse::Ok().json(faults)
+    HttpResponse::Ok().json(FaultsBody::from(faults))
 }

@@ -15,6 +15,8 @@ use actors::gateway::{NotificationError, NotificationRequest};
 use actors::order::messages::NotifyOutcome;
 use actors::OrderError;
 use entities::Provider;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -53,12 +55,44 @@ async fn accept(
     Ok(outcome)
 }
 
+/// What the sandbox's notifications are answered.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SandboxAck {
+    #[schema(value_type = String, example = "ok")]
+    status: &'static str,
+    /// What the notification did: `Paid`, `PaidAfterClose`, `Duplicate`, `AmountMismatch`,
+    /// `Anomaly`, `Ignored` or `Unmatched`.
+    #[schema(example = "Paid")]
+    outcome: String,
+}
+
+/// What WeChat Pay is answered when a notification is not accepted (it then retries).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WechatFailure {
+    #[schema(value_type = String, example = "FAIL")]
+    code: &'static str,
+    message: String,
+}
+
 /// `POST /webhooks/sandbox`.
+#[utoipa::path(
+    post,
+    path = "/webhooks/sandbox",
+    tag = "webhooks",
+    operation_id = "webhook_sandbox",
+    summary = "The sandbox provider's payment notifications",
+    description = "Authenticated by the `Sandbox-Signature` header only (no bearer token): `t=<unix seconds>,v1=<hex HMAC-SHA256(webhook secret, \"<t>.<body>\")>`, at most 300 s off. Verified before anything is read, deduplicated by the event id, applied through the order's actor, answered once the outcome committed. A notification for an unknown trade is stored for an operator and acknowledged.",
+    params(("Sandbox-Signature" = String, Header, description = "`t=<unix seconds>,v1=<hex signature>`")),
+    request_body(content = serde_json::Value, content_type = "application/json", description = "The sandbox's notification: `{id, out_trade_no, trade_state, transaction_id, amount, paid_at}`, signed as sent"),
+    responses((status = 200, description = "Accepted (or a duplicate)", body = SandboxAck)),
+    extensions(("x-error-codes" = json!(["invalid_notification", "concurrent_update", "internal_error", "service_unavailable"]))),
+)]
 pub async fn sandbox(state: web::Data<AppState>, req: HttpRequest, body: Bytes) -> Result<HttpResponse, ApiError> {
     match accept(&state, Provider::Sandbox, &req, &body).await {
-        Ok(outcome) => {
-            Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ok", "outcome": format!("{outcome:?}") })))
-        }
+        Ok(outcome) => Ok(HttpResponse::Ok().json(SandboxAck {
+            status: "ok",
+            outcome: format!("{outcome:?}"),
+        })),
         Err(Refusal::Rejected(err)) => Err(ApiError::BadRequest {
             status: StatusCode::BAD_REQUEST,
             code: "invalid_notification",
@@ -69,16 +103,50 @@ pub async fn sandbox(state: web::Data<AppState>, req: HttpRequest, body: Bytes) 
 }
 
 /// `POST /webhooks/wechat`: 204 on success; `{"code":"FAIL"}` with a 4xx/5xx otherwise.
+#[utoipa::path(
+    post,
+    path = "/webhooks/wechat",
+    tag = "webhooks",
+    operation_id = "webhook_wechat",
+    summary = "WeChat Pay's payment notifications (API v3)",
+    description = "Authenticated by WeChat Pay's signature only (no bearer token): SHA256-RSA over `<timestamp>\\n<nonce>\\n<body>\\n` with the platform certificate or key named by `Wechatpay-Serial`; the resource is then decrypted (AEAD_AES_256_GCM with the APIv3 key). Answered in WeChat Pay's form: 204, or `{\"code\":\"FAIL\"}` with a 4xx/5xx, which WeChat Pay retries.",
+    params(
+        ("Wechatpay-Timestamp" = String, Header, description = "Unix seconds"),
+        ("Wechatpay-Nonce" = String, Header, description = "Random string of the signature"),
+        ("Wechatpay-Signature" = String, Header, description = "Base64 SHA256-RSA signature"),
+        ("Wechatpay-Serial" = String, Header, description = "Which platform certificate or key signed"),
+    ),
+    request_body(content = serde_json::Value, content_type = "application/json", description = "WeChat Pay's notification with its encrypted `resource`"),
+    responses(
+        (status = 204, description = "Accepted (or a duplicate)"),
+        (status = 400, description = "Not authentic or not readable; nothing changed", body = WechatFailure),
+        (status = 500, description = "Authentic, but recording it failed; WeChat Pay retries", body = WechatFailure),
+    ),
+)]
 pub async fn wechat(state: web::Data<AppState>, req: HttpRequest, body: Bytes) -> HttpResponse {
     let (status, message) = match accept(&state, Provider::Wechat, &req, &body).await {
         Ok(_) => return HttpResponse::NoContent().finish(),
         Err(Refusal::Rejected(err)) => (StatusCode::BAD_REQUEST, err.to_string()),
         Err(Refusal::Failed(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "internal error; retry".to_owned()),
     };
-    HttpResponse::build(status).json(serde_json::json!({ "code": "FAIL", "message": message }))
+    HttpResponse::build(status).json(WechatFailure { code: "FAIL", message })
 }
 
 /// `POST /webhooks/alipay`: the literal `success`, or `fail` (Alipay then retries).
+#[utoipa::path(
+    post,
+    path = "/webhooks/alipay",
+    tag = "webhooks",
+    operation_id = "webhook_alipay",
+    summary = "Alipay's payment notifications",
+    description = "Authenticated by Alipay's signature only (no bearer token): the `sign` parameter, RSA2 (SHA256withRSA) with Alipay's public key over the sorted parameters except `sign` and `sign_type`. Answered in Alipay's form: the literal `success`, or `fail`, which Alipay retries.",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Alipay's notification parameters, `sign` and `sign_type` among them"),
+    responses(
+        (status = 200, description = "Accepted (or a duplicate)", content_type = "text/plain", body = String, example = "success"),
+        (status = 400, description = "Not authentic or not readable; nothing changed", content_type = "text/plain", body = String, example = "fail"),
+        (status = 500, description = "Authentic, but recording it failed; Alipay retries", content_type = "text/plain", body = String, example = "fail"),
+    ),
+)]
 pub async fn alipay(state: web::Data<AppState>, req: HttpRequest, body: Bytes) -> HttpResponse {
     let status = match accept(&state, Provider::Alipay, &req, &body).await {
         Ok(_) => return HttpResponse::Ok().content_type("text/plain").body("success"),

@@ -8,6 +8,7 @@ on_both_backends!(
     bad_order_bodies_get_a_4xx_and_write_nothing,
     malformed_oversize_and_non_json_bodies_are_refused,
     bad_stock_updates_are_refused,
+    ids_with_a_nul_byte_get_a_4xx_not_a_server_error,
     unknown_routes_and_orders_get_the_error_envelope,
     every_stored_text_fits_its_column_at_the_limit_and_one_more_is_refused_with_nothing_done,
 );
@@ -272,6 +273,27 @@ async fn bad_stock_updates_are_refused(backend: Backend) {
     assert_eq!(error_code(bad_merchant_read, 422).await, "invalid_merchant_id");
     assert_eq!(app.sku_available(MERCHANT_A, "sku-1").await, 5);
     assert_eq!(app.count("SELECT COUNT(*) FROM skus").await, 1, "nothing written");
+}
+
+/// PostgreSQL refuses a NUL byte in text outright; an id naming nothing must still be a 4xx.
+/// Before the fix these three were 500s on PostgreSQL.
+async fn ids_with_a_nul_byte_get_a_4xx_not_a_server_error(backend: Backend) {
+    let app = spawn_app(backend).await;
+
+    let read = app.get_as(ADMIN_TOKEN, "/admin/merchants/merchant_a/skus/a%00b").await;
+    let write = app.put_sku(MERCHANT_A, "a%00b", 3).await;
+    let remove = app
+        .client
+        .delete(app.url("/admin/subscribers/sub_%00"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(error_code(read, 404).await, "not_found");
+    assert_eq!(error_code(write, 422).await, "invalid_field");
+    assert_eq!(error_code(remove, 404).await, "not_found");
+    assert_eq!(app.count("SELECT COUNT(*) FROM skus").await, 0, "nothing written");
 }
 
 async fn unknown_routes_and_orders_get_the_error_envelope(backend: Backend) {

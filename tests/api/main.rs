@@ -9,6 +9,7 @@ mod expiry;
 mod health;
 mod migrations;
 mod notifications;
+mod openapi;
 mod orders;
 mod outbox;
 mod payments;

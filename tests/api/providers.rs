@@ -13,12 +13,12 @@ use serde_json::{json, Value};
 use crate::helpers::{error_code, order_body, spawn_app_with, test_settings, Backend, TestApp, MERCHANT_A_KEY};
 
 /// paywarden configured for both real providers, pointed at a fresh simulator.
-struct Rig {
-    app: TestApp,
+pub(crate) struct Rig {
+    pub(crate) app: TestApp,
     sim: SimServer,
 }
 
-struct RigOptions {
+pub(crate) struct RigOptions {
     close_too_early_seconds: u64,
     /// Where the providers send notifications; `None`: paywarden's own webhook routes.
     notify_url: Option<String>,
@@ -35,7 +35,7 @@ impl Default for RigOptions {
     }
 }
 
-async fn rig(options: RigOptions) -> Rig {
+pub(crate) async fn rig(options: RigOptions) -> Rig {
     let keys = shared_test_keys().expect("simulator keys");
     let mut config = SimConfig::new(keys);
     config.close_too_early_seconds = options.close_too_early_seconds;

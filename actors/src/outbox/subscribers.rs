@@ -179,6 +179,11 @@ pub async fn list<C: ConnectionTrait>(conn: &C) -> Result<Vec<subscribers::Model
 /// # Errors
 /// [`SubscriberError::NotFound`] or a database error.
 pub async fn remove<C: ConnectionTrait + TransactionTrait>(conn: &C, id: &str) -> Result<(), SubscriberError> {
+    // Ids are ours (`sub_..`, `cfg_..`, `amqp`): one with a control character does not exist,
+    // and PostgreSQL would refuse a NUL in the query with an error rather than find nothing.
+    if id.chars().any(char::is_control) {
+        return Err(SubscriberError::NotFound);
+    }
     let txn = conn.begin().await?;
     let deleted = subscribers::Entity::delete_by_id(id.to_owned()).exec(&txn).await?;
     if deleted.rows_affected == 0 {
