@@ -189,6 +189,19 @@ impl SimState {
         })
     }
 
+    /// Every trade in the book, as [`SimState::trade`] shows each one (`time_expire` applied),
+    /// in no particular order.
+    pub fn trades(&self) -> Vec<SimTrade> {
+        let now = Utc::now();
+        self.book()
+            .values_mut()
+            .map(|trade| {
+                trade.refresh(now);
+                trade.clone()
+            })
+            .collect()
+    }
+
     pub fn set_faults(&self, faults: SimFaults) {
         *lock(&self.faults) = faults;
     }

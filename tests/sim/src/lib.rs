@@ -220,6 +220,11 @@ impl SimServer {
         self.state.trade(provider, out_trade_no)
     }
 
+    /// The whole trade book (both providers), each trade as [`SimServer::trade`] shows it.
+    pub fn trades(&self) -> Vec<SimTrade> {
+        self.state.trades()
+    }
+
     pub fn set_faults(&self, faults: SimFaults) {
         self.state.set_faults(faults);
     }

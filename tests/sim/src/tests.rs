@@ -419,3 +419,33 @@ async fn an_expired_trade_cannot_be_paid_and_still_reads_unpaid() {
     );
     sim.stop().await;
 }
+
+/// The whole book, both providers, each trade as the control route shows it.
+#[tokio::test]
+async fn the_whole_trade_book_can_be_read_with_time_expire_applied() {
+    let sim = start_sim(0).await;
+    wechat(&sim, "http://127.0.0.1:9/unused")
+        .create_qr(&qr(1006, chrono::Duration::minutes(10)))
+        .await
+        .unwrap();
+    let alipay = alipay(&sim, "http://127.0.0.1:9/unused");
+    alipay.create_qr(&qr(2006, chrono::Duration::seconds(1))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let mut book: Vec<(SimProvider, String, SimTradeState)> = sim
+        .trades()
+        .into_iter()
+        .map(|trade| (trade.provider, trade.out_trade_no, trade.state))
+        .collect();
+    book.sort_by(|a, b| a.1.cmp(&b.1));
+
+    assert_eq!(
+        book,
+        vec![
+            (SimProvider::Wechat, "1006".to_owned(), SimTradeState::Notpay),
+            // Alipay closes an unpaid trade once its time_expire passed.
+            (SimProvider::Alipay, "2006".to_owned(), SimTradeState::Closed),
+        ]
+    );
+    sim.stop().await;
+}

@@ -1,0 +1,383 @@
+//! The child processes of a run: the `paywarden` nodes and a private `redis-server`.
+//!
+//! Every child is owned by a [`ChildProcess`], which kills it (SIGKILL) and reaps it when
+//! dropped, so nothing outlives the run, even when the harness fails or a test panics half-way.
+//! A hard kill (`kill -9`) is exactly what [`ChildProcess::kill`] does: `std::process::Child::kill`
+//! sends SIGKILL on Unix.
+
+use std::fs::OpenOptions;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// How long a node or Redis gets to answer after it was started.
+const START_LIMIT: Duration = Duration::from_secs(60);
+/// Starts tried before a node counts as broken (a start can fail while Redis is restarting).
+const START_TRIES: u32 = 5;
+
+/// A running child, killed and reaped on drop.
+pub(crate) struct ChildProcess {
+    name: String,
+    child: std::process::Child,
+}
+
+impl ChildProcess {
+    fn spawn(name: &str, command: &mut Command) -> anyhow::Result<Self> {
+        let child = command
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("failed to start {name}"))?;
+        Ok(Self {
+            name: name.to_owned(),
+            child,
+        })
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, then reap.
+    pub(crate) fn kill(&mut self) {
+        if let Err(err) = self.child.kill() {
+            tracing::warn!(name = %self.name, error.message = %err, "kill failed (already exited?)");
+        }
+        if let Err(err) = self.child.wait() {
+            tracing::warn!(name = %self.name, error.message = %err, "reaping failed");
+        }
+    }
+
+    /// Whether the process has exited (and how).
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        if self.exited().is_none() {
+            self.kill();
+        }
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (the OS picks it; it is released at once for the child).
+pub(crate) fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("failed to find a free port")?;
+    Ok(listener.local_addr().context("bound socket has no address")?.port())
+}
+
+/// An append-mode log file for a child's stdout and stderr (kept across restarts).
+fn log_file(path: &Path) -> anyhow::Result<(Stdio, Stdio)> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("failed to open {}", path.display()))?;
+    let second = file.try_clone().context("failed to share a log file")?;
+    Ok((Stdio::from(file), Stdio::from(second)))
+}
+
+/// The workspace root (this crate lives in `tests/fault`).
+pub(crate) fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("..")
+}
+
+/// The `paywarden` binary the nodes run.
+///
+/// `CARGO_BIN_EXE_paywarden` exists only inside the `paywarden` package, so the harness finds
+/// the binary itself: `PAYWARDEN_BIN` when set; otherwise `target/<profile>/paywarden` next to
+/// the running executable (`target/<profile>/` for the `paywarden-fault` binary,
+/// `target/<profile>/deps/` for a test), as `cargo nextest run --workspace` leaves it (it
+/// builds every binary before it runs a test). That binary is used when it is newer than every
+/// source it is built from; when it is missing or older, the harness runs
+/// `cargo build -p paywarden` with the same profile and target directory first, so a run never
+/// tests a stale binary. (Not always building: a build of one package can unify features
+/// differently from the workspace build and would recompile what the workspace just built.)
+/// nextest runs tests only after its build finished, so no cargo lock is held then.
+pub(crate) fn paywarden_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("PAYWARDEN_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe().context("failed to find the running executable")?;
+    let mut dir = exe.parent().context("the executable has no directory")?;
+    if dir.file_name().is_some_and(|name| name == "deps") {
+        dir = dir.parent().context("deps/ has no parent")?;
+    }
+    let profile_dir = dir.to_path_buf();
+    let binary = profile_dir.join("paywarden");
+    if built_after_sources(&binary) {
+        return Ok(binary);
+    }
+    let target_dir = profile_dir.parent().context("the profile directory has no parent")?;
+    let profile = match profile_dir.file_name().and_then(|name| name.to_str()) {
+        Some("debug") => "dev".to_owned(),
+        Some(name) => name.to_owned(),
+        None => bail!("cannot tell the cargo profile from {}", profile_dir.display()),
+    };
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_owned());
+    let mut command = Command::new(&cargo);
+    // What cargo sets for the crate it runs (a test gets CARGO_MANIFEST_DIR, CARGO_PKG_*...)
+    // must not reach this build: a build script that watches such a variable (ring's watches
+    // CARGO_MANIFEST_DIR) would run again and rebuild everything above it.
+    for (key, _) in std::env::vars_os() {
+        let name = key.to_string_lossy();
+        let set_for_a_crate = name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_BIN_")
+            || matches!(
+                name.as_ref(),
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+                    | "OUT_DIR"
+            );
+        if set_for_a_crate {
+            command.env_remove(&key);
+        }
+    }
+    let status = command
+        .args(["build", "--quiet", "-p", "paywarden", "--bin", "paywarden", "--profile"])
+        .arg(&profile)
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(workspace_root())
+        .status()
+        .with_context(|| format!("failed to run {cargo} build -p paywarden"))?;
+    if !status.success() {
+        bail!("cargo build -p paywarden --profile {profile} failed: {status}");
+    }
+    if !binary.exists() {
+        bail!("{} does not exist after the build", binary.display());
+    }
+    Ok(binary)
+}
+
+/// Whether `binary` exists and is newer than every source of the `paywarden` binary (the
+/// crates it is built from, the embedded configuration, the manifests and the lock file).
+fn built_after_sources(binary: &Path) -> bool {
+    let Ok(built) = std::fs::metadata(binary).and_then(|meta| meta.modified()) else {
+        return false;
+    };
+    let root = workspace_root();
+    let sources = [
+        "src",
+        "actors",
+        "entities",
+        "migration",
+        "config",
+        "Cargo.toml",
+        "Cargo.lock",
+    ];
+    sources
+        .iter()
+        .all(|source| newest_change(&root.join(source)).is_some_and(|changed| changed <= built))
+}
+
+/// The latest modification time under `path` (a file, or a directory walked recursively).
+fn newest_change(path: &Path) -> Option<std::time::SystemTime> {
+    let meta = std::fs::metadata(path).ok()?;
+    let mut newest = meta.modified().ok()?;
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path).ok()? {
+            let changed = newest_change(&entry.ok()?.path())?;
+            newest = newest.max(changed);
+        }
+    }
+    Some(newest)
+}
+
+/// One `paywarden` node: how to start it, and the running process when it runs.
+pub(crate) struct Node {
+    pub(crate) index: usize,
+    pub(crate) port: u16,
+    binary: PathBuf,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+    process: Option<ChildProcess>,
+    http: reqwest::Client,
+}
+
+impl Node {
+    pub(crate) fn new(
+        index: usize,
+        port: u16,
+        binary: PathBuf,
+        mut env: Vec<(String, String)>,
+        log: PathBuf,
+    ) -> anyhow::Result<Self> {
+        // The same port at every restart: clients, notification URLs and sandbox code URLs
+        // keep pointing at the node.
+        env.push(("PAYWARDEN__SERVER__ADDR".to_owned(), format!("127.0.0.1:{port}")));
+        Ok(Self {
+            index,
+            port,
+            binary,
+            env,
+            log,
+            process: None,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .context("failed to build an HTTP client")?,
+        })
+    }
+
+    pub(crate) fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(ChildProcess::pid)
+    }
+
+    /// Starts the process and waits until `/healthz` answers 200. A start that dies (Redis
+    /// restarting at that moment, the port still held) is tried again.
+    pub(crate) async fn start(&mut self) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        for attempt in 1..=START_TRIES {
+            let (stdout, stderr) = log_file(&self.log)?;
+            let mut command = Command::new(&self.binary);
+            // Nothing of the harness's own environment configures a node by accident.
+            for (key, _) in std::env::vars_os() {
+                if key.to_string_lossy().starts_with("PAYWARDEN") || key == "RUST_LOG" {
+                    command.env_remove(key);
+                }
+            }
+            command
+                .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .current_dir(workspace_root())
+                .stdout(stdout)
+                .stderr(stderr);
+            let mut process = ChildProcess::spawn(&format!("node {}", self.index), &mut command)?;
+            let deadline = Instant::now() + START_LIMIT;
+            loop {
+                if let Some(status) = process.exited() {
+                    tracing::warn!(node = self.index, attempt, %status, "node exited while starting; trying again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    break;
+                }
+                let healthy = self
+                    .http
+                    .get(format!("{}/healthz", self.base_url()))
+                    .send()
+                    .await
+                    .is_ok_and(|response| response.status().is_success());
+                if healthy {
+                    self.process = Some(process);
+                    return Ok(started.elapsed());
+                }
+                if Instant::now() > deadline {
+                    bail!(
+                        "node {} did not answer /healthz within {START_LIMIT:?}; see {}",
+                        self.index,
+                        self.log.display()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        bail!(
+            "node {} failed to start {START_TRIES} times; see {}",
+            self.index,
+            self.log.display()
+        )
+    }
+
+    /// `kill -9`.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill();
+        }
+    }
+}
+
+/// A private `redis-server` (no persistence: a restart loses every key), so that restarting
+/// it disturbs nothing but this run.
+pub(crate) struct RedisServer {
+    pub(crate) port: u16,
+    dir: PathBuf,
+    log: PathBuf,
+    process: Option<ChildProcess>,
+}
+
+impl RedisServer {
+    pub(crate) async fn start(dir: &Path) -> anyhow::Result<Self> {
+        let mut redis = Self {
+            port: free_port()?,
+            dir: dir.to_path_buf(),
+            log: dir.join("redis.log"),
+            process: None,
+        };
+        redis.launch().await?;
+        Ok(redis)
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn launch(&mut self) -> anyhow::Result<()> {
+        let (stdout, stderr) = log_file(&self.log)?;
+        let mut command = Command::new("redis-server");
+        command
+            .args(["--bind", "127.0.0.1", "--port"])
+            .arg(self.port.to_string())
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(&self.dir)
+            .stdout(stdout)
+            .stderr(stderr);
+        let mut process = ChildProcess::spawn("redis-server", &mut command)?;
+        let deadline = Instant::now() + START_LIMIT;
+        while self.command("PING").ok().as_deref() != Some("+PONG") {
+            if let Some(status) = process.exited() {
+                bail!("redis-server exited at start ({status}); see {}", self.log.display());
+            }
+            if Instant::now() > deadline {
+                bail!("redis-server did not answer within {START_LIMIT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.process = Some(process);
+        Ok(())
+    }
+
+    /// `kill -9` and start again on the same port, empty.
+    pub(crate) async fn kill_and_restart(&mut self) -> anyhow::Result<()> {
+        if let Some(mut process) = self.process.take() {
+            process.kill();
+        }
+        self.launch().await
+    }
+
+    /// One inline command, answered with the first line of the reply (`+PONG`, `:12`).
+    pub(crate) fn command(&self, command: &str) -> anyhow::Result<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).context("redis is not answering")?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        stream.write_all(format!("{command}\r\n").as_bytes())?;
+        let mut reply = Vec::new();
+        let mut byte = [0u8; 1];
+        while stream.read(&mut byte)? == 1 {
+            if byte[0] == b'\n' {
+                break;
+            }
+            reply.push(byte[0]);
+        }
+        Ok(String::from_utf8_lossy(&reply).trim_end().to_owned())
+    }
+
+    /// `ZCARD key` as a number.
+    pub(crate) fn zcard(&self, key: &str) -> anyhow::Result<i64> {
+        let reply = self.command(&format!("ZCARD {key}"))?;
+        reply
+            .strip_prefix(':')
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("unexpected ZCARD reply {reply:?}"))
+    }
+}
