@@ -370,11 +370,16 @@ async fn wait_for_quiescence(
                 })
                 .count()
         };
+        // Trades paywarden still watches on its durable follow-up (a second attempt of a paid
+        // order, a QR code payable until its time_expire): settled within their time_expire.
+        let followed = db
+            .scalar("SELECT COUNT(*) FROM payment_attempts WHERE follow_up_at IS NOT NULL")
+            .await?;
         let now = db.scalar(activity).await?;
         if now != last.0 {
             last = (now, Instant::now());
         }
-        let still = live == 0 && undelivered == 0 && notifying == 0;
+        let still = live == 0 && undelivered == 0 && notifying == 0 && followed == 0;
         if still && last.1.elapsed() >= QUIET_FOR {
             return Ok(Quiescence {
                 reached: true,
@@ -388,7 +393,7 @@ async fn wait_for_quiescence(
                 took: started.elapsed(),
                 why: format!(
                     "still moving: {live} live orders, {undelivered} undelivered events, \
-                     {notifying} payments whose notifications are not done"
+                     {notifying} payments whose notifications are not done, {followed} trades on the follow-up"
                 ),
             });
         }
