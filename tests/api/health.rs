@@ -68,23 +68,15 @@ async fn the_binary_runs_the_walk_through_from_an_empty_directory() {
         .await
         .unwrap();
     assert_eq!(paid.status().as_u16(), 200, "the development profile's sandbox is open");
-    let started = std::time::Instant::now();
-    loop {
-        let status: serde_json::Value = client
-            .get(url(&format!("/v1/orders/{order_no}/status")))
-            .bearer_auth("pk_dev_demo")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if status["status"] == "paid" {
-            break;
-        }
-        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{status}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    service
+        .wait_for_status(
+            "pk_dev_demo",
+            &order_no,
+            "paid",
+            std::time::Duration::from_secs(10),
+            "the sandbox payment",
+        )
+        .await;
     drop(service);
     assert!(
         dir.join("data/paywarden.db").is_file(),

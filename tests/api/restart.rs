@@ -54,6 +54,36 @@ impl ServiceProcess {
         Self { child, base }
     }
 
+    /// Polls the order's status with `key` until it reads `expected`; fails after `within`,
+    /// saying `what` was waited for.
+    pub(crate) async fn wait_for_status(
+        &self,
+        key: &str,
+        order_no: &str,
+        expected: &str,
+        within: Duration,
+        what: &str,
+    ) -> Value {
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            let status: Value = client
+                .get(format!("{}/v1/orders/{order_no}/status", self.base))
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if status["status"] == expected {
+                return status;
+            }
+            assert!(started.elapsed() < within, "{what}: order {order_no} is {status}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Sends SIGTERM and waits (at most `limit`) for the process to exit.
     pub(crate) async fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
         let sent = Command::new("kill")
@@ -142,26 +172,10 @@ async fn orders_pending_when_the_service_is_killed_resolve_after_restart_exactly
     let db = migration::sea_orm::Database::connect(&url).await.unwrap();
     let started = Instant::now();
     for order_no in &order_nos {
-        loop {
-            let status: Value = client
-                .get(format!("{}/v1/orders/{order_no}/status", service.base))
-                .bearer_auth(MERCHANT_A_KEY)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if status["status"] == "closed" {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "order {order_no} is {}",
-                status["status"]
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let left = Duration::from_secs(20).saturating_sub(started.elapsed());
+        service
+            .wait_for_status(MERCHANT_A_KEY, order_no, "closed", left, "every order closes")
+            .await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     for order_no in &order_nos {
@@ -421,27 +435,15 @@ async fn a_pending_order_missing_from_redis_is_armed_at_start_up_even_when_the_c
     let service = ServiceProcess::start(&url, &prefix, free_port()).await;
 
     // Assert: the pending order still closes at its deadline, and the index is right again.
-    let started = Instant::now();
-    loop {
-        let status: Value = client
-            .get(format!("{}/v1/orders/{pending}/status", service.base))
-            .bearer_auth(MERCHANT_A_KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if status["status"] == "closed" {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the pending order was never armed; it is {}",
-            status["status"]
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    service
+        .wait_for_status(
+            MERCHANT_A_KEY,
+            &pending,
+            "closed",
+            Duration::from_secs(10),
+            "the pending order was never armed",
+        )
+        .await;
     let stale: Option<f64> = redis::cmd("ZSCORE")
         .arg(&key)
         .arg(&closed)

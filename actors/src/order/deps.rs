@@ -5,14 +5,13 @@
 
 use std::sync::Arc;
 
-use entities::{OrderId, PayNo};
+use entities::OrderId;
 use sea_orm::DatabaseConnection;
 
 use super::expiry::ExpirySettings;
 use crate::changes::ChangeFeed;
 use crate::deadline::DeadlineIndex;
 use crate::error::OrderError;
-use crate::gateway::PaidTrade;
 use crate::ids::Snowflake;
 use crate::metrics::EngineMetrics;
 use crate::provider::ProviderClient;
@@ -50,26 +49,6 @@ impl OrderDeps {
         let applied = transitions::apply(&self.db, order_id, update, operator, receipt).await?;
         if let Applied::Done(order) = &applied {
             self.feed.changed(order.id, order.status);
-        }
-        Ok(applied)
-    }
-
-    /// [`transitions::record_anomaly`], waking the relay for its event.
-    ///
-    /// # Errors
-    /// As [`transitions::record_anomaly`].
-    pub async fn record_anomaly(
-        &self,
-        order_id: OrderId,
-        pay_no: PayNo,
-        detail: String,
-        trade: Option<&PaidTrade>,
-        operator: &Operator,
-        receipt: Option<&Receipt>,
-    ) -> Result<Applied, OrderError> {
-        let applied = transitions::record_anomaly(&self.db, order_id, pay_no, detail, trade, operator, receipt).await?;
-        if matches!(applied, Applied::Done(_)) {
-            self.feed.wake_relay();
         }
         Ok(applied)
     }

@@ -325,29 +325,8 @@ pub(crate) async fn apply_in(
 }
 
 /// An anomaly that changes no order status (amount mismatch, a second payment for a paid
-/// order): recorded in the log and the outbox so nothing is dropped.
-///
-/// # Errors
-/// A database error.
-pub async fn record_anomaly(
-    db: &DatabaseConnection,
-    order_id: OrderId,
-    pay_no: PayNo,
-    detail: String,
-    trade: Option<&PaidTrade>,
-    operator: &Operator,
-    receipt: Option<&Receipt>,
-) -> Result<Applied, OrderError> {
-    let now = Utc::now();
-    let Some((txn, order)) = begin(db, order_id, receipt, now).await? else {
-        return Ok(Applied::Duplicate);
-    };
-    let applied = anomaly_in(&txn, order, pay_no, detail, trade, operator, now).await?;
-    txn.commit().await?;
-    Ok(applied)
-}
-
-/// [`record_anomaly`] inside the caller's transaction.
+/// order), recorded in the log and the outbox inside the caller's transaction so nothing is
+/// dropped.
 pub(crate) async fn anomaly_in(
     txn: &DatabaseTransaction,
     order: orders::Model,
