@@ -58,7 +58,14 @@ async fn run_once(
         Start::NotYet { at } => return Ok(Some(PassOutcome::NotYet { at })),
         Start::Proceed => {}
     }
-    if has_mismatched_payment(deps, order_id).await? {
+    // One read serves the gate and the pass: the open attempts and any payment of another
+    // amount.
+    let (mismatched, open): (Vec<_>, Vec<_>) =
+        attempts_in(deps, order_id, &[AttemptStatus::Pending, AttemptStatus::AmountMismatch])
+            .await?
+            .into_iter()
+            .partition(|attempt| attempt.status == AttemptStatus::AmountMismatch);
+    if !mismatched.is_empty() {
         if let Some(outcome) = expiry::on_mismatched_payment(intent) {
             return Ok(Some(outcome));
         }
@@ -72,7 +79,7 @@ async fn run_once(
         settings: &deps.settings,
     };
     let mut holds = Holds::default();
-    for attempt in open_attempts(deps, order_id).await? {
+    for attempt in open {
         let answer = deps.providers.query(attempt.provider, attempt.pay_no).await;
         log_failure(&order, &attempt, "query", answer.as_ref().err());
         let mut step = expiry::on_query(&ctx, answer.as_ref().map(|q| &q.state).map_err(|_| Failed));
@@ -170,19 +177,19 @@ fn log_failure(
     }
 }
 
-async fn has_mismatched_payment(deps: &OrderDeps, order_id: OrderId) -> Result<bool, OrderError> {
-    Ok(payment_attempts::Entity::find()
-        .filter(payment_attempts::Column::OrderId.eq(order_id))
-        .filter(payment_attempts::Column::Status.eq(AttemptStatus::AmountMismatch))
-        .one(&deps.db)
-        .await?
-        .is_some())
+async fn open_attempts(deps: &OrderDeps, order_id: OrderId) -> Result<Vec<payment_attempts::Model>, OrderError> {
+    attempts_in(deps, order_id, &[AttemptStatus::Pending]).await
 }
 
-async fn open_attempts(deps: &OrderDeps, order_id: OrderId) -> Result<Vec<payment_attempts::Model>, OrderError> {
+/// The order's attempts in one of `statuses`, in creation order.
+async fn attempts_in(
+    deps: &OrderDeps,
+    order_id: OrderId,
+    statuses: &[AttemptStatus],
+) -> Result<Vec<payment_attempts::Model>, OrderError> {
     Ok(payment_attempts::Entity::find()
         .filter(payment_attempts::Column::OrderId.eq(order_id))
-        .filter(payment_attempts::Column::Status.eq(AttemptStatus::Pending))
+        .filter(payment_attempts::Column::Status.is_in(statuses.iter().copied()))
         .order_by_asc(payment_attempts::Column::PayNo)
         .all(&deps.db)
         .await?)
