@@ -28,6 +28,7 @@ use serde::Deserialize;
 pub const DEV_CLIENT_KEY: &str = "pk_dev_demo";
 pub const DEV_ADMIN_TOKEN: &str = "admin_dev";
 pub const DEV_SANDBOX_SECRET: &str = "whsec_sandbox_dev";
+pub const DEV_CHECKOUT_SECRET: &str = "checkout_dev_link_secret_0123456789abcdef";
 
 /// The profiles shipped in `config/`, one overlay file each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -110,6 +111,8 @@ pub struct Settings {
     pub outbox: RelaySettings,
     pub amqp: AmqpConfig,
     pub providers: ProviderSettings,
+    pub checkout: CheckoutSettings,
+    pub console: ConsoleSettings,
     pub telemetry: TelemetrySettings,
 }
 
@@ -159,6 +162,27 @@ pub struct AuthSettings {
     /// (`PAYWARDEN__AUTH__MERCHANT_KEYS__ACME=pk_...` binds merchant `acme`).
     #[serde(default)]
     pub merchant_keys: BTreeMap<String, SecretString>,
+}
+
+/// The buyers' checkout page (`/checkout/{order_no}?t=<token>`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutSettings {
+    /// Key of the HMAC that signs checkout links; at least 32 characters. Every node of a
+    /// deployment needs the same one; changing it invalidates the links handed out.
+    pub link_secret: SecretString,
+    /// How long after its order's deadline a link still opens (showing the final status).
+    #[serde(rename = "link_grace_seconds", with = "actors::settings::seconds")]
+    pub link_grace: Duration,
+}
+
+/// The operator console (`/admin/ui`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSettings {
+    /// How long a sign-in lasts.
+    #[serde(rename = "session_seconds", with = "actors::settings::seconds")]
+    pub session: Duration,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -444,6 +468,15 @@ impl Settings {
         if providers.alipay.enabled && providers.alipay.app_id.is_empty() {
             bail!("providers.alipay.app_id must be set when Alipay is enabled");
         }
+        if self.checkout.link_secret.expose_secret().len() < 32 {
+            bail!("checkout.link_secret must be set to at least 32 characters (PAYWARDEN__CHECKOUT__LINK_SECRET)");
+        }
+        if self.checkout.link_grace > Duration::from_secs(7 * 86_400) {
+            bail!("checkout.link_grace_seconds must be at most 604800 (7 days)");
+        }
+        if self.console.session < Duration::from_secs(60) || self.console.session > Duration::from_secs(7 * 86_400) {
+            bail!("console.session_seconds must be between 60 and 604800");
+        }
         if self.env == Profile::Production {
             let dev_key = self
                 .auth
@@ -452,8 +485,9 @@ impl Settings {
                 .any(|key| key.expose_secret() == DEV_CLIENT_KEY);
             let dev_admin = self.auth.admin_token.expose_secret() == DEV_ADMIN_TOKEN;
             let dev_sandbox = providers.sandbox.webhook_secret.expose_secret() == DEV_SANDBOX_SECRET;
-            if dev_key || dev_admin || dev_sandbox {
-                bail!("the production profile refuses the development credentials (pk_dev_demo, admin_dev, the sandbox dev secret); set real ones");
+            let dev_checkout = self.checkout.link_secret.expose_secret() == DEV_CHECKOUT_SECRET;
+            if dev_key || dev_admin || dev_sandbox || dev_checkout {
+                bail!("the production profile refuses the development credentials (pk_dev_demo, admin_dev, the sandbox and checkout dev secrets); set real ones");
             }
             if providers.sandbox.enabled {
                 bail!("providers.sandbox.enabled: the production profile refuses the sandbox (its attempts can be marked paid through its control routes)");
@@ -572,6 +606,7 @@ mod tests {
         settings.auth.admin_token = SecretString::from("a-real-admin-token");
         settings.auth.merchant_keys = BTreeMap::from([("acme".to_owned(), SecretString::from("pk_live_0123456789"))]);
         settings.providers.sandbox.webhook_secret = SecretString::from("whsec_real_secret_value");
+        settings.checkout.link_secret = SecretString::from("a-real-checkout-link-secret-0123456789");
         let err = settings.validate().unwrap_err();
         assert!(err.to_string().contains("providers.sandbox.enabled"), "{err}");
         settings.providers.sandbox.enabled = false;
@@ -581,7 +616,14 @@ mod tests {
     #[test]
     fn every_section_is_validated_and_the_key_named() {
         type Spoil = fn(&mut Settings);
-        let cases: [(&str, Spoil); 10] = [
+        let cases: [(&str, Spoil); 13] = [
+            ("checkout.link_secret", |s| {
+                s.checkout.link_secret = SecretString::from("too short");
+            }),
+            ("checkout.link_grace_seconds", |s| {
+                s.checkout.link_grace = Duration::from_secs(8 * 86_400);
+            }),
+            ("console.session_seconds", |s| s.console.session = Duration::from_secs(5)),
             ("providers.wechat.calls.rate_per_second", |s| {
                 s.providers.wechat.calls.rate_per_second = 0
             }),

@@ -110,6 +110,16 @@ pub const ERROR_CODES: &[ErrorCode] = &[
         "the bearer credentials are missing or not valid for this scope",
     ),
     code(
+        "invalid_checkout_link",
+        StatusCode::FORBIDDEN,
+        "the checkout link's token was not issued for this order (or the order does not exist)",
+    ),
+    code(
+        "checkout_link_expired",
+        StatusCode::FORBIDDEN,
+        "the checkout link is past its expiry (checkout.link_grace_seconds after the order's deadline)",
+    ),
+    code(
         "not_found",
         StatusCode::NOT_FOUND,
         "no such resource (an order of another merchant is not found either)",
@@ -173,6 +183,11 @@ pub const ERROR_CODES: &[ErrorCode] = &[
         "invalid_field",
         StatusCode::UNPROCESSABLE_ENTITY,
         "a text field is empty, too long (in characters) or holds control characters; the message names it",
+    ),
+    code(
+        "invalid_return_url",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "return_url is not an absolute http(s) URL without credentials of at most 2048 characters",
     ),
     code(
         "unsupported_currency",
@@ -285,7 +300,7 @@ impl ApiError {
         }
     }
 
-    fn code(&self) -> &'static str {
+    pub fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthorized => "unauthorized",
             ApiError::NotFound(_) => "not_found",
@@ -296,7 +311,8 @@ impl ApiError {
         }
     }
 
-    fn public_message(&self) -> String {
+    /// The message a client may read: nothing internal.
+    pub fn public_message(&self) -> String {
         match self {
             ApiError::Order(OrderError::Gateway(_)) => {
                 "the payment provider failed; its answer is in the service log under request_id".to_owned()

@@ -7,7 +7,9 @@
 //! # Layout
 //! - [`config`]: layered, typed settings.
 //! - [`startup`]: database, migrations, gateways, the HTTP server.
-//! - [`routes`]: handlers and wire types, registered in one place.
+//! - [`routes`]: handlers and wire types, registered in one place; the buyers' checkout page
+//!   and the operator console are routes too.
+//! - [`links`]: absolute links handed out, and the signed checkout links.
 //! - [`auth`]: API-key and admin-token middleware.
 //! - [`error`]: the one HTTP error type.
 //! - [`metrics`]: Prometheus metrics.
@@ -19,6 +21,7 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod links;
 pub mod metrics;
 pub mod routes;
 pub mod startup;

@@ -34,6 +34,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::auth::Credentials;
 use crate::config::{DatabaseSettings, Settings};
+use crate::links::Links;
 use crate::metrics::Metrics;
 use crate::routes;
 
@@ -45,8 +46,12 @@ pub struct AppState {
     /// For verifying notifications (pure); calls to providers go through the engine.
     pub gateways: Gateways,
     pub limits: OrderLimits,
-    /// Absolute base of links handed to clients (QR images).
-    pub public_base_url: String,
+    /// Absolute links handed to clients (QR images, checkout pages).
+    pub links: Links,
+    /// The providers this deployment has enabled, in a stable order.
+    pub providers: Vec<Provider>,
+    /// The operator console's sign-in key and session length.
+    pub console: crate::routes::console::ConsoleKeys,
     /// `outbox.allow_private_targets`: whether subscribers may point at private addresses.
     pub allow_private_targets: bool,
     pub metrics: Arc<Metrics>,
@@ -164,19 +169,30 @@ impl Application {
             index_rebuilt = rehydrated.index_rebuilt,
             "pending orders re-armed"
         );
+        let providers: Vec<Provider> = gateways.providers().collect();
         let state = web::Data::new(AppState {
             db: db.clone(),
             engine: engine.clone(),
             gateways,
             limits: settings.orders.clone(),
-            public_base_url: base_url.clone(),
+            links: Links::new(
+                settings.checkout.link_secret.clone(),
+                settings.checkout.link_grace,
+                &base_url,
+            ),
+            providers,
+            console: routes::console::ConsoleKeys::new(
+                &settings.auth.admin_token,
+                settings.console.session,
+                base_url.starts_with("https://"),
+            ),
             allow_private_targets: settings.outbox.allow_private_targets,
             metrics: metrics.clone(),
         });
         let credentials = web::Data::new(Credentials::from_settings(&settings.auth)?);
         let metrics_data = web::Data::from(metrics);
         let sandbox_data = sandbox.map(web::Data::new);
-        let enabled: Vec<Provider> = state.gateways.providers().collect();
+        let enabled: Vec<Provider> = state.providers.clone();
         let max_body_bytes = settings.server.max_body_bytes;
         let sandbox_open = settings.env == crate::config::Profile::Development;
         let api_document = web::Data::new(

@@ -125,6 +125,7 @@ pub struct OrderRequest {
     pub currency: Option<String>,
     pub ttl_seconds: Option<i64>,
     pub items: Vec<ItemRequest>,
+    pub return_url: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -146,6 +147,8 @@ pub struct NewOrder {
     pub ttl: Duration,
     pub items: Vec<NewItem>,
     pub total: MinorUnit,
+    /// Where the checkout page sends the buyer once the order is final.
+    pub return_url: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -247,6 +250,7 @@ impl NewOrder {
                 amount,
             });
         }
+        let return_url = req.return_url.as_deref().map(return_url).transpose()?;
         Ok(Self {
             merchant_id,
             out_business_id,
@@ -256,6 +260,7 @@ impl NewOrder {
             ttl,
             items,
             total,
+            return_url,
         })
     }
 
@@ -269,6 +274,9 @@ impl NewOrder {
             currency: Currency,
             ttl_seconds: u64,
             items: &'a [NewItem],
+            // Left out when absent, so orders created before it existed keep their fingerprint.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            return_url: Option<&'a str>,
         }
         let content = Content {
             user_id: &self.user_id,
@@ -276,6 +284,7 @@ impl NewOrder {
             currency: self.currency,
             ttl_seconds: self.ttl.as_secs(),
             items: &self.items,
+            return_url: self.return_url.as_deref(),
         };
         // Serialising plain strings and integers cannot fail; an empty input would still give a
         // stable (if useless) fingerprint rather than a panic.
@@ -331,6 +340,27 @@ impl std::fmt::Display for OperatorReason {
     }
 }
 
+/// An absolute `http` or `https` URL without credentials, at most
+/// [`entities::orders::RETURN_URL_MAX_CHARS`] characters, as the URL parser normalises it.
+fn return_url(raw: &str) -> Result<String, ValidationError> {
+    let invalid = |why: &str| ValidationError::new("invalid_return_url", format!("return_url {why}"));
+    let url = url::Url::parse(raw.trim()).map_err(|err| invalid(&format!("is not an absolute URL: {err}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid("must be an http or https URL"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid("must not carry credentials"));
+    }
+    let url = String::from(url);
+    if url.chars().count() > entities::orders::RETURN_URL_MAX_CHARS {
+        return Err(invalid(&format!(
+            "must be at most {} characters",
+            entities::orders::RETURN_URL_MAX_CHARS
+        )));
+    }
+    Ok(url)
+}
+
 fn text_field(field: &str, value: &str, max_len: usize) -> Result<String, ValidationError> {
     let trimmed = value.trim();
     if trimmed.is_empty() {
@@ -375,8 +405,58 @@ mod tests {
             subject: "Course".into(),
             currency: None,
             ttl_seconds: None,
+            return_url: None,
             items,
         }
+    }
+
+    #[test]
+    fn a_return_url_is_an_absolute_web_address_without_credentials() {
+        let with = |url: &str| {
+            let mut req = request(vec![item(100, 1)]);
+            req.return_url = Some(url.to_owned());
+            NewOrder::parse(merchant(), req, &limits())
+        };
+        let ok = with(" https://shop.example/orders/42?x=1 ").unwrap();
+        assert_eq!(ok.return_url.as_deref(), Some("https://shop.example/orders/42?x=1"));
+        for bad in [
+            "javascript:alert(1)",
+            "/orders/42",
+            "https://user:pw@shop.example/",
+            "data:text/html,hi",
+            "",
+        ] {
+            assert_eq!(with(bad).unwrap_err().code, "invalid_return_url", "{bad}");
+        }
+        let long = format!("https://shop.example/{}", "a".repeat(2048));
+        assert_eq!(with(&long).unwrap_err().code, "invalid_return_url");
+    }
+
+    #[test]
+    fn the_return_url_is_part_of_the_fingerprint_only_when_given() {
+        let plain = NewOrder::parse(merchant(), request(vec![item(100, 1)]), &limits()).unwrap();
+        let mut req = request(vec![item(100, 1)]);
+        req.return_url = Some("https://shop.example/done".into());
+        let with_url = NewOrder::parse(merchant(), req, &limits()).unwrap();
+        assert_ne!(plain.fingerprint(), with_url.fingerprint());
+        // What the fingerprint of an order without one was before return_url existed.
+        #[derive(Serialize)]
+        struct Before<'a> {
+            user_id: &'a str,
+            subject: &'a str,
+            currency: Currency,
+            ttl_seconds: u64,
+            items: &'a [NewItem],
+        }
+        let before = Before {
+            user_id: &plain.user_id,
+            subject: &plain.subject,
+            currency: plain.currency,
+            ttl_seconds: plain.ttl.as_secs(),
+            items: &plain.items,
+        };
+        let digest = hex::encode(Sha256::digest(serde_json::to_vec(&before).unwrap()));
+        assert_eq!(plain.fingerprint(), digest);
     }
 
     fn item(unit_price: i64, quantity: i64) -> ItemRequest {

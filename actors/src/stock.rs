@@ -5,7 +5,7 @@
 use chrono::Utc;
 use entities::skus;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Set};
+use sea_orm::{ConnectionTrait, DbErr, EntityTrait, QueryOrder, QuerySelect, Set};
 
 use crate::domain::{MerchantId, ValidationError};
 
@@ -81,6 +81,19 @@ pub async fn get<C: ConnectionTrait>(
     }
     skus::Entity::find_by_id((merchant.as_str().to_owned(), sku_id.to_owned()))
         .one(conn)
+        .await
+}
+
+/// Every tracked SKU, by merchant then SKU, at most `limit` rows.
+///
+/// # Errors
+/// The database error.
+pub async fn list<C: ConnectionTrait>(conn: &C, limit: u64) -> Result<Vec<skus::Model>, DbErr> {
+    skus::Entity::find()
+        .order_by_asc(skus::Column::MerchantId)
+        .order_by_asc(skus::Column::SkuId)
+        .limit(limit)
+        .all(conn)
         .await
 }
 

@@ -155,6 +155,7 @@ async fn order_with_attempt(engine: &Engine, ttl_seconds: i64) -> (OrderId, PayN
         subject: "Rust course".into(),
         currency: None,
         ttl_seconds: Some(ttl_seconds),
+        return_url: None,
         items: vec![ItemRequest {
             sku_id: "sku-course".into(),
             name: "Rust course".into(),

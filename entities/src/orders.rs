@@ -4,6 +4,8 @@ use crate::types::{Currency, MinorUnit, OrderId, OrderStatus};
 
 /// Characters `orders.close_reason` holds (`varchar(256)` on PostgreSQL).
 pub const CLOSE_REASON_MAX_CHARS: usize = 256;
+/// Characters `orders.return_url` holds.
+pub const RETURN_URL_MAX_CHARS: usize = 2048;
 
 /// One merchant order. `status` changes only through guarded updates
 /// (`WHERE id = ? AND status = ?`), and `version` counts those changes.
@@ -30,6 +32,9 @@ pub struct Model {
     pub paid_at: Option<DateTimeUtc>,
     pub closed_at: Option<DateTimeUtc>,
     pub version: i32,
+    /// Where the checkout page sends the buyer once the order is final (the merchant's page);
+    /// an absolute `http(s)` URL, or none.
+    pub return_url: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

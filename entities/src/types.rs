@@ -372,6 +372,14 @@ pub enum Currency {
 }
 
 impl Currency {
+    /// Digits of the minor unit: an amount of 1999 is 19.99 CNY but 1999 JPY (ISO 4217).
+    pub fn minor_digits(self) -> u32 {
+        match self {
+            Currency::Jpy => 0,
+            Currency::Cny | Currency::Hkd | Currency::Usd | Currency::Eur | Currency::Gbp | Currency::Sgd => 2,
+        }
+    }
+
     pub fn code(self) -> &'static str {
         match self {
             Currency::Cny => "CNY",

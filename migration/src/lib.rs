@@ -12,6 +12,7 @@ mod m20261122_000003_add_reserved_quantity;
 mod m20261201_000004_scope_skus_and_subscribers;
 mod m20261201_000005_create_unmatched_notifications;
 mod m20261201_000006_add_attempt_follow_up;
+mod m20261201_000007_add_order_return_url;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000004_scope_skus_and_subscribers::Migration),
             Box::new(m20261201_000005_create_unmatched_notifications::Migration),
             Box::new(m20261201_000006_add_attempt_follow_up::Migration),
+            Box::new(m20261201_000007_add_order_return_url::Migration),
         ]
     }
 }

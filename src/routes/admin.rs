@@ -75,7 +75,7 @@ pub async fn get_order(state: web::Data<AppState>, order_no: web::Path<String>) 
     let detail = query::find_order_with_logs(&state.db, &order_no)
         .await?
         .ok_or(ApiError::NotFound("order"))?;
-    Ok(HttpResponse::Ok().json(OrderResponse::from_detail(detail, &state.public_base_url, true)))
+    Ok(HttpResponse::Ok().json(OrderResponse::from_detail(detail, &state.links, true)))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -128,15 +128,28 @@ pub async fn put_sku(
     body: web::Json<SetStockBody>,
 ) -> Result<HttpResponse, ApiError> {
     let (merchant_id, sku_id) = path.into_inner();
-    let merchant = MerchantId::parse_input(&merchant_id)?;
-    let sku = stock::set_available(&state.db, &merchant, &sku_id, body.available)
+    let operator = Operator::Admin("admin".to_owned());
+    let sku = set_stock(&state, &merchant_id, &sku_id, body.available, &operator).await?;
+    Ok(HttpResponse::Ok().json(StockResponse::from(sku)))
+}
+
+/// Sets a merchant's tracked stock (the JSON route and the console).
+pub(super) async fn set_stock(
+    state: &AppState,
+    merchant_id: &str,
+    sku_id: &str,
+    available: i64,
+    operator: &Operator,
+) -> Result<entities::skus::Model, ApiError> {
+    let merchant = MerchantId::parse_input(merchant_id)?;
+    let sku = stock::set_available(&state.db, &merchant, sku_id, available)
         .await
         .map_err(|err| match err {
             SetStockError::Validation(err) => ApiError::Validation(err),
             SetStockError::Db(err) => ApiError::from(err),
         })?;
-    tracing::info!(merchant_id = %sku.merchant_id, sku_id = %sku.sku_id, available = sku.available, "stock set by admin");
-    Ok(HttpResponse::Ok().json(StockResponse::from(sku)))
+    tracing::info!(merchant_id = %sku.merchant_id, sku_id = %sku.sku_id, available = sku.available, %operator, "stock set");
+    Ok(sku)
 }
 
 /// `GET /admin/merchants/{merchant_id}/skus/{sku_id}`: 404 when the merchant does not track it.
@@ -192,22 +205,26 @@ pub async fn force_close(
     order_no: web::Path<String>,
     body: web::Json<ForceCloseBody>,
 ) -> Result<HttpResponse, ApiError> {
-    // Checked before anything happens: the provider closes the trade first, so a reason that
-    // did not fit the column would fail after that side effect.
-    let reason = OperatorReason::parse(&body.into_inner().reason).map_err(ApiError::Validation)?;
-    let order_id = super::order_id(&order_no)?;
-    state
-        .engine
-        .force_close(order_id, Operator::Admin("admin".to_owned()), reason)
-        .await?;
+    let operator = Operator::Admin("admin".to_owned());
+    force_close_order(&state, &order_no, &body.into_inner().reason, operator).await?;
     let order = query::find_order_with_logs(&state.db, &order_no)
         .await?
         .ok_or(ApiError::NotFound("order"))?;
-    Ok(HttpResponse::Ok().json(OrderResponse::from_detail(order, &state.public_base_url, true)))
+    Ok(HttpResponse::Ok().json(OrderResponse::from_detail(order, &state.links, true)))
 }
 
 /// `POST /admin/deadlines/reconcile`: rebuild the deadline index from the database and re-arm
 /// every live order.
+/// Force-closes an order through its actor (the JSON route and the console).
+pub(super) async fn force_close_order(state: &AppState, order_no: &str, reason: &str, operator: Operator) -> Result<(), ApiError> {
+    // Checked before anything happens: the provider closes the trade first, so a reason that
+    // did not fit the column would fail after that side effect.
+    let reason = OperatorReason::parse(reason).map_err(ApiError::Validation)?;
+    let order_id = super::order_id(order_no)?;
+    state.engine.force_close(order_id, operator, reason).await?;
+    Ok(())
+}
+
 #[utoipa::path(
     post,
     path = "/admin/deadlines/reconcile",
@@ -219,12 +236,17 @@ pub async fn force_close(
     extensions(("x-error-codes" = json!(["unauthorized", "internal_error"]))),
 )]
 pub async fn reconcile(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let report = state
+    let report = reconcile_deadlines(&state).await?;
+    Ok(HttpResponse::Ok().json(ReconcileResponse::from(report)))
+}
+
+/// Rebuilds the deadline index (the JSON route and the console).
+pub(super) async fn reconcile_deadlines(state: &AppState) -> Result<actors::deadline::ReconcileReport, ApiError> {
+    state
         .engine
         .reconcile()
         .await
-        .map_err(|err| ApiError::Internal(anyhow::Error::new(err).context("reconcile failed")))?;
-    Ok(HttpResponse::Ok().json(ReconcileResponse::from(report)))
+        .map_err(|err| ApiError::Internal(anyhow::Error::new(err).context("reconcile failed")))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -252,15 +274,15 @@ impl From<actors::deadline::ReconcileReport> for ReconcileResponse {
 pub struct AddSubscriberBody {
     /// Where deliveries are POSTed: http(s), a public address unless
     /// `outbox.allow_private_targets`.
-    url: String,
+    pub(super) url: String,
     /// Key of the deliveries' signatures, at least 16 bytes; absent: one is generated.
-    secret: Option<String>,
+    pub(super) secret: Option<String>,
     /// Event types it receives; empty or absent: every type.
     #[serde(default)]
-    event_types: Vec<String>,
+    pub(super) event_types: Vec<String>,
     /// Whose events it receives. Absent (or null): a global subscriber that receives every
     /// merchant's events, for the operator's own consumers.
-    merchant_id: Option<String>,
+    pub(super) merchant_id: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -329,7 +351,16 @@ pub async fn add_subscriber(
     state: web::Data<AppState>,
     body: web::Json<AddSubscriberBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
+    let model = add_webhook(&state, body.into_inner(), &Operator::Admin("admin".to_owned())).await?;
+    Ok(HttpResponse::Created().json(SubscriberResponse::new(model, true)))
+}
+
+/// Adds a webhook subscriber (the JSON route and the console).
+pub(super) async fn add_webhook(
+    state: &AppState,
+    body: AddSubscriberBody,
+    operator: &Operator,
+) -> Result<entities::subscribers::Model, ApiError> {
     let merchant_id = body.merchant_id.as_deref().map(MerchantId::parse_input).transpose()?;
     let model = subscribers::add_webhook(
         &state.db,
@@ -343,8 +374,8 @@ pub async fn add_subscriber(
     )
     .await
     .map_err(subscriber_error)?;
-    tracing::info!(subscriber_id = %model.id, url = %model.url, merchant_id = ?model.merchant_id, "subscriber added");
-    Ok(HttpResponse::Created().json(SubscriberResponse::new(model, true)))
+    tracing::info!(subscriber_id = %model.id, url = %model.url, merchant_id = ?model.merchant_id, %operator, "subscriber added");
+    Ok(model)
 }
 
 /// `GET /admin/subscribers`.
@@ -381,9 +412,15 @@ pub async fn list_subscribers(state: web::Data<AppState>) -> Result<HttpResponse
     extensions(("x-error-codes" = json!(["unauthorized", "not_found", "internal_error"]))),
 )]
 pub async fn remove_subscriber(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    subscribers::remove(&state.db, &id).await.map_err(subscriber_error)?;
-    tracing::info!(subscriber_id = %id, "subscriber removed");
+    remove_webhook(&state, &id, &Operator::Admin("admin".to_owned())).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Removes a subscriber (the JSON route and the console).
+pub(super) async fn remove_webhook(state: &AppState, id: &str, operator: &Operator) -> Result<(), ApiError> {
+    subscribers::remove(&state.db, id).await.map_err(subscriber_error)?;
+    tracing::info!(subscriber_id = %id, %operator, "subscriber removed");
+    Ok(())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -481,13 +518,18 @@ pub struct RedeliverResponse {
     extensions(("x-error-codes" = json!(["invalid_path", "unauthorized", "not_found", "internal_error"]))),
 )]
 pub async fn redeliver(state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
-    subscribers::redeliver(&state.db, id.into_inner())
-        .await
-        .map_err(subscriber_error)?;
-    state.engine.wake_relay();
+    redeliver_one(&state, id.into_inner(), &Operator::Admin("admin".to_owned())).await?;
     Ok(HttpResponse::Accepted().json(RedeliverResponse {
         status: DeliveryStatus::Pending,
     }))
+}
+
+/// Queues a delivery again and wakes the relay (the JSON route and the console).
+pub(super) async fn redeliver_one(state: &AppState, id: i64, operator: &Operator) -> Result<(), ApiError> {
+    subscribers::redeliver(&state.db, id).await.map_err(subscriber_error)?;
+    tracing::info!(delivery_id = id, %operator, "delivery queued again");
+    state.engine.wake_relay();
+    Ok(())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -603,9 +645,20 @@ pub async fn resolve_unmatched(
     id: web::Path<i64>,
     body: web::Json<ResolveBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let reason = OperatorReason::parse(&body.into_inner().reason).map_err(ApiError::Validation)?;
     let operator = Operator::Admin("admin".to_owned());
-    let row = unmatched::resolve(&state.db, id.into_inner(), &operator, &reason)
+    let row = resolve_notification(&state, id.into_inner(), &body.into_inner().reason, &operator).await?;
+    Ok(HttpResponse::Ok().json(UnmatchedResponse::from(row)))
+}
+
+/// Marks an unmatched notification resolved (the JSON route and the console).
+pub(super) async fn resolve_notification(
+    state: &AppState,
+    id: i64,
+    reason: &str,
+    operator: &Operator,
+) -> Result<entities::unmatched_notifications::Model, ApiError> {
+    let reason = OperatorReason::parse(reason).map_err(ApiError::Validation)?;
+    let row = unmatched::resolve(&state.db, id, operator, &reason)
         .await
         .map_err(|err| match err {
             unmatched::ResolveError::NotFound => ApiError::NotFound("unmatched notification"),
@@ -617,7 +670,7 @@ pub async fn resolve_unmatched(
             unmatched::ResolveError::Db(err) => ApiError::from(err),
         })?;
     tracing::info!(id = row.id, %operator, "unmatched notification resolved");
-    Ok(HttpResponse::Ok().json(UnmatchedResponse::from(row)))
+    Ok(row)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -655,9 +708,24 @@ pub async fn accept_payment(
     body: web::Json<AcceptPaymentBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let reason = OperatorReason::parse(&body.reason).map_err(ApiError::Validation)?;
-    let pay_no = body
-        .pay_no
+    let operator = Operator::Admin("admin".to_owned());
+    accept_mismatched_payment(&state, &order_no, &body.pay_no, &body.reason, operator).await?;
+    let order = query::find_order_with_logs(&state.db, &order_no)
+        .await?
+        .ok_or(ApiError::NotFound("order"))?;
+    Ok(HttpResponse::Ok().json(OrderResponse::from_detail(order, &state.links, true)))
+}
+
+/// Settles an order with a payment of another amount (the JSON route and the console).
+pub(super) async fn accept_mismatched_payment(
+    state: &AppState,
+    order_no: &str,
+    pay_no: &str,
+    reason: &str,
+    operator: Operator,
+) -> Result<(), ApiError> {
+    let reason = OperatorReason::parse(reason).map_err(ApiError::Validation)?;
+    let pay_no = pay_no
         .trim()
         .parse::<i64>()
         .ok()
@@ -668,13 +736,7 @@ pub async fn accept_payment(
                 "pay_no must be a payment number of this order",
             ))
         })?;
-    let order_id = super::order_id(&order_no)?;
-    state
-        .engine
-        .accept_payment(order_id, Operator::Admin("admin".to_owned()), pay_no, reason)
-        .await?;
-    let order = query::find_order_with_logs(&state.db, &order_no)
-        .await?
-        .ok_or(ApiError::NotFound("order"))?;
-    Ok(HttpResponse::Ok().json(OrderResponse::from_detail(order, &state.public_base_url, true)))
+    let order_id = super::order_id(order_no)?;
+    state.engine.accept_payment(order_id, operator, pay_no, reason).await?;
+    Ok(())
 }

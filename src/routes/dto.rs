@@ -14,6 +14,8 @@ use entities::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::links::Links;
+
 /// Text fields are trimmed, then checked in characters: not empty, not too long, no control
 /// characters (`pattern`).
 #[derive(Debug, Deserialize, ToSchema)]
@@ -58,6 +60,10 @@ pub struct CreateOrderBody {
     /// merchant tracks stock for reserve it (409 `insufficient_stock` when short).
     #[schema(min_items = 1)]
     pub items: Vec<CreateItemBody>,
+    /// Where the checkout page sends the buyer once the order is final: an absolute `http(s)`
+    /// URL without credentials, at most 2048 characters (else 422 `invalid_return_url`).
+    #[schema(max_length = 2048)]
+    pub return_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -91,6 +97,7 @@ impl From<CreateOrderBody> for OrderRequest {
             subject: body.subject,
             currency: body.currency,
             ttl_seconds: body.ttl_seconds,
+            return_url: body.return_url,
             items: body
                 .items
                 .into_iter()
@@ -139,6 +146,11 @@ pub struct OrderResponse {
     pub items: Vec<ItemResponse>,
     /// Every payment attempt, oldest first.
     pub payments: Vec<PaymentResponse>,
+    /// The buyer's checkout page: hand it to the buyer as it is. It opens this order only, and
+    /// stops opening `checkout.link_grace_seconds` after the deadline.
+    pub checkout_url: String,
+    /// Where the checkout page sends the buyer once the order is final.
+    pub return_url: Option<String>,
     /// Admin views only: every status change with its operator and reason.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
@@ -225,7 +237,7 @@ pub struct OrderSummary {
 }
 
 impl OrderResponse {
-    pub fn from_detail(detail: OrderDetail, public_base_url: &str, with_logs: bool) -> Self {
+    pub fn from_detail(detail: OrderDetail, links: &Links, with_logs: bool) -> Self {
         let OrderDetail {
             order,
             items,
@@ -233,6 +245,8 @@ impl OrderResponse {
             logs,
         } = detail;
         Self {
+            checkout_url: links.checkout(&order.order_no, order.expires_at),
+            return_url: order.return_url,
             order_no: order.order_no,
             merchant_id: order.merchant_id,
             out_business_id: order.out_business_id,
@@ -249,7 +263,7 @@ impl OrderResponse {
             items: items.into_iter().map(ItemResponse::from).collect(),
             payments: attempts
                 .into_iter()
-                .map(|attempt| PaymentResponse::new(attempt, public_base_url))
+                .map(|attempt| PaymentResponse::new(attempt, links))
                 .collect(),
             logs: with_logs.then(|| logs.into_iter().map(LogResponse::from).collect()),
         }
@@ -269,14 +283,8 @@ impl From<order_items::Model> for ItemResponse {
 }
 
 impl PaymentResponse {
-    pub fn new(attempt: payment_attempts::Model, public_base_url: &str) -> Self {
-        let qr_png_url = attempt.code_url.as_ref().map(|_| {
-            format!(
-                "{}/v1/payments/{}/qr.png",
-                public_base_url.trim_end_matches('/'),
-                attempt.pay_no
-            )
-        });
+    pub fn new(attempt: payment_attempts::Model, links: &Links) -> Self {
+        let qr_png_url = attempt.code_url.as_ref().map(|_| links.qr_png(attempt.pay_no));
         Self {
             pay_no: attempt.pay_no,
             provider: attempt.provider,

@@ -26,8 +26,6 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
 
 struct Watch {
     db: DatabaseConnection,
-    merchant: MerchantId,
-    order_no: String,
     order_id: OrderId,
     changes: Receiver<OrderChanged>,
     last_sent: Option<OrderStatus>,
@@ -63,9 +61,7 @@ impl Watch {
             if !woke_for_change {
                 continue;
             }
-            let order = query::find_merchant_order(&self.db, &self.merchant, &self.order_no)
-                .await
-                .ok()??;
+            let order = query::find_order(&self.db, self.order_id).await.ok()??;
             if self.last_sent != Some(order.status) {
                 self.last_sent = Some(order.status);
                 self.done = !order.status.is_live();
@@ -101,11 +97,16 @@ pub async fn stream(
     let order = query::find_merchant_order(&state.db, &merchant, &order_no)
         .await?
         .ok_or(ApiError::NotFound("order"))?;
-    let first = frame(&order);
+    Ok(status_stream(state.db.clone(), changes, &order))
+}
+
+/// The status stream of `order`, read by the caller after `changes` was subscribed to (so a
+/// change between the read and the subscription is not lost). Whoever may see the order may
+/// follow it: the merchant (`/v1`) or the holder of its checkout link.
+pub(super) fn status_stream(db: DatabaseConnection, changes: Receiver<OrderChanged>, order: &orders::Model) -> HttpResponse {
+    let first = frame(order);
     let watch = Watch {
-        db: state.db.clone(),
-        merchant: merchant.into_inner(),
-        order_no: order_no.into_inner(),
+        db,
         order_id: order.id,
         changes,
         last_sent: Some(order.status),
@@ -120,9 +121,9 @@ pub async fn stream(
         futures::stream::once(async move { Ok::<Bytes, actix_web::Error>(first) }),
         rest,
     );
-    Ok(HttpResponse::Ok()
+    HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(body))
+        .streaming(body)
 }

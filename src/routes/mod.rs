@@ -10,11 +10,19 @@
 //! - [`webhooks`]: provider notifications (`/webhooks`, provider signatures).
 //! - [`sandbox`]: the sandbox provider's buyer and control routes.
 //! - [`openapi`]: the OpenAPI document (`/openapi.json`) and its reference page (`/docs`).
+//! - [`checkout`]: the buyers' checkout page (`/checkout`, the order's signed link).
+//! - [`console`]: the operator console (`/admin/ui`, a session cookie after signing in with
+//!   the admin token).
+//! - [`html`], [`assets`]: what the two pages share, and their embedded static files.
 //! - [`dto`]: wire types.
 
 pub mod admin;
+pub mod assets;
+pub mod checkout;
+pub mod console;
 pub mod dto;
 pub mod events;
+pub mod html;
 pub mod openapi;
 pub mod orders;
 pub mod payments;
@@ -46,6 +54,10 @@ pub enum Scope {
     /// `/sandbox`: the sandbox provider's buyer and control routes; mounted while the sandbox
     /// is enabled, open in the development profile and behind the admin token elsewhere.
     Sandbox,
+    /// `/checkout`: the buyers' page and its calls, authorised by the order's checkout link.
+    Checkout,
+    /// `/admin/ui`: the operator console, a session cookie (its sign-in page excepted).
+    Console,
 }
 
 impl Scope {
@@ -56,13 +68,15 @@ impl Scope {
             Scope::Admin => "/admin",
             Scope::Webhook(_) => "/webhooks",
             Scope::Sandbox => "/sandbox",
+            Scope::Checkout => "/checkout",
+            Scope::Console => "/admin/ui",
         }
     }
 
     /// Whether a deployment with the `enabled` providers mounts this scope's endpoints.
     pub fn is_mounted(self, enabled: &[Provider]) -> bool {
         match self {
-            Scope::Root | Scope::Client | Scope::Admin => true,
+            Scope::Root | Scope::Client | Scope::Admin | Scope::Checkout | Scope::Console => true,
             Scope::Webhook(provider) => enabled.contains(&provider),
             Scope::Sandbox => enabled.contains(&Provider::Sandbox),
         }
@@ -78,6 +92,10 @@ pub struct Endpoint {
     /// Attaches the handler to a route that already matches `method`. A function pointer
     /// rather than the handler itself, so one list can hold handlers of every signature.
     attach: fn(Route) -> Route,
+    /// The console's HTML pages and forms are described in the OpenAPI document from this
+    /// summary (see `openapi::console_operations`); every other route by its handler's
+    /// `#[utoipa::path]`.
+    pub summary: Option<&'static str>,
 }
 
 impl Endpoint {
@@ -98,6 +116,16 @@ macro_rules! endpoint {
             scope: $scope,
             path: $path,
             attach: |route| route.to($handler),
+            summary: None,
+        }
+    };
+    ($method:ident $scope:expr, $path:literal => $handler:path, $summary:literal) => {
+        Endpoint {
+            method: Method::$method,
+            scope: $scope,
+            path: $path,
+            attach: |route| route.to($handler),
+            summary: Some($summary),
         }
     };
 }
@@ -108,6 +136,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
     endpoint!(GET Scope::Root, "/metrics" => crate::metrics::handler),
     endpoint!(GET Scope::Root, "/openapi.json" => openapi::document),
     endpoint!(GET Scope::Root, "/docs" => openapi::reference_page),
+    endpoint!(GET Scope::Root, "/assets/{name}" => assets::serve),
     endpoint!(POST Scope::Client, "/orders" => orders::create),
     endpoint!(GET Scope::Client, "/orders/{order_no}" => orders::get),
     endpoint!(GET Scope::Client, "/orders/{order_no}/status" => orders::status),
@@ -135,6 +164,28 @@ pub static ENDPOINTS: &[Endpoint] = &[
     endpoint!(GET Scope::Sandbox, "/trades/{pay_no}" => sandbox::get_trade),
     endpoint!(POST Scope::Sandbox, "/trades/{pay_no}/pay" => sandbox::pay),
     endpoint!(PUT Scope::Sandbox, "/faults" => sandbox::put_faults),
+    endpoint!(GET Scope::Checkout, "/{order_no}" => checkout::page),
+    endpoint!(GET Scope::Checkout, "/{order_no}/events" => checkout::events),
+    endpoint!(POST Scope::Checkout, "/{order_no}/payments" => checkout::start_payment),
+    endpoint!(GET Scope::Checkout, "/{order_no}/payments/{pay_no}/qr.png" => checkout::qr_png),
+    endpoint!(GET Scope::Console, "" => console::home, "The console: to the order list"),
+    endpoint!(GET Scope::Console, "/login" => console::login_form, "The sign-in page"),
+    endpoint!(POST Scope::Console, "/login" => console::login, "Sign in with the admin token and your name"),
+    endpoint!(POST Scope::Console, "/logout" => console::logout, "Sign out"),
+    endpoint!(GET Scope::Console, "/orders" => console::orders, "Orders, stuck and anomaly orders first"),
+    endpoint!(GET Scope::Console, "/orders/{order_no}" => console::order, "An order: items, attempts, log, actions"),
+    endpoint!(POST Scope::Console, "/orders/{order_no}/force-close" => console::force_close, "Force-close an order"),
+    endpoint!(POST Scope::Console, "/orders/{order_no}/accept-payment" => console::accept_payment, "Accept a payment of another amount"),
+    endpoint!(POST Scope::Console, "/deadlines/reconcile" => console::reconcile, "Reconcile the deadline index"),
+    endpoint!(GET Scope::Console, "/deliveries" => console::deliveries, "Webhook deliveries, dead ones by default"),
+    endpoint!(POST Scope::Console, "/deliveries/{id}/redeliver" => console::redeliver, "Redeliver a dead delivery"),
+    endpoint!(GET Scope::Console, "/subscribers" => console::subscribers, "Subscribers"),
+    endpoint!(POST Scope::Console, "/subscribers" => console::add_subscriber, "Add a webhook subscriber"),
+    endpoint!(POST Scope::Console, "/subscribers/{id}/remove" => console::remove_subscriber, "Remove a subscriber"),
+    endpoint!(GET Scope::Console, "/skus" => console::skus, "Tracked SKUs and their stock"),
+    endpoint!(POST Scope::Console, "/skus" => console::set_stock, "Set a merchant's stock of a SKU"),
+    endpoint!(GET Scope::Console, "/unmatched" => console::unmatched, "Unresolved unmatched notifications"),
+    endpoint!(POST Scope::Console, "/unmatched/{id}/resolve" => console::resolve_unmatched, "Resolve an unmatched notification"),
 ];
 
 /// The endpoints a deployment with the `enabled` providers mounts.
@@ -166,6 +217,15 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, enabled: &
     for endpoint in mounted(enabled).filter(|endpoint| endpoint.scope == Scope::Root) {
         cfg.route(endpoint.path, endpoint.route());
     }
+    // Before `/admin`, whose bearer-token middleware would otherwise take the console's paths.
+    cfg.service(
+        scope_of("/admin/ui", enabled, |scope| scope == Scope::Console).app_data(
+            web::FormConfig::default()
+                .limit(max_body_bytes)
+                .error_handler(form_error),
+        ),
+    )
+    .service(scope_of("/checkout", enabled, |scope| scope == Scope::Checkout));
     cfg.service(scope_of("/v1", enabled, |scope| scope == Scope::Client).wrap(from_fn(require_merchant)))
         .service(scope_of("/admin", enabled, |scope| scope == Scope::Admin).wrap(from_fn(require_admin)))
         .service(
@@ -228,6 +288,16 @@ fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
         _ => ApiError::bad_request("invalid_json", err.to_string()),
     };
     api.into()
+}
+
+/// A console form that cannot be read: a page that says so (the console is for people).
+fn form_error(err: actix_web::error::UrlencodedError, _req: &HttpRequest) -> actix_web::Error {
+    let message = format!("The form could not be read: {err}. Reload the page and try again.");
+    actix_web::error::InternalError::from_response(
+        err,
+        html::message_page(StatusCode::BAD_REQUEST, "The form could not be read", &message),
+    )
+    .into()
 }
 
 fn path_error(err: PathError, _req: &HttpRequest) -> actix_web::Error {

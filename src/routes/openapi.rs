@@ -35,6 +35,7 @@ pub const ERROR_CODES_EXTENSION: &str = "x-error-codes";
 /// Names of the security schemes, as the operations' `security(..)` attributes use them.
 pub const MERCHANT_API_KEY: &str = "merchant_api_key";
 pub const ADMIN_TOKEN: &str = "admin_token";
+pub const CONSOLE_SESSION: &str = "console_session";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -74,6 +75,11 @@ pub const ADMIN_TOKEN: &str = "admin_token";
         super::sandbox::get_trade,
         super::sandbox::pay,
         super::sandbox::put_faults,
+        super::checkout::page,
+        super::checkout::events,
+        super::checkout::start_payment,
+        super::checkout::qr_png,
+        super::assets::serve,
     ),
     components(schemas(ErrorBody)),
     modifiers(&SecuritySchemes),
@@ -83,6 +89,9 @@ pub const ADMIN_TOKEN: &str = "admin_token";
         (name = "admin", description = "Operators (`/admin`, admin token)"),
         (name = "webhooks", description = "Provider notifications, authenticated by each provider's signature"),
         (name = "sandbox", description = "The built-in sandbox provider: play the buyer, inject faults. Mounted while the sandbox is enabled (never in the production profile)"),
+        (name = "checkout", description = "The buyers' checkout page and its calls, authorised by the order's checkout link (`checkout_url`, a token in `t`)"),
+        (name = "console", description = "The operator console (`/admin/ui`): HTML pages and forms for people, behind a session cookie"),
+        (name = "pages", description = "Static files of the checkout page and the console"),
         (name = "operations", description = "Liveness, metrics and this document; no credentials"),
     )
 )]
@@ -105,6 +114,15 @@ impl Modify for SecuritySchemes {
             ),
         );
         components.add_security_scheme(
+            CONSOLE_SESSION,
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Cookie(
+                utoipa::openapi::security::ApiKeyValue::with_description(
+                    super::console::session::COOKIE,
+                    "The operator console's session cookie, set by `POST /admin/ui/login` (admin token and a name): HttpOnly, SameSite=Strict, signed, expiring after `console.session_seconds`.",
+                ),
+            )),
+        );
+        components.add_security_scheme(
             ADMIN_TOKEN,
             SecurityScheme::Http(
                 HttpBuilder::new()
@@ -122,6 +140,7 @@ impl Modify for SecuritySchemes {
 /// or not, and the configured bounds of order creation.
 pub fn build(enabled: &[Provider], sandbox_open: bool, limits: &OrderLimits) -> Document {
     let mut doc = ApiDoc::openapi();
+    console_operations(&mut doc);
     for endpoint in ENDPOINTS.iter().filter(|endpoint| !endpoint.scope.is_mounted(enabled)) {
         let path = endpoint.full_path();
         if let Some(item) = doc.paths.paths.get_mut(&path) {
@@ -147,6 +166,80 @@ pub fn build(enabled: &[Provider], sandbox_open: bool, limits: &OrderLimits) -> 
         apply_limits(components, limits);
     }
     doc
+}
+
+/// The console's pages and forms, from their summaries in [`ENDPOINTS`]: HTML for people, so
+/// each is described by what it answers rather than by a schema. Forms are
+/// `application/x-www-form-urlencoded` and carry the session's `csrf` field.
+fn console_operations(doc: &mut Document) {
+    use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
+    use utoipa::openapi::request_body::RequestBodyBuilder;
+    use utoipa::openapi::security::SecurityRequirement;
+    use utoipa::openapi::Required;
+
+    let html = || {
+        ContentBuilder::new()
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .build()
+    };
+    let page = |description: &str| ResponseBuilder::new().description(description).content("text/html", html());
+    for endpoint in ENDPOINTS.iter().filter(|endpoint| endpoint.scope == Scope::Console) {
+        let Some(summary) = endpoint.summary else { continue };
+        let path = endpoint.full_path();
+        let post = endpoint.method == actix_web::http::Method::POST;
+        let sign_in = endpoint.path == "/login";
+        let operation_id = format!(
+            "console_{}_{}",
+            endpoint.method.as_str().to_lowercase(),
+            endpoint.path.trim_matches('/').replace(['/', '-'], "_").replace(['{', '}'], "")
+        );
+        let mut operation = OperationBuilder::new()
+            .tag("console")
+            .summary(Some(summary))
+            .operation_id(Some(operation_id.trim_end_matches('_')));
+        for segment in endpoint.path.split('/') {
+            if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                operation = operation.parameter(
+                    ParameterBuilder::new()
+                        .name(name)
+                        .parameter_in(ParameterIn::Path)
+                        .required(Required::True)
+                        .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+                );
+            }
+        }
+        if post {
+            let form = ContentBuilder::new()
+                .schema(Some(ObjectBuilder::new().schema_type(Type::Object)))
+                .build();
+            operation = operation
+                .request_body(Some(
+                    RequestBodyBuilder::new()
+                        .content("application/x-www-form-urlencoded", form)
+                        .required(Some(Required::True))
+                        .build(),
+                ))
+                .response("303", ResponseBuilder::new().description("Done: to the page that shows the result"))
+                .response("200", page("The page again, with the result"))
+                .response("400", page("The form could not be read"))
+                .response("403", page("The form did not carry the session's CSRF token, or came from another origin"))
+                .response("422", page("Refused: the page again, with the reason and the error code"));
+        } else {
+            operation = operation.response("200", page("The page"));
+        }
+        if sign_in {
+            operation = operation.response("401", page("Not the admin token"));
+        } else {
+            operation = operation
+                .response("303", ResponseBuilder::new().description("Not signed in: to the sign-in page"))
+                .security(SecurityRequirement::new(CONSOLE_SESSION, Vec::<String>::new()));
+            if !post {
+                operation = operation.response("404", page("Nothing of that name"));
+            }
+        }
+        let method = if post { HttpMethod::Post } else { HttpMethod::Get };
+        doc.paths.add_path_operation(path, vec![method], operation.build());
+    }
 }
 
 /// utoipa 5.5 serializes a response's `links` with snake_case field names (`operation_id`),

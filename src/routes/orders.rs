@@ -58,7 +58,7 @@ pub async fn create(
     let detail = query::find_order_detail(&state.db, &merchant, &order.order_no)
         .await?
         .ok_or(ApiError::NotFound("order"))?;
-    Ok(HttpResponse::build(status).json(OrderResponse::from_detail(detail, &state.public_base_url, false)))
+    Ok(HttpResponse::build(status).json(OrderResponse::from_detail(detail, &state.links, false)))
 }
 
 /// `GET /v1/orders/{order_no}`: the order with items and payments.
@@ -81,7 +81,7 @@ pub async fn get(
     let detail = query::find_order_detail(&state.db, &merchant, &order_no)
         .await?
         .ok_or(ApiError::NotFound("order"))?;
-    Ok(HttpResponse::Ok().json(OrderResponse::from_detail(detail, &state.public_base_url, false)))
+    Ok(HttpResponse::Ok().json(OrderResponse::from_detail(detail, &state.links, false)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -5,7 +5,7 @@ use std::io::Cursor;
 use actix_web::{web, HttpResponse};
 use actors::domain::MerchantId;
 use actors::store::{query, Operator};
-use entities::Provider;
+use entities::{payment_attempts, Provider};
 
 use super::dto::{CreatePaymentBody, PaymentResponse};
 use crate::error::ApiError;
@@ -39,22 +39,34 @@ pub async fn create(
     order_no: web::Path<String>,
     body: web::Json<CreatePaymentBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let provider: Provider = body.provider.parse().map_err(|message: String| {
-        ApiError::Validation(actors::domain::ValidationError::new("unknown_provider", message))
-    })?;
+    let provider = parse_provider(&body.provider)?;
     let operator = Operator::Merchant(merchant.into_inner());
-    let result = state
-        .engine
-        .start_attempt(super::order_id(&order_no)?, provider, operator)
-        .await;
+    let attempt = start(&state, super::order_id(&order_no)?, provider, operator).await?;
+    Ok(HttpResponse::Created().json(PaymentResponse::new(attempt, &state.links)))
+}
+
+/// A provider's name as a client wrote it: 422 `unknown_provider` for a name of none.
+pub(super) fn parse_provider(name: &str) -> Result<Provider, ApiError> {
+    name.parse().map_err(|message: String| {
+        ApiError::Validation(actors::domain::ValidationError::new("unknown_provider", message))
+    })
+}
+
+/// Starts an attempt through the engine, counted in the metrics (merchant and checkout alike).
+pub(super) async fn start(
+    state: &AppState,
+    order_id: entities::OrderId,
+    provider: Provider,
+    operator: Operator,
+) -> Result<payment_attempts::Model, ApiError> {
+    let result = state.engine.start_attempt(order_id, provider, operator).await;
     let outcome = if result.is_ok() { "started" } else { "refused" };
     state
         .metrics
         .payment_attempts
         .with_label_values(&[provider.as_str(), outcome])
         .inc();
-    let attempt = result?;
-    Ok(HttpResponse::Created().json(PaymentResponse::new(attempt, &state.public_base_url)))
+    Ok(result?)
 }
 
 /// `GET /v1/payments/{pay_no}/qr.png`: the attempt's `code_url` as a PNG QR code.
@@ -77,6 +89,11 @@ pub async fn qr_png(
     let attempt = query::find_merchant_attempt(&state.db, &merchant, &pay_no)
         .await?
         .ok_or(ApiError::NotFound("payment"))?;
+    qr_response(attempt).await
+}
+
+/// The attempt's QR code as a PNG response; 409 `no_code_url` before its provider answered one.
+pub(super) async fn qr_response(attempt: payment_attempts::Model) -> Result<HttpResponse, ApiError> {
     let code_url = attempt.code_url.ok_or_else(|| ApiError::BadRequest {
         status: actix_web::http::StatusCode::CONFLICT,
         code: "no_code_url",

@@ -153,7 +153,9 @@ impl Engine {
             .ok_or(OrderError::NotFound)?;
         match operator {
             Operator::Merchant(merchant) if order.merchant_id != merchant.as_str() => Err(OrderError::NotFound),
-            Operator::Merchant(_) | Operator::Admin(_) | Operator::Provider(_) | Operator::System => Ok(order),
+            Operator::Merchant(_) | Operator::Admin(_) | Operator::Provider(_) | Operator::Buyer | Operator::System => {
+                Ok(order)
+            }
         }
     }
 

@@ -90,6 +90,7 @@ async fn insert_order(
         paid_at: None,
         closed_at: None,
         version: 0,
+        return_url: order.return_url.clone(),
     };
     orders::Entity::insert(orders::ActiveModel::from(model.clone()))
         .exec_without_returning(txn)

@@ -16,6 +16,8 @@ pub enum Operator {
     Merchant(MerchantId),
     Admin(String),
     Provider(Provider),
+    /// The buyer, through the order's checkout link.
+    Buyer,
     System,
 }
 
@@ -25,6 +27,7 @@ impl std::fmt::Display for Operator {
             Operator::Merchant(id) => write!(f, "merchant:{id}"),
             Operator::Admin(name) => write!(f, "admin:{name}"),
             Operator::Provider(provider) => write!(f, "provider:{provider}"),
+            Operator::Buyer => f.write_str("buyer:checkout"),
             Operator::System => f.write_str("system"),
         }
     }

@@ -3,6 +3,9 @@
 use entities::{order_items, order_logs, orders, payment_attempts, OrderId, OrderStatus, PayNo};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 
+use sea_orm::sea_query::Query;
+
+use super::LogEvent;
 use crate::domain::MerchantId;
 
 /// An order and its rows, as one read.
@@ -18,6 +21,14 @@ pub struct OrderDetail {
 /// Parses a public `order_no`; `None` for anything that cannot be one (so it is a 404).
 pub fn parse_order_no(order_no: &str) -> Option<OrderId> {
     order_no.parse().ok()
+}
+
+/// Any merchant's order by id (the caller has checked it may see it).
+///
+/// # Errors
+/// The database error.
+pub async fn find_order<C: ConnectionTrait>(conn: &C, id: OrderId) -> Result<Option<orders::Model>, DbErr> {
+    orders::Entity::find_by_id(id).one(conn).await
 }
 
 /// The order `order_no` if it belongs to `merchant`.
@@ -65,6 +76,18 @@ pub async fn find_order_with_logs<C: ConnectionTrait>(conn: &C, order_no: &str) 
         return Ok(None);
     };
     attach(conn, order, true).await.map(Some)
+}
+
+/// Any merchant's order with items and attempts, by id (the caller has checked it may see it:
+/// the checkout page, whose link names the order).
+///
+/// # Errors
+/// The database error.
+pub async fn find_order_detail_by_id<C: ConnectionTrait>(conn: &C, id: OrderId) -> Result<Option<OrderDetail>, DbErr> {
+    let Some(order) = orders::Entity::find_by_id(id).one(conn).await? else {
+        return Ok(None);
+    };
+    attach(conn, order, false).await.map(Some)
 }
 
 async fn attach<C: ConnectionTrait>(conn: &C, order: orders::Model, with_logs: bool) -> Result<OrderDetail, DbErr> {
@@ -137,6 +160,28 @@ pub async fn list_orders<C: ConnectionTrait>(
         .limit(limit)
         .all(conn)
         .await
+}
+
+/// Orders (in `status`, when given) that recorded a payment anomaly: money taken that does
+/// not pay them (after close, twice, another amount). Newest first.
+///
+/// # Errors
+/// The database error.
+pub async fn list_orders_with_anomalies<C: ConnectionTrait>(
+    conn: &C,
+    status: Option<OrderStatus>,
+    limit: u64,
+) -> Result<Vec<orders::Model>, DbErr> {
+    let anomalous = Query::select()
+        .column(order_logs::Column::OrderId)
+        .from(order_logs::Entity)
+        .and_where(order_logs::Column::Event.eq(LogEvent::PaymentAnomaly.as_str()))
+        .to_owned();
+    let mut query = orders::Entity::find().filter(orders::Column::Id.in_subquery(anomalous));
+    if let Some(status) = status {
+        query = query.filter(orders::Column::Status.eq(status));
+    }
+    query.order_by_desc(orders::Column::Id).limit(limit).all(conn).await
 }
 
 /// Orders in `status`.

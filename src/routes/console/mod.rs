@@ -1,0 +1,810 @@
+//! The operator console under `/admin/ui`: server-rendered pages and plain HTML forms, no
+//! script. Sign in with the admin token and a name (recorded as the operator `admin:<name>` on
+//! everything done here); see [`session`] for the cookie and the CSRF check.
+//!
+//! Every action calls the same functions as its JSON route in [`super::admin`], which call
+//! the same engine: a console force-close is the `POST /admin/orders/{no}/force-close` of the
+//! API, with the operator's name instead of `admin`. After a change the browser is sent back
+//! (303) to the page with a notice; a refused change re-renders the page with the reason and
+//! the error's status.
+
+pub mod session;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use actors::store::query;
+use entities::{orders, AttemptStatus, DeliveryStatus, OrderStatus};
+use maud::{html, Markup};
+use serde::Deserialize;
+
+pub use self::session::{ConsoleKeys, ConsoleRejection, ConsoleSession};
+use super::html::{frame, money, page_response, when};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Most rows one console list shows.
+const LIST_LIMIT: u64 = 200;
+/// Longest operator name.
+const OPERATOR_MAX_CHARS: usize = 64;
+
+/// A line above a page's content.
+enum Banner {
+    None,
+    Notice(String),
+    Error(String),
+}
+
+fn banner_markup(banner: &Banner) -> Markup {
+    html! {
+        @match banner {
+            Banner::None => {},
+            Banner::Notice(text) => p class="notice" role="status" { (text) },
+            Banner::Error(text) => p class="error" role="alert" { (text) },
+        }
+    }
+}
+
+/// What a refused action tells the operator: the error's own message and code, nothing
+/// internal (a server-side failure is logged here, as the JSON routes log theirs).
+fn refusal(err: &ApiError) -> (StatusCode, Banner) {
+    let status = actix_web::ResponseError::status_code(err);
+    if status.is_server_error() {
+        tracing::error!(error.cause_chain = ?err, error.message = %err, "console action failed");
+    }
+    (status, Banner::Error(format!("{} ({})", err.public_message(), err.code())))
+}
+
+fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish()
+}
+
+fn console_page(title: &str, session: &ConsoleSession, banner: &Banner, body: Markup) -> Markup {
+    let body = html! {
+        nav {
+            strong { "paywarden" }
+            a href="/admin/ui/orders" { "Orders" }
+            a href="/admin/ui/deliveries" { "Deliveries" }
+            a href="/admin/ui/subscribers" { "Subscribers" }
+            a href="/admin/ui/skus" { "SKUs" }
+            a href="/admin/ui/unmatched" { "Unmatched" }
+            span class="who" { "Signed in as " (session.operator) }
+            form method="post" action="/admin/ui/logout" {
+                (csrf_field(session))
+                button type="submit" { "Sign out" }
+            }
+        }
+        main {
+            h1 { (title) }
+            (banner_markup(banner))
+            (body)
+        }
+    };
+    frame(title, "console", None, body)
+}
+
+fn csrf_field(session: &ConsoleSession) -> Markup {
+    html! { input type="hidden" name="csrf" value=(session.csrf()); }
+}
+
+fn badge(text: &str) -> Markup {
+    html! { span class={ "badge " (text) } { (text) } }
+}
+
+/// Checks a form's CSRF token; a mismatch refuses the request before anything happens.
+fn check(state: &AppState, session: &ConsoleSession, csrf: &str) -> Result<(), ConsoleRejection> {
+    state.console.check_csrf(session, csrf)
+}
+
+// ---- sign-in ----
+
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    token: String,
+    name: String,
+}
+
+fn login_page(status: StatusCode, error: Option<&str>) -> HttpResponse {
+    let body = html! {
+        main class="card login" {
+            h1 { "paywarden console" }
+            @if let Some(error) = error { p class="error" role="alert" { (error) } }
+            form method="post" action=(session::LOGIN) class="stack" {
+                label { "Your name (recorded on what you do)" br;
+                    input type="text" name="name" required maxlength="64" autocomplete="username"; }
+                label { "Admin token" br;
+                    input type="password" name="token" required autocomplete="current-password"; }
+                button type="submit" { "Sign in" }
+            }
+        }
+    };
+    page_response(status, frame("Sign in", "console", None, body))
+}
+
+/// `GET /admin/ui/login`.
+pub async fn login_form() -> HttpResponse {
+    login_page(StatusCode::OK, None)
+}
+
+/// `POST /admin/ui/login`: the admin token and a name; a session cookie on success.
+pub async fn login(state: web::Data<AppState>, req: HttpRequest, form: web::Form<LoginForm>) -> HttpResponse {
+    if !session::same_origin(&req) {
+        return ConsoleRejection::Forged.error_response_page();
+    }
+    let name = form.name.trim();
+    if name.is_empty() || name.chars().count() > OPERATOR_MAX_CHARS || name.chars().any(char::is_control) {
+        return login_page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("Give a name of 1 to 64 characters: it is recorded on every action you take."),
+        );
+    }
+    if !state.console.is_admin_token(form.token.trim()) {
+        tracing::warn!("console sign-in refused: wrong admin token");
+        return login_page(StatusCode::UNAUTHORIZED, Some("That is not the admin token."));
+    }
+    tracing::info!(operator = %name, "console sign-in");
+    let mut response = see_other("/admin/ui/orders");
+    if let Err(err) = response.add_cookie(&state.console.sign_in(name)) {
+        tracing::error!(error.message = %err, "console cookie could not be set");
+    }
+    response
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+/// `POST /admin/ui/logout`.
+pub async fn logout(
+    state: web::Data<AppState>,
+    session: ConsoleSession,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, ConsoleRejection> {
+    check(&state, &session, &form.csrf)?;
+    let mut response = see_other(session::LOGIN);
+    if let Err(err) = response.add_cookie(&state.console.sign_out()) {
+        tracing::error!(error.message = %err, "console cookie could not be cleared");
+    }
+    Ok(response)
+}
+
+impl ConsoleRejection {
+    fn error_response_page(&self) -> HttpResponse {
+        actix_web::ResponseError::error_response(self)
+    }
+}
+
+/// `GET /admin/ui`: to the order list.
+pub async fn home(_session: ConsoleSession) -> HttpResponse {
+    see_other("/admin/ui/orders")
+}
+
+// ---- orders ----
+
+#[derive(Debug, Deserialize)]
+pub struct OrdersQuery {
+    status: Option<String>,
+    notice: Option<String>,
+}
+
+/// The operators' order list: stuck orders first, then orders with a payment anomaly, then the
+/// rest by deadline; each group filtered by `status` when given.
+async fn operator_order_list(
+    state: &AppState,
+    status: Option<OrderStatus>,
+) -> Result<Vec<(orders::Model, bool)>, ApiError> {
+    let stuck = match status {
+        None | Some(OrderStatus::Stuck) => query::list_orders(&state.db, Some(OrderStatus::Stuck), LIST_LIMIT).await?,
+        Some(_) => Vec::new(),
+    };
+    let anomalous = query::list_orders_with_anomalies(&state.db, status, LIST_LIMIT).await?;
+    let rest = query::list_orders(&state.db, status, LIST_LIMIT).await?;
+    let anomalous_ids: std::collections::HashSet<_> = anomalous.iter().map(|order| order.id).collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut list = Vec::new();
+    for order in stuck.into_iter().chain(anomalous).chain(rest) {
+        if seen.insert(order.id) {
+            let anomaly = anomalous_ids.contains(&order.id);
+            list.push((order, anomaly));
+        }
+    }
+    list.truncate(usize::try_from(LIST_LIMIT).unwrap_or(usize::MAX));
+    Ok(list)
+}
+
+fn notice_text(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "force-closed" => "The order was force-closed.",
+        "accepted" => "The payment was accepted as the order's payment.",
+        "redelivered" => "The delivery is queued again.",
+        "subscriber-removed" => "The subscriber was removed.",
+        "stock-set" => "The stock was set.",
+        "resolved" => "The notification is marked resolved.",
+        _ => return None,
+    })
+}
+
+fn banner_from(notice: Option<&str>) -> Banner {
+    notice
+        .and_then(notice_text)
+        .map_or(Banner::None, |text| Banner::Notice(text.to_owned()))
+}
+
+const STATUS_FILTERS: [&str; 5] = ["stuck", "pending", "paid", "closed", "paid_after_close"];
+
+async fn orders_page(
+    state: &AppState,
+    session: &ConsoleSession,
+    filter: Option<&str>,
+    status_code: StatusCode,
+    banner: Banner,
+) -> HttpResponse {
+    let status = match filter.filter(|f| !f.is_empty()).map(str::parse::<OrderStatus>).transpose() {
+        Ok(status) => status,
+        Err(message) => return render(session, "Orders", status_code, &Banner::Error(message), html! {}),
+    };
+    let list = match operator_order_list(state, status).await {
+        Ok(list) => list,
+        Err(err) => {
+            let (code, banner) = refusal(&err);
+            return render(session, "Orders", code, &banner, html! {});
+        }
+    };
+    let body = html! {
+        p class="filters" {
+            "Show: " a href="/admin/ui/orders" { "all" }
+            @for name in STATUS_FILTERS { a href={ "/admin/ui/orders?status=" (name) } { (name) } }
+        }
+        div class="scroll" {
+            table id="orders" {
+                thead { tr { th { "Order" } th { "Merchant" } th { "Status" } th class="num" { "Amount" } th { "Deadline" } th { "Close reason" } } }
+                tbody {
+                    @for (order, anomaly) in &list {
+                        tr data-order-no=(order.order_no) {
+                            td { a href={ "/admin/ui/orders/" (order.order_no) } { (order.order_no) } }
+                            td { (order.merchant_id) }
+                            td { (badge(order.status.as_str())) @if *anomaly { " " (badge("anomaly")) } }
+                            td class="num" { (money(order.total_amount, order.currency)) }
+                            td { (when(order.expires_at)) }
+                            td { (order.close_reason.as_deref().unwrap_or("")) }
+                        }
+                    }
+                }
+            }
+        }
+        @if list.is_empty() { p class="muted" { "No orders." } }
+        h2 { "Deadline index" }
+        p class="muted" { "Rebuild the index of pending deadlines from the database and re-arm every live order." }
+        form method="post" action="/admin/ui/deadlines/reconcile" {
+            (csrf_field(session))
+            button type="submit" class="secondary" { "Reconcile the deadline index" }
+        }
+    };
+    render(session, "Orders", status_code, &banner, body)
+}
+
+fn render(session: &ConsoleSession, title: &str, status: StatusCode, banner: &Banner, body: Markup) -> HttpResponse {
+    page_response(status, console_page(title, session, banner, body))
+}
+
+/// `GET /admin/ui/orders[?status=]`.
+pub async fn orders(state: web::Data<AppState>, session: ConsoleSession, params: web::Query<OrdersQuery>) -> HttpResponse {
+    let banner = banner_from(params.notice.as_deref());
+    orders_page(&state, &session, params.status.as_deref(), StatusCode::OK, banner).await
+}
+
+/// `POST /admin/ui/deadlines/reconcile`: answers the order list with what changed.
+pub async fn reconcile(
+    state: web::Data<AppState>,
+    session: ConsoleSession,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, ConsoleRejection> {
+    check(&state, &session, &form.csrf)?;
+    let (status, banner) = match super::admin::reconcile_deadlines(&state).await {
+        Ok(report) => {
+            tracing::info!(operator = %session.operator, live = report.live_orders, added = report.added, removed = report.removed, "deadline index reconciled from the console");
+            (
+                StatusCode::OK,
+                Banner::Notice(format!(
+                    "Deadline index reconciled: {} live orders, {} added, {} removed.",
+                    report.live_orders, report.added, report.removed
+                )),
+            )
+        }
+        Err(err) => refusal(&err),
+    };
+    Ok(orders_page(&state, &session, None, status, banner).await)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NoticeQuery {
+    notice: Option<String>,
+}
+
+async fn order_page(
+    state: &AppState,
+    session: &ConsoleSession,
+    order_no: &str,
+    status_code: StatusCode,
+    banner: Banner,
+) -> HttpResponse {
+    let detail = match query::find_order_with_logs(&state.db, order_no).await {
+        Ok(Some(detail)) => detail,
+        Ok(None) => {
+            return render(
+                session,
+                "Order not found",
+                StatusCode::NOT_FOUND,
+                &Banner::Error(format!("There is no order {order_no}.")),
+                html! {},
+            )
+        }
+        Err(err) => {
+            let (code, banner) = refusal(&ApiError::from(err));
+            return render(session, "Order", code, &banner, html! {});
+        }
+    };
+    let order = &detail.order;
+    let live = order.status.is_live();
+    let mismatched: Vec<_> = detail
+        .attempts
+        .iter()
+        .filter(|attempt| attempt.status == AttemptStatus::AmountMismatch)
+        .collect();
+    let action_base = format!("/admin/ui/orders/{}", order.order_no);
+    let body = html! {
+        p {
+            (badge(order.status.as_str()))
+            " " strong { (money(order.total_amount, order.currency)) }
+            " · " (order.merchant_id) " · " (order.subject)
+        }
+        @if let Some(reason) = &order.close_reason { p { "Close reason: " (reason) } }
+        p class="muted" {
+            "Created " (when(order.created_at)) " · deadline " (when(order.expires_at))
+            @if let Some(paid) = order.paid_at { " · paid " (when(paid)) }
+            @if let Some(closed) = order.closed_at { " · closed " (when(closed)) }
+        }
+        @if live {
+            h2 { "Actions" }
+            div class="actions" {
+                form method="post" action={ (action_base) "/force-close" } class="stack card" id="force-close" {
+                    (csrf_field(session))
+                    strong { "Force-close" }
+                    span class="muted" { "Closes the open trades at their providers first, then the order (stock released)." }
+                    input type="text" name="reason" required maxlength="242" placeholder="Reason (recorded)";
+                    button type="submit" class="danger" { "Force-close the order" }
+                }
+                @for attempt in &mismatched {
+                    form method="post" action={ (action_base) "/accept-payment" } class="stack card" {
+                        (csrf_field(session))
+                        input type="hidden" name="pay_no" value=(attempt.pay_no);
+                        strong { "Accept payment " (attempt.pay_no) }
+                        span class="muted" {
+                            "Paid " (attempt.paid_amount.map(|paid| money(paid, attempt.currency)).unwrap_or_default())
+                            " instead of " (money(attempt.amount, attempt.currency)) ". Accepting it marks the order paid with what was taken."
+                        }
+                        input type="text" name="reason" required maxlength="242" placeholder="Reason (recorded)";
+                        button type="submit" { "Accept as the order's payment" }
+                    }
+                }
+            }
+        }
+        h2 { "Items" }
+        div class="scroll" { table {
+            thead { tr { th { "SKU" } th { "Name" } th class="num" { "Unit price" } th class="num" { "Quantity" } th class="num" { "Amount" } } }
+            tbody { @for item in &detail.items { tr {
+                td { (item.sku_id) } td { (item.name) }
+                td class="num" { (money(item.unit_price, order.currency)) }
+                td class="num" { (item.quantity) }
+                td class="num" { (money(item.amount, order.currency)) }
+            } } }
+        } }
+        h2 { "Payment attempts" }
+        @if detail.attempts.is_empty() { p class="muted" { "None." } } @else {
+            div class="scroll" { table id="attempts" {
+                thead { tr { th { "Pay no" } th { "Provider" } th { "Status" } th class="num" { "Amount" } th class="num" { "Paid" } th { "Provider's id" } th { "Created" } } }
+                tbody { @for attempt in &detail.attempts { tr {
+                    td { (attempt.pay_no) } td { (attempt.provider.as_str()) } td { (badge(attempt.status.as_str())) }
+                    td class="num" { (money(attempt.amount, attempt.currency)) }
+                    td class="num" { (attempt.paid_amount.map(|paid| money(paid, attempt.currency)).unwrap_or_default()) }
+                    td { (attempt.provider_txn_id.as_deref().unwrap_or("")) }
+                    td { (when(attempt.created_at)) }
+                } } }
+            } }
+        }
+        h2 { "Log" }
+        ol class="timeline" id="log" {
+            @for log in &detail.logs {
+                li {
+                    strong { (log.event) }
+                    " " (log.from_status.as_deref().unwrap_or("—")) " → " (log.to_status)
+                    br;
+                    span class="muted" { (when(log.created_at)) " · " (log.operator) }
+                    @if let Some(reason) = &log.reason { br; (reason) }
+                }
+            }
+        }
+    };
+    render(session, &format!("Order {}", order.order_no), status_code, &banner, body)
+}
+
+/// `GET /admin/ui/orders/{order_no}`.
+pub async fn order(
+    state: web::Data<AppState>,
+    session: ConsoleSession,
+    order_no: web::Path<String>,
+    params: web::Query<NoticeQuery>,
+) -> HttpResponse {
+    order_page(&state, &session, &order_no, StatusCode::OK, banner_from(params.notice.as_deref())).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReasonForm {
+    csrf: String,
+    reason: String,
+}
+
+/// `POST /admin/ui/orders/{order_no}/force-close`.
+pub async fn force_close(
+    state: web::Data<AppState>,
+    session: ConsoleSession,
+    order_no: web::Path<String>,
+    form: web::Form<ReasonForm>,
+) -> Result<HttpResponse, ConsoleRejection> {
+    check(&state, &session, &form.csrf)?;
+    Ok(
+        match super::admin::force_close_order(&state, &order_no, &form.reason, session.operator()).await {
+            Ok(()) => see_other(&format!("/admin/ui/orders/{order_no}?notice=force-closed")),
+            Err(err) => {
+                let (status, banner) = refusal(&err);
+                order_page(&state, &session, &order_no, status, banner).await
+            }
+        },
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AcceptForm {
+    csrf: String,
+    pay_no: String,
+    reason: String,
+}
+
+/// `POST /admin/ui/orders/{order_no}/accept-payment`.
+pub async fn accept_payment(
+    state: web::Data<AppState>,
+    session: ConsoleSession,
+    order_no: web::Path<String>,
+    form: web::Form<AcceptForm>,
+) -> Result<HttpResponse, ConsoleRejection> {
+    check(&state, &session, &form.csrf)?;
+    let result =
+        super::admin::accept_mismatched_payment(&state, &order_no, &form.pay_no, &form.reason, session.operator()).await;
+    Ok(match result {
+        Ok(()) => see_other(&format!("/admin/ui/orders/{order_no}?notice=accepted")),
+        Err(err) => {
+            let (status, banner) = refusal(&err);
+            order_page(&state, &session, &order_no, status, banner).await
+        }
+    })
+}
+
+// ---- deliveries ----
+
+#[derive(Debug, Deserialize)]
+pub struct DeliveriesQuery {
+    status: Option<String>,
+    notice: Option<String>,
+}
+
+async fn deliveries_page(
+    state: &AppState,
+    session: &ConsoleSession,
+    filter: Option<&str>,
+    status_code: StatusCode,
+    banner: Banner,
+) -> HttpResponse {
+    let status = match filter.filter(|f| !f.is_empty()).map(str::parse::<DeliveryStatus>).transpose() {
+        Ok(status) => status.unwrap_or(DeliveryStatus::Dead),
+        Err(message) => return render(session, "Deliveries", StatusCode::BAD_REQUEST, &Banner::Error(message), html! {}),
+    };
+    let rows = match actors::outbox::subscribers::list_deliveries(&state.db, status, LIST_LIMIT).await {
+        Ok(rows) => rows,
+        Err(err) => {
+            let (code, banner) = refusal(&ApiError::from(err));
+            return render(session, "Deliveries", code, &banner, html! {});
+        }
+    };
+    let body = html! {
+        p class="filters" {
+            "Show: "
+            @for name in ["dead", "pending", "delivered"] { a href={ "/admin/ui/deliveries?status=" (name) } { (name) } }
+        }
+        div class="scroll" { table id="deliveries" {
+            thead { tr { th { "Id" } th { "Order" } th { "Event" } th { "Subscriber" } th { "Status" } th class="num" { "Attempts" } th { "Last error" } th {} } }
+            tbody { @for view in &rows { tr {
+                @let delivery = &view.delivery;
+                td { (delivery.id) }
+                td { a href={ "/admin/ui/orders/" (delivery.order_id) } { (delivery.order_id) } }
+                td { (view.event.as_ref().map(|e| e.event_type.as_str()).unwrap_or("")) }
+                td { (delivery.subscriber_id) }
+                td { (badge(delivery.status.as_str())) }
+                td class="num" { (delivery.attempts) }
+                td { (delivery.last_error.as_deref().unwrap_or("")) }
+                td {
+                    @if delivery.status == DeliveryStatus::Dead {
+                        form method="post" action={ "/admin/ui/deliveries/" (delivery.id) "/redeliver" } class="inline" {
+                            (csrf_field(session))
+                            button type="submit" class="secondary" { "Redeliver" }
+                        }
+                    }
+                }
+            } } }
+        } }
+        @if rows.is_empty() { p class="muted" { "No " (status.as_str()) " deliveries." } }
+    };
+    render(session, "Deliveries", status_code, &banner, body)
+}
+
+/// `GET /admin/ui/deliveries[?status=dead|pending|delivered]` (dead by default).
+pub async fn deliveries(
+    state: web::Data<AppState>,
+    session: ConsoleSession,
+    params: web::Query<DeliveriesQuery>,
+) -> HttpResponse {
+    let banner = banner_from(params.notice.as_deref());
+    deliveries_page(&state, &session, params.status.as_deref(), StatusCode::OK, banner).await
+}
+
+/// `POST /admin/ui/deliveries/{id}/redeliver`.
+pub async fn redeliver(
+    state: web::Data<AppState>,
+    session: ConsoleSession,
+    id: web::Path<i64>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, ConsoleRejection> {
+    check(&state, &session, &form.csrf)?;
+    Ok(match super::admin::redeliver_one(&state, *id, &session.operator()).await {
+        Ok(()) => see_other("/admin/ui/deliveries?notice=redelivered"),
+        Err(err) => {
+            let (status, banner) = refusal(&err);
+            deliveries_page(&state, &session, None, status, banner).await
+        }
+    })
+}
+
+// ---- subscribers ----
+
+async fn subscribers_page(state: &AppState, session: &ConsoleSession, status_code: StatusCode, banner: Banner) -> HttpResponse {
+    let rows = match actors::outbox::subscribers::list(&state.db).await {
+        Ok(rows) => rows,
+        Err(err) => {
+            let (code, banner) = refusal(&ApiError::from(err));
+            return render(session, "Subscribers", code, &banner, html! {});
+        }
+    };
+    let body = html! {
+        div class="scroll" { table id="subscribers" {
+            thead { tr { th { "Id" } th { "Kind" } th { "Target" } th { "Merchant" } th { "Events" } th {} } }
+            tbody { @for row in &rows { tr {
+                td { (row.id) } td { (row.kind.as_str()) } td { (row.url) }
+                td { (row.merchant_id.as_deref().unwrap_or("every merchant")) }
+                td { @if row.event_types.is_empty() { "every type" } @else { (row.event_types) } }
+                td {
+                    form method="post" action={ "/admin/ui/subscribers/" (row.id) "/remove" } class="inline" {
+                        (csrf_field(session))
+                        button type="submit" class="danger" { "Remove" }
+                    }
+                }
+            } } }
+        } }
+        @if rows.is_empty() { p class="muted" { "No subscribers." } }
+        h2 { "Add a webhook" }
+        form method="post" action="/admin/ui/subscribers" class="stack card" {
+            (csrf_field(session))
+            input type="url" name="url" required placeholder="https://erp.example.com/paywarden-events";
+            input type="text" name="merchant_id" placeholder="Merchant (empty: every merchant)";
+            input type="text" name="event_types" placeholder="Event types, comma-separated (empty: every type)";
+            button type="submit" { "Add" }
+        }
+    };
+    render(session, "Subscribers", status_code, &banner, body)
+}
+
+/// `GET /admin/ui/subscribers`.
+pub async fn subscribers(state: web::Data<AppState>, session: ConsoleSession, params: web::Query<NoticeQuery>) -> HttpResponse {
+    subscribers_page(&state, &session, StatusCode::OK, banner_from(params.notice.as_deref())).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SubscriberForm {
+    csrf: String,
+    url: String,
+    #[serde(default)]
+    merchant_id: String,
+    #[serde(default)]
+    event_types: String,
+}
+
+/// `POST /admin/ui/subscribers`: answers the list with the new subscriber's secret, shown
+/// this once.
+pub async fn add_subscriber(
+    state: web::Data<AppState>,
+    session: ConsoleSession,
+    form: web::Form<SubscriberForm>,
+) -> Result<HttpResponse, ConsoleRejection> {
+    check(&state, &session, &form.csrf)?;
+    let form = form.into_inner();
+    let merchant_id = Some(form.merchant_id.trim().to_owned()).filter(|m| !m.is_empty());
+    let event_types = form
+        .event_types
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let body = super::admin::AddSubscriberBody {
+        url: form.url.trim().to_owned(),
+        secret: None,
+        event_types,
+        merchant_id,
+    };
+    let (status, banner) = match super::admin::add_webhook(&state, body, &session.operator()).await {
+        Ok(model) => (
+            StatusCode::CREATED,
+            Banner::Notice(format!(
+                "Subscriber {} added. Its signing secret, shown this once: {}",
+                model.id,
+                model.secret.as_deref().unwrap_or("")
+            )),
+        ),
+        Err(err) => refusal(&err),
+    };
+    Ok(subscribers_page(&state, &session, status, banner).await)
+}
+
+/// `POST /admin/ui/subscribers/{id}/remove`.
+pub async fn remove_subscriber(
+    state: web::Data<AppState>,
+    session: ConsoleSession,
+    id: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, ConsoleRejection> {
+    check(&state, &session, &form.csrf)?;
+    Ok(match super::admin::remove_webhook(&state, &id, &session.operator()).await {
+        Ok(()) => see_other("/admin/ui/subscribers?notice=subscriber-removed"),
+        Err(err) => {
+            let (status, banner) = refusal(&err);
+            subscribers_page(&state, &session, status, banner).await
+        }
+    })
+}
+
+// ---- stock ----
+
+async fn skus_page(state: &AppState, session: &ConsoleSession, status_code: StatusCode, banner: Banner) -> HttpResponse {
+    let rows = match actors::stock::list(&state.db, LIST_LIMIT).await {
+        Ok(rows) => rows,
+        Err(err) => {
+            let (code, banner) = refusal(&ApiError::from(err));
+            return render(session, "SKUs and stock", code, &banner, html! {});
+        }
+    };
+    let body = html! {
+        div class="scroll" { table id="skus" {
+            thead { tr { th { "Merchant" } th { "SKU" } th class="num" { "Available" } th { "Updated" } } }
+            tbody { @for row in &rows { tr {
+                td { (row.merchant_id) } td { (row.sku_id) } td class="num" { (row.available) } td { (when(row.updated_at)) }
+            } } }
+        } }
+        @if rows.is_empty() { p class="muted" { "No tracked SKUs: orders reserve nothing." } }
+        h2 { "Set stock" }
+        form method="post" action="/admin/ui/skus" class="stack card" {
+            (csrf_field(session))
+            input type="text" name="merchant_id" required placeholder="Merchant";
+            input type="text" name="sku_id" required maxlength="64" placeholder="SKU";
+            input type="number" name="available" required min="0" step="1" placeholder="Available units";
+            button type="submit" { "Set" }
+        }
+    };
+    render(session, "SKUs and stock", status_code, &banner, body)
+}
+
+/// `GET /admin/ui/skus`.
+pub async fn skus(state: web::Data<AppState>, session: ConsoleSession, params: web::Query<NoticeQuery>) -> HttpResponse {
+    skus_page(&state, &session, StatusCode::OK, banner_from(params.notice.as_deref())).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StockForm {
+    csrf: String,
+    merchant_id: String,
+    sku_id: String,
+    available: String,
+}
+
+/// `POST /admin/ui/skus`.
+pub async fn set_stock(
+    state: web::Data<AppState>,
+    session: ConsoleSession,
+    form: web::Form<StockForm>,
+) -> Result<HttpResponse, ConsoleRejection> {
+    check(&state, &session, &form.csrf)?;
+    let result = match form.available.trim().parse::<i64>() {
+        Ok(available) => {
+            super::admin::set_stock(&state, form.merchant_id.trim(), form.sku_id.trim(), available, &session.operator())
+                .await
+                .map(|_| ())
+        }
+        Err(_) => Err(ApiError::Validation(actors::domain::ValidationError::new(
+            "invalid_quantity",
+            "available must be a whole number of units",
+        ))),
+    };
+    Ok(match result {
+        Ok(()) => see_other("/admin/ui/skus?notice=stock-set"),
+        Err(err) => {
+            let (status, banner) = refusal(&err);
+            skus_page(&state, &session, status, banner).await
+        }
+    })
+}
+
+// ---- unmatched notifications ----
+
+async fn unmatched_page(state: &AppState, session: &ConsoleSession, status_code: StatusCode, banner: Banner) -> HttpResponse {
+    let rows = match actors::store::unmatched::list(&state.db, true, LIST_LIMIT).await {
+        Ok(rows) => rows,
+        Err(err) => {
+            let (code, banner) = refusal(&ApiError::from(err));
+            return render(session, "Unmatched notifications", code, &banner, html! {});
+        }
+    };
+    let body = html! {
+        p class="muted" { "Verified provider notifications for trades paywarden does not know. Money may have been taken: find it at the provider, then resolve the row with what you did." }
+        div class="scroll" { table id="unmatched" {
+            thead { tr { th { "Id" } th { "Provider" } th { "Trade" } th { "State" } th class="num" { "Amount" } th { "Received" } th {} } }
+            tbody { @for row in &rows { tr {
+                td { (row.id) } td { (row.provider.as_str()) } td { (row.pay_no) } td { (row.trade_state) }
+                td class="num" { (row.amount.map(|a| a.get().to_string()).unwrap_or_default()) }
+                td { (when(row.received_at)) }
+                td {
+                    form method="post" action={ "/admin/ui/unmatched/" (row.id) "/resolve" } class="stack" {
+                        (csrf_field(session))
+                        input type="text" name="reason" required maxlength="242" placeholder="What was done (recorded)";
+                        button type="submit" class="secondary" { "Resolve" }
+                    }
+                }
+            } } }
+        } }
+        @if rows.is_empty() { p class="muted" { "Nothing to resolve." } }
+    };
+    render(session, "Unmatched notifications", status_code, &banner, body)
+}
+
+/// `GET /admin/ui/unmatched`: the unresolved ones.
+pub async fn unmatched(state: web::Data<AppState>, session: ConsoleSession, params: web::Query<NoticeQuery>) -> HttpResponse {
+    unmatched_page(&state, &session, StatusCode::OK, banner_from(params.notice.as_deref())).await
+}
+
+/// `POST /admin/ui/unmatched/{id}/resolve`.
+pub async fn resolve_unmatched(
+    state: web::Data<AppState>,
+    session: ConsoleSession,
+    id: web::Path<i64>,
+    form: web::Form<ReasonForm>,
+) -> Result<HttpResponse, ConsoleRejection> {
+    check(&state, &session, &form.csrf)?;
+    Ok(
+        match super::admin::resolve_notification(&state, *id, &form.reason, &session.operator()).await {
+            Ok(_) => see_other("/admin/ui/unmatched?notice=resolved"),
+            Err(err) => {
+                let (status, banner) = refusal(&err);
+                unmatched_page(&state, &session, status, banner).await
+            }
+        },
+    )
+}
