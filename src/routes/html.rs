@@ -13,6 +13,13 @@ use maud::{html, Markup, DOCTYPE};
 /// Headers of every HTML page. `no-referrer` keeps a checkout token in the address bar from
 /// leaking to the merchant's `return_url`.
 pub fn page_response(status: StatusCode, markup: Markup) -> HttpResponse {
+    page_response_with_referrer(status, markup, "no-referrer")
+}
+
+/// [`page_response`] with another `Referrer-Policy`: the console's forms need `same-origin`,
+/// since under `no-referrer` a browser posts them with `Origin: null`, which the console's
+/// origin check refuses.
+pub fn page_response_with_referrer(status: StatusCode, markup: Markup, referrer_policy: &'static str) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .insert_header((
@@ -20,7 +27,7 @@ pub fn page_response(status: StatusCode, markup: Markup) -> HttpResponse {
             "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; \
              form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ))
-        .insert_header(("Referrer-Policy", "no-referrer"))
+        .insert_header(("Referrer-Policy", referrer_policy))
         .insert_header(("X-Content-Type-Options", "nosniff"))
         .insert_header(("X-Frame-Options", "DENY"))
         .insert_header(("Cache-Control", "no-store"))

@@ -37,7 +37,8 @@ use crate::startup::AppState;
     extensions(("x-error-codes" = json!([
         "invalid_json", "unauthorized", "idempotency_conflict", "insufficient_stock", "concurrent_update",
         "payload_too_large", "unsupported_media_type", "invalid_field", "unsupported_currency", "invalid_ttl",
-        "missing_items", "too_many_items", "invalid_amount", "invalid_quantity", "amount_too_large", "internal_error"
+        "missing_items", "too_many_items", "invalid_amount", "invalid_quantity", "amount_too_large", "invalid_return_url",
+        "internal_error"
     ]))),
 )]
 #[tracing::instrument(name = "create order", skip_all, fields(merchant_id = %merchant.as_str(), order_no = tracing::field::Empty))]

@@ -5,6 +5,9 @@ mod helpers;
 
 mod auth;
 mod bad_input;
+mod browser;
+mod checkout;
+mod console;
 mod expiry;
 mod health;
 mod migrations;

@@ -18,7 +18,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 pub use self::session::{ConsoleKeys, ConsoleRejection, ConsoleSession};
-use super::html::{frame, money, page_response, when};
+use super::html::{frame, money, page_response_with_referrer, when};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
@@ -120,7 +120,7 @@ fn login_page(status: StatusCode, error: Option<&str>) -> HttpResponse {
             }
         }
     };
-    page_response(status, frame("Sign in", "console", None, body))
+    page_response_with_referrer(status, frame("Sign in", "console", None, body), "same-origin")
 }
 
 /// `GET /admin/ui/login`.
@@ -287,7 +287,7 @@ async fn orders_page(
 }
 
 fn render(session: &ConsoleSession, title: &str, status: StatusCode, banner: &Banner, body: Markup) -> HttpResponse {
-    page_response(status, console_page(title, session, banner, body))
+    page_response_with_referrer(status, console_page(title, session, banner, body), "same-origin")
 }
 
 /// `GET /admin/ui/orders[?status=]`.

@@ -1,0 +1,353 @@
+//! The checkout page and the operator console in a real browser: headless Chromium driven over
+//! WebDriver (Debian's `chromium` and `chromium-driver`; `.ci/run` installs them).
+//!
+//! fantoccini is the WebDriver client: a plain async Rust crate on the same tokio runtime as
+//! the service under test, so a test is one process with no Node.js toolchain, and WebDriver is
+//! the W3C protocol chromedriver speaks natively.
+//!
+//! Each test saves screenshots of the pages at phone (390×844) and desktop (1280×900) width in
+//! `target/tmp/screenshots/` (not committed).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use std::process::{Child, Command};
+
+use crate::helpers::{order_body, spawn_app, spawn_app_with, test_settings, Backend, TestApp, MERCHANT_A_KEY};
+
+const PHONE: (u32, u32) = (390, 844);
+const DESKTOP: (u32, u32) = (1280, 900);
+
+struct Browser {
+    client: Client,
+    _driver: Driver,
+}
+
+/// The chromedriver process, stopped with the test.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn chromedriver() -> PathBuf {
+    let path = std::env::var_os("CHROMEDRIVER").map_or_else(|| PathBuf::from("/usr/bin/chromedriver"), PathBuf::from);
+    assert!(
+        path.exists(),
+        "{} not found: install Debian's chromium and chromium-driver (.ci/run does), or set CHROMEDRIVER",
+        path.display()
+    );
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Browser {
+    async fn start() -> Self {
+        let port = free_port();
+        let driver = Command::new(chromedriver())
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map(Driver)
+            .expect("chromedriver starts");
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".to_owned(),
+            json!({
+                "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned()),
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--hide-scrollbars", "--force-device-scale-factor=1"]
+            }),
+        );
+        let webdriver = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        let client = loop {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector)
+                .capabilities(capabilities.clone())
+                .connect(&webdriver)
+                .await
+            {
+                Ok(client) => break client,
+                Err(err) if started.elapsed() < Duration::from_secs(20) => {
+                    let _ = err;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(err) => panic!("no WebDriver session at {webdriver}: {err}"),
+            }
+        };
+        Self { client, _driver: driver }
+    }
+
+    async fn size(&self, (width, height): (u32, u32)) {
+        self.client.set_window_size(width, height).await.unwrap();
+    }
+
+    /// Saves a screenshot of the current page as `name`.png.
+    async fn screenshot(&self, name: &str) {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        let png = self.client.screenshot().await.unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// Screenshots at phone and desktop width, ending at phone width.
+    async fn screenshots(&self, name: &str) {
+        self.size(DESKTOP).await;
+        self.screenshot(&format!("{name}-desktop")).await;
+        self.size(PHONE).await;
+        self.screenshot(&format!("{name}-phone")).await;
+    }
+
+    async fn text_of(&self, css: &str) -> String {
+        self.client.find(Locator::Css(css)).await.unwrap().text().await.unwrap()
+    }
+
+    /// Waits until the element's text contains `expected`.
+    async fn wait_for_text(&self, css: &str, expected: &str, within: Duration) -> String {
+        let started = Instant::now();
+        loop {
+            let text = match self.client.find(Locator::Css(css)).await {
+                Ok(element) => element.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if text.contains(expected) {
+                return text;
+            }
+            assert!(
+                started.elapsed() < within,
+                "{css} never read {expected:?} within {within:?}; last: {text:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn quit(self) {
+        self.client.close().await.unwrap();
+    }
+}
+
+/// Marks the loaded document, to tell later that the page was never reloaded.
+async fn mark_document(browser: &Browser) {
+    browser
+        .client
+        .execute("window.__paywardenMark = 'same-document'; return null;", vec![])
+        .await
+        .unwrap();
+}
+
+async fn still_the_same_document(browser: &Browser) -> bool {
+    browser
+        .client
+        .execute("return window.__paywardenMark === 'same-document';", vec![])
+        .await
+        .unwrap()
+        == Value::Bool(true)
+}
+
+async fn create_order(app: &TestApp, id: &str, ttl_seconds: i64) -> Value {
+    let mut body = order_body(id);
+    body["ttl_seconds"] = json!(ttl_seconds);
+    body["return_url"] = json!("https://shop.example/orders/thanks");
+    let response = app.post_order(MERCHANT_A_KEY, &body).await;
+    assert_eq!(response.status().as_u16(), 201);
+    response.json().await.unwrap()
+}
+
+#[actix_web::test]
+async fn a_buyer_pays_from_the_checkout_link_and_the_page_turns_paid_without_a_reload() {
+    // Arrange
+    let app = spawn_app(Backend::Postgres).await;
+    let order = create_order(&app, "browser-pay", 900).await;
+    let browser = Browser::start().await;
+    browser.size(PHONE).await;
+
+    // Act: open the link, choose the sandbox, read the QR code the page shows.
+    browser.client.goto(order["checkout_url"].as_str().unwrap()).await.unwrap();
+    browser.wait_for_text("#status", "Waiting for payment", Duration::from_secs(5)).await;
+    let total = order["total_amount"].as_i64().unwrap();
+    assert_eq!(browser.text_of("#amount").await, format!("¥{}.{:02}", total / 100, total % 100));
+    browser.wait_for_text("#countdown", "Pay within 14:", Duration::from_secs(5)).await;
+    browser.screenshots("checkout-choose").await;
+    mark_document(&browser).await;
+    browser
+        .client
+        .find(Locator::Css("#choose button[data-provider='sandbox']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let image = browser
+        .client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#qr-image[data-pay-no]"))
+        .await
+        .unwrap();
+    let pay_no = image.attr("data-pay-no").await.unwrap().unwrap();
+    let src = image.prop("src").await.unwrap().unwrap();
+    let shown = browser
+        .client
+        .execute(
+            "const i = document.getElementById('qr-image'); return i.complete && i.naturalWidth > 0;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    browser.screenshots("checkout-qr").await;
+    let png = app.client.get(&src).send().await.unwrap().bytes().await.unwrap();
+    let decoded = image::load_from_memory(&png).unwrap().to_luma8();
+    let (_, code_url) = rqrr::PreparedImage::prepare(decoded).detect_grids()[0].decode().unwrap();
+
+    // The buyer's app pays at the sandbox; its notification reaches paywarden.
+    app.sandbox_pay(&pay_no, true).await;
+
+    // Assert
+    assert_eq!(shown, Value::Bool(true), "the QR image loaded in the page");
+    let payments = app.admin_order(order["order_no"].as_str().unwrap()).await["payments"].clone();
+    assert_eq!(payments[0]["code_url"], code_url.as_str(), "the QR code is the attempt's");
+    browser.wait_for_text("#status", "Paid", Duration::from_secs(10)).await;
+    assert!(still_the_same_document(&browser).await, "no reload");
+    let back = browser.client.find(Locator::Css("#return-link")).await.unwrap();
+    assert!(back.is_displayed().await.unwrap());
+    assert_eq!(back.attr("href").await.unwrap().unwrap(), "https://shop.example/orders/thanks");
+    assert!(!browser.client.find(Locator::Css("#qr")).await.unwrap().is_displayed().await.unwrap());
+    browser.screenshots("checkout-paid").await;
+    browser.quit().await;
+}
+
+#[actix_web::test]
+async fn an_unpaid_order_s_page_turns_expired_at_its_deadline_and_a_bad_link_is_refused() {
+    // Arrange
+    let app = spawn_app(Backend::Sqlite).await;
+    let order = create_order(&app, "browser-expire", 3).await;
+    let link = order["checkout_url"].as_str().unwrap().to_owned();
+    let browser = Browser::start().await;
+    browser.size(PHONE).await;
+
+    // Act: the page is open while the order expires.
+    browser.client.goto(&link).await.unwrap();
+    browser.wait_for_text("#status", "Waiting for payment", Duration::from_secs(5)).await;
+    mark_document(&browser).await;
+
+    // Assert
+    browser
+        .wait_for_text("#status", "Expired: this order was not paid in time", Duration::from_secs(15))
+        .await;
+    assert!(still_the_same_document(&browser).await, "no reload");
+    assert!(!browser.client.find(Locator::Css("#choose")).await.unwrap().is_displayed().await.unwrap());
+    browser.screenshots("checkout-expired").await;
+
+    // A link with an altered token opens nothing.
+    let forged = format!("{}.x", link.rsplit_once('.').unwrap().0);
+    assert_eq!(app.client.get(&forged).send().await.unwrap().status().as_u16(), 403);
+    browser.client.goto(&forged).await.unwrap();
+    assert_eq!(browser.text_of("h1").await, "This link does not open a payment");
+    browser.screenshots("checkout-refused").await;
+    browser.quit().await;
+}
+
+#[actix_web::test]
+async fn an_operator_signs_in_finds_the_stuck_order_and_force_closes_it() {
+    // Arrange: a provider that fails every call makes the order stuck; the automatic retries
+    // are an hour apart here, so what resolves it is the operator.
+    let mut settings = test_settings(Backend::Postgres).await;
+    settings.expiry.stuck_retry_interval = Duration::from_secs(3600);
+    let app = spawn_app_with(settings).await;
+    let (order_no, pay_no) = app.order_with_attempt("browser-stuck", 1).await;
+    app.create_order(&order_body("browser-calm")).await;
+    app.sandbox_faults(json!({"mode": "timeout", "delay_ms": 2000})).await;
+    app.wait_for_status(&order_no, "stuck", Duration::from_secs(20)).await;
+    let browser = Browser::start().await;
+    browser.size(DESKTOP).await;
+
+    // Act: sign in.
+    browser.client.goto(&app.url("/admin/ui/orders")).await.unwrap();
+    browser.wait_for_text("h1", "paywarden console", Duration::from_secs(5)).await;
+    browser.screenshots("console-sign-in").await;
+    browser
+        .client
+        .find(Locator::Css("input[name='name']"))
+        .await
+        .unwrap()
+        .send_keys("alice")
+        .await
+        .unwrap();
+    browser
+        .client
+        .find(Locator::Css("input[name='token']"))
+        .await
+        .unwrap()
+        .send_keys(crate::helpers::ADMIN_TOKEN)
+        .await
+        .unwrap();
+    browser
+        .client
+        .find(Locator::Css("form button[type='submit']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.wait_for_text("h1", "Orders", Duration::from_secs(5)).await;
+
+    // The stuck order is listed first.
+    let first_row = browser.client.find(Locator::Css("#orders tbody tr")).await.unwrap();
+    assert_eq!(first_row.attr("data-order-no").await.unwrap().unwrap(), order_no);
+    assert!(first_row.text().await.unwrap().contains("stuck"));
+    browser.screenshots("console-orders").await;
+
+    // The provider is back; the operator closes the order.
+    app.sandbox_faults(json!({"mode": "none"})).await;
+    browser
+        .client
+        .find(Locator::Css(&format!("a[href='/admin/ui/orders/{order_no}']")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.wait_for_text("h1", &format!("Order {order_no}"), Duration::from_secs(5)).await;
+    browser
+        .client
+        .find(Locator::Css("#force-close input[name='reason']"))
+        .await
+        .unwrap()
+        .send_keys("provider outage, buyer contacted")
+        .await
+        .unwrap();
+    browser
+        .client
+        .find(Locator::Css("#force-close button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    // Assert
+    browser.wait_for_text("p.notice", "The order was force-closed.", Duration::from_secs(10)).await;
+    let log = browser.text_of("#log").await;
+    assert!(log.contains("admin:alice"), "{log}");
+    assert!(log.contains("force-closed: provider outage, buyer contacted"), "{log}");
+    browser.screenshots("console-order-closed").await;
+    let order = app.admin_order(&order_no).await;
+    assert_eq!(order["status"], "closed");
+    assert_eq!(app.sandbox_trade(&pay_no).await["trade_state"], "CLOSED");
+    browser.quit().await;
+}

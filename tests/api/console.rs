@@ -1,0 +1,178 @@
+//! The operator console over HTTP: sign-in, the session cookie, and the CSRF and origin checks
+//! that stand between a form and the engine. (Clicking through it in a browser: `browser.rs`.)
+
+use std::time::Duration;
+
+use crate::helpers::{spawn_app, Backend, TestApp, ADMIN_TOKEN};
+
+/// Signs in as `name`; the session cookie (`name=value`).
+async fn sign_in(app: &TestApp, name: &str) -> String {
+    let response = app
+        .client
+        .post(app.url("/admin/ui/login"))
+        .form(&[("token", ADMIN_TOKEN), ("name", name)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 303);
+    assert_eq!(response.headers()["location"], "/admin/ui/orders");
+    let cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/admin/ui"] {
+        assert!(cookie.contains(attribute), "{attribute} in {cookie}");
+    }
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+/// The CSRF token in a console page's forms.
+fn csrf_of(page: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = page.find(marker).expect("a form with a csrf field") + marker.len();
+    page[start..].split('"').next().unwrap().to_owned()
+}
+
+async fn page(app: &TestApp, cookie: &str, path: &str) -> (u16, String) {
+    let response = app.client.get(app.url(path)).header("Cookie", cookie).send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[actix_web::test]
+async fn the_console_needs_a_session_and_the_admin_token_to_get_one() {
+    let app = spawn_app(Backend::Sqlite).await;
+
+    let anonymous = app.client.get(app.url("/admin/ui/orders")).send().await.unwrap();
+    assert_eq!(anonymous.status().as_u16(), 303);
+    assert_eq!(anonymous.headers()["location"], "/admin/ui/login");
+
+    let wrong = app
+        .client
+        .post(app.url("/admin/ui/login"))
+        .form(&[("token", "not-the-token"), ("name", "mallory")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    assert!(wrong.headers().get("set-cookie").is_none());
+
+    let forged_cookie = app
+        .client
+        .get(app.url("/admin/ui/orders"))
+        .header("Cookie", "pw_console=9999999999.00.YWxpY2U.AAAA")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged_cookie.status().as_u16(), 303, "an unsigned cookie is no session");
+
+    let cookie = sign_in(&app, "alice").await;
+    let (status, orders) = page(&app, &cookie, "/admin/ui/orders").await;
+    assert_eq!(status, 200);
+    assert!(orders.contains("Signed in as alice"));
+    // The bearer-token API is not opened by the cookie.
+    let api = app
+        .client
+        .get(app.url("/admin/orders"))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status().as_u16(), 401);
+}
+
+#[actix_web::test]
+async fn a_form_without_the_session_s_csrf_token_or_from_another_origin_changes_nothing() {
+    // Arrange
+    let app = spawn_app(Backend::Postgres).await;
+    let (order_no, _) = app.order_with_attempt("console-1", 600).await;
+    let cookie = sign_in(&app, "alice").await;
+    let (_, order_page) = page(&app, &cookie, &format!("/admin/ui/orders/{order_no}")).await;
+    let csrf = csrf_of(&order_page);
+    let action = app.url(&format!("/admin/ui/orders/{order_no}/force-close"));
+
+    // Act
+    let without_token = app
+        .client
+        .post(&action)
+        .header("Cookie", &cookie)
+        .form(&[("csrf", "forged"), ("reason", "customer asked")])
+        .send()
+        .await
+        .unwrap();
+    let cross_site = app
+        .client
+        .post(&action)
+        .header("Cookie", &cookie)
+        .header("Origin", "https://attacker.example")
+        .form(&[("csrf", csrf.as_str()), ("reason", "customer asked")])
+        .send()
+        .await
+        .unwrap();
+    let other_session = sign_in(&app, "bob").await;
+    let token_of_another_session = app
+        .client
+        .post(&action)
+        .header("Cookie", &other_session)
+        .form(&[("csrf", csrf.as_str()), ("reason", "customer asked")])
+        .send()
+        .await
+        .unwrap();
+
+    // Assert
+    for refused in [without_token, cross_site, token_of_another_session] {
+        assert_eq!(refused.status().as_u16(), 403);
+    }
+    assert_eq!(app.admin_order(&order_no).await["status"], "pending");
+
+    // The genuine form goes through the engine and records the operator.
+    let done = app
+        .client
+        .post(&action)
+        .header("Cookie", &cookie)
+        .header("Origin", &app.address)
+        .form(&[("csrf", csrf.as_str()), ("reason", "customer asked")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status().as_u16(), 303);
+    let order = app.wait_for_status(&order_no, "closed", Duration::from_secs(5)).await;
+    assert_eq!(order["close_reason"], "force-closed: customer asked");
+    let detail = app.admin_order(&order_no).await;
+    let closed = detail["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|log| log["to"] == "closed")
+        .unwrap();
+    assert_eq!(closed["operator"], "admin:alice");
+    let (_, shown) = page(&app, &cookie, &format!("/admin/ui/orders/{order_no}?notice=force-closed")).await;
+    assert!(shown.contains("The order was force-closed.") && shown.contains("admin:alice"));
+}
+
+#[actix_web::test]
+async fn a_refused_action_shows_the_reason_and_writes_nothing() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let cookie = sign_in(&app, "alice").await;
+    let (_, skus) = page(&app, &cookie, "/admin/ui/skus").await;
+    let csrf = csrf_of(&skus);
+
+    let refused = app
+        .client
+        .post(app.url("/admin/ui/skus"))
+        .header("Cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("merchant_id", "merchant_a"), ("sku_id", "sku-1"), ("available", "-3")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 422);
+    assert!(refused.text().await.unwrap().contains("invalid_quantity"));
+    assert_eq!(app.count("SELECT COUNT(*) FROM skus").await, 0);
+
+    let set = app
+        .client
+        .post(app.url("/admin/ui/skus"))
+        .header("Cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("merchant_id", "merchant_a"), ("sku_id", "sku-1"), ("available", "7")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status().as_u16(), 303);
+    assert_eq!(app.sku_available("merchant_a", "sku-1").await, 7);
+}
