@@ -623,7 +623,9 @@ mod tests {
             ("checkout.link_grace_seconds", |s| {
                 s.checkout.link_grace = Duration::from_secs(8 * 86_400);
             }),
-            ("console.session_seconds", |s| s.console.session = Duration::from_secs(5)),
+            ("console.session_seconds", |s| {
+                s.console.session = Duration::from_secs(5)
+            }),
             ("providers.wechat.calls.rate_per_second", |s| {
                 s.providers.wechat.calls.rate_per_second = 0
             }),

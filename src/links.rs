@@ -55,15 +55,16 @@ impl Links {
 
     /// The link to an order's checkout page.
     pub fn checkout(&self, order_no: &str, deadline: DateTime<Utc>) -> String {
-        format!("{}/checkout/{order_no}?t={}", self.base_url, self.token(order_no, deadline))
+        format!(
+            "{}/checkout/{order_no}?t={}",
+            self.base_url,
+            self.token(order_no, deadline)
+        )
     }
 
     /// A token for the order, expiring `grace` after its deadline.
     pub fn token(&self, order_no: &str, deadline: DateTime<Utc>) -> String {
-        let expires = deadline
-            .checked_add_signed(self.grace)
-            .unwrap_or(deadline)
-            .timestamp();
+        let expires = deadline.checked_add_signed(self.grace).unwrap_or(deadline).timestamp();
         self.token_expiring_at(order_no, deadline, expires)
     }
 
@@ -88,7 +89,13 @@ impl Links {
     /// # Errors
     /// [`LinkError::Invalid`] for anything not minted here for this order,
     /// [`LinkError::Expired`] for a genuine link past its expiry.
-    pub fn verify(&self, order_no: &str, deadline: DateTime<Utc>, token: &str, now: DateTime<Utc>) -> Result<(), LinkError> {
+    pub fn verify(
+        &self,
+        order_no: &str,
+        deadline: DateTime<Utc>,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), LinkError> {
         let (expires, mac) = token.split_once('.').ok_or(LinkError::Invalid)?;
         let expires: i64 = expires.parse().map_err(|_| LinkError::Invalid)?;
         let mac = URL_SAFE_NO_PAD.decode(mac).map_err(|_| LinkError::Invalid)?;
@@ -130,7 +137,9 @@ mod tests {
     fn a_link_opens_its_order_until_the_grace_after_the_deadline() {
         let links = links();
         let token = links.token("123", deadline());
-        assert!(links.checkout("123", deadline()).starts_with("http://127.0.0.1:8080/checkout/123?t="));
+        assert!(links
+            .checkout("123", deadline())
+            .starts_with("http://127.0.0.1:8080/checkout/123?t="));
         assert_eq!(links.verify("123", deadline(), &token, deadline()), Ok(()));
         let last_second = deadline() + chrono::Duration::seconds(600);
         assert_eq!(links.verify("123", deadline(), &token, last_second), Ok(()));
@@ -145,19 +154,32 @@ mod tests {
         let now = deadline();
         assert_eq!(links.verify("124", deadline(), &token, now), Err(LinkError::Invalid));
         let other_deadline = deadline() + chrono::Duration::seconds(1);
-        assert_eq!(links.verify("123", other_deadline, &token, now), Err(LinkError::Invalid));
+        assert_eq!(
+            links.verify("123", other_deadline, &token, now),
+            Err(LinkError::Invalid)
+        );
         // A later expiry with the same MAC.
         let (expires, mac) = token.split_once('.').unwrap();
         let stretched = format!("{}.{mac}", expires.parse::<i64>().unwrap() + 86_400);
-        assert_eq!(links.verify("123", deadline(), &stretched, now), Err(LinkError::Invalid));
+        assert_eq!(
+            links.verify("123", deadline(), &stretched, now),
+            Err(LinkError::Invalid)
+        );
         for junk in ["", ".", "abc", "1.!!", &format!("{expires}.")] {
-            assert_eq!(links.verify("123", deadline(), junk, now), Err(LinkError::Invalid), "{junk}");
+            assert_eq!(
+                links.verify("123", deadline(), junk, now),
+                Err(LinkError::Invalid),
+                "{junk}"
+            );
         }
         let other_key = Links::new(
             SecretString::from("another_secret_of_at_least_32_characters"),
             std::time::Duration::from_secs(600),
             "http://x",
         );
-        assert_eq!(other_key.verify("123", deadline(), &token, now), Err(LinkError::Invalid));
+        assert_eq!(
+            other_key.verify("123", deadline(), &token, now),
+            Err(LinkError::Invalid)
+        );
     }
 }

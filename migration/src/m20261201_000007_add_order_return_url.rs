@@ -22,7 +22,12 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
-            .alter_table(Table::alter().table(Orders::Table).drop_column(Orders::ReturnUrl).to_owned())
+            .alter_table(
+                Table::alter()
+                    .table(Orders::Table)
+                    .drop_column(Orders::ReturnUrl)
+                    .to_owned(),
+            )
             .await
     }
 }

@@ -216,7 +216,12 @@ pub async fn force_close(
 /// `POST /admin/deadlines/reconcile`: rebuild the deadline index from the database and re-arm
 /// every live order.
 /// Force-closes an order through its actor (the JSON route and the console).
-pub(super) async fn force_close_order(state: &AppState, order_no: &str, reason: &str, operator: Operator) -> Result<(), ApiError> {
+pub(super) async fn force_close_order(
+    state: &AppState,
+    order_no: &str,
+    reason: &str,
+    operator: Operator,
+) -> Result<(), ApiError> {
     // Checked before anything happens: the provider closes the trade first, so a reason that
     // did not fit the column would fail after that side effect.
     let reason = OperatorReason::parse(reason).map_err(ApiError::Validation)?;

@@ -12,8 +12,16 @@ pub const CHECKOUT_JS: &str = "/assets/checkout.js";
 
 /// Name, content type, content.
 const FILES: &[(&str, &str, &str)] = &[
-    ("paywarden.css", "text/css; charset=utf-8", include_str!("assets/paywarden.css")),
-    ("checkout.js", "text/javascript; charset=utf-8", include_str!("assets/checkout.js")),
+    (
+        "paywarden.css",
+        "text/css; charset=utf-8",
+        include_str!("assets/paywarden.css"),
+    ),
+    (
+        "checkout.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/checkout.js"),
+    ),
 ];
 
 /// `GET /assets/{name}`.

@@ -111,17 +111,20 @@ fn qr_url(order_no: &str, pay_no: PayNo, token: &str) -> String {
 
 /// The newest open attempt with a QR code at `provider` (any provider when `None`).
 fn open_attempt(attempts: &[payment_attempts::Model], provider: Option<Provider>) -> Option<&payment_attempts::Model> {
-    attempts
-        .iter()
-        .rev()
-        .find(|a| a.status == AttemptStatus::Pending && a.code_url.is_some() && provider.is_none_or(|p| a.provider == p))
+    attempts.iter().rev().find(|a| {
+        a.status == AttemptStatus::Pending && a.code_url.is_some() && provider.is_none_or(|p| a.provider == p)
+    })
 }
 
 fn render_page(detail: &OrderDetail, token: &str, providers: &[Provider]) -> Markup {
     let order = &detail.order;
     let urls = page_urls(&order.order_no, token);
     let live = order.status.is_live();
-    let open = if live { open_attempt(&detail.attempts, None) } else { None };
+    let open = if live {
+        open_attempt(&detail.attempts, None)
+    } else {
+        None
+    };
     let status = order.status.as_str();
     let body = html! {
         main class="card" id="checkout"
@@ -187,10 +190,16 @@ fn render_page(detail: &OrderDetail, token: &str, providers: &[Provider]) -> Mar
     ),
     extensions(("x-error-codes" = json!(["internal_error"]))),
 )]
-pub async fn page(state: web::Data<AppState>, order_no: web::Path<String>, query: web::Query<PageQuery>) -> HttpResponse {
+pub async fn page(
+    state: web::Data<AppState>,
+    order_no: web::Path<String>,
+    query: web::Query<PageQuery>,
+) -> HttpResponse {
     let token = query.into_inner().t.unwrap_or_default();
     let detail = match linked_order(&state, &order_no, &token).await {
-        Ok(order) => query::find_order_detail_by_id(&state.db, order.id).await.map_err(ApiError::from),
+        Ok(order) => query::find_order_detail_by_id(&state.db, order.id)
+            .await
+            .map_err(ApiError::from),
         Err(err) => Err(err),
     };
     match detail {

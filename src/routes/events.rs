@@ -103,7 +103,11 @@ pub async fn stream(
 /// The status stream of `order`, read by the caller after `changes` was subscribed to (so a
 /// change between the read and the subscription is not lost). Whoever may see the order may
 /// follow it: the merchant (`/v1`) or the holder of its checkout link.
-pub(super) fn status_stream(db: DatabaseConnection, changes: Receiver<OrderChanged>, order: &orders::Model) -> HttpResponse {
+pub(super) fn status_stream(
+    db: DatabaseConnection,
+    changes: Receiver<OrderChanged>,
+    order: &orders::Model,
+) -> HttpResponse {
     let first = frame(order);
     let watch = Watch {
         db,

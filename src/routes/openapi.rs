@@ -182,7 +182,11 @@ fn console_operations(doc: &mut Document) {
             .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
             .build()
     };
-    let page = |description: &str| ResponseBuilder::new().description(description).content("text/html", html());
+    let page = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content("text/html", html())
+    };
     for endpoint in ENDPOINTS.iter().filter(|endpoint| endpoint.scope == Scope::Console) {
         let Some(summary) = endpoint.summary else { continue };
         let path = endpoint.full_path();
@@ -191,7 +195,11 @@ fn console_operations(doc: &mut Document) {
         let operation_id = format!(
             "console_{}_{}",
             endpoint.method.as_str().to_lowercase(),
-            endpoint.path.trim_matches('/').replace(['/', '-'], "_").replace(['{', '}'], "")
+            endpoint
+                .path
+                .trim_matches('/')
+                .replace(['/', '-'], "_")
+                .replace(['{', '}'], "")
         );
         let mut operation = OperationBuilder::new()
             .tag("console")
@@ -219,11 +227,20 @@ fn console_operations(doc: &mut Document) {
                         .required(Some(Required::True))
                         .build(),
                 ))
-                .response("303", ResponseBuilder::new().description("Done: to the page that shows the result"))
+                .response(
+                    "303",
+                    ResponseBuilder::new().description("Done: to the page that shows the result"),
+                )
                 .response("200", page("The page again, with the result"))
                 .response("400", page("The form could not be read"))
-                .response("403", page("The form did not carry the session's CSRF token, or came from another origin"))
-                .response("422", page("Refused: the page again, with the reason and the error code"));
+                .response(
+                    "403",
+                    page("The form did not carry the session's CSRF token, or came from another origin"),
+                )
+                .response(
+                    "422",
+                    page("Refused: the page again, with the reason and the error code"),
+                );
         } else {
             operation = operation.response("200", page("The page"));
         }
@@ -231,7 +248,10 @@ fn console_operations(doc: &mut Document) {
             operation = operation.response("401", page("Not the admin token"));
         } else {
             operation = operation
-                .response("303", ResponseBuilder::new().description("Not signed in: to the sign-in page"))
+                .response(
+                    "303",
+                    ResponseBuilder::new().description("Not signed in: to the sign-in page"),
+                )
                 .security(SecurityRequirement::new(CONSOLE_SESSION, Vec::<String>::new()));
             if !post {
                 operation = operation.response("404", page("Nothing of that name"));

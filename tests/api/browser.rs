@@ -90,7 +90,10 @@ impl Browser {
                 Err(err) => panic!("no WebDriver session at {webdriver}: {err}"),
             }
         };
-        Self { client, _driver: driver }
+        Self {
+            client,
+            _driver: driver,
+        }
     }
 
     async fn size(&self, (width, height): (u32, u32)) {
@@ -177,11 +180,22 @@ async fn a_buyer_pays_from_the_checkout_link_and_the_page_turns_paid_without_a_r
     browser.size(PHONE).await;
 
     // Act: open the link, choose the sandbox, read the QR code the page shows.
-    browser.client.goto(order["checkout_url"].as_str().unwrap()).await.unwrap();
-    browser.wait_for_text("#status", "Waiting for payment", Duration::from_secs(5)).await;
+    browser
+        .client
+        .goto(order["checkout_url"].as_str().unwrap())
+        .await
+        .unwrap();
+    browser
+        .wait_for_text("#status", "Waiting for payment", Duration::from_secs(5))
+        .await;
     let total = order["total_amount"].as_i64().unwrap();
-    assert_eq!(browser.text_of("#amount").await, format!("¥{}.{:02}", total / 100, total % 100));
-    browser.wait_for_text("#countdown", "Pay within 14:", Duration::from_secs(5)).await;
+    assert_eq!(
+        browser.text_of("#amount").await,
+        format!("¥{}.{:02}", total / 100, total % 100)
+    );
+    browser
+        .wait_for_text("#countdown", "Pay within 14:", Duration::from_secs(5))
+        .await;
     browser.screenshots("checkout-choose").await;
     mark_document(&browser).await;
     browser
@@ -212,7 +226,9 @@ async fn a_buyer_pays_from_the_checkout_link_and_the_page_turns_paid_without_a_r
     browser.screenshots("checkout-qr").await;
     let png = app.client.get(&src).send().await.unwrap().bytes().await.unwrap();
     let decoded = image::load_from_memory(&png).unwrap().to_luma8();
-    let (_, code_url) = rqrr::PreparedImage::prepare(decoded).detect_grids()[0].decode().unwrap();
+    let (_, code_url) = rqrr::PreparedImage::prepare(decoded).detect_grids()[0]
+        .decode()
+        .unwrap();
 
     // The buyer's app pays at the sandbox; its notification reaches paywarden.
     app.sandbox_pay(&pay_no, true).await;
@@ -220,13 +236,27 @@ async fn a_buyer_pays_from_the_checkout_link_and_the_page_turns_paid_without_a_r
     // Assert
     assert_eq!(shown, Value::Bool(true), "the QR image loaded in the page");
     let payments = app.admin_order(order["order_no"].as_str().unwrap()).await["payments"].clone();
-    assert_eq!(payments[0]["code_url"], code_url.as_str(), "the QR code is the attempt's");
+    assert_eq!(
+        payments[0]["code_url"],
+        code_url.as_str(),
+        "the QR code is the attempt's"
+    );
     browser.wait_for_text("#status", "Paid", Duration::from_secs(10)).await;
     assert!(still_the_same_document(&browser).await, "no reload");
     let back = browser.client.find(Locator::Css("#return-link")).await.unwrap();
     assert!(back.is_displayed().await.unwrap());
-    assert_eq!(back.attr("href").await.unwrap().unwrap(), "https://shop.example/orders/thanks");
-    assert!(!browser.client.find(Locator::Css("#qr")).await.unwrap().is_displayed().await.unwrap());
+    assert_eq!(
+        back.attr("href").await.unwrap().unwrap(),
+        "https://shop.example/orders/thanks"
+    );
+    assert!(!browser
+        .client
+        .find(Locator::Css("#qr"))
+        .await
+        .unwrap()
+        .is_displayed()
+        .await
+        .unwrap());
     browser.screenshots("checkout-paid").await;
     browser.quit().await;
 }
@@ -242,15 +272,28 @@ async fn an_unpaid_order_s_page_turns_expired_at_its_deadline_and_a_bad_link_is_
 
     // Act: the page is open while the order expires.
     browser.client.goto(&link).await.unwrap();
-    browser.wait_for_text("#status", "Waiting for payment", Duration::from_secs(5)).await;
+    browser
+        .wait_for_text("#status", "Waiting for payment", Duration::from_secs(5))
+        .await;
     mark_document(&browser).await;
 
     // Assert
     browser
-        .wait_for_text("#status", "Expired: this order was not paid in time", Duration::from_secs(15))
+        .wait_for_text(
+            "#status",
+            "Expired: this order was not paid in time",
+            Duration::from_secs(15),
+        )
         .await;
     assert!(still_the_same_document(&browser).await, "no reload");
-    assert!(!browser.client.find(Locator::Css("#choose")).await.unwrap().is_displayed().await.unwrap());
+    assert!(!browser
+        .client
+        .find(Locator::Css("#choose"))
+        .await
+        .unwrap()
+        .is_displayed()
+        .await
+        .unwrap());
     browser.screenshots("checkout-expired").await;
 
     // A link with an altered token opens nothing.
@@ -278,7 +321,9 @@ async fn an_operator_signs_in_finds_the_stuck_order_and_force_closes_it() {
 
     // Act: sign in.
     browser.client.goto(&app.url("/admin/ui/orders")).await.unwrap();
-    browser.wait_for_text("h1", "paywarden console", Duration::from_secs(5)).await;
+    browser
+        .wait_for_text("h1", "paywarden console", Duration::from_secs(5))
+        .await;
     browser.screenshots("console-sign-in").await;
     browser
         .client
@@ -322,7 +367,9 @@ async fn an_operator_signs_in_finds_the_stuck_order_and_force_closes_it() {
         .click()
         .await
         .unwrap();
-    browser.wait_for_text("h1", &format!("Order {order_no}"), Duration::from_secs(5)).await;
+    browser
+        .wait_for_text("h1", &format!("Order {order_no}"), Duration::from_secs(5))
+        .await;
     browser
         .client
         .find(Locator::Css("#force-close input[name='reason']"))
@@ -341,7 +388,9 @@ async fn an_operator_signs_in_finds_the_stuck_order_and_force_closes_it() {
         .unwrap();
 
     // Assert
-    browser.wait_for_text("p.notice", "The order was force-closed.", Duration::from_secs(10)).await;
+    browser
+        .wait_for_text("p.notice", "The order was force-closed.", Duration::from_secs(10))
+        .await;
     let log = browser.text_of("#log").await;
     assert!(log.contains("admin:alice"), "{log}");
     assert!(log.contains("force-closed: provider outage, buyer contacted"), "{log}");

@@ -12,7 +12,9 @@ const TEST_LINK_SECRET: &str = "checkout_test_link_secret_0123456789abcdef";
 
 /// The path and query of an absolute link.
 fn local(app: &TestApp, url: &str) -> String {
-    url.strip_prefix(&app.address).expect("a link to this service").to_owned()
+    url.strip_prefix(&app.address)
+        .expect("a link to this service")
+        .to_owned()
 }
 
 fn with_token(path: &str, token: &str) -> String {
@@ -72,7 +74,10 @@ async fn a_checkout_link_opens_its_order_s_page_and_nothing_else(backend: Backen
     let headers = page.headers().clone();
     assert!(headers["content-type"].to_str().unwrap().starts_with("text/html"));
     let policy = headers["content-security-policy"].to_str().unwrap();
-    assert!(policy.contains("default-src 'none'") && policy.contains("script-src 'self'"), "{policy}");
+    assert!(
+        policy.contains("default-src 'none'") && policy.contains("script-src 'self'"),
+        "{policy}"
+    );
     assert_eq!(headers["referrer-policy"], "no-referrer");
     let html = page.text().await.unwrap();
     assert!(html.contains("Rust course"), "the subject");
@@ -85,7 +90,11 @@ async fn a_checkout_link_opens_its_order_s_page_and_nothing_else(backend: Backen
     );
     for refused in [crossed, forged, bare] {
         assert_eq!(refused.status().as_u16(), 403);
-        assert!(refused.text().await.unwrap().contains("This link does not open a payment"));
+        assert!(refused
+            .text()
+            .await
+            .unwrap()
+            .contains("This link does not open a payment"));
     }
 }
 
@@ -191,7 +200,11 @@ async fn a_link_stops_opening_its_grace_after_the_deadline() {
 
     // Assert
     assert_eq!(page.status().as_u16(), 200);
-    assert!(page.text().await.unwrap().contains("Expired: this order was not paid in time"));
+    assert!(page
+        .text()
+        .await
+        .unwrap()
+        .contains("Expired: this order was not paid in time"));
     assert_eq!(expired.status().as_u16(), 403);
     assert!(expired.text().await.unwrap().contains("this checkout link has expired"));
     assert_eq!(error_code(expired_events, 403).await, "checkout_link_expired");

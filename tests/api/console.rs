@@ -31,7 +31,13 @@ fn csrf_of(page: &str) -> String {
 }
 
 async fn page(app: &TestApp, cookie: &str, path: &str) -> (u16, String) {
-    let response = app.client.get(app.url(path)).header("Cookie", cookie).send().await.unwrap();
+    let response = app
+        .client
+        .get(app.url(path))
+        .header("Cookie", cookie)
+        .send()
+        .await
+        .unwrap();
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
@@ -142,7 +148,12 @@ async fn a_form_without_the_session_s_csrf_token_or_from_another_origin_changes_
         .find(|log| log["to"] == "closed")
         .unwrap();
     assert_eq!(closed["operator"], "admin:alice");
-    let (_, shown) = page(&app, &cookie, &format!("/admin/ui/orders/{order_no}?notice=force-closed")).await;
+    let (_, shown) = page(
+        &app,
+        &cookie,
+        &format!("/admin/ui/orders/{order_no}?notice=force-closed"),
+    )
+    .await;
     assert!(shown.contains("The order was force-closed.") && shown.contains("admin:alice"));
 }
 
@@ -157,7 +168,12 @@ async fn a_refused_action_shows_the_reason_and_writes_nothing() {
         .client
         .post(app.url("/admin/ui/skus"))
         .header("Cookie", &cookie)
-        .form(&[("csrf", csrf.as_str()), ("merchant_id", "merchant_a"), ("sku_id", "sku-1"), ("available", "-3")])
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("merchant_id", "merchant_a"),
+            ("sku_id", "sku-1"),
+            ("available", "-3"),
+        ])
         .send()
         .await
         .unwrap();
@@ -169,7 +185,12 @@ async fn a_refused_action_shows_the_reason_and_writes_nothing() {
         .client
         .post(app.url("/admin/ui/skus"))
         .header("Cookie", &cookie)
-        .form(&[("csrf", csrf.as_str()), ("merchant_id", "merchant_a"), ("sku_id", "sku-1"), ("available", "7")])
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("merchant_id", "merchant_a"),
+            ("sku_id", "sku-1"),
+            ("available", "7"),
+        ])
         .send()
         .await
         .unwrap();

@@ -51,7 +51,10 @@ fn refusal(err: &ApiError) -> (StatusCode, Banner) {
     if status.is_server_error() {
         tracing::error!(error.cause_chain = ?err, error.message = %err, "console action failed");
     }
-    (status, Banner::Error(format!("{} ({})", err.public_message(), err.code())))
+    (
+        status,
+        Banner::Error(format!("{} ({})", err.public_message(), err.code())),
+    )
 }
 
 fn see_other(location: &str) -> HttpResponse {
@@ -242,7 +245,11 @@ async fn orders_page(
     status_code: StatusCode,
     banner: Banner,
 ) -> HttpResponse {
-    let status = match filter.filter(|f| !f.is_empty()).map(str::parse::<OrderStatus>).transpose() {
+    let status = match filter
+        .filter(|f| !f.is_empty())
+        .map(str::parse::<OrderStatus>)
+        .transpose()
+    {
         Ok(status) => status,
         Err(message) => return render(session, "Orders", status_code, &Banner::Error(message), html! {}),
     };
@@ -291,7 +298,11 @@ fn render(session: &ConsoleSession, title: &str, status: StatusCode, banner: &Ba
 }
 
 /// `GET /admin/ui/orders[?status=]`.
-pub async fn orders(state: web::Data<AppState>, session: ConsoleSession, params: web::Query<OrdersQuery>) -> HttpResponse {
+pub async fn orders(
+    state: web::Data<AppState>,
+    session: ConsoleSession,
+    params: web::Query<OrdersQuery>,
+) -> HttpResponse {
     let banner = banner_from(params.notice.as_deref());
     orders_page(&state, &session, params.status.as_deref(), StatusCode::OK, banner).await
 }
@@ -428,7 +439,13 @@ async fn order_page(
             }
         }
     };
-    render(session, &format!("Order {}", order.order_no), status_code, &banner, body)
+    render(
+        session,
+        &format!("Order {}", order.order_no),
+        status_code,
+        &banner,
+        body,
+    )
 }
 
 /// `GET /admin/ui/orders/{order_no}`.
@@ -438,7 +455,14 @@ pub async fn order(
     order_no: web::Path<String>,
     params: web::Query<NoticeQuery>,
 ) -> HttpResponse {
-    order_page(&state, &session, &order_no, StatusCode::OK, banner_from(params.notice.as_deref())).await
+    order_page(
+        &state,
+        &session,
+        &order_no,
+        StatusCode::OK,
+        banner_from(params.notice.as_deref()),
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -482,7 +506,8 @@ pub async fn accept_payment(
 ) -> Result<HttpResponse, ConsoleRejection> {
     check(&state, &session, &form.csrf)?;
     let result =
-        super::admin::accept_mismatched_payment(&state, &order_no, &form.pay_no, &form.reason, session.operator()).await;
+        super::admin::accept_mismatched_payment(&state, &order_no, &form.pay_no, &form.reason, session.operator())
+            .await;
     Ok(match result {
         Ok(()) => see_other(&format!("/admin/ui/orders/{order_no}?notice=accepted")),
         Err(err) => {
@@ -507,9 +532,21 @@ async fn deliveries_page(
     status_code: StatusCode,
     banner: Banner,
 ) -> HttpResponse {
-    let status = match filter.filter(|f| !f.is_empty()).map(str::parse::<DeliveryStatus>).transpose() {
+    let status = match filter
+        .filter(|f| !f.is_empty())
+        .map(str::parse::<DeliveryStatus>)
+        .transpose()
+    {
         Ok(status) => status.unwrap_or(DeliveryStatus::Dead),
-        Err(message) => return render(session, "Deliveries", StatusCode::BAD_REQUEST, &Banner::Error(message), html! {}),
+        Err(message) => {
+            return render(
+                session,
+                "Deliveries",
+                StatusCode::BAD_REQUEST,
+                &Banner::Error(message),
+                html! {},
+            )
+        }
     };
     let rows = match actors::outbox::subscribers::list_deliveries(&state.db, status, LIST_LIMIT).await {
         Ok(rows) => rows,
@@ -567,18 +604,25 @@ pub async fn redeliver(
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, ConsoleRejection> {
     check(&state, &session, &form.csrf)?;
-    Ok(match super::admin::redeliver_one(&state, *id, &session.operator()).await {
-        Ok(()) => see_other("/admin/ui/deliveries?notice=redelivered"),
-        Err(err) => {
-            let (status, banner) = refusal(&err);
-            deliveries_page(&state, &session, None, status, banner).await
-        }
-    })
+    Ok(
+        match super::admin::redeliver_one(&state, *id, &session.operator()).await {
+            Ok(()) => see_other("/admin/ui/deliveries?notice=redelivered"),
+            Err(err) => {
+                let (status, banner) = refusal(&err);
+                deliveries_page(&state, &session, None, status, banner).await
+            }
+        },
+    )
 }
 
 // ---- subscribers ----
 
-async fn subscribers_page(state: &AppState, session: &ConsoleSession, status_code: StatusCode, banner: Banner) -> HttpResponse {
+async fn subscribers_page(
+    state: &AppState,
+    session: &ConsoleSession,
+    status_code: StatusCode,
+    banner: Banner,
+) -> HttpResponse {
     let rows = match actors::outbox::subscribers::list(&state.db).await {
         Ok(rows) => rows,
         Err(err) => {
@@ -615,7 +659,11 @@ async fn subscribers_page(state: &AppState, session: &ConsoleSession, status_cod
 }
 
 /// `GET /admin/ui/subscribers`.
-pub async fn subscribers(state: web::Data<AppState>, session: ConsoleSession, params: web::Query<NoticeQuery>) -> HttpResponse {
+pub async fn subscribers(
+    state: web::Data<AppState>,
+    session: ConsoleSession,
+    params: web::Query<NoticeQuery>,
+) -> HttpResponse {
     subscribers_page(&state, &session, StatusCode::OK, banner_from(params.notice.as_deref())).await
 }
 
@@ -674,18 +722,25 @@ pub async fn remove_subscriber(
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, ConsoleRejection> {
     check(&state, &session, &form.csrf)?;
-    Ok(match super::admin::remove_webhook(&state, &id, &session.operator()).await {
-        Ok(()) => see_other("/admin/ui/subscribers?notice=subscriber-removed"),
-        Err(err) => {
-            let (status, banner) = refusal(&err);
-            subscribers_page(&state, &session, status, banner).await
-        }
-    })
+    Ok(
+        match super::admin::remove_webhook(&state, &id, &session.operator()).await {
+            Ok(()) => see_other("/admin/ui/subscribers?notice=subscriber-removed"),
+            Err(err) => {
+                let (status, banner) = refusal(&err);
+                subscribers_page(&state, &session, status, banner).await
+            }
+        },
+    )
 }
 
 // ---- stock ----
 
-async fn skus_page(state: &AppState, session: &ConsoleSession, status_code: StatusCode, banner: Banner) -> HttpResponse {
+async fn skus_page(
+    state: &AppState,
+    session: &ConsoleSession,
+    status_code: StatusCode,
+    banner: Banner,
+) -> HttpResponse {
     let rows = match actors::stock::list(&state.db, LIST_LIMIT).await {
         Ok(rows) => rows,
         Err(err) => {
@@ -714,7 +769,11 @@ async fn skus_page(state: &AppState, session: &ConsoleSession, status_code: Stat
 }
 
 /// `GET /admin/ui/skus`.
-pub async fn skus(state: web::Data<AppState>, session: ConsoleSession, params: web::Query<NoticeQuery>) -> HttpResponse {
+pub async fn skus(
+    state: web::Data<AppState>,
+    session: ConsoleSession,
+    params: web::Query<NoticeQuery>,
+) -> HttpResponse {
     skus_page(&state, &session, StatusCode::OK, banner_from(params.notice.as_deref())).await
 }
 
@@ -734,11 +793,15 @@ pub async fn set_stock(
 ) -> Result<HttpResponse, ConsoleRejection> {
     check(&state, &session, &form.csrf)?;
     let result = match form.available.trim().parse::<i64>() {
-        Ok(available) => {
-            super::admin::set_stock(&state, form.merchant_id.trim(), form.sku_id.trim(), available, &session.operator())
-                .await
-                .map(|_| ())
-        }
+        Ok(available) => super::admin::set_stock(
+            &state,
+            form.merchant_id.trim(),
+            form.sku_id.trim(),
+            available,
+            &session.operator(),
+        )
+        .await
+        .map(|_| ()),
         Err(_) => Err(ApiError::Validation(actors::domain::ValidationError::new(
             "invalid_quantity",
             "available must be a whole number of units",
@@ -755,7 +818,12 @@ pub async fn set_stock(
 
 // ---- unmatched notifications ----
 
-async fn unmatched_page(state: &AppState, session: &ConsoleSession, status_code: StatusCode, banner: Banner) -> HttpResponse {
+async fn unmatched_page(
+    state: &AppState,
+    session: &ConsoleSession,
+    status_code: StatusCode,
+    banner: Banner,
+) -> HttpResponse {
     let rows = match actors::store::unmatched::list(&state.db, true, LIST_LIMIT).await {
         Ok(rows) => rows,
         Err(err) => {
@@ -786,7 +854,11 @@ async fn unmatched_page(state: &AppState, session: &ConsoleSession, status_code:
 }
 
 /// `GET /admin/ui/unmatched`: the unresolved ones.
-pub async fn unmatched(state: web::Data<AppState>, session: ConsoleSession, params: web::Query<NoticeQuery>) -> HttpResponse {
+pub async fn unmatched(
+    state: web::Data<AppState>,
+    session: ConsoleSession,
+    params: web::Query<NoticeQuery>,
+) -> HttpResponse {
     unmatched_page(&state, &session, StatusCode::OK, banner_from(params.notice.as_deref())).await
 }
 

@@ -97,7 +97,9 @@ impl ConsoleKeys {
     pub fn sign_in(&self, operator: &str) -> Cookie<'static> {
         // 122 random bits from the operating system.
         let nonce = uuid::Uuid::new_v4().simple().to_string();
-        let expires = Utc::now().timestamp().saturating_add(i64::try_from(self.session.as_secs()).unwrap_or(i64::MAX));
+        let expires = Utc::now()
+            .timestamp()
+            .saturating_add(i64::try_from(self.session.as_secs()).unwrap_or(i64::MAX));
         let expires = expires.to_string();
         let name = URL_SAFE_NO_PAD.encode(operator.as_bytes());
         let mac = self.mac(&["session", &expires, &nonce, &name]);
