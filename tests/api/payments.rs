@@ -140,3 +140,56 @@ async fn a_provider_failure_reaches_the_client_as_an_opaque_error_with_a_request
     let request_id = body["error"]["request_id"].as_str().unwrap();
     assert_eq!(request_id.len(), 32, "{request_id}");
 }
+
+/// An attempt's own change (here: closed at the provider) and an order transition that holds
+/// the order and then touches the attempt must not deadlock on PostgreSQL. Before the fix the
+/// attempt change locked the attempt row first and the order second (the log row's foreign
+/// key), the opposite order of every order transition; PostgreSQL then aborted one of the two
+/// with a deadlock.
+#[actix_web::test]
+async fn an_attempt_change_and_an_order_transition_take_their_locks_in_the_same_order() {
+    use actors::store::transitions::apply_attempt;
+    use actors::store::{AttemptCloseReason, AttemptUpdate, Operator};
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+
+    // Arrange: an order with a pending attempt; a transaction that holds the order as an order
+    // transition does.
+    let app = spawn_app(Backend::Postgres).await;
+    let (order_no, pay_no) = app.order_with_attempt("lock-order", 600).await;
+    let order_id: entities::OrderId = order_no.parse().unwrap();
+    let pay: entities::PayNo = pay_no.parse().unwrap();
+    let transition = app.db.begin().await.unwrap();
+    transition
+        .execute_unprepared(&format!("SELECT id FROM orders WHERE id = {order_no} FOR UPDATE"))
+        .await
+        .unwrap();
+
+    // Act: the attempt change starts while the order is held, then the transition touches the
+    // attempt and commits.
+    let db = app.db.clone();
+    let change = tokio::spawn(async move {
+        apply_attempt(
+            &db,
+            order_id,
+            pay,
+            AttemptUpdate::Closed(AttemptCloseReason::ClosedAtProvider),
+            &Operator::System,
+        )
+        .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let touched = transition
+        .execute_unprepared(&format!(
+            "UPDATE payment_attempts SET updated_at = updated_at WHERE pay_no = {pay_no}"
+        ))
+        .await;
+    let committed = transition.commit().await;
+
+    // Assert: both went through.
+    touched.expect("the order transition touches the attempt");
+    committed.expect("the order transition commits");
+    let applied = change.await.unwrap().expect("the attempt change commits");
+    assert!(applied);
+    let detail = app.admin_order(&order_no).await;
+    assert_eq!(detail["payments"][0]["status"], "closed");
+}

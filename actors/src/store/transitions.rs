@@ -393,7 +393,8 @@ pub async fn apply_attempt(
 }
 
 /// As [`apply_attempt`], leaving the trade on the follow-up at `follow_up_at` (`None`: off
-/// it), in the same transaction.
+/// it), in the same transaction. Locks the order row before the attempt's, the lock order of
+/// every other change.
 ///
 /// # Errors
 /// A database error.
@@ -407,6 +408,10 @@ pub async fn apply_attempt_following(
 ) -> Result<bool, OrderError> {
     let now = Utc::now();
     let txn = db.begin().await?;
+    // The order first, as every order transition locks it before its attempts: taking the
+    // attempt first and the order second (the log row's foreign key check) could deadlock
+    // with a transition holding the order and reaching for this attempt.
+    lock_order(&txn, order_id).await?;
     let applied = update_attempt_following(&txn, pay_no, &update, now, follow_up_at).await?;
     if let (true, Some((event, reason))) = (applied, update.log(pay_no)) {
         let from = update.allowed_from().first().copied().unwrap_or(AttemptStatus::Pending);
