@@ -14,6 +14,12 @@ use super::dto::{schema, OrderResponse, OrderSummary};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
+/// Who the JSON routes record: the admin token names no one. (The console records the name
+/// its operator signed in with.)
+fn api_operator() -> Operator {
+    Operator::Admin("admin".to_owned())
+}
+
 /// Most rows one list answers.
 const LIST_LIMIT_MAX: u64 = 1000;
 
@@ -128,7 +134,7 @@ pub async fn put_sku(
     body: web::Json<SetStockBody>,
 ) -> Result<HttpResponse, ApiError> {
     let (merchant_id, sku_id) = path.into_inner();
-    let operator = Operator::Admin("admin".to_owned());
+    let operator = api_operator();
     let sku = set_stock(&state, &merchant_id, &sku_id, body.available, &operator).await?;
     Ok(HttpResponse::Ok().json(StockResponse::from(sku)))
 }
@@ -205,7 +211,7 @@ pub async fn force_close(
     order_no: web::Path<String>,
     body: web::Json<ForceCloseBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let operator = Operator::Admin("admin".to_owned());
+    let operator = api_operator();
     force_close_order(&state, &order_no, &body.into_inner().reason, operator).await?;
     let order = query::find_order_with_logs(&state.db, &order_no)
         .await?
@@ -356,7 +362,7 @@ pub async fn add_subscriber(
     state: web::Data<AppState>,
     body: web::Json<AddSubscriberBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let model = add_webhook(&state, body.into_inner(), &Operator::Admin("admin".to_owned())).await?;
+    let model = add_webhook(&state, body.into_inner(), &api_operator()).await?;
     Ok(HttpResponse::Created().json(SubscriberResponse::new(model, true)))
 }
 
@@ -417,7 +423,7 @@ pub async fn list_subscribers(state: web::Data<AppState>) -> Result<HttpResponse
     extensions(("x-error-codes" = json!(["unauthorized", "not_found", "internal_error"]))),
 )]
 pub async fn remove_subscriber(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    remove_webhook(&state, &id, &Operator::Admin("admin".to_owned())).await?;
+    remove_webhook(&state, &id, &api_operator()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -523,7 +529,7 @@ pub struct RedeliverResponse {
     extensions(("x-error-codes" = json!(["invalid_path", "unauthorized", "not_found", "internal_error"]))),
 )]
 pub async fn redeliver(state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
-    redeliver_one(&state, id.into_inner(), &Operator::Admin("admin".to_owned())).await?;
+    redeliver_one(&state, id.into_inner(), &api_operator()).await?;
     Ok(HttpResponse::Accepted().json(RedeliverResponse {
         status: DeliveryStatus::Pending,
     }))
@@ -650,7 +656,7 @@ pub async fn resolve_unmatched(
     id: web::Path<i64>,
     body: web::Json<ResolveBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let operator = Operator::Admin("admin".to_owned());
+    let operator = api_operator();
     let row = resolve_notification(&state, id.into_inner(), &body.into_inner().reason, &operator).await?;
     Ok(HttpResponse::Ok().json(UnmatchedResponse::from(row)))
 }
@@ -713,7 +719,7 @@ pub async fn accept_payment(
     body: web::Json<AcceptPaymentBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let operator = Operator::Admin("admin".to_owned());
+    let operator = api_operator();
     accept_mismatched_payment(&state, &order_no, &body.pay_no, &body.reason, operator).await?;
     let order = query::find_order_with_logs(&state.db, &order_no)
         .await?

@@ -11,7 +11,6 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use actors::domain::MerchantId;
 use actors::store::{query, Operator, OrderDetail};
 use chrono::Utc;
 use entities::{orders, payment_attempts, AttemptStatus, PayNo, Provider};
@@ -92,19 +91,6 @@ fn provider_name(provider: Provider) -> &'static str {
     }
 }
 
-/// The URLs the page's script calls, each carrying the link's token.
-struct PageUrls {
-    events: String,
-    payments: String,
-}
-
-fn page_urls(order_no: &str, token: &str) -> PageUrls {
-    PageUrls {
-        events: format!("/checkout/{order_no}/events?t={token}"),
-        payments: format!("/checkout/{order_no}/payments?t={token}"),
-    }
-}
-
 fn qr_url(order_no: &str, pay_no: PayNo, token: &str) -> String {
     format!("/checkout/{order_no}/payments/{pay_no}/qr.png?t={token}")
 }
@@ -118,7 +104,6 @@ fn open_attempt(attempts: &[payment_attempts::Model], provider: Option<Provider>
 
 fn render_page(detail: &OrderDetail, token: &str, providers: &[Provider]) -> Markup {
     let order = &detail.order;
-    let urls = page_urls(&order.order_no, token);
     let live = order.status.is_live();
     let open = if live {
         open_attempt(&detail.attempts, None)
@@ -130,8 +115,8 @@ fn render_page(detail: &OrderDetail, token: &str, providers: &[Provider]) -> Mar
         main class="card" id="checkout"
             data-status=(status)
             data-deadline=(order.expires_at.timestamp_millis())
-            data-events=(urls.events)
-            data-payments=(urls.payments) {
+            data-events={ "/checkout/" (order.order_no) "/events?t=" (token) }
+            data-payments={ "/checkout/" (order.order_no) "/payments?t=" (token) } {
             p class="merchant" { (order.merchant_id) }
             h1 { (order.subject) }
             p class="amount" id="amount" { (money(order.total_amount, order.currency)) }
@@ -193,22 +178,15 @@ fn render_page(detail: &OrderDetail, token: &str, providers: &[Provider]) -> Mar
 pub async fn page(
     state: web::Data<AppState>,
     order_no: web::Path<String>,
-    query: web::Query<PageQuery>,
+    params: web::Query<PageQuery>,
 ) -> HttpResponse {
-    let token = query.into_inner().t.unwrap_or_default();
+    let token = params.into_inner().t.unwrap_or_default();
     let detail = match linked_order(&state, &order_no, &token).await {
-        Ok(order) => query::find_order_detail_by_id(&state.db, order.id)
-            .await
-            .map_err(ApiError::from),
+        Ok(order) => query::detail_of(&state.db, order).await.map_err(ApiError::from),
         Err(err) => Err(err),
     };
     match detail {
-        Ok(Some(detail)) => page_response(StatusCode::OK, render_page(&detail, &token, &state.providers)),
-        Ok(None) => message_page(
-            StatusCode::FORBIDDEN,
-            "This link does not open a payment",
-            &LinkError::Invalid.to_string(),
-        ),
+        Ok(detail) => page_response(StatusCode::OK, render_page(&detail, &token, &state.providers)),
         Err(ApiError::BadRequest {
             status: StatusCode::FORBIDDEN,
             message,
@@ -277,11 +255,11 @@ pub async fn start_payment(
 ) -> Result<HttpResponse, ApiError> {
     let order = linked_order(&state, &order_no, &link.t).await?;
     let provider = super::payments::parse_provider(&body.provider)?;
-    let detail = query::find_order_detail_by_id(&state.db, order.id)
-        .await?
-        .ok_or(ApiError::NotFound("order"))?;
+    let live = order.status.is_live();
+    let detail = query::detail_of(&state.db, order).await?;
+    let order = &detail.order;
     let (status, attempt) = match open_attempt(&detail.attempts, Some(provider)) {
-        Some(open) if order.status.is_live() => (StatusCode::OK, open.clone()),
+        Some(open) if live => (StatusCode::OK, open.clone()),
         _ => {
             let attempt = super::payments::start(&state, order.id, provider, Operator::Buyer).await?;
             (StatusCode::CREATED, attempt)
@@ -321,10 +299,8 @@ pub async fn qr_png(
 ) -> Result<HttpResponse, ApiError> {
     let (order_no, pay_no) = path.into_inner();
     let order = linked_order(&state, &order_no, &link.t).await?;
-    let merchant = MerchantId::parse(&order.merchant_id).map_err(|err| ApiError::Internal(anyhow::anyhow!(err)))?;
-    let attempt = query::find_merchant_attempt(&state.db, &merchant, &pay_no)
+    let attempt = query::find_order_attempt(&state.db, order.id, &pay_no)
         .await?
-        .filter(|attempt| attempt.order_id == order.id)
         .ok_or(ApiError::NotFound("payment"))?;
     super::payments::qr_response(attempt).await
 }

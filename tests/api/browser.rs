@@ -116,6 +116,36 @@ impl Browser {
         self.screenshot(&format!("{name}-phone")).await;
     }
 
+    async fn click(&self, css: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .send_keys(text)
+            .await
+            .unwrap();
+    }
+
+    async fn is_shown(&self, css: &str) -> bool {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .is_displayed()
+            .await
+            .unwrap()
+    }
+
     async fn text_of(&self, css: &str) -> String {
         self.client.find(Locator::Css(css)).await.unwrap().text().await.unwrap()
     }
@@ -198,14 +228,7 @@ async fn a_buyer_pays_from_the_checkout_link_and_the_page_turns_paid_without_a_r
         .await;
     browser.screenshots("checkout-choose").await;
     mark_document(&browser).await;
-    browser
-        .client
-        .find(Locator::Css("#choose button[data-provider='sandbox']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click("#choose button[data-provider='sandbox']").await;
     let image = browser
         .client
         .wait()
@@ -249,14 +272,7 @@ async fn a_buyer_pays_from_the_checkout_link_and_the_page_turns_paid_without_a_r
         back.attr("href").await.unwrap().unwrap(),
         "https://shop.example/orders/thanks"
     );
-    assert!(!browser
-        .client
-        .find(Locator::Css("#qr"))
-        .await
-        .unwrap()
-        .is_displayed()
-        .await
-        .unwrap());
+    assert!(!browser.is_shown("#qr").await);
     browser.screenshots("checkout-paid").await;
     browser.quit().await;
 }
@@ -286,14 +302,7 @@ async fn an_unpaid_order_s_page_turns_expired_at_its_deadline_and_a_bad_link_is_
         )
         .await;
     assert!(still_the_same_document(&browser).await, "no reload");
-    assert!(!browser
-        .client
-        .find(Locator::Css("#choose"))
-        .await
-        .unwrap()
-        .is_displayed()
-        .await
-        .unwrap());
+    assert!(!browser.is_shown("#choose").await);
     browser.screenshots("checkout-expired").await;
 
     // A link with an altered token opens nothing.
@@ -325,30 +334,11 @@ async fn an_operator_signs_in_finds_the_stuck_order_and_force_closes_it() {
         .wait_for_text("h1", "paywarden console", Duration::from_secs(5))
         .await;
     browser.screenshots("console-sign-in").await;
+    browser.type_into("input[name='name']", "alice").await;
     browser
-        .client
-        .find(Locator::Css("input[name='name']"))
-        .await
-        .unwrap()
-        .send_keys("alice")
-        .await
-        .unwrap();
-    browser
-        .client
-        .find(Locator::Css("input[name='token']"))
-        .await
-        .unwrap()
-        .send_keys(crate::helpers::ADMIN_TOKEN)
-        .await
-        .unwrap();
-    browser
-        .client
-        .find(Locator::Css("form button[type='submit']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+        .type_into("input[name='token']", crate::helpers::ADMIN_TOKEN)
+        .await;
+    browser.click("form button[type='submit']").await;
     browser.wait_for_text("h1", "Orders", Duration::from_secs(5)).await;
 
     // The stuck order is listed first.
@@ -359,33 +349,14 @@ async fn an_operator_signs_in_finds_the_stuck_order_and_force_closes_it() {
 
     // The provider is back; the operator closes the order.
     app.sandbox_faults(json!({"mode": "none"})).await;
-    browser
-        .client
-        .find(Locator::Css(&format!("a[href='/admin/ui/orders/{order_no}']")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click(&format!("a[href='/admin/ui/orders/{order_no}']")).await;
     browser
         .wait_for_text("h1", &format!("Order {order_no}"), Duration::from_secs(5))
         .await;
     browser
-        .client
-        .find(Locator::Css("#force-close input[name='reason']"))
-        .await
-        .unwrap()
-        .send_keys("provider outage, buyer contacted")
-        .await
-        .unwrap();
-    browser
-        .client
-        .find(Locator::Css("#force-close button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+        .type_into("#force-close input[name='reason']", "provider outage, buyer contacted")
+        .await;
+    browser.click("#force-close button").await;
 
     // Assert
     browser

@@ -98,6 +98,16 @@ async fn a_checkout_link_opens_its_order_s_page_and_nothing_else(backend: Backen
     }
 }
 
+/// What the page's script sends when the buyer chooses `provider`.
+async fn choose(app: &TestApp, path: &str, provider: &str) -> reqwest::Response {
+    app.client
+        .post(app.url(path))
+        .json(&json!({ "provider": provider }))
+        .send()
+        .await
+        .unwrap()
+}
+
 on_both_backends!(the_page_starts_one_attempt_per_provider_and_shows_its_qr_code);
 
 async fn the_page_starts_one_attempt_per_provider_and_shows_its_qr_code(backend: Backend) {
@@ -110,36 +120,12 @@ async fn the_page_starts_one_attempt_per_provider_and_shows_its_qr_code(backend:
     let payments = format!("/checkout/{order_no}/payments?t={token}");
 
     // Act
-    let first = app
-        .client
-        .post(app.url(&payments))
-        .json(&json!({"provider": "sandbox"}))
-        .send()
-        .await
-        .unwrap();
+    let first = choose(&app, &payments, "sandbox").await;
     assert_eq!(first.status().as_u16(), 201);
     let first: Value = first.json().await.unwrap();
-    let again = app
-        .client
-        .post(app.url(&payments))
-        .json(&json!({"provider": "sandbox"}))
-        .send()
-        .await
-        .unwrap();
-    let unknown = app
-        .client
-        .post(app.url(&payments))
-        .json(&json!({"provider": "paypal"}))
-        .send()
-        .await
-        .unwrap();
-    let no_token = app
-        .client
-        .post(app.url(&format!("/checkout/{order_no}/payments?t=1.AAAA")))
-        .json(&json!({"provider": "sandbox"}))
-        .send()
-        .await
-        .unwrap();
+    let again = choose(&app, &payments, "sandbox").await;
+    let unknown = choose(&app, &payments, "paypal").await;
+    let no_token = choose(&app, &format!("/checkout/{order_no}/payments?t=1.AAAA"), "sandbox").await;
     let qr = app
         .client
         .get(app.url(first["qr_png_url"].as_str().unwrap()))

@@ -78,16 +78,30 @@ pub async fn find_order_with_logs<C: ConnectionTrait>(conn: &C, order_no: &str) 
     attach(conn, order, true).await.map(Some)
 }
 
-/// Any merchant's order with items and attempts, by id (the caller has checked it may see it:
-/// the checkout page, whose link names the order).
+/// The items and attempts of an order already read (the checkout page, whose link named it).
 ///
 /// # Errors
 /// The database error.
-pub async fn find_order_detail_by_id<C: ConnectionTrait>(conn: &C, id: OrderId) -> Result<Option<OrderDetail>, DbErr> {
-    let Some(order) = orders::Entity::find_by_id(id).one(conn).await? else {
+pub async fn detail_of<C: ConnectionTrait>(conn: &C, order: orders::Model) -> Result<OrderDetail, DbErr> {
+    attach(conn, order, false).await
+}
+
+/// The attempt `pay_no` if it belongs to the order `order_id`.
+///
+/// # Errors
+/// The database error.
+pub async fn find_order_attempt<C: ConnectionTrait>(
+    conn: &C,
+    order_id: OrderId,
+    pay_no: &str,
+) -> Result<Option<payment_attempts::Model>, DbErr> {
+    let Ok(pay_no) = pay_no.parse::<PayNo>() else {
         return Ok(None);
     };
-    attach(conn, order, false).await.map(Some)
+    Ok(payment_attempts::Entity::find_by_id(pay_no)
+        .one(conn)
+        .await?
+        .filter(|attempt| attempt.order_id == order_id))
 }
 
 async fn attach<C: ConnectionTrait>(conn: &C, order: orders::Model, with_logs: bool) -> Result<OrderDetail, DbErr> {

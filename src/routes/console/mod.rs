@@ -57,6 +57,25 @@ fn refusal(err: &ApiError) -> (StatusCode, Banner) {
     )
 }
 
+/// After a change: to `done` (303; the page there shows the notice the address names). A
+/// refused change: the page again, with the reason and the error's status.
+async fn outcome<T, Page>(
+    result: Result<T, ApiError>,
+    done: &str,
+    page: impl FnOnce(StatusCode, Banner) -> Page,
+) -> HttpResponse
+where
+    Page: std::future::Future<Output = HttpResponse>,
+{
+    match result {
+        Ok(_) => see_other(done),
+        Err(err) => {
+            let (status, banner) = refusal(&err);
+            page(status, banner).await
+        }
+    }
+}
+
 fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, location))
@@ -134,7 +153,7 @@ pub async fn login_form() -> HttpResponse {
 /// `POST /admin/ui/login`: the admin token and a name; a session cookie on success.
 pub async fn login(state: web::Data<AppState>, req: HttpRequest, form: web::Form<LoginForm>) -> HttpResponse {
     if !session::same_origin(&req) {
-        return ConsoleRejection::Forged.error_response_page();
+        return actix_web::ResponseError::error_response(&ConsoleRejection::Forged);
     }
     let name = form.name.trim();
     if name.is_empty() || name.chars().count() > OPERATOR_MAX_CHARS || name.chars().any(char::is_control) {
@@ -172,12 +191,6 @@ pub async fn logout(
         tracing::error!(error.message = %err, "console cookie could not be cleared");
     }
     Ok(response)
-}
-
-impl ConsoleRejection {
-    fn error_response_page(&self) -> HttpResponse {
-        actix_web::ResponseError::error_response(self)
-    }
 }
 
 /// `GET /admin/ui`: to the order list.
@@ -253,44 +266,57 @@ async fn orders_page(
         Ok(status) => status,
         Err(message) => return render(session, "Orders", status_code, &Banner::Error(message), html! {}),
     };
-    let list = match operator_order_list(state, status).await {
-        Ok(list) => list,
-        Err(err) => {
-            let (code, banner) = refusal(&err);
-            return render(session, "Orders", code, &banner, html! {});
-        }
-    };
-    let body = html! {
-        p class="filters" {
-            "Show: " a href="/admin/ui/orders" { "all" }
-            @for name in STATUS_FILTERS { a href={ "/admin/ui/orders?status=" (name) } { (name) } }
-        }
-        div class="scroll" {
-            table id="orders" {
-                thead { tr { th { "Order" } th { "Merchant" } th { "Status" } th class="num" { "Amount" } th { "Deadline" } th { "Close reason" } } }
-                tbody {
-                    @for (order, anomaly) in &list {
-                        tr data-order-no=(order.order_no) {
-                            td { a href={ "/admin/ui/orders/" (order.order_no) } { (order.order_no) } }
-                            td { (order.merchant_id) }
-                            td { (badge(order.status.as_str())) @if *anomaly { " " (badge("anomaly")) } }
-                            td class="num" { (money(order.total_amount, order.currency)) }
-                            td { (when(order.expires_at)) }
-                            td { (order.close_reason.as_deref().unwrap_or("")) }
+    let list = operator_order_list(state, status).await;
+    let body = list.map(|list| {
+        html! {
+            p class="filters" {
+                "Show: " a href="/admin/ui/orders" { "all" }
+                @for name in STATUS_FILTERS { a href={ "/admin/ui/orders?status=" (name) } { (name) } }
+            }
+            div class="scroll" {
+                table id="orders" {
+                    thead { tr { th { "Order" } th { "Merchant" } th { "Status" } th class="num" { "Amount" } th { "Deadline" } th { "Close reason" } } }
+                    tbody {
+                        @for (order, anomaly) in &list {
+                            tr data-order-no=(order.order_no) {
+                                td { a href={ "/admin/ui/orders/" (order.order_no) } { (order.order_no) } }
+                                td { (order.merchant_id) }
+                                td { (badge(order.status.as_str())) @if *anomaly { " " (badge("anomaly")) } }
+                                td class="num" { (money(order.total_amount, order.currency)) }
+                                td { (when(order.expires_at)) }
+                                td { (order.close_reason.as_deref().unwrap_or("")) }
+                            }
                         }
                     }
                 }
             }
+            @if list.is_empty() { p class="muted" { "No orders." } }
+            h2 { "Deadline index" }
+            p class="muted" { "Rebuild the index of pending deadlines from the database and re-arm every live order." }
+            form method="post" action="/admin/ui/deadlines/reconcile" {
+                (csrf_field(session))
+                button type="submit" class="secondary" { "Reconcile the deadline index" }
+            }
         }
-        @if list.is_empty() { p class="muted" { "No orders." } }
-        h2 { "Deadline index" }
-        p class="muted" { "Rebuild the index of pending deadlines from the database and re-arm every live order." }
-        form method="post" action="/admin/ui/deadlines/reconcile" {
-            (csrf_field(session))
-            button type="submit" class="secondary" { "Reconcile the deadline index" }
+    });
+    show(session, "Orders", status_code, banner, body)
+}
+
+/// A page, or, when what it shows could not be read, the page with the reason instead.
+fn show(
+    session: &ConsoleSession,
+    title: &str,
+    status: StatusCode,
+    banner: Banner,
+    body: Result<Markup, ApiError>,
+) -> HttpResponse {
+    match body {
+        Ok(body) => render(session, title, status, &banner, body),
+        Err(err) => {
+            let (status, banner) = refusal(&err);
+            render(session, title, status, &banner, html! {})
         }
-    };
-    render(session, "Orders", status_code, &banner, body)
+    }
 }
 
 fn render(session: &ConsoleSession, title: &str, status: StatusCode, banner: &Banner, body: Markup) -> HttpResponse {
@@ -479,15 +505,13 @@ pub async fn force_close(
     form: web::Form<ReasonForm>,
 ) -> Result<HttpResponse, ConsoleRejection> {
     check(&state, &session, &form.csrf)?;
-    Ok(
-        match super::admin::force_close_order(&state, &order_no, &form.reason, session.operator()).await {
-            Ok(()) => see_other(&format!("/admin/ui/orders/{order_no}?notice=force-closed")),
-            Err(err) => {
-                let (status, banner) = refusal(&err);
-                order_page(&state, &session, &order_no, status, banner).await
-            }
-        },
+    let result = super::admin::force_close_order(&state, &order_no, &form.reason, session.operator()).await;
+    Ok(outcome(
+        result,
+        &format!("/admin/ui/orders/{order_no}?notice=force-closed"),
+        |status, banner| order_page(&state, &session, &order_no, status, banner),
     )
+    .await)
 }
 
 #[derive(Debug, Deserialize)]
@@ -508,13 +532,12 @@ pub async fn accept_payment(
     let result =
         super::admin::accept_mismatched_payment(&state, &order_no, &form.pay_no, &form.reason, session.operator())
             .await;
-    Ok(match result {
-        Ok(()) => see_other(&format!("/admin/ui/orders/{order_no}?notice=accepted")),
-        Err(err) => {
-            let (status, banner) = refusal(&err);
-            order_page(&state, &session, &order_no, status, banner).await
-        }
-    })
+    Ok(outcome(
+        result,
+        &format!("/admin/ui/orders/{order_no}?notice=accepted"),
+        |status, banner| order_page(&state, &session, &order_no, status, banner),
+    )
+    .await)
 }
 
 // ---- deliveries ----
@@ -548,42 +571,40 @@ async fn deliveries_page(
             )
         }
     };
-    let rows = match actors::outbox::subscribers::list_deliveries(&state.db, status, LIST_LIMIT).await {
-        Ok(rows) => rows,
-        Err(err) => {
-            let (code, banner) = refusal(&ApiError::from(err));
-            return render(session, "Deliveries", code, &banner, html! {});
-        }
-    };
-    let body = html! {
-        p class="filters" {
-            "Show: "
-            @for name in ["dead", "pending", "delivered"] { a href={ "/admin/ui/deliveries?status=" (name) } { (name) } }
-        }
-        div class="scroll" { table id="deliveries" {
-            thead { tr { th { "Id" } th { "Order" } th { "Event" } th { "Subscriber" } th { "Status" } th class="num" { "Attempts" } th { "Last error" } th {} } }
-            tbody { @for view in &rows { tr {
-                @let delivery = &view.delivery;
-                td { (delivery.id) }
-                td { a href={ "/admin/ui/orders/" (delivery.order_id) } { (delivery.order_id) } }
-                td { (view.event.as_ref().map(|e| e.event_type.as_str()).unwrap_or("")) }
-                td { (delivery.subscriber_id) }
-                td { (badge(delivery.status.as_str())) }
-                td class="num" { (delivery.attempts) }
-                td { (delivery.last_error.as_deref().unwrap_or("")) }
-                td {
-                    @if delivery.status == DeliveryStatus::Dead {
-                        form method="post" action={ "/admin/ui/deliveries/" (delivery.id) "/redeliver" } class="inline" {
-                            (csrf_field(session))
-                            button type="submit" class="secondary" { "Redeliver" }
+    let rows = actors::outbox::subscribers::list_deliveries(&state.db, status, LIST_LIMIT)
+        .await
+        .map_err(ApiError::from);
+    let body = rows.map(|rows| {
+        html! {
+            p class="filters" {
+                "Show: "
+                @for name in ["dead", "pending", "delivered"] { a href={ "/admin/ui/deliveries?status=" (name) } { (name) } }
+            }
+            div class="scroll" { table id="deliveries" {
+                thead { tr { th { "Id" } th { "Order" } th { "Event" } th { "Subscriber" } th { "Status" } th class="num" { "Attempts" } th { "Last error" } th {} } }
+                tbody { @for view in &rows { tr {
+                    @let delivery = &view.delivery;
+                    td { (delivery.id) }
+                    td { a href={ "/admin/ui/orders/" (delivery.order_id) } { (delivery.order_id) } }
+                    td { (view.event.as_ref().map(|e| e.event_type.as_str()).unwrap_or("")) }
+                    td { (delivery.subscriber_id) }
+                    td { (badge(delivery.status.as_str())) }
+                    td class="num" { (delivery.attempts) }
+                    td { (delivery.last_error.as_deref().unwrap_or("")) }
+                    td {
+                        @if delivery.status == DeliveryStatus::Dead {
+                            form method="post" action={ "/admin/ui/deliveries/" (delivery.id) "/redeliver" } class="inline" {
+                                (csrf_field(session))
+                                button type="submit" class="secondary" { "Redeliver" }
+                            }
                         }
                     }
-                }
-            } } }
-        } }
-        @if rows.is_empty() { p class="muted" { "No " (status.as_str()) " deliveries." } }
-    };
-    render(session, "Deliveries", status_code, &banner, body)
+                } } }
+            } }
+            @if rows.is_empty() { p class="muted" { "No " (status.as_str()) " deliveries." } }
+        }
+    });
+    show(session, "Deliveries", status_code, banner, body)
 }
 
 /// `GET /admin/ui/deliveries[?status=dead|pending|delivered]` (dead by default).
@@ -604,14 +625,12 @@ pub async fn redeliver(
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, ConsoleRejection> {
     check(&state, &session, &form.csrf)?;
+    let result = super::admin::redeliver_one(&state, *id, &session.operator()).await;
     Ok(
-        match super::admin::redeliver_one(&state, *id, &session.operator()).await {
-            Ok(()) => see_other("/admin/ui/deliveries?notice=redelivered"),
-            Err(err) => {
-                let (status, banner) = refusal(&err);
-                deliveries_page(&state, &session, None, status, banner).await
-            }
-        },
+        outcome(result, "/admin/ui/deliveries?notice=redelivered", |status, banner| {
+            deliveries_page(&state, &session, None, status, banner)
+        })
+        .await,
     )
 }
 
@@ -623,39 +642,37 @@ async fn subscribers_page(
     status_code: StatusCode,
     banner: Banner,
 ) -> HttpResponse {
-    let rows = match actors::outbox::subscribers::list(&state.db).await {
-        Ok(rows) => rows,
-        Err(err) => {
-            let (code, banner) = refusal(&ApiError::from(err));
-            return render(session, "Subscribers", code, &banner, html! {});
-        }
-    };
-    let body = html! {
-        div class="scroll" { table id="subscribers" {
-            thead { tr { th { "Id" } th { "Kind" } th { "Target" } th { "Merchant" } th { "Events" } th {} } }
-            tbody { @for row in &rows { tr {
-                td { (row.id) } td { (row.kind.as_str()) } td { (row.url) }
-                td { (row.merchant_id.as_deref().unwrap_or("every merchant")) }
-                td { @if row.event_types.is_empty() { "every type" } @else { (row.event_types) } }
-                td {
-                    form method="post" action={ "/admin/ui/subscribers/" (row.id) "/remove" } class="inline" {
-                        (csrf_field(session))
-                        button type="submit" class="danger" { "Remove" }
+    let rows = actors::outbox::subscribers::list(&state.db)
+        .await
+        .map_err(ApiError::from);
+    let body = rows.map(|rows| {
+        html! {
+            div class="scroll" { table id="subscribers" {
+                thead { tr { th { "Id" } th { "Kind" } th { "Target" } th { "Merchant" } th { "Events" } th {} } }
+                tbody { @for row in &rows { tr {
+                    td { (row.id) } td { (row.kind.as_str()) } td { (row.url) }
+                    td { (row.merchant_id.as_deref().unwrap_or("every merchant")) }
+                    td { @if row.event_types.is_empty() { "every type" } @else { (row.event_types) } }
+                    td {
+                        form method="post" action={ "/admin/ui/subscribers/" (row.id) "/remove" } class="inline" {
+                            (csrf_field(session))
+                            button type="submit" class="danger" { "Remove" }
+                        }
                     }
-                }
-            } } }
-        } }
-        @if rows.is_empty() { p class="muted" { "No subscribers." } }
-        h2 { "Add a webhook" }
-        form method="post" action="/admin/ui/subscribers" class="stack card" {
-            (csrf_field(session))
-            input type="url" name="url" required placeholder="https://erp.example.com/paywarden-events";
-            input type="text" name="merchant_id" placeholder="Merchant (empty: every merchant)";
-            input type="text" name="event_types" placeholder="Event types, comma-separated (empty: every type)";
-            button type="submit" { "Add" }
+                } } }
+            } }
+            @if rows.is_empty() { p class="muted" { "No subscribers." } }
+            h2 { "Add a webhook" }
+            form method="post" action="/admin/ui/subscribers" class="stack card" {
+                (csrf_field(session))
+                input type="url" name="url" required placeholder="https://erp.example.com/paywarden-events";
+                input type="text" name="merchant_id" placeholder="Merchant (empty: every merchant)";
+                input type="text" name="event_types" placeholder="Event types, comma-separated (empty: every type)";
+                button type="submit" { "Add" }
+            }
         }
-    };
-    render(session, "Subscribers", status_code, &banner, body)
+    });
+    show(session, "Subscribers", status_code, banner, body)
 }
 
 /// `GET /admin/ui/subscribers`.
@@ -722,15 +739,13 @@ pub async fn remove_subscriber(
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, ConsoleRejection> {
     check(&state, &session, &form.csrf)?;
-    Ok(
-        match super::admin::remove_webhook(&state, &id, &session.operator()).await {
-            Ok(()) => see_other("/admin/ui/subscribers?notice=subscriber-removed"),
-            Err(err) => {
-                let (status, banner) = refusal(&err);
-                subscribers_page(&state, &session, status, banner).await
-            }
-        },
+    let result = super::admin::remove_webhook(&state, &id, &session.operator()).await;
+    Ok(outcome(
+        result,
+        "/admin/ui/subscribers?notice=subscriber-removed",
+        |status, banner| subscribers_page(&state, &session, status, banner),
     )
+    .await)
 }
 
 // ---- stock ----
@@ -741,31 +756,27 @@ async fn skus_page(
     status_code: StatusCode,
     banner: Banner,
 ) -> HttpResponse {
-    let rows = match actors::stock::list(&state.db, LIST_LIMIT).await {
-        Ok(rows) => rows,
-        Err(err) => {
-            let (code, banner) = refusal(&ApiError::from(err));
-            return render(session, "SKUs and stock", code, &banner, html! {});
+    let rows = actors::stock::list(&state.db, LIST_LIMIT).await.map_err(ApiError::from);
+    let body = rows.map(|rows| {
+        html! {
+            div class="scroll" { table id="skus" {
+                thead { tr { th { "Merchant" } th { "SKU" } th class="num" { "Available" } th { "Updated" } } }
+                tbody { @for row in &rows { tr {
+                    td { (row.merchant_id) } td { (row.sku_id) } td class="num" { (row.available) } td { (when(row.updated_at)) }
+                } } }
+            } }
+            @if rows.is_empty() { p class="muted" { "No tracked SKUs: orders reserve nothing." } }
+            h2 { "Set stock" }
+            form method="post" action="/admin/ui/skus" class="stack card" {
+                (csrf_field(session))
+                input type="text" name="merchant_id" required placeholder="Merchant";
+                input type="text" name="sku_id" required maxlength="64" placeholder="SKU";
+                input type="number" name="available" required min="0" step="1" placeholder="Available units";
+                button type="submit" { "Set" }
+            }
         }
-    };
-    let body = html! {
-        div class="scroll" { table id="skus" {
-            thead { tr { th { "Merchant" } th { "SKU" } th class="num" { "Available" } th { "Updated" } } }
-            tbody { @for row in &rows { tr {
-                td { (row.merchant_id) } td { (row.sku_id) } td class="num" { (row.available) } td { (when(row.updated_at)) }
-            } } }
-        } }
-        @if rows.is_empty() { p class="muted" { "No tracked SKUs: orders reserve nothing." } }
-        h2 { "Set stock" }
-        form method="post" action="/admin/ui/skus" class="stack card" {
-            (csrf_field(session))
-            input type="text" name="merchant_id" required placeholder="Merchant";
-            input type="text" name="sku_id" required maxlength="64" placeholder="SKU";
-            input type="number" name="available" required min="0" step="1" placeholder="Available units";
-            button type="submit" { "Set" }
-        }
-    };
-    render(session, "SKUs and stock", status_code, &banner, body)
+    });
+    show(session, "SKUs and stock", status_code, banner, body)
 }
 
 /// `GET /admin/ui/skus`.
@@ -793,27 +804,25 @@ pub async fn set_stock(
 ) -> Result<HttpResponse, ConsoleRejection> {
     check(&state, &session, &form.csrf)?;
     let result = match form.available.trim().parse::<i64>() {
-        Ok(available) => super::admin::set_stock(
-            &state,
-            form.merchant_id.trim(),
-            form.sku_id.trim(),
-            available,
-            &session.operator(),
-        )
-        .await
-        .map(|_| ()),
+        Ok(available) => {
+            super::admin::set_stock(
+                &state,
+                form.merchant_id.trim(),
+                form.sku_id.trim(),
+                available,
+                &session.operator(),
+            )
+            .await
+        }
         Err(_) => Err(ApiError::Validation(actors::domain::ValidationError::new(
             "invalid_quantity",
             "available must be a whole number of units",
         ))),
     };
-    Ok(match result {
-        Ok(()) => see_other("/admin/ui/skus?notice=stock-set"),
-        Err(err) => {
-            let (status, banner) = refusal(&err);
-            skus_page(&state, &session, status, banner).await
-        }
+    Ok(outcome(result, "/admin/ui/skus?notice=stock-set", |status, banner| {
+        skus_page(&state, &session, status, banner)
     })
+    .await)
 }
 
 // ---- unmatched notifications ----
@@ -824,33 +833,31 @@ async fn unmatched_page(
     status_code: StatusCode,
     banner: Banner,
 ) -> HttpResponse {
-    let rows = match actors::store::unmatched::list(&state.db, true, LIST_LIMIT).await {
-        Ok(rows) => rows,
-        Err(err) => {
-            let (code, banner) = refusal(&ApiError::from(err));
-            return render(session, "Unmatched notifications", code, &banner, html! {});
-        }
-    };
-    let body = html! {
-        p class="muted" { "Verified provider notifications for trades paywarden does not know. Money may have been taken: find it at the provider, then resolve the row with what you did." }
-        div class="scroll" { table id="unmatched" {
-            thead { tr { th { "Id" } th { "Provider" } th { "Trade" } th { "State" } th class="num" { "Amount" } th { "Received" } th {} } }
-            tbody { @for row in &rows { tr {
-                td { (row.id) } td { (row.provider.as_str()) } td { (row.pay_no) } td { (row.trade_state) }
-                td class="num" { (row.amount.map(|a| a.get().to_string()).unwrap_or_default()) }
-                td { (when(row.received_at)) }
-                td {
-                    form method="post" action={ "/admin/ui/unmatched/" (row.id) "/resolve" } class="stack" {
-                        (csrf_field(session))
-                        input type="text" name="reason" required maxlength="242" placeholder="What was done (recorded)";
-                        button type="submit" class="secondary" { "Resolve" }
+    let rows = actors::store::unmatched::list(&state.db, true, LIST_LIMIT)
+        .await
+        .map_err(ApiError::from);
+    let body = rows.map(|rows| {
+        html! {
+            p class="muted" { "Verified provider notifications for trades paywarden does not know. Money may have been taken: find it at the provider, then resolve the row with what you did." }
+            div class="scroll" { table id="unmatched" {
+                thead { tr { th { "Id" } th { "Provider" } th { "Trade" } th { "State" } th class="num" { "Amount" } th { "Received" } th {} } }
+                tbody { @for row in &rows { tr {
+                    td { (row.id) } td { (row.provider.as_str()) } td { (row.pay_no) } td { (row.trade_state) }
+                    td class="num" { (row.amount.map(|a| a.get().to_string()).unwrap_or_default()) }
+                    td { (when(row.received_at)) }
+                    td {
+                        form method="post" action={ "/admin/ui/unmatched/" (row.id) "/resolve" } class="stack" {
+                            (csrf_field(session))
+                            input type="text" name="reason" required maxlength="242" placeholder="What was done (recorded)";
+                            button type="submit" class="secondary" { "Resolve" }
+                        }
                     }
-                }
-            } } }
-        } }
-        @if rows.is_empty() { p class="muted" { "Nothing to resolve." } }
-    };
-    render(session, "Unmatched notifications", status_code, &banner, body)
+                } } }
+            } }
+            @if rows.is_empty() { p class="muted" { "Nothing to resolve." } }
+        }
+    });
+    show(session, "Unmatched notifications", status_code, banner, body)
 }
 
 /// `GET /admin/ui/unmatched`: the unresolved ones.
@@ -870,13 +877,11 @@ pub async fn resolve_unmatched(
     form: web::Form<ReasonForm>,
 ) -> Result<HttpResponse, ConsoleRejection> {
     check(&state, &session, &form.csrf)?;
+    let result = super::admin::resolve_notification(&state, *id, &form.reason, &session.operator()).await;
     Ok(
-        match super::admin::resolve_notification(&state, *id, &form.reason, &session.operator()).await {
-            Ok(_) => see_other("/admin/ui/unmatched?notice=resolved"),
-            Err(err) => {
-                let (status, banner) = refusal(&err);
-                unmatched_page(&state, &session, status, banner).await
-            }
-        },
+        outcome(result, "/admin/ui/unmatched?notice=resolved", |status, banner| {
+            unmatched_page(&state, &session, status, banner)
+        })
+        .await,
     )
 }

@@ -80,13 +80,24 @@ impl ConsoleKeys {
         digest == self.admin_digest
     }
 
-    fn mac(&self, parts: &[&str]) -> String {
+    fn hmac(&self, parts: &[&str]) -> hmac::Hmac<Sha256> {
         let mut mac = crate::links::keyed(&self.key);
         for part in parts {
             mac.update(part.as_bytes());
             mac.update(b"\n");
         }
-        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        mac
+    }
+
+    fn mac(&self, parts: &[&str]) -> String {
+        URL_SAFE_NO_PAD.encode(self.hmac(parts).finalize().into_bytes())
+    }
+
+    /// Whether `sent` is the MAC of `parts` (compared in constant time by `hmac`).
+    fn verify(&self, parts: &[&str], sent: &str) -> bool {
+        URL_SAFE_NO_PAD
+            .decode(sent)
+            .is_ok_and(|sent| self.hmac(parts).verify_slice(&sent).is_ok())
     }
 
     fn csrf_for(&self, nonce: &str) -> String {
@@ -130,8 +141,7 @@ impl ConsoleKeys {
         if parts.next().is_some() {
             return None;
         }
-        let expected = self.mac(&["session", expires, nonce, name]);
-        if !constant_time_eq(expected.as_bytes(), mac.as_bytes()) {
+        if !self.verify(&["session", expires, nonce, name], mac) {
             return None;
         }
         if expires.parse::<i64>().ok()? < Utc::now().timestamp() {
@@ -150,17 +160,12 @@ impl ConsoleKeys {
     /// # Errors
     /// [`ConsoleRejection::Forged`] when it does not match.
     pub fn check_csrf(&self, session: &ConsoleSession, sent: &str) -> Result<(), ConsoleRejection> {
-        let expected = self.csrf_for(&session.nonce);
-        if constant_time_eq(expected.as_bytes(), sent.as_bytes()) {
+        if self.verify(&["csrf", &session.nonce], sent) {
             Ok(())
         } else {
             Err(ConsoleRejection::Forged)
         }
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Why a console request was not served.
