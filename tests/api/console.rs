@@ -197,3 +197,14 @@ async fn a_refused_action_shows_the_reason_and_writes_nothing() {
     assert_eq!(set.status().as_u16(), 303);
     assert_eq!(app.sku_available("merchant_a", "sku-1").await, 7);
 }
+
+#[actix_web::test]
+async fn an_unknown_status_filter_is_a_bad_request_on_every_list() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let cookie = sign_in(&app, "alice").await;
+    for path in ["/admin/ui/orders?status=bogus", "/admin/ui/deliveries?status=bogus"] {
+        let (status, body) = page(&app, &cookie, path).await;
+        assert_eq!(status, 400, "{path}");
+        assert!(body.contains("bogus"), "{path}: the page names the value");
+    }
+}

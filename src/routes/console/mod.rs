@@ -264,7 +264,15 @@ async fn orders_page(
         .transpose()
     {
         Ok(status) => status,
-        Err(message) => return render(session, "Orders", status_code, &Banner::Error(message), html! {}),
+        Err(message) => {
+            return render(
+                session,
+                "Orders",
+                StatusCode::BAD_REQUEST,
+                &Banner::Error(message),
+                html! {},
+            )
+        }
     };
     let list = operator_order_list(state, status).await;
     let body = list.map(|list| {
