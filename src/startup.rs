@@ -203,7 +203,7 @@ impl Application {
         let mut server = HttpServer::new(move || {
             let mut app = App::new()
                 .wrap(from_fn(crate::metrics::record))
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
                 .app_data(state.clone())
                 .app_data(credentials.clone())
                 .app_data(metrics_data.clone())
