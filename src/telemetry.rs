@@ -69,7 +69,8 @@ mod tests {
 
     impl std::io::Write for Captured {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
+            let mut captured = self.0.lock().map_err(|_| std::io::Error::other("a writer panicked"))?;
+            captured.extend_from_slice(buf);
             Ok(buf.len())
         }
 
