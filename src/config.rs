@@ -19,6 +19,7 @@ use actors::domain::OrderLimits;
 use actors::order::expiry::ExpirySettings;
 use actors::outbox::RelaySettings;
 use actors::provider::ProviderCallSettings;
+use actors::refund::RefundSettings;
 use anyhow::{bail, Context};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -109,11 +110,23 @@ pub struct Settings {
     pub orders: OrderLimits,
     pub expiry: ExpirySettings,
     pub outbox: RelaySettings,
+    pub refunds: RefundSettings,
+    pub anomalies: AnomalySettings,
     pub amqp: AmqpConfig,
     pub providers: ProviderSettings,
     pub checkout: CheckoutSettings,
     pub console: ConsoleSettings,
     pub telemetry: TelemetrySettings,
+}
+
+/// What paywarden does by itself about money no order keeps.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalySettings {
+    /// Refund in full, automatically, a payment taken after its order closed, a second payment
+    /// of a settled order, and a payment found by the follow-up. A payment of another amount
+    /// is never refunded by itself: an operator decides.
+    pub auto_refund: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -359,6 +372,14 @@ pub struct TelemetrySettings {
 }
 
 impl Settings {
+    /// The refund worker's settings, with `anomalies.auto_refund`.
+    pub fn refunds(&self) -> RefundSettings {
+        RefundSettings {
+            auto_refund: self.anomalies.auto_refund,
+            ..self.refunds.clone()
+        }
+    }
+
     /// Loads the layered configuration: embedded defaults and profile, then the configuration
     /// directory (`PAYWARDEN_CONFIG_DIR`, else `./config` when present), then the environment.
     ///
@@ -452,6 +473,7 @@ impl Settings {
         self.orders.validate("orders")?;
         self.expiry.validate("expiry")?;
         self.outbox.validate("outbox")?;
+        self.refunds.validate("refunds")?;
         if self.amqp.url().is_some() && self.amqp.exchange.is_empty() {
             bail!("amqp.exchange must be set when amqp.url is");
         }

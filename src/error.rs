@@ -130,6 +130,16 @@ pub const ERROR_CODES: &[ErrorCode] = &[
         "out_business_id was already used for an order with other content",
     ),
     code(
+        "refund_conflict",
+        StatusCode::CONFLICT,
+        "out_refund_id was already used for a refund with other content",
+    ),
+    code(
+        "order_not_refundable",
+        StatusCode::CONFLICT,
+        "the order is not paid (pending, closed, stuck) or already refunded in full",
+    ),
+    code(
         "insufficient_stock",
         StatusCode::CONFLICT,
         "a tracked SKU has less stock than the order asks for (the level left is not told)",
@@ -183,6 +193,16 @@ pub const ERROR_CODES: &[ErrorCode] = &[
         "invalid_field",
         StatusCode::UNPROCESSABLE_ENTITY,
         "a text field is empty, too long (in characters) or holds control characters; the message names it",
+    ),
+    code(
+        "refund_exceeds_paid",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the refunds of the payment (pending and succeeded) would exceed what it took; the message says what is left",
+    ),
+    code(
+        "not_a_payment",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "pay_no is not a payment of this order that took money",
     ),
     code(
         "invalid_return_url",
@@ -341,6 +361,10 @@ fn order_code(err: &OrderError) -> &'static str {
         OrderError::Unavailable => "service_unavailable",
         OrderError::ProviderUnreachable => "provider_unreachable",
         OrderError::CloseNotPossibleYet => "close_not_possible_yet",
+        OrderError::RefundNotFound => "not_found",
+        OrderError::RefundConflict => "refund_conflict",
+        OrderError::NotRefundable(_) => "order_not_refundable",
+        OrderError::RefundExceedsPaid { .. } => "refund_exceeds_paid",
     }
 }
 
@@ -349,7 +373,9 @@ fn order_status(err: &OrderError) -> StatusCode {
         OrderError::Validation(_) | OrderError::ProviderUnavailable(_) | OrderError::CurrencyNotAccepted { .. } => {
             StatusCode::UNPROCESSABLE_ENTITY
         }
-        OrderError::NotFound | OrderError::AttemptNotFound => StatusCode::NOT_FOUND,
+        OrderError::NotFound | OrderError::AttemptNotFound | OrderError::RefundNotFound => StatusCode::NOT_FOUND,
+        OrderError::RefundExceedsPaid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        OrderError::RefundConflict | OrderError::NotRefundable(_) => StatusCode::CONFLICT,
         OrderError::IdempotencyConflict
         | OrderError::InsufficientStock { .. }
         | OrderError::NotPending(_)
@@ -459,6 +485,13 @@ mod tests {
             order(OrderError::Unavailable),
             order(OrderError::ProviderUnreachable),
             order(OrderError::CloseNotPossibleYet),
+            order(OrderError::RefundNotFound),
+            order(OrderError::RefundConflict),
+            order(OrderError::NotRefundable(OrderStatus::Pending)),
+            order(OrderError::RefundExceedsPaid {
+                refundable: entities::MinorUnit::new(1).unwrap(),
+            }),
+            order(OrderError::Validation(validation("not_a_payment"))),
         ];
         for err in errors {
             let code = err.code();

@@ -157,11 +157,13 @@ impl Application {
             providers: Arc::new(providers),
             index,
             settings: expiry,
+            refunds: settings.refunds(),
             metrics: EngineMetrics::register(metrics.registry()).context("failed to register engine metrics")?,
         });
         let relay = start_outbox_relay(&settings, &db, &engine).await?;
         let rehydrated = engine.rehydrate().await.context("failed to re-arm pending orders")?;
         engine.start_follow_up();
+        engine.start_refunds();
         tracing::info!(
             index = engine.index_name(),
             armed = rehydrated.armed,

@@ -1,6 +1,6 @@
 //! The change feed: what happens after a commit that changed an order.
 //!
-//! Two listeners care: the outbox relay (woken so a new event is delivered at once rather than
+//! Three listeners care: the refund worker (woken when a refund was committed), the outbox relay (woken so a new event is delivered at once rather than
 //! at its next sweep) and live status streams (a broadcast of `(order, status)`). The feed is
 //! handed to whatever commits changes; nothing here reads the database.
 
@@ -32,6 +32,8 @@ pub struct ChangeFeed {
 struct Inner {
     /// Set once, after the relay starts (it is started after the engine it listens to).
     relay: OnceLock<Recipient<Wake>>,
+    /// Set once, when the refund worker starts.
+    refunds: OnceLock<Recipient<Wake>>,
     changes: broadcast::Sender<OrderChanged>,
 }
 
@@ -40,6 +42,7 @@ impl Default for ChangeFeed {
         Self {
             inner: Arc::new(Inner {
                 relay: OnceLock::new(),
+                refunds: OnceLock::new(),
                 changes: broadcast::channel(CHANGES_BUFFERED).0,
             }),
         }
@@ -57,6 +60,20 @@ impl ChangeFeed {
     pub fn wake_relay(&self) {
         if let Some(relay) = self.inner.relay.get() {
             relay.do_send(Wake);
+        }
+    }
+
+    /// Connects the refund worker. Only the first call counts.
+    pub fn attach_refunds(&self, worker: Recipient<Wake>) {
+        let _ = self.inner.refunds.set(worker);
+    }
+
+    /// Wakes the refund worker after a refund was committed. A lost wake-up only delays it
+    /// to the worker's next poll.
+    pub fn wake_refunds(&self) {
+        self.wake_relay();
+        if let Some(worker) = self.inner.refunds.get() {
+            worker.do_send(Wake);
         }
     }
 

@@ -340,6 +340,73 @@ impl std::fmt::Display for OperatorReason {
     }
 }
 
+/// A refund as asked for, every field checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewRefund {
+    /// The requester's key: one refund per merchant and key.
+    pub out_refund_id: String,
+    /// Positive, in the order's minor unit.
+    pub amount: MinorUnit,
+    pub reason: String,
+    /// The payment to refund (operators only: a second payment, a mismatched one); `None`
+    /// refunds the order's own payment.
+    pub pay_no: Option<entities::PayNo>,
+}
+
+/// What `out_refund_id`s of automatic refunds start with; refused in requests.
+pub const AUTO_REFUND_PREFIX: &str = "auto:";
+
+impl NewRefund {
+    /// # Errors
+    /// The first problem found, as a [`ValidationError`] naming the field.
+    pub fn parse(
+        out_refund_id: &str,
+        amount: i64,
+        reason: &str,
+        pay_no: Option<entities::PayNo>,
+    ) -> Result<Self, ValidationError> {
+        let out_refund_id = text_field(
+            "out_refund_id",
+            out_refund_id,
+            entities::refunds::OUT_REFUND_ID_MAX_CHARS,
+        )?;
+        if out_refund_id.starts_with(AUTO_REFUND_PREFIX) {
+            return Err(ValidationError::new(
+                "invalid_field",
+                format!("out_refund_id must not start with '{AUTO_REFUND_PREFIX}' (automatic refunds use it)"),
+            ));
+        }
+        let amount = MinorUnit::new(amount)
+            .ok()
+            .filter(|amount| *amount > MinorUnit::ZERO)
+            .ok_or_else(|| {
+                ValidationError::new(
+                    "invalid_amount",
+                    format!("amount must be a positive number of minor units, got {amount}"),
+                )
+            })?;
+        let reason = text_field("reason", reason, entities::refunds::REASON_MAX_CHARS)?;
+        Ok(Self {
+            out_refund_id,
+            amount,
+            reason,
+            pay_no,
+        })
+    }
+
+    /// SHA-256 over the refund's content for `order_no` (everything but the key), hex
+    /// encoded: equal fingerprints mean a replay of the same request.
+    pub fn fingerprint(&self, order_no: &str) -> String {
+        let content = serde_json::json!({
+            "order_no": order_no,
+            "pay_no": self.pay_no,
+            "amount": self.amount,
+            "reason": self.reason,
+        });
+        hex::encode(Sha256::digest(content.to_string().as_bytes()))
+    }
+}
+
 /// An absolute `http` or `https` URL without credentials, at most
 /// [`entities::orders::RETURN_URL_MAX_CHARS`] characters, as the URL parser normalises it.
 fn return_url(raw: &str) -> Result<String, ValidationError> {

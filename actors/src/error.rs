@@ -1,7 +1,7 @@
 //! Errors of the order commands and queries, one enum so the HTTP facade can map each case to
 //! a status code with a match that has no catch-all arm.
 
-use entities::{Currency, OrderStatus, Provider};
+use entities::{Currency, MinorUnit, OrderStatus, Provider};
 use sea_orm::DbErr;
 
 use crate::domain::ValidationError;
@@ -44,6 +44,14 @@ pub enum OrderError {
     ProviderUnreachable,
     #[error("the provider cannot close the trade yet (the buyer is paying, or it is too soon); try again shortly")]
     CloseNotPossibleYet,
+    #[error("refund not found")]
+    RefundNotFound,
+    #[error("out_refund_id was already used for a refund with different content")]
+    RefundConflict,
+    #[error("order is {0}; only a paid order (or one paid after close) can be refunded")]
+    NotRefundable(OrderStatus),
+    #[error("the refund would exceed what was paid: {refundable} minor units are left to refund")]
+    RefundExceedsPaid { refundable: MinorUnit },
 }
 
 impl OrderError {
@@ -66,6 +74,10 @@ impl OrderError {
             OrderError::Unavailable => "unavailable",
             OrderError::ProviderUnreachable => "provider_unreachable",
             OrderError::CloseNotPossibleYet => "close_not_possible_yet",
+            OrderError::RefundNotFound => "refund_not_found",
+            OrderError::RefundConflict => "refund_conflict",
+            OrderError::NotRefundable(_) => "not_refundable",
+            OrderError::RefundExceedsPaid { .. } => "refund_exceeds_paid",
         }
     }
 }

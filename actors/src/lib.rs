@@ -16,6 +16,8 @@
 //! - [`provider`]: the supervised `ProviderActor` (timeouts, rate limit, retries, breaker) and
 //!   the [`provider::ProviderClient`] order code reaches it through.
 //! - [`gateway`]: the `Gateway` trait and the providers behind it (sandbox, WeChat Pay, Alipay).
+//! - [`refund`]: the refund worker (every pending refund stepped to a final status, across
+//!   restarts) and refund notifications.
 //! - [`deadline`]: the deadline index (Redis sorted set, or SQL).
 //! - [`changes`]: the change feed (outbox relay wake-ups, live status).
 //! - [`outbox`]: the outbox relay, subscribers, webhook signatures, the AMQP sink.
@@ -35,6 +37,7 @@ pub mod metrics;
 pub mod order;
 pub mod outbox;
 pub mod provider;
+pub mod refund;
 pub mod retry;
 pub mod settings;
 pub mod stock;

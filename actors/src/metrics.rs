@@ -12,6 +12,8 @@ pub struct EngineMetrics {
     pub notifications: IntCounterVec,
     pub timer_lateness: Histogram,
     pub live_actors: IntGauge,
+    /// Refund steps by outcome: succeeded, failed, processing, uncertain, resent.
+    pub refund_steps: IntCounterVec,
     /// Every timer's lateness in µs, when a benchmark asks for exact percentiles.
     pub lateness_samples: Option<Arc<std::sync::Mutex<Vec<i64>>>>,
 }
@@ -40,12 +42,20 @@ impl EngineMetrics {
                     .buckets(vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
             )?,
             live_actors: IntGauge::new("order_actors_live", "Order actors running")?,
+            refund_steps: IntCounterVec::new(
+                Opts::new(
+                    "refund_steps_total",
+                    "Refund worker steps by outcome: succeeded, failed, processing, uncertain, resent",
+                ),
+                &["outcome"],
+            )?,
             lateness_samples: None,
         };
         registry.register(Box::new(metrics.expiry_outcomes.clone()))?;
         registry.register(Box::new(metrics.notifications.clone()))?;
         registry.register(Box::new(metrics.timer_lateness.clone()))?;
         registry.register(Box::new(metrics.live_actors.clone()))?;
+        registry.register(Box::new(metrics.refund_steps.clone()))?;
         Ok(metrics)
     }
 

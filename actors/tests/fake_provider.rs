@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use actors::deadline::SqlDeadlineIndex;
 use actors::domain::{ItemRequest, MerchantId, NewOrder, OrderLimits, OrderRequest};
 use actors::engine::{Engine, EngineParts};
-use actors::gateway::{CloseOutcome, GatewayError, PaidTrade, QrCreated, QrRequest, TradeQuery, TradeState};
+use actors::gateway::{
+    CloseOutcome, GatewayError, PaidTrade, QrCreated, QrRequest, RefundAnswer, RefundRequest, TradeQuery, TradeState,
+};
 use actors::ids::Snowflake;
 use actors::metrics::EngineMetrics;
 use actors::order::expiry::ExpirySettings;
@@ -99,6 +101,17 @@ impl ProviderClient for FakeProvider {
             code_url: format!("fake://{}", request.pay_no),
         })
     }
+
+    // The order actor never refunds: refunds are the refund worker's, tested over HTTP.
+    async fn refund(&self, provider: Provider, _request: RefundRequest) -> Result<RefundAnswer, GatewayError> {
+        self.called("refund")?;
+        Err(GatewayError::NotConfigured(provider))
+    }
+
+    async fn query_refund(&self, provider: Provider, _request: RefundRequest) -> Result<RefundAnswer, GatewayError> {
+        self.called("query_refund")?;
+        Err(GatewayError::NotConfigured(provider))
+    }
 }
 
 fn settings() -> ExpirySettings {
@@ -131,6 +144,7 @@ async fn engine(provider: Arc<FakeProvider>) -> (Engine, DatabaseConnection) {
         providers: provider,
         index: Arc::new(SqlDeadlineIndex::new(db.clone())),
         settings: settings(),
+        refunds: actors::refund::RefundSettings::default(),
         metrics: EngineMetrics::register(&prometheus::Registry::new()).unwrap(),
     });
     (engine, db)

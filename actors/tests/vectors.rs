@@ -23,7 +23,8 @@ use actors::gateway::wechat::crypto::{
 use actors::gateway::wechat::transformers::{WechatTradeState, WechatTransaction};
 use actors::gateway::wechat::{WechatGateway, WechatPlatformKeySettings, WechatSettings};
 use actors::gateway::{
-    CloseOutcome, FixedClock, Gateway, NotificationError, NotificationRequest, QrRequest, TradeState,
+    CloseOutcome, FixedClock, Gateway, NotificationError, NotificationRequest, NotificationSubject, QrRequest,
+    TradeState,
 };
 use chrono::{DateTime, TimeZone, Utc};
 use entities::{Currency, MinorUnit, PayNo};
@@ -597,14 +598,17 @@ fn wechat_notification_vectors() {
                 Ok(opened) => {
                     assert_eq!(opened.plaintext, s(v, "expected_resource_plaintext").as_bytes());
                     assert_eq!(opened.envelope.id, "EV-2018022511223320873");
-                    assert!(matches!(opened.transaction.to_trade_state(), Ok(TradeState::Paid(_))));
+                    assert!(matches!(
+                        opened.transaction().unwrap().to_trade_state(),
+                        Ok(TradeState::Paid(_))
+                    ));
                     // Everything checks out; the 28-digit out_trade_no is not a paywarden pay
                     // number, but an authentic notification is still money: it is verified
                     // with the trade number as sent (no attempt of ours), to be stored for an
                     // operator, never refused.
                     let verified = gateway.verify_notification(&request).unwrap();
                     assert_eq!(verified.pay_no(), None);
-                    assert_eq!(verified.out_trade_no, opened.transaction.out_trade_no);
+                    assert_eq!(verified.out_trade_no, opened.transaction().unwrap().out_trade_no);
                     // The same notification for another merchant account is refused.
                     let mut other = wechat_settings("http://127.0.0.1:9".into(), cert, apiv3, &merchant_key);
                     other.mchid = "1900000000".into();
@@ -977,8 +981,8 @@ fn check_alipay_notification_through_gateway(raw: &str) {
     let verified = gateway.verify_notification(&request).unwrap();
     assert_eq!(verified.event_id, "2024010100222120031055611000000001");
     assert_eq!(verified.pay_no(), Some(PayNo::new(20_240_101_000_000_001).unwrap()));
-    match verified.state {
-        TradeState::Paid(paid) => {
+    match verified.subject {
+        NotificationSubject::Trade(TradeState::Paid(paid)) => {
             assert_eq!(paid.amount, MinorUnit::new(8888).unwrap());
             assert_eq!(paid.paid_at.to_rfc3339(), "2024-01-01T04:01:02+00:00");
         }

@@ -9,7 +9,7 @@
 //!   `Currency` and the string-backed status and kind enums.
 //! - one module per table: [`orders`], [`order_items`], [`payment_attempts`], [`order_logs`],
 //!   [`outbox`], [`outbox_deliveries`], [`subscribers`], [`webhook_receipts`], [`skus`],
-//!   [`unmatched_notifications`].
+//!   [`unmatched_notifications`], [`refunds`].
 //! - [`prelude`]: every `Entity` under its own name.
 
 pub mod order_items;
@@ -19,6 +19,7 @@ pub mod outbox;
 pub mod outbox_deliveries;
 pub mod payment_attempts;
 pub mod prelude;
+pub mod refunds;
 pub mod skus;
 pub mod subscribers;
 pub mod types;
@@ -27,5 +28,5 @@ pub mod webhook_receipts;
 
 pub use types::{
     AttemptStatus, Currency, DeliveryStatus, InvalidAmount, InvalidId, MinorUnit, OrderId, OrderStatus, PayNo,
-    Provider, SubscriberKind,
+    Provider, RefundNo, RefundStatus, SubscriberKind,
 };

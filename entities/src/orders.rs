@@ -35,6 +35,9 @@ pub struct Model {
     /// Where the checkout page sends the buyer once the order is final (the merchant's page);
     /// an absolute `http(s)` URL, or none.
     pub return_url: Option<String>,
+    /// What the provider has confirmed refunded of the order's payment; the order is
+    /// `refunded` once this reaches what was paid.
+    pub refunded_amount: MinorUnit,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

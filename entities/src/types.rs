@@ -125,6 +125,13 @@ snowflake_id!(
     PayNo,
     "pay_no"
 );
+snowflake_id!(
+    /// Primary key of `refunds`, and the refund number the provider sees (WeChat's
+    /// `out_refund_no`, Alipay's `out_request_no`): every retry of one refund sends it again,
+    /// so the provider refunds once.
+    RefundNo,
+    "refund_no"
+);
 
 /// A negative amount of money: paywarden's amounts (totals, unit prices, paid amounts) never are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -202,7 +209,8 @@ impl fmt::Display for MinorUnit {
 
 /// Lifecycle of an order. Two states are live (they still have an order actor and a deadline
 /// in the index): `pending`, and `stuck`, which waits for an operator or a later successful
-/// retry. `paid`, `closed` and `paid_after_close` are final.
+/// retry. `paid`, `closed`, `paid_after_close` and `refunded` are final (a paid order still
+/// takes refunds, and becomes `refunded` once its payment is refunded in full).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(24))")]
 #[serde(rename_all = "snake_case")]
@@ -217,6 +225,9 @@ pub enum OrderStatus {
     PaidAfterClose,
     #[sea_orm(string_value = "stuck")]
     Stuck,
+    /// The order's payment was refunded in full.
+    #[sea_orm(string_value = "refunded")]
+    Refunded,
 }
 
 impl OrderStatus {
@@ -227,6 +238,7 @@ impl OrderStatus {
             OrderStatus::Closed => "closed",
             OrderStatus::PaidAfterClose => "paid_after_close",
             OrderStatus::Stuck => "stuck",
+            OrderStatus::Refunded => "refunded",
         }
     }
 
@@ -234,8 +246,13 @@ impl OrderStatus {
     pub fn is_live(self) -> bool {
         match self {
             OrderStatus::Pending | OrderStatus::Stuck => true,
-            OrderStatus::Paid | OrderStatus::Closed | OrderStatus::PaidAfterClose => false,
+            OrderStatus::Paid | OrderStatus::Closed | OrderStatus::PaidAfterClose | OrderStatus::Refunded => false,
         }
+    }
+
+    /// Whether the order's payment can be refunded (what is left of it).
+    pub fn is_refundable(self) -> bool {
+        matches!(self, OrderStatus::Paid | OrderStatus::PaidAfterClose)
     }
 }
 
@@ -255,8 +272,9 @@ impl FromStr for OrderStatus {
             "closed" => Ok(OrderStatus::Closed),
             "paid_after_close" => Ok(OrderStatus::PaidAfterClose),
             "stuck" => Ok(OrderStatus::Stuck),
+            "refunded" => Ok(OrderStatus::Refunded),
             other => Err(format!(
-                "unknown order status '{other}'; expected pending, paid, closed, paid_after_close or stuck"
+                "unknown order status '{other}'; expected pending, paid, closed, paid_after_close, stuck or refunded"
             )),
         }
     }
@@ -295,6 +313,38 @@ impl AttemptStatus {
 }
 
 impl fmt::Display for AttemptStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Lifecycle of one refund: `pending` until the provider gives a final answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "snake_case")]
+pub enum RefundStatus {
+    /// Committed here; the provider has not confirmed it yet (or has not been asked yet).
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    /// The provider confirmed the money went back.
+    #[sea_orm(string_value = "succeeded")]
+    Succeeded,
+    /// The provider refused it or gave up on it: no money went back; its amount is free again.
+    #[sea_orm(string_value = "failed")]
+    Failed,
+}
+
+impl RefundStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundStatus::Pending => "pending",
+            RefundStatus::Succeeded => "succeeded",
+            RefundStatus::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for RefundStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }

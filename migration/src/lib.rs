@@ -13,6 +13,7 @@ mod m20261201_000004_scope_skus_and_subscribers;
 mod m20261201_000005_create_unmatched_notifications;
 mod m20261201_000006_add_attempt_follow_up;
 mod m20261201_000007_add_order_return_url;
+mod m20261201_000008_create_refunds;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000005_create_unmatched_notifications::Migration),
             Box::new(m20261201_000006_add_attempt_follow_up::Migration),
             Box::new(m20261201_000007_add_order_return_url::Migration),
+            Box::new(m20261201_000008_create_refunds::Migration),
         ]
     }
 }

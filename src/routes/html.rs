@@ -124,6 +124,7 @@ pub fn buyer_status(status: OrderStatus, close_reason: Option<&str>) -> &'static
         OrderStatus::Closed if close_reason == Some("expired") => "Expired: this order was not paid in time",
         OrderStatus::Closed => "Closed: this order can no longer be paid",
         OrderStatus::PaidAfterClose => "Paid after the order closed: the merchant owes you a refund",
+        OrderStatus::Refunded => "Refunded: the payment went back to you",
     }
 }
 

@@ -23,7 +23,7 @@ use crate::changes::{ChangeFeed, OrderChanged};
 use crate::deadline::{to_ms, Deadline, DeadlineIndex};
 use crate::domain::{NewOrder, OperatorReason};
 use crate::error::OrderError;
-use crate::gateway::VerifiedNotification;
+use crate::gateway::{NotificationSubject, VerifiedNotification};
 use crate::ids::Snowflake;
 use crate::metrics::EngineMetrics;
 use crate::order::expiry::ExpirySettings;
@@ -44,6 +44,7 @@ pub struct EngineParts {
     pub providers: Arc<dyn ProviderClient>,
     pub index: Arc<dyn DeadlineIndex>,
     pub settings: ExpirySettings,
+    pub refunds: crate::refund::RefundSettings,
     pub metrics: EngineMetrics,
 }
 
@@ -67,6 +68,7 @@ impl Engine {
             feed: ChangeFeed::default(),
             passes: tokio::sync::Semaphore::new(parts.settings.max_concurrent_passes.max(1)),
             settings: parts.settings,
+            refunds: parts.refunds,
             metrics: Arc::new(parts.metrics),
         };
         Self {
@@ -87,6 +89,35 @@ impl Engine {
     /// for them), on its own thread.
     pub fn start_follow_up(&self) -> Addr<crate::order::follow_up::FollowUpWorker> {
         crate::order::follow_up::FollowUpWorker::new(self.registry.deps().clone()).start_on_own_arbiter()
+    }
+
+    /// Starts this node's refund worker (every pending refund stepped to a final status), on
+    /// its own thread, woken whenever a refund is committed.
+    pub fn start_refunds(&self) -> Addr<crate::refund::RefundWorker> {
+        let worker = crate::refund::RefundWorker::new(self.registry.deps().clone()).start_on_own_arbiter();
+        self.deps().feed.attach_refunds(worker.clone().recipient());
+        worker
+    }
+
+    /// Creates a refund of an order's payment (a merchant only of its own orders), committed
+    /// before the provider is asked; the refund worker takes it from there.
+    ///
+    /// # Errors
+    /// As [`crate::store::refunds::create_refund`].
+    pub async fn create_refund(
+        &self,
+        order_id: OrderId,
+        scope: Option<&crate::domain::MerchantId>,
+        request: &crate::domain::NewRefund,
+        operator: &Operator,
+    ) -> Result<crate::store::refunds::RefundCreated, OrderError> {
+        let deps = self.deps();
+        let created =
+            crate::store::refunds::create_refund(&deps.db, &deps.ids, order_id, scope, request, operator).await?;
+        if let crate::store::refunds::RefundCreated::New(_) = &created {
+            deps.feed.wake_refunds();
+        }
+        Ok(created)
     }
 
     pub fn attach_relay(&self, relay: Recipient<Wake>) {
@@ -348,6 +379,10 @@ impl Engine {
         provider: Provider,
         notification: &VerifiedNotification,
     ) -> Result<NotifyOutcome, OrderError> {
+        if let NotificationSubject::Refund { out_refund_no, state } = &notification.subject {
+            // The order is final: the refund's own guarded transaction, no actor.
+            return crate::refund::apply_notice(self.deps(), provider, notification, out_refund_no, state).await;
+        }
         let pay_no = notification.pay_no().ok_or(OrderError::AttemptNotFound)?;
         let order_id = notify::owning_order(self.deps(), pay_no).await?;
         let order = self.reload(order_id).await?;

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use entities::{Currency, MinorUnit, PayNo, Provider};
+use entities::{Currency, MinorUnit, PayNo, Provider, RefundNo};
 
 /// Where gateways read the time when they check a signed timestamp (WeChat's five-minute
 /// window) or stamp a request. Injected so the recorded vectors, whose timestamps are years
@@ -100,6 +100,45 @@ pub enum CloseOutcome {
     },
 }
 
+/// Ask the provider to refund (part of) a paid trade, or how that refund went.
+#[derive(Clone, Debug)]
+pub struct RefundRequest {
+    /// The provider deduplicates on it (WeChat `out_refund_no`, Alipay `out_request_no`).
+    pub refund_no: RefundNo,
+    /// The trade refunded (`out_trade_no`).
+    pub pay_no: PayNo,
+    pub amount: MinorUnit,
+    /// What the trade took: WeChat wants it with every refund.
+    pub paid_amount: MinorUnit,
+    pub currency: Currency,
+    pub reason: String,
+}
+
+/// A refund as the provider sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RefundState {
+    /// The money went back (WeChat `SUCCESS`, Alipay `fund_change=Y` / `REFUND_SUCCESS`).
+    Succeeded {
+        provider_refund_id: Option<String>,
+        at: DateTime<Utc>,
+    },
+    /// Accepted, not final yet (WeChat `PROCESSING`, Alipay `fund_change=N`): ask again later.
+    Processing { provider_refund_id: Option<String> },
+    /// Refused or given up (WeChat `CLOSED` / `ABNORMAL` or a business error, an Alipay
+    /// business failure): no money went back.
+    Failed { code: String, message: String },
+    /// The provider holds no refund with this number: it never arrived, and sending it again
+    /// (with the same number) is safe.
+    NotFound,
+}
+
+/// The answer to a refund or a refund query, with the provider's raw payload for audits.
+#[derive(Clone, Debug)]
+pub struct RefundAnswer {
+    pub state: RefundState,
+    pub raw: serde_json::Value,
+}
+
 /// A provider notification as received: headers (names lower-cased) and the raw body bytes,
 /// which are what the signature covers.
 #[derive(Clone, Debug, Default)]
@@ -116,8 +155,17 @@ pub struct VerifiedNotification {
     /// The trade number the provider reports, as sent. Ours are [`PayNo`]s; another
     /// deployment's trade on the same merchant account may be anything, and is still money.
     pub out_trade_no: String,
-    pub state: TradeState,
+    pub subject: NotificationSubject,
     pub raw: serde_json::Value,
+}
+
+/// What a notification reports on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotificationSubject {
+    /// The state of the payment trade `out_trade_no`.
+    Trade(TradeState),
+    /// The outcome of a refund of that trade, by the refund number paywarden sent.
+    Refund { out_refund_no: String, state: RefundState },
 }
 
 impl VerifiedNotification {
@@ -208,6 +256,13 @@ pub trait Gateway: Send + Sync + 'static {
     async fn query(&self, pay_no: PayNo) -> Result<TradeQuery, GatewayError>;
 
     async fn close(&self, pay_no: PayNo) -> Result<CloseOutcome, GatewayError>;
+
+    /// Refunds (part of) a paid trade. Sent again with the same `refund_no` after an uncertain
+    /// outcome: the provider refunds once.
+    async fn refund(&self, req: &RefundRequest) -> Result<RefundAnswer, GatewayError>;
+
+    /// How the refund `req.refund_no` went.
+    async fn query_refund(&self, req: &RefundRequest) -> Result<RefundAnswer, GatewayError>;
 
     /// Checks a notification's authenticity and parses it. Pure: no I/O, so it can be called
     /// on the request path before anything is written.

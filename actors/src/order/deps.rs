@@ -29,12 +29,19 @@ pub struct OrderDeps {
     pub feed: ChangeFeed,
     pub settings: ExpirySettings,
     pub metrics: Arc<EngineMetrics>,
+    /// How refunds are stepped, and whether money no order keeps is refunded by itself.
+    pub refunds: crate::refund::RefundSettings,
     /// Timer-driven passes running at once; the rest wait their turn cheaply instead of all
     /// holding database work in flight when many deadlines fall together. Closed at shutdown.
     pub passes: tokio::sync::Semaphore,
 }
 
 impl OrderDeps {
+    /// The id generator for automatic refunds, when `anomalies.auto_refund` is on.
+    pub fn auto_refund(&self) -> Option<&Snowflake> {
+        self.refunds.auto_refund.then_some(&*self.ids)
+    }
+
     /// [`transitions::apply`], announcing a committed change.
     ///
     /// # Errors

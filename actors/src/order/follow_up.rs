@@ -109,7 +109,16 @@ async fn look(deps: &OrderDeps, attempt: &payment_attempts::Model) -> Result<(),
     let pay_no = attempt.pay_no;
     match step {
         FollowUp::Record(trade) => {
-            let recorded = record_payment(&deps.db, pay_no, &trade, raw, &Operator::System, None).await?;
+            let recorded = record_payment(
+                &deps.db,
+                pay_no,
+                &trade,
+                raw,
+                &Operator::System,
+                None,
+                deps.auto_refund(),
+            )
+            .await?;
             if let PaymentRecorded::Committed { decision, order } = recorded {
                 tracing::warn!(%pay_no, ?decision, "the follow-up found a payment; recorded");
                 deps.feed.changed(order.id, order.status);

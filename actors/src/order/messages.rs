@@ -42,6 +42,10 @@ pub enum NotifyOutcome {
     /// Authentic, but for a trade paywarden does not know: stored for an operator (see
     /// [`crate::store::unmatched`]).
     Unmatched,
+    /// A refund notification settled the refund: succeeded.
+    Refunded,
+    /// A refund notification settled the refund: failed (closed, abnormal).
+    RefundFailed,
 }
 
 /// An operator closes the order now, through the provider.

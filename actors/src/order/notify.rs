@@ -12,7 +12,7 @@ use super::messages::NotifyOutcome;
 use super::pass::close_other_attempts;
 use super::OrderDeps;
 use crate::error::OrderError;
-use crate::gateway::{TradeState, VerifiedNotification};
+use crate::gateway::{NotificationSubject, TradeState, VerifiedNotification};
 use crate::store::transitions::{self, Receipt};
 use crate::store::{record_payment, Operator, PaymentDecision, PaymentRecorded};
 
@@ -47,7 +47,7 @@ pub(crate) async fn apply(
         event_id: notification.event_id.clone(),
     };
     let operator = Operator::Provider(provider);
-    let TradeState::Paid(trade) = &notification.state else {
+    let NotificationSubject::Trade(TradeState::Paid(trade)) = &notification.subject else {
         let fresh = transitions::record_receipt_only(&deps.db, order_id, &receipt).await?;
         return Ok(if fresh {
             NotifyOutcome::Ignored
@@ -62,6 +62,7 @@ pub(crate) async fn apply(
         notification.raw.to_string(),
         &operator,
         Some(&receipt),
+        deps.auto_refund(),
     )
     .await?;
     let PaymentRecorded::Committed { decision, order } = recorded else {
@@ -76,6 +77,7 @@ pub(crate) async fn apply(
         }
         PaymentDecision::MarkPaidAfterClose => {
             deps.feed.changed(order.id, order.status);
+            deps.feed.wake_refunds();
             deps.metrics
                 .notifications
                 .with_label_values(&["paid_after_close"])
@@ -85,6 +87,7 @@ pub(crate) async fn apply(
         PaymentDecision::AlreadyRecorded => NotifyOutcome::Duplicate,
         PaymentDecision::SecondPayment => {
             deps.feed.wake_relay();
+            deps.feed.wake_refunds();
             deps.metrics.notifications.with_label_values(&["anomaly"]).inc();
             NotifyOutcome::Anomaly
         }

@@ -205,7 +205,16 @@ pub(crate) async fn compensate(
     raw: String,
     operator: &Operator,
 ) -> Result<PassOutcome, OrderError> {
-    let recorded = record_payment(&deps.db, attempt.pay_no, &trade, raw, operator, None).await?;
+    let recorded = record_payment(
+        &deps.db,
+        attempt.pay_no,
+        &trade,
+        raw,
+        operator,
+        None,
+        deps.auto_refund(),
+    )
+    .await?;
     let PaymentRecorded::Committed { decision, order: now } = recorded else {
         // Only a notification carries a receipt.
         return Err(OrderError::Concurrent);

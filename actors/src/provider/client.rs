@@ -12,8 +12,8 @@ use actix::{MailboxError, Recipient};
 use async_trait::async_trait;
 use entities::{PayNo, Provider};
 
-use super::{CloseTrade, CreateQr, QueryTrade};
-use crate::gateway::{CloseOutcome, GatewayError, QrCreated, QrRequest, TradeQuery};
+use super::{CloseTrade, CreateQr, QueryRefund, QueryTrade, RefundTrade};
+use crate::gateway::{CloseOutcome, GatewayError, QrCreated, QrRequest, RefundAnswer, RefundRequest, TradeQuery};
 
 /// The provider calls an order needs. Every error is a [`GatewayError`]; the caller decides
 /// whether it is worth a retry.
@@ -30,6 +30,12 @@ pub trait ProviderClient: Send + Sync {
 
     /// Creates a QR-code trade.
     async fn create_qr(&self, provider: Provider, request: QrRequest) -> Result<QrCreated, GatewayError>;
+
+    /// Refunds (part of) a paid trade.
+    async fn refund(&self, provider: Provider, request: RefundRequest) -> Result<RefundAnswer, GatewayError>;
+
+    /// Asks how a refund went.
+    async fn query_refund(&self, provider: Provider, request: RefundRequest) -> Result<RefundAnswer, GatewayError>;
 }
 
 /// One provider actor's mailboxes.
@@ -38,21 +44,27 @@ pub struct ProviderMailboxes {
     pub query: Recipient<QueryTrade>,
     pub close: Recipient<CloseTrade>,
     pub create_qr: Recipient<CreateQr>,
+    pub refund: Recipient<RefundTrade>,
+    pub query_refund: Recipient<QueryRefund>,
 }
 
 impl ProviderMailboxes {
-    /// The mailboxes of one actor that handles all three messages.
+    /// The mailboxes of one actor that handles every provider message.
     pub fn of<A>(addr: &actix::Addr<A>) -> Self
     where
         A: actix::Actor<Context = actix::Context<A>>
             + actix::Handler<QueryTrade>
             + actix::Handler<CloseTrade>
-            + actix::Handler<CreateQr>,
+            + actix::Handler<CreateQr>
+            + actix::Handler<RefundTrade>
+            + actix::Handler<QueryRefund>,
     {
         Self {
             query: addr.clone().recipient(),
             close: addr.clone().recipient(),
             create_qr: addr.clone().recipient(),
+            refund: addr.clone().recipient(),
+            query_refund: addr.clone().recipient(),
         }
     }
 }
@@ -98,6 +110,16 @@ impl ProviderClient for Providers {
     async fn create_qr(&self, provider: Provider, request: QrRequest) -> Result<QrCreated, GatewayError> {
         let mailbox = self.mailboxes(provider)?.create_qr.clone();
         flatten(mailbox.send(CreateQr(request)).timeout(self.reply_timeout).await)
+    }
+
+    async fn refund(&self, provider: Provider, request: RefundRequest) -> Result<RefundAnswer, GatewayError> {
+        let mailbox = self.mailboxes(provider)?.refund.clone();
+        flatten(mailbox.send(RefundTrade(request)).timeout(self.reply_timeout).await)
+    }
+
+    async fn query_refund(&self, provider: Provider, request: RefundRequest) -> Result<RefundAnswer, GatewayError> {
+        let mailbox = self.mailboxes(provider)?.query_refund.clone();
+        flatten(mailbox.send(QueryRefund(request)).timeout(self.reply_timeout).await)
     }
 }
 

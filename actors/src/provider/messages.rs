@@ -4,7 +4,7 @@
 use actix::Message;
 use entities::PayNo;
 
-use crate::gateway::{CloseOutcome, GatewayError, QrCreated, QrRequest, TradeQuery};
+use crate::gateway::{CloseOutcome, GatewayError, QrCreated, QrRequest, RefundAnswer, RefundRequest, TradeQuery};
 
 /// Create a QR-code trade. Replies with the `code_url`, or the provider's refusal.
 #[derive(Debug, Message)]
@@ -20,3 +20,14 @@ pub struct QueryTrade(pub PayNo);
 #[derive(Debug, Message)]
 #[rtype(result = "Result<CloseOutcome, GatewayError>")]
 pub struct CloseTrade(pub PayNo);
+
+/// Refund (part of) a paid trade; sent again with the same refund number after an uncertain
+/// outcome.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<RefundAnswer, GatewayError>")]
+pub struct RefundTrade(pub RefundRequest);
+
+/// Ask how a refund went.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<RefundAnswer, GatewayError>")]
+pub struct QueryRefund(pub RefundRequest);

@@ -28,9 +28,9 @@ use tokio::sync::Semaphore;
 
 pub use breaker::CircuitBreaker;
 pub use client::{ProviderClient, ProviderMailboxes, Providers};
-pub use messages::{CloseTrade, CreateQr, QueryTrade};
+pub use messages::{CloseTrade, CreateQr, QueryRefund, QueryTrade, RefundTrade};
 
-use crate::gateway::{CloseOutcome, Gateway, GatewayError, QrCreated, TradeQuery};
+use crate::gateway::{CloseOutcome, Gateway, GatewayError, QrCreated, RefundAnswer, TradeQuery};
 use crate::retry::RetrySchedule;
 use crate::settings::{check, Invalid};
 
@@ -269,6 +269,30 @@ impl Handler<CloseTrade> for ProviderActor {
     }
 }
 
+impl Handler<RefundTrade> for ProviderActor {
+    type Result = ResponseActFuture<Self, Result<RefundAnswer, GatewayError>>;
+
+    fn handle(&mut self, msg: RefundTrade, _ctx: &mut Self::Context) -> Self::Result {
+        let request = msg.0;
+        self.call(move |gateway| {
+            let request = request.clone();
+            async move { gateway.refund(&request).await }
+        })
+    }
+}
+
+impl Handler<QueryRefund> for ProviderActor {
+    type Result = ResponseActFuture<Self, Result<RefundAnswer, GatewayError>>;
+
+    fn handle(&mut self, msg: QueryRefund, _ctx: &mut Self::Context) -> Self::Result {
+        let request = msg.0;
+        self.call(move |gateway| {
+            let request = request.clone();
+            async move { gateway.query_refund(&request).await }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,6 +331,12 @@ mod tests {
         }
         async fn close(&self, _pay_no: PayNo) -> Result<CloseOutcome, GatewayError> {
             Ok(CloseOutcome::Closed)
+        }
+        async fn refund(&self, _req: &crate::gateway::RefundRequest) -> Result<RefundAnswer, GatewayError> {
+            Err(GatewayError::Transport("unused".into()))
+        }
+        async fn query_refund(&self, _req: &crate::gateway::RefundRequest) -> Result<RefundAnswer, GatewayError> {
+            Err(GatewayError::Transport("unused".into()))
         }
         fn verify_notification(&self, _req: &NotificationRequest) -> Result<VerifiedNotification, NotificationError> {
             Err(NotificationError::BadSignature)

@@ -91,6 +91,7 @@ async fn insert_order(
         closed_at: None,
         version: 0,
         return_url: order.return_url.clone(),
+        refunded_amount: entities::MinorUnit::ZERO,
     };
     orders::Entity::insert(orders::ActiveModel::from(model.clone()))
         .exec_without_returning(txn)

@@ -2,7 +2,7 @@
 //! audit trail) and, for changes downstream services care about, an `outbox` row.
 
 use chrono::{DateTime, Utc};
-use entities::{order_logs, orders, outbox, MinorUnit, OrderId, PayNo, Provider};
+use entities::{order_logs, orders, outbox, refunds, MinorUnit, OrderId, PayNo, Provider, RefundNo};
 use sea_orm::{ActiveValue::NotSet, ConnectionTrait, DbErr, EntityTrait, Set};
 use serde::Serialize;
 use uuid::Uuid;
@@ -110,6 +110,9 @@ pub enum EventType {
     OrderClosed,
     OrderPaymentAnomaly,
     OrderStuck,
+    RefundCreated,
+    RefundSucceeded,
+    RefundFailed,
 }
 
 impl EventType {
@@ -120,6 +123,9 @@ impl EventType {
             EventType::OrderClosed => "order.closed",
             EventType::OrderPaymentAnomaly => "order.payment_anomaly",
             EventType::OrderStuck => "order.stuck",
+            EventType::RefundCreated => "refund.created",
+            EventType::RefundSucceeded => "refund.succeeded",
+            EventType::RefundFailed => "refund.failed",
         }
     }
 }
@@ -156,6 +162,29 @@ struct EventPayload<'a> {
     provider_txn_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     paid_amount: Option<MinorUnit>,
+    /// What the provider has confirmed refunded of the order's payment (when not zero).
+    #[serde(skip_serializing_if = "is_zero")]
+    refunded_amount: MinorUnit,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refund: Option<RefundPayload<'a>>,
+}
+
+fn is_zero(amount: &MinorUnit) -> bool {
+    *amount == MinorUnit::ZERO
+}
+
+/// The refund a `refund.*` event is about.
+#[derive(Serialize)]
+struct RefundPayload<'a> {
+    refund_no: RefundNo,
+    out_refund_id: &'a str,
+    amount: MinorUnit,
+    status: &'a str,
+    reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider_refund_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure: Option<&'a str>,
 }
 
 /// Writes one `outbox` row for `order` (as it is after the change) inside the caller's
@@ -168,6 +197,38 @@ pub async fn write_event<C: ConnectionTrait>(
     event_type: EventType,
     order: &orders::Model,
     payment: &PaymentRef,
+    at: DateTime<Utc>,
+) -> Result<Uuid, DbErr> {
+    insert_event(conn, event_type, order, payment, None, at).await
+}
+
+/// Writes the `refund.*` event of `refund` (as it is after the change) of `order` inside the
+/// caller's transaction.
+///
+/// # Errors
+/// The database error, which should abort the caller's transaction.
+pub async fn write_refund_event<C: ConnectionTrait>(
+    conn: &C,
+    event_type: EventType,
+    order: &orders::Model,
+    refund: &refunds::Model,
+    at: DateTime<Utc>,
+) -> Result<Uuid, DbErr> {
+    let payment = PaymentRef {
+        pay_no: Some(refund.pay_no),
+        provider: Some(refund.provider),
+        provider_txn_id: None,
+        paid_amount: None,
+    };
+    insert_event(conn, event_type, order, &payment, Some(refund), at).await
+}
+
+async fn insert_event<C: ConnectionTrait>(
+    conn: &C,
+    event_type: EventType,
+    order: &orders::Model,
+    payment: &PaymentRef,
+    refund: Option<&refunds::Model>,
     at: DateTime<Utc>,
 ) -> Result<Uuid, DbErr> {
     let event_id = Uuid::now_v7();
@@ -186,6 +247,16 @@ pub async fn write_event<C: ConnectionTrait>(
         provider: payment.provider,
         provider_txn_id: payment.provider_txn_id.as_deref(),
         paid_amount: payment.paid_amount,
+        refunded_amount: order.refunded_amount,
+        refund: refund.map(|refund| RefundPayload {
+            refund_no: refund.refund_no,
+            out_refund_id: &refund.out_refund_id,
+            amount: refund.amount,
+            status: refund.status.as_str(),
+            reason: &refund.reason,
+            provider_refund_id: refund.provider_refund_id.as_deref(),
+            failure: refund.failure.as_deref(),
+        }),
     };
     let payload = serde_json::to_string(&payload).map_err(|err| DbErr::Custom(format!("encode event: {err}")))?;
     outbox::Entity::insert(outbox::ActiveModel {

@@ -11,6 +11,7 @@
 //! - [`idempotency`]: replay / conflict decision for `out_business_id`.
 //! - [`journal`]: the `order_logs` and `outbox` rows every change writes.
 //! - [`unmatched`]: authentic notifications for trades paywarden does not know.
+//! - [`refunds`]: refunds, checked against what is left of a payment, and their outcomes.
 //! - [`transitions`]: the named changes ([`OrderUpdate`], [`AttemptUpdate`]) and their guards.
 
 pub mod attempts;
@@ -20,6 +21,7 @@ pub mod idempotency;
 pub mod journal;
 pub mod payment;
 pub mod query;
+pub mod refunds;
 pub mod transitions;
 pub mod unmatched;
 

@@ -13,12 +13,14 @@ use sea_orm::{DatabaseConnection, EntityTrait, TransactionTrait};
 use super::follow_up::{schedule_others, AFTER_PAYMENT};
 use super::journal::Operator;
 use super::journal::{write_log, LogEntry, LogEvent};
+use super::refunds::create_auto_refund;
 use super::transitions::{
     anomaly_in, apply_in, insert_receipt, lock_order, update_attempt, Applied, AttemptUpdate, OrderUpdate, Receipt,
 };
 use crate::domain::{OperatorReason, ValidationError};
 use crate::error::OrderError;
 use crate::gateway::PaidTrade;
+use crate::ids::Snowflake;
 
 /// What a reported payment does, decided on the order's current status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,7 +52,7 @@ pub fn decide(status: OrderStatus, attempt: &payment_attempts::Model, trade: &Pa
     match status {
         OrderStatus::Pending | OrderStatus::Stuck => PaymentDecision::MarkPaid,
         OrderStatus::Closed => PaymentDecision::MarkPaidAfterClose,
-        OrderStatus::Paid | OrderStatus::PaidAfterClose => PaymentDecision::SecondPayment,
+        OrderStatus::Paid | OrderStatus::PaidAfterClose | OrderStatus::Refunded => PaymentDecision::SecondPayment,
     }
 }
 
@@ -67,7 +69,9 @@ pub enum PaymentRecorded {
 }
 
 /// Records `trade` as paid on attempt `pay_no`, with `receipt` when a notification reported
-/// it (deduplicated on the provider's event id).
+/// it (deduplicated on the provider's event id). With `auto_refund` (the id generator, when
+/// `anomalies.auto_refund` is on), money no order keeps — paid after close, a second payment
+/// — gets its full refund created in the same transaction, so it is never forgotten.
 ///
 /// # Errors
 /// [`OrderError::AttemptNotFound`] for an unknown pay_no, a database error (nothing is
@@ -79,6 +83,7 @@ pub async fn record_payment(
     raw: String,
     operator: &Operator,
     receipt: Option<&Receipt>,
+    auto_refund: Option<&Snowflake>,
 ) -> Result<PaymentRecorded, OrderError> {
     let now = Utc::now();
     let txn = db.begin().await?;
@@ -165,6 +170,18 @@ pub async fn record_payment(
         // it ever does, nothing is committed and the caller retries.
         return Err(OrderError::Concurrent);
     };
+    let why = match decision {
+        PaymentDecision::MarkPaidAfterClose => Some("automatic: money taken after the order closed"),
+        PaymentDecision::SecondPayment => Some("automatic: a second payment of a settled order"),
+        // An amount that differs waits for an operator: never refunded by itself.
+        PaymentDecision::MarkPaid | PaymentDecision::AlreadyRecorded | PaymentDecision::AmountMismatch => None,
+    };
+    if let (Some(ids), Some(why)) = (auto_refund, why) {
+        let refund_no = ids.next_typed().await?;
+        if let Some(refund) = create_auto_refund(&txn, refund_no, &order, pay_no, why, now).await? {
+            tracing::warn!(order_no = %order.order_no, %pay_no, refund_no = %refund.refund_no, amount = %refund.amount, "automatic refund created");
+        }
+    }
     txn.commit().await?;
     Ok(PaymentRecorded::Committed { decision, order })
 }

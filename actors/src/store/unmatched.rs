@@ -14,7 +14,7 @@ use sea_orm::{
 };
 
 use crate::domain::OperatorReason;
-use crate::gateway::{TradeState, VerifiedNotification};
+use crate::gateway::{NotificationSubject, RefundState, TradeState, VerifiedNotification};
 use crate::store::Operator;
 
 /// Characters `unmatched_notifications.pay_no` holds: the longest `out_trade_no` either
@@ -37,12 +37,25 @@ pub async fn record<C: ConnectionTrait>(
     provider: Provider,
     notification: &VerifiedNotification,
 ) -> Result<Stored, DbErr> {
-    let (trade_state, amount, provider_txn_id) = match &notification.state {
-        TradeState::Paid(trade) => ("paid", Some(trade.amount), Some(trade.provider_txn_id.clone())),
-        TradeState::NotPaid => ("not_paid", None, None),
-        TradeState::UserPaying => ("user_paying", None, None),
-        TradeState::Closed => ("closed", None, None),
-        TradeState::NotFound => ("not_found", None, None),
+    let (trade_state, amount, provider_txn_id) = match &notification.subject {
+        NotificationSubject::Trade(TradeState::Paid(trade)) => {
+            ("paid", Some(trade.amount), Some(trade.provider_txn_id.clone()))
+        }
+        NotificationSubject::Trade(TradeState::NotPaid) => ("not_paid", None, None),
+        NotificationSubject::Trade(TradeState::UserPaying) => ("user_paying", None, None),
+        NotificationSubject::Trade(TradeState::Closed) => ("closed", None, None),
+        NotificationSubject::Trade(TradeState::NotFound) => ("not_found", None, None),
+        // A refund paywarden did not ask for (or of a trade it does not know).
+        NotificationSubject::Refund { state, .. } => (
+            match state {
+                RefundState::Succeeded { .. } => "refund_succeeded",
+                RefundState::Processing { .. } => "refund_processing",
+                RefundState::Failed { .. } => "refund_failed",
+                RefundState::NotFound => "refund_not_found",
+            },
+            None,
+            None,
+        ),
     };
     let row = unmatched_notifications::ActiveModel {
         provider: Set(provider),

@@ -7,7 +7,7 @@
   const root = document.getElementById("checkout");
   if (!root) return;
   const data = root.dataset;
-  const finalStatuses = ["paid", "closed", "paid_after_close"];
+  const finalStatuses = ["paid", "closed", "paid_after_close", "refunded"];
   const $ = (id) => document.getElementById(id);
 
   function showError(message) {
@@ -26,6 +26,7 @@
           ? "Expired: this order was not paid in time"
           : "Closed: this order can no longer be paid";
       case "paid_after_close": return "Paid after the order closed: the merchant owes you a refund";
+      case "refunded": return "Refunded: the payment went back to you";
       default: return status;
     }
   }

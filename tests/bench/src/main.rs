@@ -92,6 +92,7 @@ async fn run(n: usize, args: &Args) -> anyhow::Result<()> {
         ids: Snowflake::new(1)?,
         providers: Arc::new(providers),
         index: Arc::new(SqlDeadlineIndex::new(db.clone())),
+        refunds: actors::refund::RefundSettings::default(),
         settings: ExpirySettings {
             retry_min_delay: Duration::from_secs(1),
             retry_max_delay: Duration::from_secs(30),

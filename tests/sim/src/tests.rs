@@ -9,7 +9,9 @@ use std::time::Duration;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use actors::gateway::alipay::AlipayGateway;
 use actors::gateway::wechat::WechatGateway;
-use actors::gateway::{CloseOutcome, Gateway, GatewayError, NotificationRequest, QrRequest, TradeState};
+use actors::gateway::{
+    CloseOutcome, Gateway, GatewayError, NotificationRequest, NotificationSubject, QrRequest, TradeState,
+};
 use chrono::Utc;
 use entities::{Currency, MinorUnit, PayNo};
 use secrecy::SecretString;
@@ -187,8 +189,8 @@ async fn wechat_trade_goes_from_prepay_to_paid_with_a_verified_notification() {
     let received = inbox.wait_for(1).await;
     let verified = gateway.verify_notification(&received[0]).unwrap();
     assert_eq!(verified.pay_no(), Some(PayNo::new(1001).unwrap()));
-    match verified.state {
-        TradeState::Paid(trade) => assert_eq!(trade.amount, MinorUnit::new(1999).unwrap()),
+    match verified.subject {
+        NotificationSubject::Trade(TradeState::Paid(trade)) => assert_eq!(trade.amount, MinorUnit::new(1999).unwrap()),
         other => panic!("expected paid, got {other:?}"),
     }
 
@@ -300,7 +302,9 @@ async fn alipay_trade_exists_only_once_the_buyer_scans() {
     let received = inbox.wait_for(1).await;
     let verified = gateway.verify_notification(&received[0]).unwrap();
     assert_eq!(verified.pay_no(), Some(PayNo::new(2001).unwrap()));
-    assert!(matches!(verified.state, TradeState::Paid(ref trade) if trade.amount == MinorUnit::new(1999).unwrap()));
+    assert!(
+        matches!(verified.subject, NotificationSubject::Trade(TradeState::Paid(ref trade)) if trade.amount == MinorUnit::new(1999).unwrap())
+    );
     match gateway.query(PayNo::new(2001).unwrap()).await.unwrap().state {
         TradeState::Paid(trade) => assert_eq!(trade.amount, MinorUnit::new(1999).unwrap()),
         other => panic!("expected paid, got {other:?}"),

@@ -24,18 +24,21 @@ use serde::Deserialize;
 use self::crypto::{AlipayVerifyError, KeyError, RsaSigningKey, RsaVerifyingKey, NOTIFY_V1_EXCLUDED};
 use self::transformers::{
     classify_failure, format_china_datetime, parse_china_datetime, trade_state, AlipayAmount, AlipayCloseResponse,
-    AlipayNotification, AlipayPrecreateBiz, AlipayPrecreateResponse, AlipayQueryResponse, AlipayResponseStatus,
-    AlipayTradeBiz, ALIPAY_SUCCESS,
+    AlipayFailure, AlipayNotification, AlipayPrecreateBiz, AlipayPrecreateResponse, AlipayQueryResponse,
+    AlipayRefundBiz, AlipayRefundQueryBiz, AlipayRefundQueryResponse, AlipayRefundResponse, AlipayResponseStatus,
+    AlipayTradeBiz, ALIPAY_SUCCESS, REFUND_SUCCESS,
 };
 use super::{
-    Clock, CloseOutcome, Gateway, GatewayError, NotificationError, NotificationRequest, QrCreated, QrRequest,
-    SystemClock, TradeQuery, VerifiedNotification,
+    Clock, CloseOutcome, Gateway, GatewayError, NotificationError, NotificationRequest, NotificationSubject, QrCreated,
+    QrRequest, RefundAnswer, RefundRequest, RefundState, SystemClock, TradeQuery, VerifiedNotification,
 };
 
 pub const DEFAULT_GATEWAY_URL: &str = "https://openapi.alipay.com/gateway.do";
 pub const METHOD_PRECREATE: &str = "alipay.trade.precreate";
 pub const METHOD_QUERY: &str = "alipay.trade.query";
 pub const METHOD_CLOSE: &str = "alipay.trade.close";
+pub const METHOD_REFUND: &str = "alipay.trade.refund";
+pub const METHOD_REFUND_QUERY: &str = "alipay.trade.fastpay.refund.query";
 /// The only charset paywarden sends, and so the one notifications come back in.
 pub const CHARSET: &str = "utf-8";
 /// What a notification handler must answer, byte for byte, or Alipay resends.
@@ -278,6 +281,110 @@ impl Gateway for AlipayGateway {
         }
     }
 
+    #[tracing::instrument(skip_all, fields(provider = "alipay", refund_no = %req.refund_no))]
+    async fn refund(&self, req: &RefundRequest) -> Result<RefundAnswer, GatewayError> {
+        let biz_content = biz(&AlipayRefundBiz {
+            out_trade_no: req.pay_no.to_string(),
+            refund_amount: AlipayAmount::from_minor(req.amount),
+            out_request_no: req.refund_no.to_string(),
+            refund_reason: Some(req.reason.clone()).filter(|reason| !reason.is_empty()),
+        })?;
+        let answer: Result<AlipayRefundResponse, _> = self.call(METHOD_REFUND, biz_content, None).await?;
+        match answer {
+            Ok(refunded) => {
+                let raw = serde_json::to_value(&refunded).unwrap_or(serde_json::Value::Null);
+                // `Y`: money moved now. Anything else is confirmed by the refund query.
+                let state = if refunded.fund_change.as_deref() == Some("Y") {
+                    RefundState::Succeeded {
+                        provider_refund_id: refunded.trade_no.clone(),
+                        at: refunded
+                            .gmt_refund_pay
+                            .as_deref()
+                            .and_then(parse_china_datetime)
+                            .unwrap_or_else(|| self.clock.now()),
+                    }
+                } else {
+                    RefundState::Processing {
+                        provider_refund_id: refunded.trade_no.clone(),
+                    }
+                };
+                Ok(RefundAnswer { state, raw })
+            }
+            Err(status) => {
+                let raw = serde_json::to_value(&status).unwrap_or(serde_json::Value::Null);
+                match classify_failure(&status) {
+                    // ACQ.SYSTEM_ERROR, code 20000: the outcome is unknown.
+                    failure @ AlipayFailure::Error { retryable: true, .. } => Err(failure.into_gateway_error()),
+                    // Every other business failure (balance, amount, trade status, a number
+                    // reused with other content) is final: no money moved.
+                    failure => {
+                        let GatewayError::Provider { code, message, .. } = failure.into_gateway_error() else {
+                            return Err(GatewayError::malformed("unclassified alipay refund failure"));
+                        };
+                        Ok(RefundAnswer {
+                            state: RefundState::Failed { code, message },
+                            raw,
+                        })
+                    }
+                }
+            }
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(provider = "alipay", refund_no = %req.refund_no))]
+    async fn query_refund(&self, req: &RefundRequest) -> Result<RefundAnswer, GatewayError> {
+        let biz_content = biz(&AlipayRefundQueryBiz {
+            out_trade_no: req.pay_no.to_string(),
+            out_request_no: req.refund_no.to_string(),
+            query_options: vec!["gmt_refund_pay".into()],
+        })?;
+        let answer: Result<AlipayRefundQueryResponse, _> = self.call(METHOD_REFUND_QUERY, biz_content, None).await?;
+        match answer {
+            Ok(found) => {
+                let raw = serde_json::to_value(&found).unwrap_or(serde_json::Value::Null);
+                if found
+                    .out_request_no
+                    .as_deref()
+                    .is_some_and(|no| no != req.refund_no.to_string())
+                {
+                    return Err(GatewayError::Verification(format!(
+                        "asked for out_request_no {}, got {:?}",
+                        req.refund_no, found.out_request_no
+                    )));
+                }
+                let state = if found.refund_status.as_deref() == Some(REFUND_SUCCESS) {
+                    RefundState::Succeeded {
+                        provider_refund_id: found.trade_no.clone(),
+                        at: found
+                            .gmt_refund_pay
+                            .as_deref()
+                            .and_then(parse_china_datetime)
+                            .unwrap_or_else(|| self.clock.now()),
+                    }
+                } else {
+                    RefundState::NotFound
+                };
+                Ok(RefundAnswer { state, raw })
+            }
+            Err(status) => match classify_failure(&status) {
+                // The trade itself is unknown: so is any refund of it.
+                AlipayFailure::NotFound => Ok(RefundAnswer {
+                    state: RefundState::NotFound,
+                    raw: serde_json::to_value(&status).unwrap_or(serde_json::Value::Null),
+                }),
+                // A refused query says nothing about the refund: ask again later.
+                failure => Err(match failure.into_gateway_error() {
+                    GatewayError::Provider { code, message, .. } => GatewayError::Provider {
+                        code,
+                        message,
+                        retryable: true,
+                    },
+                    other => other,
+                }),
+            },
+        }
+    }
+
     fn verify_notification(&self, req: &NotificationRequest) -> Result<VerifiedNotification, NotificationError> {
         // Decoded exactly once, here: `passback_params` may legitimately contain `%XX` and
         // `+`, and a second decoding would corrupt it (and the signature check with it).
@@ -338,7 +445,7 @@ impl Gateway for AlipayGateway {
         Ok(VerifiedNotification {
             event_id: notification.notify_id,
             out_trade_no,
-            state,
+            subject: NotificationSubject::Trade(state),
             raw: serde_json::Value::Object(raw),
         })
     }

@@ -133,6 +133,75 @@ pub struct AlipayTradeBiz {
     pub out_trade_no: String,
 }
 
+/// `biz_content` of `alipay.trade.refund`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlipayRefundBiz {
+    pub out_trade_no: String,
+    /// Yuan, two decimals: this refund.
+    pub refund_amount: AlipayAmount,
+    /// paywarden's refund number: the same number refunds once.
+    pub out_request_no: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_reason: Option<String>,
+}
+
+/// `biz_content` of `alipay.trade.fastpay.refund.query`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlipayRefundQueryBiz {
+    pub out_trade_no: String,
+    pub out_request_no: String,
+    /// `["gmt_refund_pay"]`: without it the refund time is left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub query_options: Vec<String>,
+}
+
+/// The answer node of `alipay.trade.refund`. `refund_fee` is the trade's *cumulative*
+/// refunded amount; `fund_change` `Y` means this request moved money now, `N` that it did
+/// not (a repeat of a refund already made, or not made yet): confirm with the refund query.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AlipayRefundResponse {
+    #[serde(flatten)]
+    pub status: AlipayResponseStatus,
+    #[serde(default)]
+    pub trade_no: Option<String>,
+    #[serde(default)]
+    pub out_trade_no: Option<String>,
+    #[serde(default)]
+    pub buyer_logon_id: Option<String>,
+    #[serde(default)]
+    pub fund_change: Option<String>,
+    #[serde(default)]
+    pub refund_fee: Option<AlipayAmount>,
+    #[serde(default)]
+    pub gmt_refund_pay: Option<String>,
+}
+
+/// The answer node of `alipay.trade.fastpay.refund.query`. A refund that was made has
+/// `refund_status` `REFUND_SUCCESS`; without it, no refund was made under this number and
+/// sending it again is safe.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AlipayRefundQueryResponse {
+    #[serde(flatten)]
+    pub status: AlipayResponseStatus,
+    #[serde(default)]
+    pub trade_no: Option<String>,
+    #[serde(default)]
+    pub out_trade_no: Option<String>,
+    #[serde(default)]
+    pub out_request_no: Option<String>,
+    #[serde(default)]
+    pub total_amount: Option<AlipayAmount>,
+    #[serde(default)]
+    pub refund_amount: Option<AlipayAmount>,
+    #[serde(default)]
+    pub refund_status: Option<String>,
+    #[serde(default)]
+    pub gmt_refund_pay: Option<String>,
+}
+
+/// `refund_status` of a refund that was made.
+pub const REFUND_SUCCESS: &str = "REFUND_SUCCESS";
+
 /// The fields every response node has.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlipayResponseStatus {

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use entities::{MinorUnit, PayNo, Provider};
+use entities::{MinorUnit, PayNo, Provider, RefundNo};
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
@@ -29,8 +29,8 @@ use sha2::Sha256;
 pub use transformers::{SandboxNotification, SandboxTrade, SandboxTradeState};
 
 use super::{
-    CloseOutcome, Gateway, GatewayError, NotificationError, NotificationRequest, QrCreated, QrRequest, TradeQuery,
-    VerifiedNotification,
+    CloseOutcome, Gateway, GatewayError, NotificationError, NotificationRequest, NotificationSubject, QrCreated,
+    QrRequest, RefundAnswer, RefundRequest, RefundState, TradeQuery, VerifiedNotification,
 };
 
 /// Header that carries the sandbox signature (lower-case, as [`NotificationRequest`] keeps them).
@@ -75,6 +75,9 @@ pub struct SandboxGateway {
     settings: SandboxSettings,
     /// The trade book. A std mutex: every critical section is a map lookup, never across await.
     trades: Mutex<HashMap<PayNo, SandboxTrade>>,
+    /// Refunds by refund number: a refund sent again with the same number is answered from
+    /// here, never made twice.
+    refunds: Mutex<HashMap<RefundNo, SandboxRefund>>,
     faults: Mutex<SandboxFaults>,
     http: reqwest::Client,
     txn_seq: AtomicU64,
@@ -87,6 +90,7 @@ impl SandboxGateway {
         Arc::new(Self {
             settings,
             trades: Mutex::new(HashMap::new()),
+            refunds: Mutex::new(HashMap::new()),
             faults: Mutex::new(SandboxFaults::None),
             http,
             txn_seq: AtomicU64::new(1),
@@ -103,6 +107,17 @@ impl SandboxGateway {
 
     pub fn trade(&self, pay_no: PayNo) -> Option<SandboxTrade> {
         lock(&self.trades).get(&pay_no).cloned()
+    }
+
+    /// The refunds made on `pay_no`, oldest first.
+    pub fn refunds_of(&self, pay_no: PayNo) -> Vec<SandboxRefund> {
+        let mut refunds: Vec<SandboxRefund> = lock(&self.refunds)
+            .values()
+            .filter(|refund| refund.out_trade_no == pay_no)
+            .cloned()
+            .collect();
+        refunds.sort_by_key(|refund| refund.refund_id.clone());
+        refunds
     }
 
     /// The buyer scans and pays. With `notify`, a signed notification is sent (in the
@@ -306,6 +321,61 @@ impl Gateway for SandboxGateway {
         }
     }
 
+    async fn refund(&self, req: &RefundRequest) -> Result<RefundAnswer, GatewayError> {
+        self.inject_faults().await?;
+        // Lock order: trades, then refunds (the only place both are held).
+        let trades = lock(&self.trades);
+        let mut refunds = lock(&self.refunds);
+        if let Some(existing) = refunds.get(&req.refund_no) {
+            if existing.out_trade_no != req.pay_no || existing.amount != req.amount {
+                return Ok(refund_failed(
+                    "DISCORDANT_REPEAT_REQUEST",
+                    "the refund number was used with other content",
+                ));
+            }
+            return Ok(existing.answer());
+        }
+        let Some(trade) = trades.get(&req.pay_no) else {
+            return Ok(refund_failed("TRADE_NOT_EXIST", "no such trade"));
+        };
+        if trade.trade_state != SandboxTradeState::Success {
+            return Ok(refund_failed("TRADE_NOT_PAID", "the trade was not paid"));
+        }
+        let refunded: i64 = refunds
+            .values()
+            .filter(|refund| refund.out_trade_no == req.pay_no)
+            .map(|refund| refund.amount.get())
+            .sum();
+        if refunded.saturating_add(req.amount.get()) > trade.amount.get() {
+            return Ok(refund_failed(
+                "REFUND_AMOUNT_EXCEEDED",
+                "refunds would exceed what the trade took",
+            ));
+        }
+        let seq = self.txn_seq.fetch_add(1, Ordering::Relaxed);
+        let refund = SandboxRefund {
+            out_refund_no: req.refund_no,
+            out_trade_no: req.pay_no,
+            refund_id: format!("sbr{}{seq:06}", Utc::now().format("%Y%m%d%H%M%S")),
+            amount: req.amount,
+            refunded_at: Utc::now(),
+        };
+        let answer = refund.answer();
+        refunds.insert(req.refund_no, refund);
+        Ok(answer)
+    }
+
+    async fn query_refund(&self, req: &RefundRequest) -> Result<RefundAnswer, GatewayError> {
+        self.inject_faults().await?;
+        Ok(match lock(&self.refunds).get(&req.refund_no) {
+            Some(refund) => refund.answer(),
+            None => RefundAnswer {
+                state: RefundState::NotFound,
+                raw: serde_json::json!({"code": "REFUND_NOT_EXIST", "out_refund_no": req.refund_no}),
+            },
+        })
+    }
+
     fn verify_notification(&self, req: &NotificationRequest) -> Result<VerifiedNotification, NotificationError> {
         let header = req
             .headers
@@ -325,9 +395,42 @@ impl Gateway for SandboxGateway {
         Ok(VerifiedNotification {
             event_id: notification.id.clone(),
             out_trade_no: notification.out_trade_no.to_string(),
-            state: notification.to_state(),
+            subject: NotificationSubject::Trade(notification.to_state()),
             raw: serde_json::to_value(&notification).unwrap_or_default(),
         })
+    }
+}
+
+/// A refund the sandbox made: it refunds at once (or fails with the injected faults).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct SandboxRefund {
+    pub out_refund_no: RefundNo,
+    pub out_trade_no: PayNo,
+    pub refund_id: String,
+    pub amount: MinorUnit,
+    pub refunded_at: chrono::DateTime<Utc>,
+}
+
+impl SandboxRefund {
+    fn answer(&self) -> RefundAnswer {
+        RefundAnswer {
+            state: RefundState::Succeeded {
+                provider_refund_id: Some(self.refund_id.clone()),
+                at: self.refunded_at,
+            },
+            raw: serde_json::to_value(self).unwrap_or_default(),
+        }
+    }
+}
+
+/// A refund the sandbox refuses, as its answer (not an error: the refusal is final).
+fn refund_failed(code: &str, message: &str) -> RefundAnswer {
+    RefundAnswer {
+        state: RefundState::Failed {
+            code: code.to_owned(),
+            message: message.to_owned(),
+        },
+        raw: serde_json::json!({"code": code, "message": message}),
     }
 }
 

@@ -28,13 +28,14 @@ use self::crypto::{
     KeyError, RsaSigningKey, WechatApiV3Key, WechatPlatformKeys, WechatSignatureHeaders, WechatVerifyError,
 };
 use self::transformers::{
-    classify_error, rfc3339_china, WechatAmount, WechatCloseRequest, WechatErrorBody, WechatFailure,
-    WechatNativeRequest, WechatNativeResponse, WechatNotification, WechatTransaction, EVENT_TRANSACTION_SUCCESS,
-    RESOURCE_ALGORITHM,
+    classify_error, refund_failure, refund_state, rfc3339_china, WechatAmount, WechatCloseRequest, WechatErrorBody,
+    WechatFailure, WechatNativeRequest, WechatNativeResponse, WechatNotification, WechatRefund, WechatRefundRequest,
+    WechatRefundRequestAmount, WechatRefundResource, WechatTransaction, EVENT_REFUND_ABNORMAL, EVENT_REFUND_CLOSED,
+    EVENT_REFUND_SUCCESS, EVENT_TRANSACTION_SUCCESS, REFUND_NOT_EXISTS, RESOURCE_ALGORITHM,
 };
 use super::{
-    Clock, CloseOutcome, Gateway, GatewayError, NotificationError, NotificationRequest, QrCreated, QrRequest,
-    SystemClock, TradeQuery, VerifiedNotification,
+    Clock, CloseOutcome, Gateway, GatewayError, NotificationError, NotificationRequest, NotificationSubject, QrCreated,
+    QrRequest, RefundAnswer, RefundRequest, RefundState, SystemClock, TradeQuery, VerifiedNotification,
 };
 
 /// The production API host.
@@ -43,6 +44,8 @@ pub const DEFAULT_API_BASE_URL: &str = "https://api.mch.weixin.qq.com";
 const USER_AGENT_VALUE: &str = concat!("paywarden/", env!("CARGO_PKG_VERSION"));
 /// WeChat truncates nothing: a longer `description` is a `PARAM_ERROR`.
 const DESCRIPTION_MAX_CHARS: usize = 127;
+/// The same for a refund's `reason`.
+const REFUND_REASON_MAX_CHARS: usize = 80;
 /// When a close is refused as too early without a `Retry-After`, try again after this long.
 pub const DEFAULT_CLOSE_RETRY_AFTER_SECONDS: u64 = 60;
 
@@ -121,9 +124,26 @@ pub struct WechatGateway {
 #[derive(Clone, Debug)]
 pub struct WechatOpenedNotification {
     pub envelope: WechatNotification,
-    pub transaction: WechatTransaction,
+    pub resource: WechatResource,
     /// The decrypted resource as received, for the audit trail.
     pub plaintext: Vec<u8>,
+}
+
+/// A decrypted notification resource: a payment's transaction or a refund.
+#[derive(Clone, Debug)]
+pub enum WechatResource {
+    Transaction(WechatTransaction),
+    Refund(WechatRefundResource),
+}
+
+impl WechatOpenedNotification {
+    /// The transaction of a payment notification.
+    pub fn transaction(&self) -> Option<&WechatTransaction> {
+        match &self.resource {
+            WechatResource::Transaction(transaction) => Some(transaction),
+            WechatResource::Refund(_) => None,
+        }
+    }
 }
 
 /// A call's outcome once the transport worked: a verified success body, or a provider failure.
@@ -250,7 +270,8 @@ impl WechatGateway {
     ///
     /// # Errors
     /// [`NotificationError`] for a missing or bad signature, a stale timestamp, an event other
-    /// than `TRANSACTION.SUCCESS`, a resource that does not decrypt, or another merchant.
+    /// than `TRANSACTION.SUCCESS` and `REFUND.*`, a resource that does not decrypt, or another
+    /// merchant.
     pub fn open_notification(&self, req: &NotificationRequest) -> Result<WechatOpenedNotification, NotificationError> {
         let signature = WechatSignatureHeaders::from_lookup(|name| req.headers.get(name).map(String::as_str))
             .map_err(|_| NotificationError::MissingSignature)?;
@@ -268,7 +289,9 @@ impl WechatGateway {
 
         let envelope: WechatNotification =
             serde_json::from_slice(&req.body).map_err(|err| NotificationError::Malformed(err.to_string()))?;
-        if envelope.event_type != EVENT_TRANSACTION_SUCCESS {
+        let is_refund =
+            [EVENT_REFUND_SUCCESS, EVENT_REFUND_ABNORMAL, EVENT_REFUND_CLOSED].contains(&envelope.event_type.as_str());
+        if envelope.event_type != EVENT_TRANSACTION_SUCCESS && !is_refund {
             return Err(NotificationError::Malformed(format!(
                 "unsupported event_type {}",
                 envelope.event_type
@@ -287,23 +310,84 @@ impl WechatGateway {
             &envelope.resource.ciphertext,
         )
         .map_err(|err| NotificationError::Malformed(err.to_string()))?;
-        let transaction: WechatTransaction =
-            serde_json::from_slice(&plain).map_err(|err| NotificationError::Malformed(err.to_string()))?;
-        if transaction.mchid.as_deref() != Some(self.settings.mchid.as_str()) {
-            return Err(NotificationError::UnknownAccount);
-        }
-        if transaction
-            .appid
-            .as_deref()
-            .is_some_and(|appid| appid != self.settings.appid)
-        {
-            return Err(NotificationError::UnknownAccount);
-        }
+        let malformed = |err: serde_json::Error| NotificationError::Malformed(err.to_string());
+        let resource = if is_refund {
+            let refund: WechatRefundResource = serde_json::from_slice(&plain).map_err(malformed)?;
+            // The refund resource's `mchid` is documented and sent; one for another merchant
+            // account is refused like a payment's.
+            if refund.mchid.as_deref() != Some(self.settings.mchid.as_str()) {
+                return Err(NotificationError::UnknownAccount);
+            }
+            WechatResource::Refund(refund)
+        } else {
+            let transaction: WechatTransaction = serde_json::from_slice(&plain).map_err(malformed)?;
+            if transaction.mchid.as_deref() != Some(self.settings.mchid.as_str()) {
+                return Err(NotificationError::UnknownAccount);
+            }
+            if transaction
+                .appid
+                .as_deref()
+                .is_some_and(|appid| appid != self.settings.appid)
+            {
+                return Err(NotificationError::UnknownAccount);
+            }
+            WechatResource::Transaction(transaction)
+        };
         Ok(WechatOpenedNotification {
             envelope,
-            transaction,
+            resource,
             plaintext: plain,
         })
+    }
+
+    /// Reads the answer to a refund or a refund query.
+    fn refund_answer(
+        &self,
+        req: &RefundRequest,
+        reply: WechatReply,
+        query: bool,
+    ) -> Result<RefundAnswer, GatewayError> {
+        match reply {
+            WechatReply::Success(bytes) => {
+                let refund: WechatRefund = serde_json::from_slice(&bytes).map_err(GatewayError::malformed)?;
+                if refund.out_refund_no != req.refund_no.to_string() {
+                    return Err(GatewayError::Verification(format!(
+                        "asked for out_refund_no {}, got {}",
+                        req.refund_no, refund.out_refund_no
+                    )));
+                }
+                let state = refund_state(
+                    refund.status,
+                    &refund.refund_id,
+                    refund.success_time.as_deref(),
+                    self.clock.now(),
+                );
+                let raw = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+                Ok(RefundAnswer { state, raw })
+            }
+            WechatReply::Failed { failure, raw, .. } => {
+                let code = raw.get("code").and_then(serde_json::Value::as_str).unwrap_or_default();
+                if query && code == REFUND_NOT_EXISTS {
+                    return Ok(RefundAnswer {
+                        state: RefundState::NotFound,
+                        raw,
+                    });
+                }
+                let body: WechatErrorBody = serde_json::from_value(raw.clone()).unwrap_or_default();
+                let state = refund_failure(failure, &body)?;
+                if query {
+                    // A query that is refused says nothing about the refund itself.
+                    if let RefundState::Failed { code, message } = state {
+                        return Err(GatewayError::Provider {
+                            code,
+                            message,
+                            retryable: true,
+                        });
+                    }
+                }
+                Ok(RefundAnswer { state, raw })
+            }
+        }
     }
 
     fn query_path(&self, pay_no: PayNo) -> String {
@@ -394,20 +478,64 @@ impl Gateway for WechatGateway {
         }
     }
 
+    #[tracing::instrument(skip_all, fields(provider = "wechat", refund_no = %req.refund_no))]
+    async fn refund(&self, req: &RefundRequest) -> Result<RefundAnswer, GatewayError> {
+        let body = WechatRefundRequest {
+            out_trade_no: req.pay_no.to_string(),
+            out_refund_no: req.refund_no.to_string(),
+            reason: Some(req.reason.chars().take(REFUND_REASON_MAX_CHARS).collect()).filter(|r: &String| !r.is_empty()),
+            notify_url: Some(self.settings.notify_url.clone()),
+            amount: WechatRefundRequestAmount {
+                refund: req.amount.get(),
+                total: req.paid_amount.get(),
+                currency: req.currency.code().to_owned(),
+            },
+        };
+        let body = serde_json::to_vec(&body).map_err(GatewayError::malformed)?;
+        let reply = self
+            .call(Method::POST, "/v3/refund/domestic/refunds".into(), body)
+            .await?;
+        self.refund_answer(req, reply, false)
+    }
+
+    #[tracing::instrument(skip_all, fields(provider = "wechat", refund_no = %req.refund_no))]
+    async fn query_refund(&self, req: &RefundRequest) -> Result<RefundAnswer, GatewayError> {
+        let path = format!("/v3/refund/domestic/refunds/{}", req.refund_no);
+        let reply = self.call(Method::GET, path, Vec::new()).await?;
+        self.refund_answer(req, reply, true)
+    }
+
     fn verify_notification(&self, req: &NotificationRequest) -> Result<VerifiedNotification, NotificationError> {
         let WechatOpenedNotification {
             envelope,
-            transaction,
+            resource,
             plaintext,
         } = self.open_notification(req)?;
-        let out_trade_no = transaction.out_trade_no.clone();
-        let state = transaction
-            .to_trade_state()
-            .map_err(|err| NotificationError::Malformed(err.to_string()))?;
+        let (out_trade_no, subject) = match resource {
+            WechatResource::Transaction(transaction) => {
+                let state = transaction
+                    .to_trade_state()
+                    .map_err(|err| NotificationError::Malformed(err.to_string()))?;
+                (transaction.out_trade_no, NotificationSubject::Trade(state))
+            }
+            WechatResource::Refund(refund) => {
+                let state = refund_state(
+                    refund.refund_status,
+                    &refund.refund_id,
+                    refund.success_time.as_deref(),
+                    self.clock.now(),
+                );
+                let subject = NotificationSubject::Refund {
+                    out_refund_no: refund.out_refund_no,
+                    state,
+                };
+                (refund.out_trade_no, subject)
+            }
+        };
         Ok(VerifiedNotification {
             event_id: envelope.id.clone(),
             out_trade_no,
-            state,
+            subject,
             raw: serde_json::json!({
                 "id": envelope.id,
                 "event_type": envelope.event_type,

@@ -8,7 +8,7 @@ use chrono::{DateTime, FixedOffset, Offset as _, SecondsFormat, Utc};
 use entities::MinorUnit;
 use serde::{Deserialize, Serialize};
 
-use crate::gateway::{CloseOutcome, GatewayError, PaidTrade, TradeState};
+use crate::gateway::{CloseOutcome, GatewayError, PaidTrade, RefundState, TradeState};
 
 /// China Standard Time, UTC+8 all year (no daylight saving since 1991), so a fixed offset is
 /// exact and needs no time-zone database.
@@ -352,10 +352,170 @@ pub struct WechatEncryptedResource {
     pub nonce: String,
 }
 
+/// Body of `POST /v3/refund/domestic/refunds` (refund by `out_trade_no`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WechatRefundRequest {
+    pub out_trade_no: String,
+    /// paywarden's refund number; WeChat refunds once per number.
+    pub out_refund_no: String,
+    /// At most 80 characters; shown to the buyer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Where `REFUND.*` notifications go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_url: Option<String>,
+    pub amount: WechatRefundRequestAmount,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WechatRefundRequestAmount {
+    /// In fen: this refund.
+    pub refund: i64,
+    /// In fen: what the trade took.
+    pub total: i64,
+    pub currency: String,
+}
+
+/// `status` of a refund (`refund_status` in its notification).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum WechatRefundStatus {
+    Success,
+    Closed,
+    Processing,
+    Abnormal,
+}
+
+/// A refund, as the create and query calls answer it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WechatRefund {
+    pub refund_id: String,
+    pub out_refund_no: String,
+    #[serde(default)]
+    pub transaction_id: Option<String>,
+    #[serde(default)]
+    pub out_trade_no: Option<String>,
+    #[serde(default)]
+    pub channel: Option<String>,
+    #[serde(default)]
+    pub user_received_account: Option<String>,
+    #[serde(default)]
+    pub success_time: Option<String>,
+    #[serde(default)]
+    pub create_time: Option<String>,
+    pub status: WechatRefundStatus,
+    #[serde(default)]
+    pub amount: Option<WechatRefundAmount>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct WechatRefundAmount {
+    #[serde(default)]
+    pub total: Option<i64>,
+    #[serde(default)]
+    pub refund: Option<i64>,
+    #[serde(default)]
+    pub payer_total: Option<i64>,
+    #[serde(default)]
+    pub payer_refund: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+}
+
+/// The decrypted resource of a `REFUND.SUCCESS` / `REFUND.ABNORMAL` / `REFUND.CLOSED`
+/// notification. Its status field is `refund_status` (the API's is `status`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WechatRefundResource {
+    #[serde(default)]
+    pub mchid: Option<String>,
+    pub out_trade_no: String,
+    #[serde(default)]
+    pub transaction_id: Option<String>,
+    pub out_refund_no: String,
+    pub refund_id: String,
+    pub refund_status: WechatRefundStatus,
+    #[serde(default)]
+    pub success_time: Option<String>,
+    #[serde(default)]
+    pub user_received_account: Option<String>,
+    #[serde(default)]
+    pub amount: Option<WechatRefundAmount>,
+}
+
+/// A refund's status as [`RefundState`]. A success without a readable `success_time` is
+/// stamped `now`: the money went back, and the time is only for the record.
+pub fn refund_state(
+    status: WechatRefundStatus,
+    refund_id: &str,
+    success_time: Option<&str>,
+    now: DateTime<Utc>,
+) -> RefundState {
+    let provider_refund_id = Some(refund_id.to_owned());
+    match status {
+        WechatRefundStatus::Success => RefundState::Succeeded {
+            provider_refund_id,
+            at: success_time
+                .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
+                .map_or(now, |at| at.with_timezone(&Utc)),
+        },
+        WechatRefundStatus::Processing => RefundState::Processing { provider_refund_id },
+        WechatRefundStatus::Closed => RefundState::Failed {
+            code: "CLOSED".into(),
+            message: "the refund was closed by WeChat Pay".into(),
+        },
+        WechatRefundStatus::Abnormal => RefundState::Failed {
+            code: "ABNORMAL".into(),
+            message: "the refund failed to reach the buyer's account; handle it in the merchant platform".into(),
+        },
+    }
+}
+
+/// An error answer to a refund call, classified by [`classify_error`] first. `SYSTEM_ERROR`
+/// and 5xx leave the outcome unknown (query, then send again with the same number),
+/// `FREQUENCY_LIMITED` was not accepted (try again); any other documented refusal is final,
+/// `RESOURCE_NOT_EXISTS` (the trade is unknown) included.
+///
+/// # Errors
+/// The [`GatewayError`] of a failure that is not an answer.
+pub fn refund_failure(failure: WechatFailure, body: &WechatErrorBody) -> Result<RefundState, GatewayError> {
+    match failure {
+        WechatFailure::RateLimited => Err(GatewayError::RateLimited),
+        WechatFailure::Error { code, message, .. }
+            if body.code == REFUND_NOT_EXISTS || body.code == "MCH_NOT_EXISTS" =>
+        {
+            Ok(RefundState::Failed { code, message })
+        }
+        WechatFailure::Error {
+            code,
+            message,
+            retryable: true,
+        } => Err(GatewayError::Provider {
+            code,
+            message,
+            retryable: true,
+        }),
+        WechatFailure::Error { code, message, .. } => Ok(RefundState::Failed { code, message }),
+        WechatFailure::NotFound
+        | WechatFailure::AlreadyPaid
+        | WechatFailure::AlreadyClosed
+        | WechatFailure::TooEarly => Ok(RefundState::Failed {
+            code: body.code.clone(),
+            message: body.message.clone(),
+        }),
+    }
+}
+
+/// The error code of a refund query for a refund WeChat never accepted.
+pub const REFUND_NOT_EXISTS: &str = "RESOURCE_NOT_EXISTS";
+
 /// The only resource algorithm WeChat Pay API v3 uses.
 pub const RESOURCE_ALGORITHM: &str = "AEAD_AES_256_GCM";
-/// The event paywarden acts on; refunds have their own events and resource shape.
+/// The payment event paywarden acts on.
 pub const EVENT_TRANSACTION_SUCCESS: &str = "TRANSACTION.SUCCESS";
+/// Refund events (`original_type` `refund`): there is no `REFUND.PROCESSING`.
+pub const EVENT_REFUND_SUCCESS: &str = "REFUND.SUCCESS";
+pub const EVENT_REFUND_ABNORMAL: &str = "REFUND.ABNORMAL";
+pub const EVENT_REFUND_CLOSED: &str = "REFUND.CLOSED";
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,341 @@
+//! The refund worker: takes every pending refund to a final status, across restarts.
+//!
+//! One per node. A refund is committed before the provider hears of it (`store::refunds`);
+//! its `next_attempt_at` is the durable timer this worker follows. Each due refund is claimed
+//! by moving that time forward (a guarded update), so two nodes never step one refund at once
+//! and a node that dies mid-call only delays it. A step either **sends** the refund (always
+//! with the same `refund_no`: the provider refunds once per number) or, once the provider may
+//! hold it, **queries** it:
+//!
+//! | answer | next |
+//! |---|---|
+//! | succeeded | settled `succeeded` (order `refunded_amount`, `refunded` when in full) |
+//! | refused / closed / abnormal | settled `failed` (its amount is free again) |
+//! | processing | query again after a backoff |
+//! | timeout, 5xx, unverifiable answer | uncertain: query after a backoff |
+//! | the query finds nothing | it never arrived: send it again at once |
+//!
+//! Provider notifications (WeChat `REFUND.*`) settle a refund through the same guarded
+//! transaction ([`apply_notice`]); whichever comes first wins, the other changes nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::Utc;
+use entities::{payment_attempts, refunds, Provider, RefundNo};
+use sea_orm::EntityTrait;
+
+use crate::error::OrderError;
+use crate::gateway::{GatewayError, RefundAnswer, RefundRequest, RefundState, VerifiedNotification};
+use crate::order::messages::NotifyOutcome;
+use crate::order::OrderDeps;
+use crate::outbox::Wake;
+use crate::retry::RetrySchedule;
+use crate::settings::{check, Invalid};
+use crate::store::refunds::{self as store, RefundOutcome, Settled};
+use crate::store::transitions::Receipt;
+use crate::store::Operator;
+
+/// Refunds stepped per cycle.
+const BATCH: u64 = 32;
+
+/// The `refunds` table of the configuration (with `anomalies.auto_refund`).
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundSettings {
+    /// How often the worker looks for due refunds (it is also woken when one is committed).
+    #[serde(rename = "poll_interval_milliseconds", with = "crate::settings::millis")]
+    pub poll_interval: Duration,
+    /// Backoff between steps of a refund that is processing or uncertain...
+    #[serde(rename = "retry_min_delay_milliseconds", with = "crate::settings::millis")]
+    pub retry_min_delay: Duration,
+    /// ...up to this; a refund is never given up: it is queried until final.
+    #[serde(rename = "retry_max_delay_milliseconds", with = "crate::settings::millis")]
+    pub retry_max_delay: Duration,
+    /// Refund money no order keeps (paid after close, a second payment, a payment found by the
+    /// follow-up) in full, automatically. Set from `anomalies.auto_refund`.
+    #[serde(skip, default = "default_auto_refund")]
+    pub auto_refund: bool,
+}
+
+fn default_auto_refund() -> bool {
+    true
+}
+
+impl Default for RefundSettings {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_secs(1),
+            retry_min_delay: Duration::from_secs(5),
+            retry_max_delay: Duration::from_secs(600),
+            auto_refund: true,
+        }
+    }
+}
+
+impl RefundSettings {
+    /// # Errors
+    /// The first unusable value, named by its key under `section`.
+    pub fn validate(&self, section: &str) -> Result<(), Invalid> {
+        check(
+            !self.poll_interval.is_zero(),
+            section,
+            "poll_interval_milliseconds",
+            "must be positive",
+        )?;
+        check(
+            !self.retry_min_delay.is_zero() && self.retry_min_delay <= self.retry_max_delay,
+            section,
+            "retry_min_delay_milliseconds",
+            "must be positive and not above retry_max_delay_milliseconds",
+        )
+    }
+
+    fn schedule(&self) -> RetrySchedule {
+        RetrySchedule {
+            min_delay: self.retry_min_delay,
+            max_delay: self.retry_max_delay,
+        }
+    }
+}
+
+/// Steps due refunds on its own arbiter, every `poll_interval` and when woken.
+pub struct RefundWorker {
+    deps: Arc<OrderDeps>,
+    running: bool,
+    /// A wake-up arrived during a cycle: run another right after it.
+    again: bool,
+}
+
+impl RefundWorker {
+    pub fn new(deps: Arc<OrderDeps>) -> Self {
+        Self {
+            deps,
+            running: false,
+            again: false,
+        }
+    }
+
+    pub fn start_on_own_arbiter(self) -> Addr<Self> {
+        let arbiter = Arbiter::new();
+        Self::start_in_arbiter(&arbiter.handle(), move |_| self)
+    }
+
+    fn run_cycle(&mut self, ctx: &mut Context<Self>) {
+        if self.running {
+            self.again = true;
+            return;
+        }
+        self.running = true;
+        let deps = self.deps.clone();
+        ctx.spawn(
+            async move { cycle(&deps).await }
+                .into_actor(self)
+                .map(|result, worker, ctx| {
+                    worker.running = false;
+                    if let Err(err) = result {
+                        tracing::warn!(error.cause_chain = ?err, "refund cycle failed; retrying");
+                    }
+                    if std::mem::take(&mut worker.again) {
+                        worker.run_cycle(ctx);
+                    }
+                }),
+        );
+    }
+}
+
+impl Actor for RefundWorker {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let poll = self.deps.refunds.poll_interval;
+        ctx.run_interval(poll, |worker, ctx| worker.run_cycle(ctx));
+        // Refunds left pending by the previous run of this node are due now.
+        self.run_cycle(ctx);
+    }
+}
+
+impl Handler<Wake> for RefundWorker {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Wake, ctx: &mut Self::Context) {
+        self.run_cycle(ctx);
+    }
+}
+
+async fn cycle(deps: &OrderDeps) -> Result<(), OrderError> {
+    // A claim holds its refund for longer than one step can take; then it is due again.
+    let hold = deps.settings.provider_reply_timeout.saturating_mul(2) + deps.refunds.poll_interval;
+    let hold = chrono::Duration::from_std(hold).unwrap_or(chrono::Duration::minutes(5));
+    loop {
+        let due = store::due(&deps.db, Utc::now(), BATCH).await?;
+        let full = due.len() as u64 == BATCH;
+        for refund in due {
+            if !store::claim(&deps.db, &refund, Utc::now() + hold).await? {
+                continue;
+            }
+            if let Err(err) = step(deps, &refund).await {
+                tracing::warn!(refund_no = %refund.refund_no, error.cause_chain = ?err, "refund step failed; it is due again later");
+            }
+        }
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
+/// One step of one claimed refund: send it, or ask how it went, and act on the answer.
+async fn step(deps: &OrderDeps, refund: &refunds::Model) -> Result<(), OrderError> {
+    let attempt = payment_attempts::Entity::find_by_id(refund.pay_no)
+        .one(&deps.db)
+        .await?
+        .ok_or(OrderError::AttemptNotFound)?;
+    let request = RefundRequest {
+        refund_no: refund.refund_no,
+        pay_no: refund.pay_no,
+        amount: refund.amount,
+        paid_amount: attempt.paid_amount.unwrap_or(attempt.amount),
+        currency: refund.currency,
+        reason: refund.reason.clone(),
+    };
+    let answer = if refund.submitted {
+        deps.providers.query_refund(refund.provider, request).await
+    } else {
+        deps.providers.refund(refund.provider, request).await
+    };
+    // `attempts` counts this step too (the claim added it).
+    let steps = u32::try_from(refund.attempts).unwrap_or(u32::MAX);
+    let later = Utc::now() + chrono::Duration::from_std(deps.refunds.schedule().delay(steps)).unwrap_or_default();
+    let outcome = |label: &str| deps.metrics.refund_steps.with_label_values(&[label]).inc();
+    match answer {
+        Ok(RefundAnswer { state, raw }) => match state {
+            RefundState::Succeeded { provider_refund_id, at } => {
+                outcome("succeeded");
+                let done = RefundOutcome::Succeeded { provider_refund_id, at };
+                settle(deps, refund.refund_no, &done, raw.to_string(), refund.provider, None).await?;
+            }
+            RefundState::Failed { code, message } => {
+                outcome("failed");
+                let done = RefundOutcome::Failed {
+                    reason: format!("{code}: {message}"),
+                };
+                settle(deps, refund.refund_no, &done, raw.to_string(), refund.provider, None).await?;
+            }
+            RefundState::Processing { provider_refund_id } => {
+                outcome("processing");
+                let id = provider_refund_id.as_deref();
+                store::reschedule(&deps.db, refund.refund_no, true, later, id, Some(raw.to_string())).await?;
+            }
+            RefundState::NotFound if refund.submitted => {
+                // The provider holds nothing under this number: the refund never arrived.
+                // Sent again at once, with the same number.
+                outcome("resent");
+                store::reschedule(
+                    &deps.db,
+                    refund.refund_no,
+                    false,
+                    Utc::now(),
+                    None,
+                    Some(raw.to_string()),
+                )
+                .await?;
+            }
+            RefundState::NotFound => {
+                outcome("failed");
+                let done = RefundOutcome::Failed {
+                    reason: "the provider does not know the payment".into(),
+                };
+                settle(deps, refund.refund_no, &done, raw.to_string(), refund.provider, None).await?;
+            }
+        },
+        Err(err) => {
+            outcome("uncertain");
+            // A refund that may have reached the provider is queried before it is sent again;
+            // one that surely did not (refused locally, not configured) is sent again.
+            let surely_unsent = matches!(
+                err,
+                GatewayError::CircuitOpen | GatewayError::RateLimited | GatewayError::NotConfigured(_)
+            );
+            let submitted = refund.submitted || !surely_unsent;
+            tracing::warn!(refund_no = %refund.refund_no, error.message = %err, steps, "refund outcome unknown; asking again later");
+            store::reschedule(&deps.db, refund.refund_no, submitted, later, None, None).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn settle(
+    deps: &OrderDeps,
+    refund_no: RefundNo,
+    outcome: &RefundOutcome,
+    raw: String,
+    provider: Provider,
+    receipt: Option<&Receipt>,
+) -> Result<Settled, OrderError> {
+    let operator = if receipt.is_some() {
+        Operator::Provider(provider)
+    } else {
+        Operator::System
+    };
+    let settled = store::settle(&deps.db, refund_no, outcome, raw, &operator, receipt).await?;
+    if let Settled::Done { order, .. } = &settled {
+        deps.feed.changed(order.id, order.status);
+    }
+    Ok(settled)
+}
+
+/// Applies a verified refund notification (`out_refund_no` is ours when it parses as a refund
+/// number of a refund of that trade at that provider).
+///
+/// # Errors
+/// [`OrderError::AttemptNotFound`] for a refund paywarden does not know (the caller stores it
+/// for an operator), or a database error (nothing is acknowledged; the provider retries).
+pub async fn apply_notice(
+    deps: &OrderDeps,
+    provider: Provider,
+    notification: &VerifiedNotification,
+    out_refund_no: &str,
+    state: &RefundState,
+) -> Result<NotifyOutcome, OrderError> {
+    let refund_no: RefundNo = out_refund_no.parse().map_err(|_| OrderError::AttemptNotFound)?;
+    let refund = match store::find(&deps.db, refund_no, None).await {
+        Ok(refund) if refund.provider == provider && refund.pay_no.to_string() == notification.out_trade_no => refund,
+        Ok(_) | Err(OrderError::RefundNotFound) => return Err(OrderError::AttemptNotFound),
+        Err(err) => return Err(err),
+    };
+    let receipt = Receipt {
+        provider,
+        event_id: notification.event_id.clone(),
+    };
+    let raw = notification.raw.to_string();
+    let done = match state {
+        RefundState::Succeeded { provider_refund_id, at } => RefundOutcome::Succeeded {
+            provider_refund_id: provider_refund_id.clone(),
+            at: *at,
+        },
+        RefundState::Failed { code, message } => RefundOutcome::Failed {
+            reason: format!("{code}: {message}"),
+        },
+        RefundState::Processing { .. } | RefundState::NotFound => {
+            let fresh = store::record_receipt(&deps.db, &refund, &receipt).await?;
+            return Ok(if fresh {
+                NotifyOutcome::Ignored
+            } else {
+                NotifyOutcome::Duplicate
+            });
+        }
+    };
+    Ok(
+        match settle(deps, refund.refund_no, &done, raw, provider, Some(&receipt)).await? {
+            Settled::Done { refund, .. } => {
+                deps.metrics.notifications.with_label_values(&["refund"]).inc();
+                match refund.status {
+                    entities::RefundStatus::Succeeded => NotifyOutcome::Refunded,
+                    _ => NotifyOutcome::RefundFailed,
+                }
+            }
+            Settled::AlreadyFinal(_) | Settled::Duplicate => NotifyOutcome::Duplicate,
+        },
+    )
+}

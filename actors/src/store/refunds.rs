@@ -1,0 +1,552 @@
+//! Refunds: created in one locked transaction that checks what is left to refund, committed
+//! before the provider is asked; then moved to a final status by guarded updates
+//! (`WHERE refund_no = ? AND status = 'pending'`), each with its `order_logs` row and its
+//! `refund.*` outbox event, the order's `refunded_amount` (and `refunded` status) in the same
+//! transaction.
+//!
+//! A refund's `next_attempt_at` is its durable timer: the refund worker takes due refunds by
+//! moving it forward (a guarded claim), so a restart, or a node dying mid-call, only delays a
+//! refund; it is sent again with the same `refund_no`, and the provider refunds once.
+
+use chrono::{DateTime, Utc};
+use entities::{
+    orders, payment_attempts, refunds, AttemptStatus, MinorUnit, OrderId, OrderStatus, PayNo, RefundNo, RefundStatus,
+};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, SqlErr, TransactionTrait,
+};
+
+use super::journal::{write_log, write_refund_event, EventType, LogEntry, LogEvent, Operator};
+use super::transitions::{insert_receipt, lock_order, Receipt};
+use crate::domain::{MerchantId, NewRefund, ValidationError, AUTO_REFUND_PREFIX};
+use crate::error::OrderError;
+use crate::ids::Snowflake;
+
+/// What a refund request did.
+#[derive(Debug)]
+pub enum RefundCreated {
+    New(refunds::Model),
+    /// The same request again (same key, same content): the refund made the first time.
+    Replayed(refunds::Model),
+}
+
+/// Creates a refund of `order_id`'s payment (or, for an operator, of `req.pay_no`), checked
+/// against what is left of it in the same transaction that inserts it: the order row is locked,
+/// so two concurrent refunds of one payment cannot both pass the check.
+///
+/// # Errors
+/// [`OrderError::NotFound`] (another merchant's order too), [`OrderError::NotRefundable`],
+/// [`OrderError::RefundExceedsPaid`], [`OrderError::RefundConflict`], a
+/// [`ValidationError`] `not_a_payment`, or a database / id error. Nothing is written then.
+pub async fn create_refund(
+    db: &DatabaseConnection,
+    ids: &Snowflake,
+    order_id: OrderId,
+    scope: Option<&MerchantId>,
+    req: &NewRefund,
+    operator: &Operator,
+) -> Result<RefundCreated, OrderError> {
+    let refund_no: RefundNo = ids.next_typed().await?;
+    let first = try_create(db, refund_no, order_id, scope, req, operator).await;
+    match first {
+        Err(OrderError::Db(err)) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            // The same key committed for another order of the merchant meanwhile: judge ours
+            // against it.
+            try_create(db, refund_no, order_id, scope, req, operator).await
+        }
+        other => other,
+    }
+}
+
+async fn try_create(
+    db: &DatabaseConnection,
+    refund_no: RefundNo,
+    order_id: OrderId,
+    scope: Option<&MerchantId>,
+    req: &NewRefund,
+    operator: &Operator,
+) -> Result<RefundCreated, OrderError> {
+    let now = Utc::now();
+    let txn = db.begin().await?;
+    let order = lock_order(&txn, order_id).await?;
+    if scope.is_some_and(|merchant| merchant.as_str() != order.merchant_id) {
+        return Err(OrderError::NotFound);
+    }
+    let fingerprint = req.fingerprint(&order.order_no);
+    if let Some(existing) = by_key(&txn, &order.merchant_id, &req.out_refund_id).await? {
+        return if existing.request_fingerprint == fingerprint {
+            Ok(RefundCreated::Replayed(existing))
+        } else {
+            Err(OrderError::RefundConflict)
+        };
+    }
+    let attempt = match req.pay_no {
+        None => {
+            if !order.status.is_refundable() {
+                return Err(OrderError::NotRefundable(order.status));
+            }
+            order_payment(&txn, order_id).await?
+        }
+        Some(pay_no) => payment_of(&txn, order_id, pay_no).await?,
+    };
+    let refund = NewRow {
+        refund_no,
+        out_refund_id: req.out_refund_id.clone(),
+        fingerprint,
+        amount: req.amount,
+        reason: req.reason.clone(),
+    };
+    let model = insert_checked(&txn, &order, &attempt, refund, operator, now).await?;
+    txn.commit().await?;
+    tracing::info!(order_no = %order.order_no, refund_no = %model.refund_no, amount = %model.amount, %operator, "refund created");
+    Ok(RefundCreated::New(model))
+}
+
+/// The refund paywarden makes by itself of money taken that no order keeps (paid after
+/// close, a second payment, a payment found by the follow-up): the whole payment, keyed
+/// `auto:<pay_no>` so it is made once whatever path recorded the payment. Inside the caller's
+/// transaction, which holds the order locked.
+///
+/// # Errors
+/// A database error (the caller's transaction then commits nothing).
+pub(crate) async fn create_auto_refund(
+    txn: &DatabaseTransaction,
+    refund_no: RefundNo,
+    order: &orders::Model,
+    pay_no: PayNo,
+    why: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<refunds::Model>, OrderError> {
+    let out_refund_id = format!("{AUTO_REFUND_PREFIX}{pay_no}");
+    if by_key(txn, &order.merchant_id, &out_refund_id).await?.is_some() {
+        return Ok(None);
+    }
+    let attempt = payment_of(txn, order.id, pay_no).await?;
+    let amount = remaining(txn, &attempt).await?;
+    if amount == MinorUnit::ZERO {
+        return Ok(None);
+    }
+    let refund = NewRow {
+        refund_no,
+        fingerprint: out_refund_id.clone(),
+        out_refund_id,
+        amount,
+        reason: why.chars().take(entities::refunds::REASON_MAX_CHARS).collect(),
+    };
+    insert_checked(txn, order, &attempt, refund, &Operator::System, now)
+        .await
+        .map(Some)
+}
+
+struct NewRow {
+    refund_no: RefundNo,
+    out_refund_id: String,
+    fingerprint: String,
+    amount: MinorUnit,
+    reason: String,
+}
+
+/// Checks `row.amount` against what is left of `attempt`'s payment, inserts the refund, its
+/// log row and its `refund.created` event.
+async fn insert_checked(
+    txn: &DatabaseTransaction,
+    order: &orders::Model,
+    attempt: &payment_attempts::Model,
+    row: NewRow,
+    operator: &Operator,
+    now: DateTime<Utc>,
+) -> Result<refunds::Model, OrderError> {
+    let refundable = remaining(txn, attempt).await?;
+    if row.amount > refundable {
+        return Err(OrderError::RefundExceedsPaid { refundable });
+    }
+    let model = refunds::Model {
+        refund_no: row.refund_no,
+        merchant_id: order.merchant_id.clone(),
+        out_refund_id: row.out_refund_id,
+        request_fingerprint: row.fingerprint,
+        order_id: order.id,
+        pay_no: attempt.pay_no,
+        provider: attempt.provider,
+        amount: row.amount,
+        currency: attempt.currency,
+        reason: row.reason,
+        status: RefundStatus::Pending,
+        operator: operator.to_string(),
+        submitted: false,
+        next_attempt_at: Some(now),
+        attempts: 0,
+        provider_refund_id: None,
+        failure: None,
+        raw_payload: None,
+        created_at: now,
+        updated_at: now,
+        succeeded_at: None,
+    };
+    refunds::Entity::insert(refunds::ActiveModel::from(model.clone()))
+        .exec_without_returning(txn)
+        .await?;
+    write_log(
+        txn,
+        LogEntry {
+            order_id: order.id,
+            event: LogEvent::Published(EventType::RefundCreated),
+            from_status: Some(order.status.as_str()),
+            to_status: order.status.as_str(),
+            operator,
+            reason: Some(format!(
+                "refund {} of {} from pay_no {}: {}",
+                model.refund_no, model.amount, model.pay_no, model.reason
+            )),
+        },
+        now,
+    )
+    .await?;
+    write_refund_event(txn, EventType::RefundCreated, order, &model, now).await?;
+    Ok(model)
+}
+
+async fn by_key<C: ConnectionTrait>(
+    conn: &C,
+    merchant_id: &str,
+    out_refund_id: &str,
+) -> Result<Option<refunds::Model>, DbErr> {
+    refunds::Entity::find()
+        .filter(refunds::Column::MerchantId.eq(merchant_id))
+        .filter(refunds::Column::OutRefundId.eq(out_refund_id))
+        .one(conn)
+        .await
+}
+
+/// The attempt whose payment the order holds (`succeeded`).
+async fn order_payment<C: ConnectionTrait>(conn: &C, order_id: OrderId) -> Result<payment_attempts::Model, OrderError> {
+    payment_attempts::Entity::find()
+        .filter(payment_attempts::Column::OrderId.eq(order_id))
+        .filter(payment_attempts::Column::Status.eq(AttemptStatus::Succeeded))
+        .one(conn)
+        .await?
+        .ok_or(OrderError::Concurrent)
+}
+
+/// `pay_no` of `order_id`, when it took money (the order's payment, a second payment kept on
+/// a closed attempt, a payment of another amount).
+async fn payment_of<C: ConnectionTrait>(
+    conn: &C,
+    order_id: OrderId,
+    pay_no: PayNo,
+) -> Result<payment_attempts::Model, OrderError> {
+    payment_attempts::Entity::find_by_id(pay_no)
+        .one(conn)
+        .await?
+        .filter(|attempt| {
+            attempt.order_id == order_id
+                && attempt.provider_txn_id.is_some()
+                && attempt.paid_amount.is_some()
+                && attempt.status != AttemptStatus::Pending
+        })
+        .ok_or_else(|| {
+            OrderError::Validation(ValidationError::new(
+                "not_a_payment",
+                format!("pay_no {pay_no} is not a payment of this order that took money"),
+            ))
+        })
+}
+
+/// What is left to refund of `attempt`'s payment: paid, less every refund of it that is not
+/// failed (a pending one may still succeed).
+async fn remaining<C: ConnectionTrait>(conn: &C, attempt: &payment_attempts::Model) -> Result<MinorUnit, OrderError> {
+    let paid = attempt.paid_amount.unwrap_or(MinorUnit::ZERO).get();
+    let taken: Vec<MinorUnit> = refunds::Entity::find()
+        .select_only()
+        .column(refunds::Column::Amount)
+        .filter(refunds::Column::PayNo.eq(attempt.pay_no))
+        .filter(refunds::Column::Status.ne(RefundStatus::Failed))
+        .into_tuple()
+        .all(conn)
+        .await?;
+    let taken: i64 = taken.iter().map(|amount| amount.get()).sum();
+    Ok(MinorUnit::new(paid.saturating_sub(taken)).unwrap_or(MinorUnit::ZERO))
+}
+
+/// A final answer about a refund.
+#[derive(Clone, Debug)]
+pub enum RefundOutcome {
+    Succeeded {
+        provider_refund_id: Option<String>,
+        at: DateTime<Utc>,
+    },
+    Failed {
+        reason: String,
+    },
+}
+
+/// What settling did.
+#[derive(Debug)]
+pub enum Settled {
+    /// The refund is final now; the order as it is after the change.
+    Done {
+        refund: Box<refunds::Model>,
+        order: Box<orders::Model>,
+    },
+    /// It was final already (another node, an earlier notification): nothing changed.
+    AlreadyFinal(RefundStatus),
+    /// The notification's receipt existed: nothing changed.
+    Duplicate,
+}
+
+/// Moves a pending refund to its final status: the refund row (guarded on `pending`), the
+/// order's `refunded_amount` (and `refunded` status once its payment is refunded in full) for
+/// a success of the order's own payment, a log row and a `refund.*` event — one transaction,
+/// with the notification's receipt when one reported it.
+///
+/// # Errors
+/// [`OrderError::RefundNotFound`] or a database error (nothing is committed).
+pub async fn settle(
+    db: &DatabaseConnection,
+    refund_no: RefundNo,
+    outcome: &RefundOutcome,
+    raw: String,
+    operator: &Operator,
+    receipt: Option<&Receipt>,
+) -> Result<Settled, OrderError> {
+    let now = Utc::now();
+    let txn = db.begin().await?;
+    let order_id = refunds::Entity::find_by_id(refund_no)
+        .select_only()
+        .column(refunds::Column::OrderId)
+        .into_tuple::<OrderId>()
+        .one(&txn)
+        .await?
+        .ok_or(OrderError::RefundNotFound)?;
+    if let Some(receipt) = receipt {
+        if !insert_receipt(&txn, receipt, order_id, now).await? {
+            return Ok(Settled::Duplicate);
+        }
+    }
+    let mut order = lock_order(&txn, order_id).await?;
+    let mut refund = refunds::Entity::find_by_id(refund_no)
+        .one(&txn)
+        .await?
+        .ok_or(OrderError::RefundNotFound)?;
+    if refund.status != RefundStatus::Pending {
+        // The receipt (if any) is kept: the notification was applied in effect.
+        txn.commit().await?;
+        return Ok(Settled::AlreadyFinal(refund.status));
+    }
+    let mut update = refunds::Entity::update_many()
+        .col_expr(
+            refunds::Column::NextAttemptAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(refunds::Column::UpdatedAt, Expr::value(now))
+        .col_expr(refunds::Column::RawPayload, Expr::value(raw.clone()))
+        .filter(refunds::Column::RefundNo.eq(refund_no))
+        .filter(refunds::Column::Status.eq(RefundStatus::Pending));
+    let from = order.status;
+    let (event, text) = match outcome {
+        RefundOutcome::Succeeded { provider_refund_id, at } => {
+            update = update
+                .col_expr(refunds::Column::Status, Expr::value(RefundStatus::Succeeded))
+                .col_expr(refunds::Column::SucceededAt, Expr::value(*at));
+            refund.status = RefundStatus::Succeeded;
+            refund.succeeded_at = Some(*at);
+            if let Some(id) = provider_refund_id {
+                update = update.col_expr(refunds::Column::ProviderRefundId, Expr::value(id.clone()));
+                refund.provider_refund_id = Some(id.clone());
+            }
+            (
+                EventType::RefundSucceeded,
+                format!("refund {refund_no} of {} succeeded", refund.amount),
+            )
+        }
+        RefundOutcome::Failed { reason } => {
+            let reason: String = reason.chars().take(entities::refunds::FAILURE_MAX_CHARS).collect();
+            update = update
+                .col_expr(refunds::Column::Status, Expr::value(RefundStatus::Failed))
+                .col_expr(refunds::Column::Failure, Expr::value(reason.clone()));
+            refund.status = RefundStatus::Failed;
+            refund.failure = Some(reason.clone());
+            (
+                EventType::RefundFailed,
+                format!("refund {refund_no} of {} failed: {reason}", refund.amount),
+            )
+        }
+    };
+    if update.exec(&txn).await?.rows_affected != 1 {
+        return Err(OrderError::Concurrent);
+    }
+    refund.next_attempt_at = None;
+    refund.updated_at = now;
+    refund.raw_payload = Some(raw);
+    if refund.status == RefundStatus::Succeeded {
+        order = count_refunded(&txn, order, &refund).await?;
+    }
+    write_log(
+        &txn,
+        LogEntry {
+            order_id,
+            event: LogEvent::Published(event),
+            from_status: Some(from.as_str()),
+            to_status: order.status.as_str(),
+            operator,
+            reason: Some(text.clone()),
+        },
+        now,
+    )
+    .await?;
+    write_refund_event(&txn, event, &order, &refund, now).await?;
+    txn.commit().await?;
+    tracing::info!(order_no = %order.order_no, %refund_no, status = %refund.status, %operator, "refund settled");
+    Ok(Settled::Done {
+        refund: Box::new(refund),
+        order: Box::new(order),
+    })
+}
+
+/// Adds a succeeded refund of the order's own payment to `refunded_amount`, and moves the
+/// order to `refunded` when nothing of that payment is left (a guarded update on its status).
+async fn count_refunded(
+    txn: &DatabaseTransaction,
+    mut order: orders::Model,
+    refund: &refunds::Model,
+) -> Result<orders::Model, OrderError> {
+    let attempt = payment_attempts::Entity::find_by_id(refund.pay_no)
+        .one(txn)
+        .await?
+        .ok_or(OrderError::AttemptNotFound)?;
+    if attempt.status != AttemptStatus::Succeeded {
+        // A second payment or a mismatched one: the order's own payment is untouched.
+        return Ok(order);
+    }
+    let refunded = order
+        .refunded_amount
+        .checked_add(refund.amount)
+        .ok_or(OrderError::Concurrent)?;
+    let paid = attempt.paid_amount.unwrap_or(attempt.amount);
+    let mut update = orders::Entity::update_many()
+        .col_expr(orders::Column::RefundedAmount, Expr::value(refunded))
+        .col_expr(orders::Column::Version, Expr::col(orders::Column::Version).add(1))
+        .filter(orders::Column::Id.eq(order.id))
+        .filter(orders::Column::Status.eq(order.status));
+    if refunded >= paid && order.status.is_refundable() {
+        update = update.col_expr(orders::Column::Status, Expr::value(OrderStatus::Refunded));
+        order.status = OrderStatus::Refunded;
+    }
+    if update.exec(txn).await?.rows_affected != 1 {
+        return Err(OrderError::Concurrent);
+    }
+    order.refunded_amount = refunded;
+    order.version = order.version.saturating_add(1);
+    Ok(order)
+}
+
+/// Refunds due for a step, soonest first.
+///
+/// # Errors
+/// A database error.
+pub async fn due<C: ConnectionTrait>(conn: &C, now: DateTime<Utc>, limit: u64) -> Result<Vec<refunds::Model>, DbErr> {
+    refunds::Entity::find()
+        .filter(refunds::Column::Status.eq(RefundStatus::Pending))
+        .filter(refunds::Column::NextAttemptAt.lte(now))
+        .order_by_asc(refunds::Column::NextAttemptAt)
+        .limit(limit)
+        .all(conn)
+        .await
+}
+
+/// Takes one due refund for this node until `until` (its next step if this one dies), unless
+/// another node took it first (its `next_attempt_at` moved); counts the step.
+///
+/// # Errors
+/// A database error.
+pub async fn claim<C: ConnectionTrait>(conn: &C, refund: &refunds::Model, until: DateTime<Utc>) -> Result<bool, DbErr> {
+    let Some(seen) = refund.next_attempt_at else {
+        return Ok(false);
+    };
+    Ok(refunds::Entity::update_many()
+        .col_expr(refunds::Column::NextAttemptAt, Expr::value(until))
+        .col_expr(refunds::Column::Attempts, Expr::col(refunds::Column::Attempts).add(1))
+        .filter(refunds::Column::RefundNo.eq(refund.refund_no))
+        .filter(refunds::Column::Status.eq(RefundStatus::Pending))
+        .filter(refunds::Column::NextAttemptAt.eq(seen))
+        .exec(conn)
+        .await?
+        .rows_affected
+        == 1)
+}
+
+/// Leaves a pending refund for a later step at `at`: `submitted` says whether that step asks
+/// the provider how it went (true) or sends it (again, with the same number).
+///
+/// # Errors
+/// A database error.
+pub async fn reschedule<C: ConnectionTrait>(
+    conn: &C,
+    refund_no: RefundNo,
+    submitted: bool,
+    at: DateTime<Utc>,
+    provider_refund_id: Option<&str>,
+    raw: Option<String>,
+) -> Result<(), DbErr> {
+    let mut update = refunds::Entity::update_many()
+        .col_expr(refunds::Column::NextAttemptAt, Expr::value(at))
+        .col_expr(refunds::Column::Submitted, Expr::value(submitted))
+        .col_expr(refunds::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(refunds::Column::RefundNo.eq(refund_no))
+        .filter(refunds::Column::Status.eq(RefundStatus::Pending));
+    if let Some(id) = provider_refund_id {
+        update = update.col_expr(refunds::Column::ProviderRefundId, Expr::value(id.to_owned()));
+    }
+    if let Some(raw) = raw {
+        update = update.col_expr(refunds::Column::RawPayload, Expr::value(raw));
+    }
+    update.exec(conn).await?;
+    Ok(())
+}
+
+/// Records a refund notification that changes nothing (a `PROCESSING`, say). Returns false
+/// when it was seen before.
+///
+/// # Errors
+/// A database error.
+pub async fn record_receipt(
+    db: &DatabaseConnection,
+    refund: &refunds::Model,
+    receipt: &Receipt,
+) -> Result<bool, OrderError> {
+    let txn = db.begin().await?;
+    let fresh = insert_receipt(&txn, receipt, refund.order_id, Utc::now()).await?;
+    txn.commit().await?;
+    Ok(fresh)
+}
+
+/// One refund; a merchant sees only its own.
+///
+/// # Errors
+/// [`OrderError::RefundNotFound`] or a database error.
+pub async fn find<C: ConnectionTrait>(
+    conn: &C,
+    refund_no: RefundNo,
+    scope: Option<&MerchantId>,
+) -> Result<refunds::Model, OrderError> {
+    refunds::Entity::find_by_id(refund_no)
+        .one(conn)
+        .await?
+        .filter(|refund| scope.is_none_or(|merchant| merchant.as_str() == refund.merchant_id))
+        .ok_or(OrderError::RefundNotFound)
+}
+
+/// The refunds of an order, oldest first.
+///
+/// # Errors
+/// A database error.
+pub async fn of_order<C: ConnectionTrait>(conn: &C, order_id: OrderId) -> Result<Vec<refunds::Model>, DbErr> {
+    refunds::Entity::find()
+        .filter(refunds::Column::OrderId.eq(order_id))
+        .order_by_asc(refunds::Column::CreatedAt)
+        .order_by_asc(refunds::Column::RefundNo)
+        .all(conn)
+        .await
+}
