@@ -16,7 +16,7 @@ use crate::startup::AppState;
 
 /// Who the JSON routes record: the admin token names no one. (The console records the name
 /// its operator signed in with.)
-fn api_operator() -> Operator {
+pub(super) fn api_operator() -> Operator {
     Operator::Admin("admin".to_owned())
 }
 

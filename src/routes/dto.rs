@@ -151,6 +151,10 @@ pub struct OrderResponse {
     pub checkout_url: String,
     /// Where the checkout page sends the buyer once the order is final.
     pub return_url: Option<String>,
+    /// Minor units of the order's payment the provider has confirmed refunded; the order is
+    /// `refunded` once this reaches what was paid.
+    #[schema(value_type = i64, minimum = 0)]
+    pub refunded_amount: MinorUnit,
     /// Admin views only: every status change with its operator and reason.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
@@ -247,6 +251,7 @@ impl OrderResponse {
         Self {
             checkout_url: links.checkout(&order.order_no, order.expires_at),
             return_url: order.return_url,
+            refunded_amount: order.refunded_amount,
             order_no: order.order_no,
             merchant_id: order.merchant_id,
             out_business_id: order.out_business_id,
@@ -379,7 +384,12 @@ pub mod schema {
     enum_schema!(
         OrderStatus,
         entities::OrderStatus,
-        "`pending` and `stuck` are live (`stuck` waits for an operator or a later retry); `paid`, `closed` and `paid_after_close` are final."
+        "`pending` and `stuck` are live (`stuck` waits for an operator or a later retry); `paid`, `closed`, `paid_after_close` and `refunded` are final (a `paid` or `paid_after_close` order still takes refunds; `refunded` once its payment went back in full)."
+    );
+    enum_schema!(
+        RefundStatus,
+        entities::RefundStatus,
+        "`pending` until the provider gives a final answer; `succeeded` (the money went back) or `failed` (it did not; its amount can be refunded again)."
     );
     enum_schema!(AttemptStatus, entities::AttemptStatus, "Status of one payment attempt.");
     enum_schema!(Provider, entities::Provider, "A payment provider.");

@@ -5,7 +5,8 @@
 //! integration tests, so a route cannot be mounted without being documented or the reverse.
 //!
 //! # Layout
-//! - [`orders`], [`payments`], [`events`]: the client API (`/v1`, merchant API key).
+//! - [`orders`], [`payments`], [`refunds`], [`events`]: the client API (`/v1`, merchant API
+//!   key); [`refunds`] also has the operators' refund routes.
 //! - [`admin`]: operators (`/admin`, admin token).
 //! - [`webhooks`]: provider notifications (`/webhooks`, provider signatures).
 //! - [`sandbox`]: the sandbox provider's buyer and control routes.
@@ -26,6 +27,7 @@ pub mod html;
 pub mod openapi;
 pub mod orders;
 pub mod payments;
+pub mod refunds;
 pub mod sandbox;
 pub mod webhooks;
 
@@ -144,10 +146,15 @@ pub static ENDPOINTS: &[Endpoint] = &[
     endpoint!(GET Scope::Client, "/orders/{order_no}/events" => events::stream),
     endpoint!(POST Scope::Client, "/orders/{order_no}/payments" => payments::create),
     endpoint!(GET Scope::Client, "/payments/{pay_no}/qr.png" => payments::qr_png),
+    endpoint!(POST Scope::Client, "/orders/{order_no}/refunds" => refunds::create),
+    endpoint!(GET Scope::Client, "/orders/{order_no}/refunds" => refunds::list),
+    endpoint!(GET Scope::Client, "/refunds/{refund_no}" => refunds::get),
     endpoint!(GET Scope::Admin, "/orders" => admin::list_orders),
     endpoint!(GET Scope::Admin, "/orders/{order_no}" => admin::get_order),
     endpoint!(POST Scope::Admin, "/orders/{order_no}/force-close" => admin::force_close),
     endpoint!(POST Scope::Admin, "/orders/{order_no}/accept-payment" => admin::accept_payment),
+    endpoint!(POST Scope::Admin, "/orders/{order_no}/refunds" => refunds::admin_create),
+    endpoint!(GET Scope::Admin, "/orders/{order_no}/refunds" => refunds::admin_list),
     endpoint!(POST Scope::Admin, "/deadlines/reconcile" => admin::reconcile),
     endpoint!(POST Scope::Admin, "/subscribers" => admin::add_subscriber),
     endpoint!(GET Scope::Admin, "/subscribers" => admin::list_subscribers),

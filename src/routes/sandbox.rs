@@ -43,6 +43,20 @@ pub struct TradeResponse {
     query_count: u32,
     /// How many times paywarden asked to close it.
     close_count: u32,
+    /// The refunds the sandbox made of it (each refund number once), oldest first.
+    refunds: Vec<SandboxRefundResponse>,
+}
+
+/// A refund the sandbox made.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SandboxRefundResponse {
+    /// paywarden's `refund_no`.
+    #[schema(value_type = String, pattern = "^[1-9][0-9]{0,18}$")]
+    out_refund_no: entities::RefundNo,
+    refund_id: String,
+    #[schema(value_type = i64, minimum = 1)]
+    amount: MinorUnit,
+    refunded_at: DateTime<Utc>,
 }
 
 /// The sandbox's own trade states, named like a real provider's.
@@ -72,6 +86,7 @@ impl From<SandboxTrade> for TradeResponse {
             paid_at: trade.paid_at,
             query_count: trade.query_count,
             close_count: trade.close_count,
+            refunds: Vec::new(),
         }
     }
 }
@@ -173,7 +188,18 @@ pub async fn get_trade(
 ) -> Result<HttpResponse, ApiError> {
     let pay_no = parse_pay_no(&pay_no)?;
     let trade = sandbox.trade(pay_no).ok_or(ApiError::NotFound("trade"))?;
-    Ok(HttpResponse::Ok().json(TradeResponse::from(trade)))
+    let mut answer = TradeResponse::from(trade);
+    answer.refunds = sandbox
+        .refunds_of(pay_no)
+        .into_iter()
+        .map(|refund| SandboxRefundResponse {
+            out_refund_no: refund.out_refund_no,
+            refund_id: refund.refund_id,
+            amount: refund.amount,
+            refunded_at: refund.refunded_at,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 /// `PUT /sandbox/faults` with `{"mode":"none"}`, `{"mode":"error"}` or

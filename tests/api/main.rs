@@ -17,4 +17,5 @@ mod orders;
 mod outbox;
 mod payments;
 mod providers;
+mod refunds;
 mod restart;

@@ -15,14 +15,18 @@ use crate::helpers::{error_code, order_body, spawn_app_with, test_settings, Back
 /// paywarden configured for both real providers, pointed at a fresh simulator.
 pub(crate) struct Rig {
     pub(crate) app: TestApp,
-    sim: SimServer,
+    pub(crate) sim: SimServer,
 }
 
 pub(crate) struct RigOptions {
-    close_too_early_seconds: u64,
+    pub(crate) close_too_early_seconds: u64,
     /// Where the providers send notifications; `None`: paywarden's own webhook routes.
-    notify_url: Option<String>,
-    rate_per_second: u32,
+    pub(crate) notify_url: Option<String>,
+    pub(crate) rate_per_second: u32,
+    /// `anomalies.auto_refund` (off in the test profile).
+    pub(crate) auto_refund: bool,
+    /// The refund worker asks the provider again only after 30 s (a notification comes first).
+    pub(crate) slow_refund_queries: bool,
 }
 
 impl Default for RigOptions {
@@ -31,6 +35,8 @@ impl Default for RigOptions {
             close_too_early_seconds: 0,
             notify_url: None,
             rate_per_second: 100,
+            auto_refund: false,
+            slow_refund_queries: false,
         }
     }
 }
@@ -42,6 +48,11 @@ pub(crate) async fn rig(options: RigOptions) -> Rig {
     config.notify_speedup = 1000;
     let sim = SimServer::start(config).await.expect("the simulator starts");
     let mut settings = test_settings(Backend::Postgres).await;
+    settings.anomalies.auto_refund = options.auto_refund;
+    if options.slow_refund_queries {
+        settings.refunds.retry_min_delay = std::time::Duration::from_secs(30);
+        settings.refunds.retry_max_delay = std::time::Duration::from_secs(60);
+    }
     let mut calls = settings.providers.sandbox.calls.clone();
     // RSA signing in a debug build takes tens of milliseconds.
     calls.timeout = std::time::Duration::from_secs(3);
@@ -82,7 +93,7 @@ pub(crate) async fn rig(options: RigOptions) -> Rig {
     Rig { app, sim }
 }
 
-fn sim_provider(provider: &str) -> SimProvider {
+pub(crate) fn sim_provider(provider: &str) -> SimProvider {
     match provider {
         "wechat" => SimProvider::Wechat,
         _ => SimProvider::Alipay,
@@ -90,7 +101,12 @@ fn sim_provider(provider: &str) -> SimProvider {
 }
 
 impl Rig {
-    async fn order_with_attempt(&self, provider: &str, out_business_id: &str, ttl_seconds: i64) -> (String, Value) {
+    pub(crate) async fn order_with_attempt(
+        &self,
+        provider: &str,
+        out_business_id: &str,
+        ttl_seconds: i64,
+    ) -> (String, Value) {
         let mut body = order_body(out_business_id);
         body["ttl_seconds"] = ttl_seconds.into();
         let order = self.app.create_order(&body).await;
@@ -100,7 +116,7 @@ impl Rig {
         (order_no, response.json().await.unwrap())
     }
 
-    async fn control(&self, path: &str, body: Value) -> reqwest::Response {
+    pub(crate) async fn control(&self, path: &str, body: Value) -> reqwest::Response {
         self.app
             .client
             .post(format!("{}{path}", self.sim.base_url()))
@@ -110,14 +126,14 @@ impl Rig {
             .unwrap()
     }
 
-    async fn buyer_pays(&self, provider: &str, pay_no: &str, body: Value) {
+    pub(crate) async fn buyer_pays(&self, provider: &str, pay_no: &str, body: Value) {
         let response = self
             .control(&format!("/sim/{provider}/trades/{pay_no}/pay"), body)
             .await;
         assert_eq!(response.status().as_u16(), 200, "the buyer pays {pay_no}");
     }
 
-    fn trade(&self, provider: &str, pay_no: &str) -> paywarden_sim::SimTrade {
+    pub(crate) fn trade(&self, provider: &str, pay_no: &str) -> paywarden_sim::SimTrade {
         self.sim
             .trade(sim_provider(provider), pay_no)
             .expect("the simulator has the trade")

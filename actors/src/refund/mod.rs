@@ -165,8 +165,11 @@ impl Handler<Wake> for RefundWorker {
 }
 
 async fn cycle(deps: &OrderDeps) -> Result<(), OrderError> {
-    // A claim holds its refund for longer than one step can take; then it is due again.
-    let hold = deps.settings.provider_reply_timeout.saturating_mul(2) + deps.refunds.poll_interval;
+    // A claim holds its refund for longer than one step can take (one provider call, bounded
+    // by the reply timeout, and one write); then it is due again, so a node that dies mid-step
+    // delays the refund by this much. Sending it twice is harmless (same number), settling it
+    // twice impossible (guarded on `pending`).
+    let hold = deps.settings.provider_reply_timeout + deps.refunds.poll_interval.max(Duration::from_secs(1));
     let hold = chrono::Duration::from_std(hold).unwrap_or(chrono::Duration::minutes(5));
     loop {
         let due = store::due(&deps.db, Utc::now(), BATCH).await?;

@@ -1,5 +1,5 @@
-//! The simulated Alipay gateway: `POST /gateway.do` with `alipay.trade.precreate`, `.query`
-//! and `.close`.
+//! The simulated Alipay gateway: `POST /gateway.do` with `alipay.trade.precreate`, `.query`,
+//! `.close`, and the refund methods of [`crate::refunds`].
 //!
 //! Parameters are read from the query string and the form body (the SDKs split them), each
 //! decoded once; the merchant's `RSA2` signature is checked over all of them but `sign`. Every
@@ -22,7 +22,7 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/gateway.do", web::post().to(gateway));
 }
 
-fn failure(code: &str, msg: &str, sub_code: &str, sub_msg: &str) -> Value {
+pub(crate) fn failure(code: &str, msg: &str, sub_code: &str, sub_msg: &str) -> Value {
     json!({"code": code, "msg": msg, "sub_code": sub_code, "sub_msg": sub_msg})
 }
 
@@ -102,16 +102,18 @@ async fn gateway(state: web::Data<SimState>, req: HttpRequest, body: web::Bytes)
         "alipay.trade.precreate" => precreate(&state, &biz_content, param("notify_url")),
         "alipay.trade.query" => query(&state, &biz_content),
         "alipay.trade.close" => close(&state, &biz_content),
+        "alipay.trade.refund" => crate::refunds::alipay_refund(&state, &biz_content).await,
+        "alipay.trade.fastpay.refund.query" => crate::refunds::alipay_refund_query(&state, &biz_content),
         _ => failure("40002", "Invalid Arguments", "isv.invalid-method", "不存在的方法名"),
     };
     respond(&state, &node_name, &node).await
 }
 
-fn bad_biz(what: &str) -> Value {
+pub(crate) fn bad_biz(what: &str) -> Value {
     failure("40002", "Invalid Arguments", "isv.invalid-parameter", what)
 }
 
-fn not_exist(out_trade_no: &str) -> Value {
+pub(crate) fn not_exist(out_trade_no: &str) -> Value {
     let mut node = failure("40004", "Business Failed", "ACQ.TRADE_NOT_EXIST", "交易不存在");
     node["out_trade_no"] = json!(out_trade_no);
     node

@@ -159,6 +159,9 @@ pub struct SimState {
     pub config: SimConfig,
     pub(crate) keys: SimKeys,
     book: Mutex<HashMap<(SimProvider, String), SimTrade>>,
+    /// Refunds by provider and refund number (`out_refund_no` / `out_request_no`).
+    pub(crate) refunds: Mutex<HashMap<(SimProvider, String), crate::refunds::SimRefund>>,
+    pub(crate) refund_behaviour: Mutex<crate::refunds::SimRefundBehaviour>,
     faults: Mutex<SimFaults>,
     /// Sends notifications.
     pub(crate) http: reqwest::Client,
@@ -171,6 +174,8 @@ impl SimState {
             config,
             keys,
             book: Mutex::new(HashMap::new()),
+            refunds: Mutex::new(HashMap::new()),
+            refund_behaviour: Mutex::new(crate::refunds::SimRefundBehaviour::default()),
             faults: Mutex::new(SimFaults::default()),
             http: reqwest::Client::new(),
             seq: AtomicU64::new(1),
@@ -324,7 +329,7 @@ impl SimState {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Each critical section is one insert or field write, so a panic elsewhere cannot leave a
     // half-updated map behind: a poisoned lock is still consistent.
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -8,6 +8,8 @@
 //! - `POST /sim/{wechat|alipay}/trades` `{"out_trade_no","amount_fen","notify_url"}`: a trade
 //!   the merchant's paywarden never created (another deployment's, or a restored database's).
 //! - `PUT /sim/faults` ([`SimFaults`]), `GET /sim/faults`.
+//! - `PUT /sim/refund-behaviour`, `GET /sim/{provider}/refunds/{no}`,
+//!   `POST /sim/{provider}/refunds/{no}/complete`: see [`crate::refunds`].
 
 use std::sync::Arc;
 
@@ -22,6 +24,7 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         web::scope("/sim")
             .route("/faults", web::put().to(put_faults))
             .route("/faults", web::get().to(get_faults))
+            .configure(crate::refunds::control_routes)
             .route("/{provider}/trades", web::post().to(open_foreign_trade))
             .route("/{provider}/trades/{no}", web::get().to(get_trade))
             .route("/{provider}/trades/{no}/scan", web::post().to(scan))

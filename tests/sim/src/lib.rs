@@ -16,6 +16,7 @@
 //! - [`book`]: the trade book and injected faults (shared state).
 //! - `wechat` / `alipay`: the provider endpoints.
 //! - `notify`: notification delivery with retries.
+//! - [`refunds`]: refunds, refund queries and WeChat's refund notifications, for both providers.
 //! - `control`: `/sim/...` routes that play the buyer and switch faults.
 //! - [`keys`]: local key material (merchant / platform RSA pairs, APIv3 key).
 //!
@@ -27,6 +28,7 @@ pub mod book;
 mod control;
 pub mod keys;
 mod notify;
+pub mod refunds;
 #[cfg(test)]
 mod tests;
 mod wechat;
@@ -145,6 +147,7 @@ impl SimServer {
             App::new()
                 .app_data(data.clone())
                 .configure(wechat::routes)
+                .configure(refunds::wechat_routes)
                 .configure(alipay::routes)
                 .configure(control::routes)
         })
@@ -227,6 +230,20 @@ impl SimServer {
 
     pub fn set_faults(&self, faults: SimFaults) {
         self.state.set_faults(faults);
+    }
+
+    /// A refund by provider and refund number.
+    pub fn refund(&self, provider: SimProvider, out_refund_no: &str) -> Option<refunds::SimRefund> {
+        self.state.refund(provider, out_refund_no)
+    }
+
+    /// Every refund the simulator made (both providers).
+    pub fn refunds(&self) -> Vec<refunds::SimRefund> {
+        self.state.all_refunds()
+    }
+
+    pub fn set_refund_behaviour(&self, behaviour: refunds::SimRefundBehaviour) {
+        self.state.set_refund_behaviour(behaviour);
     }
 
     /// Stops accepting, lets in-flight requests finish, and waits for the server task.

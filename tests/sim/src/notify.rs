@@ -147,57 +147,66 @@ fn build_event(state: &SimState, trade: &SimTrade) -> Result<Event, String> {
 
 /// One delivery attempt; `true` when the merchant acknowledged it as the provider requires.
 async fn send(state: &SimState, trade: &SimTrade, event: &Event) -> bool {
-    let request = match event {
-        Event::Wechat { body } => {
-            let timestamp = Utc::now().timestamp().to_string();
-            let nonce = crypto::new_nonce();
-            let message = crypto::response_message(&timestamp, &nonce, body);
-            let Some(signature) = sign(state, message).await else {
-                return false;
-            };
-            state
-                .http
-                .post(&trade.notify_url)
-                .header("Content-Type", "application/json")
-                .header("Wechatpay-Timestamp", timestamp)
-                .header("Wechatpay-Nonce", nonce)
-                .header("Wechatpay-Signature", signature)
-                .header("Wechatpay-Serial", state.keys.platform_serial.clone())
-                .body(body.clone())
-        }
-        Event::Alipay { params } => {
-            let mut params = params.clone();
-            params.push(("notify_time".into(), format_china_datetime(Utc::now())));
-            let content = alipay_crypto::sign_content(
-                params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-                alipay_crypto::NOTIFY_V1_EXCLUDED,
-            );
-            let Some(sign) = sign(state, content.into_bytes()).await else {
-                return false;
-            };
-            params.push(("sign".into(), sign));
-            let Ok(body) = serde_urlencoded::to_string(&params) else {
-                return false;
-            };
-            state
-                .http
-                .post(&trade.notify_url)
-                .header("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
-                .body(body)
-        }
+    match event {
+        Event::Wechat { body } => send_wechat(state, &trade.notify_url, body).await,
+        Event::Alipay { params } => send_alipay(state, &trade.notify_url, params).await,
+    }
+}
+
+/// One WeChat delivery attempt of `body` (headers signed now); acknowledged by any 2xx.
+pub(crate) async fn send_wechat(state: &SimState, url: &str, body: &[u8]) -> bool {
+    let timestamp = Utc::now().timestamp().to_string();
+    let nonce = crypto::new_nonce();
+    let message = crypto::response_message(&timestamp, &nonce, body);
+    let Some(signature) = sign(state, message).await else {
+        return false;
     };
-    let response = match request.timeout(ATTEMPT_TIMEOUT).send().await {
-        Ok(response) => response,
+    let request = state
+        .http
+        .post(url)
+        .header("Content-Type", "application/json")
+        .header("Wechatpay-Timestamp", timestamp)
+        .header("Wechatpay-Nonce", nonce)
+        .header("Wechatpay-Signature", signature)
+        .header("Wechatpay-Serial", state.keys.platform_serial.clone())
+        .body(body.to_vec());
+    match request.timeout(ATTEMPT_TIMEOUT).send().await {
+        Ok(response) => response.status().is_success(),
         Err(err) => {
             tracing::info!(error.message = %err, "simulated notification could not be delivered");
-            return false;
+            false
         }
+    }
+}
+
+/// One Alipay delivery attempt (`notify_time` and `sign` added now); acknowledged only by the
+/// literal body `success`.
+async fn send_alipay(state: &SimState, url: &str, params: &[(String, String)]) -> bool {
+    let mut params = params.to_vec();
+    params.push(("notify_time".into(), format_china_datetime(Utc::now())));
+    let content = alipay_crypto::sign_content(
+        params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        alipay_crypto::NOTIFY_V1_EXCLUDED,
+    );
+    let Some(sign) = sign(state, content.into_bytes()).await else {
+        return false;
     };
-    let status = response.status();
-    match trade.provider {
-        SimProvider::Wechat => status.is_success(),
-        SimProvider::Alipay => {
-            status.is_success() && response.bytes().await.is_ok_and(|body| body.as_ref() == b"success")
+    params.push(("sign".into(), sign));
+    let Ok(body) = serde_urlencoded::to_string(&params) else {
+        return false;
+    };
+    let request = state
+        .http
+        .post(url)
+        .header("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
+        .body(body);
+    match request.timeout(ATTEMPT_TIMEOUT).send().await {
+        Ok(response) => {
+            response.status().is_success() && response.bytes().await.is_ok_and(|body| body.as_ref() == b"success")
+        }
+        Err(err) => {
+            tracing::info!(error.message = %err, "simulated notification could not be delivered");
+            false
         }
     }
 }

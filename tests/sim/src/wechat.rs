@@ -24,7 +24,7 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// An unsigned error in WeChat's shape.
-fn error(status: StatusCode, code: &str, message: &str) -> HttpResponse {
+pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> HttpResponse {
     HttpResponse::build(status).json(WechatErrorBody {
         code: code.to_owned(),
         message: message.to_owned(),
@@ -32,12 +32,12 @@ fn error(status: StatusCode, code: &str, message: &str) -> HttpResponse {
     })
 }
 
-fn system_error() -> HttpResponse {
+pub(crate) fn system_error() -> HttpResponse {
     error(StatusCode::INTERNAL_SERVER_ERROR, "SYSTEM_ERROR", "系统错误")
 }
 
 /// A success answer signed over `ts\nnonce\nbody\n` with the platform key.
-async fn signed(state: &SimState, status: StatusCode, body: Vec<u8>) -> HttpResponse {
+pub(crate) async fn signed(state: &SimState, status: StatusCode, body: Vec<u8>) -> HttpResponse {
     let timestamp = Utc::now().timestamp().to_string();
     let nonce = crypto::new_nonce();
     let message = crypto::response_message(&timestamp, &nonce, &body);
@@ -103,7 +103,7 @@ fn verify_merchant(state: &SimState, req: &HttpRequest, body: &[u8]) -> Option<H
 
 /// Fault roll plus signature check, shared by every endpoint; `Some` is the answer to give
 /// instead of serving the call.
-async fn admit(state: &SimState, req: &HttpRequest, body: &[u8]) -> Option<HttpResponse> {
+pub(crate) async fn admit(state: &SimState, req: &HttpRequest, body: &[u8]) -> Option<HttpResponse> {
     match state.roll_faults().await {
         FaultAction::SystemError => return Some(system_error()),
         FaultAction::Proceed => {}
