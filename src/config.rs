@@ -19,6 +19,7 @@ use actors::domain::OrderLimits;
 use actors::order::expiry::ExpirySettings;
 use actors::outbox::RelaySettings;
 use actors::provider::ProviderCallSettings;
+use actors::reconcile::ReconcileSettings;
 use actors::refund::RefundSettings;
 use anyhow::{bail, Context};
 use secrecy::{ExposeSecret, SecretString};
@@ -112,6 +113,7 @@ pub struct Settings {
     pub outbox: RelaySettings,
     pub refunds: RefundSettings,
     pub anomalies: AnomalySettings,
+    pub reconciliation: ReconcileSettings,
     pub amqp: AmqpConfig,
     pub providers: ProviderSettings,
     pub checkout: CheckoutSettings,
@@ -474,6 +476,7 @@ impl Settings {
         self.expiry.validate("expiry")?;
         self.outbox.validate("outbox")?;
         self.refunds.validate("refunds")?;
+        self.reconciliation.validate("reconciliation")?;
         if self.amqp.url().is_some() && self.amqp.exchange.is_empty() {
             bail!("amqp.exchange must be set when amqp.url is");
         }

@@ -54,6 +54,8 @@ pub struct AppState {
     pub console: crate::routes::console::ConsoleKeys,
     /// `outbox.allow_private_targets`: whether subscribers may point at private addresses.
     pub allow_private_targets: bool,
+    /// `reconciliation.retry_interval_seconds`: when a run waiting for its bill asks again.
+    pub reconcile_retry: Duration,
     pub metrics: Arc<Metrics>,
 }
 
@@ -164,6 +166,7 @@ impl Application {
         let rehydrated = engine.rehydrate().await.context("failed to re-arm pending orders")?;
         engine.start_follow_up();
         engine.start_refunds();
+        actors::reconcile::ReconcileWorker::new(engine.clone(), settings.reconciliation.clone()).start_on_own_arbiter();
         tracing::info!(
             index = engine.index_name(),
             armed = rehydrated.armed,
@@ -189,6 +192,7 @@ impl Application {
                 base_url.starts_with("https://"),
             ),
             allow_private_targets: settings.outbox.allow_private_targets,
+            reconcile_retry: settings.reconciliation.retry_interval,
             metrics: metrics.clone(),
         });
         let credentials = web::Data::new(Credentials::from_settings(&settings.auth)?);

@@ -18,6 +18,8 @@
 //! - [`gateway`]: the `Gateway` trait and the providers behind it (sandbox, WeChat Pay, Alipay).
 //! - [`refund`]: the refund worker (every pending refund stepped to a final status, across
 //!   restarts) and refund notifications.
+//! - [`reconcile`]: the providers' daily bills compared with paywarden's records, and the
+//!   worker that runs it daily.
 //! - [`deadline`]: the deadline index (Redis sorted set, or SQL).
 //! - [`changes`]: the change feed (outbox relay wake-ups, live status).
 //! - [`outbox`]: the outbox relay, subscribers, webhook signatures, the AMQP sink.
@@ -37,6 +39,7 @@ pub mod metrics;
 pub mod order;
 pub mod outbox;
 pub mod provider;
+pub mod reconcile;
 pub mod refund;
 pub mod retry;
 pub mod settings;

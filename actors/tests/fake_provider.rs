@@ -112,6 +112,15 @@ impl ProviderClient for FakeProvider {
         self.called("query_refund")?;
         Err(GatewayError::NotConfigured(provider))
     }
+
+    async fn bill(
+        &self,
+        provider: Provider,
+        _date: chrono::NaiveDate,
+    ) -> Result<actors::gateway::bill::BillFetch, GatewayError> {
+        self.called("bill")?;
+        Err(GatewayError::NotConfigured(provider))
+    }
 }
 
 fn settings() -> ExpirySettings {

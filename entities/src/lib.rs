@@ -9,7 +9,7 @@
 //!   `Currency` and the string-backed status and kind enums.
 //! - one module per table: [`orders`], [`order_items`], [`payment_attempts`], [`order_logs`],
 //!   [`outbox`], [`outbox_deliveries`], [`subscribers`], [`webhook_receipts`], [`skus`],
-//!   [`unmatched_notifications`], [`refunds`].
+//!   [`unmatched_notifications`], [`refunds`], [`reconciliation_runs`], [`reconciliation_items`].
 //! - [`prelude`]: every `Entity` under its own name.
 
 pub mod order_items;
@@ -19,6 +19,8 @@ pub mod outbox;
 pub mod outbox_deliveries;
 pub mod payment_attempts;
 pub mod prelude;
+pub mod reconciliation_items;
+pub mod reconciliation_runs;
 pub mod refunds;
 pub mod skus;
 pub mod subscribers;

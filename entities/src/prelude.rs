@@ -4,6 +4,8 @@ pub use super::orders::Entity as Orders;
 pub use super::outbox::Entity as Outbox;
 pub use super::outbox_deliveries::Entity as OutboxDeliveries;
 pub use super::payment_attempts::Entity as PaymentAttempts;
+pub use super::reconciliation_items::Entity as ReconciliationItems;
+pub use super::reconciliation_runs::Entity as ReconciliationRuns;
 pub use super::refunds::Entity as Refunds;
 pub use super::skus::Entity as Skus;
 pub use super::subscribers::Entity as Subscribers;

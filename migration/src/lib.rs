@@ -14,6 +14,7 @@ mod m20261201_000005_create_unmatched_notifications;
 mod m20261201_000006_add_attempt_follow_up;
 mod m20261201_000007_add_order_return_url;
 mod m20261201_000008_create_refunds;
+mod m20261201_000009_create_reconciliation_tables;
 
 pub struct Migrator;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000006_add_attempt_follow_up::Migration),
             Box::new(m20261201_000007_add_order_return_url::Migration),
             Box::new(m20261201_000008_create_refunds::Migration),
+            Box::new(m20261201_000009_create_reconciliation_tables::Migration),
         ]
     }
 }

@@ -7,7 +7,7 @@
 //! # Layout
 //! - [`orders`], [`payments`], [`refunds`], [`events`]: the client API (`/v1`, merchant API
 //!   key); [`refunds`] also has the operators' refund routes.
-//! - [`admin`]: operators (`/admin`, admin token).
+//! - [`admin`]: operators (`/admin`, admin token); [`reconciliations`]: the bills compared.
 //! - [`webhooks`]: provider notifications (`/webhooks`, provider signatures).
 //! - [`sandbox`]: the sandbox provider's buyer and control routes.
 //! - [`openapi`]: the OpenAPI document (`/openapi.json`) and its reference page (`/docs`).
@@ -27,6 +27,7 @@ pub mod html;
 pub mod openapi;
 pub mod orders;
 pub mod payments;
+pub mod reconciliations;
 pub mod refunds;
 pub mod sandbox;
 pub mod webhooks;
@@ -163,6 +164,10 @@ pub static ENDPOINTS: &[Endpoint] = &[
     endpoint!(POST Scope::Admin, "/deliveries/{id}/redeliver" => admin::redeliver),
     endpoint!(PUT Scope::Admin, "/merchants/{merchant_id}/skus/{sku_id}" => admin::put_sku),
     endpoint!(GET Scope::Admin, "/merchants/{merchant_id}/skus/{sku_id}" => admin::get_sku),
+    endpoint!(POST Scope::Admin, "/reconciliations" => reconciliations::start),
+    endpoint!(GET Scope::Admin, "/reconciliations" => reconciliations::list),
+    endpoint!(GET Scope::Admin, "/reconciliations/{id}" => reconciliations::get),
+    endpoint!(POST Scope::Admin, "/reconciliation-items/{id}/resolve" => reconciliations::resolve),
     endpoint!(GET Scope::Admin, "/unmatched-notifications" => admin::list_unmatched),
     endpoint!(POST Scope::Admin, "/unmatched-notifications/{id}/resolve" => admin::resolve_unmatched),
     endpoint!(POST Scope::Webhook(Provider::Sandbox), "/sandbox" => webhooks::sandbox),

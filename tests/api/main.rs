@@ -17,5 +17,6 @@ mod orders;
 mod outbox;
 mod payments;
 mod providers;
+mod reconciliations;
 mod refunds;
 mod restart;

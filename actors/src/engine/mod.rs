@@ -142,6 +142,26 @@ impl Engine {
         self.registry.len()
     }
 
+    /// The providers this node can call.
+    pub fn providers(&self) -> Vec<Provider> {
+        [Provider::Sandbox, Provider::Wechat, Provider::Alipay]
+            .into_iter()
+            .filter(|provider| self.has_provider(*provider))
+            .collect()
+    }
+
+    /// A provider's trade bill of one day, through its provider actor.
+    ///
+    /// # Errors
+    /// The provider's failure.
+    pub async fn fetch_bill(
+        &self,
+        provider: Provider,
+        date: chrono::NaiveDate,
+    ) -> Result<crate::gateway::bill::BillFetch, crate::gateway::GatewayError> {
+        self.deps().providers.bill(provider, date).await
+    }
+
     pub fn has_provider(&self, provider: Provider) -> bool {
         self.deps().providers.has(provider)
     }

@@ -5,6 +5,7 @@
 //! gateway with timeouts, rate limits and retries; nothing else calls one directly.
 
 pub mod alipay;
+pub mod bill;
 pub mod sandbox;
 pub mod wechat;
 
@@ -263,6 +264,10 @@ pub trait Gateway: Send + Sync + 'static {
 
     /// How the refund `req.refund_no` went.
     async fn query_refund(&self, req: &RefundRequest) -> Result<RefundAnswer, GatewayError>;
+
+    /// The provider's trade bill of one day (China time): every payment and refund it
+    /// settled that day, or "not ready yet".
+    async fn bill(&self, date: chrono::NaiveDate) -> Result<bill::BillFetch, GatewayError>;
 
     /// Checks a notification's authenticity and parses it. Pure: no I/O, so it can be called
     /// on the request path before anything is written.

@@ -12,7 +12,8 @@ use actix::{MailboxError, Recipient};
 use async_trait::async_trait;
 use entities::{PayNo, Provider};
 
-use super::{CloseTrade, CreateQr, QueryRefund, QueryTrade, RefundTrade};
+use super::{CloseTrade, CreateQr, FetchBill, QueryRefund, QueryTrade, RefundTrade};
+use crate::gateway::bill::BillFetch;
 use crate::gateway::{CloseOutcome, GatewayError, QrCreated, QrRequest, RefundAnswer, RefundRequest, TradeQuery};
 
 /// The provider calls an order needs. Every error is a [`GatewayError`]; the caller decides
@@ -36,6 +37,9 @@ pub trait ProviderClient: Send + Sync {
 
     /// Asks how a refund went.
     async fn query_refund(&self, provider: Provider, request: RefundRequest) -> Result<RefundAnswer, GatewayError>;
+
+    /// Fetches the provider's trade bill of `date` (China time).
+    async fn bill(&self, provider: Provider, date: chrono::NaiveDate) -> Result<BillFetch, GatewayError>;
 }
 
 /// One provider actor's mailboxes.
@@ -46,6 +50,7 @@ pub struct ProviderMailboxes {
     pub create_qr: Recipient<CreateQr>,
     pub refund: Recipient<RefundTrade>,
     pub query_refund: Recipient<QueryRefund>,
+    pub bill: Recipient<FetchBill>,
 }
 
 impl ProviderMailboxes {
@@ -57,7 +62,8 @@ impl ProviderMailboxes {
             + actix::Handler<CloseTrade>
             + actix::Handler<CreateQr>
             + actix::Handler<RefundTrade>
-            + actix::Handler<QueryRefund>,
+            + actix::Handler<QueryRefund>
+            + actix::Handler<FetchBill>,
     {
         Self {
             query: addr.clone().recipient(),
@@ -65,6 +71,7 @@ impl ProviderMailboxes {
             create_qr: addr.clone().recipient(),
             refund: addr.clone().recipient(),
             query_refund: addr.clone().recipient(),
+            bill: addr.clone().recipient(),
         }
     }
 }
@@ -120,6 +127,11 @@ impl ProviderClient for Providers {
     async fn query_refund(&self, provider: Provider, request: RefundRequest) -> Result<RefundAnswer, GatewayError> {
         let mailbox = self.mailboxes(provider)?.query_refund.clone();
         flatten(mailbox.send(QueryRefund(request)).timeout(self.reply_timeout).await)
+    }
+
+    async fn bill(&self, provider: Provider, date: chrono::NaiveDate) -> Result<BillFetch, GatewayError> {
+        let mailbox = self.mailboxes(provider)?.bill.clone();
+        flatten(mailbox.send(FetchBill(date)).timeout(self.reply_timeout).await)
     }
 }
 

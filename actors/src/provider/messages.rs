@@ -31,3 +31,8 @@ pub struct RefundTrade(pub RefundRequest);
 #[derive(Debug, Message)]
 #[rtype(result = "Result<RefundAnswer, GatewayError>")]
 pub struct QueryRefund(pub RefundRequest);
+
+/// Fetch the provider's trade bill of one day.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<crate::gateway::bill::BillFetch, GatewayError>")]
+pub struct FetchBill(pub chrono::NaiveDate);

@@ -28,7 +28,7 @@ use tokio::sync::Semaphore;
 
 pub use breaker::CircuitBreaker;
 pub use client::{ProviderClient, ProviderMailboxes, Providers};
-pub use messages::{CloseTrade, CreateQr, QueryRefund, QueryTrade, RefundTrade};
+pub use messages::{CloseTrade, CreateQr, FetchBill, QueryRefund, QueryTrade, RefundTrade};
 
 use crate::gateway::{CloseOutcome, Gateway, GatewayError, QrCreated, RefundAnswer, TradeQuery};
 use crate::retry::RetrySchedule;
@@ -293,6 +293,15 @@ impl Handler<QueryRefund> for ProviderActor {
     }
 }
 
+impl Handler<FetchBill> for ProviderActor {
+    type Result = ResponseActFuture<Self, Result<crate::gateway::bill::BillFetch, GatewayError>>;
+
+    fn handle(&mut self, msg: FetchBill, _ctx: &mut Self::Context) -> Self::Result {
+        let date = msg.0;
+        self.call(move |gateway| async move { gateway.bill(date).await })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,6 +345,9 @@ mod tests {
             Err(GatewayError::Transport("unused".into()))
         }
         async fn query_refund(&self, _req: &crate::gateway::RefundRequest) -> Result<RefundAnswer, GatewayError> {
+            Err(GatewayError::Transport("unused".into()))
+        }
+        async fn bill(&self, _date: chrono::NaiveDate) -> Result<crate::gateway::bill::BillFetch, GatewayError> {
             Err(GatewayError::Transport("unused".into()))
         }
         fn verify_notification(&self, _req: &NotificationRequest) -> Result<VerifiedNotification, NotificationError> {

@@ -104,6 +104,9 @@ async fn gateway(state: web::Data<SimState>, req: HttpRequest, body: web::Bytes)
         "alipay.trade.close" => close(&state, &biz_content),
         "alipay.trade.refund" => crate::refunds::alipay_refund(&state, &biz_content).await,
         "alipay.trade.fastpay.refund.query" => crate::refunds::alipay_refund_query(&state, &biz_content),
+        "alipay.data.dataservice.bill.downloadurl.query" => {
+            crate::bills::alipay_bill_url(&state, &biz_content, req.connection_info().host())
+        }
         _ => failure("40002", "Invalid Arguments", "isv.invalid-method", "不存在的方法名"),
     };
     respond(&state, &node_name, &node).await

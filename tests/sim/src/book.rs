@@ -162,6 +162,7 @@ pub struct SimState {
     /// Refunds by provider and refund number (`out_refund_no` / `out_request_no`).
     pub(crate) refunds: Mutex<HashMap<(SimProvider, String), crate::refunds::SimRefund>>,
     pub(crate) refund_behaviour: Mutex<crate::refunds::SimRefundBehaviour>,
+    pub(crate) bills: Mutex<crate::bills::BillDesk>,
     faults: Mutex<SimFaults>,
     /// Sends notifications.
     pub(crate) http: reqwest::Client,
@@ -176,6 +177,7 @@ impl SimState {
             book: Mutex::new(HashMap::new()),
             refunds: Mutex::new(HashMap::new()),
             refund_behaviour: Mutex::new(crate::refunds::SimRefundBehaviour::default()),
+            bills: Mutex::new(crate::bills::BillDesk::default()),
             faults: Mutex::new(SimFaults::default()),
             http: reqwest::Client::new(),
             seq: AtomicU64::new(1),

@@ -25,6 +25,7 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
             .route("/faults", web::put().to(put_faults))
             .route("/faults", web::get().to(get_faults))
             .configure(crate::refunds::control_routes)
+            .configure(crate::bills::control_routes)
             .route("/{provider}/trades", web::post().to(open_foreign_trade))
             .route("/{provider}/trades/{no}", web::get().to(get_trade))
             .route("/{provider}/trades/{no}/scan", web::post().to(scan))

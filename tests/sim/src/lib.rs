@@ -16,6 +16,7 @@
 //! - [`book`]: the trade book and injected faults (shared state).
 //! - `wechat` / `alipay`: the provider endpoints.
 //! - `notify`: notification delivery with retries.
+//! - `bills`: each provider's daily trade bill of the trades it holds, with controls.
 //! - [`refunds`]: refunds, refund queries and WeChat's refund notifications, for both providers.
 //! - `control`: `/sim/...` routes that play the buyer and switch faults.
 //! - [`keys`]: local key material (merchant / platform RSA pairs, APIv3 key).
@@ -24,6 +25,7 @@
 //! (`paywarden-sim keys --dir DIR` writes key material).
 
 mod alipay;
+mod bills;
 pub mod book;
 mod control;
 pub mod keys;
@@ -148,6 +150,7 @@ impl SimServer {
                 .app_data(data.clone())
                 .configure(wechat::routes)
                 .configure(refunds::wechat_routes)
+                .configure(bills::wechat_routes)
                 .configure(alipay::routes)
                 .configure(control::routes)
         })

@@ -9,6 +9,7 @@
 //! - [`crypto`]: sign content, signing, response extraction and verification.
 //! - [`transformers`]: wire structs, exact yuan amounts, status and `sub_code` mapping.
 
+pub mod bill;
 pub mod crypto;
 pub mod transformers;
 
@@ -28,6 +29,7 @@ use self::transformers::{
     AlipayRefundBiz, AlipayRefundQueryBiz, AlipayRefundQueryResponse, AlipayRefundResponse, AlipayResponseStatus,
     AlipayTradeBiz, ALIPAY_SUCCESS, REFUND_SUCCESS,
 };
+use super::bill::BillFetch;
 use super::{
     Clock, CloseOutcome, Gateway, GatewayError, NotificationError, NotificationRequest, NotificationSubject, QrCreated,
     QrRequest, RefundAnswer, RefundRequest, RefundState, SystemClock, TradeQuery, VerifiedNotification,
@@ -39,6 +41,10 @@ pub const METHOD_QUERY: &str = "alipay.trade.query";
 pub const METHOD_CLOSE: &str = "alipay.trade.close";
 pub const METHOD_REFUND: &str = "alipay.trade.refund";
 pub const METHOD_REFUND_QUERY: &str = "alipay.trade.fastpay.refund.query";
+pub const METHOD_BILL_URL: &str = "alipay.data.dataservice.bill.downloadurl.query";
+/// The sub_code of a bill not published (yet, or ever for a day without trades: Alipay does
+/// not tell the two apart).
+pub const BILL_NOT_EXIST: &str = "isp.bill_not_exist";
 /// The only charset paywarden sends, and so the one notifications come back in.
 pub const CHARSET: &str = "utf-8";
 /// What a notification handler must answer, byte for byte, or Alipay resends.
@@ -197,6 +203,15 @@ impl AlipayGateway {
             .map(Ok)
             .map_err(GatewayError::malformed)
     }
+}
+
+/// The answer node of `alipay.data.dataservice.bill.downloadurl.query`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct AlipayBillUrlResponse {
+    #[serde(flatten)]
+    status: AlipayResponseStatus,
+    #[serde(default)]
+    bill_download_url: Option<String>,
 }
 
 fn biz<T: serde::Serialize>(biz: &T) -> Result<String, GatewayError> {
@@ -383,6 +398,42 @@ impl Gateway for AlipayGateway {
                 }),
             },
         }
+    }
+
+    #[tracing::instrument(skip_all, fields(provider = "alipay", %date))]
+    async fn bill(&self, date: chrono::NaiveDate) -> Result<BillFetch, GatewayError> {
+        let biz_content = serde_json::json!({
+            "bill_type": "trade",
+            "bill_date": date.format("%Y-%m-%d").to_string(),
+        })
+        .to_string();
+        let answer: Result<AlipayBillUrlResponse, _> = self.call(METHOD_BILL_URL, biz_content, None).await?;
+        let url = match answer {
+            Ok(found) => found
+                .bill_download_url
+                .ok_or_else(|| GatewayError::malformed("bill query succeeded without bill_download_url"))?,
+            Err(status) if status.sub_code.as_deref() == Some(BILL_NOT_EXIST) => return Ok(BillFetch::NotReady),
+            Err(status) => return Err(classify_failure(&status).into_gateway_error()),
+        };
+        // A plain GET of a short-lived link (30 s): the archive is not signed.
+        let response = self
+            .http
+            .get(&url)
+            .header(USER_AGENT, USER_AGENT_VALUE)
+            .send()
+            .await
+            .map_err(GatewayError::from_transport)?;
+        if !response.status().is_success() {
+            return Err(GatewayError::Provider {
+                code: format!("HTTP_{}", response.status().as_u16()),
+                message: "the bill download failed".into(),
+                retryable: true,
+            });
+        }
+        let bytes = response.bytes().await.map_err(GatewayError::from_transport)?;
+        bill::parse_bill_zip(&bytes)
+            .map(BillFetch::Rows)
+            .map_err(GatewayError::malformed)
     }
 
     fn verify_notification(&self, req: &NotificationRequest) -> Result<VerifiedNotification, NotificationError> {

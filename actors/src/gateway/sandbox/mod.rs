@@ -28,6 +28,7 @@ use sha2::Sha256;
 
 pub use transformers::{SandboxNotification, SandboxTrade, SandboxTradeState};
 
+use super::bill::{BillFetch, BillRow};
 use super::{
     CloseOutcome, Gateway, GatewayError, NotificationError, NotificationRequest, NotificationSubject, QrCreated,
     QrRequest, RefundAnswer, RefundRequest, RefundState, TradeQuery, VerifiedNotification,
@@ -374,6 +375,39 @@ impl Gateway for SandboxGateway {
                 raw: serde_json::json!({"code": "REFUND_NOT_EXIST", "out_refund_no": req.refund_no}),
             },
         })
+    }
+
+    /// The sandbox's own book of that day (China time): its paid trades and its refunds. It
+    /// keeps its book in memory, so a restart forgets earlier days.
+    async fn bill(&self, date: chrono::NaiveDate) -> Result<BillFetch, GatewayError> {
+        self.inject_faults().await?;
+        let on_day = |at: chrono::DateTime<Utc>| {
+            at.with_timezone(&super::wechat::transformers::china_offset())
+                .date_naive()
+                == date
+        };
+        let mut rows = Vec::new();
+        for trade in lock(&self.trades).values() {
+            if let (Some(paid_at), Some(txn)) = (trade.paid_at, &trade.transaction_id) {
+                if trade.trade_state == SandboxTradeState::Success && on_day(paid_at) {
+                    rows.push(BillRow::Payment {
+                        out_trade_no: trade.out_trade_no.to_string(),
+                        provider_txn_id: txn.clone(),
+                        amount: trade.amount,
+                    });
+                }
+            }
+        }
+        for refund in lock(&self.refunds).values().filter(|refund| on_day(refund.refunded_at)) {
+            rows.push(BillRow::Refund {
+                out_trade_no: refund.out_trade_no.to_string(),
+                out_refund_no: refund.out_refund_no.to_string(),
+                provider_refund_id: Some(refund.refund_id.clone()),
+                amount: refund.amount,
+                status: "SUCCESS".into(),
+            });
+        }
+        Ok(BillFetch::Rows(rows))
     }
 
     fn verify_notification(&self, req: &NotificationRequest) -> Result<VerifiedNotification, NotificationError> {

@@ -11,6 +11,7 @@
 //! - [`transformers`]: wire structs and the mapping onto `TradeState` / `CloseOutcome` /
 //!   `GatewayError`.
 
+pub mod bill;
 pub mod crypto;
 pub mod transformers;
 
@@ -33,6 +34,7 @@ use self::transformers::{
     WechatRefundRequestAmount, WechatRefundResource, WechatTransaction, EVENT_REFUND_ABNORMAL, EVENT_REFUND_CLOSED,
     EVENT_REFUND_SUCCESS, EVENT_TRANSACTION_SUCCESS, REFUND_NOT_EXISTS, RESOURCE_ALGORITHM,
 };
+use super::bill::BillFetch;
 use super::{
     Clock, CloseOutcome, Gateway, GatewayError, NotificationError, NotificationRequest, NotificationSubject, QrCreated,
     QrRequest, RefundAnswer, RefundRequest, RefundState, SystemClock, TradeQuery, VerifiedNotification,
@@ -146,6 +148,14 @@ impl WechatOpenedNotification {
     }
 }
 
+/// The answer to `GET /v3/bill/tradebill`.
+#[derive(Debug, Deserialize)]
+struct WechatBillAnswer {
+    hash_type: String,
+    hash_value: String,
+    download_url: String,
+}
+
 /// A call's outcome once the transport worked: a verified success body, or a provider failure.
 enum WechatReply {
     Success(Vec<u8>),
@@ -196,8 +206,20 @@ impl WechatGateway {
     }
 
     /// Signs and sends one request; verifies a successful response.
-    #[tracing::instrument(skip_all, fields(method = %method, path = %path_and_query, status = tracing::field::Empty))]
     async fn call(&self, method: Method, path_and_query: String, body: Vec<u8>) -> Result<WechatReply, GatewayError> {
+        self.exchange(method, path_and_query, body, true).await
+    }
+
+    /// Signs and sends one request; a successful response is verified when `verify` (every
+    /// API answer; not a bill file, which WeChat sends unsigned and we check by its SHA-1).
+    #[tracing::instrument(skip_all, fields(method = %method, path = %path_and_query, status = tracing::field::Empty))]
+    async fn exchange(
+        &self,
+        method: Method,
+        path_and_query: String,
+        body: Vec<u8>,
+        verify: bool,
+    ) -> Result<WechatReply, GatewayError> {
         let timestamp = self.clock.now().timestamp();
         let nonce = crypto::new_nonce();
         let message = crypto::request_message(method.as_str(), &path_and_query, timestamp, &nonce, &body);
@@ -236,8 +258,10 @@ impl WechatGateway {
         if status.is_success() {
             // Verification is a public-key operation (e = 65537), tens of microseconds: not
             // worth a thread hop.
-            self.verify_response(&headers, &bytes)
-                .map_err(|err| GatewayError::Verification(err.to_string()))?;
+            if verify {
+                self.verify_response(&headers, &bytes)
+                    .map_err(|err| GatewayError::Verification(err.to_string()))?;
+            }
             return Ok(WechatReply::Success(bytes));
         }
         // Error responses are unsigned: read the code, never trust them for a state change
@@ -503,6 +527,55 @@ impl Gateway for WechatGateway {
         let path = format!("/v3/refund/domestic/refunds/{}", req.refund_no);
         let reply = self.call(Method::GET, path, Vec::new()).await?;
         self.refund_answer(req, reply, true)
+    }
+
+    #[tracing::instrument(skip_all, fields(provider = "wechat", %date))]
+    async fn bill(&self, date: chrono::NaiveDate) -> Result<BillFetch, GatewayError> {
+        let query = serde_urlencoded::to_string([
+            ("bill_date", date.format("%Y-%m-%d").to_string()),
+            ("bill_type", "ALL".to_owned()),
+        ])
+        .map_err(GatewayError::malformed)?;
+        let applied = match self
+            .call(Method::GET, format!("/v3/bill/tradebill?{query}"), Vec::new())
+            .await?
+        {
+            WechatReply::Success(bytes) => {
+                serde_json::from_slice::<WechatBillAnswer>(&bytes).map_err(GatewayError::malformed)?
+            }
+            WechatReply::Failed { failure, raw, .. } => {
+                let code = raw.get("code").and_then(serde_json::Value::as_str).unwrap_or_default();
+                return match code {
+                    // Not made yet: ask again later.
+                    "STATEMENT_CREATING" => Ok(BillFetch::NotReady),
+                    // No trade and no refund that day.
+                    "NO_STATEMENT_EXIST" => Ok(BillFetch::Rows(Vec::new())),
+                    _ => Err(failure.into_gateway_error()),
+                };
+            }
+        };
+        // The download is signed like any call, over the URL's own path and query; the file
+        // comes back unsigned and is checked against the SHA-1 announced above.
+        let url = url::Url::parse(&applied.download_url).map_err(GatewayError::malformed)?;
+        let path_and_query = match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let file = match self.exchange(Method::GET, path_and_query, Vec::new(), false).await? {
+            WechatReply::Success(bytes) => bytes,
+            WechatReply::Failed { failure, .. } => return Err(failure.into_gateway_error()),
+        };
+        if !applied.hash_type.eq_ignore_ascii_case("SHA1") {
+            return Err(GatewayError::malformed(format!(
+                "unknown bill hash_type {}",
+                applied.hash_type
+            )));
+        }
+        bill::check_digest(&file, &applied.hash_value).map_err(|err| GatewayError::Verification(err.to_string()))?;
+        let text = String::from_utf8(file).map_err(GatewayError::malformed)?;
+        bill::parse_trade_bill(&text)
+            .map(BillFetch::Rows)
+            .map_err(GatewayError::malformed)
     }
 
     fn verify_notification(&self, req: &NotificationRequest) -> Result<VerifiedNotification, NotificationError> {

@@ -1,0 +1,156 @@
+//! The reconciliation worker: one per node. Every poll it makes sure yesterday's run exists
+//! for each enabled provider once the configured hour (China time) has passed, and steps the
+//! runs that are due (a bill not published yet is asked for again later). Runs are claimed by
+//! a guarded update, so nodes never step one run at once.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::{NaiveTime, Utc};
+use sea_orm::EntityTrait;
+
+use super::{china_today, claim, due, ensure_run, step};
+use crate::engine::Engine;
+use crate::error::OrderError;
+use crate::gateway::wechat::transformers::china_offset;
+use crate::settings::{check, Invalid};
+use crate::store::Operator;
+
+/// The `reconciliation` table of the configuration.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileSettings {
+    /// Reconcile yesterday's bills every day by itself (runs can always be started by hand).
+    pub daily: bool,
+    /// China time (`HH:MM`) after which yesterday's bills are asked for: the providers publish
+    /// them in the morning (WeChat from about 08:00, Alipay before 09:00).
+    #[serde(with = "hour_minute")]
+    pub run_after: NaiveTime,
+    /// How often the worker looks for due runs.
+    #[serde(rename = "poll_interval_milliseconds", with = "crate::settings::millis")]
+    pub poll_interval: Duration,
+    /// A bill not published yet (or a provider failure) is asked for again after this long.
+    #[serde(rename = "retry_interval_seconds", with = "crate::settings::seconds")]
+    pub retry_interval: Duration,
+}
+
+mod hour_minute {
+    use chrono::NaiveTime;
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<NaiveTime, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        NaiveTime::parse_from_str(&text, "%H:%M")
+            .map_err(|_| serde::de::Error::custom(format!("expected HH:MM (China time), got {text:?}")))
+    }
+}
+
+impl ReconcileSettings {
+    /// # Errors
+    /// The first unusable value, named by its key under `section`.
+    pub fn validate(&self, section: &str) -> Result<(), Invalid> {
+        check(
+            !self.poll_interval.is_zero(),
+            section,
+            "poll_interval_milliseconds",
+            "must be positive",
+        )?;
+        check(
+            !self.retry_interval.is_zero(),
+            section,
+            "retry_interval_seconds",
+            "must be positive",
+        )
+    }
+}
+
+pub struct ReconcileWorker {
+    engine: Engine,
+    settings: ReconcileSettings,
+    running: bool,
+}
+
+impl ReconcileWorker {
+    pub fn new(engine: Engine, settings: ReconcileSettings) -> Self {
+        Self {
+            engine,
+            settings,
+            running: false,
+        }
+    }
+
+    pub fn start_on_own_arbiter(self) -> Addr<Self> {
+        let arbiter = Arbiter::new();
+        Self::start_in_arbiter(&arbiter.handle(), move |_| self)
+    }
+}
+
+impl Actor for ReconcileWorker {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.settings.poll_interval, |worker, ctx| {
+            if worker.running {
+                return;
+            }
+            worker.running = true;
+            let engine = worker.engine.clone();
+            let settings = worker.settings.clone();
+            ctx.spawn(
+                async move { cycle(&engine, &settings).await }
+                    .into_actor(worker)
+                    .map(|result, worker, _ctx| {
+                        worker.running = false;
+                        if let Err(err) = result {
+                            tracing::warn!(error.cause_chain = ?err, "reconciliation cycle failed; retrying");
+                        }
+                    }),
+            );
+        });
+    }
+}
+
+async fn cycle(engine: &Engine, settings: &ReconcileSettings) -> Result<(), OrderError> {
+    let now = Utc::now();
+    if settings.daily && now.with_timezone(&china_offset()).time() >= settings.run_after {
+        let yesterday = china_today(now) - chrono::Duration::days(1);
+        for provider in engine.providers() {
+            ensure_run(engine.db(), provider, yesterday, &Operator::System, false).await?;
+        }
+    }
+    let retry = chrono::Duration::from_std(settings.retry_interval).unwrap_or(chrono::Duration::minutes(30));
+    for run in due(engine.db(), Utc::now()).await? {
+        // Held for as long as a retry: a node that dies mid-run only delays it.
+        if !claim(engine.db(), &run, Utc::now() + retry).await? {
+            continue;
+        }
+        if let Err(err) = step(engine, &run, Utc::now() + retry).await {
+            tracing::warn!(run_id = run.id, error.cause_chain = ?err, "reconciliation step failed; it is due again later");
+        }
+    }
+    Ok(())
+}
+
+/// Starts (or starts again) the run of `provider` and `date` now, on this node: the admin
+/// route's way in. Returns once the step is done (the bill compared, or not ready).
+///
+/// # Errors
+/// A database error.
+pub async fn run_now(
+    engine: &Engine,
+    provider: entities::Provider,
+    date: chrono::NaiveDate,
+    operator: &Operator,
+    retry_interval: Duration,
+) -> Result<entities::reconciliation_runs::Model, OrderError> {
+    let run = ensure_run(engine.db(), provider, date, operator, true).await?;
+    let retry = chrono::Duration::from_std(retry_interval).unwrap_or(chrono::Duration::minutes(30));
+    if claim(engine.db(), &run, Utc::now() + retry).await? {
+        step(engine, &run, Utc::now() + retry).await?;
+    }
+    let run = entities::reconciliation_runs::Entity::find_by_id(run.id)
+        .one(engine.db())
+        .await?
+        .ok_or(OrderError::NotFound)?;
+    Ok(run)
+}
