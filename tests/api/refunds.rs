@@ -476,7 +476,7 @@ async fn full_and_partial_refunds_are_made_at_the_provider_and_never_exceed_the_
     );
     assert_eq!(at_sim[0].amount_fen, 2999, "fen on the wire, exactly");
     assert_eq!(at_sim[0].requests, 1);
-    assert_eq!(done["provider_refund_id"].is_string(), true);
+    assert!(done["provider_refund_id"].is_string());
 
     // Two partial refunds, then one that would exceed what is left.
     let (order_no, pay_no) = rig.paid(provider, "prf-part").await;

@@ -173,7 +173,7 @@ async fn cycle(deps: &OrderDeps) -> Result<(), OrderError> {
     let hold = chrono::Duration::from_std(hold).unwrap_or(chrono::Duration::minutes(5));
     loop {
         let due = store::due(&deps.db, Utc::now(), BATCH).await?;
-        let full = due.len() as u64 == BATCH;
+        let full = u64::try_from(due.len()).is_ok_and(|n| n == BATCH);
         for refund in due {
             if !store::claim(&deps.db, &refund, Utc::now() + hold).await? {
                 continue;

@@ -75,11 +75,7 @@ pub fn parse_trade_bill(text: &str) -> Result<Vec<BillRow>, BillError> {
             line: index + 1,
             problem,
         };
-        let money = |at: usize| {
-            parse_yuan(field(at))
-                .map(|(_, amount)| amount)
-                .map_err(|err| problem(err))
-        };
+        let money = |at: usize| parse_yuan(field(at)).map(|(_, amount)| amount).map_err(&problem);
         match field(state) {
             "SUCCESS" => rows.push(BillRow::Payment {
                 out_trade_no: field(out_trade_no).to_owned(),
@@ -145,7 +141,8 @@ mod tests {
             parse_trade_bill("交易时间,商户订单号\n`x,`y\n").unwrap_err(),
             BillError::MissingColumn("微信订单号")
         );
-        let bad = BILL.replace("`29.99,`0.00,`,\r", "`29.9x,`0.00,`,\r");
+        let bad = BILL.replacen("`0.60%,`29.99,", "`0.60%,`29.9x,", 1);
+        assert_ne!(bad, BILL);
         assert!(matches!(parse_trade_bill(&bad), Err(BillError::Line { line: 2, .. })));
     }
 
