@@ -17,7 +17,7 @@ use crate::startup::AppState;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"provider": "wechat", "date": "2026-11-30"}))]
-pub struct StartBody {
+pub struct StartReconciliationBody {
     #[schema(value_type = schema::Provider)]
     pub provider: Provider,
     /// The bill's day, `YYYY-MM-DD` in China time, not after today (today's bill is not
@@ -28,7 +28,7 @@ pub struct StartBody {
 
 /// One run.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct RunResponse {
+pub struct ReconciliationRun {
     pub id: i64,
     #[schema(value_type = schema::Provider)]
     pub provider: Provider,
@@ -50,7 +50,7 @@ pub struct RunResponse {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-impl From<reconciliation_runs::Model> for RunResponse {
+impl From<reconciliation_runs::Model> for ReconciliationRun {
     fn from(run: reconciliation_runs::Model) -> Self {
         Self {
             id: run.id,
@@ -71,7 +71,7 @@ impl From<reconciliation_runs::Model> for RunResponse {
 
 /// One difference to resolve.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ItemResponse {
+pub struct ReconciliationItemResponse {
     pub id: i64,
     pub run_id: i64,
     /// `missing_here`, `unknown_trade`, `missing_at_provider`, `amount_differs`,
@@ -93,7 +93,7 @@ pub struct ItemResponse {
     pub resolution: Option<String>,
 }
 
-impl From<reconciliation_items::Model> for ItemResponse {
+impl From<reconciliation_items::Model> for ReconciliationItemResponse {
     fn from(item: reconciliation_items::Model) -> Self {
         Self {
             id: item.id,
@@ -114,22 +114,22 @@ impl From<reconciliation_items::Model> for ItemResponse {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct RunDetail {
+pub struct ReconciliationRunDetail {
     #[serde(flatten)]
-    pub run: RunResponse,
+    pub run: ReconciliationRun,
     /// Every difference of the run, by kind.
-    pub differences: Vec<ItemResponse>,
+    pub differences: Vec<ReconciliationItemResponse>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct RunList {
-    pub runs: Vec<RunResponse>,
+pub struct ReconciliationRunList {
+    pub runs: Vec<ReconciliationRun>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct ListQuery {
+pub struct ReconciliationListQuery {
     #[param(value_type = Option<schema::Provider>)]
     provider: Option<Provider>,
     /// `waiting` or `completed`.
@@ -147,15 +147,18 @@ pub struct ListQuery {
     operation_id = "admin_start_reconciliation",
     summary = "Reconcile a provider's bill of one day now",
     description = "Downloads the provider's trade bill of that day and compares it with paywarden's payments and refunds; answers the run once that is done. A day is one run: starting it again compares again and adds no difference twice. A bill not published yet leaves the run `waiting`; it is asked for again every `reconciliation.retry_interval_seconds`.",
-    request_body = StartBody,
-    responses((status = 200, description = "The run, completed or waiting for its bill", body = RunDetail)),
+    request_body = StartReconciliationBody,
+    responses((status = 200, description = "The run, completed or waiting for its bill", body = ReconciliationRunDetail)),
     security(("admin_token" = [])),
     extensions(("x-error-codes" = json!([
         "invalid_json", "unauthorized", "payload_too_large", "unsupported_media_type", "invalid_field",
         "provider_unavailable", "internal_error"
     ]))),
 )]
-pub async fn start(state: web::Data<AppState>, body: web::Json<StartBody>) -> Result<HttpResponse, ApiError> {
+pub async fn start(
+    state: web::Data<AppState>,
+    body: web::Json<StartReconciliationBody>,
+) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let date = NaiveDate::parse_from_str(body.date.trim(), "%Y-%m-%d")
         .ok()
@@ -187,12 +190,15 @@ pub async fn start(state: web::Data<AppState>, body: web::Json<StartBody>) -> Re
     tag = "admin",
     operation_id = "admin_list_reconciliations",
     summary = "List reconciliation runs, newest day first",
-    params(ListQuery),
-    responses((status = 200, description = "The runs", body = RunList)),
+    params(ReconciliationListQuery),
+    responses((status = 200, description = "The runs", body = ReconciliationRunList)),
     security(("admin_token" = [])),
     extensions(("x-error-codes" = json!(["invalid_query", "unauthorized", "internal_error"]))),
 )]
-pub async fn list(state: web::Data<AppState>, params: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    state: web::Data<AppState>,
+    params: web::Query<ReconciliationListQuery>,
+) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
     let mut query = reconciliation_runs::Entity::find()
         .order_by_desc(reconciliation_runs::Column::BillDate)
@@ -210,8 +216,13 @@ pub async fn list(state: web::Data<AppState>, params: web::Query<ListQuery>) -> 
         }
         query = query.filter(reconciliation_runs::Column::Status.eq(status));
     }
-    let runs = query.all(&state.db).await?.into_iter().map(RunResponse::from).collect();
-    Ok(HttpResponse::Ok().json(RunList { runs }))
+    let runs = query
+        .all(&state.db)
+        .await?
+        .into_iter()
+        .map(ReconciliationRun::from)
+        .collect();
+    Ok(HttpResponse::Ok().json(ReconciliationRunList { runs }))
 }
 
 /// `GET /admin/reconciliations/{id}`.
@@ -222,7 +233,7 @@ pub async fn list(state: web::Data<AppState>, params: web::Query<ListQuery>) -> 
     operation_id = "admin_get_reconciliation",
     summary = "A reconciliation run with its differences",
     params(("id" = i64, Path, description = "The run's id")),
-    responses((status = 200, description = "The run and its items", body = RunDetail)),
+    responses((status = 200, description = "The run and its items", body = ReconciliationRunDetail)),
     security(("admin_token" = [])),
     extensions(("x-error-codes" = json!(["invalid_path", "unauthorized", "not_found", "internal_error"]))),
 )]
@@ -236,7 +247,7 @@ pub async fn get(state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpR
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ResolveItemBody {
+pub struct ResolveReconciliationItemBody {
     /// What was done about it (refunded by hand, the provider corrected its bill, ...).
     #[schema(min_length = 1, max_length = 242)]
     note: String,
@@ -251,8 +262,8 @@ pub struct ResolveItemBody {
     summary = "Resolve a reconciliation difference",
     description = "Records the operator and the note; once.",
     params(("id" = i64, Path, description = "The item's id")),
-    request_body = ResolveItemBody,
-    responses((status = 200, description = "The item, resolved", body = ItemResponse)),
+    request_body = ResolveReconciliationItemBody,
+    responses((status = 200, description = "The item, resolved", body = ReconciliationItemResponse)),
     security(("admin_token" = [])),
     extensions(("x-error-codes" = json!([
         "invalid_json", "invalid_path", "unauthorized", "not_found", "already_resolved", "payload_too_large",
@@ -262,7 +273,7 @@ pub struct ResolveItemBody {
 pub async fn resolve(
     state: web::Data<AppState>,
     id: web::Path<i64>,
-    body: web::Json<ResolveItemBody>,
+    body: web::Json<ResolveReconciliationItemBody>,
 ) -> Result<HttpResponse, ApiError> {
     let note = OperatorReason::parse(&body.into_inner().note).map_err(|err| {
         ApiError::Validation(ValidationError::new(
@@ -281,18 +292,18 @@ pub async fn resolve(
             },
             ResolveError::Db(err) => ApiError::from(err),
         })?;
-    Ok(HttpResponse::Ok().json(ItemResponse::from(item)))
+    Ok(HttpResponse::Ok().json(ReconciliationItemResponse::from(item)))
 }
 
-async fn detail(state: &AppState, run: reconciliation_runs::Model) -> Result<RunDetail, ApiError> {
+async fn detail(state: &AppState, run: reconciliation_runs::Model) -> Result<ReconciliationRunDetail, ApiError> {
     let items = reconciliation_items::Entity::find()
         .filter(reconciliation_items::Column::RunId.eq(run.id))
         .order_by_asc(reconciliation_items::Column::Kind)
         .order_by_asc(reconciliation_items::Column::Reference)
         .all(&state.db)
         .await?;
-    Ok(RunDetail {
-        run: RunResponse::from(run),
-        differences: items.into_iter().map(ItemResponse::from).collect(),
+    Ok(ReconciliationRunDetail {
+        run: ReconciliationRun::from(run),
+        differences: items.into_iter().map(ReconciliationItemResponse::from).collect(),
     })
 }
