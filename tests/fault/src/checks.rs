@@ -27,6 +27,8 @@ const FINAL_EVENTS: &str = "('order.paid', 'order.closed')";
 pub(crate) struct Inputs<'a> {
     pub(crate) db: &'a RunDatabase,
     pub(crate) trades: &'a [SimTrade],
+    /// Every refund the simulator made.
+    pub(crate) refunds: &'a [paywarden_sim::refunds::SimRefund],
     pub(crate) seen: &'a HashMap<String, u32>,
     pub(crate) bad_signatures: u64,
     pub(crate) subscriber_id: &'a str,
@@ -81,6 +83,7 @@ pub(crate) async fn run(inputs: &Inputs<'_>) -> anyhow::Result<Vec<Section>> {
         orders_final(inputs).await?,
         final_transitions(inputs).await?,
         paid_trades(inputs).await?,
+        refunds(inputs).await?,
         attempts_and_open_trades(inputs).await?,
         stock(inputs).await?,
         outbox(inputs).await?,
@@ -170,7 +173,7 @@ async fn final_transitions(inputs: &Inputs<'_>) -> anyhow::Result<Section> {
     );
     let (twice, evidence) = orders_where(db, &format!("{} > 1", final_rows("order_logs"))).await?;
     section.zero("orders with two or more final transitions", twice, evidence);
-    let final_status = "o.status IN ('paid', 'closed', 'paid_after_close')";
+    let final_status = "o.status IN ('paid', 'closed', 'paid_after_close', 'refunded')";
     let (rows, evidence) = orders_where(db, &format!("{final_status} AND {} <> 1", final_rows("order_logs"))).await?;
     section.zero("final orders without exactly one final log row", rows, evidence);
     let (events, evidence) = orders_where(db, &format!("{final_status} AND {} <> 1", final_rows("outbox"))).await?;
@@ -179,7 +182,9 @@ async fn final_transitions(inputs: &Inputs<'_>) -> anyhow::Result<Section> {
         db,
         "(o.status = 'paid' AND NOT EXISTS (SELECT 1 FROM order_logs l WHERE l.order_id = o.id AND l.event = 'order.paid')) \
          OR (o.status IN ('closed', 'paid_after_close') AND NOT EXISTS \
-             (SELECT 1 FROM order_logs l WHERE l.order_id = o.id AND l.event = 'order.closed'))",
+             (SELECT 1 FROM order_logs l WHERE l.order_id = o.id AND l.event = 'order.closed')) \
+         OR (o.status = 'refunded' AND NOT EXISTS \
+             (SELECT 1 FROM order_logs l WHERE l.order_id = o.id AND l.event IN ('order.paid', 'order.closed')))",
     )
     .await?;
     section.zero(
@@ -307,7 +312,8 @@ fn recording(
         }
         match attempt.order_status.as_str() {
             "paid" => return Recording::Paid,
-            "paid_after_close" => return Recording::PaidAfterClose,
+            // Paid after close, then refunded in full by itself (the load makes no other refund).
+            "paid_after_close" | "refunded" => return Recording::PaidAfterClose,
             _ => {}
         }
     }
@@ -316,6 +322,109 @@ fn recording(
     } else {
         Recording::Unrecorded
     }
+}
+
+/// 3b. Money no order keeps (paid after close, a second payment) goes back: one automatic
+///     refund per such payment, succeeded, and the simulator holds exactly one refund of it,
+///     in full; an order's own payment is never refunded (the load asks for no refund); no
+///     trade is refunded above what it took.
+async fn refunds(inputs: &Inputs<'_>) -> anyhow::Result<Section> {
+    let db = inputs.db;
+    let mut section = Section::new(
+        "3b. money no order keeps refunded once, in full; no other payment refunded; no refund above its payment",
+    );
+    let attempts = attempts_by_pay_no(db).await?;
+    let anomalies = anomaly_pay_nos(db).await?;
+    let mut at_sim: HashMap<(&str, &str), Vec<&paywarden_sim::refunds::SimRefund>> = HashMap::new();
+    for refund in inputs.refunds {
+        at_sim
+            .entry((provider_name(refund.provider), refund.out_trade_no.as_str()))
+            .or_default()
+            .push(refund);
+    }
+    section.count("refunds at the simulator", inputs.refunds.len());
+    section.count("refunds in paywarden", db.scalar("SELECT COUNT(*) FROM refunds").await?);
+    section.count(
+        "  succeeded",
+        db.scalar("SELECT COUNT(*) FROM refunds WHERE status = 'succeeded'")
+            .await?,
+    );
+    // The sandbox keeps its book in the node's memory (a kill -9 forgets the trade a refund is
+    // for): its refunds are counted, not judged, like its payments.
+    section.count(
+        "  of sandbox trades, not succeeded",
+        db.scalar("SELECT COUNT(*) FROM refunds WHERE provider = 'sandbox' AND status <> 'succeeded'")
+            .await?,
+    );
+    let pending = db
+        .scalar("SELECT COUNT(*) FROM refunds WHERE provider <> 'sandbox' AND status <> 'succeeded'")
+        .await?;
+    let evidence = samples(
+        db,
+        "SELECT 'refund ' || refund_no || ' of pay_no ' || pay_no || ' [' || status || '] ' || COALESCE(failure, '') \
+         FROM refunds WHERE provider <> 'sandbox' AND status <> 'succeeded' ORDER BY refund_no",
+    )
+    .await?;
+    section.zero("refunds not succeeded at the end", pending, evidence);
+    let mut owed_unrefunded = Vec::new();
+    let mut kept_refunded = Vec::new();
+    let mut over = Vec::new();
+    let mut owed = 0;
+    for trade in inputs
+        .trades
+        .iter()
+        .filter(|trade| trade.state == SimTradeState::Success)
+    {
+        let found = recording(
+            &trade.out_trade_no,
+            trade.provider_trade_no.as_deref(),
+            &attempts,
+            &anomalies,
+        );
+        let made = at_sim
+            .get(&(provider_name(trade.provider), trade.out_trade_no.as_str()))
+            .map_or(&[][..], Vec::as_slice);
+        let refunded: i64 = made.iter().map(|refund| refund.amount_fen).sum();
+        let describe = || {
+            format!(
+                "{} pay_no {} paid {} ({found:?}): {} refund(s) at the simulator, {refunded} in all",
+                provider_name(trade.provider),
+                trade.out_trade_no,
+                trade.amount_fen,
+                made.len()
+            )
+        };
+        if refunded > trade.amount_fen {
+            over.push(describe());
+        }
+        // A payment of another amount waits for an operator: never refunded by itself.
+        let mismatched = attempts
+            .get(&trade.out_trade_no)
+            .is_some_and(|attempt| attempt.attempt_status == "amount_mismatch");
+        match found {
+            Recording::PaidAfterClose | Recording::Anomaly if !mismatched => {
+                owed += 1;
+                if made.len() != 1 || refunded != trade.amount_fen {
+                    owed_unrefunded.push(describe());
+                }
+            }
+            Recording::Paid => {
+                if !made.is_empty() {
+                    kept_refunded.push(describe());
+                }
+            }
+            Recording::PaidAfterClose | Recording::Anomaly | Recording::OtherTransaction | Recording::Unrecorded => {}
+        }
+    }
+    section.count("payments no order keeps", owed);
+    section.zero(
+        "  not refunded exactly once, in full",
+        len(owed_unrefunded.len()),
+        owed_unrefunded,
+    );
+    section.zero("orders' own payments refunded", len(kept_refunded.len()), kept_refunded);
+    section.zero("trades refunded above what they took", len(over.len()), over);
+    Ok(section)
 }
 
 /// 3. Every trade the simulator holds as paid is recorded in paywarden.
@@ -484,13 +593,13 @@ async fn attempts_and_open_trades(inputs: &Inputs<'_>) -> anyhow::Result<Section
     let succeeded = "(SELECT COUNT(*) FROM payment_attempts a WHERE a.order_id = o.id AND a.status = 'succeeded')";
     let (paid, evidence) = orders_where(
         db,
-        &format!("o.status IN ('paid', 'paid_after_close') AND {succeeded} <> 1"),
+        &format!("o.status IN ('paid', 'paid_after_close', 'refunded') AND {succeeded} <> 1"),
     )
     .await?;
     section.zero("paid orders without exactly one succeeded attempt", paid, evidence);
     let (unpaid, evidence) = orders_where(
         db,
-        &format!("o.status NOT IN ('paid', 'paid_after_close') AND {succeeded} > 0"),
+        &format!("o.status NOT IN ('paid', 'paid_after_close', 'refunded') AND {succeeded} > 0"),
     )
     .await?;
     section.zero("unpaid orders with a succeeded attempt", unpaid, evidence);
@@ -504,7 +613,7 @@ async fn attempts_and_open_trades(inputs: &Inputs<'_>) -> anyhow::Result<Section
         "attempts still pending on paid orders",
         db.scalar(
             "SELECT COUNT(*) FROM payment_attempts a JOIN orders o ON o.id = a.order_id \
-             WHERE a.status = 'pending' AND o.status IN ('paid', 'paid_after_close')",
+             WHERE a.status = 'pending' AND o.status IN ('paid', 'paid_after_close', 'refunded')",
         )
         .await?,
     );
@@ -592,28 +701,24 @@ async fn stock(inputs: &Inputs<'_>) -> anyhow::Result<Section> {
     }
     let reserved = "EXISTS (SELECT 1 FROM order_items i WHERE i.order_id = o.id AND i.reserved_quantity > 0)";
     let releases = "(SELECT COUNT(*) FROM order_logs l WHERE l.order_id = o.id AND l.event = 'stock.released')";
+    // Closed at some point: closed, paid after close, or refunded after that.
+    let closed_once = "(o.status IN ('closed', 'paid_after_close') OR (o.status = 'refunded' AND EXISTS \
+                       (SELECT 1 FROM order_logs c WHERE c.order_id = o.id AND c.event = 'order.closed')))";
     section.count(
         "closed orders that had reserved stock",
         db.scalar(&format!(
-            "SELECT COUNT(*) FROM orders o WHERE o.status IN ('closed', 'paid_after_close') AND {reserved}"
+            "SELECT COUNT(*) FROM orders o WHERE {closed_once} AND {reserved}"
         ))
         .await?,
     );
-    let (twice, evidence) = orders_where(
-        db,
-        &format!("o.status IN ('closed', 'paid_after_close') AND {reserved} AND {releases} <> 1"),
-    )
-    .await?;
+    let (twice, evidence) = orders_where(db, &format!("{closed_once} AND {reserved} AND {releases} <> 1")).await?;
     section.zero(
         "closed orders with reserved stock not released exactly once",
         twice,
         evidence,
     );
-    let (wrong, evidence) = orders_where(
-        db,
-        &format!("(o.status NOT IN ('closed', 'paid_after_close') OR NOT {reserved}) AND {releases} > 0"),
-    )
-    .await?;
+    let (wrong, evidence) =
+        orders_where(db, &format!("(NOT {closed_once} OR NOT {reserved}) AND {releases} > 0")).await?;
     section.zero("orders that released stock they did not hold", wrong, evidence);
     let lines = db
         .scalar(

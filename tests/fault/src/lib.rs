@@ -224,6 +224,7 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<Report> {
     let index_left = redis.zcard(&format!("{key_prefix}:deadlines")).unwrap_or(-1);
 
     let trades = sim.trades();
+    let refunds = sim.refunds();
     let seen = receiver.seen();
     let mut report = Report::default();
     {
@@ -233,6 +234,7 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<Report> {
         let inputs = checks::Inputs {
             db: &db,
             trades: &trades,
+            refunds: &refunds,
             seen: &seen,
             bad_signatures: receiver.bad_signatures(),
             subscriber_id: &subscriber_id,
@@ -375,11 +377,15 @@ async fn wait_for_quiescence(
         let followed = db
             .scalar("SELECT COUNT(*) FROM payment_attempts WHERE follow_up_at IS NOT NULL")
             .await?;
+        // Refunds still waiting for the provider's final answer.
+        let refunding = db
+            .scalar("SELECT COUNT(*) FROM refunds WHERE status = 'pending'")
+            .await?;
         let now = db.scalar(activity).await?;
         if now != last.0 {
             last = (now, Instant::now());
         }
-        let still = live == 0 && undelivered == 0 && notifying == 0 && followed == 0;
+        let still = live == 0 && undelivered == 0 && notifying == 0 && followed == 0 && refunding == 0;
         if still && last.1.elapsed() >= QUIET_FOR {
             return Ok(Quiescence {
                 reached: true,
@@ -393,7 +399,8 @@ async fn wait_for_quiescence(
                 took: started.elapsed(),
                 why: format!(
                     "still moving: {live} live orders, {undelivered} undelivered events, \
-                     {notifying} payments whose notifications are not done, {followed} trades on the follow-up"
+                     {notifying} payments whose notifications are not done, {followed} trades on the follow-up, \
+                     {refunding} refunds pending"
                 ),
             });
         }
@@ -434,6 +441,8 @@ fn node_env(
             "PAYWARDEN__EXPIRY__ACTOR_REPLY_TIMEOUT_MILLISECONDS",
             "20000".to_owned(),
         ),
+        // Money no order keeps is refunded by itself: the refunds face the same faults.
+        ("PAYWARDEN__ANOMALIES__AUTO_REFUND", "true".to_owned()),
         ("PAYWARDEN__PROVIDERS__WECHAT__ENABLED", "true".to_owned()),
         ("PAYWARDEN__PROVIDERS__WECHAT__MCHID", sim_config.wechat_mchid.clone()),
         ("PAYWARDEN__PROVIDERS__WECHAT__APPID", sim_config.wechat_appid.clone()),
