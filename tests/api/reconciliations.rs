@@ -366,3 +366,44 @@ async fn a_reconciliation_of_the_future_or_of_a_disabled_provider_is_refused() {
     }
     assert_eq!(rig.app.count("SELECT COUNT(*) FROM reconciliation_runs").await, 0);
 }
+
+/// With `reconciliation.daily`, once `run_after` (China time) has passed the worker creates
+/// yesterday's run of every enabled provider by itself (here the sandbox's, an empty day).
+#[actix_web::test]
+async fn the_daily_schedule_reconciles_yesterday_by_itself() {
+    let mut settings = crate::helpers::test_settings(crate::helpers::Backend::Sqlite).await;
+    settings.reconciliation.daily = true;
+    settings.reconciliation.run_after = chrono::NaiveTime::MIN;
+    let app = crate::helpers::spawn_app_with(settings).await;
+    let china = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+    let yesterday = (chrono::Utc::now().with_timezone(&china).date_naive() - chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    let started = Instant::now();
+    loop {
+        let listed: Value = app
+            .client
+            .get(app.url("/admin/reconciliations?provider=sandbox"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let runs = listed["runs"].as_array().unwrap();
+        if let Some(run) = runs.iter().find(|run| run["status"] == "completed") {
+            assert_eq!(run["date"], yesterday.as_str());
+            assert_eq!(run["operator"], "system");
+            assert_eq!(run["items"], 0);
+            assert_eq!(
+                runs.len(),
+                1,
+                "one run per provider and day, however often the worker looks"
+            );
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no daily run: {listed}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -956,3 +956,30 @@ async fn a_refund_interrupted_by_a_hard_kill_completes_once_after_restart() {
     assert_eq!(at_sim[0].amount_fen, 2999);
     let _ = std::fs::remove_dir_all(&keys_dir);
 }
+
+/// WeChat Pay: the provider takes the money of a trade paywarden had closed (its books say
+/// paid after all) and notifies: recorded `paid_after_close`, refunded in full by itself.
+#[actix_web::test]
+async fn a_wechat_payment_after_close_is_refunded_automatically() {
+    let rig = refunding_rig().await;
+    let app = &rig.app;
+    let (order_no, attempt) = rig.order_with_attempt("wechat", "wrf-late", 2).await;
+    let pay_no = attempt["pay_no"].as_str().unwrap();
+    app.wait_for_status(&order_no, "closed", Duration::from_secs(10)).await;
+    assert_eq!(rig.trade("wechat", pay_no).state, paywarden_sim::SimTradeState::Closed);
+    let settled = rig
+        .control(&format!("/sim/wechat/trades/{pay_no}/settle-silently"), json!({}))
+        .await;
+    assert_eq!(settled.status().as_u16(), 200);
+    // Its notification arrives now.
+    rig.buyer_pays("wechat", pay_no, json!({})).await;
+    app.wait_for_status(&order_no, "refunded", Duration::from_secs(10))
+        .await;
+    let list = app.refunds_of(&order_no).await;
+    assert_eq!(list["refunded_amount"], 2999);
+    assert_eq!(list["refunds"][0]["out_refund_id"], format!("auto:{pay_no}"));
+    let at_sim = rig.sim_refunds("wechat", pay_no);
+    assert_eq!(at_sim.len(), 1);
+    assert_eq!(at_sim[0].amount_fen, 2999);
+    assert_eq!(app.outbox_count(&order_no, "order.payment_anomaly").await, 1);
+}
