@@ -54,8 +54,8 @@ pub struct AppState {
     pub console: crate::routes::console::ConsoleKeys,
     /// `outbox.allow_private_targets`: whether subscribers may point at private addresses.
     pub allow_private_targets: bool,
-    /// `reconciliation.retry_interval_seconds`: when a run waiting for its bill asks again.
-    pub reconcile_retry: Duration,
+    /// How a reconciliation started by hand waits for its bill.
+    pub reconciliation: actors::reconcile::ReconcileSettings,
     pub metrics: Arc<Metrics>,
 }
 
@@ -192,7 +192,7 @@ impl Application {
                 base_url.starts_with("https://"),
             ),
             allow_private_targets: settings.outbox.allow_private_targets,
-            reconcile_retry: settings.reconciliation.retry_interval,
+            reconciliation: settings.reconciliation.clone(),
             metrics: metrics.clone(),
         });
         let credentials = web::Data::new(Credentials::from_settings(&settings.auth)?);

@@ -177,7 +177,7 @@ pub async fn start(
         body.provider,
         date,
         &super::admin::api_operator(),
-        state.reconcile_retry,
+        &state.reconciliation,
     )
     .await?;
     Ok(HttpResponse::Ok().json(detail(&state, run).await?))

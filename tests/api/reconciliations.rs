@@ -407,3 +407,25 @@ async fn the_daily_schedule_reconciles_yesterday_by_itself() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A day whose bill is still not published `empty_after_days` later (Alipay says "no bill" for
+/// a day without trades) is compared as an empty bill instead of waiting for ever.
+#[actix_web::test]
+async fn a_day_long_without_a_bill_is_compared_as_empty() {
+    let rig = rig(RigOptions::default()).await;
+    rig.sim_put("/sim/alipay/bill-ready", json!({"ready": false})).await;
+    let china = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+    let old = (chrono::Utc::now().with_timezone(&china).date_naive() - chrono::Duration::days(5))
+        .format("%Y-%m-%d")
+        .to_string();
+    let run = rig.app.reconcile("alipay", &old).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["summary"]["provider_payments"]["count"], 0);
+    assert_eq!(run["items"], 0);
+    // Yesterday's is still waited for.
+    let yesterday = (chrono::Utc::now().with_timezone(&china).date_naive() - chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    let run = rig.app.reconcile("alipay", &yesterday).await;
+    assert_eq!(run["status"], "waiting", "{run}");
+}

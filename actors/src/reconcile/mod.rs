@@ -390,7 +390,10 @@ async fn claim<C: ConnectionTrait>(
         == 1)
 }
 
-/// One step of a claimed run: fetch the bill; not ready → due again at `retry_at`; otherwise
+/// One step of a claimed run: fetch the bill; not ready → due again after the retry interval
+/// (unless the day is `empty_after_days` old: no bill is published for it any more, which
+/// Alipay answers for a day without trades too, so it is compared as an empty bill, which
+/// lists every payment paywarden recorded that day as missing at the provider); otherwise
 /// compare, record the items (and compensate missing payments), complete the run.
 ///
 /// # Errors
@@ -398,14 +401,22 @@ async fn claim<C: ConnectionTrait>(
 pub(crate) async fn step(
     engine: &Engine,
     run: &reconciliation_runs::Model,
-    retry_at: DateTime<Utc>,
+    settings: &ReconcileSettings,
 ) -> Result<(), OrderError> {
+    let retry_at =
+        Utc::now() + chrono::Duration::from_std(settings.retry_interval).unwrap_or(chrono::Duration::minutes(30));
     let db = engine.db();
     let date = NaiveDate::parse_from_str(&run.bill_date, "%Y-%m-%d")
         .map_err(|err| OrderError::Db(DbErr::Custom(format!("bad bill_date {}: {err}", run.bill_date))))?;
     let fetched = engine.fetch_bill(run.provider, date).await;
     let rows = match fetched {
         Ok(BillFetch::Rows(rows)) => rows,
+        Ok(BillFetch::NotReady)
+            if china_today(Utc::now()) - date > chrono::Duration::days(i64::from(settings.empty_after_days)) =>
+        {
+            tracing::warn!(provider = %run.provider, day = %run.bill_date, "no bill published; compared as an empty day");
+            Vec::new()
+        }
         Ok(BillFetch::NotReady) => {
             return wait(db, run.id, retry_at, "the provider has not published the bill yet").await
         }

@@ -32,6 +32,10 @@ pub struct ReconcileSettings {
     /// A bill not published yet (or a provider failure) is asked for again after this long.
     #[serde(rename = "retry_interval_seconds", with = "crate::settings::seconds")]
     pub retry_interval: Duration,
+    /// A day whose bill is still not published this many days later has none: it is compared
+    /// as an empty bill (Alipay answers "no bill" for a day without trades, exactly as for a
+    /// bill not made yet).
+    pub empty_after_days: u32,
 }
 
 mod hour_minute {
@@ -124,7 +128,7 @@ async fn cycle(engine: &Engine, settings: &ReconcileSettings) -> Result<(), Orde
         if !claim(engine.db(), &run, Utc::now() + retry).await? {
             continue;
         }
-        if let Err(err) = step(engine, &run, Utc::now() + retry).await {
+        if let Err(err) = step(engine, &run, settings).await {
             tracing::warn!(run_id = run.id, error.cause_chain = ?err, "reconciliation step failed; it is due again later");
         }
     }
@@ -141,12 +145,12 @@ pub async fn run_now(
     provider: entities::Provider,
     date: chrono::NaiveDate,
     operator: &Operator,
-    retry_interval: Duration,
+    settings: &ReconcileSettings,
 ) -> Result<entities::reconciliation_runs::Model, OrderError> {
     let run = ensure_run(engine.db(), provider, date, operator, true).await?;
-    let retry = chrono::Duration::from_std(retry_interval).unwrap_or(chrono::Duration::minutes(30));
+    let retry = chrono::Duration::from_std(settings.retry_interval).unwrap_or(chrono::Duration::minutes(30));
     if claim(engine.db(), &run, Utc::now() + retry).await? {
-        step(engine, &run, Utc::now() + retry).await?;
+        step(engine, &run, settings).await?;
     }
     let run = entities::reconciliation_runs::Entity::find_by_id(run.id)
         .one(engine.db())
