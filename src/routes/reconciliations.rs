@@ -14,6 +14,9 @@ use super::dto::schema;
 use crate::error::ApiError;
 use crate::startup::AppState;
 
+/// Days back a provider keeps its bills (WeChat: three months).
+const BILL_DAYS_KEPT: i64 = 90;
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"provider": "wechat", "date": "2026-11-30"}))]
@@ -162,11 +165,16 @@ pub async fn start(
     let body = body.into_inner();
     let date = NaiveDate::parse_from_str(body.date.trim(), "%Y-%m-%d")
         .ok()
-        .filter(|date| *date <= reconcile::china_today(Utc::now()))
+        .filter(|date| {
+            let today = reconcile::china_today(Utc::now());
+            *date <= today && today - *date <= chrono::Duration::days(BILL_DAYS_KEPT)
+        })
         .ok_or_else(|| {
             ApiError::Validation(ValidationError::new(
                 "invalid_field",
-                "date must be a day up to today (China time), written YYYY-MM-DD",
+                format!(
+                    "date must be one of the last {BILL_DAYS_KEPT} days up to today (China time), written YYYY-MM-DD"
+                ),
             ))
         })?;
     if !state.engine.has_provider(body.provider) {

@@ -358,6 +358,7 @@ async fn a_reconciliation_of_the_future_or_of_a_disabled_provider_is_refused() {
     for (body, status) in [
         (json!({"provider": "wechat", "date": tomorrow}), 422),
         (json!({"provider": "wechat", "date": "30/11/2026"}), 422),
+        (json!({"provider": "wechat", "date": "2001-01-01"}), 422),
         (json!({"provider": "paypal", "date": today()}), 400),
         (json!({"provider": "wechat"}), 400),
     ] {

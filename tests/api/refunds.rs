@@ -476,7 +476,8 @@ async fn full_and_partial_refunds_are_made_at_the_provider_and_never_exceed_the_
     );
     assert_eq!(at_sim[0].amount_fen, 2999, "fen on the wire, exactly");
     assert_eq!(at_sim[0].requests, 1);
-    assert!(done["provider_refund_id"].is_string());
+    // WeChat names its refunds; Alipay gives a refund no id of its own.
+    assert_eq!(done["provider_refund_id"].is_string(), provider == "wechat", "{done}");
 
     // Two partial refunds, then one that would exceed what is left.
     let (order_no, pay_no) = rig.paid(provider, "prf-part").await;
@@ -982,4 +983,119 @@ async fn a_wechat_payment_after_close_is_refunded_automatically() {
     assert_eq!(at_sim.len(), 1);
     assert_eq!(at_sim[0].amount_fen, 2999);
     assert_eq!(app.outbox_count(&order_no, "order.payment_anomaly").await, 1);
+}
+
+/// An automatic refund the provider refuses (the balance is short) is not given up: it stays
+/// pending with the provider's words, and is sent again (same number) until it succeeds.
+#[actix_web::test]
+async fn a_refused_automatic_refund_is_sent_again_until_it_succeeds() {
+    let rig = refunding_rig().await;
+    let app = &rig.app;
+    rig.sim.set_refund_behaviour(SimRefundBehaviour {
+        mode: SimRefundMode::Refuse,
+        hang_ms: 0,
+    });
+    let (order_no, attempt) = rig.order_with_attempt("wechat", "wrf-auto-refused", 2).await;
+    let pay_no = attempt["pay_no"].as_str().unwrap();
+    app.wait_for_status(&order_no, "closed", Duration::from_secs(10)).await;
+    let settled = rig
+        .control(&format!("/sim/wechat/trades/{pay_no}/settle-silently"), json!({}))
+        .await;
+    assert_eq!(settled.status().as_u16(), 200);
+    rig.buyer_pays("wechat", pay_no, json!({})).await;
+    app.wait_for_status(&order_no, "paid_after_close", Duration::from_secs(10))
+        .await;
+    // Refused again and again (NOT_ENOUGH): pending, with the reason, never failed.
+    let started = Instant::now();
+    loop {
+        let list = app.refunds_of(&order_no).await;
+        let refund = &list["refunds"][0];
+        assert_eq!(refund["status"], "pending", "{list}");
+        if refund["failure"].as_str().is_some_and(|f| f.contains("NOT_ENOUGH"))
+            && app.count("SELECT CAST(attempts AS BIGINT) FROM refunds").await >= 4
+        {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{list}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(rig.sim_refunds("wechat", pay_no).is_empty());
+    // The balance is topped up: the next send goes through.
+    rig.sim.set_refund_behaviour(SimRefundBehaviour::default());
+    app.wait_for_status(&order_no, "refunded", Duration::from_secs(10))
+        .await;
+    let list = app.refunds_of(&order_no).await;
+    assert_eq!(list["refunds"].as_array().unwrap().len(), 1, "one refund, sent again");
+    assert!(list["refunds"][0]["failure"].is_null(), "{list}");
+    assert_eq!(rig.sim_refunds("wechat", pay_no).len(), 1);
+}
+
+/// WeChat `ABNORMAL` (the money left but did not reach the buyer) is not a failure: the refund
+/// stays pending and its amount reserved until WeChat reports it succeeded.
+#[actix_web::test]
+async fn a_wechat_refund_abnormal_stays_pending_with_its_amount_reserved() {
+    let rig = refunding_rig().await;
+    let app = &rig.app;
+    let (order_no, pay_no) = rig.paid("wechat", "wrf-abnormal").await;
+    rig.sim.set_refund_behaviour(SimRefundBehaviour {
+        mode: SimRefundMode::Processing,
+        hang_ms: 0,
+    });
+    let refund = app.refund(&order_no, "wrf-abnormal-1", 2999).await;
+    let refund_no = refund["refund_no"].as_str().unwrap();
+    let started = Instant::now();
+    while rig.sim.refund(SimProvider::Wechat, refund_no).is_none() {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let abnormal = rig
+        .control(
+            &format!("/sim/wechat/refunds/{refund_no}/complete"),
+            json!({"status": "ABNORMAL"}),
+        )
+        .await;
+    assert_eq!(abnormal.status().as_u16(), 200);
+    let started = Instant::now();
+    while rig
+        .sim
+        .refund(SimProvider::Wechat, refund_no)
+        .unwrap()
+        .notifications_sent
+        == 0
+        || rig.sim.refund(SimProvider::Wechat, refund_no).unwrap().queries < 2
+    {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let still: Value = app
+        .get_as(MERCHANT_A_KEY, &format!("/v1/refunds/{refund_no}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(still["status"], "pending", "{still}");
+    let again = app
+        .post_refund(
+            MERCHANT_A_KEY,
+            &order_no,
+            &json!({"out_refund_id": "wrf-abnormal-2", "amount": 1, "reason": "again"}),
+        )
+        .await;
+    assert_eq!(
+        error_code(again, 422).await,
+        "refund_exceeds_paid",
+        "the amount stays reserved"
+    );
+
+    let done = rig
+        .control(
+            &format!("/sim/wechat/refunds/{refund_no}/complete"),
+            json!({"status": "SUCCESS"}),
+        )
+        .await;
+    assert_eq!(done.status().as_u16(), 200);
+    app.wait_for_refund(refund_no, "succeeded", Duration::from_secs(5))
+        .await;
+    app.wait_for_status(&order_no, "refunded", Duration::from_secs(1)).await;
+    assert_eq!(rig.sim_refunds("wechat", &pay_no).len(), 1);
 }

@@ -570,18 +570,33 @@ async fn local_payments(
         .collect())
 }
 
-/// Refunds asked of `provider` in `[start, end)` that are not failed.
+/// Refunds of `provider` of `[start, end)` that are not failed.
 async fn local_refunds(
     db: &DatabaseConnection,
     provider: Provider,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
 ) -> Result<Vec<LocalRefund>, DbErr> {
+    // A succeeded refund counts on the day it succeeded (Alipay lists it then; WeChat on the
+    // day it accepted it, the same day unless it stayed processing over midnight); a pending
+    // one on the day it was asked for.
     let rows = refunds::Entity::find()
         .filter(refunds::Column::Provider.eq(provider))
-        .filter(refunds::Column::CreatedAt.gte(start))
-        .filter(refunds::Column::CreatedAt.lt(end))
-        .filter(refunds::Column::Status.ne(RefundStatus::Failed))
+        .filter(
+            sea_orm::Condition::any()
+                .add(
+                    sea_orm::Condition::all()
+                        .add(refunds::Column::Status.eq(RefundStatus::Succeeded))
+                        .add(refunds::Column::SucceededAt.gte(start))
+                        .add(refunds::Column::SucceededAt.lt(end)),
+                )
+                .add(
+                    sea_orm::Condition::all()
+                        .add(refunds::Column::Status.eq(RefundStatus::Pending))
+                        .add(refunds::Column::CreatedAt.gte(start))
+                        .add(refunds::Column::CreatedAt.lt(end)),
+                ),
+        )
         .all(db)
         .await?;
     Ok(rows

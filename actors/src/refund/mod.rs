@@ -10,8 +10,9 @@
 //! | answer | next |
 //! |---|---|
 //! | succeeded | settled `succeeded` (order `refunded_amount`, `refunded` when in full) |
-//! | refused / closed / abnormal | settled `failed` (its amount is free again) |
-//! | processing | query again after a backoff |
+//! | refused (to a send) | noted, then queried: the provider holds nothing → `failed` (its amount is free again; an automatic refund is sent again later instead); it holds the refund → as its state |
+//! | closed (the provider's word on the refund) | settled `failed` |
+//! | processing, WeChat `ABNORMAL` (waits for the merchant platform) | query again after a backoff; the amount stays reserved |
 //! | timeout, 5xx, unverifiable answer | uncertain: query after a backoff |
 //! | the query finds nothing | it never arrived: send it again at once |
 //!
@@ -218,7 +219,18 @@ async fn step(deps: &OrderDeps, refund: &refunds::Model) -> Result<(), OrderErro
                 let done = RefundOutcome::Succeeded { provider_refund_id, at };
                 settle(deps, refund.refund_no, &done, raw.to_string(), refund.provider, None).await?;
             }
+            RefundState::Failed { code, message } if !refund.submitted => {
+                // A refusal to a send is not believed at once: the send may repeat one that
+                // reached the provider (a quick retry after a timeout, another node), and its
+                // refusal ("already refunded", "trade closed") says nothing about that one.
+                // Noted, then the query decides.
+                outcome("refused");
+                let reason = format!("{code}: {message}");
+                tracing::warn!(refund_no = %refund.refund_no, %reason, "refund refused; asking the provider before believing it");
+                store::note_refusal(&deps.db, refund.refund_no, later, &reason, raw.to_string()).await?;
+            }
             RefundState::Failed { code, message } => {
+                // The provider's own word on this refund (closed): final.
                 outcome("failed");
                 let done = RefundOutcome::Failed {
                     reason: format!("{code}: {message}"),
@@ -230,26 +242,39 @@ async fn step(deps: &OrderDeps, refund: &refunds::Model) -> Result<(), OrderErro
                 let id = provider_refund_id.as_deref();
                 store::reschedule(&deps.db, refund.refund_no, true, later, id, Some(raw.to_string())).await?;
             }
-            RefundState::NotFound if refund.submitted => {
-                // The provider holds nothing under this number: the refund never arrived.
-                // Sent again at once, with the same number.
-                outcome("resent");
-                store::reschedule(
-                    &deps.db,
-                    refund.refund_no,
-                    false,
-                    Utc::now(),
-                    None,
-                    Some(raw.to_string()),
-                )
-                .await?;
-            }
+            RefundState::NotFound if refund.submitted => match &refund.failure {
+                // Refused, and the provider holds no refund under this number: it failed. An
+                // automatic refund is money paywarden keeps for nobody: never given up, sent
+                // again after the backoff (a balance topped up, a provider fixed).
+                Some(reason) if refund.operator != Operator::System.to_string() => {
+                    outcome("failed");
+                    let done = RefundOutcome::Failed { reason: reason.clone() };
+                    settle(deps, refund.refund_no, &done, raw.to_string(), refund.provider, None).await?;
+                }
+                Some(reason) => {
+                    outcome("refused");
+                    tracing::error!(refund_no = %refund.refund_no, %reason, "an automatic refund is refused; sending it again later");
+                    store::reschedule(&deps.db, refund.refund_no, false, later, None, Some(raw.to_string())).await?;
+                }
+                // The refund never arrived: sent again at once, with the same number.
+                None => {
+                    outcome("resent");
+                    store::reschedule(
+                        &deps.db,
+                        refund.refund_no,
+                        false,
+                        Utc::now(),
+                        None,
+                        Some(raw.to_string()),
+                    )
+                    .await?;
+                }
+            },
             RefundState::NotFound => {
-                outcome("failed");
-                let done = RefundOutcome::Failed {
-                    reason: "the provider does not know the payment".into(),
-                };
-                settle(deps, refund.refund_no, &done, raw.to_string(), refund.provider, None).await?;
+                // A send answered "no such refund": treated as a refusal, confirmed by a query.
+                outcome("refused");
+                let reason = "the provider does not know the payment";
+                store::note_refusal(&deps.db, refund.refund_no, later, reason, raw.to_string()).await?;
             }
         },
         Err(err) => {

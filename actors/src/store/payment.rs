@@ -8,7 +8,7 @@
 
 use chrono::Utc;
 use entities::{orders, payment_attempts, AttemptStatus, OrderStatus, PayNo};
-use sea_orm::{DatabaseConnection, EntityTrait, TransactionTrait};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, TransactionTrait};
 
 use super::follow_up::{schedule_others, AFTER_PAYMENT};
 use super::journal::Operator;
@@ -217,6 +217,18 @@ pub async fn accept_mismatched_payment(
                 format!("pay_no {pay_no} is not a payment of this order with a differing amount"),
             ))
         })?;
+    // A payment an operator refunded (or is refunding) cannot become the order's payment.
+    let refunded = entities::refunds::Entity::find()
+        .filter(entities::refunds::Column::PayNo.eq(pay_no))
+        .filter(entities::refunds::Column::Status.ne(entities::RefundStatus::Failed))
+        .count(&txn)
+        .await?;
+    if refunded > 0 {
+        return Err(OrderError::Validation(ValidationError::new(
+            "not_a_mismatched_payment",
+            format!("pay_no {pay_no} was refunded (or is being refunded): it cannot pay the order"),
+        )));
+    }
     let trade = PaidTrade {
         provider_txn_id: attempt.provider_txn_id.clone().unwrap_or_default(),
         // What was really taken, which the order's event reports.

@@ -331,6 +331,11 @@ pub async fn settle(
         .await?
         .ok_or(OrderError::RefundNotFound)?;
     if refund.status != RefundStatus::Pending {
+        if refund.status == RefundStatus::Failed && matches!(outcome, RefundOutcome::Succeeded { .. }) {
+            // Recorded failed, reported refunded: money went back that paywarden counts as not
+            // refunded. Never silently: an operator must look (the receipt is kept).
+            tracing::error!(%refund_no, order_id = %order_id, "a refund recorded as failed is reported succeeded by the provider; an operator must reconcile it");
+        }
         // The receipt (if any) is kept: the notification was applied in effect.
         txn.commit().await?;
         return Ok(Settled::AlreadyFinal(refund.status));
@@ -349,9 +354,11 @@ pub async fn settle(
         RefundOutcome::Succeeded { provider_refund_id, at } => {
             update = update
                 .col_expr(refunds::Column::Status, Expr::value(RefundStatus::Succeeded))
-                .col_expr(refunds::Column::SucceededAt, Expr::value(*at));
+                .col_expr(refunds::Column::SucceededAt, Expr::value(*at))
+                .col_expr(refunds::Column::Failure, Expr::value(Option::<String>::None));
             refund.status = RefundStatus::Succeeded;
             refund.succeeded_at = Some(*at);
+            refund.failure = None;
             if let Some(id) = provider_refund_id {
                 update = update.col_expr(refunds::Column::ProviderRefundId, Expr::value(id.clone()));
                 refund.provider_refund_id = Some(id.clone());
@@ -503,6 +510,39 @@ pub async fn reschedule<C: ConnectionTrait>(
         update = update.col_expr(refunds::Column::RawPayload, Expr::value(raw));
     }
     update.exec(conn).await?;
+    Ok(())
+}
+
+/// Notes a provider's refusal of a send while the refund stays pending: the next step (at `at`)
+/// asks the provider whether it holds the refund after all; only then is the refusal believed.
+///
+/// # Errors
+/// A database error.
+pub async fn note_refusal<C: ConnectionTrait>(
+    conn: &C,
+    refund_no: RefundNo,
+    at: DateTime<Utc>,
+    reason: &str,
+    raw: String,
+) -> Result<(), DbErr> {
+    refunds::Entity::update_many()
+        .col_expr(refunds::Column::NextAttemptAt, Expr::value(at))
+        .col_expr(refunds::Column::Submitted, Expr::value(true))
+        .col_expr(
+            refunds::Column::Failure,
+            Expr::value(
+                reason
+                    .chars()
+                    .take(entities::refunds::FAILURE_MAX_CHARS)
+                    .collect::<String>(),
+            ),
+        )
+        .col_expr(refunds::Column::RawPayload, Expr::value(raw))
+        .col_expr(refunds::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(refunds::Column::RefundNo.eq(refund_no))
+        .filter(refunds::Column::Status.eq(RefundStatus::Pending))
+        .exec(conn)
+        .await?;
     Ok(())
 }
 

@@ -192,7 +192,7 @@ impl SimState {
         Decision::Made(refund, true)
     }
 
-    /// Moves a processing refund to `status` (the control route).
+    /// Moves a processing (or abnormal) refund to `status` (the control route).
     ///
     /// # Errors
     /// A message when the refund does not exist or is final.
@@ -206,7 +206,8 @@ impl SimState {
         let refund = refunds
             .get_mut(&(provider, out_refund_no.to_owned()))
             .ok_or_else(|| format!("no refund {out_refund_no}"))?;
-        if refund.status != SimRefundStatus::Processing {
+        // ABNORMAL is not final either: the merchant platform sends the money on by hand.
+        if !matches!(refund.status, SimRefundStatus::Processing | SimRefundStatus::Abnormal) {
             return Err(format!("refund {out_refund_no} is already {:?}", refund.status));
         }
         refund.status = status;

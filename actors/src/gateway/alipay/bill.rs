@@ -64,7 +64,13 @@ pub fn parse_detail(text: &str) -> Result<Vec<BillRow>, BillError> {
     )?;
     let mut rows = Vec::new();
     for (index, line) in lines {
-        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        // Every field is padded with a tab: split on "\t,", so a comma inside a field (a
+        // product name) stays in it; a file without the padding splits on commas.
+        let fields: Vec<&str> = if line.contains("\t,") {
+            line.split("\t,").map(str::trim).collect()
+        } else {
+            line.split(',').map(str::trim).collect()
+        };
         let field = |at: usize| fields.get(at).copied().unwrap_or_default();
         let money = || {
             parse_yuan(field(amount))
@@ -113,7 +119,7 @@ mod tests {
 #起始日期：[2026年11月30日 00:00:00]   终止日期：[2026年12月01日 00:00:00]\r
 #-----------------------------------------业务明细列表----------------------------------------\r
 支付宝交易号,商户订单号,业务类型,商品名称,创建时间,完成时间,门店编号,门店名称,操作员,终端号,对方账户,订单金额（元）,商家实收（元）,支付宝红包（元）,集分宝（元）,支付宝优惠（元）,商家优惠（元）,券核销金额（元）,券名称,商家红包消费金额（元）,卡消费金额（元）,退款批次号/请求号,服务费（元）,分润（元）,备注\r
-2026113022001400001\t,385000000000000001\t,交易\t,Rust course\t,2026-11-30 10:00:00\t,2026-11-30 10:00:05\t,\t,\t,\t,\t,sim***@example.com\t,29.99\t,29.99\t,0.00\t,0.00\t,0.00\t,0.00\t,0.00\t,\t,0.00\t,0.00\t,\t,-0.18\t,0.00\t,\t\r
+2026113022001400001\t,385000000000000001\t,交易\t,Rust course, 2nd edition\t,2026-11-30 10:00:00\t,2026-11-30 10:00:05\t,\t,\t,\t,\t,sim***@example.com\t,29.99\t,29.99\t,0.00\t,0.00\t,0.00\t,0.00\t,0.00\t,\t,0.00\t,0.00\t,\t,-0.18\t,0.00\t,\t\r
 2026113022001400001\t,385000000000000001\t,退款\t,Rust course\t,2026-11-30 11:00:00\t,2026-11-30 11:00:01\t,\t,\t,\t,\t,sim***@example.com\t,-10.00\t,-10.00\t,0.00\t,0.00\t,0.00\t,0.00\t,0.00\t,\t,0.00\t,0.00\t,385000000000000009\t,0.06\t,0.00\t,\t\r
 #-----------------------------------------业务明细列表结束------------------------------------\r
 #交易合计：1笔，商家实收共29.99元，商家优惠共0.00元\r

@@ -311,7 +311,8 @@ impl Gateway for AlipayGateway {
                 // `Y`: money moved now. Anything else is confirmed by the refund query.
                 let state = if refunded.fund_change.as_deref() == Some("Y") {
                     RefundState::Succeeded {
-                        provider_refund_id: refunded.trade_no.clone(),
+                        // Alipay gives a refund no id of its own (`trade_no` is the payment's).
+                        provider_refund_id: None,
                         at: refunded
                             .gmt_refund_pay
                             .as_deref()
@@ -320,7 +321,7 @@ impl Gateway for AlipayGateway {
                     }
                 } else {
                     RefundState::Processing {
-                        provider_refund_id: refunded.trade_no.clone(),
+                        provider_refund_id: None,
                     }
                 };
                 Ok(RefundAnswer { state, raw })
@@ -369,7 +370,7 @@ impl Gateway for AlipayGateway {
                 }
                 let state = if found.refund_status.as_deref() == Some(REFUND_SUCCESS) {
                     RefundState::Succeeded {
-                        provider_refund_id: found.trade_no.clone(),
+                        provider_refund_id: None,
                         at: found
                             .gmt_refund_pay
                             .as_deref()

@@ -60,8 +60,10 @@ pub fn parse_trade_bill(text: &str) -> Result<Vec<BillRow>, BillError> {
         if line.trim().is_empty() {
             continue;
         }
+        // Every field starts with a backtick: split on ",`", so a comma inside a field (a
+        // product name) stays in it.
         let fields: Vec<&str> = line
-            .split(',')
+            .split(",`")
             .map(|field| field.trim().trim_start_matches('`'))
             .collect();
         if fields
@@ -106,7 +108,7 @@ mod tests {
     /// The documented `ALL` layout with a payment, a refund of part of it, a revoked row, and
     /// the summary (sample row shapes from the documentation, numbers our own).
     const BILL: &str = "\u{feff}交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注\r
-`2026-11-30 13:51:31,`wx0001,`1900000001,`0,`,`4200001,`385000000000000001,`oUser,`NATIVE,`SUCCESS,`OTHERS,`CNY,`29.99,`0.00,`0,`0,`0.00,`0.00,`,`,`Rust course,`,`0.18000,`0.60%,`29.99,`0.00,`\r
+`2026-11-30 13:51:31,`wx0001,`1900000001,`0,`,`4200001,`385000000000000001,`oUser,`NATIVE,`SUCCESS,`OTHERS,`CNY,`29.99,`0.00,`0,`0,`0.00,`0.00,`,`,`Rust course, 2nd edition,`,`0.18000,`0.60%,`29.99,`0.00,`\r
 `2026-11-30 14:00:00,`wx0001,`1900000001,`0,`,`4200001,`385000000000000001,`oUser,`NATIVE,`REFUND,`OTHERS,`CNY,`0.00,`0.00,`5030001,`385000000000000009,`10.00,`0.00,`ORIGINAL,`SUCCESS,`Rust course,`,`-0.06000,`0.60%,`0.00,`10.00,`\r
 `2026-11-30 15:00:00,`wx0001,`1900000001,`0,`,`4200002,`385000000000000002,`oUser,`MICROPAY,`REVOKED,`OTHERS,`CNY,`0.00,`0.00,`0,`0,`0.00,`0.00,`,`,`Other,`,`0.00000,`0.60%,`0.00,`0.00,`\r
 总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额\r

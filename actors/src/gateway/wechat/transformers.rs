@@ -463,10 +463,10 @@ pub fn refund_state(
             code: "CLOSED".into(),
             message: "the refund was closed by WeChat Pay".into(),
         },
-        WechatRefundStatus::Abnormal => RefundState::Failed {
-            code: "ABNORMAL".into(),
-            message: "the refund failed to reach the buyer's account; handle it in the merchant platform".into(),
-        },
+        // The money left the merchant but did not reach the buyer's account; the merchant
+        // platform sends it on by hand. Not a failure: the amount stays reserved, and the
+        // refund is asked about until WeChat says SUCCESS (or CLOSED).
+        WechatRefundStatus::Abnormal => RefundState::Processing { provider_refund_id },
     }
 }
 
