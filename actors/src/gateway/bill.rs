@@ -2,6 +2,7 @@
 //! amounts exactly in minor units. Each provider's file format is parsed in its own module
 //! (`wechat::bill`, `alipay::bill`); reconciliation compares these rows with paywarden's own.
 
+use chrono::{DateTime, NaiveDateTime, Utc};
 use entities::MinorUnit;
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +15,8 @@ pub enum BillRow {
         out_trade_no: String,
         provider_txn_id: String,
         amount: MinorUnit,
+        /// When it was paid, as the bill says (China time in the file).
+        paid_at: Option<DateTime<Utc>>,
     },
     /// A refund accepted that day (WeChat lists it on the day it was accepted, with the status
     /// it had when the bill was made).
@@ -64,6 +67,15 @@ pub fn parse_yuan(text: &str) -> Result<(bool, MinorUnit), String> {
     super::alipay::transformers::AlipayAmount::parse(digits)
         .map(|amount| (negative, amount.minor()))
         .map_err(|err| err.to_string())
+}
+
+/// Reads a bill's `YYYY-MM-DD HH:MM:SS` (China time).
+pub fn parse_china_time(text: &str) -> Option<DateTime<Utc>> {
+    let local = NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%d %H:%M:%S").ok()?;
+    local
+        .and_local_timezone(super::wechat::transformers::china_offset())
+        .single()
+        .map(|at| at.with_timezone(&Utc))
 }
 
 /// The columns of a header row, by name: where each of `wanted` is.

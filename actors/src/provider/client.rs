@@ -131,7 +131,8 @@ impl ProviderClient for Providers {
 
     async fn bill(&self, provider: Provider, date: chrono::NaiveDate) -> Result<BillFetch, GatewayError> {
         let mailbox = self.mailboxes(provider)?.bill.clone();
-        flatten(mailbox.send(FetchBill(date)).timeout(self.reply_timeout).await)
+        let limit = self.reply_timeout.max(super::BILL_TIMEOUT + Duration::from_secs(10));
+        flatten(mailbox.send(FetchBill(date)).timeout(limit).await)
     }
 }
 

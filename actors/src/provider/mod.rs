@@ -293,12 +293,34 @@ impl Handler<QueryRefund> for ProviderActor {
     }
 }
 
+/// Limit of one bill fetch (apply, download, parse): a day's file can be large, far beyond an
+/// API call's timeout.
+pub const BILL_TIMEOUT: Duration = Duration::from_secs(120);
+
 impl Handler<FetchBill> for ProviderActor {
     type Result = ResponseActFuture<Self, Result<crate::gateway::bill::BillFetch, GatewayError>>;
 
+    /// Within the rate limit and the concurrency bound, under [`BILL_TIMEOUT`]; no quick
+    /// retries (the reconciliation worker asks again later) and outside the circuit breaker: a
+    /// slow bill says nothing about the payment and refund calls.
     fn handle(&mut self, msg: FetchBill, _ctx: &mut Self::Context) -> Self::Result {
         let date = msg.0;
-        self.call(move |gateway| async move { gateway.bill(date).await })
+        let gateway = self.gateway.clone();
+        let limiter = self.limiter.clone();
+        let permits = self.permits.clone();
+        let work = async move {
+            limiter.until_ready().await;
+            let _permit = permits.acquire().await.map_err(|_| GatewayError::Crashed)?;
+            match AssertUnwindSafe(tokio::time::timeout(BILL_TIMEOUT, gateway.bill(date)))
+                .catch_unwind()
+                .await
+            {
+                Err(_panic) => Err(GatewayError::Crashed),
+                Ok(Err(_elapsed)) => Err(GatewayError::Timeout),
+                Ok(Ok(result)) => result,
+            }
+        };
+        Box::pin(work.into_actor(self))
     }
 }
 

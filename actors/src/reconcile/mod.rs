@@ -106,8 +106,9 @@ pub struct Difference {
     pub provider_amount: Option<MinorUnit>,
     pub local_amount: Option<MinorUnit>,
     pub detail: String,
-    /// For [`ItemKind::MissingHere`]: the payment to record.
+    /// For [`ItemKind::MissingHere`]: the payment to record, and when the bill says it was paid.
     pub provider_txn_id: Option<String>,
+    pub paid_at: Option<DateTime<Utc>>,
 }
 
 /// Count and total of one side.
@@ -141,7 +142,7 @@ pub fn compare(
 ) -> (Vec<Difference>, Summary) {
     let mut summary = Summary::default();
     let mut differences = Vec::new();
-    let mut billed_payments: BTreeMap<&str, (&str, MinorUnit)> = BTreeMap::new();
+    let mut billed_payments: BTreeMap<&str, (&str, MinorUnit, Option<DateTime<Utc>>)> = BTreeMap::new();
     let mut billed_refunds: BTreeMap<&str, (&str, MinorUnit, &str)> = BTreeMap::new();
     for row in bill {
         match row {
@@ -149,9 +150,10 @@ pub fn compare(
                 out_trade_no,
                 provider_txn_id,
                 amount,
+                paid_at,
             } => {
                 summary.provider_payments.add(*amount);
-                billed_payments.insert(out_trade_no, (provider_txn_id, *amount));
+                billed_payments.insert(out_trade_no, (provider_txn_id, *amount, *paid_at));
             }
             BillRow::Refund {
                 out_trade_no,
@@ -175,7 +177,7 @@ pub fn compare(
     for refund in refunds {
         summary.local_refunds.add(refund.amount);
     }
-    for (out_trade_no, (txn, amount)) in &billed_payments {
+    for (out_trade_no, (txn, amount, paid_at)) in &billed_payments {
         match local_payments.get(*out_trade_no) {
             Some(local) if local.amount != *amount => differences.push(Difference {
                 kind: ItemKind::AmountDiffers,
@@ -185,6 +187,7 @@ pub fn compare(
                 local_amount: Some(local.amount),
                 detail: format!("the bill says {amount}, paywarden recorded {}", local.amount),
                 provider_txn_id: Some((*txn).to_owned()),
+                paid_at: *paid_at,
             }),
             Some(_) => {}
             None => {
@@ -205,6 +208,7 @@ pub fn compare(
                         format!("paid {amount} at the provider (txn {txn}) on a trade paywarden never issued")
                     },
                     provider_txn_id: Some((*txn).to_owned()),
+                    paid_at: *paid_at,
                 });
             }
         }
@@ -223,6 +227,7 @@ pub fn compare(
                     payment.amount, payment.provider_txn_id
                 ),
                 provider_txn_id: Some(payment.provider_txn_id.clone()),
+                paid_at: None,
             });
         }
     }
@@ -240,6 +245,7 @@ pub fn compare(
                 local_amount: None,
                 detail: format!("refund {out_refund_no} of {amount} ({status}) in the bill, unknown here"),
                 provider_txn_id: None,
+                paid_at: None,
             }),
             Some(local) => {
                 let status_differs =
@@ -256,6 +262,7 @@ pub fn compare(
                             local.amount, local.status
                         ),
                         provider_txn_id: None,
+                        paid_at: None,
                     });
                 }
             }
@@ -274,6 +281,7 @@ pub fn compare(
                     refund.refund_no, refund.amount, refund.status
                 ),
                 provider_txn_id: None,
+                paid_at: None,
             });
         }
     }
@@ -495,8 +503,9 @@ async fn compensate(engine: &Engine, run: &reconciliation_runs::Model, differenc
         subject: NotificationSubject::Trade(TradeState::Paid(PaidTrade {
             provider_txn_id: txn.clone(),
             amount,
-            // The bill's own time is the day's; the record says when it was learnt.
-            paid_at: Utc::now(),
+            // As the bill says (so the payment stays on its own day); when it was learnt if the
+            // bill gave no time.
+            paid_at: difference.paid_at.unwrap_or_else(Utc::now),
         })),
         raw: serde_json::json!({"source": "bill", "bill_date": run.bill_date, "out_trade_no": difference.out_trade_no, "transaction_id": txn, "amount": amount}),
     };
@@ -515,6 +524,7 @@ async fn insert_item(
     difference: &Difference,
     action: Option<String>,
 ) -> Result<(), DbErr> {
+    let has_action = action.is_some();
     reconciliation_items::Entity::insert(reconciliation_items::ActiveModel {
         id: NotSet,
         run_id: Set(run_id),
@@ -530,15 +540,21 @@ async fn insert_item(
         resolved_by: Set(None),
         resolution: Set(None),
     })
-    .on_conflict(
-        OnConflict::columns([
+    .on_conflict({
+        let mut conflict = OnConflict::columns([
             reconciliation_items::Column::RunId,
             reconciliation_items::Column::Kind,
             reconciliation_items::Column::Reference,
-        ])
-        .do_nothing()
-        .to_owned(),
-    )
+        ]);
+        // A re-run says what it did this time (a compensation that failed before may have
+        // gone through now); nothing else of the item changes.
+        if has_action {
+            conflict.update_column(reconciliation_items::Column::Action);
+        } else {
+            conflict.do_nothing();
+        }
+        conflict.to_owned()
+    })
     .exec_without_returning(db)
     .await?;
     Ok(())
@@ -693,6 +709,7 @@ mod tests {
             out_trade_no: no.to_string(),
             provider_txn_id: format!("txn{no}"),
             amount: fen(amount),
+            paid_at: None,
         }
     }
 

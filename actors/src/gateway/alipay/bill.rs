@@ -6,7 +6,7 @@
 
 use std::io::Read;
 
-use crate::gateway::bill::{columns, parse_yuan, BillError, BillRow};
+use crate::gateway::bill::{columns, parse_china_time, parse_yuan, BillError, BillRow};
 
 /// The header cell that marks the detail file (the summary file has none).
 const DETAIL_MARK: &str = "支付宝交易号";
@@ -52,12 +52,13 @@ pub fn parse_detail(text: &str) -> Result<Vec<BillRow>, BillError> {
         return Ok(Vec::new());
     };
     let header: Vec<&str> = header.split(',').map(str::trim).collect();
-    let [txn, out_trade_no, kind, amount, request_no] = columns(
+    let [txn, out_trade_no, kind, finished, amount, request_no] = columns(
         &header,
         [
             "支付宝交易号",
             "商户订单号",
             "业务类型",
+            "完成时间",
             "订单金额（元）",
             "退款批次号/请求号",
         ],
@@ -85,6 +86,7 @@ pub fn parse_detail(text: &str) -> Result<Vec<BillRow>, BillError> {
                 out_trade_no: field(out_trade_no).to_owned(),
                 provider_txn_id: field(txn).to_owned(),
                 amount: money()?,
+                paid_at: parse_china_time(field(finished)),
             }),
             "退款" => rows.push(BillRow::Refund {
                 out_trade_no: field(out_trade_no).to_owned(),
@@ -156,6 +158,7 @@ mod tests {
                     out_trade_no: "385000000000000001".into(),
                     provider_txn_id: "2026113022001400001".into(),
                     amount: MinorUnit::new(2999).unwrap(),
+                    paid_at: parse_china_time("2026-11-30 10:00:05"),
                 },
                 BillRow::Refund {
                     out_trade_no: "385000000000000001".into(),

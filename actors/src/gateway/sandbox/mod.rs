@@ -394,6 +394,7 @@ impl Gateway for SandboxGateway {
                         out_trade_no: trade.out_trade_no.to_string(),
                         provider_txn_id: txn.clone(),
                         amount: trade.amount,
+                        paid_at: Some(paid_at),
                     });
                 }
             }

@@ -5,7 +5,7 @@
 
 use sha1::{Digest, Sha1};
 
-use crate::gateway::bill::{columns, parse_yuan, BillError, BillRow};
+use crate::gateway::bill::{columns, parse_china_time, parse_yuan, BillError, BillRow};
 
 /// The first cell of the summary header, where the detail rows end.
 const SUMMARY_HEADER: &str = "总交易单数";
@@ -41,9 +41,10 @@ pub fn parse_trade_bill(text: &str) -> Result<Vec<BillRow>, BillError> {
             None => return Ok(Vec::new()),
         }
     };
-    let [txn, out_trade_no, state, refund_id, out_refund_no, refund_status] = columns(
+    let [time, txn, out_trade_no, state, refund_id, out_refund_no, refund_status] = columns(
         &header,
         [
+            "交易时间",
             "微信订单号",
             "商户订单号",
             "交易状态",
@@ -83,6 +84,7 @@ pub fn parse_trade_bill(text: &str) -> Result<Vec<BillRow>, BillError> {
                 out_trade_no: field(out_trade_no).to_owned(),
                 provider_txn_id: field(txn).to_owned(),
                 amount: money(amount)?,
+                paid_at: parse_china_time(field(time)),
             }),
             "REFUND" => rows.push(BillRow::Refund {
                 out_trade_no: field(out_trade_no).to_owned(),
@@ -125,6 +127,7 @@ mod tests {
                     out_trade_no: "385000000000000001".into(),
                     provider_txn_id: "4200001".into(),
                     amount: MinorUnit::new(2999).unwrap(),
+                    paid_at: parse_china_time("2026-11-30 13:51:31"),
                 },
                 BillRow::Refund {
                     out_trade_no: "385000000000000001".into(),
@@ -142,6 +145,10 @@ mod tests {
         assert_eq!(
             parse_trade_bill("交易时间,商户订单号\n`x,`y\n").unwrap_err(),
             BillError::MissingColumn("微信订单号")
+        );
+        assert_eq!(
+            parse_china_time("2026-11-30 13:51:31").unwrap().to_rfc3339(),
+            "2026-11-30T05:51:31+00:00"
         );
         let bad = BILL.replacen("`0.60%,`29.99,", "`0.60%,`29.9x,", 1);
         assert_ne!(bad, BILL);
