@@ -208,3 +208,39 @@ async fn an_unknown_status_filter_is_a_bad_request_on_every_list() {
         assert!(body.contains("bogus"), "{path}: the page names the value");
     }
 }
+
+/// An order's page lists its refunds, with who asked and what the provider said.
+#[actix_web::test]
+async fn an_order_s_page_lists_its_refunds() {
+    let mut settings = crate::helpers::test_settings(Backend::Postgres).await;
+    settings.anomalies.auto_refund = true;
+    let app = crate::helpers::spawn_app_with(settings).await;
+    let (order_no, pay_no) = app.order_with_attempt("console-refund", 600).await;
+    app.sandbox_pay(&pay_no, true).await;
+    app.wait_for_status(&order_no, "paid", Duration::from_secs(5)).await;
+    let refund = app
+        .post_as(
+            crate::helpers::MERCHANT_A_KEY,
+            &format!("/v1/orders/{order_no}/refunds"),
+            Some(&serde_json::json!({"out_refund_id": "rf-console", "amount": 1000, "reason": "one item back"})),
+        )
+        .await;
+    assert_eq!(refund.status().as_u16(), 201);
+    let refund: serde_json::Value = refund.json().await.unwrap();
+    let refund_no = refund["refund_no"].as_str().unwrap().to_owned();
+    let cookie = sign_in(&app, "alice").await;
+    let started = std::time::Instant::now();
+    loop {
+        let (status, html) = page(&app, &cookie, &format!("/admin/ui/orders/{order_no}")).await;
+        assert_eq!(status, 200);
+        let table = &html[html.find("id=\"refunds\"").expect("a refunds table")..];
+        assert!(table.contains(&refund_no) && table.contains("rf-console") && table.contains("one item back"));
+        assert!(table.contains("merchant:merchant_a"));
+        if table.contains("badge succeeded") {
+            assert!(html.contains("¥10.00"), "the refunded amount is shown");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "not succeeded on the page");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -393,6 +393,13 @@ async fn order_page(
         }
     };
     let order = &detail.order;
+    let refunds = match actors::store::refunds::of_order(&state.db, order.id).await {
+        Ok(refunds) => refunds,
+        Err(err) => {
+            let (code, banner) = refusal(&ApiError::from(err));
+            return render(session, "Order", code, &banner, html! {});
+        }
+    };
     let live = order.status.is_live();
     let mismatched: Vec<_> = detail
         .attempts
@@ -457,6 +464,21 @@ async fn order_page(
                     td class="num" { (attempt.paid_amount.map(|paid| money(paid, attempt.currency)).unwrap_or_default()) }
                     td { (attempt.provider_txn_id.as_deref().unwrap_or("")) }
                     td { (when(attempt.created_at)) }
+                } } }
+            } }
+        }
+        h2 { "Refunds" }
+        @if refunds.is_empty() { p class="muted" { "None." } } @else {
+            p { "Refunded: " strong { (money(order.refunded_amount, order.currency)) } " of the order's payment" }
+            div class="scroll" { table id="refunds" {
+                thead { tr { th { "Refund no" } th { "Their id" } th { "Pay no" } th class="num" { "Amount" } th { "Status" } th { "By" } th { "Reason" } th { "Provider's word" } th { "Created" } } }
+                tbody { @for refund in &refunds { tr {
+                    td { (refund.refund_no) } td { (refund.out_refund_id) } td { (refund.pay_no) }
+                    td class="num" { (money(refund.amount, refund.currency)) }
+                    td { (badge(refund.status.as_str())) }
+                    td { (refund.operator) } td { (refund.reason) }
+                    td { (refund.failure.as_deref().unwrap_or("")) }
+                    td { (when(refund.created_at)) }
                 } } }
             } }
         }
