@@ -44,6 +44,18 @@ impl TestApp {
 }
 
 impl Rig {
+    /// The bill day (China time) of the trade's payment at the simulator: the day its
+    /// reconciliation is for, even when the test runs across midnight.
+    fn bill_day(&self, provider: &str, pay_no: &str) -> String {
+        let china = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+        self.trade(provider, pay_no)
+            .paid_at
+            .expect("paid at the simulator")
+            .with_timezone(&china)
+            .format("%Y-%m-%d")
+            .to_string()
+    }
+
     /// An order of 2999 paid at `provider` (notified); returns (order_no, pay_no).
     async fn paid_order(&self, provider: &str, out_business_id: &str) -> (String, String) {
         let (order_no, attempt) = self.order_with_attempt(provider, out_business_id, 600).await;
@@ -107,7 +119,7 @@ for_each_provider!(
 
 async fn a_clean_day_has_no_difference_and_equal_totals(provider: &str) {
     let rig = rig(RigOptions::default()).await;
-    let (order_no, _) = rig.paid_order(provider, "rec-clean-1").await;
+    let (order_no, pay_no) = rig.paid_order(provider, "rec-clean-1").await;
     rig.paid_order(provider, "rec-clean-2").await;
     let refund = rig
         .app
@@ -136,7 +148,7 @@ async fn a_clean_day_has_no_difference_and_equal_totals(provider: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let run = rig.app.reconcile(provider, &today()).await;
+    let run = rig.app.reconcile(provider, &rig.bill_day(provider, &pay_no)).await;
     assert_eq!(run["status"], "completed", "{run}");
     assert_eq!(run["items"], 0, "{run}");
     assert!(run["differences"].as_array().unwrap().is_empty());
@@ -175,7 +187,8 @@ async fn a_payment_settled_at_the_provider_after_the_order_closed_is_found_and_c
     rig.buyer_pays(provider, "OTHER-DEPLOYMENT-1", json!({"notify": false}))
         .await;
 
-    let run = rig.app.reconcile(provider, &today()).await;
+    let day = rig.bill_day(provider, &pay_no);
+    let run = rig.app.reconcile(provider, &day).await;
     assert_eq!(run["status"], "completed", "{run}");
     assert_eq!(
         kinds(&run),
@@ -199,7 +212,7 @@ async fn a_payment_settled_at_the_provider_after_the_order_closed_is_found_and_c
     assert_eq!(rig.app.outbox_count(&order_no, "order.payment_anomaly").await, 1);
 
     // Again: the payment is recorded now, nothing new is found, nothing recorded twice.
-    let again = rig.app.reconcile(provider, &today()).await;
+    let again = rig.app.reconcile(provider, &day).await;
     assert_eq!(again["id"], run["id"], "one run per provider and day");
     assert_eq!(kinds(&again), kinds(&run));
     assert_eq!(rig.app.outbox_count(&order_no, "order.payment_anomaly").await, 1);
@@ -240,7 +253,8 @@ async fn amount_and_refund_differences_are_items_and_a_rerun_adds_none(provider:
         assert_eq!(adjusted.status().as_u16(), 200);
     }
 
-    let run = rig.app.reconcile(provider, &today()).await;
+    let day = rig.bill_day(provider, &pay_a);
+    let run = rig.app.reconcile(provider, &day).await;
     assert_eq!(
         kinds(&run),
         vec![
@@ -284,7 +298,7 @@ async fn amount_and_refund_differences_are_items_and_a_rerun_adds_none(provider:
     assert_eq!(resolve("again").await.unwrap().status().as_u16(), 409);
 
     // The same day again: the same run, no item twice, the resolution kept.
-    let again = rig.app.reconcile(provider, &today()).await;
+    let again = rig.app.reconcile(provider, &day).await;
     assert_eq!(again["id"], run["id"]);
     assert_eq!(kinds(&again), kinds(&run));
     assert_eq!(again["items"], 2);
@@ -295,11 +309,11 @@ async fn amount_and_refund_differences_are_items_and_a_rerun_adds_none(provider:
 
 async fn a_bill_not_published_yet_is_asked_for_again_until_it_is(provider: &str) {
     let rig = rig(RigOptions::default()).await;
-    rig.paid_order(provider, "rec-wait").await;
+    let (_, pay_no) = rig.paid_order(provider, "rec-wait").await;
     rig.sim_put(&format!("/sim/{provider}/bill-ready"), json!({"ready": false}))
         .await;
 
-    let run = rig.app.reconcile(provider, &today()).await;
+    let run = rig.app.reconcile(provider, &rig.bill_day(provider, &pay_no)).await;
     assert_eq!(run["status"], "waiting", "{run}");
     assert!(run["last_error"].as_str().unwrap().contains("not published"), "{run}");
     assert!(run["next_attempt_at"].is_string());
