@@ -52,6 +52,25 @@ macro_rules! on_both_backends {
 }
 pub(crate) use on_both_backends;
 
+/// Generates one test per real provider (against the simulator) from
+/// `async fn name(provider: &str)`.
+macro_rules! for_each_provider {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[actix_web::test]
+            async fn wechat() {
+                super::$name("wechat").await
+            }
+
+            #[actix_web::test]
+            async fn alipay() {
+                super::$name("alipay").await
+            }
+        }
+    )*};
+}
+pub(crate) use for_each_provider;
+
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,

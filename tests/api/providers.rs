@@ -10,7 +10,9 @@ use paywarden_sim::{shared_test_keys, SimConfig, SimFaults, SimProvider, SimServ
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
-use crate::helpers::{error_code, order_body, spawn_app_with, test_settings, Backend, TestApp, MERCHANT_A_KEY};
+use crate::helpers::{
+    error_code, for_each_provider, order_body, spawn_app_with, test_settings, Backend, TestApp, MERCHANT_A_KEY,
+};
 
 /// paywarden configured for both real providers, pointed at a fresh simulator.
 pub(crate) struct Rig {
@@ -138,22 +140,6 @@ impl Rig {
             .trade(sim_provider(provider), pay_no)
             .expect("the simulator has the trade")
     }
-}
-
-macro_rules! for_each_provider {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[actix_web::test]
-            async fn wechat() {
-                super::$name("wechat").await
-            }
-
-            #[actix_web::test]
-            async fn alipay() {
-                super::$name("alipay").await
-            }
-        }
-    )*};
 }
 
 for_each_provider!(

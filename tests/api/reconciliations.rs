@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{TestApp, ADMIN_TOKEN, MERCHANT_A_KEY};
+use crate::helpers::{for_each_provider, TestApp, ADMIN_TOKEN};
 use crate::providers::{rig, Rig, RigOptions};
 
 /// Today, China time: the bill day of everything a test does.
@@ -56,17 +56,6 @@ impl Rig {
             .to_string()
     }
 
-    /// An order of 2999 paid at `provider` (notified); returns (order_no, pay_no).
-    async fn paid_order(&self, provider: &str, out_business_id: &str) -> (String, String) {
-        let (order_no, attempt) = self.order_with_attempt(provider, out_business_id, 600).await;
-        let pay_no = attempt["pay_no"].as_str().unwrap().to_owned();
-        self.buyer_pays(provider, &pay_no, json!({})).await;
-        self.app
-            .wait_for_status(&order_no, "paid", Duration::from_secs(10))
-            .await;
-        (order_no, pay_no)
-    }
-
     async fn sim_put(&self, path: &str, body: Value) {
         let response = self
             .app
@@ -94,22 +83,6 @@ fn kinds(run: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-macro_rules! for_each_provider {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[actix_web::test]
-            async fn wechat() {
-                super::$name("wechat").await
-            }
-
-            #[actix_web::test]
-            async fn alipay() {
-                super::$name("alipay").await
-            }
-        }
-    )*};
-}
-
 for_each_provider!(
     a_clean_day_has_no_difference_and_equal_totals,
     a_payment_settled_at_the_provider_after_the_order_closed_is_found_and_compensated,
@@ -119,34 +92,16 @@ for_each_provider!(
 
 async fn a_clean_day_has_no_difference_and_equal_totals(provider: &str) {
     let rig = rig(RigOptions::default()).await;
-    let (order_no, pay_no) = rig.paid_order(provider, "rec-clean-1").await;
-    rig.paid_order(provider, "rec-clean-2").await;
-    let refund = rig
-        .app
-        .post_as(
-            MERCHANT_A_KEY,
-            &format!("/v1/orders/{order_no}/refunds"),
-            Some(&json!({"out_refund_id": "rec-clean-r", "amount": 999, "reason": "returned"})),
+    let (order_no, pay_no) = rig.paid(provider, "rec-clean-1").await;
+    rig.paid(provider, "rec-clean-2").await;
+    let refund = rig.app.refund(&order_no, "rec-clean-r", 999).await;
+    rig.app
+        .wait_for_refund(
+            refund["refund_no"].as_str().unwrap(),
+            "succeeded",
+            Duration::from_secs(10),
         )
         .await;
-    assert_eq!(refund.status().as_u16(), 201);
-    let refund: Value = refund.json().await.unwrap();
-    let refund_no = refund["refund_no"].as_str().unwrap();
-    let started = Instant::now();
-    loop {
-        let now: Value = rig
-            .app
-            .get_as(MERCHANT_A_KEY, &format!("/v1/refunds/{refund_no}"))
-            .await
-            .json()
-            .await
-            .unwrap();
-        if now["status"] == "succeeded" {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "{now}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 
     let run = rig.app.reconcile(provider, &rig.bill_day(provider, &pay_no)).await;
     assert_eq!(run["status"], "completed", "{run}");
@@ -220,30 +175,13 @@ async fn a_payment_settled_at_the_provider_after_the_order_closed_is_found_and_c
 
 async fn amount_and_refund_differences_are_items_and_a_rerun_adds_none(provider: &str) {
     let rig = rig(RigOptions::default()).await;
-    let (_, pay_a) = rig.paid_order(provider, "rec-diff-a").await;
-    let (order_b, _) = rig.paid_order(provider, "rec-diff-b").await;
-    let refund = rig
-        .app
-        .post_as(
-            MERCHANT_A_KEY,
-            &format!("/v1/orders/{order_b}/refunds"),
-            Some(&json!({"out_refund_id": "rec-diff-r", "amount": 1000, "reason": "returned"})),
-        )
-        .await;
-    let refund: Value = refund.json().await.unwrap();
+    let (_, pay_a) = rig.paid(provider, "rec-diff-a").await;
+    let (order_b, _) = rig.paid(provider, "rec-diff-b").await;
+    let refund = rig.app.refund(&order_b, "rec-diff-r", 1000).await;
     let refund_no = refund["refund_no"].as_str().unwrap().to_owned();
-    let started = Instant::now();
-    while rig
-        .app
-        .count(&format!(
-            "SELECT COUNT(*) FROM refunds WHERE refund_no = {refund_no} AND status = 'succeeded'"
-        ))
-        .await
-        == 0
-    {
-        assert!(started.elapsed() < Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    rig.app
+        .wait_for_refund(&refund_no, "succeeded", Duration::from_secs(10))
+        .await;
     // The bill says otherwise: 29.98 for payment A, 9.00 for the refund.
     for body in [
         json!({"out_trade_no": pay_a, "amount_fen": 2998}),
@@ -309,7 +247,7 @@ async fn amount_and_refund_differences_are_items_and_a_rerun_adds_none(provider:
 
 async fn a_bill_not_published_yet_is_asked_for_again_until_it_is(provider: &str) {
     let rig = rig(RigOptions::default()).await;
-    let (_, pay_no) = rig.paid_order(provider, "rec-wait").await;
+    let (_, pay_no) = rig.paid(provider, "rec-wait").await;
     rig.sim_put(&format!("/sim/{provider}/bill-ready"), json!({"ready": false}))
         .await;
 

@@ -11,20 +11,20 @@ use paywarden_sim::{SimConfig, SimFaults, SimProvider, SimServer};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    error_code, on_both_backends, order_body, redis_url, spawn_app_with, test_settings, Backend, TestApp, ADMIN_TOKEN,
-    MERCHANT_A_KEY, MERCHANT_B_KEY,
+    error_code, for_each_provider, on_both_backends, order_body, redis_url, spawn_app_with, test_settings, Backend,
+    TestApp, ADMIN_TOKEN, MERCHANT_A_KEY, MERCHANT_B_KEY,
 };
 use crate::providers::{rig, sim_provider, Rig, RigOptions};
 use crate::restart::{free_port, ServiceProcess};
 
 impl TestApp {
-    async fn post_refund(&self, key: &str, order_no: &str, body: &Value) -> reqwest::Response {
+    pub(crate) async fn post_refund(&self, key: &str, order_no: &str, body: &Value) -> reqwest::Response {
         self.post_as(key, &format!("/v1/orders/{order_no}/refunds"), Some(body))
             .await
     }
 
     /// Refunds and expects a 201; returns the refund.
-    async fn refund(&self, order_no: &str, out_refund_id: &str, amount: i64) -> Value {
+    pub(crate) async fn refund(&self, order_no: &str, out_refund_id: &str, amount: i64) -> Value {
         let body = json!({"out_refund_id": out_refund_id, "amount": amount, "reason": "returned"});
         let response = self.post_refund(MERCHANT_A_KEY, order_no, &body).await;
         assert_eq!(response.status().as_u16(), 201, "refund {out_refund_id}");
@@ -37,7 +37,7 @@ impl TestApp {
     }
 
     /// Polls the refund until it is `expected`.
-    async fn wait_for_refund(&self, refund_no: &str, expected: &str, within: Duration) -> Value {
+    pub(crate) async fn wait_for_refund(&self, refund_no: &str, expected: &str, within: Duration) -> Value {
         let started = Instant::now();
         loop {
             let refund: Value = self
@@ -57,7 +57,7 @@ impl TestApp {
         }
     }
 
-    async fn refunds_of(&self, order_no: &str) -> Value {
+    pub(crate) async fn refunds_of(&self, order_no: &str) -> Value {
         let response = self
             .get_as(MERCHANT_A_KEY, &format!("/v1/orders/{order_no}/refunds"))
             .await;
@@ -402,22 +402,6 @@ async fn a_refund_is_retried_with_its_number_until_the_provider_answers() {
 
 // ---- WeChat Pay and Alipay through the simulator ----
 
-macro_rules! for_each_provider {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[actix_web::test]
-            async fn wechat() {
-                super::$name("wechat").await
-            }
-
-            #[actix_web::test]
-            async fn alipay() {
-                super::$name("alipay").await
-            }
-        }
-    )*};
-}
-
 for_each_provider!(
     full_and_partial_refunds_are_made_at_the_provider_and_never_exceed_the_payment,
     the_same_out_refund_id_resent_is_one_refund_at_the_provider,
@@ -427,13 +411,34 @@ for_each_provider!(
 
 impl Rig {
     /// An order of 2999 paid at `provider`; returns (order_no, pay_no).
-    async fn paid(&self, provider: &str, out_business_id: &str) -> (String, String) {
+    pub(crate) async fn paid(&self, provider: &str, out_business_id: &str) -> (String, String) {
         let (order_no, attempt) = self.order_with_attempt(provider, out_business_id, 600).await;
         let pay_no = attempt["pay_no"].as_str().unwrap().to_owned();
         self.buyer_pays(provider, &pay_no, json!({})).await;
         self.app
             .wait_for_status(&order_no, "paid", Duration::from_secs(10))
             .await;
+        (order_no, pay_no)
+    }
+
+    /// A WeChat order that closed unpaid, whose trade WeChat then settled and notified (money
+    /// taken after close); returns (order_no, pay_no) once the notification is sent.
+    async fn wechat_paid_after_close(&self, out_business_id: &str) -> (String, String) {
+        let (order_no, attempt) = self.order_with_attempt("wechat", out_business_id, 2).await;
+        let pay_no = attempt["pay_no"].as_str().unwrap().to_owned();
+        self.app
+            .wait_for_status(&order_no, "closed", Duration::from_secs(10))
+            .await;
+        assert_eq!(
+            self.trade("wechat", &pay_no).state,
+            paywarden_sim::SimTradeState::Closed
+        );
+        let settled = self
+            .control(&format!("/sim/wechat/trades/{pay_no}/settle-silently"), json!({}))
+            .await;
+        assert_eq!(settled.status().as_u16(), 200);
+        // Its notification arrives now.
+        self.buyer_pays("wechat", &pay_no, json!({})).await;
         (order_no, pay_no)
     }
 
@@ -964,16 +969,8 @@ async fn a_refund_interrupted_by_a_hard_kill_completes_once_after_restart() {
 async fn a_wechat_payment_after_close_is_refunded_automatically() {
     let rig = refunding_rig().await;
     let app = &rig.app;
-    let (order_no, attempt) = rig.order_with_attempt("wechat", "wrf-late", 2).await;
-    let pay_no = attempt["pay_no"].as_str().unwrap();
-    app.wait_for_status(&order_no, "closed", Duration::from_secs(10)).await;
-    assert_eq!(rig.trade("wechat", pay_no).state, paywarden_sim::SimTradeState::Closed);
-    let settled = rig
-        .control(&format!("/sim/wechat/trades/{pay_no}/settle-silently"), json!({}))
-        .await;
-    assert_eq!(settled.status().as_u16(), 200);
-    // Its notification arrives now.
-    rig.buyer_pays("wechat", pay_no, json!({})).await;
+    let (order_no, pay_no) = rig.wechat_paid_after_close("wrf-late").await;
+    let pay_no = pay_no.as_str();
     app.wait_for_status(&order_no, "refunded", Duration::from_secs(10))
         .await;
     let list = app.refunds_of(&order_no).await;
@@ -995,14 +992,8 @@ async fn a_refused_automatic_refund_is_sent_again_until_it_succeeds() {
         mode: SimRefundMode::Refuse,
         hang_ms: 0,
     });
-    let (order_no, attempt) = rig.order_with_attempt("wechat", "wrf-auto-refused", 2).await;
-    let pay_no = attempt["pay_no"].as_str().unwrap();
-    app.wait_for_status(&order_no, "closed", Duration::from_secs(10)).await;
-    let settled = rig
-        .control(&format!("/sim/wechat/trades/{pay_no}/settle-silently"), json!({}))
-        .await;
-    assert_eq!(settled.status().as_u16(), 200);
-    rig.buyer_pays("wechat", pay_no, json!({})).await;
+    let (order_no, pay_no) = rig.wechat_paid_after_close("wrf-auto-refused").await;
+    let pay_no = pay_no.as_str();
     app.wait_for_status(&order_no, "paid_after_close", Duration::from_secs(10))
         .await;
     // Refused again and again (NOT_ENOUGH): pending, with the reason, never failed.
