@@ -326,7 +326,15 @@ impl OperatorReason {
     /// # Errors
     /// Empty, too long or with control characters; the message names the limit.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
-        text_field("reason", raw, Self::MAX_CHARS).map(Self)
+        Self::parse_field("reason", raw)
+    }
+
+    /// As [`Self::parse`], for a body that names the text `field` (a resolution's `note`).
+    ///
+    /// # Errors
+    /// As [`Self::parse`], naming `field`.
+    pub fn parse_field(field: &str, raw: &str) -> Result<Self, ValidationError> {
+        text_field(field, raw, Self::MAX_CHARS).map(Self)
     }
 
     pub fn as_str(&self) -> &str {

@@ -283,12 +283,7 @@ pub async fn resolve(
     id: web::Path<i64>,
     body: web::Json<ResolveReconciliationItemBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let note = OperatorReason::parse(&body.into_inner().note).map_err(|err| {
-        ApiError::Validation(ValidationError::new(
-            err.code,
-            err.to_string().replace("reason", "note"),
-        ))
-    })?;
+    let note = OperatorReason::parse_field("note", &body.into_inner().note)?;
     let item = reconcile::resolve_item(&state.db, id.into_inner(), &super::admin::api_operator(), note.as_str())
         .await
         .map_err(|err| match err {

@@ -335,6 +335,18 @@ async fn a_payment_of_another_amount_is_never_refunded_by_itself(backend: Backen
     // Not the order's own payment: the order waits as it was.
     let status: Value = app.get_status(MERCHANT_A_KEY, &order_no).await.json().await.unwrap();
     assert_eq!(status["status"], "stuck");
+    // A payment that went back cannot then pay the order.
+    let accept = app
+        .client
+        .post(app.url(&format!("/admin/orders/{order_no}/accept-payment")))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"pay_no": pay_no, "reason": "accept it after all"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(accept, 422).await, "not_a_mismatched_payment");
+    let status: Value = app.get_status(MERCHANT_A_KEY, &order_no).await.json().await.unwrap();
+    assert_eq!(status["status"], "stuck");
 }
 
 /// Ten requests at once for 2000 each of a 2999 payment: the check and the insert are one
@@ -440,6 +452,27 @@ impl Rig {
         // Its notification arrives now.
         self.buyer_pays("wechat", &pay_no, json!({})).await;
         (order_no, pay_no)
+    }
+
+    /// A paid order whose full refund the provider accepts as processing; returns (order_no,
+    /// pay_no, refund_no) once the refund reached the provider.
+    async fn processing_refund(&self, provider: &str, out_business_id: &str) -> (String, String, String) {
+        let (order_no, pay_no) = self.paid(provider, out_business_id).await;
+        self.sim.set_refund_behaviour(SimRefundBehaviour {
+            mode: SimRefundMode::Processing,
+            hang_ms: 0,
+        });
+        let refund = self.app.refund(&order_no, &format!("{out_business_id}-1"), 2999).await;
+        let refund_no = refund["refund_no"].as_str().unwrap().to_owned();
+        let started = Instant::now();
+        while self.sim.refund(sim_provider(provider), &refund_no).is_none() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the refund never reached {provider}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        (order_no, pay_no, refund_no)
     }
 
     /// The simulator's refunds of trade `pay_no`.
@@ -615,21 +648,8 @@ async fn a_wechat_refund_processing_is_settled_by_its_notification() {
     settings_rig.slow_refund_queries = true;
     let rig = rig(settings_rig).await;
     let app = &rig.app;
-    let (order_no, pay_no) = rig.paid("wechat", "wrf-proc").await;
-    rig.sim.set_refund_behaviour(SimRefundBehaviour {
-        mode: SimRefundMode::Processing,
-        hang_ms: 0,
-    });
-    let refund = app.refund(&order_no, "wrf-proc-1", 2999).await;
-    let refund_no = refund["refund_no"].as_str().unwrap();
-    let started = Instant::now();
-    while rig.sim.refund(SimProvider::Wechat, refund_no).is_none() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the refund never reached WeChat"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (order_no, pay_no, refund_no) = rig.processing_refund("wechat", "wrf-proc").await;
+    let refund_no = refund_no.as_str();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let pending: Value = app
         .get_as(MERCHANT_A_KEY, &format!("/v1/refunds/{refund_no}"))
@@ -681,13 +701,8 @@ async fn a_wechat_refund_processing_is_settled_by_its_notification() {
 async fn an_alipay_refund_not_confirmed_at_once_is_confirmed_by_query() {
     let rig = refunding_rig().await;
     let app = &rig.app;
-    let (order_no, pay_no) = rig.paid("alipay", "arf-proc").await;
-    rig.sim.set_refund_behaviour(SimRefundBehaviour {
-        mode: SimRefundMode::Processing,
-        hang_ms: 0,
-    });
-    let refund = app.refund(&order_no, "arf-proc-1", 2999).await;
-    let refund_no = refund["refund_no"].as_str().unwrap();
+    let (order_no, pay_no, refund_no) = rig.processing_refund("alipay", "arf-proc").await;
+    let refund_no = refund_no.as_str();
     let started = Instant::now();
     while rig
         .sim
@@ -1027,18 +1042,8 @@ async fn a_refused_automatic_refund_is_sent_again_until_it_succeeds() {
 async fn a_wechat_refund_abnormal_stays_pending_with_its_amount_reserved() {
     let rig = refunding_rig().await;
     let app = &rig.app;
-    let (order_no, pay_no) = rig.paid("wechat", "wrf-abnormal").await;
-    rig.sim.set_refund_behaviour(SimRefundBehaviour {
-        mode: SimRefundMode::Processing,
-        hang_ms: 0,
-    });
-    let refund = app.refund(&order_no, "wrf-abnormal-1", 2999).await;
-    let refund_no = refund["refund_no"].as_str().unwrap();
-    let started = Instant::now();
-    while rig.sim.refund(SimProvider::Wechat, refund_no).is_none() {
-        assert!(started.elapsed() < Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (order_no, pay_no, refund_no) = rig.processing_refund("wechat", "wrf-abnormal").await;
+    let refund_no = refund_no.as_str();
     let abnormal = rig
         .control(
             &format!("/sim/wechat/refunds/{refund_no}/complete"),

@@ -35,7 +35,7 @@ use crate::outbox::Wake;
 use crate::retry::RetrySchedule;
 use crate::settings::{check, Invalid};
 use crate::store::refunds::{self as store, RefundOutcome, Settled};
-use crate::store::transitions::Receipt;
+use crate::store::transitions::{self, Receipt};
 use crate::store::Operator;
 
 /// Refunds stepped per cycle.
@@ -346,7 +346,7 @@ pub async fn apply_notice(
             reason: format!("{code}: {message}"),
         },
         RefundState::Processing { .. } | RefundState::NotFound => {
-            let fresh = store::record_receipt(&deps.db, &refund, &receipt).await?;
+            let fresh = transitions::record_receipt_only(&deps.db, refund.order_id, &receipt).await?;
             return Ok(if fresh {
                 NotifyOutcome::Ignored
             } else {

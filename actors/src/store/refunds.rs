@@ -546,22 +546,6 @@ pub async fn note_refusal<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Records a refund notification that changes nothing (a `PROCESSING`, say). Returns false
-/// when it was seen before.
-///
-/// # Errors
-/// A database error.
-pub async fn record_receipt(
-    db: &DatabaseConnection,
-    refund: &refunds::Model,
-    receipt: &Receipt,
-) -> Result<bool, OrderError> {
-    let txn = db.begin().await?;
-    let fresh = insert_receipt(&txn, receipt, refund.order_id, Utc::now()).await?;
-    txn.commit().await?;
-    Ok(fresh)
-}
-
 /// One refund; a merchant sees only its own.
 ///
 /// # Errors
