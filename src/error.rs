@@ -6,6 +6,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use actors::domain::ValidationError;
+use actors::gateway::GatewayError;
 use actors::OrderError;
 use serde::Serialize;
 
@@ -300,6 +301,11 @@ pub const ERROR_CODES: &[ErrorCode] = &[
         "the order's actor did not answer in time; retry",
     ),
     code(
+        "provider_busy",
+        StatusCode::SERVICE_UNAVAILABLE,
+        "this service's budget of calls to the provider (rate or calls in flight) is spent; nothing was written; retry after Retry-After seconds",
+    ),
+    code(
         "provider_unreachable",
         StatusCode::SERVICE_UNAVAILABLE,
         "the payment provider could not be reached; the order stays open and is retried",
@@ -320,6 +326,17 @@ impl ApiError {
         }
     }
 
+    /// When a retry may succeed, for a `Retry-After` header: whole seconds, at least one.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            ApiError::Order(OrderError::Gateway(GatewayError::Busy { retry_after })) => {
+                let whole = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                Some(std::time::Duration::from_secs(whole.max(1)))
+            }
+            _ => None,
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthorized => "unauthorized",
@@ -334,6 +351,9 @@ impl ApiError {
     /// The message a client may read: nothing internal.
     pub fn public_message(&self) -> String {
         match self {
+            ApiError::Order(OrderError::Gateway(GatewayError::Busy { .. })) => {
+                "the payment provider is at its call limit; nothing was written; retry after Retry-After seconds".to_owned()
+            }
             ApiError::Order(OrderError::Gateway(_)) => {
                 "the payment provider failed; its answer is in the service log under request_id".to_owned()
             }
@@ -355,6 +375,7 @@ fn order_code(err: &OrderError) -> &'static str {
         OrderError::Expired => "order_expired",
         OrderError::ProviderUnavailable(_) => "provider_unavailable",
         OrderError::CurrencyNotAccepted { .. } => "currency_not_accepted",
+        OrderError::Gateway(GatewayError::Busy { .. }) => "provider_busy",
         OrderError::Gateway(_) => "provider_error",
         OrderError::Concurrent => "concurrent_update",
         OrderError::Id(_) | OrderError::Db(_) => "internal_error",
@@ -382,6 +403,7 @@ fn order_status(err: &OrderError) -> StatusCode {
         | OrderError::Expired
         | OrderError::Concurrent
         | OrderError::CloseNotPossibleYet => StatusCode::CONFLICT,
+        OrderError::Gateway(GatewayError::Busy { .. }) => StatusCode::SERVICE_UNAVAILABLE,
         OrderError::Gateway(_) => StatusCode::BAD_GATEWAY,
         OrderError::Id(_) | OrderError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
         OrderError::Unavailable | OrderError::ProviderUnreachable => StatusCode::SERVICE_UNAVAILABLE,
@@ -410,6 +432,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(status);
         if matches!(self, ApiError::Unauthorized) {
             response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if let Some(after) = self.retry_after() {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, after.as_secs().to_string()));
         }
         response.json(ErrorBody {
             error: ErrorDetail {

@@ -1,7 +1,6 @@
 //! The engine's Prometheus metrics. Registered once in the service's registry at start-up and
 //! shared (behind an `Arc`) by the order actors, which are the only writers.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
@@ -12,10 +11,10 @@ pub struct EngineMetrics {
     pub notifications: IntCounterVec,
     pub timer_lateness: Histogram,
     pub live_actors: IntGauge,
+    /// Order actors whose timer is armed (started; a benchmark waits on it after a restart).
+    pub armed_timers: IntGauge,
     /// Refund steps by outcome: succeeded, failed, processing, uncertain, resent.
     pub refund_steps: IntCounterVec,
-    /// Every timer's lateness in µs, when a benchmark asks for exact percentiles.
-    pub lateness_samples: Option<Arc<std::sync::Mutex<Vec<i64>>>>,
 }
 
 impl EngineMetrics {
@@ -42,6 +41,7 @@ impl EngineMetrics {
                     .buckets(vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
             )?,
             live_actors: IntGauge::new("order_actors_live", "Order actors running")?,
+            armed_timers: IntGauge::new("order_timers_armed", "Order actors started with their timer armed")?,
             refund_steps: IntCounterVec::new(
                 Opts::new(
                     "refund_steps_total",
@@ -49,12 +49,12 @@ impl EngineMetrics {
                 ),
                 &["outcome"],
             )?,
-            lateness_samples: None,
         };
         registry.register(Box::new(metrics.expiry_outcomes.clone()))?;
         registry.register(Box::new(metrics.notifications.clone()))?;
         registry.register(Box::new(metrics.timer_lateness.clone()))?;
         registry.register(Box::new(metrics.live_actors.clone()))?;
+        registry.register(Box::new(metrics.armed_timers.clone()))?;
         registry.register(Box::new(metrics.refund_steps.clone()))?;
         Ok(metrics)
     }
@@ -62,11 +62,5 @@ impl EngineMetrics {
     pub fn observe_timer_lateness(&self, late_us: i64) {
         let late = Duration::from_micros(u64::try_from(late_us).unwrap_or(0));
         self.timer_lateness.observe(late.as_secs_f64());
-        if let Some(samples) = &self.lateness_samples {
-            samples
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .push(late_us);
-        }
     }
 }

@@ -15,7 +15,7 @@ use actors::gateway::{
 use actors::ids::Snowflake;
 use actors::metrics::EngineMetrics;
 use actors::order::expiry::ExpirySettings;
-use actors::provider::ProviderClient;
+use actors::provider::{Admission, ProviderClient};
 use actors::store::{Created, Operator};
 use async_trait::async_trait;
 use entities::{orders, payment_attempts, AttemptStatus, Currency, MinorUnit, OrderId, OrderStatus, PayNo, Provider};
@@ -95,7 +95,16 @@ impl ProviderClient for FakeProvider {
         Ok(CloseOutcome::Closed)
     }
 
-    async fn create_qr(&self, _provider: Provider, request: QrRequest) -> Result<QrCreated, GatewayError> {
+    fn admit(&self, _provider: Provider) -> Result<Admission, GatewayError> {
+        Ok(Admission::unlimited())
+    }
+
+    async fn create_qr(
+        &self,
+        _provider: Provider,
+        request: QrRequest,
+        _admission: Admission,
+    ) -> Result<QrCreated, GatewayError> {
         self.called("create_qr")?;
         Ok(QrCreated {
             code_url: format!("fake://{}", request.pay_no),

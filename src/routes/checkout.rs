@@ -243,7 +243,7 @@ pub async fn events(
         "invalid_json", "invalid_query", "invalid_checkout_link", "checkout_link_expired", "order_not_pending",
         "order_expired", "concurrent_update", "payload_too_large", "unsupported_media_type", "unknown_provider",
         "provider_unavailable", "currency_not_accepted", "internal_error", "provider_error", "service_unavailable",
-        "provider_unreachable"
+        "provider_unreachable", "provider_busy"
     ]))),
 )]
 #[tracing::instrument(name = "checkout payment", skip_all, fields(order_no = %order_no))]

@@ -5,7 +5,7 @@
 //! fields are the field descriptions clients read. The `entities` enums are described by
 //! [`schema`], from their own variants, so `entities` needs no knowledge of the document.
 
-use actors::domain::{ItemRequest, OrderRequest};
+use actors::domain::{ItemRequest, NewItem, OrderRequest};
 use actors::store::OrderDetail;
 use chrono::{DateTime, Utc};
 use entities::{
@@ -272,6 +272,31 @@ impl OrderResponse {
                 .collect(),
             logs: with_logs.then(|| logs.into_iter().map(LogResponse::from).collect()),
         }
+    }
+}
+
+impl OrderResponse {
+    /// A just-created order as it was written (its items are the request's, in order; it has
+    /// no attempt yet), without reading it back.
+    pub fn created(order: orders::Model, items: &[NewItem], links: &Links) -> Self {
+        let detail = OrderDetail {
+            order,
+            items: Vec::new(),
+            attempts: Vec::new(),
+            logs: Vec::new(),
+        };
+        let mut response = Self::from_detail(detail, links, false);
+        response.items = items
+            .iter()
+            .map(|item| ItemResponse {
+                sku_id: item.sku_id.clone(),
+                name: item.name.clone(),
+                unit_price: item.unit_price,
+                quantity: item.quantity,
+                amount: item.amount,
+            })
+            .collect();
+        response
     }
 }
 

@@ -56,10 +56,16 @@ pub async fn create(
     };
     tracing::Span::current().record("order_no", order.order_no.as_str());
     state.metrics.orders_created.with_label_values(&[outcome]).inc();
-    let detail = query::find_order_detail(&state.db, &merchant, &order.order_no)
-        .await?
-        .ok_or(ApiError::NotFound("order"))?;
-    Ok(HttpResponse::build(status).json(OrderResponse::from_detail(detail, &state.links, false)))
+    let response = if status == actix_web::http::StatusCode::CREATED {
+        OrderResponse::created(order, &new_order.items, &state.links)
+    } else {
+        // A replay answers with the order as it is now (it may have attempts, or be final).
+        let detail = query::find_order_detail(&state.db, &merchant, &order.order_no)
+            .await?
+            .ok_or(ApiError::NotFound("order"))?;
+        OrderResponse::from_detail(detail, &state.links, false)
+    };
+    Ok(HttpResponse::build(status).json(response))
 }
 
 /// `GET /v1/orders/{order_no}`: the order with items and payments.

@@ -29,7 +29,8 @@ const QR_MIN_SIDE_PIXELS: u32 = 256;
     extensions(("x-error-codes" = json!([
         "invalid_json", "unauthorized", "not_found", "order_not_pending", "order_expired", "concurrent_update",
         "payload_too_large", "unsupported_media_type", "unknown_provider", "provider_unavailable",
-        "currency_not_accepted", "internal_error", "provider_error", "service_unavailable", "provider_unreachable"
+        "currency_not_accepted", "internal_error", "provider_error", "service_unavailable", "provider_unreachable",
+        "provider_busy"
     ]))),
 )]
 #[tracing::instrument(name = "start payment", skip_all, fields(merchant_id = %merchant.as_str(), order_no = %order_no))]

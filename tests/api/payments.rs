@@ -193,3 +193,48 @@ async fn an_attempt_change_and_an_order_transition_take_their_locks_in_the_same_
     let detail = app.admin_order(&order_no).await;
     assert_eq!(detail["payments"][0]["status"], "closed");
 }
+
+/// Before the fix an attempt beyond the provider's rate limit waited for the limiter, then for
+/// the call: clients got their QR code seconds late or, past the reply timeout, a 502
+/// "provider call timed out" with a failed attempt written.
+#[actix_web::test]
+async fn an_attempt_beyond_the_provider_budget_is_refused_at_once_with_retry_after_and_writes_nothing() {
+    // Arrange: a sandbox that may be called twice a second; twelve orders.
+    let mut settings = crate::helpers::test_settings(Backend::Postgres).await;
+    settings.providers.sandbox.calls.rate_per_second = 2;
+    settings.expiry.provider_reply_timeout = std::time::Duration::from_millis(1500);
+    let app = crate::helpers::spawn_app_with(settings).await;
+    let mut order_nos = Vec::new();
+    for n in 0..12 {
+        let order = app.create_order(&order_body(&format!("busy-{n}"))).await;
+        order_nos.push(order["order_no"].as_str().unwrap().to_owned());
+    }
+    let before = app.row_counts().await;
+
+    // Act: all twelve attempts at once.
+    let started = std::time::Instant::now();
+    let responses =
+        futures::future::join_all(order_nos.iter().map(|order_no| app.post_payment(MERCHANT_A_KEY, order_no, "sandbox")))
+            .await;
+    let elapsed = started.elapsed();
+
+    // Assert: the burst's two get their code, the rest a prompt 503 saying when to come back.
+    let (mut created, mut busy) = (0, 0);
+    for response in responses {
+        match response.status().as_u16() {
+            201 => created += 1,
+            503 => {
+                let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+                assert!((1..=2).contains(&retry_after), "Retry-After {retry_after}");
+                assert_eq!(error_code(response, 503).await, "provider_busy");
+                busy += 1;
+            }
+            other => panic!("status {other}: {}", response.text().await.unwrap()),
+        }
+    }
+    assert_eq!(created, 2, "the burst of the rate limit");
+    assert_eq!(busy, 10);
+    assert!(elapsed < std::time::Duration::from_millis(1500), "answered within the reply timeout: {elapsed:?}");
+    let after = app.row_counts().await;
+    assert_eq!(after.payment_attempts, before.payment_attempts + 2, "a refused attempt writes nothing");
+}

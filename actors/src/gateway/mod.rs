@@ -197,6 +197,10 @@ pub enum GatewayError {
     NotConfigured(Provider),
     #[error("provider circuit is open after repeated failures")]
     CircuitOpen,
+    /// This service's own budget of calls to the provider (rate or calls in flight) is spent;
+    /// a call may succeed after `retry_after`. Nothing was sent.
+    #[error("provider call budget spent; retry after {retry_after:?}")]
+    Busy { retry_after: std::time::Duration },
     #[error("provider call crashed; the provider actor restarted")]
     Crashed,
 }
@@ -226,6 +230,7 @@ impl GatewayError {
             | GatewayError::Transport(_)
             | GatewayError::RateLimited
             | GatewayError::CircuitOpen
+            | GatewayError::Busy { .. }
             | GatewayError::Crashed => true,
             GatewayError::Provider { retryable, .. } => *retryable,
             GatewayError::Verification(_) | GatewayError::NotConfigured(_) => false,

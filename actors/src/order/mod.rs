@@ -205,6 +205,7 @@ impl Actor for OrderActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         let fire_at = self.fire_at_ms;
         self.arm(ctx, fire_at);
+        self.deps.metrics.armed_timers.inc();
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
@@ -212,6 +213,7 @@ impl Actor for OrderActor {
             registry.remove(self.id);
         }
         self.deps.metrics.live_actors.dec();
+        self.deps.metrics.armed_timers.dec();
     }
 }
 
@@ -329,8 +331,10 @@ impl Handler<StartAttempt> for OrderActor {
                 if !deps.providers.has(provider) {
                     return Err(OrderError::ProviderUnavailable(provider));
                 }
-                attempts::start_attempt(&deps.db, &deps.ids, provider, &order, &msg.operator, |request| {
-                    deps.providers.create_qr(provider, request)
+                attempts::start_attempt(&deps.db, &deps.ids, provider, &order, &msg.operator, || {
+                    deps.providers.admit(provider)
+                }, |request, admission| {
+                    deps.providers.create_qr(provider, request, admission)
                 })
                 .await
             }

@@ -277,6 +277,9 @@ async fn cycle(core: &RelayCore) -> Result<bool, DbErr> {
     Ok(fanned == core.settings.batch_size || claimed_count == claim_limit(core))
 }
 
+/// Delivery rows per INSERT (SQLite allows 32,766 bound values; a row binds 10).
+const DELIVERY_ROWS_PER_INSERT: usize = 1_000;
+
 /// Creates the delivery rows of events not yet fanned out: one per enabled subscriber that
 /// wants the event's type and may receive its merchant's events. Returns the events handled.
 async fn fan_out(core: &RelayCore) -> Result<u64, DbErr> {
@@ -294,47 +297,67 @@ async fn fan_out(core: &RelayCore) -> Result<u64, DbErr> {
         .all(&core.db)
         .await?;
     let now = Utc::now();
-    let txn = core.db.begin().await?;
+    let mut rows: Vec<outbox_deliveries::ActiveModel> = Vec::new();
+    // Events nobody wants (nothing to wait for: published at once), and the others.
+    let (mut unwanted, mut wanted) = (Vec::new(), Vec::new());
     for event in &events {
-        let rows: Vec<outbox_deliveries::ActiveModel> = subscribers
-            .iter()
-            // A scoped subscriber gets its own merchant's events only; a global one every event.
-            .filter(|s| s.wants(&event.event_type) && s.may_receive(&event.merchant_id))
-            .map(|s| outbox_deliveries::ActiveModel {
-                id: NotSet,
-                outbox_id: Set(event.id),
-                order_id: Set(event.order_id),
-                subscriber_id: Set(s.id.clone()),
-                status: Set(DeliveryStatus::Pending),
-                attempts: Set(0),
-                next_attempt_at: Set(now),
-                lease_until: Set(None),
-                last_error: Set(None),
-                delivered_at: Set(None),
-                created_at: Set(now),
-            })
-            .collect();
-        let mut update = outbox::Entity::update_many()
-            .col_expr(outbox::Column::FannedOutAt, Expr::value(now))
-            .filter(outbox::Column::Id.eq(event.id));
-        if rows.is_empty() {
-            // Nobody wants it: nothing to wait for.
-            update = update.col_expr(outbox::Column::PublishedAt, Expr::value(now));
+        let before = rows.len();
+        rows.extend(
+            subscribers
+                .iter()
+                // A scoped subscriber gets its own merchant's events only; a global one every event.
+                .filter(|s| s.wants(&event.event_type) && s.may_receive(&event.merchant_id))
+                .map(|s| outbox_deliveries::ActiveModel {
+                    id: NotSet,
+                    outbox_id: Set(event.id),
+                    order_id: Set(event.order_id),
+                    subscriber_id: Set(s.id.clone()),
+                    status: Set(DeliveryStatus::Pending),
+                    attempts: Set(0),
+                    next_attempt_at: Set(now),
+                    lease_until: Set(None),
+                    last_error: Set(None),
+                    delivered_at: Set(None),
+                    created_at: Set(now),
+                }),
+        );
+        if rows.len() == before {
+            unwanted.push(event.id);
         } else {
-            // Another relay may have fanned this event out a moment ago: keep its rows.
-            outbox_deliveries::Entity::insert_many(rows)
-                .on_conflict(
-                    OnConflict::columns([
-                        outbox_deliveries::Column::OutboxId,
-                        outbox_deliveries::Column::SubscriberId,
-                    ])
-                    .do_nothing()
-                    .to_owned(),
-                )
-                .exec_without_returning(&txn)
-                .await?;
+            wanted.push(event.id);
         }
-        update.exec(&txn).await?;
+    }
+    // One statement per kind for the whole batch, not one per event: under load the relay
+    // must cost a fraction of the writes that produced the events.
+    let txn = core.db.begin().await?;
+    for chunk in rows.chunks(DELIVERY_ROWS_PER_INSERT) {
+        // Another relay may have fanned these events out a moment ago: keep its rows.
+        outbox_deliveries::Entity::insert_many(chunk.to_vec())
+            .on_conflict(
+                OnConflict::columns([
+                    outbox_deliveries::Column::OutboxId,
+                    outbox_deliveries::Column::SubscriberId,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+    }
+    if !wanted.is_empty() {
+        outbox::Entity::update_many()
+            .col_expr(outbox::Column::FannedOutAt, Expr::value(now))
+            .filter(outbox::Column::Id.is_in(wanted))
+            .exec(&txn)
+            .await?;
+    }
+    if !unwanted.is_empty() {
+        outbox::Entity::update_many()
+            .col_expr(outbox::Column::FannedOutAt, Expr::value(now))
+            .col_expr(outbox::Column::PublishedAt, Expr::value(now))
+            .filter(outbox::Column::Id.is_in(unwanted))
+            .exec(&txn)
+            .await?;
     }
     txn.commit().await?;
     Ok(u64::try_from(events.len()).unwrap_or(u64::MAX))

@@ -6,13 +6,14 @@
 //! timeout on every reply.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{MailboxError, Recipient};
 use async_trait::async_trait;
 use entities::{PayNo, Provider};
 
-use super::{CloseTrade, CreateQr, FetchBill, QueryRefund, QueryTrade, RefundTrade};
+use super::{Admission, CallLimits, CloseTrade, CreateQr, FetchBill, QueryRefund, QueryTrade, RefundTrade};
 use crate::gateway::bill::BillFetch;
 use crate::gateway::{CloseOutcome, GatewayError, QrCreated, QrRequest, RefundAnswer, RefundRequest, TradeQuery};
 
@@ -29,8 +30,20 @@ pub trait ProviderClient: Send + Sync {
     /// Closes a trade at the provider so it can no longer be paid.
     async fn close(&self, provider: Provider, pay_no: PayNo) -> Result<CloseOutcome, GatewayError>;
 
-    /// Creates a QR-code trade.
-    async fn create_qr(&self, provider: Provider, request: QrRequest) -> Result<QrCreated, GatewayError>;
+    /// Admits one payment attempt within the provider's call budget now, before anything is
+    /// written, or refuses it at once ([`GatewayError::Busy`]).
+    ///
+    /// # Errors
+    /// [`GatewayError::Busy`] (budget spent), [`GatewayError::NotConfigured`].
+    fn admit(&self, provider: Provider) -> Result<Admission, GatewayError>;
+
+    /// Creates a QR-code trade, within the budget `admission` holds.
+    async fn create_qr(
+        &self,
+        provider: Provider,
+        request: QrRequest,
+        admission: Admission,
+    ) -> Result<QrCreated, GatewayError>;
 
     /// Refunds (part of) a paid trade.
     async fn refund(&self, provider: Provider, request: RefundRequest) -> Result<RefundAnswer, GatewayError>;
@@ -51,11 +64,13 @@ pub struct ProviderMailboxes {
     pub refund: Recipient<RefundTrade>,
     pub query_refund: Recipient<QueryRefund>,
     pub bill: Recipient<FetchBill>,
+    /// The provider's call budget, shared with its actor.
+    pub limits: Arc<CallLimits>,
 }
 
 impl ProviderMailboxes {
-    /// The mailboxes of one actor that handles every provider message.
-    pub fn of<A>(addr: &actix::Addr<A>) -> Self
+    /// The mailboxes of one actor that handles every provider message, and its call budget.
+    pub fn of<A>(addr: &actix::Addr<A>, limits: Arc<CallLimits>) -> Self
     where
         A: actix::Actor<Context = actix::Context<A>>
             + actix::Handler<QueryTrade>
@@ -72,6 +87,7 @@ impl ProviderMailboxes {
             refund: addr.clone().recipient(),
             query_refund: addr.clone().recipient(),
             bill: addr.clone().recipient(),
+            limits,
         }
     }
 }
@@ -114,9 +130,18 @@ impl ProviderClient for Providers {
         flatten(mailbox.send(CloseTrade(pay_no)).timeout(self.reply_timeout).await)
     }
 
-    async fn create_qr(&self, provider: Provider, request: QrRequest) -> Result<QrCreated, GatewayError> {
+    fn admit(&self, provider: Provider) -> Result<Admission, GatewayError> {
+        self.mailboxes(provider)?.limits.admit()
+    }
+
+    async fn create_qr(
+        &self,
+        provider: Provider,
+        request: QrRequest,
+        admission: Admission,
+    ) -> Result<QrCreated, GatewayError> {
         let mailbox = self.mailboxes(provider)?.create_qr.clone();
-        flatten(mailbox.send(CreateQr(request)).timeout(self.reply_timeout).await)
+        flatten(mailbox.send(CreateQr(request, admission)).timeout(self.reply_timeout).await)
     }
 
     async fn refund(&self, provider: Provider, request: RefundRequest) -> Result<RefundAnswer, GatewayError> {

@@ -6,10 +6,11 @@ use entities::PayNo;
 
 use crate::gateway::{CloseOutcome, GatewayError, QrCreated, QrRequest, RefundAnswer, RefundRequest, TradeQuery};
 
-/// Create a QR-code trade. Replies with the `code_url`, or the provider's refusal.
+/// Create a QR-code trade, within the budget the client admitted it to. Replies with the
+/// `code_url`, or the provider's refusal.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<QrCreated, GatewayError>")]
-pub struct CreateQr(pub QrRequest);
+pub struct CreateQr(pub QrRequest, pub super::Admission);
 
 /// Ask the provider for a trade's state (the seeds' active query).
 #[derive(Debug, Message)]

@@ -1,9 +1,10 @@
 //! The provider actor: one per configured provider, under an actix `Supervisor`.
 //!
 //! It owns the *manners* of talking to a provider, so order actors never need to: a timeout on
-//! every call, a bound on calls in flight, a per-provider rate limit (`governor`), quick
-//! retries of transient failures with backoff and jitter, and a circuit breaker that fails fast
-//! while the provider is down.
+//! every call, a bound on calls in flight and a per-provider rate limit (`governor`), shared
+//! by two lanes ([`limits`]: payment attempts admitted now or refused at once, background calls
+//! queued behind their own share), quick retries of transient failures with backoff and
+//! jitter, and a circuit breaker that fails fast while the provider is down.
 //!
 //! A call that panics inside the gateway is caught: its caller gets [`GatewayError::Crashed`]
 //! and the actor stops, which makes the supervisor restart it with a fresh breaker. Requests in
@@ -12,10 +13,10 @@
 
 pub mod breaker;
 pub mod client;
+pub mod limits;
 pub mod messages;
 
 use std::future::Future;
-use std::num::NonZeroU32;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,11 +24,10 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures::FutureExt;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use tokio::sync::Semaphore;
 
 pub use breaker::CircuitBreaker;
 pub use client::{ProviderClient, ProviderMailboxes, Providers};
+pub use limits::{Admission, CallLimits};
 pub use messages::{CloseTrade, CreateQr, FetchBill, QueryRefund, QueryTrade, RefundTrade};
 
 use crate::gateway::{CloseOutcome, Gateway, GatewayError, QrCreated, RefundAnswer, TradeQuery};
@@ -42,10 +42,14 @@ pub struct ProviderCallSettings {
     /// Limit of one call to the provider, retries not included.
     #[serde(rename = "timeout_milliseconds", with = "crate::settings::millis")]
     pub timeout: Duration,
-    /// Calls in flight at once; more wait their turn.
+    /// Calls in flight at once; more wait their turn (a payment attempt is refused instead).
     pub max_concurrency: usize,
     /// Calls started per second (the burst is the same number).
     pub rate_per_second: u32,
+    /// The share (1..=100) of the rate and of the calls in flight that background calls
+    /// (expiry, refunds, bills) may take; the rest is always free for payment attempts.
+    #[serde(default = "default_background_share")]
+    pub background_share_percent: u32,
     /// Quick retries of a transient failure inside one request.
     pub retries: u32,
     /// Pause before the first quick retry...
@@ -82,6 +86,12 @@ impl ProviderCallSettings {
         check(self.max_concurrency > 0, section, "max_concurrency", "must be positive")?;
         check(self.rate_per_second > 0, section, "rate_per_second", "must be positive")?;
         check(
+            (1..=100).contains(&self.background_share_percent),
+            section,
+            "background_share_percent",
+            "must be between 1 and 100",
+        )?;
+        check(
             self.retries == 0 || (!self.retry_min_delay.is_zero() && self.retry_min_delay <= self.retry_max_delay),
             section,
             "retry_min_delay_milliseconds",
@@ -102,6 +112,10 @@ impl ProviderCallSettings {
     }
 }
 
+fn default_background_share() -> u32 {
+    80
+}
+
 /// One per configured provider, under an actix `Supervisor`, on its own thread. Owns the
 /// provider's [`Gateway`] and the protections around every call to it: rate limit, concurrency
 /// bound, timeout, retries with backoff, circuit breaker. Order actors reach it only through a
@@ -109,8 +123,9 @@ impl ProviderCallSettings {
 pub struct ProviderActor {
     gateway: Arc<dyn Gateway>,
     settings: ProviderCallSettings,
-    limiter: Arc<DefaultDirectRateLimiter>,
-    permits: Arc<Semaphore>,
+    /// Shared with the [`ProviderClient`], which admits payment attempts before they are
+    /// written.
+    limits: Arc<CallLimits>,
     /// Shared with the calls in flight, which record their outcome in it. A std mutex: every
     /// critical section is a few field updates.
     breaker: Arc<Mutex<CircuitBreaker>>,
@@ -120,11 +135,9 @@ pub struct ProviderActor {
 
 impl ProviderActor {
     pub fn new(gateway: Arc<dyn Gateway>, settings: ProviderCallSettings) -> Self {
-        let rate = NonZeroU32::new(settings.rate_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
         Self {
             gateway,
-            limiter: Arc::new(RateLimiter::direct(Quota::per_second(rate))),
-            permits: Arc::new(Semaphore::new(settings.max_concurrency.max(1))),
+            limits: Arc::new(CallLimits::new(&settings)),
             breaker: Arc::new(Mutex::new(CircuitBreaker::new(
                 settings.breaker_failure_threshold,
                 settings.breaker_open_for,
@@ -144,31 +157,42 @@ impl ProviderActor {
         self.restarts.clone()
     }
 
-    /// Runs `op` with the rate limit, concurrency bound, timeout, breaker and retries.
-    fn call<T, F, Fut>(&self, op: F) -> ResponseActFuture<Self, Result<T, GatewayError>>
+    pub fn limits(&self) -> Arc<CallLimits> {
+        self.limits.clone()
+    }
+
+    /// Runs `op` with the timeout, breaker and retries, within the call budget: `admitted`
+    /// (a payment attempt, admitted by the client before anything was written) or a turn in
+    /// the background lane, waited for here.
+    fn call<T, F, Fut>(&self, admitted: Option<Admission>, op: F) -> ResponseActFuture<Self, Result<T, GatewayError>>
     where
         T: 'static,
         F: Fn(Arc<dyn Gateway>) -> Fut + 'static,
         Fut: Future<Output = Result<T, GatewayError>> + 'static,
     {
         let gateway = self.gateway.clone();
-        let limiter = self.limiter.clone();
-        let permits = self.permits.clone();
+        let limits = self.limits.clone();
         let breaker = self.breaker.clone();
         let settings = self.settings.clone();
         let work = async move {
+            if !lock(&breaker).allow(Instant::now()) {
+                return Err(GatewayError::CircuitOpen);
+            }
+            let _admission = match admitted {
+                Some(admission) => admission,
+                None => limits.wait().await?,
+            };
             let mut attempt = 0;
             loop {
-                if !lock(&breaker).allow(Instant::now()) {
-                    return Err(GatewayError::CircuitOpen);
+                if attempt > 0 {
+                    if !lock(&breaker).allow(Instant::now()) {
+                        return Err(GatewayError::CircuitOpen);
+                    }
+                    limits.retry_ready().await;
                 }
-                limiter.until_ready().await;
-                let outcome = {
-                    let _permit = permits.acquire().await.map_err(|_| GatewayError::Crashed)?;
-                    AssertUnwindSafe(tokio::time::timeout(settings.timeout, op(gateway.clone())))
-                        .catch_unwind()
-                        .await
-                };
+                let outcome = AssertUnwindSafe(tokio::time::timeout(settings.timeout, op(gateway.clone())))
+                    .catch_unwind()
+                    .await;
                 let result = match outcome {
                     Err(_panic) => {
                         lock(&breaker).on_failure(Instant::now());
@@ -212,8 +236,10 @@ pub fn start_providers(
     let mut mailboxes = std::collections::HashMap::new();
     for provider in gateways.providers() {
         if let (Some(gateway), Some(settings)) = (gateways.get(provider), calls.get(&provider)) {
-            let addr = ProviderActor::new(gateway.clone(), settings.clone()).start_supervised();
-            mailboxes.insert(provider, ProviderMailboxes::of(&addr));
+            let actor = ProviderActor::new(gateway.clone(), settings.clone());
+            let limits = actor.limits();
+            let addr = actor.start_supervised();
+            mailboxes.insert(provider, ProviderMailboxes::of(&addr, limits));
         }
     }
     Providers::new(mailboxes, reply_timeout)
@@ -243,8 +269,8 @@ impl Handler<CreateQr> for ProviderActor {
     type Result = ResponseActFuture<Self, Result<QrCreated, GatewayError>>;
 
     fn handle(&mut self, msg: CreateQr, _ctx: &mut Self::Context) -> Self::Result {
-        let request = msg.0;
-        self.call(move |gateway| {
+        let CreateQr(request, admission) = msg;
+        self.call(Some(admission), move |gateway| {
             let request = request.clone();
             async move { gateway.create_qr(&request).await }
         })
@@ -256,7 +282,7 @@ impl Handler<QueryTrade> for ProviderActor {
 
     fn handle(&mut self, msg: QueryTrade, _ctx: &mut Self::Context) -> Self::Result {
         let pay_no = msg.0;
-        self.call(move |gateway| async move { gateway.query(pay_no).await })
+        self.call(None, move |gateway| async move { gateway.query(pay_no).await })
     }
 }
 
@@ -265,7 +291,7 @@ impl Handler<CloseTrade> for ProviderActor {
 
     fn handle(&mut self, msg: CloseTrade, _ctx: &mut Self::Context) -> Self::Result {
         let pay_no = msg.0;
-        self.call(move |gateway| async move { gateway.close(pay_no).await })
+        self.call(None, move |gateway| async move { gateway.close(pay_no).await })
     }
 }
 
@@ -274,7 +300,7 @@ impl Handler<RefundTrade> for ProviderActor {
 
     fn handle(&mut self, msg: RefundTrade, _ctx: &mut Self::Context) -> Self::Result {
         let request = msg.0;
-        self.call(move |gateway| {
+        self.call(None, move |gateway| {
             let request = request.clone();
             async move { gateway.refund(&request).await }
         })
@@ -286,7 +312,7 @@ impl Handler<QueryRefund> for ProviderActor {
 
     fn handle(&mut self, msg: QueryRefund, _ctx: &mut Self::Context) -> Self::Result {
         let request = msg.0;
-        self.call(move |gateway| {
+        self.call(None, move |gateway| {
             let request = request.clone();
             async move { gateway.query_refund(&request).await }
         })
@@ -300,17 +326,15 @@ pub const BILL_TIMEOUT: Duration = Duration::from_secs(120);
 impl Handler<FetchBill> for ProviderActor {
     type Result = ResponseActFuture<Self, Result<crate::gateway::bill::BillFetch, GatewayError>>;
 
-    /// Within the rate limit and the concurrency bound, under [`BILL_TIMEOUT`]; no quick
+    /// In the background lane, under [`BILL_TIMEOUT`]; no quick
     /// retries (the reconciliation worker asks again later) and outside the circuit breaker: a
     /// slow bill says nothing about the payment and refund calls.
     fn handle(&mut self, msg: FetchBill, _ctx: &mut Self::Context) -> Self::Result {
         let date = msg.0;
         let gateway = self.gateway.clone();
-        let limiter = self.limiter.clone();
-        let permits = self.permits.clone();
+        let limits = self.limits.clone();
         let work = async move {
-            limiter.until_ready().await;
-            let _permit = permits.acquire().await.map_err(|_| GatewayError::Crashed)?;
+            let _admission = limits.wait().await?;
             match AssertUnwindSafe(tokio::time::timeout(BILL_TIMEOUT, gateway.bill(date)))
                 .catch_unwind()
                 .await
@@ -382,6 +406,7 @@ mod tests {
             timeout: Duration::from_millis(500),
             max_concurrency: 4,
             rate_per_second,
+            background_share_percent: 100,
             retries,
             retry_min_delay: Duration::from_millis(10),
             retry_max_delay: Duration::from_millis(50),

@@ -283,7 +283,10 @@ async fn step(deps: &OrderDeps, refund: &refunds::Model) -> Result<(), OrderErro
             // one that surely did not (refused locally, not configured) is sent again.
             let surely_unsent = matches!(
                 err,
-                GatewayError::CircuitOpen | GatewayError::RateLimited | GatewayError::NotConfigured(_)
+                GatewayError::CircuitOpen
+                    | GatewayError::RateLimited
+                    | GatewayError::Busy { .. }
+                    | GatewayError::NotConfigured(_)
             );
             let submitted = refund.submitted || !surely_unsent;
             tracing::warn!(refund_no = %refund.refund_no, error.message = %err, steps, "refund outcome unknown; asking again later");

@@ -17,6 +17,7 @@ use super::transitions::{apply_attempt, AttemptUpdate};
 use crate::error::OrderError;
 use crate::gateway::{GatewayError, QrCreated, QrRequest};
 use crate::ids::Snowflake;
+use crate::provider::Admission;
 
 /// Providers that only take CNY (both real ones settle in fen).
 fn accepts_currency(provider: Provider, currency: Currency) -> bool {
@@ -33,16 +34,18 @@ fn accepts_currency(provider: Provider, currency: Currency) -> bool {
 /// [`OrderError::NotPending`] / [`OrderError::Expired`] when the order cannot be paid any more,
 /// [`OrderError::CurrencyNotAccepted`], [`OrderError::Gateway`] when the provider refused or
 /// failed (the attempt is then stored as failed), or a database / id error.
-pub async fn start_attempt<F, Fut>(
+pub async fn start_attempt<A, F, Fut>(
     db: &DatabaseConnection,
     ids: &Snowflake,
     provider: Provider,
     order: &orders::Model,
     operator: &Operator,
+    admit: A,
     create_qr: F,
 ) -> Result<payment_attempts::Model, OrderError>
 where
-    F: FnOnce(QrRequest) -> Fut,
+    A: FnOnce() -> Result<Admission, GatewayError>,
+    F: FnOnce(QrRequest, Admission) -> Fut,
     Fut: std::future::Future<Output = Result<QrCreated, GatewayError>>,
 {
     if order.status != OrderStatus::Pending {
@@ -58,6 +61,9 @@ where
             currency: order.currency,
         });
     }
+    // The provider's budget is checked before anything is written: a refused attempt leaves
+    // no row behind.
+    let admission = admit().map_err(OrderError::Gateway)?;
     let pay_no: PayNo = ids.next_typed().await?;
     let attempt = payment_attempts::Model {
         pay_no,
@@ -112,7 +118,7 @@ where
         subject: order.subject.clone(),
         expires_at: order.expires_at,
     };
-    match create_qr(request).await {
+    match create_qr(request, admission).await {
         Ok(created) => {
             let mut active: payment_attempts::ActiveModel = attempt.into();
             active.code_url = Set(Some(created.code_url));

@@ -6,7 +6,7 @@ use entities::{order_items, orders, skus, OrderId, OrderStatus};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    QueryFilter, Set, SqlErr, TransactionTrait,
+    QueryFilter, QuerySelect, Set, SqlErr, TransactionTrait,
 };
 
 use super::idempotency::{next_action, NextAction};
@@ -31,11 +31,10 @@ pub enum Created {
 /// written then),
 /// or a database / id error.
 pub async fn create_order(db: &DatabaseConnection, ids: &Snowflake, order: &NewOrder) -> Result<Created, OrderError> {
-    match next_action(db, order).await? {
-        NextAction::Replay(id) => return replayed(db, id).await,
-        NextAction::Conflict => return Err(OrderError::IdempotencyConflict),
-        NextAction::Create => {}
-    }
+    // Optimistic: most requests are new, so the order is inserted straight away and the
+    // idempotency key is judged only when its unique index refuses the row (a replay, or a
+    // concurrent request with the same key). The row is the first statement of the
+    // transaction, so a refused one has touched nothing else.
     let id: OrderId = ids.next_typed().await?;
     let now = Utc::now();
     let txn = db.begin().await?;
@@ -46,8 +45,9 @@ pub async fn create_order(db: &DatabaseConnection, ids: &Snowflake, order: &NewO
             Ok(Created::New(model))
         }
         Err(OrderError::Db(err)) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-            // A concurrent request with the same key won the race: judge ours against it.
-            drop(txn);
+            // The key holds an order already (an earlier or concurrent request): judge ours
+            // against it.
+            txn.rollback().await?;
             match next_action(db, order).await? {
                 NextAction::Replay(id) => replayed(db, id).await,
                 NextAction::Conflict => Err(OrderError::IdempotencyConflict),
@@ -158,12 +158,19 @@ async fn reserve_stock<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<Vec<(String, i64)>, OrderError> {
     let merchant_id = order.merchant_id.as_str();
+    let wanted_by_sku = order.quantities_by_sku();
+    // Which of the SKUs the merchant tracks, in one read (most orders name untracked ones).
+    let tracked: Vec<String> = skus::Entity::find()
+        .select_only()
+        .column(skus::Column::SkuId)
+        .filter(skus::Column::MerchantId.eq(merchant_id))
+        .filter(skus::Column::SkuId.is_in(wanted_by_sku.keys().map(|sku_id| (*sku_id).to_owned())))
+        .into_tuple()
+        .all(conn)
+        .await?;
     let mut reserved = Vec::new();
-    for (sku_id, wanted) in order.quantities_by_sku() {
-        let tracked = skus::Entity::find_by_id((merchant_id.to_owned(), sku_id.to_owned()))
-            .one(conn)
-            .await?;
-        if tracked.is_none() {
+    for (sku_id, wanted) in wanted_by_sku {
+        if !tracked.iter().any(|t| t == sku_id) {
             continue;
         }
         let taken = skus::Entity::update_many()

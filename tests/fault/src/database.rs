@@ -9,15 +9,15 @@ fn postgres_base() -> String {
     std::env::var("PAYWARDEN_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
 }
 
-pub(crate) struct RunDatabase {
-    pub(crate) name: String,
-    pub(crate) url: String,
+pub struct RunDatabase {
+    pub name: String,
+    pub url: String,
     conn: DatabaseConnection,
 }
 
 impl RunDatabase {
     /// `CREATE DATABASE pw_fault_<id>`; the nodes migrate it at start.
-    pub(crate) async fn create(run_id: &str) -> anyhow::Result<Self> {
+    pub async fn create(run_id: &str) -> anyhow::Result<Self> {
         let name = format!("pw_fault_{run_id}");
         let admin = Database::connect(format!("{}/postgres", postgres_base()))
             .await
@@ -34,7 +34,7 @@ impl RunDatabase {
         Ok(Self { name, url, conn })
     }
 
-    pub(crate) async fn rows(&self, sql: &str) -> anyhow::Result<Vec<QueryResult>> {
+    pub async fn rows(&self, sql: &str) -> anyhow::Result<Vec<QueryResult>> {
         self.conn
             .query_all(Statement::from_string(self.conn.get_database_backend(), sql.to_owned()))
             .await
@@ -42,7 +42,7 @@ impl RunDatabase {
     }
 
     /// The first column of the first row, as an integer (a `COUNT(*)`, a `CAST(... AS BIGINT)`).
-    pub(crate) async fn scalar(&self, sql: &str) -> anyhow::Result<i64> {
+    pub async fn scalar(&self, sql: &str) -> anyhow::Result<i64> {
         let row = self
             .conn
             .query_one(Statement::from_string(self.conn.get_database_backend(), sql.to_owned()))
@@ -54,7 +54,7 @@ impl RunDatabase {
     }
 
     /// Drops the database (the nodes must be stopped: `WITH (FORCE)` ends what is left).
-    pub(crate) async fn drop_database(self) -> anyhow::Result<()> {
+    pub async fn drop_database(self) -> anyhow::Result<()> {
         self.conn.close().await.context("failed to close the run connection")?;
         let admin = Database::connect(format!("{}/postgres", postgres_base()))
             .await

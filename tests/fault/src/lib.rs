@@ -26,9 +26,9 @@
 mod chaos;
 mod checks;
 mod client;
-mod database;
+pub mod database;
 mod load;
-mod processes;
+pub mod processes;
 mod receiver;
 pub mod report;
 
@@ -410,7 +410,7 @@ async fn wait_for_quiescence(
 
 /// One node's environment: the test profile, the shared database and Redis, its own worker
 /// id, and WeChat Pay and Alipay pointed at the simulator with the run's keys.
-fn node_env(
+pub fn node_env(
     index: usize,
     database_url: &str,
     redis_url: &str,

@@ -20,7 +20,7 @@ const START_LIMIT: Duration = Duration::from_secs(60);
 const START_TRIES: u32 = 5;
 
 /// A running child, killed and reaped on drop.
-pub(crate) struct ChildProcess {
+pub struct ChildProcess {
     name: String,
     child: std::process::Child,
 }
@@ -37,12 +37,12 @@ impl ChildProcess {
         })
     }
 
-    pub(crate) fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// SIGKILL, then reap.
-    pub(crate) fn kill(&mut self) {
+    pub fn kill(&mut self) {
         if let Err(err) = self.child.kill() {
             tracing::warn!(name = %self.name, error.message = %err, "kill failed (already exited?)");
         }
@@ -66,7 +66,7 @@ impl Drop for ChildProcess {
 }
 
 /// A free TCP port on 127.0.0.1 (the OS picks it; it is released at once for the child).
-pub(crate) fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("failed to find a free port")?;
     Ok(listener.local_addr().context("bound socket has no address")?.port())
 }
@@ -83,7 +83,7 @@ fn log_file(path: &Path) -> anyhow::Result<(Stdio, Stdio)> {
 }
 
 /// The workspace root (this crate lives in `tests/fault`).
-pub(crate) fn workspace_root() -> PathBuf {
+pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("..")
 }
 
@@ -99,7 +99,7 @@ pub(crate) fn workspace_root() -> PathBuf {
 /// tests a stale binary. (Not always building: a build of one package can unify features
 /// differently from the workspace build and would recompile what the workspace just built.)
 /// nextest runs tests only after its build finished, so no cargo lock is held then.
-pub(crate) fn paywarden_binary() -> anyhow::Result<PathBuf> {
+pub fn paywarden_binary() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("PAYWARDEN_BIN") {
         return Ok(PathBuf::from(path));
     }
@@ -194,9 +194,9 @@ fn newest_change(path: &Path) -> Option<std::time::SystemTime> {
 }
 
 /// One `paywarden` node: how to start it, and the running process when it runs.
-pub(crate) struct Node {
-    pub(crate) index: usize,
-    pub(crate) port: u16,
+pub struct Node {
+    pub index: usize,
+    pub port: u16,
     binary: PathBuf,
     env: Vec<(String, String)>,
     log: PathBuf,
@@ -205,7 +205,7 @@ pub(crate) struct Node {
 }
 
 impl Node {
-    pub(crate) fn new(
+    pub fn new(
         index: usize,
         port: u16,
         binary: PathBuf,
@@ -229,17 +229,17 @@ impl Node {
         })
     }
 
-    pub(crate) fn base_url(&self) -> String {
+    pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    pub(crate) fn pid(&self) -> Option<u32> {
+    pub fn pid(&self) -> Option<u32> {
         self.process.as_ref().map(ChildProcess::pid)
     }
 
     /// Starts the process and waits until `/healthz` answers 200. A start that dies (Redis
     /// restarting at that moment, the port still held) is tried again.
-    pub(crate) async fn start(&mut self) -> anyhow::Result<Duration> {
+    pub async fn start(&mut self) -> anyhow::Result<Duration> {
         let started = Instant::now();
         for attempt in 1..=START_TRIES {
             let (stdout, stderr) = log_file(&self.log)?;
@@ -291,7 +291,7 @@ impl Node {
     }
 
     /// `kill -9`.
-    pub(crate) fn kill(&mut self) {
+    pub fn kill(&mut self) {
         if let Some(mut process) = self.process.take() {
             process.kill();
         }
@@ -300,15 +300,15 @@ impl Node {
 
 /// A private `redis-server` (no persistence: a restart loses every key), so that restarting
 /// it disturbs nothing but this run.
-pub(crate) struct RedisServer {
-    pub(crate) port: u16,
+pub struct RedisServer {
+    pub port: u16,
     dir: PathBuf,
     log: PathBuf,
     process: Option<ChildProcess>,
 }
 
 impl RedisServer {
-    pub(crate) async fn start(dir: &Path) -> anyhow::Result<Self> {
+    pub async fn start(dir: &Path) -> anyhow::Result<Self> {
         let mut redis = Self {
             port: free_port()?,
             dir: dir.to_path_buf(),
@@ -319,7 +319,7 @@ impl RedisServer {
         Ok(redis)
     }
 
-    pub(crate) fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
@@ -349,7 +349,7 @@ impl RedisServer {
     }
 
     /// `kill -9` and start again on the same port, empty.
-    pub(crate) async fn kill_and_restart(&mut self) -> anyhow::Result<()> {
+    pub async fn kill_and_restart(&mut self) -> anyhow::Result<()> {
         if let Some(mut process) = self.process.take() {
             process.kill();
         }
@@ -357,7 +357,7 @@ impl RedisServer {
     }
 
     /// One inline command, answered with the first line of the reply (`+PONG`, `:12`).
-    pub(crate) fn command(&self, command: &str) -> anyhow::Result<String> {
+    pub fn command(&self, command: &str) -> anyhow::Result<String> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).context("redis is not answering")?;
         stream.set_read_timeout(Some(Duration::from_secs(2)))?;
         stream.write_all(format!("{command}\r\n").as_bytes())?;
@@ -373,7 +373,7 @@ impl RedisServer {
     }
 
     /// `ZCARD key` as a number.
-    pub(crate) fn zcard(&self, key: &str) -> anyhow::Result<i64> {
+    pub fn zcard(&self, key: &str) -> anyhow::Result<i64> {
         let reply = self.command(&format!("ZCARD {key}"))?;
         reply
             .strip_prefix(':')
