@@ -338,8 +338,9 @@ async fn start_outbox_relay(
     let webhooks = actors::outbox::target::webhook_client(settings.outbox.allow_private_targets)
         .context("failed to build the webhook HTTP client")?;
     let relay = OutboxRelay::new(db.clone(), webhooks, amqp, settings.outbox.clone());
+    let pending = relay.wake_pending();
     let relay = relay.start_on_own_arbiter();
-    engine.attach_relay(relay.clone().recipient());
+    engine.attach_relay(relay.clone().recipient(), pending);
     Ok(relay)
 }
 

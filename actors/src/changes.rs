@@ -4,6 +4,7 @@
 //! at its next sweep) and live status streams (a broadcast of `(order, status)`). The feed is
 //! handed to whatever commits changes; nothing here reads the database.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use actix::Recipient;
@@ -30,8 +31,10 @@ pub struct ChangeFeed {
 }
 
 struct Inner {
-    /// Set once, after the relay starts (it is started after the engine it listens to).
-    relay: OnceLock<Recipient<Wake>>,
+    /// Set once, after the relay starts (it is started after the engine it listens to), with
+    /// the relay's "a wake-up is on its way" flag: while it is set, commits send nothing, so a
+    /// busy relay is woken once per cycle rather than once per commit.
+    relay: OnceLock<(Recipient<Wake>, Arc<AtomicBool>)>,
     /// Set once, when the refund worker starts.
     refunds: OnceLock<Recipient<Wake>>,
     changes: broadcast::Sender<OrderChanged>,
@@ -51,15 +54,20 @@ impl Default for ChangeFeed {
 
 impl ChangeFeed {
     /// Connects the outbox relay. Only the first call counts.
-    pub fn attach_relay(&self, relay: Recipient<Wake>) {
+    /// `pending` is the relay's own flag ([`crate::outbox::OutboxRelay::wake_pending`]).
+    pub fn attach_relay(&self, relay: Recipient<Wake>, pending: Arc<AtomicBool>) {
         // A second relay is a wiring mistake, but a harmless one: the first keeps its wake-ups.
-        let _ = self.inner.relay.set(relay);
+        let _ = self.inner.relay.set((relay, pending));
     }
 
-    /// Wakes the outbox relay. A lost wake-up is harmless: the relay also sweeps.
+    /// Wakes the outbox relay, unless a wake-up is already on its way (the relay clears the
+    /// flag when it takes one, before it reads the outbox, so this commit is seen either way).
+    /// A lost wake-up is harmless: the relay also sweeps.
     pub fn wake_relay(&self) {
-        if let Some(relay) = self.inner.relay.get() {
-            relay.do_send(Wake);
+        if let Some((relay, pending)) = self.inner.relay.get() {
+            if !pending.swap(true, Ordering::AcqRel) {
+                relay.do_send(Wake);
+            }
         }
     }
 

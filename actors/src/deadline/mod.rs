@@ -14,14 +14,11 @@ mod sql;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use entities::{orders, OrderId, OrderStatus};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect};
 use serde::Serialize;
 
 pub use self::redis::RedisDeadlineIndex;
 pub use self::sql::SqlDeadlineIndex;
-
-/// Rows read per page when scanning live orders.
-const PAGE_SIZE: u64 = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeadlineError {
@@ -84,40 +81,30 @@ pub fn to_ms(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
 }
 
-/// Live (pending or stuck) orders with their deadlines, soonest first, read in pages.
+/// Live (pending or stuck) orders with their deadlines, soonest first, in one read.
+///
+/// One query rather than keyset pages: each page of `status IN (...) AND id > ? ORDER BY id`
+/// could be planned as a scan of every live order plus a sort, which made a million pending
+/// orders take 100 such scans (25 s instead of about one).
 ///
 /// # Errors
 /// The database error.
 pub async fn live_deadlines<C: ConnectionTrait>(conn: &C) -> Result<Vec<Deadline>, DbErr> {
-    let mut out = Vec::new();
-    // `None`: the first page, which starts below every (positive) id.
-    let mut last_id: Option<OrderId> = None;
-    loop {
-        let mut query = orders::Entity::find()
-            .select_only()
-            .column(orders::Column::Id)
-            .column(orders::Column::ExpiresAt)
-            .filter(orders::Column::Status.is_in([OrderStatus::Pending, OrderStatus::Stuck]));
-        if let Some(last_id) = last_id {
-            query = query.filter(orders::Column::Id.gt(last_id));
-        }
-        let page: Vec<(OrderId, DateTime<Utc>)> = query
-            .order_by_asc(orders::Column::Id)
-            .limit(PAGE_SIZE)
-            .into_tuple()
-            .all(conn)
-            .await?;
-        let Some((id, _)) = page.last() else { break };
-        last_id = Some(*id);
-        let full = u64::try_from(page.len()).unwrap_or(0) == PAGE_SIZE;
-        out.extend(page.into_iter().map(|(order_id, at)| Deadline {
+    let rows: Vec<(OrderId, DateTime<Utc>)> = orders::Entity::find()
+        .select_only()
+        .column(orders::Column::Id)
+        .column(orders::Column::ExpiresAt)
+        .filter(orders::Column::Status.is_in([OrderStatus::Pending, OrderStatus::Stuck]))
+        .into_tuple()
+        .all(conn)
+        .await?;
+    let mut out: Vec<Deadline> = rows
+        .into_iter()
+        .map(|(order_id, at)| Deadline {
             order_id,
             at_ms: to_ms(at),
-        }));
-        if !full {
-            break;
-        }
-    }
-    out.sort_by_key(|d| (d.at_ms, d.order_id));
+        })
+        .collect();
+    out.sort_unstable_by_key(|d| (d.at_ms, d.order_id));
     Ok(out)
 }

@@ -1,7 +1,7 @@
 //! The Redis sorted set: one key per deployment (`<prefix>:deadlines`), member = order id,
 //! score = deadline in ms.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use entities::OrderId;
@@ -70,22 +70,32 @@ impl DeadlineIndex for RedisDeadlineIndex {
     async fn reconcile(&self) -> Result<Reconciled, DeadlineError> {
         // Redis first, then the database: see the trait. Raw members, so one that is not an
         // order id counts as stale and is removed.
-        let indexed: HashSet<i64> = self.members().await?.into_iter().map(|(id, _)| id).collect();
+        // What the index holds; every live order found in it is taken out, so what is left
+        // at the end is stale.
+        let mut leftover: HashMap<i64, i64> = self.members().await?.into_iter().collect();
         let live = live_deadlines(&self.db).await?;
-        let live_ids: HashSet<i64> = live.iter().map(|d| d.order_id.get()).collect();
         let mut redis = self.redis.clone();
         let mut report = ReconcileReport {
             live_orders: u64::try_from(live.len()).unwrap_or(u64::MAX),
             ..ReconcileReport::default()
         };
-        // ZADD every live entry (it also corrects a moved deadline); count the missing ones.
-        for chunk in live.chunks(BATCH) {
-            let items: Vec<(i64, i64)> = chunk.iter().map(|d| (d.at_ms, d.order_id.get())).collect();
-            let _: () = redis.zadd_multiple(&self.key, &items).await?;
-            report.added +=
-                u64::try_from(chunk.iter().filter(|d| !indexed.contains(&d.order_id.get())).count()).unwrap_or(0);
+        // ZADD the live entries the index is missing, and those whose deadline moved; an entry
+        // already right is left alone (after a restart that is nearly all of them).
+        let mut wrong: Vec<(i64, i64)> = Vec::new();
+        for d in &live {
+            match leftover.remove(&d.order_id.get()) {
+                Some(at_ms) if at_ms == d.at_ms => {}
+                Some(_) => wrong.push((d.at_ms, d.order_id.get())),
+                None => {
+                    report.added += 1;
+                    wrong.push((d.at_ms, d.order_id.get()));
+                }
+            }
         }
-        let stale: Vec<i64> = indexed.difference(&live_ids).copied().collect();
+        for chunk in wrong.chunks(BATCH) {
+            let _: () = redis.zadd_multiple(&self.key, chunk).await?;
+        }
+        let stale: Vec<i64> = leftover.into_keys().collect();
         for chunk in stale.chunks(BATCH) {
             let _: () = redis.zrem(&self.key, chunk).await?;
             report.removed += u64::try_from(chunk.len()).unwrap_or(0);

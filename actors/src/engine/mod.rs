@@ -120,8 +120,8 @@ impl Engine {
         Ok(created)
     }
 
-    pub fn attach_relay(&self, relay: Recipient<Wake>) {
-        self.deps().feed.attach_relay(relay);
+    pub fn attach_relay(&self, relay: Recipient<Wake>, pending: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        self.deps().feed.attach_relay(relay, pending);
     }
 
     /// Wakes the outbox relay (after an admin redelivery, say).

@@ -61,18 +61,23 @@ impl Engine {
         Ok(report)
     }
 
-    /// Returns (armed, overdue).
+    /// Returns (armed, overdue). Actors are started in batches ([`OrderRegistry::arm_batch`]).
+    ///
+    /// [`OrderRegistry::arm_batch`]: crate::order::OrderRegistry::arm_batch
     fn arm_all(&self, deadlines: &[Deadline]) -> (u64, u64) {
+        const BATCH: usize = 10_000;
         let now = now_ms();
         let rate = i64::from(self.deps().settings.overdue_per_second.max(1));
         let total = deadlines.len();
-        let progress_every = (total / 10).max(10_000);
+        let progress_every = (total / 10).max(100_000);
         let (mut armed, mut overdue) = (0u64, 0u64);
+        let mut batch = Vec::with_capacity(BATCH.min(total));
         for (n, deadline) in deadlines.iter().enumerate() {
-            if self.registry.get(deadline.order_id).is_some() {
-                continue;
-            }
-            let fire_at = if deadline.at_ms <= now {
+            let running = self.registry.get(deadline.order_id).is_some();
+            let fire_at = if running {
+                // Left as it is by `arm_batch`; only the order's place in the batch matters.
+                deadline.at_ms
+            } else if deadline.at_ms <= now {
                 // The k-th overdue order fires k/rate seconds from now.
                 let offset_ms = i64::try_from(overdue).unwrap_or(i64::MAX).saturating_mul(1000) / rate;
                 overdue += 1;
@@ -80,15 +85,13 @@ impl Engine {
             } else {
                 deadline.at_ms
             };
-            if self
-                .registry
-                .get_or_spawn(deadline.order_id, deadline.at_ms, fire_at)
-                .is_none()
-            {
-                // Shutting down: the next start arms the rest.
-                break;
+            batch.push((deadline.order_id, deadline.at_ms, fire_at));
+            if batch.len() == BATCH || n + 1 == total {
+                // `None`: shutting down; the next start arms the rest.
+                let Some(started) = self.registry.arm_batch(&batch) else { break };
+                armed += u64::try_from(started).unwrap_or(0);
+                batch.clear();
             }
-            armed += 1;
             if (n + 1) % progress_every == 0 {
                 tracing::info!(done = n + 1, total, "re-arming order timers");
             }

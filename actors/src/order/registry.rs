@@ -14,11 +14,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use actix::dev::channel::{self, AddressReceiver};
 use actix::prelude::*;
 use entities::OrderId;
 
 use super::messages::Shutdown;
 use super::{OrderActor, OrderDeps};
+
+/// Messages an order actor's mailbox holds before senders wait (actix's default).
+const MAILBOX_CAPACITY: usize = 16;
 
 /// Owned by the engine; the only place order actors are started and stopped.
 pub struct OrderRegistry {
@@ -75,10 +79,67 @@ impl OrderRegistry {
         Some(addr)
     }
 
+    /// Starts an actor for each order of `batch` (id, deadline, fire at) that has none, as
+    /// [`OrderRegistry::get_or_spawn`] would, but cheaply enough for a restart that re-arms a
+    /// million: every address is registered under one lock, and each arbiter receives its
+    /// share as one task that starts them all, instead of one cross-thread wake-up per actor.
+    /// Returns how many were started; `None` once the registry is shut down.
+    pub fn arm_batch(self: &Arc<Self>, batch: &[(OrderId, i64, i64)]) -> Option<usize> {
+        type Start = (AddressReceiver<OrderActor>, OrderId, i64, i64);
+        let mut shares: Vec<Vec<Start>> = (0..self.arbiters.len().max(1)).map(|_| Vec::new()).collect();
+        {
+            let mut actors = self.lock();
+            if self.closed.load(Ordering::Acquire) {
+                return None;
+            }
+            for &(id, deadline_ms, fire_at_ms) in batch {
+                if actors.get(&id).is_some_and(Addr::connected) {
+                    continue;
+                }
+                let (sender, receiver) = channel::channel(MAILBOX_CAPACITY);
+                actors.insert(id, Addr::new(sender));
+                let slot = self.slot(id);
+                if let Some(share) = shares.get_mut(slot) {
+                    share.push((receiver, id, deadline_ms, fire_at_ms));
+                }
+            }
+        }
+        let mut started = 0;
+        for (slot, share) in shares.into_iter().enumerate() {
+            if share.is_empty() {
+                continue;
+            }
+            started += share.len();
+            let deps = self.deps.clone();
+            let registry = Arc::downgrade(self);
+            let start_all = move || {
+                for (receiver, id, deadline_ms, fire_at_ms) in share {
+                    let actor = OrderActor::new(deps.clone(), registry.clone(), id, deadline_ms, fire_at_ms);
+                    Context::with_receiver(receiver).run(actor);
+                }
+            };
+            match self.arbiters.get(slot) {
+                Some(arbiter) => {
+                    arbiter.spawn_fn(start_all);
+                }
+                None => start_all(),
+            }
+        }
+        self.deps
+            .metrics
+            .live_actors
+            .add(i64::try_from(started).unwrap_or(i64::MAX));
+        Some(started)
+    }
+
+    /// The arbiter an order's actor runs on (by id).
+    fn slot(&self, id: OrderId) -> usize {
+        let count = u64::try_from(self.arbiters.len().max(1)).unwrap_or(1);
+        usize::try_from(id.get().unsigned_abs() % count).unwrap_or(0)
+    }
+
     fn pick(&self, id: OrderId) -> Option<&Arbiter> {
-        let count = u64::try_from(self.arbiters.len()).ok().filter(|n| *n > 0)?;
-        let slot = usize::try_from(id.get().unsigned_abs() % count).ok()?;
-        self.arbiters.get(slot)
+        self.arbiters.get(self.slot(id))
     }
 
     /// Called by a stopped actor. No successor can be registered yet: `get_or_spawn` replaces

@@ -11,6 +11,7 @@
 //! still pending, so each order's events arrive in the order they were written.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +39,15 @@ pub struct RelaySettings {
     pub batch_size: u64,
     #[serde(rename = "sweep_interval_milliseconds", with = "crate::settings::millis")]
     pub sweep_interval: Duration,
+    /// Commits that wake the relay while a cycle runs are served by one cycle this long after
+    /// it: under load the relay's reads are shared by many events instead of costing a few
+    /// round trips per commit. A wake of an idle relay starts a cycle at once.
+    #[serde(
+        rename = "coalesce_milliseconds",
+        with = "crate::settings::millis",
+        default = "default_coalesce"
+    )]
+    pub coalesce: Duration,
     /// How long a claimed row is held by this relay.
     #[serde(rename = "lease_seconds", with = "crate::settings::seconds")]
     pub lease: Duration,
@@ -55,6 +65,10 @@ pub struct RelaySettings {
     /// more at run time).
     #[serde(default)]
     pub webhooks: Vec<ConfiguredWebhook>,
+}
+
+fn default_coalesce() -> Duration {
+    Duration::from_millis(20)
 }
 
 /// A webhook subscriber declared in configuration (`[[outbox.webhooks]]`).
@@ -168,6 +182,7 @@ pub struct OutboxRelay {
     again: bool,
     /// Set by [`Drain`]: told when the cycle in flight ends.
     draining: Vec<tokio::sync::oneshot::Sender<()>>,
+    pending: Arc<AtomicBool>,
 }
 
 impl OutboxRelay {
@@ -182,7 +197,14 @@ impl OutboxRelay {
             running: false,
             again: false,
             draining: Vec::new(),
+            pending: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Set by whoever sends this relay a commit's [`Wake`], cleared when the relay takes it:
+    /// senders skip sending while one is on its way.
+    pub fn wake_pending(&self) -> Arc<AtomicBool> {
+        self.pending.clone()
     }
 
     /// Starts the relay on its own arbiter (thread).
@@ -206,6 +228,8 @@ impl Handler<Wake> for OutboxRelay {
     type Result = ();
 
     fn handle(&mut self, _msg: Wake, ctx: &mut Self::Context) {
+        // Before any read of this wake's cycle: a commit after this sends a new wake-up.
+        self.pending.store(false, Ordering::Release);
         if !self.draining.is_empty() {
             return;
         }
@@ -232,8 +256,19 @@ impl Handler<Wake> for OutboxRelay {
                             false
                         }
                     };
-                    if more || relay.again {
+                    if more {
                         ctx.notify(Wake);
+                    } else if relay.again {
+                        // Wakes coalesce: the next cycle serves every commit of the pause.
+                        relay.running = true;
+                        ctx.run_later(relay.core.settings.coalesce, |relay, ctx| {
+                            relay.running = false;
+                            if relay.draining.is_empty() {
+                                ctx.notify(Wake);
+                            } else {
+                                relay.stop_drained(ctx);
+                            }
+                        });
                     }
                 }),
         );
@@ -628,6 +663,7 @@ mod tests {
         RelaySettings {
             batch_size,
             sweep_interval: Duration::from_secs(5),
+            coalesce: Duration::from_millis(20),
             lease: Duration::from_secs(lease_seconds),
             retry_schedule: vec![Duration::from_secs(10)],
             webhook_timeout: Duration::from_secs(timeout_seconds),

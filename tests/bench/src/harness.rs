@@ -225,13 +225,13 @@ pub async fn store_pending_orders(
                  total_amount, currency, status, expires_at, created_at, version, refunded_amount) \
                  SELECT 1000000000000 + g, (1000000000000 + g)::text, 'demo', 'bench-' || g, 'x', 'u', 'bench order', \
                  2999, 'CNY', 'pending', to_timestamp(({first_deadline_ms} + g * {spread_ms} / {n}) / 1000.0), now(), 0, 0 \
-                 FROM generate_series({from}, {to}) g"
+                 FROM generate_series(CAST({from} AS BIGINT), CAST({to} AS BIGINT)) g"
             ))
             .await?;
         harness
             .execute(&format!(
                 "INSERT INTO order_items (order_id, sku_id, name, unit_price, quantity, amount, reserved_quantity) \
-                 SELECT 1000000000000 + g, 'sku-1', 'bench item', 2999, 1, 2999, 0 FROM generate_series({from}, {to}) g"
+                 SELECT 1000000000000 + g, 'sku-1', 'bench item', 2999, 1, 2999, 0 FROM generate_series(CAST({from} AS BIGINT), CAST({to} AS BIGINT)) g"
             ))
             .await?;
         from = to + 1;

@@ -19,7 +19,7 @@ use crate::report::{print_table, write_json, Machine};
 const FIRST_DEADLINE_AHEAD_MS: i64 = 3_600_000;
 const SPREAD_MS: i64 = 86_400_000;
 /// The gauge of order actors whose timer is armed.
-const ARMED: &str = "order_timers_armed";
+const ARMED: &str = "paywarden_order_timers_armed";
 
 #[derive(clap::Args)]
 pub struct Args {
