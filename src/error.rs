@@ -352,7 +352,8 @@ impl ApiError {
     pub fn public_message(&self) -> String {
         match self {
             ApiError::Order(OrderError::Gateway(GatewayError::Busy { .. })) => {
-                "the payment provider is at its call limit; nothing was written; retry after Retry-After seconds".to_owned()
+                "the payment provider is at its call limit; nothing was written; retry after Retry-After seconds"
+                    .to_owned()
             }
             ApiError::Order(OrderError::Gateway(_)) => {
                 "the payment provider failed; its answer is in the service log under request_id".to_owned()

@@ -213,9 +213,12 @@ async fn an_attempt_beyond_the_provider_budget_is_refused_at_once_with_retry_aft
 
     // Act: all twelve attempts at once.
     let started = std::time::Instant::now();
-    let responses =
-        futures::future::join_all(order_nos.iter().map(|order_no| app.post_payment(MERCHANT_A_KEY, order_no, "sandbox")))
-            .await;
+    let responses = futures::future::join_all(
+        order_nos
+            .iter()
+            .map(|order_no| app.post_payment(MERCHANT_A_KEY, order_no, "sandbox")),
+    )
+    .await;
     let elapsed = started.elapsed();
 
     // Assert: the burst's two get their code, the rest a prompt 503 saying when to come back.
@@ -234,7 +237,14 @@ async fn an_attempt_beyond_the_provider_budget_is_refused_at_once_with_retry_aft
     }
     assert_eq!(created, 2, "the burst of the rate limit");
     assert_eq!(busy, 10);
-    assert!(elapsed < std::time::Duration::from_millis(1500), "answered within the reply timeout: {elapsed:?}");
+    assert!(
+        elapsed < std::time::Duration::from_millis(1500),
+        "answered within the reply timeout: {elapsed:?}"
+    );
     let after = app.row_counts().await;
-    assert_eq!(after.payment_attempts, before.payment_attempts + 2, "a refused attempt writes nothing");
+    assert_eq!(
+        after.payment_attempts,
+        before.payment_attempts + 2,
+        "a refused attempt writes nothing"
+    );
 }

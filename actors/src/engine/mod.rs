@@ -60,6 +60,7 @@ impl Engine {
     /// Starts the order arbiters. Orders get their actors as they are created or re-armed.
     pub fn start(parts: EngineParts) -> Self {
         let arbiters = parts.settings.arbiters;
+        let closer = crate::order::closer::ExpiryCloser::start(parts.db.clone());
         let deps = OrderDeps {
             db: parts.db,
             ids: Arc::new(parts.ids),
@@ -67,6 +68,7 @@ impl Engine {
             index: parts.index,
             feed: ChangeFeed::default(),
             passes: tokio::sync::Semaphore::new(parts.settings.max_concurrent_passes.max(1)),
+            closer,
             settings: parts.settings,
             refunds: parts.refunds,
             metrics: Arc::new(parts.metrics),

@@ -88,7 +88,9 @@ impl Engine {
             batch.push((deadline.order_id, deadline.at_ms, fire_at));
             if batch.len() == BATCH || n + 1 == total {
                 // `None`: shutting down; the next start arms the rest.
-                let Some(started) = self.registry.arm_batch(&batch) else { break };
+                let Some(started) = self.registry.arm_batch(&batch) else {
+                    break;
+                };
                 armed += u64::try_from(started).unwrap_or(0);
                 batch.clear();
             }

@@ -34,6 +34,8 @@ pub struct OrderDeps {
     /// Timer-driven passes running at once; the rest wait their turn cheaply instead of all
     /// holding database work in flight when many deadlines fall together. Closed at shutdown.
     pub passes: tokio::sync::Semaphore,
+    /// Plain expiries (nothing to ask a provider) are closed here in batches.
+    pub closer: super::closer::ExpiryCloser,
 }
 
 impl OrderDeps {

@@ -19,6 +19,7 @@
 //! - [`registry`]: order id -> running actor; starts and stops them.
 //! - [`deps`]: what an actor needs (store, providers client, index, settings, metrics).
 
+pub mod closer;
 pub mod deps;
 pub mod expiry;
 pub mod follow_up;
@@ -42,6 +43,7 @@ use self::messages::{
 };
 pub use self::registry::OrderRegistry;
 use crate::error::OrderError;
+use crate::store::expire_batch::BatchOutcome;
 use crate::store::{attempts, Operator};
 
 /// The actor of one live order; started by the [`OrderRegistry`], sent messages by the engine.
@@ -57,6 +59,10 @@ pub struct OrderActor {
     registry: Weak<OrderRegistry>,
     counters: Counters,
     timer: Option<SpawnHandle>,
+    /// An attempt was started through this actor: its expiry needs the full pass (a provider
+    /// to ask), so the batched close is not tried. Unknown after a restart (false): the batch
+    /// then finds the attempt and hands the order back.
+    attempted: bool,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -79,6 +85,7 @@ impl OrderActor {
             registry,
             counters: Counters::default(),
             timer: None,
+            attempted: false,
         }
     }
 
@@ -224,8 +231,22 @@ impl Handler<Expire> for OrderActor {
         let deps = self.deps.clone();
         let id = self.id;
         let counters = self.counters;
+        let plain = counters == Counters::default() && !self.attempted;
         AtomicResponse::new(Box::pin(
             async move {
+                // A plain expiry (pending, due, no attempt) is closed with others in one
+                // transaction; anything else runs the full pass below.
+                if plain {
+                    match deps.closer.close(id).await {
+                        BatchOutcome::Closed(order) => {
+                            deps.feed.changed(order.id, order.status);
+                            deps.metrics.expiry_outcomes.with_label_values(&["closed"]).inc();
+                            return Some(Ok(PassOutcome::Final(order.status)));
+                        }
+                        BatchOutcome::Final(status) => return Some(Ok(PassOutcome::Final(status))),
+                        BatchOutcome::FullPass => {}
+                    }
+                }
                 // Closed at shutdown: no new pass starts; the restart runs it.
                 let _permit = deps.passes.acquire().await.ok()?;
                 // Boxed so that a pass waiting for its permit is a few bytes, not the size of
@@ -331,14 +352,28 @@ impl Handler<StartAttempt> for OrderActor {
                 if !deps.providers.has(provider) {
                     return Err(OrderError::ProviderUnavailable(provider));
                 }
-                attempts::start_attempt(&deps.db, &deps.ids, provider, &order, &msg.operator, || {
-                    deps.providers.admit(provider)
-                }, |request, admission| {
-                    deps.providers.create_qr(provider, request, admission)
-                })
+                attempts::start_attempt(
+                    &deps.db,
+                    &deps.ids,
+                    provider,
+                    &order,
+                    &msg.operator,
+                    || deps.providers.admit(provider),
+                    |request, admission| deps.providers.create_qr(provider, request, admission),
+                )
                 .await
             }
-            .into_actor(self),
+            .into_actor(self)
+            .map(|result, actor, _ctx| {
+                // An attempt may now exist (even one the provider refused): the expiry asks.
+                if !matches!(
+                    result,
+                    Err(OrderError::Gateway(crate::gateway::GatewayError::Busy { .. }))
+                ) {
+                    actor.attempted = true;
+                }
+                result
+            }),
         ))
     }
 }

@@ -141,7 +141,12 @@ impl ProviderClient for Providers {
         admission: Admission,
     ) -> Result<QrCreated, GatewayError> {
         let mailbox = self.mailboxes(provider)?.create_qr.clone();
-        flatten(mailbox.send(CreateQr(request, admission)).timeout(self.reply_timeout).await)
+        flatten(
+            mailbox
+                .send(CreateQr(request, admission))
+                .timeout(self.reply_timeout)
+                .await,
+        )
     }
 
     async fn refund(&self, provider: Provider, request: RefundRequest) -> Result<RefundAnswer, GatewayError> {

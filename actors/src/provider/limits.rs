@@ -122,7 +122,9 @@ impl CallLimits {
 }
 
 fn limiter(per_second: u32) -> DefaultDirectRateLimiter {
-    RateLimiter::direct(Quota::per_second(NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN)))
+    RateLimiter::direct(Quota::per_second(
+        NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN),
+    ))
 }
 
 #[cfg(test)]
@@ -154,7 +156,10 @@ mod tests {
         let GatewayError::Busy { retry_after } = refused else {
             panic!("{refused:?}")
         };
-        assert!(retry_after > Duration::ZERO && retry_after <= Duration::from_millis(500), "{retry_after:?}");
+        assert!(
+            retry_after > Duration::ZERO && retry_after <= Duration::from_millis(500),
+            "{retry_after:?}"
+        );
     }
 
     #[tokio::test]

@@ -87,7 +87,15 @@ pub struct LogEntry<'a> {
 /// # Errors
 /// The database error, which should abort the caller's transaction.
 pub async fn write_log<C: ConnectionTrait>(conn: &C, entry: LogEntry<'_>, at: DateTime<Utc>) -> Result<(), DbErr> {
-    order_logs::Entity::insert(order_logs::ActiveModel {
+    order_logs::Entity::insert(log_row(entry, at))
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}
+
+/// The `order_logs` row of `entry`, for a caller that writes many at once.
+pub(crate) fn log_row(entry: LogEntry<'_>, at: DateTime<Utc>) -> order_logs::ActiveModel {
+    order_logs::ActiveModel {
         id: NotSet,
         order_id: Set(entry.order_id),
         event: Set(entry.event.as_str().to_owned()),
@@ -96,10 +104,7 @@ pub async fn write_log<C: ConnectionTrait>(conn: &C, entry: LogEntry<'_>, at: Da
         operator: Set(entry.operator.to_string()),
         reason: Set(entry.reason),
         created_at: Set(at),
-    })
-    .exec_without_returning(conn)
-    .await?;
-    Ok(())
+    }
 }
 
 /// Event types written to the outbox, delivered to subscribers.
@@ -231,6 +236,20 @@ async fn insert_event<C: ConnectionTrait>(
     refund: Option<&refunds::Model>,
     at: DateTime<Utc>,
 ) -> Result<Uuid, DbErr> {
+    let (event_id, row) = event_row(event_type, order, payment, refund, at)?;
+    outbox::Entity::insert(row).exec_without_returning(conn).await?;
+    Ok(event_id)
+}
+
+/// The `outbox` row of an event about `order` (as it is after the change), for a caller that
+/// writes many at once.
+pub(crate) fn event_row(
+    event_type: EventType,
+    order: &orders::Model,
+    payment: &PaymentRef,
+    refund: Option<&refunds::Model>,
+    at: DateTime<Utc>,
+) -> Result<(Uuid, outbox::ActiveModel), DbErr> {
     let event_id = Uuid::now_v7();
     let payload = EventPayload {
         event_id,
@@ -259,18 +278,18 @@ async fn insert_event<C: ConnectionTrait>(
         }),
     };
     let payload = serde_json::to_string(&payload).map_err(|err| DbErr::Custom(format!("encode event: {err}")))?;
-    outbox::Entity::insert(outbox::ActiveModel {
-        id: NotSet,
-        event_id: Set(event_id),
-        event_type: Set(event_type.as_str().to_owned()),
-        order_id: Set(order.id),
-        merchant_id: Set(order.merchant_id.clone()),
-        payload: Set(payload),
-        created_at: Set(at),
-        published_at: Set(None),
-        fanned_out_at: Set(None),
-    })
-    .exec_without_returning(conn)
-    .await?;
-    Ok(event_id)
+    Ok((
+        event_id,
+        outbox::ActiveModel {
+            id: NotSet,
+            event_id: Set(event_id),
+            event_type: Set(event_type.as_str().to_owned()),
+            order_id: Set(order.id),
+            merchant_id: Set(order.merchant_id.clone()),
+            payload: Set(payload),
+            created_at: Set(at),
+            published_at: Set(None),
+            fanned_out_at: Set(None),
+        },
+    ))
 }

@@ -16,6 +16,7 @@
 
 pub mod attempts;
 pub mod create;
+pub mod expire_batch;
 pub mod follow_up;
 pub mod idempotency;
 pub mod journal;

@@ -39,7 +39,12 @@ pub struct BaselineResult {
     pub lateness: Spread,
 }
 
-const TABLES: [&str; 4] = ["bench_db_poll_1s", "bench_db_poll_60s", "bench_zset_poll_1s", "bench_amqp_dlx"];
+const TABLES: [&str; 4] = [
+    "bench_db_poll_1s",
+    "bench_db_poll_60s",
+    "bench_zset_poll_1s",
+    "bench_amqp_dlx",
+];
 
 /// Runs the four baselines at once over `schedule`, on `harness`'s database and Redis and the
 /// broker at `amqp_url`.
@@ -50,8 +55,12 @@ pub async fn run(harness: &Harness, schedule: &[Planned], amqp_url: &str) -> any
     for table in TABLES {
         harness
             .execute(&format!(
-                "CREATE TABLE {table} (id BIGINT PRIMARY KEY, status TEXT NOT NULL, expires_at TIMESTAMPTZ NOT NULL, closed_at TIMESTAMPTZ); \
-                 CREATE INDEX {table}_due ON {table} (expires_at) WHERE status = 'pending'"
+                "CREATE TABLE {table} (id BIGINT PRIMARY KEY, status TEXT NOT NULL, expires_at TIMESTAMPTZ NOT NULL, closed_at TIMESTAMPTZ)"
+            ))
+            .await?;
+        harness
+            .execute(&format!(
+                "CREATE INDEX {table}_due ON {table} (expires_at) WHERE status = 'pending'"
             ))
             .await?;
         for (chunk_index, chunk) in schedule.chunks(5_000).enumerate() {
@@ -65,7 +74,10 @@ pub async fn run(harness: &Harness, schedule: &[Planned], amqp_url: &str) -> any
                 })
                 .collect();
             harness
-                .execute(&format!("INSERT INTO {table} (id, status, expires_at) VALUES {}", values.join(",")))
+                .execute(&format!(
+                    "INSERT INTO {table} (id, status, expires_at) VALUES {}",
+                    values.join(",")
+                ))
                 .await?;
         }
     }
@@ -76,9 +88,18 @@ pub async fn run(harness: &Harness, schedule: &[Planned], amqp_url: &str) -> any
         let items: Vec<(i64, usize)> = chunk
             .iter()
             .enumerate()
-            .map(|(i, planned)| (start_ms + planned.created_offset_ms + planned.ttl_ms, chunk_index * 10_000 + i))
+            .map(|(i, planned)| {
+                (
+                    start_ms + planned.created_offset_ms + planned.ttl_ms,
+                    chunk_index * 10_000 + i,
+                )
+            })
             .collect();
-        let _: () = redis::cmd("ZADD").arg(&zset).arg(&items).query_async(&mut redis).await?;
+        let _: () = redis::cmd("ZADD")
+            .arg(&zset)
+            .arg(&items)
+            .query_async(&mut redis)
+            .await?;
     }
     let amqp = Amqp::connect(amqp_url, &harness.key_prefix).await?;
     eprintln!(
@@ -242,7 +263,11 @@ impl Amqp {
             )
             .await?;
         channel
-            .queue_declare(&amqp.expired_queue, QueueDeclareOptions::default(), FieldTable::default())
+            .queue_declare(
+                &amqp.expired_queue,
+                QueueDeclareOptions::default(),
+                FieldTable::default(),
+            )
             .await?;
         channel
             .queue_bind(
@@ -258,7 +283,10 @@ impl Amqp {
             "x-dead-letter-exchange".into(),
             AMQPValue::LongString(amqp.exchange.clone().into()),
         );
-        arguments.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString("expired".into()));
+        arguments.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString("expired".into()),
+        );
         channel
             .queue_declare(&amqp.delay_queue, QueueDeclareOptions::default(), arguments)
             .await?;
@@ -266,7 +294,13 @@ impl Amqp {
     }
 
     /// Publishes each order when it is created, with its TTL; closes each dead letter.
-    async fn run(&self, db: &DatabaseConnection, schedule: &[Planned], start_ms: i64, end_ms: i64) -> anyhow::Result<()> {
+    async fn run(
+        &self,
+        db: &DatabaseConnection,
+        schedule: &[Planned],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> anyhow::Result<()> {
         let publisher = self.connection.create_channel().await?;
         let consumer_channel = self.connection.create_channel().await?;
         consumer_channel.basic_qos(500, BasicQosOptions::default()).await?;

@@ -59,7 +59,10 @@ pub async fn run(args: &Args, out: &Path) -> anyhow::Result<()> {
 
     let mut rows = Vec::new();
     for &c in &connections {
-        eprintln!("create: {c} connection(s), {} s through the service", duration.as_secs());
+        eprintln!(
+            "create: {c} connection(s), {} s through the service",
+            duration.as_secs()
+        );
         let load = create_orders(&service.base(), c, duration, &format!("c{c}")).await?;
         if let Some(failure) = &load.first_failure {
             eprintln!("  {} failed; the first: {failure}", load.failed);

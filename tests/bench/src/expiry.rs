@@ -91,16 +91,33 @@ pub async fn run(args: &Args, out: &Path) -> anyhow::Result<()> {
         clock = used;
     }
     if !skip("sandbox") {
-        rows.push(paywarden_run(args, "paywarden, sandbox attempt", args.attempt_orders, Some(Provider::Sandbox)).await?.0);
+        let (row, _, used) = paywarden_run(
+            args,
+            "paywarden, sandbox attempt",
+            args.attempt_orders,
+            Some(Provider::Sandbox),
+        )
+        .await?;
+        rows.push(row);
+        clock = used;
     }
     if !skip("simulator") {
         rows.push(
-            paywarden_run(args, "paywarden, WeChat Pay simulator over HTTP", args.attempt_orders, Some(Provider::Simulator))
-                .await?
-                .0,
+            paywarden_run(
+                args,
+                "paywarden, WeChat Pay simulator over HTTP",
+                args.attempt_orders,
+                Some(Provider::Simulator),
+            )
+            .await?
+            .0,
         );
     }
-    let burst = if skip("burst") { None } else { Some(burst(args.burst).await?) };
+    let burst = if skip("burst") {
+        None
+    } else {
+        Some(burst(args.burst).await?)
+    };
     if !skip("baselines") && !schedule.is_empty() {
         eprintln!("expiry: baselines over the same {} deadlines", schedule.len());
         let harness = Harness::new("baselines").await?;
@@ -119,7 +136,16 @@ pub async fn run(args: &Args, out: &Path) -> anyhow::Result<()> {
 
     print_table(
         "Unpaid orders: close committed − deadline (PostgreSQL + Redis, release build)",
-        &["approach", "orders", "peak deadlines/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "not closed"],
+        &[
+            "approach",
+            "orders",
+            "peak deadlines/s",
+            "p50 ms",
+            "p99 ms",
+            "p99.9 ms",
+            "max ms",
+            "not closed",
+        ],
         &rows
             .iter()
             .map(|row| {
@@ -150,7 +176,16 @@ pub async fn run(args: &Args, out: &Path) -> anyhow::Result<()> {
             ]],
         );
     }
-    write_json(out, "expiry", &Figures { machine, clock, rows, burst })
+    write_json(
+        out,
+        "expiry",
+        &Figures {
+            machine,
+            clock,
+            rows,
+            burst,
+        },
+    )
 }
 
 #[derive(Clone, Copy)]
@@ -178,10 +213,24 @@ async fn paywarden_run(
         let mut config = paywarden_sim::SimConfig::new(paywarden_sim::keys::KeyMaterial::read(&keys_dir)?);
         config.close_too_early_seconds = 0;
         let server = paywarden_sim::SimServer::start(config).await?;
-        env = paywarden_fault::node_env(0, &harness.db.url, &harness.redis.url(), &harness.key_prefix, &server, &keys_dir);
+        env = paywarden_fault::node_env(
+            0,
+            &harness.db.url,
+            &harness.redis.url(),
+            &harness.key_prefix,
+            &server,
+            &keys_dir,
+        );
         env.extend(harness.service_env());
-        for (setting, value) in [("RATE_PER_SECOND", "5000"), ("MAX_CONCURRENCY", "256"), ("RETRIES", "2")] {
-            env.push((format!("PAYWARDEN__PROVIDERS__WECHAT__CALLS__{setting}"), value.to_owned()));
+        for (setting, value) in [
+            ("RATE_PER_SECOND", "5000"),
+            ("MAX_CONCURRENCY", "256"),
+            ("RETRIES", "2"),
+        ] {
+            env.push((
+                format!("PAYWARDEN__PROVIDERS__WECHAT__CALLS__{setting}"),
+                value.to_owned(),
+            ));
         }
         env.push(("PAYWARDEN__ANOMALIES__AUTO_REFUND".to_owned(), "false".to_owned()));
         sim = Some(server);
@@ -202,7 +251,11 @@ async fn paywarden_run(
         created.ok,
         created.elapsed.as_secs_f64(),
         created.failed,
-        created.first_failure.as_ref().map(|f| format!("; first: {f}")).unwrap_or_default()
+        created
+            .first_failure
+            .as_ref()
+            .map(|f| format!("; first: {f}"))
+            .unwrap_or_default()
     );
     let clock = wait_until_final(&harness, ttl_min + ttl_spread + 120).await?;
     let (lateness, planned, not_closed) = read_lateness(&harness, clock).await?;
@@ -294,7 +347,9 @@ async fn wait_until_final(harness: &Harness, limit_seconds: u64) -> anyhow::Resu
     let started = Instant::now();
     let mut last_print = Instant::now();
     loop {
-        let pending = harness.scalar("SELECT COUNT(*) FROM orders WHERE status = 'pending'").await?;
+        let pending = harness
+            .scalar("SELECT COUNT(*) FROM orders WHERE status = 'pending'")
+            .await?;
         if pending == 0 {
             break;
         }

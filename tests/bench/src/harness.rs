@@ -11,6 +11,9 @@ use paywarden_fault::database::RunDatabase;
 use paywarden_fault::processes::{free_port, paywarden_binary, workspace_root, Node, RedisServer};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 
+/// Settings given on the command line (`--set`), over every service's environment.
+pub static SERVICE_SETTINGS: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+
 /// The development profile's merchant key (`config/development.toml`).
 pub const MERCHANT_KEY: &str = "pk_dev_demo";
 
@@ -33,7 +36,9 @@ impl Harness {
         let dir = std::env::temp_dir().join(format!("paywarden-bench-{name}-{short}"));
         std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
         let db = RunDatabase::create(&format!("bench_{short}")).await?;
-        let conn = Database::connect(&db.url).await.context("connect to the run database")?;
+        let conn = Database::connect(&db.url)
+            .await
+            .context("connect to the run database")?;
         Migrator::up(&conn, None).await.context("migrate the run database")?;
         let redis = RedisServer::start(&dir).await?;
         Ok(Self {
@@ -51,7 +56,10 @@ impl Harness {
     /// development profile (sandbox on), logs at `warn`.
     pub fn service_env(&self) -> Vec<(String, String)> {
         [
-            ("PAYWARDEN_CONFIG_DIR", workspace_root().join("config").display().to_string()),
+            (
+                "PAYWARDEN_CONFIG_DIR",
+                workspace_root().join("config").display().to_string(),
+            ),
             ("PAYWARDEN__ENV", "development".to_owned()),
             ("PAYWARDEN__DATABASE__URL", self.db.url.clone()),
             ("PAYWARDEN__REDIS__URL", self.redis.url()),
@@ -69,6 +77,7 @@ impl Harness {
         self.nodes += 1;
         let mut all = self.service_env();
         all.extend(env);
+        all.extend(SERVICE_SETTINGS.get().cloned().unwrap_or_default());
         let node = Node::new(
             index,
             free_port()?,
@@ -100,7 +109,9 @@ impl Harness {
 
     /// Drops the database and leaves the directory (the service logs) only when asked.
     pub async fn finish(self, keep_logs: bool) -> anyhow::Result<()> {
-        let Self { dir, db, conn, redis, .. } = self;
+        let Self {
+            dir, db, conn, redis, ..
+        } = self;
         conn.close().await.ok();
         drop(redis);
         db.drop_database().await?;
@@ -252,7 +263,10 @@ pub async fn store_pending_orders(
         let _: () = redis::cmd("ZADD").arg(&key).arg(&items).query_async(&mut redis).await?;
         from = to + 1;
     }
-    eprintln!("  stored {n} pending orders in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "  stored {n} pending orders in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

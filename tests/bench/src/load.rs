@@ -47,7 +47,12 @@ pub fn client(connections: usize) -> anyhow::Result<reqwest::Client> {
 }
 
 /// `POST /v1/orders` from `connections` clients for `duration`.
-pub async fn create_orders(base: &str, connections: usize, duration: Duration, run: &str) -> anyhow::Result<LoadResult> {
+pub async fn create_orders(
+    base: &str,
+    connections: usize,
+    duration: Duration,
+    run: &str,
+) -> anyhow::Result<LoadResult> {
     let http = client(connections)?;
     let counter = Arc::new(AtomicU64::new(0));
     let started = Instant::now();

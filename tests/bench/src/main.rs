@@ -33,6 +33,17 @@ struct Cli {
     /// Where the JSON figures go.
     #[arg(long, global = true, default_value = "target/bench")]
     out: PathBuf,
+    /// A setting of the measured service, as its environment variable:
+    /// `--set PAYWARDEN__DATABASE__MAX_CONNECTIONS=20` (repeatable).
+    #[arg(long = "set", global = true, value_parser = parse_setting)]
+    settings: Vec<(String, String)>,
+}
+
+fn parse_setting(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if key.starts_with("PAYWARDEN__") => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("expected PAYWARDEN__SECTION__KEY=value, got {text}")),
+    }
 }
 
 #[derive(Subcommand)]
@@ -50,6 +61,7 @@ enum Scenario {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    harness::SERVICE_SETTINGS.set(cli.settings.clone()).ok();
     match &cli.scenario {
         Scenario::Expiry(args) => expiry::run(args, &cli.out).await,
         Scenario::Create(args) => create::run(args, &cli.out).await,

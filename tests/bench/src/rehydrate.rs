@@ -73,12 +73,16 @@ pub async fn run(args: &Args, out: &Path) -> anyhow::Result<()> {
         let (mut service, rss_empty) = empty_then_stored(&mut harness, n).await?;
         // First start: arms them.
         service.start().await?;
-        service.wait_for_metric(ARMED, n as f64, Duration::from_secs(600)).await?;
+        service
+            .wait_for_metric(ARMED, n as f64, Duration::from_secs(600))
+            .await?;
         service.kill();
         eprintln!("  killed with SIGKILL; starting again");
         let spawned = Instant::now();
         let healthy = service.start().await?;
-        let armed_at = service.wait_for_metric(ARMED, n as f64, Duration::from_secs(600)).await?;
+        let armed_at = service
+            .wait_for_metric(ARMED, n as f64, Duration::from_secs(600))
+            .await?;
         let rearm = armed_at.duration_since(spawned);
         // Let allocations settle before reading the memory.
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -164,7 +168,11 @@ async fn bare_read(harness: &Harness) -> anyhow::Result<Duration> {
         read += 1;
     }
     let elapsed = started.elapsed();
-    anyhow::ensure!(members.len() == read, "index {} and database {read} differ", members.len());
+    anyhow::ensure!(
+        members.len() == read,
+        "index {} and database {read} differ",
+        members.len()
+    );
     Ok(elapsed)
 }
 

@@ -87,7 +87,8 @@ pub fn ms(value: f64) -> String {
 pub fn write_json(out: &Path, scenario: &str, value: &impl Serialize) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("failed to create {}", out.display()))?;
     let path = out.join(format!("{scenario}.json"));
-    std::fs::write(&path, serde_json::to_vec_pretty(value)?).with_context(|| format!("failed to write {}", path.display()))?;
+    std::fs::write(&path, serde_json::to_vec_pretty(value)?)
+        .with_context(|| format!("failed to write {}", path.display()))?;
     println!("\nfigures written to {}", path.display());
     Ok(())
 }
@@ -112,7 +113,9 @@ impl Machine {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         Self {
-            cores: std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1),
+            cores: std::thread::available_parallelism()
+                .map(std::num::NonZeroUsize::get)
+                .unwrap_or(1),
             memory_gib: memory_kb.div_ceil(1024 * 1024),
             cpu: cpuinfo
                 .lines()
