@@ -15,6 +15,7 @@ on_both_backends!(
     refresh_finds_a_payment_whose_notification_was_dropped,
     cancel_closes_at_the_provider_then_locally,
     force_close_goes_through_the_actor_and_needs_the_admin_token,
+    orders_due_together_are_closed_together_each_with_its_log_event_and_stock,
 );
 
 async fn an_unpaid_order_is_queried_closed_at_the_provider_and_closed_on_time(backend: Backend) {
@@ -366,4 +367,49 @@ async fn an_amount_mismatch_is_recorded_once_and_an_operator_settles_it(backend:
         .await;
     assert_eq!(reports_what_was_taken, 1, "the event carries the amount really paid");
     assert_eq!(anomalies(order_no).await, 1);
+}
+
+/// Plain expiries falling together are closed in shared transactions (the expiry closer):
+/// each order still gets exactly what a close of its own writes, its stock comes back once,
+/// and an order with an attempt among them still goes through the provider.
+async fn orders_due_together_are_closed_together_each_with_its_log_event_and_stock(backend: Backend) {
+    // Arrange: 40 orders of 2 books each from a stock of 100, and one with a sandbox attempt,
+    // all due in the same second.
+    let app = spawn_app_with_redis(backend).await;
+    app.put_sku(MERCHANT_A, "sku-book", 100).await;
+    let mut plain = Vec::new();
+    for n in 0..40 {
+        let mut body = crate::helpers::order_body(&format!("together-{n}"));
+        body["ttl_seconds"] = 2.into();
+        plain.push(app.create_order(&body).await["order_no"].as_str().unwrap().to_owned());
+    }
+    let (attempted, pay_no) = app.order_with_attempt("together-attempt", 2).await;
+    assert_eq!(app.sku_available(MERCHANT_A, "sku-book").await, 100 - 41 * 2);
+
+    // Act
+    for order_no in plain.iter().chain([&attempted]) {
+        app.wait_for_status(order_no, "closed", Duration::from_secs(10)).await;
+    }
+
+    // Assert
+    assert_eq!(app.sku_available(MERCHANT_A, "sku-book").await, 100, "every reservation came back once");
+    for order_no in &plain {
+        let order = app.admin_order(order_no).await;
+        assert_eq!(order["close_reason"], "expired");
+        let events: Vec<&str> = order["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|log| log["event"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            events,
+            ["order.created", "stock.reserved", "stock.released", "order.closed"],
+            "order {order_no}"
+        );
+        assert_eq!(app.outbox_count(order_no, "order.closed").await, 1, "order {order_no}");
+    }
+    let trade = app.sandbox_trade(&pay_no).await;
+    assert_eq!(trade["trade_state"], "CLOSED", "the attempted order was closed at the provider first");
+    assert_eq!(app.outbox_count(&attempted, "order.closed").await, 1);
 }

@@ -105,7 +105,7 @@ pub async fn run(harness: &Harness, schedule: &[Planned], amqp_url: &str) -> any
     eprintln!(
         "  baselines set up in {:.1} s; the schedule starts in {:.1} s",
         setup.elapsed().as_secs_f64(),
-        (start_ms - now_ms()) as f64 / 1000.0
+        crate::report::float(start_ms - now_ms()) / 1000.0
     );
 
     let last_deadline = schedule

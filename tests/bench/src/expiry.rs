@@ -296,7 +296,7 @@ async fn create_paced(
         let base = service.base();
         let next = next.clone();
         tokio::spawn(async move {
-            let mut rng = rand::rngs::StdRng::seed_from_u64(worker as u64);
+            let mut rng = rand::rngs::StdRng::seed_from_u64(u64::try_from(worker).unwrap_or(0));
             let mut result = LoadResult::default();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);

@@ -22,9 +22,8 @@ pub struct LoadResult {
 }
 
 impl LoadResult {
-    #[allow(clippy::cast_precision_loss)]
     pub fn per_second(&self) -> f64 {
-        self.ok as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
+        crate::report::float_u(self.ok) / self.elapsed.as_secs_f64().max(f64::EPSILON)
     }
 }
 

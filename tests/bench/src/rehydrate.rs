@@ -12,7 +12,7 @@ use sea_orm::{ConnectionTrait, Statement};
 use serde::Serialize;
 
 use crate::harness::{now_ms, store_pending_orders, Harness, Service};
-use crate::report::{print_table, write_json, Machine};
+use crate::report::{float_u, print_table, write_json, Machine};
 
 /// Deadlines of the stored orders start this far ahead (none fires during a run) and spread
 /// over a day.
@@ -74,14 +74,14 @@ pub async fn run(args: &Args, out: &Path) -> anyhow::Result<()> {
         // First start: arms them.
         service.start().await?;
         service
-            .wait_for_metric(ARMED, n as f64, Duration::from_secs(600))
+            .wait_for_metric(ARMED, float_u(n), Duration::from_secs(600))
             .await?;
         service.kill();
         eprintln!("  killed with SIGKILL; starting again");
         let spawned = Instant::now();
         let healthy = service.start().await?;
         let armed_at = service
-            .wait_for_metric(ARMED, n as f64, Duration::from_secs(600))
+            .wait_for_metric(ARMED, float_u(n), Duration::from_secs(600))
             .await?;
         let rearm = armed_at.duration_since(spawned);
         // Let allocations settle before reading the memory.
@@ -193,7 +193,7 @@ pub async fn idle(args: &IdleArgs, out: &Path) -> anyhow::Result<()> {
     let (mut service, _) = empty_then_stored(&mut harness, args.orders).await?;
     service.start().await?;
     service
-        .wait_for_metric(ARMED, args.orders as f64, Duration::from_secs(600))
+        .wait_for_metric(ARMED, float_u(args.orders), Duration::from_secs(600))
         .await
         .context("arming")?;
     // Start-up work (reconcile, first sweeps) done.
@@ -209,7 +209,7 @@ pub async fn idle(args: &IdleArgs, out: &Path) -> anyhow::Result<()> {
         orders: args.orders,
         seconds: args.seconds,
         cpu_seconds: used.as_secs_f64(),
-        percent_of_a_core: used.as_secs_f64() / args.seconds as f64 * 100.0,
+        percent_of_a_core: used.as_secs_f64() / float_u(args.seconds) * 100.0,
         rss_bytes: rss,
     };
     print_table(

@@ -36,9 +36,19 @@ impl Spread {
     }
 }
 
-#[allow(clippy::cast_precision_loss)]
 fn micros_to_ms(us: i64) -> f64 {
-    us as f64 / 1000.0
+    float(us) / 1000.0
+}
+
+/// A count or a number of microseconds as a float for a figure (exact below 2^53, far beyond
+/// anything measured here).
+#[allow(clippy::as_conversions)]
+pub fn float(n: i64) -> f64 {
+    n as f64
+}
+
+pub fn float_u(n: u64) -> f64 {
+    float(i64::try_from(n).unwrap_or(i64::MAX))
 }
 
 /// Prints `rows` under `header` as an aligned table.
