@@ -392,7 +392,11 @@ async fn orders_due_together_are_closed_together_each_with_its_log_event_and_sto
     }
 
     // Assert
-    assert_eq!(app.sku_available(MERCHANT_A, "sku-book").await, 100, "every reservation came back once");
+    assert_eq!(
+        app.sku_available(MERCHANT_A, "sku-book").await,
+        100,
+        "every reservation came back once"
+    );
     for order_no in &plain {
         let order = app.admin_order(order_no).await;
         assert_eq!(order["close_reason"], "expired");
@@ -410,6 +414,9 @@ async fn orders_due_together_are_closed_together_each_with_its_log_event_and_sto
         assert_eq!(app.outbox_count(order_no, "order.closed").await, 1, "order {order_no}");
     }
     let trade = app.sandbox_trade(&pay_no).await;
-    assert_eq!(trade["trade_state"], "CLOSED", "the attempted order was closed at the provider first");
+    assert_eq!(
+        trade["trade_state"], "CLOSED",
+        "the attempted order was closed at the provider first"
+    );
     assert_eq!(app.outbox_count(&attempted, "order.closed").await, 1);
 }

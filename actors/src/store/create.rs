@@ -1,6 +1,8 @@
 //! Order creation: idempotency check, order + items, stock reservation, log and outbox rows,
 //! all in one transaction.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
+
 use chrono::{DateTime, Utc};
 use entities::{order_items, orders, skus, OrderId, OrderStatus};
 use sea_orm::sea_query::Expr;
@@ -192,43 +194,72 @@ async fn reserve_stock<C: ConnectionTrait>(
     Ok(reserved)
 }
 
-/// Gives back the stock an order reserved at creation (on close), exactly that and to the
-/// order's own merchant (`merchant_id`): a SKU that was untracked then gets nothing back, even
-/// if it is tracked now. Called once per order, by its one guarded close.
+/// Gives back the stock each of `closing` (order id, its merchant) reserved at creation, on
+/// its close: exactly that and to the order's own merchant (a SKU that was untracked then gets
+/// nothing back, even if it is tracked now). Called once per order, by its one guarded close
+/// (alone, or in a batch of expiries). One update per (merchant, SKU), in that order, so two
+/// closes never wait on each other's rows. Returns, per order, the `sku xN` lines released.
 ///
 /// # Errors
 /// The database error, which should abort the caller's transaction.
 pub async fn release_stock<C: ConnectionTrait>(
     conn: &C,
-    order_id: OrderId,
-    merchant_id: &str,
+    closing: &[(OrderId, &str)],
     now: DateTime<Utc>,
-) -> Result<Vec<(String, i64)>, OrderError> {
+) -> Result<HashMap<OrderId, Vec<String>>, OrderError> {
     let items = order_items::Entity::find()
-        .filter(order_items::Column::OrderId.eq(order_id))
+        .filter(order_items::Column::OrderId.is_in(closing.iter().map(|(id, _)| *id)))
         .filter(order_items::Column::ReservedQuantity.gt(0))
         .all(conn)
         .await?;
-    let mut reserved: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
-    for item in items {
-        let entry = reserved.entry(item.sku_id).or_insert(0);
-        *entry = entry.saturating_add(item.reserved_quantity);
+    if items.is_empty() {
+        return Ok(HashMap::new());
     }
-    let mut released = Vec::new();
-    // In SKU order, like the reservation, so two closes never wait on each other's rows.
-    for (sku_id, quantity) in reserved {
+    let merchant_of: HashMap<OrderId, &str> = closing.iter().copied().collect();
+    // (merchant, sku) -> total, and per order: sku -> quantity; both sorted.
+    let mut totals: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+    let mut per_order: BTreeMap<OrderId, BTreeMap<&str, i64>> = BTreeMap::new();
+    for item in &items {
+        let Some(merchant) = merchant_of.get(&item.order_id) else {
+            continue;
+        };
+        let total = totals.entry((merchant, item.sku_id.as_str())).or_insert(0);
+        *total = total.saturating_add(item.reserved_quantity);
+        let quantity = per_order
+            .entry(item.order_id)
+            .or_default()
+            .entry(item.sku_id.as_str())
+            .or_insert(0);
+        *quantity = quantity.saturating_add(item.reserved_quantity);
+    }
+    let mut tracked: HashSet<(&str, &str)> = HashSet::new();
+    for ((merchant, sku_id), quantity) in &totals {
         let result = skus::Entity::update_many()
             .col_expr(
                 skus::Column::Available,
-                Expr::col(skus::Column::Available).add(quantity),
+                Expr::col(skus::Column::Available).add(*quantity),
             )
             .col_expr(skus::Column::UpdatedAt, Expr::value(now))
-            .filter(skus::Column::MerchantId.eq(merchant_id))
-            .filter(skus::Column::SkuId.eq(sku_id.as_str()))
+            .filter(skus::Column::MerchantId.eq(*merchant))
+            .filter(skus::Column::SkuId.eq(*sku_id))
             .exec(conn)
             .await?;
         if result.rows_affected > 0 {
-            released.push((sku_id, quantity));
+            tracked.insert((merchant, sku_id));
+        }
+    }
+    let mut released = HashMap::new();
+    for (order_id, quantities) in per_order {
+        let Some(merchant) = merchant_of.get(&order_id) else {
+            continue;
+        };
+        let lines: Vec<String> = quantities
+            .into_iter()
+            .filter(|(sku_id, _)| tracked.contains(&(*merchant, *sku_id)))
+            .map(|(sku_id, quantity)| format!("{sku_id} x{quantity}"))
+            .collect();
+        if !lines.is_empty() {
+            released.insert(order_id, lines);
         }
     }
     Ok(released)

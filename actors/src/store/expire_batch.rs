@@ -9,16 +9,14 @@
 //! hundred orders. Every order is locked and judged inside the transaction; one that does not
 //! qualify is left untouched and reported, and its actor runs the full pass.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use entities::{order_items, orders, payment_attempts, skus, AttemptStatus, OrderId, OrderStatus};
+use entities::{orders, payment_attempts, AttemptStatus, OrderId, OrderStatus};
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
 
+use super::create::release_stock;
 use super::journal::{event_row, log_row, EventType, LogEntry, LogEvent, Operator, PaymentRef};
 use super::transitions::CloseReason;
 use crate::error::OrderError;
@@ -108,7 +106,8 @@ pub async fn close_expired(
         txn.rollback().await?;
         return Ok(ids.iter().map(|id| (*id, BatchOutcome::FullPass)).collect());
     }
-    let released = release_stock(&txn, &closing, now).await?;
+    let merchants: Vec<(OrderId, &str)> = closing.iter().map(|o| (o.id, o.merchant_id.as_str())).collect();
+    let released = release_stock(&txn, &merchants, now).await?;
 
     let operator = Operator::System;
     let mut logs = Vec::with_capacity(closing.len());
@@ -163,71 +162,4 @@ pub async fn close_expired(
         }
     }
     Ok(outcomes)
-}
-
-/// Gives back what the closing orders reserved, as [`super::create::release_stock`] does for
-/// one order (to each order's own merchant; a SKU untracked since gets nothing), one update
-/// per (merchant, SKU) in that order. Returns, per order, the "sku xN" lines released.
-async fn release_stock(
-    txn: &DatabaseTransaction,
-    closing: &[orders::Model],
-    now: DateTime<Utc>,
-) -> Result<HashMap<OrderId, Vec<String>>, OrderError> {
-    let items = order_items::Entity::find()
-        .filter(order_items::Column::OrderId.is_in(closing.iter().map(|o| o.id)))
-        .filter(order_items::Column::ReservedQuantity.gt(0))
-        .order_by_asc(order_items::Column::Id)
-        .all(txn)
-        .await?;
-    if items.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let merchant_of: HashMap<OrderId, &str> = closing.iter().map(|o| (o.id, o.merchant_id.as_str())).collect();
-    // (merchant, sku) -> total, and per order -> (sku -> quantity), both sorted.
-    let mut totals: BTreeMap<(&str, &str), i64> = BTreeMap::new();
-    let mut per_order: BTreeMap<OrderId, BTreeMap<&str, i64>> = BTreeMap::new();
-    for item in &items {
-        let Some(merchant) = merchant_of.get(&item.order_id) else {
-            continue;
-        };
-        let total = totals.entry((merchant, item.sku_id.as_str())).or_insert(0);
-        *total = total.saturating_add(item.reserved_quantity);
-        let quantity = per_order
-            .entry(item.order_id)
-            .or_default()
-            .entry(item.sku_id.as_str())
-            .or_insert(0);
-        *quantity = quantity.saturating_add(item.reserved_quantity);
-    }
-    let mut tracked: HashSet<(&str, &str)> = HashSet::new();
-    for ((merchant, sku_id), quantity) in &totals {
-        let result = skus::Entity::update_many()
-            .col_expr(
-                skus::Column::Available,
-                Expr::col(skus::Column::Available).add(*quantity),
-            )
-            .col_expr(skus::Column::UpdatedAt, Expr::value(now))
-            .filter(skus::Column::MerchantId.eq(*merchant))
-            .filter(skus::Column::SkuId.eq(*sku_id))
-            .exec(txn)
-            .await?;
-        if result.rows_affected > 0 {
-            tracked.insert((merchant, sku_id));
-        }
-    }
-    let mut released = HashMap::new();
-    for (order_id, quantities) in per_order {
-        let Some(merchant) = merchant_of.get(&order_id) else {
-            continue;
-        };
-        let lines: Vec<String> = quantities
-            .into_iter()
-            .filter(|(sku_id, _)| tracked.contains(&(*merchant, *sku_id)))
-            .map(|(sku_id, quantity)| format!("{sku_id} x{quantity}"))
-            .collect();
-        if !lines.is_empty() {
-            released.insert(order_id, lines);
-        }
-    }
-    Ok(released)
 }

@@ -285,9 +285,8 @@ pub(crate) async fn apply_in(
             (event, text, payment)
         }
         OrderUpdate::Closed { reason } => {
-            let released = release_stock(txn, order_id, &before.merchant_id, now).await?;
-            if !released.is_empty() {
-                let summary: Vec<String> = released.iter().map(|(sku, qty)| format!("{sku} x{qty}")).collect();
+            let released = release_stock(txn, &[(order_id, before.merchant_id.as_str())], now).await?;
+            if let Some(summary) = released.get(&order_id) {
                 write_log(
                     txn,
                     LogEntry {
