@@ -29,6 +29,8 @@ struct Row {
     paywarden_per_second: f64,
     paywarden_latency: Spread,
     paywarden_failed: u64,
+    /// CPU time the service process used per order created (user + system).
+    service_cpu_per_order_us: f64,
     pgbench_tps: f64,
     pgbench_latency: Spread,
     ratio: f64,
@@ -63,7 +65,9 @@ pub async fn run(args: &Args, out: &Path) -> anyhow::Result<()> {
             "create: {c} connection(s), {} s through the service",
             duration.as_secs()
         );
+        let cpu_before = service.cpu_time()?;
         let load = create_orders(&service.base(), c, duration, &format!("c{c}")).await?;
+        let cpu = service.cpu_time()?.saturating_sub(cpu_before);
         if let Some(failure) = &load.first_failure {
             eprintln!("  {} failed; the first: {failure}", load.failed);
         }
@@ -75,6 +79,7 @@ pub async fn run(args: &Args, out: &Path) -> anyhow::Result<()> {
             paywarden_per_second: per_second,
             paywarden_latency: Spread::of_micros(load.latencies_us),
             paywarden_failed: load.failed,
+            service_cpu_per_order_us: cpu.as_secs_f64() * 1e6 / crate::report::float_u(load.ok.max(1)),
             pgbench_tps: tps,
             pgbench_latency: latency,
             ratio: per_second / tps,
@@ -90,6 +95,7 @@ pub async fn run(args: &Args, out: &Path) -> anyhow::Result<()> {
             "p50 ms",
             "p99 ms",
             "failed",
+            "service CPU / order",
             "pgbench tps",
             "p50 ms",
             "p99 ms",
@@ -104,6 +110,7 @@ pub async fn run(args: &Args, out: &Path) -> anyhow::Result<()> {
                     ms(row.paywarden_latency.p50_ms),
                     ms(row.paywarden_latency.p99_ms),
                     row.paywarden_failed.to_string(),
+                    format!("{:.0} µs", row.service_cpu_per_order_us),
                     format!("{:.0}", row.pgbench_tps),
                     ms(row.pgbench_latency.p50_ms),
                     ms(row.pgbench_latency.p99_ms),
