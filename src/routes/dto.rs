@@ -286,17 +286,20 @@ impl OrderResponse {
             logs: Vec::new(),
         };
         let mut response = Self::from_detail(detail, links, false);
-        response.items = items
-            .iter()
-            .map(|item| ItemResponse {
-                sku_id: item.sku_id.clone(),
-                name: item.name.clone(),
-                unit_price: item.unit_price,
-                quantity: item.quantity,
-                amount: item.amount,
-            })
-            .collect();
+        response.items = items.iter().map(ItemResponse::from).collect();
         response
+    }
+}
+
+impl From<&NewItem> for ItemResponse {
+    fn from(item: &NewItem) -> Self {
+        Self {
+            sku_id: item.sku_id.clone(),
+            name: item.name.clone(),
+            unit_price: item.unit_price,
+            quantity: item.quantity,
+            amount: item.amount,
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use anyhow::Context;
 use futures::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ExchangeDeclareOptions,
-    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+    ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
@@ -363,6 +363,9 @@ impl Amqp {
         for queue in [&self.delay_queue, &self.expired_queue] {
             channel.queue_delete(queue, QueueDeleteOptions::default()).await?;
         }
+        channel
+            .exchange_delete(&self.exchange, ExchangeDeleteOptions::default())
+            .await?;
         Ok(())
     }
 }
