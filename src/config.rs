@@ -106,6 +106,7 @@ pub struct Settings {
     pub server: ServerSettings,
     pub database: DatabaseSettings,
     pub redis: RedisSettings,
+    pub cluster: actors::cluster::ClusterSettings,
     pub ids: IdSettings,
     pub auth: AuthSettings,
     pub orders: OrderLimits,
@@ -160,6 +161,9 @@ pub struct RedisSettings {
     pub url: SecretString,
     /// Prefix of every key this deployment writes, so deployments can share a Redis.
     pub key_prefix: String,
+    /// `single`: `url` is one server. `cluster`: a Redis Cluster, `url` lists seed nodes
+    /// separated by commas.
+    pub mode: actors::redis_conn::RedisMode,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -474,6 +478,15 @@ impl Settings {
         }
         self.orders.validate("orders")?;
         self.expiry.validate("expiry")?;
+        if self.cluster.enabled {
+            self.cluster.validate("cluster")?;
+            if self.redis.url().is_none() {
+                bail!("cluster.enabled needs redis.url: the partition leases live in Redis");
+            }
+            if self.database.is_sqlite() {
+                bail!("cluster.enabled needs PostgreSQL (database.url): every node shares one database");
+            }
+        }
         self.outbox.validate("outbox")?;
         self.refunds.validate("refunds")?;
         self.reconciliation.validate("reconciliation")?;

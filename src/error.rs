@@ -333,6 +333,9 @@ impl ApiError {
                 let whole = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
                 Some(std::time::Duration::from_secs(whole.max(1)))
             }
+            // Another node runs the order (the request is forwarded when it can be), or this
+            // node just lost it: a partition changes hands within seconds.
+            ApiError::Order(OrderError::Elsewhere(_) | OrderError::Fenced) => Some(std::time::Duration::from_secs(1)),
             _ => None,
         }
     }
@@ -380,7 +383,7 @@ fn order_code(err: &OrderError) -> &'static str {
         OrderError::Gateway(_) => "provider_error",
         OrderError::Concurrent => "concurrent_update",
         OrderError::Id(_) | OrderError::Db(_) => "internal_error",
-        OrderError::Unavailable => "service_unavailable",
+        OrderError::Unavailable | OrderError::Elsewhere(_) | OrderError::Fenced => "service_unavailable",
         OrderError::ProviderUnreachable => "provider_unreachable",
         OrderError::CloseNotPossibleYet => "close_not_possible_yet",
         OrderError::RefundNotFound => "not_found",
@@ -407,7 +410,9 @@ fn order_status(err: &OrderError) -> StatusCode {
         OrderError::Gateway(GatewayError::Busy { .. }) => StatusCode::SERVICE_UNAVAILABLE,
         OrderError::Gateway(_) => StatusCode::BAD_GATEWAY,
         OrderError::Id(_) | OrderError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        OrderError::Unavailable | OrderError::ProviderUnreachable => StatusCode::SERVICE_UNAVAILABLE,
+        OrderError::Unavailable | OrderError::Elsewhere(_) | OrderError::Fenced | OrderError::ProviderUnreachable => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
     }
 }
 
@@ -425,7 +430,9 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        let request_id = status.is_server_error().then(|| {
+        // A request for an order another node runs is forwarded there, not a failure.
+        let failed = status.is_server_error() && !matches!(self, ApiError::Order(OrderError::Elsewhere(_)));
+        let request_id = failed.then(|| {
             let id = uuid::Uuid::new_v4().simple().to_string();
             tracing::error!(request_id = %id, error.cause_chain = ?self, error.message = %self, "request failed");
             id
@@ -436,6 +443,10 @@ impl ResponseError for ApiError {
         }
         if let Some(after) = self.retry_after() {
             response.insert_header((actix_web::http::header::RETRY_AFTER, after.as_secs().to_string()));
+        }
+        if let ApiError::Order(OrderError::Elsewhere(owner)) = self {
+            // Read by the forwarding middleware (`crate::forward`), never sent.
+            response.extensions_mut().insert(crate::forward::Owner(owner.clone()));
         }
         response.json(ErrorBody {
             error: ErrorDetail {

@@ -12,6 +12,7 @@
 //! - [`links`]: absolute links handed out, and the signed checkout links.
 //! - [`auth`]: API-key and admin-token middleware.
 //! - [`error`]: the one HTTP error type.
+//! - [`forward`]: a cluster node forwards requests for another node's orders to it.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`telemetry`]: logging set-up.
 //!
@@ -21,6 +22,7 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod forward;
 pub mod links;
 pub mod metrics;
 pub mod routes;

@@ -15,15 +15,17 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use std::collections::HashMap;
 
+use actors::cluster::{NodeIdentity, Ownership, Partitioner};
 use actors::deadline::{DeadlineIndex, RedisDeadlineIndex, SqlDeadlineIndex};
 use actors::domain::OrderLimits;
-use actors::engine::{Engine, EngineParts};
+use actors::engine::{ClusterParts, Engine, EngineParts};
 use actors::gateway::sandbox::{SandboxGateway, SandboxSettings};
 use actors::gateway::Gateways;
 use actors::ids::Snowflake;
 use actors::metrics::EngineMetrics;
 use actors::outbox::{Drain, OutboxRelay};
 use actors::provider::start_providers;
+use actors::redis_conn::RedisConn;
 use anyhow::Context;
 use entities::Provider;
 use migration::{Migrator, MigratorTrait};
@@ -143,13 +145,53 @@ impl Application {
         }
 
         let metrics = Arc::new(Metrics::new()?);
-        let index: Arc<dyn DeadlineIndex> = match settings.redis.url() {
-            Some(url) => Arc::new(
-                RedisDeadlineIndex::connect(url, &settings.redis.key_prefix, db.clone())
+        let redis = match settings.redis.url() {
+            Some(url) => Some(
+                RedisConn::connect(url, settings.redis.mode)
                     .await
-                    .context("failed to connect to Redis (check redis.url)")?,
+                    .context("failed to connect to Redis (check redis.url and redis.mode)")?,
             ),
+            None => None,
+        };
+        let partitioner = settings
+            .cluster
+            .enabled
+            .then(|| Partitioner::new(settings.cluster.partitions));
+        let index: Arc<dyn DeadlineIndex> = match &redis {
+            Some(redis) => Arc::new(RedisDeadlineIndex::new(
+                redis.clone(),
+                &settings.redis.key_prefix,
+                partitioner,
+                db.clone(),
+            )),
             None => Arc::new(SqlDeadlineIndex::new(db.clone())),
+        };
+        let cluster = match (partitioner, &redis, settings.redis.url()) {
+            (Some(partitioner), Some(redis), Some(url)) => {
+                let cluster_settings = &settings.cluster;
+                let node = NodeIdentity {
+                    name: if cluster_settings.node_name.is_empty() {
+                        local.to_string()
+                    } else {
+                        cluster_settings.node_name.clone()
+                    },
+                    incarnation: uuid::Uuid::new_v4().simple().to_string(),
+                    address: if cluster_settings.advertise_url.is_empty() {
+                        base_url.clone()
+                    } else {
+                        cluster_settings.advertise_url.trim_end_matches('/').to_owned()
+                    },
+                };
+                tracing::info!(node = %node.name, address = %node.address, partitions = partitioner.count(), "running as a cluster node");
+                Some(ClusterParts {
+                    ownership: Arc::new(Ownership::new(partitioner, node)),
+                    settings: cluster_settings.clone(),
+                    redis: redis.clone(),
+                    subscribe_url: actors::redis_conn::seeds(url).into_iter().next().unwrap_or_default(),
+                    key_prefix: settings.redis.key_prefix.clone(),
+                })
+            }
+            _ => None,
         };
         let expiry = settings.expiry.clone();
         let providers = start_providers(&gateways, &calls, expiry.provider_reply_timeout);
@@ -161,9 +203,14 @@ impl Application {
             settings: expiry,
             refunds: settings.refunds(),
             metrics: EngineMetrics::register(metrics.registry()).context("failed to register engine metrics")?,
+            cluster,
         });
         let relay = start_outbox_relay(&settings, &db, &engine).await?;
         let rehydrated = engine.rehydrate().await.context("failed to re-arm pending orders")?;
+        engine
+            .start_cluster()
+            .await
+            .context("failed to prepare the cluster's partition fences")?;
         engine.start_follow_up();
         engine.start_refunds();
         actors::reconcile::ReconcileWorker::new(engine.clone(), settings.reconciliation.clone()).start_on_own_arbiter();
@@ -196,6 +243,16 @@ impl Application {
             metrics: metrics.clone(),
         });
         let credentials = web::Data::new(Credentials::from_settings(&settings.auth)?);
+        let forwarder = match engine.ownership() {
+            Some(ownership) => Some(web::Data::new(
+                crate::forward::Forwarder::new(
+                    ownership.node().name.clone(),
+                    settings.expiry.actor_reply_timeout + Duration::from_secs(5),
+                )
+                .context("failed to build the forwarding HTTP client")?,
+            )),
+            None => None,
+        };
         let metrics_data = web::Data::from(metrics);
         let sandbox_data = sandbox.map(web::Data::new);
         let enabled: Vec<Provider> = state.providers.clone();
@@ -208,6 +265,7 @@ impl Application {
 
         let mut server = HttpServer::new(move || {
             let mut app = App::new()
+                .wrap(from_fn(crate::forward::forward))
                 .wrap(from_fn(crate::metrics::record))
                 .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
                 .app_data(state.clone())
@@ -216,6 +274,9 @@ impl Application {
                 .app_data(api_document.clone());
             if let Some(sandbox) = &sandbox_data {
                 app = app.app_data(sandbox.clone());
+            }
+            if let Some(forwarder) = &forwarder {
+                app = app.app_data(forwarder.clone());
             }
             app.configure(|cfg| routes::configure(cfg, max_body_bytes, &enabled, sandbox_open))
                 .default_service(web::to(routes::not_found))

@@ -1,7 +1,9 @@
 //! The change feed: what happens after a commit that changed an order.
 //!
-//! Three listeners care: the refund worker (woken when a refund was committed), the outbox relay (woken so a new event is delivered at once rather than
-//! at its next sweep) and live status streams (a broadcast of `(order, status)`). The feed is
+//! Four listeners care: the refund worker (woken when a refund was committed), the outbox
+//! relay (woken so a new event is delivered at once rather than at its next sweep), live status
+//! streams (a broadcast of `(order, status)`), and in a cluster the publisher that tells the
+//! other nodes ([`crate::cluster::bus`]). The feed is
 //! handed to whatever commits changes; nothing here reads the database.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 
 use actix::Recipient;
 use entities::{OrderId, OrderStatus};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::outbox::Wake;
 
@@ -38,6 +40,9 @@ struct Inner {
     /// Set once, when the refund worker starts.
     refunds: OnceLock<Recipient<Wake>>,
     changes: broadcast::Sender<OrderChanged>,
+    /// Set once in a cluster: changes committed here, to be published to the other nodes
+    /// (with a new order's deadline).
+    remote: OnceLock<mpsc::UnboundedSender<(OrderChanged, Option<i64>)>>,
 }
 
 impl Default for ChangeFeed {
@@ -47,6 +52,7 @@ impl Default for ChangeFeed {
                 relay: OnceLock::new(),
                 refunds: OnceLock::new(),
                 changes: broadcast::channel(CHANGES_BUFFERED).0,
+                remote: OnceLock::new(),
             }),
         }
     }
@@ -87,9 +93,32 @@ impl ChangeFeed {
 
     /// After a commit that changed `order_id` to `status` and wrote an event.
     pub fn changed(&self, order_id: OrderId, status: OrderStatus) {
+        self.announce(OrderChanged { order_id, status }, None);
+    }
+
+    /// After the commit that created `order_id`, due at `deadline_ms`.
+    pub fn created(&self, order_id: OrderId, status: OrderStatus, deadline_ms: i64) {
+        self.announce(OrderChanged { order_id, status }, Some(deadline_ms));
+    }
+
+    fn announce(&self, change: OrderChanged, deadline_ms: Option<i64>) {
         self.wake_relay();
+        self.broadcast_local(change);
+        if let Some(remote) = self.inner.remote.get() {
+            // Closed only when the publisher stopped (shutdown): nothing left to tell.
+            let _ = remote.send((change, deadline_ms));
+        }
+    }
+
+    /// Tells this node's live status streams only (a change another node committed).
+    pub fn broadcast_local(&self, change: OrderChanged) {
         // No receiver is fine: nobody is watching this order.
-        let _ = self.inner.changes.send(OrderChanged { order_id, status });
+        let _ = self.inner.changes.send(change);
+    }
+
+    /// Connects the cluster's change publisher. Only the first call counts.
+    pub fn attach_remote(&self, remote: mpsc::UnboundedSender<(OrderChanged, Option<i64>)>) {
+        let _ = self.inner.remote.set(remote);
     }
 
     /// Every status change from now on (on this node).

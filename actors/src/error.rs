@@ -40,6 +40,13 @@ pub enum OrderError {
     Db(#[from] DbErr),
     #[error("the order's actor is unavailable")]
     Unavailable,
+    /// In a cluster: another node owns the order's partition (its address, when one does);
+    /// the HTTP layer forwards the request there.
+    #[error("the order is run by another node")]
+    Elsewhere(Option<String>),
+    /// In a cluster: this node lost the order's partition; the write was refused.
+    #[error("this node no longer owns the order's partition")]
+    Fenced,
     #[error("the payment provider could not be reached; the order stays open and will be retried")]
     ProviderUnreachable,
     #[error("the provider cannot close the trade yet (the buyer is paying, or it is too soon); try again shortly")]
@@ -72,6 +79,8 @@ impl OrderError {
             OrderError::Id(_) => "id",
             OrderError::Db(_) => "db",
             OrderError::Unavailable => "unavailable",
+            OrderError::Elsewhere(_) => "elsewhere",
+            OrderError::Fenced => "fenced",
             OrderError::ProviderUnreachable => "provider_unreachable",
             OrderError::CloseNotPossibleYet => "close_not_possible_yet",
             OrderError::RefundNotFound => "refund_not_found",

@@ -22,6 +22,8 @@
 //!   worker that runs it daily.
 //! - [`deadline`]: the deadline index (Redis sorted set, or SQL).
 //! - [`changes`]: the change feed (outbox relay wake-ups, live status).
+//! - [`cluster`]: partitions, leases, fencing tokens, the change bus between nodes.
+//! - [`redis_conn`]: one Redis connection for a single server or a Redis Cluster.
 //! - [`outbox`]: the outbox relay, subscribers, webhook signatures, the AMQP sink.
 //! - [`domain`]: parsed request values (`NewOrder`, `MerchantId`, `Currency`).
 //! - [`stock`]: tracked stock per merchant and SKU.
@@ -29,6 +31,7 @@
 //! - [`ids`]: snowflake ids. [`retry`]: the backoff schedule. [`error`]: [`OrderError`].
 
 pub mod changes;
+pub mod cluster;
 pub mod deadline;
 pub mod domain;
 pub mod engine;
@@ -40,6 +43,7 @@ pub mod order;
 pub mod outbox;
 pub mod provider;
 pub mod reconcile;
+pub mod redis_conn;
 pub mod refund;
 pub mod retry;
 pub mod settings;

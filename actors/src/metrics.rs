@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// Engine metrics, registered in the service's Prometheus registry.
 pub struct EngineMetrics {
@@ -15,6 +15,14 @@ pub struct EngineMetrics {
     pub armed_timers: IntGauge,
     /// Refund steps by outcome: succeeded, failed, processing, uncertain, resent.
     pub refund_steps: IntCounterVec,
+    /// In a cluster: partitions this node owns now.
+    pub partitions_owned: IntGauge,
+    /// Partitions this node took whose last holder was another node.
+    pub takeovers: IntCounter,
+    /// Partitions this node stopped acting on because their lease could not be renewed.
+    pub leases_lost: IntCounter,
+    /// Requests for orders another node owns, by outcome: forwarded, failed, no_owner.
+    pub forwarded: IntCounterVec,
 }
 
 impl EngineMetrics {
@@ -49,7 +57,27 @@ impl EngineMetrics {
                 ),
                 &["outcome"],
             )?,
+            partitions_owned: IntGauge::new("cluster_partitions_owned", "Partitions this node owns")?,
+            takeovers: IntCounter::new(
+                "cluster_takeovers_total",
+                "Partitions taken over whose last holder was another node",
+            )?,
+            leases_lost: IntCounter::new(
+                "cluster_leases_lost_total",
+                "Partitions given up because their lease could not be renewed in time",
+            )?,
+            forwarded: IntCounterVec::new(
+                Opts::new(
+                    "cluster_forwarded_total",
+                    "Requests for orders owned by another node, by outcome: forwarded, failed, no_owner",
+                ),
+                &["outcome"],
+            )?,
         };
+        registry.register(Box::new(metrics.partitions_owned.clone()))?;
+        registry.register(Box::new(metrics.takeovers.clone()))?;
+        registry.register(Box::new(metrics.leases_lost.clone()))?;
+        registry.register(Box::new(metrics.forwarded.clone()))?;
         registry.register(Box::new(metrics.expiry_outcomes.clone()))?;
         registry.register(Box::new(metrics.notifications.clone()))?;
         registry.register(Box::new(metrics.timer_lateness.clone()))?;

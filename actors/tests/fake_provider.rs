@@ -157,6 +157,7 @@ async fn engine(provider: Arc<FakeProvider>) -> (Engine, DatabaseConnection) {
     let db = Database::connect(options).await.unwrap();
     migration::Migrator::up(&db, None).await.unwrap();
     let engine = Engine::start(EngineParts {
+        cluster: None,
         db: db.clone(),
         ids: Snowflake::new(1).unwrap(),
         providers: provider,

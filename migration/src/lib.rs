@@ -15,6 +15,7 @@ mod m20261201_000006_add_attempt_follow_up;
 mod m20261201_000007_add_order_return_url;
 mod m20261201_000008_create_refunds;
 mod m20261201_000009_create_reconciliation_tables;
+mod m20261202_000010_create_partition_fences;
 
 pub struct Migrator;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000007_add_order_return_url::Migration),
             Box::new(m20261201_000008_create_refunds::Migration),
             Box::new(m20261201_000009_create_reconciliation_tables::Migration),
+            Box::new(m20261202_000010_create_partition_fences::Migration),
         ]
     }
 }

@@ -1,8 +1,8 @@
 //! The deadline index: every live order's deadline, persisted outside the actors so they can be
 //! re-armed after a restart.
 //!
-//! Two implementations behind [`DeadlineIndex`]: a Redis sorted set ([`RedisDeadlineIndex`],
-//! member = order id, score = deadline in ms) and the SQL fallback ([`SqlDeadlineIndex`]) used
+//! Two implementations behind [`DeadlineIndex`]: Redis sorted sets ([`RedisDeadlineIndex`],
+//! member = order id, score = deadline in ms; one set, or one per partition in a cluster) and the SQL fallback ([`SqlDeadlineIndex`]) used
 //! when no Redis is configured, where the `orders` table itself is the index. The database is
 //! the source of truth: [`DeadlineIndex::reconcile`] makes the Redis set hold exactly its live
 //! orders (Redis may have been flushed, or have missed writes during a blip); start-up and the
@@ -14,7 +14,10 @@ mod sql;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use entities::{orders, OrderId, OrderStatus};
+use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect};
+
+use crate::cluster::Partitioner;
 use serde::Serialize;
 
 pub use self::redis::RedisDeadlineIndex;
@@ -67,6 +70,14 @@ pub trait DeadlineIndex: Send + Sync + 'static {
     /// is then not in the index read either, so it is never taken for stale and removed (an
     /// order's row commits before its entry is added, and a final order never becomes live).
     async fn reconcile(&self) -> Result<Reconciled, DeadlineError>;
+
+    /// As [`DeadlineIndex::reconcile`], for the orders of `partitions` only (a cluster node's
+    /// share, or the partitions it just took over).
+    async fn reconcile_partitions(
+        &self,
+        partitioner: Partitioner,
+        partitions: &[u32],
+    ) -> Result<Reconciled, DeadlineError>;
 }
 
 /// The outcome of a reconcile.
@@ -79,6 +90,51 @@ pub struct Reconciled {
 
 pub fn to_ms(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
+}
+
+/// Live orders of `partitions` whose deadline is before `due_before` (all of them: `None`),
+/// soonest first: what a cluster node arms for its share. The partition is computed in SQL
+/// ([`Partitioner::sql`]), so only those orders are read.
+///
+/// # Errors
+/// The database error.
+pub async fn live_deadlines_in<C: ConnectionTrait>(
+    conn: &C,
+    partitioner: Partitioner,
+    partitions: &[u32],
+    due_before: Option<DateTime<Utc>>,
+) -> Result<Vec<Deadline>, DbErr> {
+    if partitions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list: Vec<String> = partitions.iter().map(u32::to_string).collect();
+    let mut query = orders::Entity::find()
+        .select_only()
+        .column(orders::Column::Id)
+        .column(orders::Column::ExpiresAt)
+        .filter(orders::Column::Status.is_in([OrderStatus::Pending, OrderStatus::Stuck]))
+        .filter(Expr::cust(format!(
+            "{} IN ({})",
+            partitioner.sql("id"),
+            list.join(", ")
+        )));
+    if let Some(before) = due_before {
+        query = query.filter(orders::Column::ExpiresAt.lt(before));
+    }
+    let rows: Vec<(OrderId, DateTime<Utc>)> = query.into_tuple().all(conn).await?;
+    Ok(sorted(rows))
+}
+
+fn sorted(rows: Vec<(OrderId, DateTime<Utc>)>) -> Vec<Deadline> {
+    let mut out: Vec<Deadline> = rows
+        .into_iter()
+        .map(|(order_id, at)| Deadline {
+            order_id,
+            at_ms: to_ms(at),
+        })
+        .collect();
+    out.sort_unstable_by_key(|d| (d.at_ms, d.order_id));
+    out
 }
 
 /// Live (pending or stuck) orders with their deadlines, soonest first, in one read.
@@ -98,13 +154,5 @@ pub async fn live_deadlines<C: ConnectionTrait>(conn: &C) -> Result<Vec<Deadline
         .into_tuple()
         .all(conn)
         .await?;
-    let mut out: Vec<Deadline> = rows
-        .into_iter()
-        .map(|(order_id, at)| Deadline {
-            order_id,
-            at_ms: to_ms(at),
-        })
-        .collect();
-    out.sort_unstable_by_key(|d| (d.at_ms, d.order_id));
-    Ok(out)
+    Ok(sorted(rows))
 }

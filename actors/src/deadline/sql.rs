@@ -5,7 +5,9 @@ use async_trait::async_trait;
 use entities::OrderId;
 use sea_orm::DatabaseConnection;
 
-use super::{live_deadlines, Deadline, DeadlineError, DeadlineIndex, ReconcileReport, Reconciled};
+use crate::cluster::Partitioner;
+
+use super::{live_deadlines, live_deadlines_in, Deadline, DeadlineError, DeadlineIndex, ReconcileReport, Reconciled};
 
 /// The deadline index without Redis (the embedded default): the `orders` table itself, whose
 /// pending rows and `expires_at` already are the index. Adds and removes are no-ops.
@@ -36,13 +38,26 @@ impl DeadlineIndex for SqlDeadlineIndex {
     async fn reconcile(&self) -> Result<Reconciled, DeadlineError> {
         // The table is the index: nothing to add or remove.
         let live = live_deadlines(&self.db).await?;
-        Ok(Reconciled {
-            report: ReconcileReport {
-                live_orders: u64::try_from(live.len()).unwrap_or(u64::MAX),
-                added: 0,
-                removed: 0,
-            },
-            live,
-        })
+        Ok(unchanged(live))
+    }
+
+    async fn reconcile_partitions(
+        &self,
+        partitioner: Partitioner,
+        partitions: &[u32],
+    ) -> Result<Reconciled, DeadlineError> {
+        let live = live_deadlines_in(&self.db, partitioner, partitions, None).await?;
+        Ok(unchanged(live))
+    }
+}
+
+fn unchanged(live: Vec<Deadline>) -> Reconciled {
+    Reconciled {
+        report: ReconcileReport {
+            live_orders: u64::try_from(live.len()).unwrap_or(u64::MAX),
+            added: 0,
+            removed: 0,
+        },
+        live,
     }
 }

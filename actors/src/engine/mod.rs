@@ -9,6 +9,7 @@
 //! - `recovery`: re-arming every pending order at start-up, and reconciling the deadline
 //!   index with the database.
 
+mod cluster;
 mod recovery;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use actix::prelude::*;
 use entities::{orders, payment_attempts, OrderId, Provider};
 use sea_orm::{DatabaseConnection, EntityTrait};
 
+pub use self::cluster::{ClusterParts, ClusterView, NodeView, OrderPlacement};
 pub use self::recovery::RehydrateReport;
 use crate::changes::{ChangeFeed, OrderChanged};
 use crate::deadline::{to_ms, Deadline, DeadlineIndex};
@@ -46,6 +48,8 @@ pub struct EngineParts {
     pub settings: ExpirySettings,
     pub refunds: crate::refund::RefundSettings,
     pub metrics: EngineMetrics,
+    /// Present when this node is one of a cluster ([`Engine::start_cluster`] then runs it).
+    pub cluster: Option<ClusterParts>,
 }
 
 /// The facade the HTTP layer (and the benchmark) drives. Owns the order registry, and through
@@ -54,13 +58,16 @@ pub struct EngineParts {
 #[derive(Clone)]
 pub struct Engine {
     registry: Arc<OrderRegistry>,
+    cluster: Option<Arc<cluster::ClusterState>>,
 }
 
 impl Engine {
     /// Starts the order arbiters. Orders get their actors as they are created or re-armed.
     pub fn start(parts: EngineParts) -> Self {
         let arbiters = parts.settings.arbiters;
-        let closer = crate::order::closer::ExpiryCloser::start(parts.db.clone());
+        let cluster = parts.cluster.map(|parts| Arc::new(cluster::ClusterState::new(parts)));
+        let ownership = cluster.as_ref().map(|state| state.ownership.clone());
+        let closer = crate::order::closer::ExpiryCloser::start(parts.db.clone(), ownership.clone());
         let deps = OrderDeps {
             db: parts.db,
             ids: Arc::new(parts.ids),
@@ -72,9 +79,11 @@ impl Engine {
             settings: parts.settings,
             refunds: parts.refunds,
             metrics: Arc::new(parts.metrics),
+            cluster: ownership,
         };
         Self {
             registry: OrderRegistry::new(Arc::new(deps), arbiters),
+            cluster,
         }
     }
 
@@ -140,6 +149,10 @@ impl Engine {
         self.deps().index.name()
     }
 
+    pub fn metrics(&self) -> &EngineMetrics {
+        &self.deps().metrics
+    }
+
     pub fn live_actors(&self) -> usize {
         self.registry.len()
     }
@@ -176,13 +189,14 @@ impl Engine {
         let deps = self.deps();
         let created = create_order(&deps.db, &deps.ids, order).await?;
         if let Created::New(model) = &created {
-            deps.feed.changed(model.id, model.status);
+            deps.feed.created(model.id, model.status, to_ms(model.expires_at));
             self.track(model).await;
         }
         Ok(created)
     }
 
-    /// Indexes a live order's deadline and makes sure its actor runs.
+    /// Indexes a live order's deadline and makes sure its actor runs, here when this node
+    /// owns its partition (in a cluster the owner arms it when it hears of the creation).
     async fn track(&self, order: &orders::Model) {
         let deadline = Deadline {
             order_id: order.id,
@@ -191,6 +205,9 @@ impl Engine {
         if let Err(err) = self.deps().index.add(deadline).await {
             // The actor below still fires on time; reconcile restores the index entry.
             tracing::warn!(order_no = %order.order_no, error.message = %err, "failed to index a deadline");
+        }
+        if self.ownership().is_some_and(|o| !o.owns_order(order.id)) {
+            return;
         }
         self.registry.get_or_spawn(order.id, deadline.at_ms, deadline.at_ms);
     }
@@ -213,7 +230,8 @@ impl Engine {
     }
 
     /// Sends a message to the actor of a live order, activating it from the row when it is not
-    /// running. An actor that stopped between lookup and send (its order just became final) is
+    /// running. In a cluster, an order of a partition another node owns is
+    /// [`OrderError::Elsewhere`] (the HTTP layer forwards the request to its owner). An actor that stopped between lookup and send (its order just became final) is
     /// looked up once more from a fresh read. `Ok(None)`: the order is final, nothing was sent.
     async fn ask<M, R>(
         &self,
@@ -228,6 +246,12 @@ impl Engine {
         for _ in 0..2 {
             if !order.status.is_live() {
                 return Ok((None, order));
+            }
+            if let Some(ownership) = self.ownership() {
+                let partition = ownership.partition_of(order.id);
+                if !ownership.owns(partition) {
+                    return Err(OrderError::Elsewhere(ownership.owner_address(partition)));
+                }
             }
             let deadline = to_ms(order.expires_at);
             let addr = self
@@ -408,6 +432,18 @@ impl Engine {
         let pay_no = notification.pay_no().ok_or(OrderError::AttemptNotFound)?;
         let order_id = notify::owning_order(self.deps(), pay_no).await?;
         let order = self.reload(order_id).await?;
+        if self.ownership().is_some_and(|o| !o.owns_order(order_id)) {
+            // Another node runs the order: the same guarded transaction its actor would run,
+            // here, so the provider is answered after the commit whichever node it reached.
+            // The owner hears of a final status on the change bus and stops its actor.
+            let outcome = notify::apply(self.deps(), provider, notification).await?;
+            if matches!(outcome, NotifyOutcome::Paid | NotifyOutcome::PaidAfterClose) {
+                if let Err(err) = self.deps().index.remove(order_id).await {
+                    tracing::warn!(order_id = %order_id, error.message = %err, "failed to unindex a settled order; reconcile removes it");
+                }
+            }
+            return Ok(outcome);
+        }
         let make = || PaymentNotified {
             provider,
             notification: notification.clone(),
@@ -431,6 +467,7 @@ impl Engine {
         let live = self.registry.len();
         let late = self.registry.shutdown(grace).await;
         tracing::info!(live, late, "order actors stopped");
+        self.leave_cluster().await;
         late
     }
 }

@@ -24,6 +24,10 @@ impl Engine {
     /// # Errors
     /// The index or the database could not be read.
     pub async fn rehydrate(&self) -> Result<RehydrateReport, DeadlineError> {
+        if self.ownership().is_some() {
+            // A cluster node arms its partitions as it takes them (`Engine::start_cluster`).
+            return Ok(RehydrateReport::default());
+        }
         let deps = self.deps();
         let reconciled = deps.index.reconcile().await?;
         let fixed = reconciled.report.added + reconciled.report.removed;
@@ -44,12 +48,22 @@ impl Engine {
     }
 
     /// Makes the deadline index hold exactly the live orders of the database and makes sure
-    /// every one has an armed actor (`POST /admin/deadlines/reconcile`).
+    /// every one has an armed actor (`POST /admin/deadlines/reconcile`); on a cluster node,
+    /// those of the partitions it owns.
     ///
     /// # Errors
     /// The index or the database could not be read.
     pub async fn reconcile(&self) -> Result<ReconcileReport, DeadlineError> {
-        let reconciled = self.deps().index.reconcile().await?;
+        let reconciled = match self.ownership() {
+            // A cluster node: its own partitions.
+            Some(ownership) => {
+                self.deps()
+                    .index
+                    .reconcile_partitions(ownership.partitioner(), &ownership.owned())
+                    .await?
+            }
+            None => self.deps().index.reconcile().await?,
+        };
         self.arm_all(&reconciled.live);
         let report = reconciled.report;
         tracing::info!(
@@ -64,7 +78,7 @@ impl Engine {
     /// Returns (armed, overdue). Actors are started in batches ([`OrderRegistry::arm_batch`]).
     ///
     /// [`OrderRegistry::arm_batch`]: crate::order::OrderRegistry::arm_batch
-    fn arm_all(&self, deadlines: &[Deadline]) -> (u64, u64) {
+    pub(super) fn arm_all(&self, deadlines: &[Deadline]) -> (u64, u64) {
         const BATCH: usize = 10_000;
         let now = now_ms();
         let rate = i64::from(self.deps().settings.overdue_per_second.max(1));

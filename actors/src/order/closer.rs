@@ -16,6 +16,7 @@ use entities::OrderId;
 use sea_orm::DatabaseConnection;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
+use crate::cluster::Ownership;
 use crate::store::expire_batch::{self, BatchOutcome};
 
 /// Orders closed in one transaction at most.
@@ -33,11 +34,11 @@ pub struct ExpiryCloser {
 
 impl ExpiryCloser {
     /// Starts the workers on the current runtime.
-    pub fn start(db: DatabaseConnection) -> Self {
+    pub fn start(db: DatabaseConnection, cluster: Option<Arc<Ownership>>) -> Self {
         let (queue, receiver) = mpsc::unbounded_channel();
         let receiver = Arc::new(Mutex::new(receiver));
         for _ in 0..WORKERS {
-            tokio::spawn(work(db.clone(), receiver.clone()));
+            tokio::spawn(work(db.clone(), cluster.clone(), receiver.clone()));
         }
         Self { queue }
     }
@@ -53,7 +54,11 @@ impl ExpiryCloser {
     }
 }
 
-async fn work(db: DatabaseConnection, receiver: Arc<Mutex<mpsc::UnboundedReceiver<Request>>>) {
+async fn work(
+    db: DatabaseConnection,
+    cluster: Option<Arc<Ownership>>,
+    receiver: Arc<Mutex<mpsc::UnboundedReceiver<Request>>>,
+) {
     loop {
         let mut batch: Vec<Request> = Vec::new();
         {
@@ -70,7 +75,7 @@ async fn work(db: DatabaseConnection, receiver: Arc<Mutex<mpsc::UnboundedReceive
             }
         }
         let ids: Vec<OrderId> = batch.iter().map(|(id, _)| *id).collect();
-        let mut outcomes = match expire_batch::close_expired(&db, &ids, Utc::now()).await {
+        let mut outcomes = match expire_batch::close_expired(&db, &ids, Utc::now(), cluster.as_deref()).await {
             Ok(outcomes) => outcomes,
             Err(err) => {
                 tracing::warn!(orders = ids.len(), error.cause_chain = ?err, "batched close failed; each order runs its full pass");

@@ -10,6 +10,7 @@ use sea_orm::DatabaseConnection;
 
 use super::expiry::ExpirySettings;
 use crate::changes::ChangeFeed;
+use crate::cluster::Ownership;
 use crate::deadline::DeadlineIndex;
 use crate::error::OrderError;
 use crate::ids::Snowflake;
@@ -36,6 +37,8 @@ pub struct OrderDeps {
     pub passes: tokio::sync::Semaphore,
     /// Plain expiries (nothing to ask a provider) are closed here in batches.
     pub closer: super::closer::ExpiryCloser,
+    /// In a cluster: which partitions this node owns, and their fencing tokens.
+    pub cluster: Option<Arc<Ownership>>,
 }
 
 impl OrderDeps {
@@ -44,10 +47,12 @@ impl OrderDeps {
         self.refunds.auto_refund.then_some(&*self.ids)
     }
 
-    /// [`transitions::apply`], announcing a committed change.
+    /// [`transitions::apply`], announcing a committed change. In a cluster the change is
+    /// fenced: it commits only while this node still holds the order's partition.
     ///
     /// # Errors
-    /// As [`transitions::apply`].
+    /// As [`transitions::apply`]; [`OrderError::Fenced`] when the partition is not this
+    /// node's any more.
     pub async fn apply(
         &self,
         order_id: OrderId,
@@ -55,7 +60,11 @@ impl OrderDeps {
         operator: &Operator,
         receipt: Option<&Receipt>,
     ) -> Result<Applied, OrderError> {
-        let applied = transitions::apply(&self.db, order_id, update, operator, receipt).await?;
+        let fence = match &self.cluster {
+            Some(cluster) => Some(cluster.fence(order_id).ok_or(OrderError::Fenced)?),
+            None => None,
+        };
+        let applied = transitions::apply(&self.db, order_id, update, operator, receipt, fence).await?;
         if let Applied::Done(order) = &applied {
             self.feed.changed(order.id, order.status);
         }

@@ -142,6 +142,30 @@ impl OrderRegistry {
         self.arbiters.get(self.slot(id))
     }
 
+    /// Stops the actors of the orders `in_partition` says yes to (a partition handed over or
+    /// lost), each after its pass in flight. With a `grace`, waits for them (at most that
+    /// long); returns how many were asked to stop.
+    pub async fn stop_where(&self, in_partition: impl Fn(OrderId) -> bool, grace: Option<Duration>) -> usize {
+        let stopping: Vec<Addr<OrderActor>> = self
+            .lock()
+            .iter()
+            .filter(|(id, _)| in_partition(**id))
+            .map(|(_, addr)| addr.clone())
+            .collect();
+        match grace {
+            Some(grace) => {
+                let stops = stopping.iter().map(|addr| addr.send(Shutdown).timeout(grace));
+                futures::future::join_all(stops).await;
+            }
+            None => {
+                for addr in &stopping {
+                    addr.do_send(Shutdown);
+                }
+            }
+        }
+        stopping.len()
+    }
+
     /// Called by a stopped actor. No successor can be registered yet: `get_or_spawn` replaces
     /// an entry only once its actor is gone, which is after this ran.
     pub(crate) fn remove(&self, id: OrderId) {

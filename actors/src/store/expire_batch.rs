@@ -19,6 +19,7 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOr
 use super::create::release_stock;
 use super::journal::{event_row, log_row, EventType, LogEntry, LogEvent, Operator, PaymentRef};
 use super::transitions::CloseReason;
+use crate::cluster::Ownership;
 use crate::error::OrderError;
 
 /// Rows per multi-row INSERT (SQLite binds at most 32,766 values; an outbox row binds 9).
@@ -37,7 +38,9 @@ pub enum BatchOutcome {
 }
 
 /// Closes every order of `ids` that is pending, due at `now` and has no attempt open or
-/// amount-mismatched, in one transaction; reports what happened to each.
+/// amount-mismatched, in one transaction; reports what happened to each. In a cluster, an
+/// order whose partition's fencing token is no longer this node's is left to its full pass
+/// (which is fenced too).
 ///
 /// # Errors
 /// A database error: nothing was written; every order is left to its full pass.
@@ -45,6 +48,7 @@ pub async fn close_expired(
     db: &DatabaseConnection,
     ids: &[OrderId],
     now: DateTime<Utc>,
+    cluster: Option<&Ownership>,
 ) -> Result<HashMap<OrderId, BatchOutcome>, OrderError> {
     let mut outcomes = HashMap::with_capacity(ids.len());
     let txn = db.begin().await?;
@@ -80,6 +84,23 @@ pub async fn close_expired(
             .await?
             .into_iter()
             .collect()
+    };
+    // In a cluster, only orders of partitions whose fencing token is still this node's.
+    let due = match cluster {
+        Some(cluster) if !due.is_empty() => {
+            let mut fences: Vec<_> = due.iter().filter_map(|order| cluster.fence(order.id)).collect();
+            fences.sort_unstable_by_key(|fence| fence.partition);
+            fences.dedup();
+            let holding: HashSet<u32> = super::fence::holding(&txn, &fences).await?.into_iter().collect();
+            let (mine, fenced): (Vec<orders::Model>, Vec<orders::Model>) = due
+                .into_iter()
+                .partition(|order| holding.contains(&cluster.partition_of(order.id)));
+            for order in fenced {
+                outcomes.insert(order.id, BatchOutcome::FullPass);
+            }
+            mine
+        }
+        Some(_) | None => due,
     };
     let (closing, attempted): (Vec<orders::Model>, Vec<orders::Model>) =
         due.into_iter().partition(|order| !attempted.contains(&order.id));

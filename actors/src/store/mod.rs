@@ -5,6 +5,7 @@
 //!
 //! # Layout
 //! - [`create`]: idempotent creation with stock reservation.
+//! - [`fence`]: the fencing tokens of a cluster's partitions.
 //! - [`attempts`]: payment attempts (a new provider trade each).
 //! - [`follow_up`]: trades watched after their order stopped waiting for them.
 //! - [`query`]: reads, scoped by merchant for clients.
@@ -17,6 +18,7 @@
 pub mod attempts;
 pub mod create;
 pub mod expire_batch;
+pub mod fence;
 pub mod follow_up;
 pub mod idempotency;
 pub mod journal;

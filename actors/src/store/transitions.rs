@@ -15,6 +15,7 @@ use sea_orm::{
 
 use super::create::release_stock;
 use super::journal::{write_event, write_log, EventType, LogEntry, LogEvent, Operator, PaymentRef};
+use crate::cluster::Fence;
 use crate::domain::OperatorReason;
 use crate::error::OrderError;
 use crate::gateway::PaidTrade;
@@ -185,7 +186,8 @@ pub enum Applied {
     AttemptsOpen,
 }
 
-/// Applies `update` to `order_id` in its own transaction.
+/// Applies `update` to `order_id` in its own transaction; with a `fence` (in a cluster), only
+/// while the partition's token is still the caller's.
 ///
 /// The order row is read locked (`SELECT ... FOR UPDATE` on PostgreSQL; SQLite serialises
 /// writers), so a lost guard reports the status the order is in now, not one read before
@@ -199,11 +201,18 @@ pub async fn apply(
     update: OrderUpdate,
     operator: &Operator,
     receipt: Option<&Receipt>,
+    fence: Option<Fence>,
 ) -> Result<Applied, OrderError> {
     let now = Utc::now();
     let Some((txn, before)) = begin(db, order_id, receipt, now).await? else {
         return Ok(Applied::Duplicate);
     };
+    if let Some(fence) = fence {
+        if super::fence::holding(&txn, &[fence]).await?.is_empty() {
+            // Another node took the partition: this one's decision must not commit.
+            return Err(OrderError::Fenced);
+        }
+    }
     let applied = apply_in(&txn, before, update, operator, now).await?;
     if let Applied::Done(_) = &applied {
         txn.commit().await?;

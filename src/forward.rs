@@ -1,0 +1,165 @@
+//! Forwarding a request for an order another cluster node runs to that node.
+//!
+//! A request may reach any node. When the engine answers that another node owns the order's
+//! partition ([`actors::OrderError::Elsewhere`], which the error response marks with
+//! [`Owner`]), this middleware sends the same request (method, path, query, headers, body) to
+//! the owner's address and answers with the owner's response as it is: status, headers, body.
+//! Nothing was written on this node: the engine checks ownership before anything changes.
+//! A request that was itself forwarded is never forwarded again (the owner changed meanwhile:
+//! the client gets `503` with `Retry-After: 1`), and a request for a partition nobody holds
+//! right now (a takeover under way) gets the same.
+//!
+//! Only requests that can change something are buffered and forwarded (not `GET`s, which are
+//! reads any node answers from the database, and not provider notifications, which any node
+//! applies with the order's guarded transaction).
+
+use std::time::Duration;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpResponse, ResponseError};
+use actors::metrics::EngineMetrics;
+
+use crate::error::ApiError;
+
+/// Set on a forwarded request: the forwarding node's name.
+pub const FORWARDED_BY: &str = "x-paywarden-forwarded-by";
+
+/// Marks an error response for an order another node owns (its address, when one does).
+#[derive(Clone, Debug)]
+pub struct Owner(pub Option<String>);
+
+/// What the middleware needs; present only on a cluster node.
+pub struct Forwarder {
+    client: reqwest::Client,
+    node: String,
+}
+
+impl Forwarder {
+    /// # Errors
+    /// The HTTP client could not be built.
+    pub fn new(node: String, timeout: Duration) -> anyhow::Result<Self> {
+        Ok(Self {
+            client: reqwest::Client::builder()
+                .timeout(timeout)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?,
+            node,
+        })
+    }
+
+    async fn send(&self, owner: &str, request: &Captured) -> Result<HttpResponse, reqwest::Error> {
+        let method = reqwest::Method::from_bytes(request.method.as_str().as_bytes()).unwrap_or(reqwest::Method::POST);
+        let mut outgoing = self
+            .client
+            .request(method, format!("{owner}{}", request.path))
+            .header(FORWARDED_BY, &self.node)
+            .body(request.body.clone());
+        for (name, value) in &request.headers {
+            if !HOP_BY_HOP.contains(&name.as_str()) && name.as_str() != FORWARDED_BY {
+                outgoing = outgoing.header(name.as_str(), value.as_bytes());
+            }
+        }
+        let response = outgoing.send().await?;
+        let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let mut answer = HttpResponse::build(status);
+        for (name, value) in response.headers() {
+            if !HOP_BY_HOP.contains(&name.as_str()) {
+                answer.append_header((name.as_str(), value.as_bytes()));
+            }
+        }
+        let body = response.bytes().await?;
+        Ok(answer.body(body))
+    }
+}
+
+/// Headers that belong to one connection, not to the request.
+const HOP_BY_HOP: &[&str] = &[
+    "host",
+    "content-length",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
+];
+
+struct Captured {
+    method: Method,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: web::Bytes,
+}
+
+fn forwardable(request: &ServiceRequest) -> bool {
+    !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        && !request.path().starts_with("/webhooks/")
+}
+
+/// The middleware (`from_fn`); a no-op unless a [`Forwarder`] is registered.
+///
+/// # Errors
+/// The body could not be read (too large, say): answered as that error.
+pub async fn forward(
+    mut request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let forwarder = request.app_data::<web::Data<Forwarder>>().cloned();
+    let Some(forwarder) = forwarder.filter(|_| forwardable(&request)) else {
+        return next.call(request).await.map(ServiceResponse::map_into_boxed_body);
+    };
+    let metrics = request
+        .app_data::<web::Data<crate::startup::AppState>>()
+        .map(|state| state.engine.clone());
+    let body = request.extract::<web::Bytes>().await?;
+    request.set_payload(Payload::from(body.clone()));
+    let captured = Captured {
+        method: request.method().clone(),
+        path: request
+            .uri()
+            .path_and_query()
+            .map_or_else(|| request.path().to_owned(), |pq| pq.as_str().to_owned()),
+        headers: request
+            .headers()
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
+            .collect(),
+        body,
+    };
+    let already_forwarded = request.headers().contains_key(FORWARDED_BY);
+    let response = next.call(request).await?;
+    let owner = response.response().extensions().get::<Owner>().cloned();
+    let Some(Owner(owner)) = owner else {
+        return Ok(response.map_into_boxed_body());
+    };
+    let count = |outcome: &str| {
+        if let Some(engine) = &metrics {
+            count_forward(engine.metrics(), outcome);
+        }
+    };
+    let Some(owner) = owner.filter(|_| !already_forwarded) else {
+        count("no_owner");
+        return Ok(response.map_into_boxed_body());
+    };
+    let (http_request, _) = response.into_parts();
+    match forwarder.send(&owner, &captured).await {
+        Ok(answer) => {
+            count("forwarded");
+            Ok(ServiceResponse::new(http_request, answer))
+        }
+        Err(err) => {
+            count("failed");
+            tracing::warn!(owner = %owner, error.message = %err, "could not forward a request to the order's owner");
+            let unavailable = ApiError::Order(actors::OrderError::Elsewhere(None)).error_response();
+            Ok(ServiceResponse::new(http_request, unavailable))
+        }
+    }
+}
+
+fn count_forward(metrics: &EngineMetrics, outcome: &str) {
+    metrics.forwarded.with_label_values(&[outcome]).inc();
+}
