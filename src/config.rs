@@ -654,7 +654,7 @@ mod tests {
     #[test]
     fn every_section_is_validated_and_the_key_named() {
         type Spoil = fn(&mut Settings);
-        let cases: [(&str, Spoil); 13] = [
+        let cases: [(&str, Spoil); 17] = [
             ("checkout.link_secret", |s| {
                 s.checkout.link_secret = SecretString::from("too short");
             }),
@@ -684,6 +684,20 @@ mod tests {
                 s.orders.default_ttl = s.orders.max_ttl * 2
             }),
             ("database.max_connections", |s| s.database.max_connections = 0),
+            // A cluster shares one PostgreSQL and keeps its leases in Redis.
+            ("cluster.enabled needs redis.url", |s| s.cluster.enabled = true),
+            ("cluster.enabled needs PostgreSQL", |s| {
+                s.cluster.enabled = true;
+                s.redis.url = SecretString::from("redis://127.0.0.1:6379");
+            }),
+            ("cluster.tick_milliseconds", |s| {
+                s.cluster.enabled = true;
+                s.cluster.tick = s.cluster.lease_ttl;
+            }),
+            ("cluster.partitions", |s| {
+                s.cluster.enabled = true;
+                s.cluster.partitions = 0;
+            }),
             ("outbox.webhooks.merchant_id", |s| {
                 s.outbox.webhooks = vec![actors::outbox::ConfiguredWebhook {
                     url: "https://erp.example.com/events".to_owned(),

@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod browser;
 mod checkout;
+mod cluster;
 mod console;
 mod expiry;
 mod health;
