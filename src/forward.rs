@@ -9,9 +9,10 @@
 //! the client gets `503` with `Retry-After: 1`), and a request for a partition nobody holds
 //! right now (a takeover under way) gets the same.
 //!
-//! Only requests that can change something are buffered and forwarded (not `GET`s, which are
+//! Only requests that can change something are buffered and forwarded, and a status read with
+//! `refresh=true` (it asks the provider through the order's actor): not other `GET`s, which are
 //! reads any node answers from the database, and not provider notifications, which any node
-//! applies with the order's guarded transaction).
+//! applies with the order's guarded transaction.
 
 use std::time::Duration;
 
@@ -57,6 +58,8 @@ impl Forwarder {
             .request(method, format!("{owner}{}", request.path))
             .header(FORWARDED_BY, &self.node)
             .body(request.body.clone());
+        // `Host` goes along as the client sent it: the owner answers as the node the client
+        // reached (the console's same-origin check compares it with `Origin`).
         for (name, value) in &request.headers {
             if !HOP_BY_HOP.contains(&name.as_str()) && name.as_str() != FORWARDED_BY {
                 outgoing = outgoing.header(name.as_str(), value.as_bytes());
@@ -77,7 +80,6 @@ impl Forwarder {
 
 /// Headers that belong to one connection, not to the request.
 const HOP_BY_HOP: &[&str] = &[
-    "host",
     "content-length",
     "connection",
     "keep-alive",
@@ -96,8 +98,10 @@ struct Captured {
 }
 
 fn forwardable(request: &ServiceRequest) -> bool {
-    !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS)
-        && !request.path().starts_with("/webhooks/")
+    let changes = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        // A status read that asks the provider first runs in the order's actor.
+        || request.query_string().split('&').any(|pair| pair == "refresh=true");
+    changes && !request.path().starts_with("/webhooks/")
 }
 
 /// The middleware (`from_fn`); a no-op unless a [`Forwarder`] is registered.

@@ -68,7 +68,7 @@ pub(crate) struct Chaos<'a> {
     pub(crate) sim: &'a SimServer,
     pub(crate) cluster: Arc<Cluster>,
     pub(crate) started: Instant,
-    pub(crate) deadline_key: String,
+    pub(crate) deadline_keys: Vec<String>,
     pub(crate) timeline: Timeline,
 }
 
@@ -86,7 +86,7 @@ impl Chaos<'_> {
             match event {
                 Event::KillNode(index) => self.kill_node(index).await?,
                 Event::RestartRedis => {
-                    let lost = self.redis.zcard(&self.deadline_key).unwrap_or(-1);
+                    let lost = self.redis.zcard_sum(&self.deadline_keys).unwrap_or(-1);
                     self.redis.kill_and_restart().await?;
                     self.timeline.redis_restarts += 1;
                     self.note(format!(

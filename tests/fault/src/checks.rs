@@ -840,6 +840,10 @@ fn http(inputs: &Inputs<'_>) -> Section {
         "requests sent again after a node died under them",
         observed.unanswered_tries,
     );
+    section.count(
+        "503 service_unavailable + Retry-After (partition changing hands), sent again",
+        observed.retried_after,
+    );
     section.count("requests no node answered within 30 s", observed.gave_up);
     let window = inputs
         .timeline

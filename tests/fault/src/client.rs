@@ -100,6 +100,9 @@ pub(crate) struct Observed {
     pub(crate) unanswered_tries: u64,
     /// Requests that found no node answering within the limit.
     pub(crate) gave_up: u64,
+    /// `503 service_unavailable` with `Retry-After` (in a cluster: the order's partition was
+    /// changing hands; nothing was written), sent again as the answer asks.
+    pub(crate) retried_after: u64,
 }
 
 #[derive(Clone)]
@@ -201,6 +204,7 @@ impl Api {
             }
         };
         let status = response.status().as_u16();
+        let retry_after = response.headers().contains_key(reqwest::header::RETRY_AFTER);
         let body = match response.bytes().await {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
             Err(err) => {
@@ -211,6 +215,11 @@ impl Api {
             }
         };
         let answer = Answer { status, body };
+        if status == 503 && retry_after && answer.code() == "service_unavailable" {
+            // The documented retryable answer: nothing was written; send it again.
+            self.observed().retried_after += 1;
+            return None;
+        }
         let mut observed = self.observed();
         *observed.answers.entry((route, status)).or_insert(0) += 1;
         if status >= 500 {

@@ -26,6 +26,7 @@
 mod chaos;
 mod checks;
 mod client;
+pub mod cluster_rig;
 pub mod database;
 mod load;
 pub mod processes;
@@ -60,6 +61,9 @@ pub struct Scenario {
     pub load_duration: Duration,
     /// paywarden processes on the same PostgreSQL and Redis.
     pub nodes: usize,
+    /// The nodes run as a cluster (`cluster.enabled`: each order run by the owner of its
+    /// partition); off: every node runs every pending order.
+    pub cluster: bool,
     /// Seeds every order's choices.
     pub seed: u64,
     /// Order TTLs are drawn from this range (inclusive), in seconds.
@@ -85,7 +89,8 @@ impl Scenario {
         Self {
             orders: 300,
             load_duration: Duration::from_secs(60),
-            nodes: 2,
+            nodes: 3,
+            cluster: true,
             seed: 20_261_201,
             ttl_seconds: (4, 16),
             // WeChat's close rule, shortened from 5 minutes to the TTLs of a short run: some
@@ -139,7 +144,10 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<Report> {
     let key_prefix = format!("pw_fault_{short}");
     let mut nodes = Vec::new();
     for index in 0..scenario.nodes.max(1) {
-        let env = node_env(index, &db.url, &redis.url(), &key_prefix, &sim, &keys_dir);
+        let mut env = node_env(index, &db.url, &redis.url(), &key_prefix, &sim, &keys_dir);
+        if scenario.cluster {
+            env.extend(cluster_env(index));
+        }
         let node = Node::new(
             index,
             free_port()?,
@@ -209,7 +217,7 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<Report> {
         sim: &sim,
         cluster: Arc::clone(&cluster),
         started,
-        deadline_key: format!("{key_prefix}:deadlines"),
+        deadline_keys: deadline_keys(scenario, &key_prefix),
         timeline: Timeline::default(),
     };
     let (_, chaos_result) = tokio::join!(
@@ -221,7 +229,7 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<Report> {
     let load_took = started.elapsed();
 
     let quiet = wait_for_quiescence(scenario, &db, &sim, &load, &subscriber_id).await?;
-    let index_left = redis.zcard(&format!("{key_prefix}:deadlines")).unwrap_or(-1);
+    let index_left = redis.zcard_sum(&deadline_keys(scenario, &key_prefix)).unwrap_or(-1);
 
     let trades = sim.trades();
     let refunds = sim.refunds();
@@ -405,6 +413,29 @@ async fn wait_for_quiescence(
             });
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Partitions of a cluster run (the service's default).
+pub const CLUSTER_PARTITIONS: u32 = 256;
+
+/// What makes node `index` one of a cluster: its stable name (defaults elsewhere: 256
+/// partitions, 5 s lease TTL, 1 s tick).
+pub fn cluster_env(index: usize) -> Vec<(String, String)> {
+    vec![
+        ("PAYWARDEN__CLUSTER__ENABLED".to_owned(), "true".to_owned()),
+        ("PAYWARDEN__CLUSTER__NODE_NAME".to_owned(), format!("node-{index}")),
+    ]
+}
+
+/// The deadline index's Redis keys: one set, or one per partition in a cluster.
+fn deadline_keys(scenario: &Scenario, key_prefix: &str) -> Vec<String> {
+    if scenario.cluster {
+        (0..CLUSTER_PARTITIONS)
+            .map(|p| format!("{key_prefix}:{{p{p}}}:deadlines"))
+            .collect()
+    } else {
+        vec![format!("{key_prefix}:deadlines")]
     }
 }
 

@@ -31,6 +31,10 @@ struct Cli {
     /// paywarden processes on the same PostgreSQL and Redis.
     #[arg(long)]
     nodes: Option<usize>,
+    /// Every node runs every pending order, instead of a cluster where each order is run by
+    /// the owner of its partition.
+    #[arg(long)]
+    no_cluster: bool,
     /// Seeds every order's choices (default: a fresh one, printed).
     #[arg(long)]
     seed: Option<u64>,
@@ -69,6 +73,7 @@ async fn main() -> ExitCode {
         orders: cli.orders.unwrap_or(defaults.orders),
         load_duration,
         nodes: cli.nodes.unwrap_or(defaults.nodes).max(1),
+        cluster: !cli.no_cluster,
         seed: cli.seed.unwrap_or_else(rand::random),
         ttl_seconds: (ttl_min, cli.ttl_max.unwrap_or(defaults.ttl_seconds.1).max(ttl_min)),
         close_too_early_seconds: cli.close_too_early_seconds.unwrap_or(defaults.close_too_early_seconds),

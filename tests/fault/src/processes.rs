@@ -372,6 +372,11 @@ impl RedisServer {
         Ok(String::from_utf8_lossy(&reply).trim_end().to_owned())
     }
 
+    /// The sum of `ZCARD` over `keys`.
+    pub fn zcard_sum(&self, keys: &[String]) -> anyhow::Result<i64> {
+        keys.iter().map(|key| self.zcard(key)).sum()
+    }
+
     /// `ZCARD key` as a number.
     pub fn zcard(&self, key: &str) -> anyhow::Result<i64> {
         let reply = self.command(&format!("ZCARD {key}"))?;
@@ -380,4 +385,191 @@ impl RedisServer {
             .and_then(|n| n.parse().ok())
             .with_context(|| format!("unexpected ZCARD reply {reply:?}"))
     }
+}
+
+/// How long a Redis Cluster gets to report `cluster_state:ok` once its slots are assigned.
+const CLUSTER_OK_LIMIT: Duration = Duration::from_secs(30);
+
+/// A private three-master Redis Cluster (no replicas, no persistence), for running paywarden
+/// with `redis.mode = "cluster"`: each master in its own directory on its own port (and its
+/// own cluster bus port), the slots spread over them by `redis-cli --cluster create`.
+/// Every master is killed when the cluster is dropped.
+pub struct RedisCluster {
+    /// The masters' client ports.
+    pub ports: Vec<u16>,
+    processes: Vec<ChildProcess>,
+}
+
+impl RedisCluster {
+    /// Masters started.
+    pub const MASTERS: usize = 3;
+
+    /// Starts the masters, forms the cluster and waits until every master reports
+    /// `cluster_state:ok`.
+    ///
+    /// # Errors
+    /// A master that does not start, a failed `redis-cli --cluster create`, or a cluster that
+    /// does not become ready in time.
+    pub async fn start(dir: &Path) -> anyhow::Result<Self> {
+        let mut cluster = Self {
+            ports: Vec::new(),
+            processes: Vec::new(),
+        };
+        for _ in 0..Self::MASTERS {
+            let port = free_port()?;
+            // The bus port is chosen too: the default (port + 10000) may be out of range for
+            // an ephemeral port.
+            let bus_port = free_port()?;
+            let node_dir = dir.join(format!("redis-{port}"));
+            std::fs::create_dir_all(&node_dir).with_context(|| format!("failed to create {}", node_dir.display()))?;
+            let log = node_dir.join("redis.log");
+            let (stdout, stderr) = log_file(&log)?;
+            let mut command = Command::new("redis-server");
+            command
+                .args(["--bind", "127.0.0.1", "--port"])
+                .arg(port.to_string())
+                .args(["--cluster-enabled", "yes", "--cluster-port"])
+                .arg(bus_port.to_string())
+                .arg("--cluster-config-file")
+                .arg(node_dir.join(format!("nodes-{port}.conf")))
+                .args(["--save", "", "--appendonly", "no", "--dir"])
+                .arg(&node_dir)
+                .stdout(stdout)
+                .stderr(stderr);
+            let mut process = ChildProcess::spawn(&format!("redis-server (cluster) {port}"), &mut command)?;
+            let deadline = Instant::now() + START_LIMIT;
+            while redis_reply(port, "PING").ok().as_deref() != Some("+PONG") {
+                if let Some(status) = process.exited() {
+                    bail!(
+                        "redis-server on {port} exited at start ({status}); see {}",
+                        log.display()
+                    );
+                }
+                if Instant::now() > deadline {
+                    bail!("redis-server on {port} did not answer within {START_LIMIT:?}");
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            cluster.ports.push(port);
+            cluster.processes.push(process);
+        }
+        let created = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(cluster.ports.iter().map(|port| format!("127.0.0.1:{port}")))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .context("failed to run redis-cli --cluster create")?;
+        if !created.status.success() {
+            bail!(
+                "redis-cli --cluster create failed ({}): {}{}",
+                created.status,
+                String::from_utf8_lossy(&created.stdout),
+                String::from_utf8_lossy(&created.stderr)
+            );
+        }
+        let deadline = Instant::now() + CLUSTER_OK_LIMIT;
+        loop {
+            let mut ready = true;
+            for port in &cluster.ports {
+                let info = redis_reply(*port, "CLUSTER INFO").unwrap_or_default();
+                ready &= info.lines().any(|line| line.trim() == "cluster_state:ok");
+            }
+            if ready {
+                return Ok(cluster);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the Redis Cluster on {:?} did not reach cluster_state:ok within {CLUSTER_OK_LIMIT:?}",
+                    cluster.ports
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The seed list paywarden's `redis.url` takes in cluster mode:
+    /// `redis://127.0.0.1:p1,redis://127.0.0.1:p2,redis://127.0.0.1:p3`.
+    pub fn url(&self) -> String {
+        self.ports
+            .iter()
+            .map(|port| format!("redis://127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// `DBSIZE` of each master, in the order of [`RedisCluster::ports`].
+    ///
+    /// # Errors
+    /// A master that does not answer, or an unexpected reply.
+    pub fn dbsizes(&self) -> anyhow::Result<Vec<i64>> {
+        self.ports.iter().map(|port| integer_reply(*port, "DBSIZE")).collect()
+    }
+
+    /// How many keys matching `pattern` each master holds (`KEYS`: a test's small key space
+    /// only), in the order of [`RedisCluster::ports`].
+    ///
+    /// # Errors
+    /// A master that does not answer, or an unexpected reply.
+    pub fn count_keys(&self, pattern: &str) -> anyhow::Result<Vec<i64>> {
+        self.ports
+            .iter()
+            .map(|port| {
+                let reply = redis_reply(*port, &format!("KEYS {pattern}"))?;
+                reply
+                    .strip_prefix('*')
+                    .and_then(|n| n.parse().ok())
+                    .with_context(|| format!("unexpected KEYS reply {reply:?} from {port}"))
+            })
+            .collect()
+    }
+
+    /// One inline command to the master on `port`, answered as [`redis_reply`] does.
+    ///
+    /// # Errors
+    /// The master does not answer.
+    pub fn command(&self, port: u16, command: &str) -> anyhow::Result<String> {
+        redis_reply(port, command)
+    }
+}
+
+/// One inline command to the Redis server on `127.0.0.1:port`: the first line of the reply
+/// (`+PONG`, `:12`, `*3` for an array), or a bulk string's whole content (`CLUSTER INFO`).
+///
+/// # Errors
+/// The server does not answer, or the reply is cut off.
+pub fn redis_reply(port: u16, command: &str) -> anyhow::Result<String> {
+    let mut stream =
+        TcpStream::connect(("127.0.0.1", port)).with_context(|| format!("redis on {port} is not answering"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.write_all(format!("{command}\r\n").as_bytes())?;
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while stream.read(&mut byte)? == 1 {
+        if byte[0] == b'\n' {
+            break;
+        }
+        line.push(byte[0]);
+    }
+    let line = String::from_utf8_lossy(&line).trim_end().to_owned();
+    let Some(length) = line.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) else {
+        return Ok(line);
+    };
+    // A bulk string: its bytes, then CRLF.
+    let mut bulk = vec![0u8; length.saturating_add(2)];
+    stream
+        .read_exact(&mut bulk)
+        .with_context(|| format!("the reply to {command} from {port} was cut off"))?;
+    bulk.truncate(length);
+    Ok(String::from_utf8_lossy(&bulk).into_owned())
+}
+
+/// An integer reply (`:12`) as a number.
+fn integer_reply(port: u16, command: &str) -> anyhow::Result<i64> {
+    let reply = redis_reply(port, command)?;
+    reply
+        .strip_prefix(':')
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("unexpected {command} reply {reply:?} from {port}"))
 }
