@@ -131,21 +131,26 @@ impl Leases {
         Ok(released == 1)
     }
 
+    /// One partition's lease.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn read_one(&self, partition: u32) -> redis::RedisResult<LeaseState> {
+        let mut redis = self.redis.clone();
+        let (holder, ttl): (Option<String>, i64) = self.read.key(self.key(partition)).invoke_async(&mut redis).await?;
+        Ok(LeaseState {
+            holder,
+            ttl_ms: (ttl >= 0).then_some(ttl),
+        })
+    }
+
     /// Every partition's lease, in partition order.
     ///
     /// # Errors
     /// Redis errors.
     pub async fn read_all(&self, partitions: u32) -> redis::RedisResult<Vec<LeaseState>> {
         let reads = futures::stream::iter(0..partitions)
-            .map(|partition| async move {
-                let mut redis = self.redis.clone();
-                let (holder, ttl): (Option<String>, i64) =
-                    self.read.key(self.key(partition)).invoke_async(&mut redis).await?;
-                Ok::<_, redis::RedisError>(LeaseState {
-                    holder,
-                    ttl_ms: (ttl >= 0).then_some(ttl),
-                })
-            })
+            .map(|partition| self.read_one(partition))
             .buffered(CONCURRENCY)
             .collect::<Vec<_>>()
             .await;

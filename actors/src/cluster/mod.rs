@@ -189,6 +189,8 @@ pub struct Ownership {
     node: NodeIdentity,
     held: RwLock<HashMap<u32, Held>>,
     owners: RwLock<Vec<OwnerView>>,
+    /// Node name -> address, from the last tick's heartbeats.
+    addresses: RwLock<HashMap<String, String>>,
 }
 
 impl Ownership {
@@ -199,6 +201,7 @@ impl Ownership {
             node,
             held: RwLock::new(HashMap::new()),
             owners: RwLock::new(vec![OwnerView::default(); count]),
+            addresses: RwLock::new(HashMap::new()),
         }
     }
 
@@ -310,6 +313,23 @@ impl Ownership {
     /// Replaces the view of who holds what (read from Redis at a tick).
     pub fn set_owners(&self, owners: Vec<OwnerView>) {
         *self.owners.write().unwrap_or_else(std::sync::PoisonError::into_inner) = owners;
+    }
+
+    /// Replaces the node addresses (read from the heartbeats at a tick).
+    pub fn set_addresses(&self, addresses: HashMap<String, String>) {
+        *self
+            .addresses
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = addresses;
+    }
+
+    /// The address of node `name`, as last read.
+    pub fn address_of(&self, name: &str) -> Option<String> {
+        self.addresses
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned()
     }
 
     /// The node holding `partition`, as last read.

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use entities::OrderStatus;
+use futures::StreamExt;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
@@ -36,6 +37,8 @@ use crate::redis_conn::RedisConn;
 
 /// How long a handed-over partition's actors get to finish their pass in flight.
 const HANDOVER_GRACE: Duration = Duration::from_secs(5);
+/// Lease renewals sent at once.
+const RENEWALS_IN_FLIGHT: usize = 64;
 /// Heartbeats older than this are removed from the nodes hash.
 const FORGET_NODES_AFTER_MS: i64 = 60_000;
 
@@ -190,10 +193,48 @@ impl Engine {
         let value = me.lease_value();
         let ttl = state.settings.lease_ttl;
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let partitions = ownership.partitioner().count();
+
+        // Leases first, then the heartbeat: the heartbeat says alive until this tick's
+        // renewals were sent plus the TTL, so it never outlives a lease renewed in this tick,
+        // and a node killed in the middle of its renewals counts as dead no later than its
+        // first lease lapses (its partitions then go straight to the nodes they belong to).
+        let sent = Instant::now();
+        let sent_ms = Utc::now().timestamp_millis();
+        let table = state.leases.read_all(partitions).await?;
+        let valid_until = sent + ttl - state.settings.safety_margin();
+        let held = ownership.held();
+        let renewals = futures::stream::iter(held.iter().copied())
+            .map(|partition| {
+                let holds = lease_at(&table, partition).holder.as_deref() == Some(value.as_str());
+                let (leases, value) = (&state.leases, &value);
+                async move {
+                    let renewed = holds && leases.renew(partition, value, ttl).await?;
+                    Ok::<_, redis::RedisError>((partition, renewed))
+                }
+            })
+            .buffer_unordered(RENEWALS_IN_FLIGHT)
+            .collect::<Vec<_>>()
+            .await;
+        // Anything another node holds now (or that lapsed) is lost.
+        let mut lost = Vec::new();
+        for renewal in renewals {
+            match renewal? {
+                (partition, true) => ownership.renewed(partition, valid_until),
+                (partition, false) => lost.push(partition),
+            }
+        }
+        if !lost.is_empty() {
+            self.lose(state, &lost, "the lease was taken or expired in Redis").await;
+        }
+        // Not taken again in the same tick: their actors are still stopping, and a new
+        // actor is started only once the old one is gone.
+        let lost: HashSet<u32> = lost.into_iter().collect();
+
         let now_ms = Utc::now().timestamp_millis();
         let entry = NodeEntry {
             identity: me.clone(),
-            alive_until_ms: now_ms.saturating_add(ttl_ms),
+            alive_until_ms: sent_ms.saturating_add(ttl_ms),
             live_actors: u64::try_from(self.registry.len()).unwrap_or(u64::MAX),
             partitions_owned: u64::try_from(ownership.owned().len()).unwrap_or(u64::MAX),
         };
@@ -214,28 +255,6 @@ impl Engine {
         }
         alive.sort_unstable();
         alive.dedup();
-
-        let partitions = ownership.partitioner().count();
-        let sent = Instant::now();
-        let table = state.leases.read_all(partitions).await?;
-        let valid_until = sent + ttl - state.settings.safety_margin();
-
-        // Renew what is still ours; anything another node holds now is lost.
-        let mut lost = Vec::new();
-        for partition in ownership.held() {
-            let holds = lease_at(&table, partition).holder.as_deref() == Some(value.as_str());
-            if holds && state.leases.renew(partition, &value, ttl).await? {
-                ownership.renewed(partition, valid_until);
-            } else {
-                lost.push(partition);
-            }
-        }
-        if !lost.is_empty() {
-            self.lose(state, &lost, "the lease was taken or expired in Redis").await;
-        }
-        // Not taken again in the same tick: their actors are still stopping, and a new
-        // actor is started only once the old one is gone.
-        let lost: HashSet<u32> = lost.into_iter().collect();
 
         // Hand over what belongs to another live node.
         let handover: Vec<u32> = ownership
@@ -303,6 +322,12 @@ impl Engine {
             })
             .collect();
         ownership.set_owners(owners);
+        ownership.set_addresses(
+            addresses
+                .into_iter()
+                .map(|(n, a)| (n.to_owned(), a.to_owned()))
+                .collect(),
+        );
         self.deps()
             .metrics
             .partitions_owned
@@ -510,6 +535,30 @@ impl Engine {
             nodes: views,
             unowned,
         }))
+    }
+
+    /// Where requests for `partition` go now: the lease's holder read from Redis (the view of
+    /// the last tick may be a tick old right after partitions moved), its address from the
+    /// heartbeats. `None`: nobody else holds it (a takeover under way, or this node is
+    /// handing it over).
+    pub(super) async fn owner_now(&self, partition: u32) -> Option<String> {
+        let state = self.cluster.as_ref()?;
+        let ownership = &state.ownership;
+        match state.leases.read_one(partition).await {
+            Ok(lease) => {
+                let node = lease.node()?;
+                if node == ownership.node().name {
+                    return None;
+                }
+                ownership
+                    .address_of(node)
+                    .or_else(|| ownership.owner_address(partition))
+            }
+            Err(err) => {
+                tracing::warn!(partition, error.message = %err, "could not read a lease; forwarding by the last tick's view");
+                ownership.owner_address(partition)
+            }
+        }
     }
 
     /// Where `order_id` is run, as this node sees it.

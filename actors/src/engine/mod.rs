@@ -250,7 +250,7 @@ impl Engine {
             if let Some(ownership) = self.ownership() {
                 let partition = ownership.partition_of(order.id);
                 if !ownership.owns(partition) {
-                    return Err(OrderError::Elsewhere(ownership.owner_address(partition)));
+                    return Err(OrderError::Elsewhere(self.owner_now(partition).await));
                 }
             }
             let deadline = to_ms(order.expires_at);
