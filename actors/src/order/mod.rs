@@ -133,6 +133,14 @@ impl OrderActor {
         let outcome = match &result {
             Ok(outcome) => Ok(outcome),
             Err(OrderError::NotFound) => Err(PassFailure::OrderGone),
+            Err(OrderError::Fenced) => {
+                // Another node holds the order's partition now (this node was paused or cut
+                // off from Redis past its lease): it runs the order; this actor just stops,
+                // leaving the deadline indexed.
+                tracing::info!(order_id = %self.id, "the order's partition is no longer this node's; its actor stops");
+                ctx.stop();
+                return;
+            }
             Err(err) => {
                 tracing::error!(order_id = %self.id, error.cause_chain = ?err, "expiry pass failed; retrying");
                 Err(PassFailure::Error)
@@ -234,6 +242,11 @@ impl Handler<Expire> for OrderActor {
         let plain = counters == Counters::default() && !self.attempted;
         AtomicResponse::new(Box::pin(
             async move {
+                // A timer that fires after this node lost the partition (it was paused, say)
+                // does nothing: the new owner runs the order.
+                if deps.cluster.as_ref().is_some_and(|cluster| !cluster.owns_order(id)) {
+                    return Some(Err(OrderError::Fenced));
+                }
                 // A plain expiry (pending, due, no attempt) is closed with others in one
                 // transaction; anything else runs the full pass below.
                 if plain {

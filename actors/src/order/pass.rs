@@ -23,7 +23,8 @@ const MAX_RERUNS: usize = 3;
 /// Runs one pass for `order_id`, again at once if an attempt appeared while it ran.
 ///
 /// # Errors
-/// Database errors (the actor runs the pass again) and [`OrderError::NotFound`].
+/// Database errors (the actor runs the pass again), [`OrderError::NotFound`], and
+/// [`OrderError::Fenced`] once this node no longer holds the order's partition.
 pub(crate) async fn run(
     deps: &OrderDeps,
     order_id: OrderId,
@@ -31,6 +32,14 @@ pub(crate) async fn run(
     counters: Counters,
     operator: &Operator,
 ) -> Result<PassOutcome, OrderError> {
+    if deps
+        .cluster
+        .as_ref()
+        .is_some_and(|cluster| !cluster.owns_order(order_id))
+    {
+        // Another node holds the partition now: it decides; nothing is asked or written here.
+        return Err(OrderError::Fenced);
+    }
     for _ in 0..MAX_RERUNS {
         if let Some(outcome) = run_once(deps, order_id, intent, counters, operator).await? {
             return Ok(outcome);

@@ -290,6 +290,23 @@ impl Node {
         )
     }
 
+    /// Sends `signal` (`STOP` pauses the process as a stalled machine would, `CONT` resumes it).
+    ///
+    /// # Errors
+    /// The node is not running, or `kill` failed.
+    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let pid = self
+            .pid()
+            .with_context(|| format!("node {} is not running", self.index))?;
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .context("failed to run kill")?;
+        anyhow::ensure!(status.success(), "kill -{signal} {pid} failed: {status}");
+        Ok(())
+    }
+
     /// `kill -9`.
     pub fn kill(&mut self) {
         if let Some(mut process) = self.process.take() {
