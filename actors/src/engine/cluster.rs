@@ -284,8 +284,14 @@ impl Engine {
         let mut acquired = Vec::new();
         for partition in wanted {
             let sent = Instant::now();
-            if !state.leases.try_acquire(partition, &value, ttl).await? {
-                continue;
+            match state.leases.try_acquire(partition, &value, ttl).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(err) => {
+                    // What was taken so far is still armed below.
+                    tracing::warn!(partition, error.message = %err, "could not take a lease; trying at the next tick");
+                    break;
+                }
             }
             match crate::store::fence::advance(self.db(), partition, &me.name).await {
                 Ok((epoch, previous)) => {
@@ -297,12 +303,17 @@ impl Engine {
                 }
                 Err(err) => {
                     tracing::warn!(partition, error.message = %err, "could not take the fencing token; lease given back");
-                    state.leases.release(partition, &value).await?;
+                    if let Err(err) = state.leases.release(partition, &value).await {
+                        tracing::warn!(partition, error.message = %err, "could not release a lease; it lapses by itself");
+                    }
                 }
             }
         }
         if !acquired.is_empty() {
-            self.arm_partitions(&acquired).await;
+            // On its own task: a large partition takes a while to read and arm, and the next
+            // tick must renew the leases on time meanwhile.
+            let engine = self.clone();
+            tokio::spawn(async move { engine.arm_partitions(&acquired).await });
         }
 
         // Who holds what, for forwarding.
@@ -346,7 +357,13 @@ impl Engine {
             .await
         {
             Ok(reconciled) => {
-                let (armed, overdue) = self.arm_all(&reconciled.live);
+                // Only what is still this node's (a partition may have moved on meanwhile).
+                let live: Vec<_> = reconciled
+                    .live
+                    .into_iter()
+                    .filter(|d| ownership.owns_order(d.order_id))
+                    .collect();
+                let (armed, overdue) = self.arm_all(&live);
                 tracing::info!(
                     partitions = partitions.len(),
                     armed,
