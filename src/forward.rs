@@ -97,11 +97,28 @@ struct Captured {
     body: web::Bytes,
 }
 
+/// Bodies buffered for forwarding at most (the extractor's default limit; the routes' own limit,
+/// `server.max_body_bytes`, is lower). A larger body, or one of unknown length, is left to the
+/// handler, which refuses it with the usual error envelope.
+const MAX_BUFFERED: usize = 256 * 1024;
+
 fn forwardable(request: &ServiceRequest) -> bool {
     let changes = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS)
         // A status read that asks the provider first runs in the order's actor.
         || request.query_string().split('&').any(|pair| pair == "refresh=true");
-    changes && !request.path().starts_with("/webhooks/")
+    let length = request
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    let bounded = match length {
+        Some(length) => length <= MAX_BUFFERED,
+        // Neither a length nor a transfer encoding: no body (HTTP/1.1); chunked: unknown.
+        None => !request
+            .headers()
+            .contains_key(actix_web::http::header::TRANSFER_ENCODING),
+    };
+    changes && bounded && !request.path().starts_with("/webhooks/")
 }
 
 /// The middleware (`from_fn`); a no-op unless a [`Forwarder`] is registered.

@@ -404,6 +404,22 @@ impl Rig {
         .await
     }
 
+    /// `GET /v1/orders/{order_no}/status?refresh=true` at node `index` (the order's actor asks
+    /// the provider first, so it runs at the owner).
+    ///
+    /// # Errors
+    /// No answer.
+    pub async fn refresh(&self, index: usize, order_no: &str) -> anyhow::Result<(u16, Value)> {
+        self.request(
+            index,
+            Method::GET,
+            &format!("/v1/orders/{order_no}/status?refresh=true"),
+            MERCHANT_KEY,
+            None,
+        )
+        .await
+    }
+
     /// `GET /admin/cluster/orders/{order_no}` at node `index`.
     ///
     /// # Errors

@@ -464,6 +464,41 @@ async fn a_three_master_redis_cluster_holds_the_deadline_sets_spread_over_its_ma
         partitions.len()
     );
 
+    // A refresh (a status read that asks the provider through the order's actor) at node-1:
+    // the orders it does not own are forwarded. Only orders without an attempt, so the
+    // provider is asked nothing and every trade keeps its one query.
+    let refreshable: Vec<&Made> = made.iter().filter(|m| m.wechat.is_none()).collect();
+    let not_node_1 = refreshable
+        .iter()
+        .filter(|m| owner(&placements[&m.order.order_no]) != node_name(1))
+        .count();
+    let forwarded_before = rig
+        .metric(1, FORWARDED, "outcome=\"forwarded\"")
+        .await
+        .expect("metrics");
+    for m in &refreshable {
+        let (status, body) = rig.refresh(1, &m.order.order_no).await.expect("the refresh answers");
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (200, Some("pending")),
+            "refresh of {}",
+            m.order.order_no
+        );
+    }
+    let forwarded = rig
+        .metric(1, FORWARDED, "outcome=\"forwarded\"")
+        .await
+        .expect("metrics")
+        - forwarded_before;
+    println!(
+        "{} refreshes at node-1, {forwarded} forwarded to the owner",
+        refreshable.len()
+    );
+    assert!(
+        (forwarded - f64::from(u32::try_from(not_node_1).unwrap())).abs() < 0.5,
+        "{forwarded} refreshes forwarded, {not_node_1} orders owned elsewhere"
+    );
+
     // All cancelled through node-0: the orders it does not own are forwarded.
     let not_node_0 = placements.values().filter(|p| owner(p) != node_name(0)).count();
     let forwarded_before = rig
