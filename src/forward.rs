@@ -175,8 +175,15 @@ pub async fn forward(
         Err(err) => {
             count("failed");
             tracing::warn!(owner = %owner, error.message = %err, "could not forward a request to the order's owner");
-            let unavailable = ApiError::Order(actors::OrderError::Elsewhere(None)).error_response();
-            Ok(ServiceResponse::new(http_request, unavailable))
+            // Not connected: the owner never saw it, so it is safe to send again. Cut off
+            // after it was sent: the owner may have done it, as when an actor does not answer
+            // in time; no Retry-After.
+            let answer = if err.is_connect() {
+                ApiError::Order(actors::OrderError::Elsewhere(None))
+            } else {
+                ApiError::Order(actors::OrderError::Unavailable)
+            };
+            Ok(ServiceResponse::new(http_request, answer.error_response()))
         }
     }
 }

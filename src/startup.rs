@@ -169,6 +169,18 @@ impl Application {
         let cluster = match (partitioner, &redis, settings.redis.url()) {
             (Some(partitioner), Some(redis), Some(url)) => {
                 let cluster_settings = &settings.cluster;
+                if cluster_settings.node_name.is_empty() && local.ip().is_unspecified() {
+                    anyhow::bail!(
+                        "cluster.node_name must be set when the server listens on every interface ({local}): every node would get the same name"
+                    );
+                }
+                if cluster_settings.advertise_url.is_empty()
+                    && (!settings.server.public_base_url.is_empty() || local.ip().is_unspecified())
+                {
+                    anyhow::bail!(
+                        "cluster.advertise_url must be set (the address the other nodes reach this one at): server.public_base_url may be a load balancer, and {local} is not an address"
+                    );
+                }
                 let node = NodeIdentity {
                     name: if cluster_settings.node_name.is_empty() {
                         local.to_string()
@@ -207,10 +219,7 @@ impl Application {
         });
         let relay = start_outbox_relay(&settings, &db, &engine).await?;
         let rehydrated = engine.rehydrate().await.context("failed to re-arm pending orders")?;
-        engine
-            .start_cluster()
-            .await
-            .context("failed to prepare the cluster's partition fences")?;
+        engine.start_cluster().await.context("failed to join the cluster")?;
         engine.start_follow_up();
         engine.start_refunds();
         actors::reconcile::ReconcileWorker::new(engine.clone(), settings.reconciliation.clone()).start_on_own_arbiter();

@@ -11,9 +11,10 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 use serde::Deserialize;
 
-/// How long a command may take before it fails (a lease renewal must not hang on a dead
-/// server: the lease's local validity runs out meanwhile).
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a command may take on a Redis Cluster before the client fails it (its own
+/// default is shorter than reading a large deadline set; the lease commands bound their own
+/// time).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `redis.mode`: one server, or a Redis Cluster reached through seed addresses.
@@ -41,9 +42,9 @@ impl RedisConn {
     pub async fn connect(url: &str, mode: RedisMode) -> RedisResult<Self> {
         match mode {
             RedisMode::Single => {
-                let config = ConnectionManagerConfig::new()
-                    .set_response_timeout(RESPONSE_TIMEOUT)
-                    .set_connection_timeout(CONNECT_TIMEOUT);
+                // No response timeout on the connection: rebuilding a million-entry index reads
+                // it in one reply; the lease commands bound their own time.
+                let config = ConnectionManagerConfig::new().set_connection_timeout(CONNECT_TIMEOUT);
                 let client = redis::Client::open(url)?;
                 Ok(Self::Single(ConnectionManager::new_with_config(client, config).await?))
             }

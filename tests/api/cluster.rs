@@ -147,3 +147,33 @@ async fn a_batch_leaves_out_orders_of_a_partition_whose_token_moved_on() {
     );
     assert_eq!(status(&app, id).await, OrderStatus::Closed);
 }
+
+#[actix_web::test]
+async fn a_stalled_fenced_transaction_neither_blocks_a_takeover_nor_outlives_its_idle_limit() {
+    let app = spawn_app(Backend::Postgres).await;
+    fence::ensure_rows(&app.db, PARTITIONS).await.unwrap();
+    let partition = 5;
+    let (old, _) = fence::advance(&app.db, partition, "node-a").await.unwrap();
+    // node-a stalls (paused, say) inside a fenced transaction.
+    let stalled = app.db.begin().await.unwrap();
+    let old_fence = Fence { partition, epoch: old };
+    assert_eq!(fence::holding(&stalled, &[old_fence]).await.unwrap(), vec![partition]);
+
+    // node-b's takeover gives up after a moment instead of waiting for node-a to wake up.
+    let started = Instant::now();
+    let attempt = tokio::time::timeout(Duration::from_secs(5), fence::advance(&app.db, partition, "node-b"))
+        .await
+        .expect("taking the token does not wait for a stalled node");
+    assert!(
+        attempt.is_err(),
+        "the token moved on under a running fenced transaction"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+
+    // PostgreSQL ends the stalled transaction once it sat idle past its limit; the next
+    // takeover attempt gets the token, and the stalled transaction can commit nothing.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let (new, previous) = fence::advance(&app.db, partition, "node-b").await.unwrap();
+    assert_eq!((new, previous.as_str()), (old + 1, "node-a"));
+    assert!(stalled.commit().await.is_err(), "the stalled transaction committed");
+}

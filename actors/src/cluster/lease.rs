@@ -20,6 +20,20 @@ use crate::redis_conn::RedisConn;
 
 /// Lease commands in flight at once when every partition is read.
 const CONCURRENCY: usize = 64;
+/// How long one lease or heartbeat command may take: a renewal that hangs must not hold up
+/// the others (the lease's validity runs out meanwhile).
+const OP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `future`, failed as a Redis I/O error when it takes longer than [`OP_TIMEOUT`].
+async fn bounded<T>(future: impl std::future::Future<Output = redis::RedisResult<T>>) -> redis::RedisResult<T> {
+    match tokio::time::timeout(OP_TIMEOUT, future).await {
+        Ok(result) => result,
+        Err(_) => Err(redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "redis command timed out",
+        ))),
+    }
+}
 
 /// A node's heartbeat, as stored in the nodes hash.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -89,14 +103,13 @@ impl Leases {
     /// Redis errors.
     pub async fn try_acquire(&self, partition: u32, value: &str, ttl: Duration) -> redis::RedisResult<bool> {
         let mut redis = self.redis.clone();
-        let set: Option<String> = redis::cmd("SET")
-            .arg(self.key(partition))
+        let mut set = redis::cmd("SET");
+        set.arg(self.key(partition))
             .arg(value)
             .arg("NX")
             .arg("PX")
-            .arg(millis(ttl))
-            .query_async(&mut redis)
-            .await?;
+            .arg(millis(ttl));
+        let set: Option<String> = bounded(set.query_async(&mut redis)).await?;
         Ok(set.is_some())
     }
 
@@ -106,13 +119,9 @@ impl Leases {
     /// Redis errors.
     pub async fn renew(&self, partition: u32, value: &str, ttl: Duration) -> redis::RedisResult<bool> {
         let mut redis = self.redis.clone();
-        let renewed: i64 = self
-            .renew
-            .key(self.key(partition))
-            .arg(value)
-            .arg(millis(ttl))
-            .invoke_async(&mut redis)
-            .await?;
+        let mut invocation = self.renew.key(self.key(partition));
+        invocation.arg(value).arg(millis(ttl));
+        let renewed: i64 = bounded(invocation.invoke_async(&mut redis)).await?;
         Ok(renewed == 1)
     }
 
@@ -122,12 +131,9 @@ impl Leases {
     /// Redis errors.
     pub async fn release(&self, partition: u32, value: &str) -> redis::RedisResult<bool> {
         let mut redis = self.redis.clone();
-        let released: i64 = self
-            .release
-            .key(self.key(partition))
-            .arg(value)
-            .invoke_async(&mut redis)
-            .await?;
+        let mut invocation = self.release.key(self.key(partition));
+        invocation.arg(value);
+        let released: i64 = bounded(invocation.invoke_async(&mut redis)).await?;
         Ok(released == 1)
     }
 
@@ -137,24 +143,22 @@ impl Leases {
     /// Redis errors.
     pub async fn read_one(&self, partition: u32) -> redis::RedisResult<LeaseState> {
         let mut redis = self.redis.clone();
-        let (holder, ttl): (Option<String>, i64) = self.read.key(self.key(partition)).invoke_async(&mut redis).await?;
+        let invocation = self.read.key(self.key(partition));
+        let (holder, ttl): (Option<String>, i64) = bounded(invocation.invoke_async(&mut redis)).await?;
         Ok(LeaseState {
             holder,
             ttl_ms: (ttl >= 0).then_some(ttl),
         })
     }
 
-    /// Every partition's lease, in partition order.
-    ///
-    /// # Errors
-    /// Redis errors.
-    pub async fn read_all(&self, partitions: u32) -> redis::RedisResult<Vec<LeaseState>> {
-        let reads = futures::stream::iter(0..partitions)
-            .map(|partition| self.read_one(partition))
+    /// Every partition's lease, in partition order; `None` where it could not be read (one
+    /// shard of a Redis Cluster failing over must not blind the node to the others).
+    pub async fn read_all(&self, partitions: u32) -> Vec<Option<LeaseState>> {
+        futures::stream::iter(0..partitions)
+            .map(|partition| async move { self.read_one(partition).await.ok() })
             .buffered(CONCURRENCY)
             .collect::<Vec<_>>()
-            .await;
-        reads.into_iter().collect()
+            .await
     }
 
     /// Writes this node's heartbeat and reads everyone's (this node's included).
@@ -165,12 +169,27 @@ impl Leases {
         let mut redis = self.redis.clone();
         let json = serde_json::to_string(entry).unwrap_or_default();
         let key = self.nodes_key();
-        let _: () = redis.hset(&key, &entry.identity.name, json).await?;
-        let all: Vec<(String, String)> = redis.hgetall(&key).await?;
+        let _: () = bounded(redis.hset(&key, &entry.identity.name, json)).await?;
+        let all: Vec<(String, String)> = bounded(redis.hgetall(&key)).await?;
         Ok(all
             .into_iter()
             .filter_map(|(_, json)| serde_json::from_str(&json).ok())
             .collect())
+    }
+
+    /// Records the deployment's partition count the first time, and answers the recorded
+    /// one: every node must map orders to partitions alike.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn recorded_partitions(&self, count: u32) -> redis::RedisResult<u32> {
+        let mut redis = self.redis.clone();
+        let key = format!("{}:{{cluster}}:partitions", self.prefix);
+        let mut set = redis::cmd("SET");
+        set.arg(&key).arg(count).arg("NX");
+        let _: Option<String> = bounded(set.query_async(&mut redis)).await?;
+        let recorded: u32 = bounded(redis.get(&key)).await?;
+        Ok(recorded)
     }
 
     /// Every node's last heartbeat, without writing one.
@@ -179,7 +198,7 @@ impl Leases {
     /// Redis errors.
     pub async fn nodes(&self) -> redis::RedisResult<Vec<NodeEntry>> {
         let mut redis = self.redis.clone();
-        let all: Vec<(String, String)> = redis.hgetall(self.nodes_key()).await?;
+        let all: Vec<(String, String)> = bounded(redis.hgetall(self.nodes_key())).await?;
         Ok(all
             .into_iter()
             .filter_map(|(_, json)| serde_json::from_str(&json).ok())
@@ -196,7 +215,7 @@ impl Leases {
             return Ok(());
         }
         let mut redis = self.redis.clone();
-        let _: () = redis.hdel(self.nodes_key(), names).await?;
+        let _: () = bounded(redis.hdel(self.nodes_key(), names)).await?;
         Ok(())
     }
 }

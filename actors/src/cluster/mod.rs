@@ -33,7 +33,8 @@ pub struct ClusterSettings {
     /// address the server is bound to.
     pub node_name: String,
     /// Where the other nodes reach this one (requests for its orders are forwarded there).
-    /// Empty: the service's base URL.
+    /// Empty: `http://<bound address>` (refused when `server.public_base_url` is set, which may
+    /// be a load balancer, or when the server listens on every interface).
     pub advertise_url: String,
     /// How long a lease lasts without renewal: a dead node's partitions are taken over this
     /// long after its last renewal.
@@ -58,10 +59,10 @@ impl ClusterSettings {
             "must be between 1 and 16384",
         )?;
         check(
-            self.lease_ttl >= Duration::from_millis(500),
+            self.lease_ttl >= Duration::from_millis(500) && self.lease_ttl <= Duration::from_secs(600),
             section,
             "lease_ttl_milliseconds",
-            "must be at least 500",
+            "must be between 500 and 600000",
         )?;
         check(
             self.tick >= Duration::from_millis(50) && self.tick.saturating_mul(3) <= self.lease_ttl,
@@ -70,10 +71,10 @@ impl ClusterSettings {
             "must be at least 50 and at most a third of lease_ttl_milliseconds",
         )?;
         check(
-            self.sweep >= Duration::from_millis(100),
+            self.sweep >= Duration::from_millis(100) && self.sweep <= Duration::from_secs(3_600),
             section,
             "sweep_milliseconds",
-            "must be at least 100",
+            "must be between 100 and 3600000",
         )?;
         check(
             !self.node_name.contains('|'),
@@ -293,6 +294,22 @@ impl Ownership {
     pub fn drain(&self, partition: u32) {
         if let Some(held) = self.write_held().get_mut(&partition) {
             held.draining = true;
+        }
+    }
+
+    /// The token `partition` was taken with, while held.
+    pub fn epoch_of(&self, partition: u32) -> Option<i64> {
+        self.read_held().get(&partition).map(|held| held.epoch)
+    }
+
+    /// Forgets `partition` if it is still held with `epoch` (not lost and taken again since).
+    pub fn forget_if(&self, partition: u32, epoch: i64) -> bool {
+        let mut held = self.write_held();
+        if held.get(&partition).is_some_and(|h| h.epoch == epoch) {
+            held.remove(&partition);
+            true
+        } else {
+            false
         }
     }
 

@@ -92,7 +92,10 @@ pub fn to_ms(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
 }
 
-/// Live orders of `partitions` whose deadline is before `due_before` (all of them: `None`),
+/// The statuses of a live order (it has, or may get, an actor).
+pub const LIVE: [OrderStatus; 2] = [OrderStatus::Pending, OrderStatus::Stuck];
+
+/// Orders of `partitions` in `statuses` whose deadline is before `due_before` (all: `None`),
 /// soonest first: what a cluster node arms for its share. The partition is computed in SQL
 /// ([`Partitioner::sql`]), so only those orders are read.
 ///
@@ -103,6 +106,7 @@ pub async fn live_deadlines_in<C: ConnectionTrait>(
     partitioner: Partitioner,
     partitions: &[u32],
     due_before: Option<DateTime<Utc>>,
+    statuses: &[OrderStatus],
 ) -> Result<Vec<Deadline>, DbErr> {
     if partitions.is_empty() {
         return Ok(Vec::new());
@@ -112,7 +116,7 @@ pub async fn live_deadlines_in<C: ConnectionTrait>(
         .select_only()
         .column(orders::Column::Id)
         .column(orders::Column::ExpiresAt)
-        .filter(orders::Column::Status.is_in([OrderStatus::Pending, OrderStatus::Stuck]))
+        .filter(orders::Column::Status.is_in(statuses.iter().copied()))
         .filter(Expr::cust(format!(
             "{} IN ({})",
             partitioner.sql("id"),

@@ -141,7 +141,7 @@ impl DeadlineIndex for RedisDeadlineIndex {
             let members = self.members(&key).await?.into_iter().collect();
             leftover.insert(key, members);
         }
-        let live = live_deadlines_in(&self.db, partitioner, partitions, None).await?;
+        let live = live_deadlines_in(&self.db, partitioner, partitions, None, &super::LIVE).await?;
         self.repair(leftover, live).await
     }
 }

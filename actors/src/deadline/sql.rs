@@ -46,7 +46,7 @@ impl DeadlineIndex for SqlDeadlineIndex {
         partitioner: Partitioner,
         partitions: &[u32],
     ) -> Result<Reconciled, DeadlineError> {
-        let live = live_deadlines_in(&self.db, partitioner, partitions, None).await?;
+        let live = live_deadlines_in(&self.db, partitioner, partitions, None, &super::LIVE).await?;
         Ok(unchanged(live))
     }
 }

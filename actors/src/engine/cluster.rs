@@ -124,12 +124,21 @@ impl Engine {
     /// share within a tick or two. Needs a running Tokio runtime.
     ///
     /// # Errors
-    /// The fence rows could not be created.
-    pub async fn start_cluster(&self) -> Result<(), sea_orm::DbErr> {
+    /// The fence rows could not be created, Redis could not be reached, or the other nodes
+    /// use another partition count.
+    pub async fn start_cluster(&self) -> Result<(), ClusterStartError> {
         let Some(state) = self.cluster.clone() else {
             return Ok(());
         };
-        crate::store::fence::ensure_rows(self.db(), state.ownership.partitioner().count()).await?;
+        let count = state.ownership.partitioner().count();
+        let recorded = state.leases.recorded_partitions(count).await?;
+        if recorded != count {
+            return Err(ClusterStartError::Partitions {
+                configured: count,
+                recorded,
+            });
+        }
+        crate::store::fence::ensure_rows(self.db(), count).await?;
         let node = state.ownership.node().incarnation.clone();
         let (publish, published) = mpsc::unbounded_channel();
         self.deps().feed.attach_remote(publish);
@@ -201,16 +210,24 @@ impl Engine {
         // first lease lapses (its partitions then go straight to the nodes they belong to).
         let sent = Instant::now();
         let sent_ms = Utc::now().timestamp_millis();
-        let table = state.leases.read_all(partitions).await?;
+        // Each partition on its own: one that cannot be read or renewed (a Redis Cluster shard
+        // failing over) is neither renewed nor given up; the watchdog drops it if that lasts.
+        let table = state.leases.read_all(partitions).await;
         let valid_until = sent + ttl - state.settings.safety_margin();
         let held = ownership.held();
         let renewals = futures::stream::iter(held.iter().copied())
             .map(|partition| {
-                let holds = lease_at(&table, partition).holder.as_deref() == Some(value.as_str());
+                // Unknown: the renewal script decides.
+                let holds =
+                    lease_at(&table, partition).is_none_or(|lease| lease.holder.as_deref() == Some(value.as_str()));
                 let (leases, value) = (&state.leases, &value);
                 async move {
-                    let renewed = holds && leases.renew(partition, value, ttl).await?;
-                    Ok::<_, redis::RedisError>((partition, renewed))
+                    let renewed = if holds {
+                        leases.renew(partition, value, ttl).await
+                    } else {
+                        Ok(false)
+                    };
+                    (partition, renewed)
                 }
             })
             .buffer_unordered(RENEWALS_IN_FLIGHT)
@@ -218,10 +235,13 @@ impl Engine {
             .await;
         // Anything another node holds now (or that lapsed) is lost.
         let mut lost = Vec::new();
-        for renewal in renewals {
-            match renewal? {
-                (partition, true) => ownership.renewed(partition, valid_until),
-                (partition, false) => lost.push(partition),
+        for (partition, renewed) in renewals {
+            match renewed {
+                Ok(true) => ownership.renewed(partition, valid_until),
+                Ok(false) => lost.push(partition),
+                Err(err) => {
+                    tracing::warn!(partition, error.message = %err, "could not renew a lease; trying at the next tick");
+                }
             }
         }
         if !lost.is_empty() {
@@ -239,6 +259,16 @@ impl Engine {
             partitions_owned: u64::try_from(ownership.owned().len()).unwrap_or(u64::MAX),
         };
         let nodes = state.leases.heartbeat(&entry).await?;
+        if let Some(twin) = nodes.iter().find(|n| {
+            n.identity.name == me.name && n.identity.incarnation != me.incarnation && n.alive_until_ms > now_ms
+        }) {
+            // Two live processes under one name would take each other's share for their own.
+            tracing::error!(
+                node = %me.name,
+                other_address = %twin.identity.address,
+                "another live node uses this node's cluster.node_name; give each node its own"
+            );
+        }
         let gone: Vec<String> = nodes
             .iter()
             .filter(|n| n.alive_until_ms < now_ms.saturating_sub(FORGET_NODES_AFTER_MS))
@@ -263,7 +293,11 @@ impl Engine {
             .filter(|p| preferred(&alive, *p) != Some(me.name.as_str()))
             .collect();
         if !handover.is_empty() {
-            for partition in &handover {
+            let handover: Vec<(u32, i64)> = handover
+                .into_iter()
+                .filter_map(|p| ownership.epoch_of(p).map(|epoch| (p, epoch)))
+                .collect();
+            for (partition, _) in &handover {
                 ownership.drain(*partition);
             }
             tokio::spawn(self.clone().hand_over(state.clone(), handover));
@@ -271,7 +305,7 @@ impl Engine {
 
         // Take what is free and ours, or free for a whole tick.
         let free: HashSet<u32> = (0..partitions)
-            .filter(|p| lease_at(&table, *p).holder.is_none())
+            .filter(|p| lease_at(&table, *p).is_some_and(|lease| lease.holder.is_none()))
             .collect();
         let mut wanted: Vec<u32> = free
             .iter()
@@ -324,7 +358,7 @@ impl Engine {
         let owners = table
             .iter()
             .map(|lease| {
-                let node = lease.node().map(str::to_owned);
+                let node = lease.as_ref().and_then(LeaseState::node).map(str::to_owned);
                 let address = node
                     .as_deref()
                     .and_then(|name| addresses.get(name))
@@ -407,16 +441,19 @@ impl Engine {
 
     /// Gives `partitions` (already draining) to the node they belong to: their actors stop
     /// after the pass in flight, then the leases are released.
-    async fn hand_over(self, state: Arc<ClusterState>, partitions: Vec<u32>) {
+    async fn hand_over(self, state: Arc<ClusterState>, partitions: Vec<(u32, i64)>) {
         let ownership = &state.ownership;
-        let set: HashSet<u32> = partitions.iter().copied().collect();
+        let set: HashSet<u32> = partitions.iter().map(|(p, _)| *p).collect();
         let stopped = self
             .registry
             .stop_where(|id| set.contains(&ownership.partition_of(id)), Some(HANDOVER_GRACE))
             .await;
         let value = ownership.node().lease_value();
-        for partition in &partitions {
-            ownership.forget(*partition);
+        for (partition, epoch) in &partitions {
+            // Lost and taken again meanwhile: that is a new holding, not this handover's.
+            if !ownership.forget_if(*partition, *epoch) {
+                continue;
+            }
             if let Err(err) = state.leases.release(*partition, &value).await {
                 tracing::warn!(partition, error.message = %err, "could not release a lease; it lapses by itself");
             }
@@ -457,7 +494,18 @@ impl Engine {
             }
             let owned = state.ownership.owned();
             let horizon = Utc::now() + state.settings.sweep * 2;
-            match live_deadlines_in(self.db(), state.ownership.partitioner(), &owned, Some(horizon)).await {
+            // Pending only: a stuck order is parked for an operator; its actor is not meant to
+            // run until someone asks.
+            let pending = [OrderStatus::Pending];
+            match live_deadlines_in(
+                self.db(),
+                state.ownership.partitioner(),
+                &owned,
+                Some(horizon),
+                &pending,
+            )
+            .await
+            {
                 Ok(due) => {
                     let missing: Vec<_> = due
                         .into_iter()
@@ -498,11 +546,13 @@ impl Engine {
         let Some(state) = &self.cluster else { return Ok(None) };
         let partitions = state.ownership.partitioner().count();
         let nodes = state.leases.nodes().await?;
-        let table = state.leases.read_all(partitions).await?;
+        let table = state.leases.read_all(partitions).await;
         let now_ms = Utc::now().timestamp_millis();
         let mut by_node: HashMap<&str, (Vec<u32>, Option<i64>)> = HashMap::new();
         let mut unowned = Vec::new();
         for (partition, lease) in (0..partitions).zip(&table) {
+            // A lease that could not be read is left out of both.
+            let Some(lease) = lease else { continue };
             match lease.node() {
                 Some(node) => {
                     let entry = by_node.entry(node).or_default();
@@ -597,12 +647,25 @@ impl Engine {
     }
 }
 
-fn lease_at(table: &[LeaseState], partition: u32) -> LeaseState {
+/// A partition's lease as read at this tick; `None`: it could not be read.
+fn lease_at(table: &[Option<LeaseState>], partition: u32) -> Option<&LeaseState> {
     usize::try_from(partition)
         .ok()
         .and_then(|p| table.get(p))
-        .cloned()
-        .unwrap_or_default()
+        .and_then(Option::as_ref)
+}
+
+/// Why a node could not join its cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterStartError {
+    #[error("database error")]
+    Db(#[from] sea_orm::DbErr),
+    #[error("redis error")]
+    Redis(#[from] redis::RedisError),
+    #[error(
+        "cluster.partitions is {configured} here but {recorded} for the running cluster: every node must use the same count"
+    )]
+    Partitions { configured: u32, recorded: u32 },
 }
 
 #[derive(Debug, thiserror::Error)]

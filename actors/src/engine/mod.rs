@@ -19,7 +19,7 @@ use actix::prelude::*;
 use entities::{orders, payment_attempts, OrderId, Provider};
 use sea_orm::{DatabaseConnection, EntityTrait};
 
-pub use self::cluster::{ClusterParts, ClusterView, NodeView, OrderPlacement};
+pub use self::cluster::{ClusterParts, ClusterStartError, ClusterView, NodeView, OrderPlacement};
 pub use self::recovery::RehydrateReport;
 use crate::changes::{ChangeFeed, OrderChanged};
 use crate::deadline::{to_ms, Deadline, DeadlineIndex};

@@ -8,11 +8,17 @@
 //! transactions to end, so once a new owner holds its token no older owner's write commits.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use chrono::Utc;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait};
 
 use crate::cluster::Fence;
+
+/// How long taking a partition waits for the transactions still acting on its old token.
+const LOCK_WAIT: Duration = Duration::from_millis(1_000);
+/// How long a fenced transaction may sit idle before PostgreSQL ends it (and its lock).
+const IDLE_LIMIT: Duration = Duration::from_millis(2_000);
 
 /// Creates the rows of partitions `0..count` that do not exist yet.
 ///
@@ -43,6 +49,16 @@ pub async fn advance(db: &DatabaseConnection, partition: u32, node: &str) -> Res
         DbBackend::Sqlite | DbBackend::MySql => "",
     };
     let txn = db.begin().await?;
+    if backend == DbBackend::Postgres {
+        // A fenced transaction of a stalled node could hold its share lock for as long as that
+        // node sleeps: give up after a moment (the lease is given back and taken again at a
+        // later tick, once PostgreSQL ended that transaction, see `holding`).
+        txn.execute(Statement::from_string(
+            backend,
+            format!("SET LOCAL lock_timeout = {}", LOCK_WAIT.as_millis()),
+        ))
+        .await?;
+    }
     let previous = txn
         .query_one(Statement::from_sql_and_values(
             backend,
@@ -81,8 +97,17 @@ pub async fn holding<C: ConnectionTrait>(conn: &C, fences: &[Fence]) -> Result<V
         DbBackend::Postgres => " FOR SHARE",
         DbBackend::Sqlite | DbBackend::MySql => "",
     };
+    // On PostgreSQL the same statement bounds how long this transaction may then sit idle
+    // (its node paused, say) holding the share lock that a new owner waits for.
+    let idle = match backend {
+        DbBackend::Postgres => format!(
+            ", set_config('idle_in_transaction_session_timeout', '{}', true)",
+            IDLE_LIMIT.as_millis()
+        ),
+        DbBackend::Sqlite | DbBackend::MySql => String::new(),
+    };
     let sql = format!(
-        "SELECT partition, epoch FROM partition_fences WHERE partition IN ({}) ORDER BY partition{lock}",
+        "SELECT partition, epoch{idle} FROM partition_fences WHERE partition IN ({}) ORDER BY partition{lock}",
         list.join(", ")
     );
     let rows = conn.query_all(Statement::from_string(backend, sql)).await?;

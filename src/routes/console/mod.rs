@@ -69,6 +69,17 @@ where
 {
     match result {
         Ok(_) => see_other(done),
+        Err(ApiError::Order(actors::OrderError::Elsewhere(owner))) => {
+            // Another cluster node runs the order: the forwarding middleware sends the same
+            // request there and answers with that node's response instead of this page.
+            let mut response = page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Banner::Error("the order is run by another node; try again".to_owned()),
+            )
+            .await;
+            response.extensions_mut().insert(crate::forward::Owner(owner));
+            response
+        }
         Err(err) => {
             let (status, banner) = refusal(&err);
             page(status, banner).await
