@@ -169,31 +169,7 @@ impl Application {
         let cluster = match (partitioner, &redis, settings.redis.url()) {
             (Some(partitioner), Some(redis), Some(url)) => {
                 let cluster_settings = &settings.cluster;
-                if cluster_settings.node_name.is_empty() && local.ip().is_unspecified() {
-                    anyhow::bail!(
-                        "cluster.node_name must be set when the server listens on every interface ({local}): every node would get the same name"
-                    );
-                }
-                if cluster_settings.advertise_url.is_empty()
-                    && (!settings.server.public_base_url.is_empty() || local.ip().is_unspecified())
-                {
-                    anyhow::bail!(
-                        "cluster.advertise_url must be set (the address the other nodes reach this one at): server.public_base_url may be a load balancer, and {local} is not an address"
-                    );
-                }
-                let node = NodeIdentity {
-                    name: if cluster_settings.node_name.is_empty() {
-                        local.to_string()
-                    } else {
-                        cluster_settings.node_name.clone()
-                    },
-                    incarnation: uuid::Uuid::new_v4().simple().to_string(),
-                    address: if cluster_settings.advertise_url.is_empty() {
-                        base_url.clone()
-                    } else {
-                        cluster_settings.advertise_url.trim_end_matches('/').to_owned()
-                    },
-                };
+                let node = node_identity(&settings, local, &base_url)?;
                 tracing::info!(node = %node.name, address = %node.address, partitions = partitioner.count(), "running as a cluster node");
                 Some(ClusterParts {
                     ownership: Arc::new(Ownership::new(partitioner, node)),
@@ -346,6 +322,41 @@ impl Application {
         }
         served
     }
+}
+
+/// Who this node is in its cluster: `cluster.node_name` (else the bound address) and
+/// `cluster.advertise_url` (else `http://<bound address>`), refused where the default cannot be
+/// right: an address that is not one (listening on every interface) or a base URL that may be
+/// a load balancer.
+///
+/// # Errors
+/// A name or an address that must be configured.
+fn node_identity(settings: &Settings, local: std::net::SocketAddr, base_url: &str) -> anyhow::Result<NodeIdentity> {
+    let cluster = &settings.cluster;
+    if cluster.node_name.is_empty() && local.ip().is_unspecified() {
+        anyhow::bail!(
+            "cluster.node_name must be set when the server listens on every interface ({local}): every node would get the same name"
+        );
+    }
+    if cluster.advertise_url.is_empty() && (!settings.server.public_base_url.is_empty() || local.ip().is_unspecified())
+    {
+        anyhow::bail!(
+            "cluster.advertise_url must be set (the address the other nodes reach this one at): server.public_base_url may be a load balancer, and {local} is not an address"
+        );
+    }
+    Ok(NodeIdentity {
+        name: if cluster.node_name.is_empty() {
+            local.to_string()
+        } else {
+            cluster.node_name.clone()
+        },
+        incarnation: uuid::Uuid::new_v4().simple().to_string(),
+        address: if cluster.advertise_url.is_empty() {
+            base_url.to_owned()
+        } else {
+            cluster.advertise_url.trim_end_matches('/').to_owned()
+        },
+    })
 }
 
 /// Registers the configured subscribers and starts the outbox relay.

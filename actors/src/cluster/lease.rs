@@ -168,13 +168,8 @@ impl Leases {
     pub async fn heartbeat(&self, entry: &NodeEntry) -> redis::RedisResult<Vec<NodeEntry>> {
         let mut redis = self.redis.clone();
         let json = serde_json::to_string(entry).unwrap_or_default();
-        let key = self.nodes_key();
-        let _: () = bounded(redis.hset(&key, &entry.identity.name, json)).await?;
-        let all: Vec<(String, String)> = bounded(redis.hgetall(&key)).await?;
-        Ok(all
-            .into_iter()
-            .filter_map(|(_, json)| serde_json::from_str(&json).ok())
-            .collect())
+        let _: () = bounded(redis.hset(self.nodes_key(), &entry.identity.name, json)).await?;
+        self.nodes().await
     }
 
     /// Records the deployment's partition count the first time, and answers the recorded

@@ -175,13 +175,6 @@ pub struct Fence {
     pub epoch: i64,
 }
 
-/// The owner of a partition as last read from Redis.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct OwnerView {
-    pub node: Option<String>,
-    pub address: Option<String>,
-}
-
 /// This node's view of the cluster: what it holds (with tokens and validity) and who holds
 /// the rest (refreshed at every tick, for forwarding). Shared by the order code and the lease
 /// loop; every lock is held for a map operation only.
@@ -189,7 +182,8 @@ pub struct Ownership {
     partitioner: Partitioner,
     node: NodeIdentity,
     held: RwLock<HashMap<u32, Held>>,
-    owners: RwLock<Vec<OwnerView>>,
+    /// The node holding each partition, as read at the last tick.
+    owners: RwLock<Vec<Option<String>>>,
     /// Node name -> address, from the last tick's heartbeats.
     addresses: RwLock<HashMap<String, String>>,
 }
@@ -201,7 +195,7 @@ impl Ownership {
             partitioner,
             node,
             held: RwLock::new(HashMap::new()),
-            owners: RwLock::new(vec![OwnerView::default(); count]),
+            owners: RwLock::new(vec![None; count]),
             addresses: RwLock::new(HashMap::new()),
         }
     }
@@ -328,7 +322,7 @@ impl Ownership {
     }
 
     /// Replaces the view of who holds what (read from Redis at a tick).
-    pub fn set_owners(&self, owners: Vec<OwnerView>) {
+    pub fn set_owners(&self, owners: Vec<Option<String>>) {
         *self.owners.write().unwrap_or_else(std::sync::PoisonError::into_inner) = owners;
     }
 
@@ -352,18 +346,15 @@ impl Ownership {
     /// The node holding `partition`, as last read.
     pub fn owner_node(&self, partition: u32) -> Option<String> {
         let owners = self.owners.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        owners.get(usize::try_from(partition).ok()?)?.node.clone()
+        owners.get(usize::try_from(partition).ok()?)?.clone()
     }
 
     /// Where requests for `partition` go: its owner's address, unless that is this node or
     /// nobody holds it.
     pub fn owner_address(&self, partition: u32) -> Option<String> {
-        let owners = self.owners.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let owner = owners.get(usize::try_from(partition).ok()?)?;
-        if owner.node.as_deref() == Some(self.node.name.as_str()) {
-            return None;
-        }
-        owner.address.clone()
+        self.owner_node(partition)
+            .filter(|node| *node != self.node.name)
+            .and_then(|node| self.address_of(&node))
     }
 }
 

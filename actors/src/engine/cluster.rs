@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, watch};
 use super::Engine;
 use crate::cluster::bus::{self, Change};
 use crate::cluster::lease::{LeaseState, Leases, NodeEntry};
-use crate::cluster::{preferred, ClusterSettings, OwnerView, Ownership};
+use crate::cluster::{preferred, ClusterSettings, Ownership};
 use crate::deadline::live_deadlines_in;
 use crate::order::messages::Shutdown;
 use crate::redis_conn::RedisConn;
@@ -350,27 +350,16 @@ impl Engine {
             tokio::spawn(async move { engine.arm_partitions(&acquired).await });
         }
 
-        // Who holds what, for forwarding.
-        let addresses: HashMap<&str, &str> = nodes
-            .iter()
-            .map(|n| (n.identity.name.as_str(), n.identity.address.as_str()))
-            .collect();
+        // Who holds what, and where each node is, for forwarding.
         let owners = table
             .iter()
-            .map(|lease| {
-                let node = lease.as_ref().and_then(LeaseState::node).map(str::to_owned);
-                let address = node
-                    .as_deref()
-                    .and_then(|name| addresses.get(name))
-                    .map(|a| (*a).to_owned());
-                OwnerView { node, address }
-            })
+            .map(|lease| lease.as_ref().and_then(LeaseState::node).map(str::to_owned))
             .collect();
         ownership.set_owners(owners);
         ownership.set_addresses(
-            addresses
-                .into_iter()
-                .map(|(n, a)| (n.to_owned(), a.to_owned()))
+            nodes
+                .iter()
+                .map(|n| (n.identity.name.clone(), n.identity.address.clone()))
                 .collect(),
         );
         self.deps()
@@ -617,9 +606,7 @@ impl Engine {
                 if node == ownership.node().name {
                     return None;
                 }
-                ownership
-                    .address_of(node)
-                    .or_else(|| ownership.owner_address(partition))
+                ownership.address_of(node)
             }
             Err(err) => {
                 tracing::warn!(partition, error.message = %err, "could not read a lease; forwarding by the last tick's view");
