@@ -98,8 +98,14 @@ impl Application {
             .await
             .context("failed to run database migrations")?;
 
+        // The providers' client: every call is bounded by its own limit (the provider actor's
+        // call timeout; a bill download its own, far longer one), so no client-wide total
+        // that would cut a bill short; connecting is bounded here. No redirect is followed:
+        // no provider protocol uses one, and an unsigned bill must come from where it was
+        // announced.
         let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(10))
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("failed to build the HTTP client")?;
         let mut gateways = Gateways::default();

@@ -23,7 +23,15 @@ pub struct EngineMetrics {
     pub leases_lost: IntCounter,
     /// Requests for orders another node owns, by outcome: forwarded, failed, no_owner.
     pub forwarded: IntCounterVec,
+    /// Money situations an operator must look at, by kind (an alert on any increase):
+    /// `conflicting_report` (a report contradicting a recorded payment),
+    /// `auto_refund_parked` (an automatic refund that failed too often),
+    /// `refunded_beyond_paid` (a refund recorded failed succeeded after all, beyond the payment).
+    pub money_anomalies: IntCounterVec,
 }
+
+/// The kinds of [`EngineMetrics::money_anomalies`].
+pub const MONEY_ANOMALY_KINDS: [&str; 3] = ["conflicting_report", "auto_refund_parked", "refunded_beyond_paid"];
 
 impl EngineMetrics {
     /// # Errors
@@ -73,7 +81,19 @@ impl EngineMetrics {
                 ),
                 &["outcome"],
             )?,
+            money_anomalies: IntCounterVec::new(
+                Opts::new(
+                    "money_anomalies_total",
+                    "Money situations waiting for an operator, by kind: conflicting_report, auto_refund_parked, refunded_beyond_paid",
+                ),
+                &["kind"],
+            )?,
         };
+        // Every kind exported from the start (at 0), so an alert on an increase sees the first.
+        for kind in MONEY_ANOMALY_KINDS {
+            metrics.money_anomalies.with_label_values(&[kind]);
+        }
+        registry.register(Box::new(metrics.money_anomalies.clone()))?;
         registry.register(Box::new(metrics.partitions_owned.clone()))?;
         registry.register(Box::new(metrics.takeovers.clone()))?;
         registry.register(Box::new(metrics.leases_lost.clone()))?;

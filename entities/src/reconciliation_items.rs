@@ -13,7 +13,8 @@ pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
     pub run_id: i64,
-    /// `missing_here`, `unknown_trade`, `missing_at_provider`, `amount_differs`,
+    /// `missing_here`, `bill_says_paid_provider_says_not`, `unknown_trade`,
+    /// `missing_at_provider`, `amount_differs`, `txn_differs`, `duplicate_in_bill`,
     /// `refund_missing_here`, `refund_missing_at_provider`, `refund_differs`.
     pub kind: String,
     /// The trade (`out_trade_no`) or the refund (`out_refund_no`) it is about.

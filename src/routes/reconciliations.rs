@@ -36,7 +36,8 @@ pub struct ReconciliationRun {
     #[schema(value_type = schema::Provider)]
     pub provider: Provider,
     pub date: String,
-    /// `waiting` (for its bill, asked for again at `next_attempt_at`) or `completed`.
+    /// `waiting` (for its bill, asked for again at `next_attempt_at`), `completed`, or
+    /// `failed` (the bill did not check out; nothing of it was used; start the day again).
     pub status: String,
     pub attempts: i32,
     pub next_attempt_at: Option<DateTime<Utc>>,
@@ -77,7 +78,8 @@ impl From<reconciliation_runs::Model> for ReconciliationRun {
 pub struct ReconciliationItemResponse {
     pub id: i64,
     pub run_id: i64,
-    /// `missing_here`, `unknown_trade`, `missing_at_provider`, `amount_differs`,
+    /// `missing_here`, `bill_says_paid_provider_says_not`, `unknown_trade`,
+    /// `missing_at_provider`, `amount_differs`, `txn_differs`, `duplicate_in_bill`,
     /// `refund_missing_here`, `refund_missing_at_provider` or `refund_differs`.
     pub kind: String,
     /// The trade or refund number it is about.
@@ -135,7 +137,7 @@ pub struct ReconciliationRunList {
 pub struct ReconciliationListQuery {
     #[param(value_type = Option<schema::Provider>)]
     provider: Option<Provider>,
-    /// `waiting` or `completed`.
+    /// `waiting`, `completed` or `failed`.
     status: Option<String>,
     /// At most this many runs (default 100, at most 1000), newest day first.
     #[param(minimum = 1)]
@@ -149,9 +151,9 @@ pub struct ReconciliationListQuery {
     tag = "admin",
     operation_id = "admin_start_reconciliation",
     summary = "Reconcile a provider's bill of one day now",
-    description = "Downloads the provider's trade bill of that day and compares it with paywarden's payments and refunds; answers the run once that is done. A day is one run: starting it again compares again and adds no difference twice. A bill not published yet leaves the run `waiting`; it is asked for again every `reconciliation.retry_interval_seconds`.",
+    description = "Downloads the provider's trade bill of that day and compares it with paywarden's payments and refunds; answers the run once that is done. A day is one run: starting it again compares again and adds no difference twice. A bill not published yet leaves the run `waiting`; it is asked for again every `reconciliation.retry_interval_seconds`. A bill that does not check out (another account or day, rows that do not add up to its own totals, a row that does not read, too large) leaves the run `failed` with `last_error`, nothing of it used; starting the day again fetches it again.",
     request_body = StartReconciliationBody,
-    responses((status = 200, description = "The run, completed or waiting for its bill", body = ReconciliationRunDetail)),
+    responses((status = 200, description = "The run, completed, waiting for its bill, or failed", body = ReconciliationRunDetail)),
     security(("admin_token" = [])),
     extensions(("x-error-codes" = json!([
         "invalid_json", "unauthorized", "payload_too_large", "unsupported_media_type", "invalid_field",
@@ -216,10 +218,10 @@ pub async fn list(
         query = query.filter(reconciliation_runs::Column::Provider.eq(provider));
     }
     if let Some(status) = params.status {
-        if status != reconcile::WAITING && status != reconcile::COMPLETED {
+        if ![reconcile::WAITING, reconcile::COMPLETED, reconcile::FAILED].contains(&status.as_str()) {
             return Err(ApiError::bad_request(
                 "invalid_query",
-                "status must be waiting or completed",
+                "status must be waiting, completed or failed",
             ));
         }
         query = query.filter(reconciliation_runs::Column::Status.eq(status));

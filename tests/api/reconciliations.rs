@@ -1,7 +1,11 @@
-//! Reconciliation against the providers' bills, WeChat Pay and Alipay through the simulator:
-//! a clean day, a payment the provider settled while paywarden closed the order (found and
-//! compensated), an amount difference, a refund difference, a bill not published yet, and a
-//! re-run of the same day.
+//! Reconciliation against the providers' bills, WeChat Pay and Alipay through the simulator
+//! (whose files are shaped like the real ones: WeChat's BOM, CRLF and summary; Alipay's GBK
+//! ZIP with TAB-padded cells, period and totals): a clean day, a payment the provider settled
+//! while paywarden closed the order (found, confirmed by a query, compensated), an amount
+//! difference, a refund difference, a bill not published yet, and a re-run of the same day;
+//! and what a hostile network or a broken provider does to a bill: rows added for trades never
+//! paid, rows duplicated, other transaction ids, files of another account or day or whose rows
+//! do not add up, redirected and slow downloads.
 
 use std::time::{Duration, Instant};
 
@@ -69,6 +73,17 @@ impl Rig {
     }
 }
 
+impl Rig {
+    async fn tamper(&self, provider: &str, tampering: Value) {
+        self.sim_put(&format!("/sim/{provider}/bill-tampering"), tampering).await;
+    }
+}
+
+/// Every order event of the test's database, in order.
+async fn order_events(app: &TestApp) -> i64 {
+    app.count("SELECT COUNT(*) FROM outbox WHERE event_type LIKE 'order.%'").await
+}
+
 fn kinds(run: &Value) -> Vec<(String, String)> {
     run["differences"]
         .as_array()
@@ -84,11 +99,136 @@ fn kinds(run: &Value) -> Vec<(String, String)> {
 }
 
 for_each_provider!(
+    a_bill_row_for_a_trade_never_paid_is_an_item_and_pays_nothing,
+    a_bill_of_another_account_or_day_or_that_does_not_add_up_fails_the_run_and_changes_nothing,
+    a_duplicated_row_and_another_transaction_id_are_items,
     a_clean_day_has_no_difference_and_equal_totals,
     a_payment_settled_at_the_provider_after_the_order_closed_is_found_and_compensated,
     amount_and_refund_differences_are_items_and_a_rerun_adds_none,
     a_bill_not_published_yet_is_asked_for_again_until_it_is,
 );
+
+/// A bill is unsigned (Alipay's comes from whatever address the API names): a row for a trade
+/// the buyer never paid (a tampering proxy, a broken provider) is checked by a query, and the
+/// provider's signed "not paid" wins: an item for an operator, no payment, no event.
+async fn a_bill_row_for_a_trade_never_paid_is_an_item_and_pays_nothing(provider: &str) {
+    let rig = rig(RigOptions::default()).await;
+    let (order_no, attempt) = rig.order_with_attempt(provider, "rec-forged", 600).await;
+    let pay_no = attempt["pay_no"].as_str().unwrap().to_owned();
+    rig.paid(provider, "rec-forged-real").await;
+    rig.tamper(
+        provider,
+        json!({"add_payments": [{"out_trade_no": pay_no, "amount_fen": 2999, "trade_id": "forged-txn-1"}]}),
+    )
+    .await;
+    let events = order_events(&rig.app).await;
+
+    let run = rig.app.reconcile(provider, &today()).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(
+        kinds(&run),
+        vec![("bill_says_paid_provider_says_not".to_owned(), pay_no.clone())],
+        "{run}"
+    );
+    let item = &run["differences"][0];
+    assert!(item["action"].as_str().unwrap().starts_with("not recorded"), "{item}");
+    assert!(item["detail"].as_str().unwrap().contains("forged-txn-1"), "{item}");
+    let status: Value = rig
+        .app
+        .get_status(crate::helpers::MERCHANT_A_KEY, &order_no)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["status"], "pending", "{status}");
+    assert_eq!(order_events(&rig.app).await, events, "no order event");
+    assert_eq!(
+        rig.app
+            .count(&format!(
+                "SELECT COUNT(*) FROM payment_attempts WHERE pay_no = {pay_no} AND provider_txn_id IS NOT NULL"
+            ))
+            .await,
+        0
+    );
+}
+
+/// A file that contradicts what was asked for or itself is not used at all: the run fails with
+/// a clear reason and no item; once the provider sends a proper file, the same day completes.
+async fn a_bill_of_another_account_or_day_or_that_does_not_add_up_fails_the_run_and_changes_nothing(provider: &str) {
+    let rig = rig(RigOptions::default()).await;
+    let (_, pay_no) = rig.paid(provider, "rec-selfcheck").await;
+    let day = rig.bill_day(provider, &pay_no);
+    let events = order_events(&rig.app).await;
+    for (tampering, reason) in [
+        (json!({"account": "20889999999999990156"}), "account"),
+        (json!({"account": "1900000999"}), "merchant"),
+        (json!({"day_offset_days": -1}), "day"),
+        (json!({"summary_extra_fen": 100}), "add up"),
+    ] {
+        // The account is named in Alipay's title lines, in every row of WeChat's.
+        if (provider == "wechat" && reason == "account") || (provider == "alipay" && reason == "merchant") {
+            continue;
+        }
+        rig.tamper(provider, tampering.clone()).await;
+        let run = rig.app.reconcile(provider, &day).await;
+        assert_eq!(run["status"], "failed", "{tampering}: {run}");
+        let error = run["last_error"].as_str().unwrap();
+        assert!(error.contains(reason), "{tampering}: {error}");
+        assert_eq!(run["items"], 0, "{run}");
+        assert!(run["next_attempt_at"].is_null(), "{run}");
+    }
+    assert_eq!(rig.app.count("SELECT COUNT(*) FROM reconciliation_items").await, 0);
+    assert_eq!(order_events(&rig.app).await, events);
+
+    rig.tamper(provider, json!({})).await;
+    let run = rig.app.reconcile(provider, &day).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert!(run["last_error"].is_null(), "{run}");
+    assert_eq!(run["items"], 0, "{run}");
+}
+
+/// The same trade listed twice is an item (not silently collapsed); a payment whose
+/// transaction id differs from the recorded one is an item even though the amounts match.
+async fn a_duplicated_row_and_another_transaction_id_are_items(provider: &str) {
+    let rig = rig(RigOptions::default()).await;
+    let (_, pay_a) = rig.paid(provider, "rec-dup-a").await;
+    let (_, pay_b) = rig.paid(provider, "rec-dup-b").await;
+    rig.tamper(
+        provider,
+        json!({"duplicate": [pay_a], "trade_ids": {pay_b.clone(): "other-txn"}}),
+    )
+    .await;
+    let run = rig.app.reconcile(provider, &rig.bill_day(provider, &pay_a)).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(
+        kinds(&run),
+        vec![
+            ("txn_differs".to_owned(), pay_b.clone()),
+            ("duplicate_in_bill".to_owned(), pay_a.clone()),
+        ],
+        "{run}"
+    );
+    assert_eq!(run["summary"]["provider_payments"]["count"], 3);
+    assert_eq!(run["summary"]["local_payments"]["count"], 2);
+}
+
+/// Alipay's archive is fetched where the API said, never through a redirect; and with its own
+/// time limit, longer than an API call's (a bill of 11 s completes).
+#[actix_web::test]
+async fn an_alipay_bill_is_not_fetched_through_a_redirect_and_a_slow_one_completes() {
+    let rig = rig(RigOptions::default()).await;
+    let (_, pay_no) = rig.paid("alipay", "rec-fetch").await;
+    let day = rig.bill_day("alipay", &pay_no);
+    rig.tamper("alipay", json!({"redirect": true})).await;
+    let run = rig.app.reconcile("alipay", &day).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert!(run["last_error"].as_str().unwrap().contains("redirect"), "{run}");
+
+    rig.tamper("alipay", json!({"download_delay_ms": 11_000})).await;
+    let run = rig.app.reconcile("alipay", &day).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["summary"]["provider_payments"]["count"], 1, "{run}");
+}
 
 async fn a_clean_day_has_no_difference_and_equal_totals(provider: &str) {
     let rig = rig(RigOptions::default()).await;

@@ -90,6 +90,7 @@ on_both_backends!(
     the_same_out_refund_id_answers_the_same_refund_and_other_content_conflicts,
     bad_refund_requests_are_refused_with_nothing_written,
     a_payment_of_another_amount_is_never_refunded_by_itself,
+    a_report_contradicting_a_recorded_payment_is_an_anomaly_never_a_refund,
 );
 
 async fn a_full_refund_is_made_once_and_the_order_becomes_refunded(backend: Backend) {
@@ -347,6 +348,59 @@ async fn a_payment_of_another_amount_is_never_refunded_by_itself(backend: Backen
     assert_eq!(error_code(accept, 422).await, "not_a_mismatched_payment");
     let status: Value = app.get_status(MERCHANT_A_KEY, &order_no).await.json().await.unwrap();
     assert_eq!(status["status"], "stuck");
+}
+
+/// A validly signed report of the same trade (pay_no) with another transaction id, after the
+/// order was paid by it: the reports contradict each other, and the money they speak of may be
+/// the order's own. Before, it was taken for a second payment and the order's own payment was
+/// refunded automatically (the order ended `refunded`). Now: an anomaly for an operator (log,
+/// event, metric), the payment kept as recorded, nothing refunded.
+async fn a_report_contradicting_a_recorded_payment_is_an_anomaly_never_a_refund(backend: Backend) {
+    let app = spawn_refunding_app(backend).await;
+    let (order_no, pay_no) = app.order_with_attempt("rf-conflict", 600).await;
+    let report = |event_id: &str, txn: &str| {
+        json!({
+            "id": event_id,
+            "out_trade_no": pay_no,
+            "trade_state": "SUCCESS",
+            "transaction_id": txn,
+            "amount": 2999,
+            "paid_at": chrono::Utc::now(),
+        })
+    };
+    let now = chrono::Utc::now().timestamp();
+    let first = app
+        .post_sandbox_notification(&report("evt-first", "sbx-txn-first"), crate::helpers::SANDBOX_SECRET, now)
+        .await;
+    assert_eq!(first.json::<Value>().await.unwrap()["outcome"], "Paid");
+    let second = app
+        .post_sandbox_notification(&report("evt-reused", "sbx-txn-other"), crate::helpers::SANDBOX_SECRET, now)
+        .await;
+    assert_eq!(second.status().as_u16(), 200, "recorded, so acknowledged");
+    assert_eq!(second.json::<Value>().await.unwrap()["outcome"], "Anomaly");
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.refund_rows().await, 0, "no money the order keeps is refunded");
+    let status: Value = app.get_status(MERCHANT_A_KEY, &order_no).await.json().await.unwrap();
+    assert_eq!(status["status"], "paid");
+    let order = app.admin_order(&order_no).await;
+    assert_eq!(order["payments"][0]["provider_txn_id"], "sbx-txn-first", "{order}");
+    let anomaly = order["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|log| log["event"] == "payment.anomaly")
+        .expect("an anomaly row for the operator");
+    assert!(
+        anomaly["reason"].as_str().unwrap().contains("sbx-txn-other"),
+        "{anomaly}"
+    );
+    assert_eq!(app.outbox_count(&order_no, "order.payment_anomaly").await, 1);
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains("paywarden_money_anomalies_total{kind=\"conflicting_report\"} 1"),
+        "{metrics}"
+    );
 }
 
 /// Ten requests at once for 2000 each of a 2999 payment: the check and the insert are one
@@ -1034,6 +1088,201 @@ async fn a_refused_automatic_refund_is_sent_again_until_it_succeeds() {
     assert_eq!(list["refunds"].as_array().unwrap().len(), 1, "one refund, sent again");
     assert!(list["refunds"][0]["failure"].is_null(), "{list}");
     assert_eq!(rig.sim_refunds("wechat", pay_no).len(), 1);
+}
+
+impl TestApp {
+    async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until `check` holds for the order's refunds.
+    async fn wait_for_refunds(&self, order_no: &str, within: Duration, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let started = Instant::now();
+        loop {
+            let list = self.refunds_of(order_no).await;
+            let refunds = list["refunds"].as_array().unwrap().clone();
+            if check(&refunds) {
+                return refunds;
+            }
+            assert!(started.elapsed() < within, "{list}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// An automatic refund WeChat closes (no money moved) is made again under a new number after
+/// a backoff, for the whole payment, until one succeeds. Before, it ended `failed` and the
+/// buyer's money stayed with the merchant (`auto:<pay_no>` existed, so nothing was made again).
+#[actix_web::test]
+async fn an_automatic_refund_the_provider_closes_is_made_again_under_a_new_number_until_it_succeeds() {
+    let rig = refunding_rig().await;
+    let app = &rig.app;
+    rig.sim.set_refund_behaviour(SimRefundBehaviour {
+        mode: SimRefundMode::Close,
+        hang_ms: 0,
+    });
+    let (order_no, pay_no) = rig.wechat_paid_after_close("wrf-auto-closed").await;
+    let refunds = app
+        .wait_for_refunds(&order_no, Duration::from_secs(10), |refunds| {
+            refunds.first().is_some_and(|first| first["status"] == "failed")
+        })
+        .await;
+    assert!(refunds[0]["failure"].as_str().unwrap().contains("CLOSED"), "{refunds:?}");
+    rig.sim.set_refund_behaviour(SimRefundBehaviour::default());
+    app.wait_for_status(&order_no, "refunded", Duration::from_secs(10)).await;
+    let refunds = app.refunds_of(&order_no).await["refunds"].as_array().unwrap().clone();
+    let outcome: Vec<(&str, &str, i64)> = refunds
+        .iter()
+        .map(|refund| {
+            (
+                refund["out_refund_id"].as_str().unwrap(),
+                refund["status"].as_str().unwrap(),
+                refund["amount"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let first = format!("auto:{pay_no}");
+    let second = format!("auto:{pay_no}:2");
+    assert_eq!(
+        outcome,
+        vec![(first.as_str(), "failed", 2999), (second.as_str(), "succeeded", 2999)]
+    );
+    assert_ne!(refunds[0]["refund_no"], refunds[1]["refund_no"]);
+    let at_provider: Vec<_> = rig
+        .sim_refunds("wechat", &pay_no)
+        .into_iter()
+        .map(|refund| (refund.out_refund_no, refund.status))
+        .collect();
+    assert_eq!(at_provider.len(), 2, "{at_provider:?}");
+    assert_eq!(
+        at_provider
+            .iter()
+            .filter(|(_, status)| *status == paywarden_sim::refunds::SimRefundStatus::Success)
+            .count(),
+        1
+    );
+}
+
+/// Closed every time: after `auto_refund_max_tries` (3 in the test profile) the money is
+/// parked for an operator — an anomaly on the order (the console lists it), an alert metric —
+/// and nothing more is sent.
+#[actix_web::test]
+async fn an_automatic_refund_failing_every_time_is_parked_for_an_operator() {
+    let rig = refunding_rig().await;
+    let app = &rig.app;
+    rig.sim.set_refund_behaviour(SimRefundBehaviour {
+        mode: SimRefundMode::Close,
+        hang_ms: 0,
+    });
+    let (order_no, pay_no) = rig.wechat_paid_after_close("wrf-auto-parked").await;
+    let started = Instant::now();
+    let parked = loop {
+        let order = app.admin_order(&order_no).await;
+        let parked = order["logs"].as_array().unwrap().iter().any(|log| {
+            log["event"] == "payment.anomaly" && log["reason"].as_str().unwrap_or_default().contains("parked")
+        });
+        if parked {
+            break order;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "{order}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let refunds = app.refunds_of(&order_no).await["refunds"].as_array().unwrap().clone();
+    assert_eq!(refunds.len(), 3, "{refunds:?}");
+    assert!(refunds.iter().all(|refund| refund["status"] == "failed"), "{refunds:?}");
+    assert_eq!(rig.sim_refunds("wechat", &pay_no).len(), 3);
+    assert_eq!(parked["status"], "paid_after_close");
+    assert!(
+        app.metrics()
+            .await
+            .contains("paywarden_money_anomalies_total{kind=\"auto_refund_parked\"} 1"),
+        "the alert metric"
+    );
+    let listed = app
+        .client
+        .get(app.url("/admin/orders?status=paid_after_close"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status().as_u16(), 200);
+}
+
+/// A refund recorded failed too soon (as an Alipay query right after a refusal can make it)
+/// that the provider then reports succeeded: its amount is taken back (succeeded, order
+/// refunded), the merchant cannot refund that money again, and since another refund of the
+/// same money was made meanwhile, the payment refunded beyond what it took is an anomaly.
+/// Before, the success was only logged: the order said nothing was refunded.
+#[actix_web::test]
+async fn a_refund_recorded_failed_that_succeeds_later_is_counted_and_refunding_beyond_is_an_anomaly() {
+    let rig = refunding_rig().await;
+    let app = &rig.app;
+    let (order_no, pay_no, first) = rig.processing_refund("wechat", "wrf-late").await;
+    // Recorded failed while WeChat still holds it (processing).
+    app.execute(&format!(
+        "UPDATE refunds SET status = 'failed', failure = 'not found by a query', next_attempt_at = NULL WHERE refund_no = {first}"
+    ))
+    .await;
+    // Its amount was free again: the merchant refunds it once more; the provider is
+    // unreachable meanwhile, so that one stays pending.
+    rig.sim.set_faults(SimFaults {
+        error_rate: 1.0,
+        ..SimFaults::default()
+    });
+    let second = app.refund(&order_no, "wrf-late-2", 2999).await;
+    let second = second["refund_no"].as_str().unwrap().to_owned();
+
+    let done = rig
+        .control(
+            &format!("/sim/wechat/refunds/{first}/complete"),
+            json!({"status": "SUCCESS"}),
+        )
+        .await;
+    assert_eq!(done.status().as_u16(), 200);
+    app.wait_for_refund(&first, "succeeded", Duration::from_secs(10)).await;
+    app.wait_for_status(&order_no, "refunded", Duration::from_secs(1)).await;
+    let order = app.admin_order(&order_no).await;
+    assert!(
+        order["logs"].as_array().unwrap().iter().any(|log| log["event"] == "payment.anomaly"
+            && log["reason"].as_str().unwrap_or_default().contains("now total")),
+        "{order}"
+    );
+    assert!(
+        app.metrics()
+            .await
+            .contains("paywarden_money_anomalies_total{kind=\"refunded_beyond_paid\"} 1")
+    );
+    // The same money cannot be refunded a third time.
+    let third = app
+        .post_refund(
+            MERCHANT_A_KEY,
+            &order_no,
+            &json!({"out_refund_id": "wrf-late-3", "amount": 1, "reason": "again"}),
+        )
+        .await;
+    assert_eq!(error_code(third, 422).await, "refund_exceeds_paid");
+
+    // The provider back: it refuses the second refund beyond what the trade took; the payment
+    // was refunded once at the provider.
+    rig.sim.set_faults(SimFaults::default());
+    app.wait_for_refund(&second, "failed", Duration::from_secs(10)).await;
+    let at_provider: i64 = rig
+        .sim_refunds("wechat", &pay_no)
+        .iter()
+        .filter(|refund| refund.status == paywarden_sim::refunds::SimRefundStatus::Success)
+        .map(|refund| refund.amount_fen)
+        .sum();
+    assert_eq!(at_provider, 2999);
+    let status: Value = app.get_status(MERCHANT_A_KEY, &order_no).await.json().await.unwrap();
+    assert_eq!(status["status"], "refunded");
 }
 
 /// WeChat `ABNORMAL` (the money left but did not reach the buyer) is not a failure: the refund

@@ -177,6 +177,19 @@ impl Engine {
         self.deps().providers.bill(provider, date).await
     }
 
+    /// Asks the provider for a trade's state (a signed, verified answer), through its provider
+    /// actor. Reads nothing and changes nothing here.
+    ///
+    /// # Errors
+    /// The provider's failure.
+    pub async fn query_trade(
+        &self,
+        provider: Provider,
+        pay_no: entities::PayNo,
+    ) -> Result<crate::gateway::TradeQuery, crate::gateway::GatewayError> {
+        self.deps().providers.query(provider, pay_no).await
+    }
+
     pub fn has_provider(&self, provider: Provider) -> bool {
         self.deps().providers.has(provider)
     }

@@ -2,9 +2,11 @@
 //! amounts exactly in minor units. Each provider's file format is parsed in its own module
 //! (`wechat::bill`, `alipay::bill`); reconciliation compares these rows with paywarden's own.
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use entities::MinorUnit;
 use serde::{Deserialize, Serialize};
+
+use super::GatewayError;
 
 /// One row of a trade bill.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +52,100 @@ pub enum BillError {
     Unreadable(String),
     #[error("the bill's SHA-1 {actual} is not the announced {expected}")]
     Digest { expected: String, actual: String },
+    /// The file contradicts itself or what was asked for (another account, another day, rows
+    /// that do not add up to its own totals): nothing of it can be trusted.
+    #[error("the bill does not check out: {0}")]
+    Inconsistent(String),
+    #[error("the bill is larger than {limit} bytes{what}")]
+    TooLarge { limit: u64, what: &'static str },
+}
+
+/// What a bill must say about itself to be read at all.
+#[derive(Clone, Copy, Debug)]
+pub struct BillExpectation<'a> {
+    /// The day asked for (China time).
+    pub date: NaiveDate,
+    /// The merchant account it must be of (WeChat `mchid`; Alipay the seller's PID), when the
+    /// configuration names one.
+    pub account: Option<&'a str>,
+}
+
+/// The largest bill file paywarden downloads (the archive as sent, or WeChat's CSV).
+pub const MAX_BILL_BYTES: u64 = 128 * 1024 * 1024;
+/// The most an Alipay bill archive may hold once unzipped, all its files together.
+pub const MAX_UNZIPPED_BILL_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Limit of one bill fetch (apply, download, parse), and of the download request itself: a
+/// day's file can be large, far beyond an API call's timeout.
+pub const BILL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Reads a bill download's body, refusing more than `limit` bytes (announced or streamed).
+///
+/// # Errors
+/// [`BillError::TooLarge`] (as a [`GatewayError::BadBill`]) beyond the limit; a transport
+/// error while reading.
+pub(crate) async fn read_capped(mut response: reqwest::Response, limit: u64) -> Result<Vec<u8>, GatewayError> {
+    let too_large = || GatewayError::BadBill(BillError::TooLarge { limit, what: "" }.to_string());
+    if response.content_length().is_some_and(|length| length > limit) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(GatewayError::from_transport)? {
+        if u64::try_from(body.len() + chunk.len()).unwrap_or(u64::MAX) > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Where an Alipay bill archive may be fetched from: an `https` address, or the configured
+/// gateway's own scheme, host and port (the simulator's plain `http` on a loopback address);
+/// a plain `http` address elsewhere (Alipay documents `http://dwbillcenter.alipay.com/...`) is
+/// fetched over `https` instead, so the unsigned file never travels in clear text.
+///
+/// # Errors
+/// A message when the address is not an absolute `http(s)` URL.
+pub fn bill_download_url(url: &str, gateway_url: &str) -> Result<url::Url, String> {
+    let mut parsed = url::Url::parse(url).map_err(|err| format!("the bill address does not parse: {err}"))?;
+    let gateway = url::Url::parse(gateway_url).ok();
+    let same_origin = gateway.is_some_and(|gateway| gateway.origin() == parsed.origin());
+    match parsed.scheme() {
+        "https" => Ok(parsed),
+        _ if same_origin => Ok(parsed),
+        "http" => {
+            parsed
+                .set_scheme("https")
+                .map_err(|()| "the bill address cannot be fetched over https".to_owned())?;
+            if parsed.port() == Some(80) {
+                parsed
+                    .set_port(None)
+                    .map_err(|()| "the bill address cannot be fetched over https".to_owned())?;
+            }
+            Ok(parsed)
+        }
+        other => Err(format!("the bill address uses {other}, not https")),
+    }
+}
+
+/// Sums amounts exactly, refusing an overflow.
+pub(crate) fn add_fen(total: i64, amount: i64) -> Result<i64, BillError> {
+    total
+        .checked_add(amount)
+        .ok_or_else(|| BillError::Inconsistent("the bill's amounts overflow".into()))
+}
+
+/// A signed yuan amount in fen (`-0.04` is -4).
+pub(crate) fn signed_fen(text: &str) -> Result<i64, String> {
+    let (negative, amount) = parse_yuan(text)?;
+    Ok(if negative { -amount.get() } else { amount.get() })
+}
+
+/// Writes fen as yuan with two decimals, sign kept, for messages.
+pub(crate) fn yuan_text(fen: i64) -> String {
+    let sign = if fen < 0 { "-" } else { "" };
+    let fen = fen.unsigned_abs();
+    format!("{sign}{}.{:02}", fen / 100, fen % 100)
 }
 
 /// Parses a yuan amount as bills write it (`12.34`, `0.01`, `-5.00` for an Alipay refund, a
@@ -109,5 +205,34 @@ mod tests {
         );
         assert!(parse_yuan("1e3").is_err());
         assert!(parse_yuan("").is_err());
+    }
+
+    #[test]
+    fn a_bill_is_fetched_over_https_or_from_the_gateways_own_origin_only() {
+        let gateway = "https://openapi.alipay.com/gateway.do";
+        let fetched = |url: &str, gateway: &str| bill_download_url(url, gateway).map(|url| url.to_string());
+        assert_eq!(
+            fetched("https://dwbillcenter.alipay.com/downloadBillFile.resource?x=1", gateway).unwrap(),
+            "https://dwbillcenter.alipay.com/downloadBillFile.resource?x=1"
+        );
+        // Documented as plain http: fetched over https.
+        assert_eq!(
+            fetched("http://dwbillcenter.alipay.com/downloadBillFile.resource?x=1", gateway).unwrap(),
+            "https://dwbillcenter.alipay.com/downloadBillFile.resource?x=1"
+        );
+        // The simulator: plain http on the gateway's own origin, as it is.
+        let sim = "http://127.0.0.1:4100/gateway.do";
+        assert_eq!(
+            fetched("http://127.0.0.1:4100/sim/alipay/bill-files/t", sim).unwrap(),
+            "http://127.0.0.1:4100/sim/alipay/bill-files/t"
+        );
+        // Another port of the same host is another origin: not in clear text.
+        assert_eq!(
+            fetched("http://127.0.0.1:4200/file", sim).unwrap(),
+            "https://127.0.0.1:4200/file"
+        );
+        assert!(fetched("ftp://example.com/bill.zip", gateway).is_err());
+        assert!(fetched("file:///etc/passwd", gateway).is_err());
+        assert!(fetched("not a url", gateway).is_err());
     }
 }

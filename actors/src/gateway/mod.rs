@@ -203,6 +203,10 @@ pub enum GatewayError {
     Busy { retry_after: std::time::Duration },
     #[error("provider call crashed; the provider actor restarted")]
     Crashed,
+    /// A bill that cannot be used as it is (does not read, contradicts itself or what was
+    /// asked for, too large, fetched from where it may not be): asking again gives the same.
+    #[error("the provider's bill is unusable: {0}")]
+    BadBill(String),
 }
 
 impl GatewayError {
@@ -233,7 +237,7 @@ impl GatewayError {
             | GatewayError::Busy { .. }
             | GatewayError::Crashed => true,
             GatewayError::Provider { retryable, .. } => *retryable,
-            GatewayError::Verification(_) | GatewayError::NotConfigured(_) => false,
+            GatewayError::Verification(_) | GatewayError::NotConfigured(_) | GatewayError::BadBill(_) => false,
         }
     }
 }

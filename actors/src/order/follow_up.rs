@@ -121,6 +121,12 @@ async fn look(deps: &OrderDeps, attempt: &payment_attempts::Model) -> Result<(),
             .await?;
             if let PaymentRecorded::Committed { decision, order } = recorded {
                 tracing::warn!(%pay_no, ?decision, "the follow-up found a payment; recorded");
+                if decision == crate::store::payment::PaymentDecision::ConflictingReport {
+                    deps.metrics
+                        .money_anomalies
+                        .with_label_values(&["conflicting_report"])
+                        .inc();
+                }
                 deps.feed.changed(order.id, order.status);
             }
             follow_up::reschedule(&deps.db, pay_no, None).await?;

@@ -96,6 +96,15 @@ pub(crate) async fn apply(
             deps.feed.changed(order.id, order.status);
             NotifyOutcome::AmountMismatch
         }
+        PaymentDecision::ConflictingReport => {
+            deps.feed.wake_relay();
+            deps.metrics.notifications.with_label_values(&["anomaly"]).inc();
+            deps.metrics
+                .money_anomalies
+                .with_label_values(&["conflicting_report"])
+                .inc();
+            NotifyOutcome::Anomaly
+        }
     };
     Ok(outcome)
 }

@@ -253,6 +253,18 @@ pub(crate) async fn compensate(
             deps.feed.changed(now.id, now.status);
             Ok(PassOutcome::NeedsOperator)
         }
+        PaymentDecision::ConflictingReport => {
+            deps.feed.wake_relay();
+            deps.metrics
+                .money_anomalies
+                .with_label_values(&["conflicting_report"])
+                .inc();
+            Ok(if now.status.is_live() {
+                PassOutcome::NeedsOperator
+            } else {
+                PassOutcome::Final(now.status)
+            })
+        }
     }
 }
 

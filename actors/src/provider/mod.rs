@@ -319,9 +319,7 @@ impl Handler<QueryRefund> for ProviderActor {
     }
 }
 
-/// Limit of one bill fetch (apply, download, parse): a day's file can be large, far beyond an
-/// API call's timeout.
-pub const BILL_TIMEOUT: Duration = Duration::from_secs(120);
+pub use crate::gateway::bill::BILL_TIMEOUT;
 
 impl Handler<FetchBill> for ProviderActor {
     type Result = ResponseActFuture<Self, Result<crate::gateway::bill::BillFetch, GatewayError>>;

@@ -7,10 +7,17 @@
 //!   twice (an item resolved stays resolved).
 //! - A bill not published yet leaves the run `waiting` with a durable `next_attempt_at`; the
 //!   worker asks again then (claimed by a guarded update, so one node asks at a time).
-//! - A payment the bill shows that paywarden has not recorded (a lost callback the expiry rule
-//!   missed) is recorded at once, as a provider notification would be — through the order's
-//!   actor when it is live, the guarded transaction otherwise, deduplicated by a receipt named
-//!   after the run — and listed with what was done.
+//! - A bill is a hint, not a payment: it comes unsigned (Alipay's archive from whatever
+//!   address the API names), so nothing is recorded on its word. A payment the bill shows that
+//!   paywarden has not recorded (a lost callback the expiry rule missed) is first **queried**
+//!   at the provider (a signed, verified answer); only what that answer says is recorded, as a
+//!   provider notification would be — through the order's actor when it is live, the guarded
+//!   transaction otherwise, deduplicated by a receipt named after the run. A row the query
+//!   contradicts becomes an item for an operator (`bill_says_paid_provider_says_not`), never a
+//!   state change.
+//! - A bill that does not check out (another account or day, rows that do not add up to its
+//!   own totals, a row that does not read, too large, fetched from where it may not be) fails
+//!   the run (`failed`, with `last_error`), and nothing of it is used.
 //!
 //! [`compare`] is the matching itself: pure, table-tested.
 
@@ -34,11 +41,14 @@ use crate::engine::Engine;
 use crate::error::OrderError;
 use crate::gateway::bill::{BillFetch, BillRow};
 use crate::gateway::wechat::transformers::china_offset;
-use crate::gateway::{NotificationSubject, PaidTrade, TradeState, VerifiedNotification};
+use crate::gateway::{GatewayError, NotificationSubject, TradeState, VerifiedNotification};
 use crate::store::Operator;
 
 pub const WAITING: &str = "waiting";
 pub const COMPLETED: &str = "completed";
+/// The bill does not check out: nothing of it was used; an operator looks, then starts the
+/// day again.
+pub const FAILED: &str = "failed";
 
 /// What kind of difference an item is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -51,6 +61,12 @@ pub enum ItemKind {
     MissingAtProvider,
     /// Both sides have the payment, with different amounts.
     AmountDiffers,
+    /// Both sides have the payment, under different provider transaction ids.
+    TxnDiffers,
+    /// The bill lists the same trade (or refund) more than once.
+    DuplicateInBill,
+    /// The bill shows a payment the provider's own (signed) answer to a query denies.
+    BillSaysPaidProviderSaysNot,
     /// A refund in the bill paywarden did not ask for.
     RefundMissingHere,
     /// A refund paywarden made (pending or succeeded) absent from the bill.
@@ -66,6 +82,9 @@ impl ItemKind {
             ItemKind::UnknownTrade => "unknown_trade",
             ItemKind::MissingAtProvider => "missing_at_provider",
             ItemKind::AmountDiffers => "amount_differs",
+            ItemKind::TxnDiffers => "txn_differs",
+            ItemKind::DuplicateInBill => "duplicate_in_bill",
+            ItemKind::BillSaysPaidProviderSaysNot => "bill_says_paid_provider_says_not",
             ItemKind::RefundMissingHere => "refund_missing_here",
             ItemKind::RefundMissingAtProvider => "refund_missing_at_provider",
             ItemKind::RefundDiffers => "refund_differs",
@@ -153,7 +172,16 @@ pub fn compare(
                 paid_at,
             } => {
                 summary.provider_payments.add(*amount);
-                billed_payments.insert(out_trade_no, (provider_txn_id, *amount, *paid_at));
+                if let Some((first_txn, first_amount, _)) =
+                    billed_payments.insert(out_trade_no, (provider_txn_id, *amount, *paid_at))
+                {
+                    differences.push(duplicate(
+                        out_trade_no,
+                        out_trade_no,
+                        *amount,
+                        format!("the bill lists trade {out_trade_no} again: {first_amount} (txn {first_txn}), then {amount} (txn {provider_txn_id})"),
+                    ));
+                }
             }
             BillRow::Refund {
                 out_trade_no,
@@ -163,7 +191,14 @@ pub fn compare(
                 ..
             } => {
                 summary.provider_refunds.add(*amount);
-                billed_refunds.insert(out_refund_no, (out_trade_no, *amount, status));
+                if let Some((_, first_amount, _)) = billed_refunds.insert(out_refund_no, (out_trade_no, *amount, status)) {
+                    differences.push(duplicate(
+                        out_refund_no,
+                        out_trade_no,
+                        *amount,
+                        format!("the bill lists refund {out_refund_no} again: {first_amount}, then {amount}"),
+                    ));
+                }
             }
         }
     }
@@ -186,6 +221,19 @@ pub fn compare(
                 provider_amount: Some(*amount),
                 local_amount: Some(local.amount),
                 detail: format!("the bill says {amount}, paywarden recorded {}", local.amount),
+                provider_txn_id: Some((*txn).to_owned()),
+                paid_at: *paid_at,
+            }),
+            Some(local) if local.provider_txn_id != *txn => differences.push(Difference {
+                kind: ItemKind::TxnDiffers,
+                reference: (*out_trade_no).to_owned(),
+                out_trade_no: (*out_trade_no).to_owned(),
+                provider_amount: Some(*amount),
+                local_amount: Some(local.amount),
+                detail: format!(
+                    "the bill says txn {txn}, paywarden recorded txn {}",
+                    local.provider_txn_id
+                ),
                 provider_txn_id: Some((*txn).to_owned()),
                 paid_at: *paid_at,
             }),
@@ -289,6 +337,20 @@ pub fn compare(
     (differences, summary)
 }
 
+/// An item for a key the bill lists twice.
+fn duplicate(reference: &str, out_trade_no: &str, amount: MinorUnit, detail: String) -> Difference {
+    Difference {
+        kind: ItemKind::DuplicateInBill,
+        reference: reference.to_owned(),
+        out_trade_no: out_trade_no.to_owned(),
+        provider_amount: Some(amount),
+        local_amount: None,
+        detail,
+        provider_txn_id: None,
+        paid_at: None,
+    }
+}
+
 /// The UTC span of a China-time day.
 pub fn day_span(date: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
     let start = date
@@ -351,7 +413,7 @@ pub async fn ensure_run(
             .col_expr(reconciliation_runs::Column::UpdatedAt, Expr::value(now))
             .filter(reconciliation_runs::Column::Provider.eq(provider))
             .filter(reconciliation_runs::Column::BillDate.eq(day.as_str()))
-            .filter(reconciliation_runs::Column::Status.eq(COMPLETED))
+            .filter(reconciliation_runs::Column::Status.is_in([COMPLETED, FAILED]))
             .exec(db)
             .await?;
     }
@@ -428,6 +490,7 @@ pub(crate) async fn step(
         Ok(BillFetch::NotReady) => {
             return wait(db, run.id, retry_at, "the provider has not published the bill yet").await
         }
+        Err(GatewayError::BadBill(why)) => return fail(db, run, &why).await,
         Err(err) => return wait(db, run.id, retry_at, &format!("fetching the bill failed: {err}")).await,
     };
     let (start, end) = day_span(date);
@@ -436,12 +499,12 @@ pub(crate) async fn step(
     let known = known_trades(db, run.provider, &rows).await?;
     let (differences, summary) = compare(&rows, &payments, &refunds, &known);
     for difference in &differences {
-        let action = if difference.kind == ItemKind::MissingHere {
-            Some(compensate(engine, run, difference).await)
+        if difference.kind == ItemKind::MissingHere {
+            let (difference, action) = compensate(engine, run, difference).await;
+            insert_item(db, run.id, &difference, Some(action)).await?;
         } else {
-            None
-        };
-        insert_item(db, run.id, difference, action).await?;
+            insert_item(db, run.id, difference, None).await?;
+        }
     }
     let items = sea_orm::PaginatorTrait::count(
         reconciliation_items::Entity::find().filter(reconciliation_items::Column::RunId.eq(run.id)),
@@ -474,6 +537,29 @@ pub(crate) async fn step(
     Ok(())
 }
 
+/// The bill does not check out: the run fails visibly, with nothing of the bill used, until an
+/// operator starts the day again.
+async fn fail(db: &DatabaseConnection, run: &reconciliation_runs::Model, why: &str) -> Result<(), OrderError> {
+    tracing::error!(provider = %run.provider, day = %run.bill_date, reason = why, "reconciliation failed: the bill does not check out");
+    let now = Utc::now();
+    reconciliation_runs::Entity::update_many()
+        .col_expr(reconciliation_runs::Column::Status, Expr::value(FAILED))
+        .col_expr(
+            reconciliation_runs::Column::NextAttemptAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(
+            reconciliation_runs::Column::LastError,
+            Expr::value(format!("the bill is unusable: {why}").chars().take(512).collect::<String>()),
+        )
+        .col_expr(reconciliation_runs::Column::UpdatedAt, Expr::value(now))
+        .filter(reconciliation_runs::Column::Id.eq(run.id))
+        .filter(reconciliation_runs::Column::Status.eq(WAITING))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
 async fn wait(db: &DatabaseConnection, run_id: i64, at: DateTime<Utc>, why: &str) -> Result<(), OrderError> {
     tracing::info!(run_id, reason = why, "reconciliation waits");
     reconciliation_runs::Entity::update_many()
@@ -490,31 +576,69 @@ async fn wait(db: &DatabaseConnection, run_id: i64, at: DateTime<Utc>, why: &str
     Ok(())
 }
 
-/// Records a payment the bill shows and paywarden missed, as the provider's notification
-/// would have: deduplicated by a receipt named after the run and the trade, so a re-run
-/// records nothing twice. Returns what happened, for the item.
-async fn compensate(engine: &Engine, run: &reconciliation_runs::Model, difference: &Difference) -> String {
-    let (Some(txn), Some(amount)) = (&difference.provider_txn_id, difference.provider_amount) else {
-        return "not compensated: the bill row has no transaction id".into();
+/// A payment the bill shows and paywarden missed: the bill is only a hint, so the trade is
+/// queried first, and only what the provider's verified answer says is recorded, as its
+/// notification would have been (deduplicated by a receipt named after the run and the trade,
+/// so a re-run records nothing twice). A trade the answer says is not paid becomes
+/// [`ItemKind::BillSaysPaidProviderSaysNot`] and changes nothing. Returns the item to write
+/// and what was done.
+async fn compensate(engine: &Engine, run: &reconciliation_runs::Model, difference: &Difference) -> (Difference, String) {
+    let unchanged = |action: String| (difference.clone(), action);
+    let Ok(pay_no) = difference.out_trade_no.parse::<PayNo>() else {
+        return unchanged("not compensated: not a trade number paywarden issues".into());
     };
+    let answer = match engine.query_trade(run.provider, pay_no).await {
+        Ok(answer) => answer,
+        Err(err) => return unchanged(format!("not compensated yet: the provider could not be asked ({err})")),
+    };
+    let trade = match answer.state {
+        TradeState::Paid(trade) => trade,
+        state => {
+            tracing::error!(provider = %run.provider, out_trade_no = %difference.out_trade_no, ?state, "the bill shows a payment the provider denies");
+            let contradicted = Difference {
+                kind: ItemKind::BillSaysPaidProviderSaysNot,
+                detail: format!(
+                    "{}; the provider's answer to a query says {}",
+                    difference.detail,
+                    state_text(&state)
+                ),
+                ..difference.clone()
+            };
+            return (contradicted, "not recorded: the provider's verified answer contradicts the bill".into());
+        }
+    };
+    let agrees = Some(&trade.provider_txn_id) == difference.provider_txn_id.as_ref()
+        && Some(trade.amount) == difference.provider_amount;
     let notification = VerifiedNotification {
         event_id: format!("bill:{}:{}", run.bill_date, difference.out_trade_no),
         out_trade_no: difference.out_trade_no.clone(),
-        subject: NotificationSubject::Trade(TradeState::Paid(PaidTrade {
-            provider_txn_id: txn.clone(),
-            amount,
-            // As the bill says (so the payment stays on its own day); when it was learnt if the
-            // bill gave no time.
-            paid_at: difference.paid_at.unwrap_or_else(Utc::now),
-        })),
-        raw: serde_json::json!({"source": "bill", "bill_date": run.bill_date, "out_trade_no": difference.out_trade_no, "transaction_id": txn, "amount": amount}),
+        subject: NotificationSubject::Trade(TradeState::Paid(trade.clone())),
+        raw: serde_json::json!({"source": "query after bill", "bill_date": run.bill_date, "query": answer.raw}),
+    };
+    let noted = if agrees {
+        String::new()
+    } else {
+        format!(
+            " (as the query says: txn {}, {}; the bill said otherwise)",
+            trade.provider_txn_id, trade.amount
+        )
     };
     match engine.notify(run.provider, notification).await {
         Ok(outcome) => {
-            tracing::warn!(provider = %run.provider, out_trade_no = %difference.out_trade_no, ?outcome, "payment found in the bill recorded");
-            format!("compensated: {outcome:?}")
+            tracing::warn!(provider = %run.provider, out_trade_no = %difference.out_trade_no, ?outcome, "payment found in the bill, confirmed by a query, recorded");
+            unchanged(format!("compensated after a query: {outcome:?}{noted}"))
         }
-        Err(err) => format!("not compensated yet: {err}"),
+        Err(err) => unchanged(format!("not compensated yet: {err}")),
+    }
+}
+
+fn state_text(state: &TradeState) -> &'static str {
+    match state {
+        TradeState::NotPaid => "not paid",
+        TradeState::UserPaying => "the buyer is paying",
+        TradeState::Paid(_) => "paid",
+        TradeState::Closed => "closed",
+        TradeState::NotFound => "no such trade",
     }
 }
 
@@ -787,6 +911,35 @@ mod tests {
             (amount.provider_amount, amount.local_amount),
             (Some(fen(2999)), Some(fen(2998)))
         );
+    }
+
+    #[test]
+    fn a_key_listed_twice_and_another_transaction_id_are_items_even_when_amounts_match() {
+        let mut other_txn = pay(2, 100);
+        if let BillRow::Payment { provider_txn_id, .. } = &mut other_txn {
+            *provider_txn_id = "forged".into();
+        }
+        let bill = [
+            pay(1, 2999),
+            pay(1, 2999),
+            other_txn,
+            refund_row("9", 1, 500, "SUCCESS"),
+            refund_row("9", 1, 500, "SUCCESS"),
+        ];
+        let refunds = [local_refund("9", 1, 500, RefundStatus::Succeeded)];
+        let (differences, summary) = compare(&bill, &[local(1, 2999), local(2, 100)], &refunds, &Known::default());
+        let found: Vec<(ItemKind, &str)> = differences.iter().map(|d| (d.kind, d.reference.as_str())).collect();
+        assert_eq!(
+            found,
+            vec![
+                (ItemKind::TxnDiffers, "2"),
+                (ItemKind::DuplicateInBill, "1"),
+                (ItemKind::DuplicateInBill, "9"),
+            ]
+        );
+        assert!(differences[0].detail.contains("forged"), "{}", differences[0].detail);
+        // The bill's own count includes the duplicate: the totals differ visibly too.
+        assert_eq!(summary.provider_payments, Side { count: 3, total: 6098 });
     }
 
     #[test]

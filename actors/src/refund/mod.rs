@@ -10,8 +10,10 @@
 //! | answer | next |
 //! |---|---|
 //! | succeeded | settled `succeeded` (order `refunded_amount`, `refunded` when in full) |
-//! | refused (to a send) | noted, then queried: the provider holds nothing → `failed` (its amount is free again; an automatic refund is sent again later instead); it holds the refund → as its state |
+//! | refused (to a send) | noted, then queried: the provider holds nothing → `failed` (its amount is free again); it holds the refund → as its state |
 //! | closed (the provider's word on the refund) | settled `failed` |
+//! | an **automatic** refund settled `failed` | made again under a new number for what is left, after `auto_refund_retry_min_delay` doubling; after `auto_refund_max_tries` parked for an operator (payment anomaly, `money_anomalies_total{kind="auto_refund_parked"}`) |
+//! | a refund recorded `failed` reported succeeded later | settled `succeeded` after all (its amount counted again, unsent automatic retries withdrawn); refunded beyond the payment → anomaly (`refunded_beyond_paid`) |
 //! | processing, WeChat `ABNORMAL` (waits for the merchant platform) | query again after a backoff; the amount stays reserved |
 //! | timeout, 5xx, unverifiable answer | uncertain: query after a backoff |
 //! | the query finds nothing | it never arrived: send it again at once |
@@ -58,6 +60,26 @@ pub struct RefundSettings {
     /// follow-up) in full, automatically. Set from `anomalies.auto_refund`.
     #[serde(skip, default = "default_auto_refund")]
     pub auto_refund: bool,
+    /// An automatic refund that ends failed (refused, closed) is made again under a new number
+    /// after this delay, doubling with each try up to `retry_max_delay`...
+    #[serde(
+        rename = "auto_refund_retry_min_delay_milliseconds",
+        with = "crate::settings::millis",
+        default = "default_auto_retry_delay"
+    )]
+    pub auto_retry_min_delay: Duration,
+    /// ...until this many automatic refunds of one payment failed: then it is parked for an
+    /// operator (a payment anomaly and an alert metric).
+    #[serde(rename = "auto_refund_max_tries", default = "default_auto_max_tries")]
+    pub auto_max_tries: u32,
+}
+
+fn default_auto_retry_delay() -> Duration {
+    Duration::from_secs(600)
+}
+
+fn default_auto_max_tries() -> u32 {
+    5
 }
 
 fn default_auto_refund() -> bool {
@@ -71,6 +93,8 @@ impl Default for RefundSettings {
             retry_min_delay: Duration::from_secs(5),
             retry_max_delay: Duration::from_secs(600),
             auto_refund: true,
+            auto_retry_min_delay: default_auto_retry_delay(),
+            auto_max_tries: default_auto_max_tries(),
         }
     }
 }
@@ -90,7 +114,26 @@ impl RefundSettings {
             section,
             "retry_min_delay_milliseconds",
             "must be positive and not above retry_max_delay_milliseconds",
+        )?;
+        check(
+            !self.auto_retry_min_delay.is_zero(),
+            section,
+            "auto_refund_retry_min_delay_milliseconds",
+            "must be positive",
+        )?;
+        check(
+            (1..=100).contains(&self.auto_max_tries),
+            section,
+            "auto_refund_max_tries",
+            "must be between 1 and 100",
         )
+    }
+
+    fn auto_schedule(&self) -> RetrySchedule {
+        RetrySchedule {
+            min_delay: self.auto_retry_min_delay,
+            max_delay: self.retry_max_delay.max(self.auto_retry_min_delay),
+        }
     }
 
     fn schedule(&self) -> RetrySchedule {
@@ -245,7 +288,9 @@ async fn step(deps: &OrderDeps, refund: &refunds::Model) -> Result<(), OrderErro
             RefundState::NotFound if refund.submitted => match &refund.failure {
                 // Refused, and the provider holds no refund under this number: it failed. An
                 // automatic refund is money paywarden keeps for nobody: never given up, sent
-                // again after the backoff (a balance topped up, a provider fixed).
+                // again under the same number after the backoff (a balance topped up, a
+                // provider fixed), as the providers advise for a refused refund. (One the
+                // provider closes ends failed and is made again under a new number.)
                 Some(reason) if refund.operator != Operator::System.to_string() => {
                     outcome("failed");
                     let done = RefundOutcome::Failed { reason: reason.clone() };
@@ -309,9 +354,29 @@ async fn settle(
     } else {
         Operator::System
     };
-    let settled = store::settle(&deps.db, refund_no, outcome, raw, &operator, receipt).await?;
-    if let Settled::Done { order, .. } = &settled {
+    let retry = store::AutoRetry {
+        ids: &deps.ids,
+        schedule: deps.refunds.auto_schedule(),
+        max_tries: deps.refunds.auto_max_tries,
+    };
+    let settled = store::settle(&deps.db, refund_no, outcome, raw, &operator, receipt, Some(&retry)).await?;
+    if let Settled::Done {
+        order,
+        next,
+        beyond_paid,
+        ..
+    } = &settled
+    {
         deps.feed.changed(order.id, order.status);
+        let anomaly = |kind: &str| deps.metrics.money_anomalies.with_label_values(&[kind]).inc();
+        match next {
+            store::AutoFollowUp::Parked { .. } => anomaly("auto_refund_parked"),
+            store::AutoFollowUp::Retried { .. } => deps.feed.wake_refunds(),
+            store::AutoFollowUp::None => {}
+        }
+        if *beyond_paid {
+            anomaly("refunded_beyond_paid");
+        }
     }
     Ok(settled)
 }

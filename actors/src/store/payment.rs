@@ -35,6 +35,11 @@ pub enum PaymentDecision {
     SecondPayment,
     /// The paid amount differs from the attempt's: never marked paid; an operator decides.
     AmountMismatch,
+    /// The attempt already holds a payment under another transaction id: the provider's
+    /// reports contradict each other (a reused `out_trade_no`, a forged or broken report). An
+    /// anomaly for an operator; nothing changes and nothing is refunded, since the money the
+    /// report speaks of may be the order's own payment.
+    ConflictingReport,
 }
 
 /// The decision for `trade` reported on `attempt` of an order in `status`.
@@ -45,6 +50,10 @@ pub fn decide(status: OrderStatus, attempt: &payment_attempts::Model, trade: &Pa
         && attempt.provider_txn_id.as_deref() == Some(trade.provider_txn_id.as_str());
     if same_payment {
         return PaymentDecision::AlreadyRecorded;
+    }
+    let holds_another = attempt.status != AttemptStatus::Pending && attempt.provider_txn_id.is_some();
+    if holds_another {
+        return PaymentDecision::ConflictingReport;
     }
     if trade.amount != attempt.amount {
         return PaymentDecision::AmountMismatch;
@@ -125,12 +134,22 @@ pub async fn record_payment(
             apply_in(&txn, order, late, operator, now).await?
         }
         PaymentDecision::AlreadyRecorded => Applied::Done(Box::new(order)),
+        PaymentDecision::ConflictingReport => {
+            let detail = format!(
+                "pay_no {pay_no} holds txn {} ({}), the provider now reports txn {} ({}): contradicting reports, nothing changed and nothing refunded; an operator must look",
+                attempt.provider_txn_id.as_deref().unwrap_or_default(),
+                attempt.paid_amount.unwrap_or(attempt.amount),
+                trade.provider_txn_id,
+                trade.amount
+            );
+            anomaly_in(&txn, order, pay_no, detail, Some(trade), operator, now).await?
+        }
         PaymentDecision::SecondPayment => {
             let second = AttemptUpdate::SecondPayment {
                 trade: trade.clone(),
                 raw,
             };
-            update_attempt(&txn, pay_no, &second, now).await?;
+            update_attempt(&txn, pay_no, &second, now).await?.required()?;
             let detail = format!(
                 "pay_no {pay_no} paid (txn {}) but the order is already settled: refund owed",
                 trade.provider_txn_id
@@ -144,7 +163,7 @@ pub async fn record_payment(
                 trade: trade.clone(),
                 raw,
             };
-            update_attempt(&txn, pay_no, &mismatch, now).await?;
+            update_attempt(&txn, pay_no, &mismatch, now).await?.required()?;
             // The order waits for an operator, and no pass looks at its other trades meanwhile:
             // the follow-up closes them, or records a payment made on one.
             schedule_others(&txn, order_id, pay_no, now + AFTER_PAYMENT).await?;
@@ -174,7 +193,11 @@ pub async fn record_payment(
         PaymentDecision::MarkPaidAfterClose => Some("automatic: money taken after the order closed"),
         PaymentDecision::SecondPayment => Some("automatic: a second payment of a settled order"),
         // An amount that differs waits for an operator: never refunded by itself.
-        PaymentDecision::MarkPaid | PaymentDecision::AlreadyRecorded | PaymentDecision::AmountMismatch => None,
+        // A contradicting report may speak of the order's own money: never refunded by itself.
+        PaymentDecision::MarkPaid
+        | PaymentDecision::AlreadyRecorded
+        | PaymentDecision::AmountMismatch
+        | PaymentDecision::ConflictingReport => None,
     };
     if let (Some(ids), Some(why)) = (auto_refund, why) {
         let refund_no = ids.next_typed().await?;
@@ -355,6 +378,24 @@ mod tests {
         ];
         for (row, status, attempt, amount, expected) in rows {
             assert_eq!(decide(status, attempt, &trade(amount)), expected, "{row}");
+        }
+        // The attempt already holds a payment: another transaction id on the same pay_no
+        // contradicts it, whatever the amount or the order's status (never a second payment,
+        // which would refund the order's own money).
+        let other = |amount: i64| PaidTrade {
+            provider_txn_id: "txn-2".into(),
+            ..trade(amount)
+        };
+        let second_kept = attempt(AttemptStatus::Closed, Some("txn-1"));
+        let rows = [
+            ("paid by this attempt, another txn", Paid, &this_one, 2999),
+            ("refunded, another txn", OrderStatus::Refunded, &this_one, 2999),
+            ("paid by this attempt, another txn and amount", Paid, &this_one, 1),
+            ("a mismatch held, another txn", Stuck, &mismatched, 2999),
+            ("a second payment kept, another txn", Paid, &second_kept, 2999),
+        ];
+        for (row, status, attempt, amount) in rows {
+            assert_eq!(decide(status, attempt, &other(amount)), ConflictingReport, "{row}");
         }
     }
 }

@@ -19,7 +19,7 @@ use sea_orm::{
 };
 
 use super::journal::{write_log, write_refund_event, EventType, LogEntry, LogEvent, Operator};
-use super::transitions::{insert_receipt, lock_order, Receipt};
+use super::transitions::{anomaly_in, insert_receipt, lock_order, Receipt};
 use crate::domain::{MerchantId, NewRefund, ValidationError, AUTO_REFUND_PREFIX};
 use crate::error::OrderError;
 use crate::ids::Snowflake;
@@ -98,7 +98,7 @@ async fn try_create(
         amount: req.amount,
         reason: req.reason.clone(),
     };
-    let model = insert_checked(&txn, &order, &attempt, refund, operator, now).await?;
+    let model = insert_checked(&txn, &order, &attempt, refund, operator, now, now).await?;
     txn.commit().await?;
     tracing::info!(order_no = %order.order_no, refund_no = %model.refund_no, amount = %model.amount, %operator, "refund created");
     Ok(RefundCreated::New(model))
@@ -135,7 +135,7 @@ pub(crate) async fn create_auto_refund(
         amount,
         reason: why.chars().take(entities::refunds::REASON_MAX_CHARS).collect(),
     };
-    insert_checked(txn, order, &attempt, refund, &Operator::System, now)
+    insert_checked(txn, order, &attempt, refund, &Operator::System, now, now)
         .await
         .map(Some)
 }
@@ -148,8 +148,8 @@ struct NewRow {
     reason: String,
 }
 
-/// Checks `row.amount` against what is left of `attempt`'s payment, inserts the refund, its
-/// log row and its `refund.created` event.
+/// Checks `row.amount` against what is left of `attempt`'s payment, inserts the refund (first
+/// step at `due`), its log row and its `refund.created` event.
 async fn insert_checked(
     txn: &DatabaseTransaction,
     order: &orders::Model,
@@ -157,6 +157,7 @@ async fn insert_checked(
     row: NewRow,
     operator: &Operator,
     now: DateTime<Utc>,
+    due: DateTime<Utc>,
 ) -> Result<refunds::Model, OrderError> {
     let refundable = remaining(txn, attempt).await?;
     if row.amount > refundable {
@@ -176,7 +177,7 @@ async fn insert_checked(
         status: RefundStatus::Pending,
         operator: operator.to_string(),
         submitted: false,
-        next_attempt_at: Some(now),
+        next_attempt_at: Some(due),
         attempts: 0,
         provider_refund_id: None,
         failure: None,
@@ -282,6 +283,29 @@ pub enum RefundOutcome {
     },
 }
 
+/// How an automatic refund that ends failed is made again: money no order keeps is never
+/// left with the merchant.
+#[derive(Clone, Copy)]
+pub struct AutoRetry<'a> {
+    pub ids: &'a Snowflake,
+    /// Backoff before the new try: `min_delay * 2^(tries - 1)` up to `max_delay`, jittered.
+    pub schedule: crate::retry::RetrySchedule,
+    /// Automatic refunds of one payment, the first included, before it is parked for an
+    /// operator.
+    pub max_tries: u32,
+}
+
+/// What became of the money a failed automatic refund was to give back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AutoFollowUp {
+    /// Not an automatic refund, a success, or nothing left to give back.
+    None,
+    /// Made again under a new number, due at the given time.
+    Retried { refund_no: RefundNo, at: DateTime<Utc> },
+    /// Failed `max_tries` times: an anomaly for an operator, who refunds by hand.
+    Parked { tries: u64 },
+}
+
 /// What settling did.
 #[derive(Debug)]
 pub enum Settled {
@@ -289,6 +313,11 @@ pub enum Settled {
     Done {
         refund: Box<refunds::Model>,
         order: Box<orders::Model>,
+        /// For an automatic refund that failed: what happens to its money now.
+        next: AutoFollowUp,
+        /// A refund recorded failed that succeeded after all left the payment refunded beyond
+        /// what it took (an anomaly for an operator).
+        beyond_paid: bool,
     },
     /// It was final already (another node, an earlier notification): nothing changed.
     AlreadyFinal(RefundStatus),
@@ -301,6 +330,16 @@ pub enum Settled {
 /// a success of the order's own payment, a log row and a `refund.*` event — one transaction,
 /// with the notification's receipt when one reported it.
 ///
+/// Two more cases, in the same transaction:
+/// - an **automatic** refund that fails is made again under a new number after a backoff
+///   (`retry`), for what is still left of the payment, until `max_tries`; then it is parked: a
+///   payment anomaly for an operator ([`AutoFollowUp`]);
+/// - a refund recorded **failed that succeeded after all** (the provider says so later) takes
+///   its amount back: it is marked succeeded and counted, automatic retries of it not sent yet
+///   are withdrawn, and if the payment is now refunded beyond what it took, an anomaly is
+///   recorded. Since a failed refund's amount was free again, this is what keeps the same
+///   money from being refunded twice unnoticed.
+///
 /// # Errors
 /// [`OrderError::RefundNotFound`] or a database error (nothing is committed).
 pub async fn settle(
@@ -310,6 +349,7 @@ pub async fn settle(
     raw: String,
     operator: &Operator,
     receipt: Option<&Receipt>,
+    retry: Option<&AutoRetry<'_>>,
 ) -> Result<Settled, OrderError> {
     let now = Utc::now();
     let txn = db.begin().await?;
@@ -330,12 +370,8 @@ pub async fn settle(
         .one(&txn)
         .await?
         .ok_or(OrderError::RefundNotFound)?;
-    if refund.status != RefundStatus::Pending {
-        if refund.status == RefundStatus::Failed && matches!(outcome, RefundOutcome::Succeeded { .. }) {
-            // Recorded failed, reported refunded: money went back that paywarden counts as not
-            // refunded. Never silently: an operator must look (the receipt is kept).
-            tracing::error!(%refund_no, order_id = %order_id, "a refund recorded as failed is reported succeeded by the provider; an operator must reconcile it");
-        }
+    let late_success = refund.status == RefundStatus::Failed && matches!(outcome, RefundOutcome::Succeeded { .. });
+    if refund.status != RefundStatus::Pending && !late_success {
         // The receipt (if any) is kept: the notification was applied in effect.
         txn.commit().await?;
         return Ok(Settled::AlreadyFinal(refund.status));
@@ -348,7 +384,7 @@ pub async fn settle(
         .col_expr(refunds::Column::UpdatedAt, Expr::value(now))
         .col_expr(refunds::Column::RawPayload, Expr::value(raw.clone()))
         .filter(refunds::Column::RefundNo.eq(refund_no))
-        .filter(refunds::Column::Status.eq(RefundStatus::Pending));
+        .filter(refunds::Column::Status.eq(refund.status));
     let from = order.status;
     let (event, text) = match outcome {
         RefundOutcome::Succeeded { provider_refund_id, at } => {
@@ -363,10 +399,15 @@ pub async fn settle(
                 update = update.col_expr(refunds::Column::ProviderRefundId, Expr::value(id.clone()));
                 refund.provider_refund_id = Some(id.clone());
             }
-            (
-                EventType::RefundSucceeded,
-                format!("refund {refund_no} of {} succeeded", refund.amount),
-            )
+            let text = if late_success {
+                format!(
+                    "refund {refund_no} of {}, recorded failed, succeeded after all: its amount is counted as refunded again",
+                    refund.amount
+                )
+            } else {
+                format!("refund {refund_no} of {} succeeded", refund.amount)
+            };
+            (EventType::RefundSucceeded, text)
         }
         RefundOutcome::Failed { reason } => {
             let reason: String = reason.chars().take(entities::refunds::FAILURE_MAX_CHARS).collect();
@@ -404,12 +445,173 @@ pub async fn settle(
     )
     .await?;
     write_refund_event(&txn, event, &order, &refund, now).await?;
+    let mut next = AutoFollowUp::None;
+    let mut beyond_paid = false;
+    if late_success {
+        if is_automatic(&refund) {
+            withdraw_unsent_retries(&txn, &order, &refund, now).await?;
+        }
+        beyond_paid = check_beyond_paid(&txn, &order, &refund, now).await?;
+    } else if refund.status == RefundStatus::Failed && is_automatic(&refund) {
+        if let Some(retry) = retry {
+            next = retry_automatic(&txn, &order, &refund, retry, now).await?;
+        }
+    }
     txn.commit().await?;
     tracing::info!(order_no = %order.order_no, %refund_no, status = %refund.status, %operator, "refund settled");
     Ok(Settled::Done {
         refund: Box::new(refund),
         order: Box::new(order),
+        next,
+        beyond_paid,
     })
+}
+
+/// An automatic refund: money no order keeps, given back by paywarden itself.
+fn is_automatic(refund: &refunds::Model) -> bool {
+    refund.operator == Operator::System.to_string() && refund.out_refund_id.starts_with(AUTO_REFUND_PREFIX)
+}
+
+/// A failed automatic refund: made again under a new number for what is left of the payment,
+/// due after the backoff, or parked for an operator after `max_tries`.
+async fn retry_automatic(
+    txn: &DatabaseTransaction,
+    order: &orders::Model,
+    failed: &refunds::Model,
+    retry: &AutoRetry<'_>,
+    now: DateTime<Utc>,
+) -> Result<AutoFollowUp, OrderError> {
+    let attempt = payment_of(txn, order.id, failed.pay_no).await?;
+    let left = remaining(txn, &attempt).await?;
+    if left == MinorUnit::ZERO {
+        return Ok(AutoFollowUp::None);
+    }
+    let tries = sea_orm::PaginatorTrait::count(
+        refunds::Entity::find()
+            .filter(refunds::Column::PayNo.eq(failed.pay_no))
+            .filter(refunds::Column::OutRefundId.starts_with(AUTO_REFUND_PREFIX)),
+        txn,
+    )
+    .await?;
+    if tries >= u64::from(retry.max_tries) {
+        let detail = format!(
+            "automatic refund of pay_no {} failed {tries} times (last: {}): parked, {left} must be refunded by an operator",
+            failed.pay_no,
+            failed.failure.as_deref().unwrap_or("no reason given")
+        );
+        anomaly_in(txn, order.clone(), failed.pay_no, detail, None, &Operator::System, now).await?;
+        tracing::error!(order_no = %order.order_no, pay_no = %failed.pay_no, tries, "an automatic refund is parked for an operator");
+        return Ok(AutoFollowUp::Parked { tries });
+    }
+    let delay = retry.schedule.delay(u32::try_from(tries.saturating_sub(1)).unwrap_or(u32::MAX));
+    let at = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1));
+    let refund_no: RefundNo = retry.ids.next_typed().await?;
+    let key = format!("{AUTO_REFUND_PREFIX}{}:{}", failed.pay_no, tries + 1);
+    let row = NewRow {
+        refund_no,
+        fingerprint: key.clone(),
+        out_refund_id: key,
+        amount: left,
+        reason: failed.reason.clone(),
+    };
+    insert_checked(txn, order, &attempt, row, &Operator::System, now, at).await?;
+    tracing::warn!(order_no = %order.order_no, pay_no = %failed.pay_no, %refund_no, %at, "an automatic refund failed; made again under a new number");
+    Ok(AutoFollowUp::Retried { refund_no, at })
+}
+
+/// The retries of an automatic refund not sent yet are withdrawn when the refund they replace
+/// succeeded after all (each `failed`, with its log row and event). One already sent stays:
+/// the provider refuses it beyond what the trade took, and [`check_beyond_paid`] reports it.
+async fn withdraw_unsent_retries(
+    txn: &DatabaseTransaction,
+    order: &orders::Model,
+    succeeded: &refunds::Model,
+    now: DateTime<Utc>,
+) -> Result<(), OrderError> {
+    let unsent = refunds::Entity::find()
+        .filter(refunds::Column::PayNo.eq(succeeded.pay_no))
+        .filter(refunds::Column::OutRefundId.starts_with(AUTO_REFUND_PREFIX))
+        .filter(refunds::Column::Status.eq(RefundStatus::Pending))
+        .filter(refunds::Column::Submitted.eq(false))
+        .filter(refunds::Column::Attempts.eq(0))
+        .all(txn)
+        .await?;
+    for mut retry in unsent {
+        let reason = format!("withdrawn: refund {} succeeded after all", succeeded.refund_no);
+        let withdrawn = refunds::Entity::update_many()
+            .col_expr(refunds::Column::Status, Expr::value(RefundStatus::Failed))
+            .col_expr(refunds::Column::Failure, Expr::value(reason.clone()))
+            .col_expr(
+                refunds::Column::NextAttemptAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(refunds::Column::UpdatedAt, Expr::value(now))
+            .filter(refunds::Column::RefundNo.eq(retry.refund_no))
+            .filter(refunds::Column::Status.eq(RefundStatus::Pending))
+            .filter(refunds::Column::Attempts.eq(0))
+            .exec(txn)
+            .await?;
+        if withdrawn.rows_affected != 1 {
+            // Claimed by the worker meanwhile: it may be at the provider; left to run.
+            continue;
+        }
+        retry.status = RefundStatus::Failed;
+        retry.failure = Some(reason.clone());
+        retry.next_attempt_at = None;
+        write_log(
+            txn,
+            LogEntry {
+                order_id: order.id,
+                event: LogEvent::Published(EventType::RefundFailed),
+                from_status: Some(order.status.as_str()),
+                to_status: order.status.as_str(),
+                operator: &Operator::System,
+                reason: Some(format!("refund {}: {reason}", retry.refund_no)),
+            },
+            now,
+        )
+        .await?;
+        write_refund_event(txn, EventType::RefundFailed, order, &retry, now).await?;
+    }
+    Ok(())
+}
+
+/// After a late success: refunds of the payment that are not failed (succeeded, or pending and
+/// so possibly succeeding) beyond what it took are an anomaly for an operator. Returns whether
+/// one was recorded.
+async fn check_beyond_paid(
+    txn: &DatabaseTransaction,
+    order: &orders::Model,
+    refund: &refunds::Model,
+    now: DateTime<Utc>,
+) -> Result<bool, OrderError> {
+    let attempt = payment_attempts::Entity::find_by_id(refund.pay_no)
+        .one(txn)
+        .await?
+        .ok_or(OrderError::AttemptNotFound)?;
+    let paid = attempt.paid_amount.unwrap_or(attempt.amount);
+    let left = remaining(txn, &attempt).await?;
+    let taken: Vec<MinorUnit> = refunds::Entity::find()
+        .select_only()
+        .column(refunds::Column::Amount)
+        .filter(refunds::Column::PayNo.eq(refund.pay_no))
+        .filter(refunds::Column::Status.ne(RefundStatus::Failed))
+        .into_tuple()
+        .all(txn)
+        .await?;
+    let taken: i64 = taken.iter().map(|amount| amount.get()).sum();
+    if left > MinorUnit::ZERO || taken <= paid.get() {
+        return Ok(false);
+    }
+    let detail = format!(
+        "refund {} recorded failed succeeded after all: pay_no {} took {paid}, refunds of it now total {}; an operator must recover the difference",
+        refund.refund_no,
+        refund.pay_no,
+        MinorUnit::new(taken).unwrap_or(MinorUnit::ZERO)
+    );
+    anomaly_in(txn, order.clone(), refund.pay_no, detail, None, &Operator::System, now).await?;
+    tracing::error!(order_no = %order.order_no, pay_no = %refund.pay_no, "a payment is refunded beyond what it took");
+    Ok(true)
 }
 
 /// Adds a succeeded refund of the order's own payment to `refunded_amount`, and moves the

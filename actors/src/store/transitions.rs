@@ -270,7 +270,7 @@ pub(crate) async fn apply_in(
                 trade: trade.clone(),
                 raw: raw.clone(),
             };
-            update_attempt(txn, *pay_no, &succeeded, now).await?;
+            update_attempt(txn, *pay_no, &succeeded, now).await?.required()?;
             let payment = PaymentRef {
                 pay_no: Some(*pay_no),
                 provider: attempt_provider(txn, *pay_no).await?,
@@ -505,14 +505,34 @@ async fn has_open_attempts<C: ConnectionTrait>(conn: &C, order_id: OrderId) -> R
     Ok(open > 0)
 }
 
+/// Whether a guarded update matched its row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub(crate) struct Matched(pub bool);
+
+impl Matched {
+    /// For an update the caller's decision depends on: one that matched nothing fails the
+    /// transaction (nothing is committed; the caller retries on fresh state) instead of
+    /// letting the rest of it act on a change that did not happen.
+    pub(crate) fn required(self) -> Result<(), OrderError> {
+        if self.0 {
+            Ok(())
+        } else {
+            Err(OrderError::Concurrent)
+        }
+    }
+}
+
 /// The guarded column update of an attempt change, inside the caller's transaction.
 pub(crate) async fn update_attempt<C: ConnectionTrait>(
     conn: &C,
     pay_no: PayNo,
     update: &AttemptUpdate,
     now: DateTime<Utc>,
-) -> Result<bool, OrderError> {
-    update_attempt_following(conn, pay_no, update, now, None).await
+) -> Result<Matched, OrderError> {
+    update_attempt_following(conn, pay_no, update, now, None)
+        .await
+        .map(Matched)
 }
 
 /// As [`update_attempt`], leaving the trade on the follow-up at `follow_up_at` (`None`: off it).

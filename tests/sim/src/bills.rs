@@ -9,8 +9,18 @@
 //!   `isp.bill_not_exist` while held back); the file is a ZIP of two GBK CSV files (detail and
 //!   summary), `#` title and footer lines, tab-padded fields, refunds with negative amounts.
 //!
+//! The files look like the real ones (see the project's protocol notes: real bills of both
+//! providers), not like what paywarden's parser would find convenient: WeChat's CSV starts with
+//! a UTF-8 BOM and ends lines with CRLF; Alipay's detail file pads *some* cells with a TAB
+//! (ids, business type, store, operator, terminal, counterparty, 商家红包消费金额, the refund
+//! request number) and not others (times, most amounts), writes its day as
+//! `[2019年09月16日 00:00:00]`, and its footers carry the totals.
+//!
 //! Controls (`/sim`): hold a provider's bills back (`PUT /sim/{provider}/bill-ready`), make a
 //! bill report another amount for a trade or a refund (`POST /sim/{provider}/bill-adjustments`),
+//! tamper with a bill as a hostile network or a broken provider would
+//! (`PUT /sim/{provider}/bill-tampering`: rows added, removed, duplicated, other transaction
+//! ids, another account or day, totals that do not add up, a slow or redirected download),
 //! and settle a trade paid without telling anyone, even one the merchant closed
 //! (`POST /sim/{provider}/trades/{no}/settle-silently`).
 
@@ -38,6 +48,40 @@ pub(crate) struct BillDesk {
     adjustments: HashMap<(SimProvider, String), i64>,
     /// Files by download token.
     files: HashMap<String, Vec<u8>>,
+    /// How each provider's bills are tampered with.
+    tampering: HashMap<SimProvider, BillTampering>,
+}
+
+/// What a hostile network or a broken provider does to a bill (`PUT /sim/{provider}/bill-tampering`).
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BillTampering {
+    /// Payment rows added (trades that may never have been paid).
+    pub add_payments: Vec<AddedPayment>,
+    /// Trades (payment rows) or refunds listed twice.
+    pub duplicate: Vec<String>,
+    /// Trades or refunds left out.
+    pub remove: Vec<String>,
+    /// Another transaction id for these trades' payment rows.
+    pub trade_ids: HashMap<String, String>,
+    /// The file names another merchant account.
+    pub account: Option<String>,
+    /// The file is of another day, this many days off.
+    pub day_offset_days: i64,
+    /// The totals claim this much more than the rows (fen).
+    pub summary_extra_fen: i64,
+    /// The download answers only after this long.
+    pub download_delay_ms: u64,
+    /// The download answers a redirect to the file.
+    pub redirect: bool,
+}
+
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddedPayment {
+    pub out_trade_no: String,
+    pub amount_fen: i64,
+    pub trade_id: String,
 }
 
 /// One line of a bill, before formatting.
@@ -51,6 +95,26 @@ struct Line {
     out_refund_no: String,
     refund_id: String,
     refund_status: &'static str,
+}
+
+impl Line {
+    fn copy(&self) -> Self {
+        Self {
+            kind: if self.kind == LineKind::Payment {
+                LineKind::Payment
+            } else {
+                LineKind::Refund
+            },
+            at: self.at,
+            out_trade_no: self.out_trade_no.clone(),
+            trade_id: self.trade_id.clone(),
+            subject: self.subject.clone(),
+            amount_fen: self.amount_fen,
+            out_refund_no: self.out_refund_no.clone(),
+            refund_id: self.refund_id.clone(),
+            refund_status: self.refund_status,
+        }
+    }
 }
 
 #[derive(PartialEq, Eq)]
@@ -120,8 +184,47 @@ impl SimState {
                 },
             });
         }
+        let tampering = desk.tampering.get(&provider).cloned().unwrap_or_default();
+        for added in &tampering.add_payments {
+            lines.push(Line {
+                kind: LineKind::Payment,
+                at: Utc::now(),
+                out_trade_no: added.out_trade_no.clone(),
+                trade_id: added.trade_id.clone(),
+                subject: "added".into(),
+                amount_fen: added.amount_fen,
+                out_refund_no: String::new(),
+                refund_id: String::new(),
+                refund_status: "",
+            });
+        }
+        let key = |line: &Line| {
+            if line.kind == LineKind::Payment {
+                line.out_trade_no.clone()
+            } else {
+                line.out_refund_no.clone()
+            }
+        };
+        lines.retain(|line| !tampering.remove.contains(&key(line)));
+        for line in &mut lines {
+            if line.kind == LineKind::Payment {
+                if let Some(id) = tampering.trade_ids.get(&line.out_trade_no) {
+                    line.trade_id = id.clone();
+                }
+            }
+        }
+        let twice: Vec<Line> = lines
+            .iter()
+            .filter(|line| tampering.duplicate.contains(&key(line)))
+            .map(Line::copy)
+            .collect();
+        lines.extend(twice);
         lines.sort_by_key(|line| line.at);
         lines
+    }
+
+    fn tampering(&self, provider: SimProvider) -> BillTampering {
+        lock(&self.bills).tampering.get(&provider).cloned().unwrap_or_default()
     }
 
     fn held(&self, provider: SimProvider) -> bool {
@@ -139,14 +242,15 @@ impl SimState {
     }
 }
 
-/// The WeChat `ALL` bill of `lines`: header, backtick-prefixed rows, summary.
-fn wechat_csv(state: &SimState, lines: &[Line]) -> String {
+/// The WeChat `ALL` bill of `lines`: a BOM, the header, backtick-prefixed rows, the summary,
+/// CRLF line ends (as the real files: their announced SHA-1 matches only those bytes).
+fn wechat_csv(state: &SimState, lines: &[Line], tampering: &BillTampering) -> String {
     let config = &state.config;
-    let mut out = String::from("交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注\r\n");
+    let mchid = tampering.account.clone().unwrap_or_else(|| config.wechat_mchid.clone());
+    let mut out = String::from("\u{feff}交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注\r\n");
     let (mut paid, mut refunded) = (0_i64, 0_i64);
     for line in lines {
-        let time = line
-            .at
+        let time = (line.at + chrono::Duration::days(tampering.day_offset_days))
             .with_timezone(&actors::gateway::wechat::transformers::china_offset())
             .format("%Y-%m-%d %H:%M:%S");
         let (state_text, settle, refund, refund_no, refund_id, refund_kind) = match line.kind {
@@ -169,7 +273,7 @@ fn wechat_csv(state: &SimState, lines: &[Line]) -> String {
         let fields = [
             time.to_string(),
             config.wechat_appid.clone(),
-            config.wechat_mchid.clone(),
+            mchid.clone(),
             "0".into(),
             String::new(),
             line.trade_id.clone(),
@@ -200,6 +304,7 @@ fn wechat_csv(state: &SimState, lines: &[Line]) -> String {
         out.push_str("\r\n");
     }
     out.push_str("总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额\r\n");
+    let paid = paid + tampering.summary_extra_fen;
     out.push_str(&format!(
         "`{},`{},`{},`0.00,`0.00000,`{},`{}\r\n",
         lines.len(),
@@ -211,15 +316,29 @@ fn wechat_csv(state: &SimState, lines: &[Line]) -> String {
     out
 }
 
-/// The Alipay bill archive of `lines`: a detail and a summary CSV, GBK-encoded.
-fn alipay_zip(state: &SimState, date: NaiveDate, lines: &[Line]) -> Result<Vec<u8>, String> {
-    let account = format!("{}0156", state.config.alipay_seller_id);
+/// The cells of a real Alipay detail row that carry a TAB at their end (both real samples
+/// agree): the ids, the business type, store, operator, terminal, counterparty,
+/// 商家红包消费金额 and the refund request number.
+const TAB_PADDED: [usize; 10] = [0, 1, 2, 6, 7, 8, 9, 10, 19, 21];
+
+/// The Alipay bill archive of `lines`: a detail and a summary CSV, GBK-encoded, shaped like
+/// the real files.
+fn alipay_zip(state: &SimState, date: NaiveDate, lines: &[Line], tampering: &BillTampering) -> Result<Vec<u8>, String> {
+    let account = tampering
+        .account
+        .clone()
+        .unwrap_or_else(|| format!("{}0156", state.config.alipay_seller_id));
     let day = date.format("%Y%m%d");
-    let mut detail = format!(
-        "#支付宝业务明细查询\r\n#账号：[{account}]\r\n#起始日期：[{date} 00:00:00]   终止日期：[{} 00:00:00]\r\n#-----------------------------------------业务明细列表----------------------------------------\r\n支付宝交易号,商户订单号,业务类型,商品名称,创建时间,完成时间,门店编号,门店名称,操作员,终端号,对方账户,订单金额（元）,商家实收（元）,支付宝红包（元）,集分宝（元）,支付宝优惠（元）,商家优惠（元）,券核销金额（元）,券名称,商家红包消费金额（元）,卡消费金额（元）,退款批次号/请求号,服务费（元）,分润（元）,备注\r\n",
-        date.succ_opt().unwrap_or(date)
+    let claimed = date + chrono::Duration::days(tampering.day_offset_days);
+    let period = format!(
+        "#起始日期：[{}]   终止日期：[{}]",
+        claimed.format("%Y年%m月%d日 00:00:00"),
+        claimed.succ_opt().unwrap_or(claimed).format("%Y年%m月%d日 00:00:00")
     );
-    let (mut payments, mut refunds) = (0, 0);
+    let mut detail = format!(
+        "#支付宝业务明细查询\r\n#账号：[{account}]\r\n{period}\r\n#-----------------------------------------业务明细列表----------------------------------------\r\n支付宝交易号,商户订单号,业务类型,商品名称,创建时间,完成时间,门店编号,门店名称,操作员,终端号,对方账户,订单金额（元）,商家实收（元）,支付宝红包（元）,集分宝（元）,支付宝优惠（元）,商家优惠（元）,券核销金额（元）,券名称,商家红包消费金额（元）,卡消费金额（元）,退款批次号/请求号,服务费（元）,分润（元）,备注\r\n"
+    );
+    let (mut payments, mut refunds) = ((0, 0_i64), (0, 0_i64));
     for line in lines {
         let time = line
             .at
@@ -228,11 +347,11 @@ fn alipay_zip(state: &SimState, date: NaiveDate, lines: &[Line]) -> Result<Vec<u
             .to_string();
         let (kind, amount, request_no) = match line.kind {
             LineKind::Payment => {
-                payments += 1;
+                payments = (payments.0 + 1, payments.1 + line.amount_fen);
                 ("交易", yuan(line.amount_fen), String::new())
             }
             LineKind::Refund => {
-                refunds += 1;
+                refunds = (refunds.0 + 1, refunds.1 + line.amount_fen);
                 (
                     "退款",
                     format!("-{}", yuan(line.amount_fen)),
@@ -244,14 +363,14 @@ fn alipay_zip(state: &SimState, date: NaiveDate, lines: &[Line]) -> Result<Vec<u
             line.trade_id.clone(),
             line.out_trade_no.clone(),
             kind.to_owned(),
-            line.subject.replace(',', " "),
+            line.subject.clone(),
             time.clone(),
             time,
+            "sim_store".into(),
+            "sim_store".into(),
+            "sim".into(),
             String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            "sim***@example.com".into(),
+            "*模拟(sim***@example.com)".into(),
             amount.clone(),
             amount,
             "0.00".into(),
@@ -265,18 +384,48 @@ fn alipay_zip(state: &SimState, date: NaiveDate, lines: &[Line]) -> Result<Vec<u
             request_no,
             "0.00".into(),
             "0.00".into(),
-            String::new(),
+            line.subject.clone(),
         ];
-        let row: Vec<String> = fields.iter().map(|field| format!("{field}\t")).collect();
+        let row: Vec<String> = fields
+            .iter()
+            .enumerate()
+            .map(|(at, field)| {
+                if TAB_PADDED.contains(&at) {
+                    format!("{field}\t")
+                } else {
+                    field.clone()
+                }
+            })
+            .collect();
         detail.push_str(&row.join(","));
         detail.push_str("\r\n");
     }
+    let refunded = if refunds.1 == 0 {
+        "0.00".to_owned()
+    } else {
+        format!("-{}", yuan(refunds.1))
+    };
+    let taken = yuan(payments.1 + tampering.summary_extra_fen);
     detail.push_str(&format!(
-        "#-----------------------------------------业务明细列表结束------------------------------------\r\n#交易合计：{payments}笔\r\n#退款合计：{refunds}笔\r\n#导出时间：[{}]\r\n",
-        Utc::now().format("%Y-%m-%d %H:%M:%S")
+        "#-----------------------------------------业务明细列表结束------------------------------------\r\n#交易合计：{}笔，商家实收共{taken}元，商家优惠共0.00元\r\n#退款合计：{}笔，商家实收退款共{refunded}元，商家优惠退款共0.00元\r\n#导出时间：[{}]\r\n",
+        payments.0,
+        refunds.0,
+        Utc::now()
+            .with_timezone(&actors::gateway::wechat::transformers::china_offset())
+            .format("%Y年%m月%d日 %H:%M:%S")
     ));
     let summary = format!(
-        "#支付宝业务汇总查询\r\n#账号：[{account}]\r\n门店编号,门店名称,交易订单总笔数,退款订单总笔数\r\n合计,,{payments},{refunds}\r\n"
+        "#支付宝业务汇总查询\r\n#账号：[{account}]\r\n{period}\r\n#-----------------------------------------业务汇总列表----------------------------------------\r\n门店编号,门店名称,交易订单总笔数,退款订单总笔数,订单金额（元）,商家实收（元）,支付宝优惠（元）,商家优惠（元）,卡消费金额（元）,服务费（元）,分润（元）,实收净额（元）\r\nsim_store\t,sim_store\t,{},{},{},{},0.00,0.00,0.00,0.00,0.00,{}\r\n合计,,{},{},{},{},0.00,0.00,0.00,0.00,0.00,{}\r\n#----------------------------------------业务汇总列表结束-------------------------------------\r\n",
+        payments.0,
+        refunds.0,
+        yuan(payments.1),
+        yuan(payments.1),
+        yuan(payments.1 - refunds.1),
+        payments.0,
+        refunds.0,
+        yuan(payments.1),
+        yuan(payments.1),
+        yuan(payments.1 - refunds.1),
     );
     let mut out = std::io::Cursor::new(Vec::new());
     let mut zip = zip::ZipWriter::new(&mut out);
@@ -330,7 +479,7 @@ async fn wechat_tradebill(
     if lines.is_empty() {
         return error(StatusCode::BAD_REQUEST, "NO_STATEMENT_EXIST", "账单文件不存在");
     }
-    let file = wechat_csv(&state, &lines).into_bytes();
+    let file = wechat_csv(&state, &lines, &state.tampering(SimProvider::Wechat)).into_bytes();
     let hash = hex::encode(Sha1::digest(&file));
     let token = state.file_token(file);
     let host = req.connection_info().host().to_owned();
@@ -354,6 +503,9 @@ async fn wechat_download(
 ) -> HttpResponse {
     // The request is signed like any call; the file comes back unsigned.
     if let Some(response) = admit(&state, &req, &[]).await {
+        return response;
+    }
+    if let Some(response) = tampered_download(&state, SimProvider::Wechat, &req).await {
         return response;
     }
     match state.file(&query.token) {
@@ -388,7 +540,7 @@ pub(crate) fn alipay_bill_url(state: &SimState, biz_content: &str, host: &str) -
         return failure("40004", "Business Failed", "isp.bill_not_exist", "账单不存在");
     }
     let lines = state.bill_lines(SimProvider::Alipay, date);
-    match alipay_zip(state, date, &lines) {
+    match alipay_zip(state, date, &lines, &state.tampering(SimProvider::Alipay)) {
         Ok(file) => {
             let token = state.file_token(file);
             json!({
@@ -408,13 +560,32 @@ pub(crate) fn control_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/alipay/bill-files/{token}", web::get().to(alipay_download))
         .route("/{provider}/bill-ready", web::put().to(put_ready))
         .route("/{provider}/bill-adjustments", web::post().to(adjust))
+        .route("/{provider}/bill-tampering", web::put().to(put_tampering))
         .route(
             "/{provider}/trades/{no}/settle-silently",
             web::post().to(settle_silently),
         );
 }
 
-async fn alipay_download(state: web::Data<SimState>, token: web::Path<String>) -> HttpResponse {
+/// A tampered download: answered late, or by a redirect to the same file (marked so the
+/// redirect target serves it).
+async fn tampered_download(state: &SimState, provider: SimProvider, req: &HttpRequest) -> Option<HttpResponse> {
+    let tampering = state.tampering(provider);
+    if tampering.download_delay_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(tampering.download_delay_ms)).await;
+    }
+    let redirected = req.query_string().contains("redirected=1");
+    (tampering.redirect && !redirected).then(|| {
+        HttpResponse::Found()
+            .insert_header(("Location", format!("{}?{}&redirected=1", req.path(), req.query_string())))
+            .finish()
+    })
+}
+
+async fn alipay_download(state: web::Data<SimState>, req: HttpRequest, token: web::Path<String>) -> HttpResponse {
+    if let Some(response) = tampered_download(&state, SimProvider::Alipay, &req).await {
+        return response;
+    }
     match state.file(&token) {
         Some(file) => HttpResponse::Ok().content_type("application/zip").body(file),
         None => HttpResponse::NotFound().finish(),
@@ -439,6 +610,18 @@ async fn put_ready(
         desk.held.push(provider);
     }
     HttpResponse::Ok().json(json!({"provider": provider, "ready": body.ready}))
+}
+
+async fn put_tampering(
+    state: web::Data<SimState>,
+    provider: web::Path<SimProvider>,
+    body: web::Json<BillTampering>,
+) -> HttpResponse {
+    let tampering = body.into_inner();
+    lock(&state.bills)
+        .tampering
+        .insert(provider.into_inner(), tampering.clone());
+    HttpResponse::Ok().json(tampering)
 }
 
 /// The bill reports `amount_fen` for trade `out_trade_no` (its payment row) or refund

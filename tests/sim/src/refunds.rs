@@ -85,6 +85,9 @@ pub enum SimRefundMode {
     /// Refused: the merchant's balance is too low (WeChat `NOT_ENOUGH`, Alipay
     /// `ACQ.SELLER_BALANCE_NOT_ENOUGH`). Nothing is made.
     Refuse,
+    /// Accepted, then closed at once without moving money (WeChat `CLOSED`; meant for WeChat,
+    /// Alipay has no such state).
+    Close,
 }
 
 /// What a refund call decided, under the locks.
@@ -160,6 +163,7 @@ impl SimState {
             SimRefundMode::Refuse => return Decision::Refused,
             SimRefundMode::Succeed => SimRefundStatus::Success,
             SimRefundMode::Processing => SimRefundStatus::Processing,
+            SimRefundMode::Close => SimRefundStatus::Closed,
         };
         let refund = SimRefund {
             provider,

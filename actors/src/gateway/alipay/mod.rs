@@ -29,7 +29,9 @@ use self::transformers::{
     AlipayRefundBiz, AlipayRefundQueryBiz, AlipayRefundQueryResponse, AlipayRefundResponse, AlipayResponseStatus,
     AlipayTradeBiz, ALIPAY_SUCCESS, REFUND_SUCCESS,
 };
-use super::bill::BillFetch;
+use super::bill::{
+    bill_download_url, read_capped, BillExpectation, BillFetch, BILL_TIMEOUT, MAX_BILL_BYTES, MAX_UNZIPPED_BILL_BYTES,
+};
 use super::{
     Clock, CloseOutcome, Gateway, GatewayError, NotificationError, NotificationRequest, NotificationSubject, QrCreated,
     QrRequest, RefundAnswer, RefundRequest, RefundState, SystemClock, TradeQuery, VerifiedNotification,
@@ -416,25 +418,40 @@ impl Gateway for AlipayGateway {
             Err(status) if status.sub_code.as_deref() == Some(BILL_NOT_EXIST) => return Ok(BillFetch::NotReady),
             Err(status) => return Err(classify_failure(&status).into_gateway_error()),
         };
-        // A plain GET of a short-lived link (30 s): the archive is not signed.
+        // A plain GET of a short-lived link (30 s): the archive is not signed, so it is taken
+        // only over https or from the gateway's own origin, never through a redirect (the
+        // client follows none), within its own time limit and size cap.
+        let url = bill_download_url(&url, &self.settings.gateway_url).map_err(GatewayError::BadBill)?;
         let response = self
             .http
-            .get(&url)
+            .get(url)
             .header(USER_AGENT, USER_AGENT_VALUE)
+            .timeout(BILL_TIMEOUT)
             .send()
             .await
             .map_err(GatewayError::from_transport)?;
-        if !response.status().is_success() {
+        let status = response.status();
+        if status.is_redirection() {
+            return Err(GatewayError::BadBill(format!(
+                "the bill download answered a redirect ({}), which is refused",
+                status.as_u16()
+            )));
+        }
+        if !status.is_success() {
             return Err(GatewayError::Provider {
-                code: format!("HTTP_{}", response.status().as_u16()),
+                code: format!("HTTP_{}", status.as_u16()),
                 message: "the bill download failed".into(),
                 retryable: true,
             });
         }
-        let bytes = response.bytes().await.map_err(GatewayError::from_transport)?;
-        bill::parse_bill_zip(&bytes)
+        let bytes = read_capped(response, MAX_BILL_BYTES).await?;
+        let expect = BillExpectation {
+            date,
+            account: self.settings.seller_id.as_deref(),
+        };
+        bill::parse_bill_zip(&bytes, &expect, MAX_UNZIPPED_BILL_BYTES)
             .map(BillFetch::Rows)
-            .map_err(GatewayError::malformed)
+            .map_err(|err| GatewayError::BadBill(err.to_string()))
     }
 
     fn verify_notification(&self, req: &NotificationRequest) -> Result<VerifiedNotification, NotificationError> {

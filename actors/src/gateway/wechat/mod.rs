@@ -34,7 +34,7 @@ use self::transformers::{
     WechatRefundRequestAmount, WechatRefundResource, WechatTransaction, EVENT_REFUND_ABNORMAL, EVENT_REFUND_CLOSED,
     EVENT_REFUND_SUCCESS, EVENT_TRANSACTION_SUCCESS, REFUND_NOT_EXISTS, RESOURCE_ALGORITHM,
 };
-use super::bill::BillFetch;
+use super::bill::{read_capped, BillExpectation, BillFetch, BILL_TIMEOUT, MAX_BILL_BYTES};
 use super::{
     Clock, CloseOutcome, Gateway, GatewayError, NotificationError, NotificationRequest, NotificationSubject, QrCreated,
     QrRequest, RefundAnswer, RefundRequest, RefundState, SystemClock, TradeQuery, VerifiedNotification,
@@ -148,6 +148,14 @@ impl WechatOpenedNotification {
     }
 }
 
+/// What one signed exchange is: an API call (its answer verified) or a bill file download
+/// (unsigned, checked by its digest; its own time limit and size cap).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Exchange {
+    Api,
+    BillFile,
+}
+
 /// The answer to `GET /v3/bill/tradebill`.
 #[derive(Debug, Deserialize)]
 struct WechatBillAnswer {
@@ -207,18 +215,19 @@ impl WechatGateway {
 
     /// Signs and sends one request; verifies a successful response.
     async fn call(&self, method: Method, path_and_query: String, body: Vec<u8>) -> Result<WechatReply, GatewayError> {
-        self.exchange(method, path_and_query, body, true).await
+        self.exchange(method, path_and_query, body, Exchange::Api).await
     }
 
-    /// Signs and sends one request; a successful response is verified when `verify` (every
-    /// API answer; not a bill file, which WeChat sends unsigned and we check by its SHA-1).
+    /// Signs and sends one request; a successful API answer is verified (a bill file is not:
+    /// WeChat sends it unsigned and we check it by its SHA-1, within the bill's own time limit
+    /// and size cap).
     #[tracing::instrument(skip_all, fields(method = %method, path = %path_and_query, status = tracing::field::Empty))]
     async fn exchange(
         &self,
         method: Method,
         path_and_query: String,
         body: Vec<u8>,
-        verify: bool,
+        kind: Exchange,
     ) -> Result<WechatReply, GatewayError> {
         let timestamp = self.clock.now().timestamp();
         let nonce = crypto::new_nonce();
@@ -249,16 +258,23 @@ impl WechatGateway {
         if !body.is_empty() {
             request = request.header(CONTENT_TYPE, "application/json").body(body);
         }
+        if kind == Exchange::BillFile {
+            request = request.timeout(BILL_TIMEOUT);
+        }
         let response = request.send().await.map_err(GatewayError::from_transport)?;
         let status = response.status();
         tracing::Span::current().record("status", status.as_u16());
         let headers = response.headers().clone();
-        let bytes = response.bytes().await.map_err(GatewayError::from_transport)?.to_vec();
+        let bytes = if kind == Exchange::BillFile && status.is_success() {
+            read_capped(response, MAX_BILL_BYTES).await?
+        } else {
+            response.bytes().await.map_err(GatewayError::from_transport)?.to_vec()
+        };
 
         if status.is_success() {
             // Verification is a public-key operation (e = 65537), tens of microseconds: not
             // worth a thread hop.
-            if verify {
+            if kind == Exchange::Api {
                 self.verify_response(&headers, &bytes)
                     .map_err(|err| GatewayError::Verification(err.to_string()))?;
             }
@@ -561,7 +577,10 @@ impl Gateway for WechatGateway {
             Some(query) => format!("{}?{query}", url.path()),
             None => url.path().to_owned(),
         };
-        let file = match self.exchange(Method::GET, path_and_query, Vec::new(), false).await? {
+        let file = match self
+            .exchange(Method::GET, path_and_query, Vec::new(), Exchange::BillFile)
+            .await?
+        {
             WechatReply::Success(bytes) => bytes,
             WechatReply::Failed { failure, .. } => return Err(failure.into_gateway_error()),
         };
@@ -572,10 +591,14 @@ impl Gateway for WechatGateway {
             )));
         }
         bill::check_digest(&file, &applied.hash_value).map_err(|err| GatewayError::Verification(err.to_string()))?;
-        let text = String::from_utf8(file).map_err(GatewayError::malformed)?;
-        bill::parse_trade_bill(&text)
+        let text = String::from_utf8(file).map_err(|err| GatewayError::BadBill(format!("the bill is not UTF-8: {err}")))?;
+        let expect = BillExpectation {
+            date,
+            account: Some(self.settings.mchid.as_str()),
+        };
+        bill::parse_trade_bill(&text, &expect)
             .map(BillFetch::Rows)
-            .map_err(GatewayError::malformed)
+            .map_err(|err| GatewayError::BadBill(err.to_string()))
     }
 
     fn verify_notification(&self, req: &NotificationRequest) -> Result<VerifiedNotification, NotificationError> {
