@@ -203,8 +203,8 @@ async fn a_duplicated_row_and_another_transaction_id_are_items(provider: &str) {
     assert_eq!(
         kinds(&run),
         vec![
-            ("txn_differs".to_owned(), pay_b.clone()),
             ("duplicate_in_bill".to_owned(), pay_a.clone()),
+            ("txn_differs".to_owned(), pay_b.clone()),
         ],
         "{run}"
     );

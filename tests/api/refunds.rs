@@ -1260,7 +1260,8 @@ async fn a_refund_recorded_failed_that_succeeds_later_is_counted_and_refunding_b
             .await
             .contains("paywarden_money_anomalies_total{kind=\"refunded_beyond_paid\"} 1")
     );
-    // The same money cannot be refunded a third time.
+    // The same money cannot be refunded a third time: the order is refunded now, and even an
+    // operator naming the payment finds nothing left of it.
     let third = app
         .post_refund(
             MERCHANT_A_KEY,
@@ -1268,7 +1269,16 @@ async fn a_refund_recorded_failed_that_succeeds_later_is_counted_and_refunding_b
             &json!({"out_refund_id": "wrf-late-3", "amount": 1, "reason": "again"}),
         )
         .await;
-    assert_eq!(error_code(third, 422).await, "refund_exceeds_paid");
+    assert_eq!(error_code(third, 409).await, "order_not_refundable");
+    let by_operator = app
+        .client
+        .post(app.url(&format!("/admin/orders/{order_no}/refunds")))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"out_refund_id": "wrf-late-4", "amount": 1, "reason": "again", "pay_no": pay_no}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(by_operator, 422).await, "refund_exceeds_paid");
 
     // The provider back: it refuses the second refund beyond what the trade took; the payment
     // was refunded once at the provider.
