@@ -1,11 +1,14 @@
 //! The faults injected while the load runs, at fixed shares of the load's duration:
 //! `kill -9` of a node and its restart (several times, every node in turn), a Redis restart
-//! that loses every key, and the provider simulator failing and timing out a share of its
-//! calls for a while before it recovers. (The pay-at-close race is part of the load.)
+//! that loses every key, the provider simulator failing and timing out a share of its
+//! calls for a while before it recovers, and a while in which the provider closes every
+//! refund without moving money (automatic refunds must be made again under new numbers).
+//! (The pay-at-close race and the contradicting reports are part of the load.)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use paywarden_sim::refunds::{SimRefundBehaviour, SimRefundMode};
 use paywarden_sim::{SimFaults, SimServer};
 
 use crate::client::Cluster;
@@ -21,6 +24,8 @@ enum Event {
     RestartRedis,
     ProviderFails,
     ProviderRecovers,
+    RefundsClosed,
+    RefundsSucceed,
 }
 
 /// What happened when (seconds since the run started), for the report.
@@ -58,6 +63,8 @@ fn schedule(scenario: &Scenario) -> Vec<(Duration, Event)> {
     }
     events.push((at(0.4), Event::ProviderFails));
     events.push((at(0.65), Event::ProviderRecovers));
+    events.push((at(0.15), Event::RefundsClosed));
+    events.push((at(0.35), Event::RefundsSucceed));
     events.sort_by_key(|(at, _)| *at);
     events
 }
@@ -110,10 +117,22 @@ impl Chaos<'_> {
                     ));
                 }
                 Event::ProviderRecovers => self.provider_recovers(),
+                Event::RefundsClosed => {
+                    self.sim.set_refund_behaviour(SimRefundBehaviour {
+                        mode: SimRefundMode::Close,
+                        hang_ms: 0,
+                    });
+                    self.note("provider simulator closes every new refund without moving money".to_owned());
+                }
+                Event::RefundsSucceed => {
+                    self.sim.set_refund_behaviour(SimRefundBehaviour::default());
+                    self.note("provider simulator makes refunds again".to_owned());
+                }
             }
         }
         // A schedule cut short (an error above) still leaves a healthy provider behind.
         self.provider_recovers();
+        self.sim.set_refund_behaviour(SimRefundBehaviour::default());
         Ok(())
     }
 

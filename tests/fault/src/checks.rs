@@ -84,6 +84,7 @@ pub(crate) async fn run(inputs: &Inputs<'_>) -> anyhow::Result<Vec<Section>> {
         final_transitions(inputs).await?,
         paid_trades(inputs).await?,
         refunds(inputs).await?,
+        verified(inputs).await?,
         attempts_and_open_trades(inputs).await?,
         stock(inputs).await?,
         outbox(inputs).await?,
@@ -356,16 +357,33 @@ async fn refunds(inputs: &Inputs<'_>) -> anyhow::Result<Section> {
         db.scalar("SELECT COUNT(*) FROM refunds WHERE provider = 'sandbox' AND status <> 'succeeded'")
             .await?,
     );
+    // The provider closes every refund for a while: those automatic refunds end failed and
+    // are made again under new numbers (judged below: exactly one success per payment).
+    section.count(
+        "  failed (closed by the provider, made again)",
+        db.scalar("SELECT COUNT(*) FROM refunds WHERE provider <> 'sandbox' AND status = 'failed'")
+            .await?,
+    );
     let pending = db
-        .scalar("SELECT COUNT(*) FROM refunds WHERE provider <> 'sandbox' AND status <> 'succeeded'")
+        .scalar("SELECT COUNT(*) FROM refunds WHERE provider <> 'sandbox' AND status = 'pending'")
         .await?;
     let evidence = samples(
         db,
         "SELECT 'refund ' || refund_no || ' of pay_no ' || pay_no || ' [' || status || '] ' || COALESCE(failure, '') \
-         FROM refunds WHERE provider <> 'sandbox' AND status <> 'succeeded' ORDER BY refund_no",
+         FROM refunds WHERE provider <> 'sandbox' AND status = 'pending' ORDER BY refund_no",
     )
     .await?;
-    section.zero("refunds not succeeded at the end", pending, evidence);
+    section.zero("refunds still pending at the end", pending, evidence);
+    let parked = samples(
+        db,
+        "SELECT 'order ' || o.order_no || ': ' || l.reason FROM order_logs l JOIN orders o ON o.id = l.order_id \
+         WHERE l.event = 'payment.anomaly' AND l.reason LIKE 'automatic refund % parked%' ORDER BY l.id",
+    )
+    .await?;
+    section.count("automatic refunds parked for an operator (visible)", parked.len());
+    for line in parked {
+        section.note(line);
+    }
     let mut owed_unrefunded = Vec::new();
     let mut kept_refunded = Vec::new();
     let mut over = Vec::new();
@@ -381,9 +399,14 @@ async fn refunds(inputs: &Inputs<'_>) -> anyhow::Result<Section> {
             &attempts,
             &anomalies,
         );
-        let made = at_sim
+        // What moved money: the refunds the simulator made (closed ones moved none).
+        let made: Vec<&paywarden_sim::refunds::SimRefund> = at_sim
             .get(&(provider_name(trade.provider), trade.out_trade_no.as_str()))
-            .map_or(&[][..], Vec::as_slice);
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .copied()
+            .filter(|refund| refund.status == paywarden_sim::refunds::SimRefundStatus::Success)
+            .collect();
         let refunded: i64 = made.iter().map(|refund| refund.amount_fen).sum();
         let describe = || {
             format!(
@@ -424,6 +447,87 @@ async fn refunds(inputs: &Inputs<'_>) -> anyhow::Result<Section> {
     );
     section.zero("orders' own payments refunded", len(kept_refunded.len()), kept_refunded);
     section.zero("trades refunded above what they took", len(over.len()), over);
+    Ok(section)
+}
+
+/// 3c. Money moves only on verified facts: every order paid (or paid after close, refunded)
+///     by a trade the provider's own book holds as paid under that transaction id; every
+///     report that contradicted a recorded payment is an anomaly and changed nothing.
+async fn verified(inputs: &Inputs<'_>) -> anyhow::Result<Section> {
+    let db = inputs.db;
+    let mut section = Section::new(
+        "3c. no order paid without the provider's statement; contradicting reports are anomalies that change nothing",
+    );
+    let book: HashMap<(&str, &str), &SimTrade> = inputs
+        .trades
+        .iter()
+        .map(|trade| ((provider_name(trade.provider), trade.out_trade_no.as_str()), trade))
+        .collect();
+    let rows = db
+        .rows(
+            "SELECT o.order_no, CAST(a.pay_no AS TEXT), a.provider, COALESCE(a.provider_txn_id, ''), o.status \
+             FROM orders o JOIN payment_attempts a ON a.order_id = o.id AND a.status = 'succeeded' \
+             WHERE o.status IN ('paid', 'paid_after_close', 'refunded') AND a.provider <> 'sandbox'",
+        )
+        .await?;
+    let mut unbacked = Vec::new();
+    for row in &rows {
+        let order_no: String = row.try_get_by_index(0)?;
+        let pay_no: String = row.try_get_by_index(1)?;
+        let provider: String = row.try_get_by_index(2)?;
+        let txn: String = row.try_get_by_index(3)?;
+        let status: String = row.try_get_by_index(4)?;
+        let backed = book.get(&(provider.as_str(), pay_no.as_str())).is_some_and(|trade| {
+            trade.state == SimTradeState::Success && trade.provider_trade_no.as_deref() == Some(txn.as_str())
+        });
+        if !backed {
+            unbacked.push(format!("order {order_no} [{status}] paid by {provider} {pay_no} txn {txn}"));
+        }
+    }
+    section.count("orders paid at WeChat Pay or Alipay", rows.len());
+    unbacked.truncate(EVIDENCE);
+    section.zero(
+        "  paid without the provider's book holding that payment",
+        len(unbacked.len()),
+        unbacked,
+    );
+    let reports = &inputs.facts.conflicting_reports;
+    section.count("reports contradicting a recorded payment", reports.len());
+    let attempts = attempts_by_pay_no(db).await?;
+    let mut mishandled = Vec::new();
+    for pay_no in reports {
+        let anomaly = db
+            .scalar(&format!(
+                "SELECT COUNT(*) FROM order_logs l JOIN payment_attempts a ON a.order_id = l.order_id \
+                 WHERE a.pay_no = {pay_no} AND l.event = 'payment.anomaly' AND l.reason LIKE '%contradicting reports%'"
+            ))
+            .await?;
+        let kept = attempts.get(pay_no).is_some_and(|attempt| {
+            inputs
+                .trades
+                .iter()
+                .any(|t| t.out_trade_no == *pay_no && t.provider_trade_no.as_deref() == Some(attempt.provider_txn_id.as_str()))
+        });
+        if anomaly == 0 || !kept {
+            mishandled.push(format!(
+                "pay_no {pay_no}: anomaly rows {anomaly}, recorded txn kept {kept} ({:?})",
+                attempts.get(pay_no).map(|a| (&a.attempt_status, &a.provider_txn_id, &a.order_status))
+            ));
+        }
+    }
+    mishandled.truncate(EVIDENCE);
+    section.zero(
+        "  not an anomaly, or the recorded payment changed",
+        len(mishandled.len()),
+        mishandled,
+    );
+    for (label, value) in &inputs.facts.bills {
+        section.count(label.clone(), value);
+    }
+    let mut bill_failures = inputs.facts.bill_failures.clone();
+    let failed = len(bill_failures.len());
+    bill_failures.truncate(EVIDENCE);
+    section.zero("tampered bills that changed something or were not refused", failed, bill_failures);
     Ok(section)
 }
 

@@ -20,9 +20,11 @@
 //! - `client`: the load's HTTP client of the nodes, recording every answer.
 //! - `load`: the order scripts.
 //! - `chaos`: the fault schedule.
+//! - `bills`: the adversarial bills, reconciled once the run is quiet.
 //! - `checks`: the invariants.
 //! - [`report`]: the printed result.
 
+mod bills;
 mod chaos;
 mod checks;
 mod client;
@@ -229,6 +231,13 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<Report> {
     let load_took = started.elapsed();
 
     let quiet = wait_for_quiescence(scenario, &db, &sim, &load, &subscriber_id).await?;
+    // Then the bills, as a hostile network would serve them.
+    let bills = bills::run(&api, &sim, &db).await?;
+    {
+        let mut facts = load.facts();
+        facts.bills = bills.counts;
+        facts.bill_failures = bills.failures;
+    }
     let index_left = redis.zcard_sum(&deadline_keys(scenario, &key_prefix)).unwrap_or(-1);
 
     let trades = sim.trades();
@@ -474,6 +483,13 @@ pub fn node_env(
         ),
         // Money no order keeps is refunded by itself: the refunds face the same faults.
         ("PAYWARDEN__ANOMALIES__AUTO_REFUND", "true".to_owned()),
+        // A closed automatic refund is made again within a second or two; five tries cover
+        // the while the simulator closes every refund.
+        (
+            "PAYWARDEN__REFUNDS__AUTO_REFUND_RETRY_MIN_DELAY_MILLISECONDS",
+            "1000".to_owned(),
+        ),
+        ("PAYWARDEN__REFUNDS__AUTO_REFUND_MAX_TRIES", "8".to_owned()),
         ("PAYWARDEN__PROVIDERS__WECHAT__ENABLED", "true".to_owned()),
         ("PAYWARDEN__PROVIDERS__WECHAT__MCHID", sim_config.wechat_mchid.clone()),
         ("PAYWARDEN__PROVIDERS__WECHAT__APPID", sim_config.wechat_appid.clone()),

@@ -56,10 +56,14 @@ pub(crate) enum Script {
     TwoPayments,
     /// The built-in sandbox provider, paid (notified or not) or not.
     Sandbox,
+    /// Paid; once the order is paid, the provider reports the same trade again, validly
+    /// signed, under another transaction id (a reused `out_trade_no`): an anomaly, never a
+    /// refund of the order's own payment.
+    ConflictingReport,
 }
 
 impl Script {
-    const ALL: [(Script, u32); 10] = [
+    const ALL: [(Script, u32); 11] = [
         (Script::Unpaid, 12),
         (Script::Paid, 20),
         (Script::LostCallback, 8),
@@ -70,6 +74,7 @@ impl Script {
         (Script::Refreshed, 6),
         (Script::TwoPayments, 8),
         (Script::Sandbox, 7),
+        (Script::ConflictingReport, 5),
     ];
 
     fn pick(rng: &mut StdRng) -> Self {
@@ -91,6 +96,7 @@ impl Script {
             Script::Refreshed => "paid, callback lost, refreshed",
             Script::TwoPayments => "two payments (reordered notifications, or one after paid)",
             Script::Sandbox => "sandbox",
+            Script::ConflictingReport => "paid, then reported again under another transaction id",
         }
     }
 }
@@ -116,6 +122,11 @@ pub(crate) struct Facts {
     pub(crate) sandbox_payments: Vec<(String, bool)>,
     /// Idempotent replays of a creation that answered another order (must be none).
     pub(crate) replay_mismatches: Vec<String>,
+    /// Trades reported again under another transaction id (pay_no).
+    pub(crate) conflicting_reports: Vec<String>,
+    /// What the tampered bills did (label, count), and what they must not have done.
+    pub(crate) bills: Vec<(String, i64)>,
+    pub(crate) bill_failures: Vec<String>,
 }
 
 impl Facts {
@@ -213,6 +224,7 @@ impl Load {
             Script::Refreshed => self.refreshed(&order, &mut rng).await,
             Script::TwoPayments => self.two_payments(&order, &mut rng).await,
             Script::Sandbox => self.sandbox(&order, &mut rng).await,
+            Script::ConflictingReport => self.conflicting_report(&order, &mut rng).await,
         }
         if rng.gen_bool(0.3) {
             self.read(&order).await;
@@ -244,6 +256,42 @@ impl Load {
         sleep_part(order, rng, 0.05, 0.5).await;
         let options = notification_options(rng, false);
         self.buyer_pays(&attempt, options, "pay").await;
+    }
+
+    async fn conflicting_report(&self, order: &Order, rng: &mut StdRng) {
+        let provider = real_provider(rng);
+        let Some(attempt) = self.attempt(order, provider).await else {
+            return;
+        };
+        sleep_part(order, rng, 0.05, 0.3).await;
+        if !self.buyer_pays(&attempt, json!({}), "pay").await {
+            return;
+        }
+        // Once paywarden recorded the payment (or the order's deadline passed), the report
+        // that contradicts it.
+        let until = Instant::now() + order.ttl + Duration::from_secs(5);
+        while Instant::now() < until {
+            let paid = self
+                .sim_trade(&attempt)
+                .await
+                .is_some_and(|trade| trade["notifications_acknowledged"].as_u64().unwrap_or(0) > 0);
+            if paid {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let status = self.sim_buyer(&attempt, "notify-conflicting", None).await;
+        self.count(&format!(
+            "contradicting report at {provider}: {}",
+            match status {
+                Some(200) => "sent".to_owned(),
+                Some(other) => format!("answered {other}"),
+                None => "no answer".to_owned(),
+            }
+        ));
+        if status == Some(200) {
+            self.facts().conflicting_reports.push(attempt.pay_no.clone());
+        }
     }
 
     async fn lost_callback(&self, order: &Order, rng: &mut StdRng) {

@@ -30,7 +30,11 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
             .route("/{provider}/trades/{no}", web::get().to(get_trade))
             .route("/{provider}/trades/{no}/scan", web::post().to(scan))
             .route("/{provider}/trades/{no}/pay", web::post().to(pay))
-            .route("/{provider}/trades/{no}/pay-at-close", web::post().to(pay_at_close)),
+            .route("/{provider}/trades/{no}/pay-at-close", web::post().to(pay_at_close))
+            .route(
+                "/{provider}/trades/{no}/notify-conflicting",
+                web::post().to(notify_conflicting),
+            ),
     );
 }
 
@@ -128,6 +132,21 @@ async fn pay_at_close(state: web::Data<SimState>, path: web::Path<(SimProvider, 
     match state.pay_at_close(provider, &no) {
         Ok(trade) => HttpResponse::Ok().json(trade),
         Err(err) => buyer_error(&err),
+    }
+}
+
+/// A paid trade reported again, validly signed, under another transaction id (once).
+async fn notify_conflicting(state: web::Data<SimState>, path: web::Path<(SimProvider, String)>) -> HttpResponse {
+    let (provider, no) = path.into_inner();
+    let Some(trade) = state.trade(provider, &no) else {
+        return HttpResponse::NotFound().json(json!({"error": {"code": "trade_not_found", "message": "no such trade"}}));
+    };
+    if trade.state != crate::book::SimTradeState::Success {
+        return HttpResponse::Conflict().json(json!({"error": {"code": "trade_not_paid", "message": "the trade is not paid"}}));
+    }
+    match crate::notify::send_conflicting(&state, &trade).await {
+        Ok(acknowledged) => HttpResponse::Ok().json(json!({"acknowledged": acknowledged})),
+        Err(err) => HttpResponse::InternalServerError().json(json!({"error": {"code": "notification", "message": err}})),
     }
 }
 

@@ -36,6 +36,19 @@ pub(crate) fn spawn(state: Arc<SimState>, trade: SimTrade, options: SimPayOption
     tokio::spawn(async move { deliver(state, trade, options).await });
 }
 
+/// A hostile or broken provider: a validly signed payment notification for a paid trade that
+/// names another transaction id (a reused `out_trade_no`), sent once. Its trade in the book is
+/// unchanged. Returns whether the merchant acknowledged it.
+///
+/// # Errors
+/// A message when the notification cannot be built.
+pub(crate) async fn send_conflicting(state: &SimState, trade: &SimTrade) -> Result<bool, String> {
+    let mut reused = trade.clone();
+    reused.provider_trade_no = Some(format!("conflict-{}", uuid::Uuid::new_v4().simple()));
+    let event = build_event(state, &reused)?;
+    Ok(send(state, &reused, &event).await)
+}
+
 /// One notification event: what stays the same across resends.
 enum Event {
     Wechat { body: Vec<u8> },
