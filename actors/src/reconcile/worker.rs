@@ -136,7 +136,8 @@ async fn cycle(engine: &Engine, settings: &ReconcileSettings) -> Result<(), Orde
 }
 
 /// Starts (or starts again) the run of `provider` and `date` now, on this node: the admin
-/// route's way in. Returns once the step is done (the bill compared, or not ready).
+/// route's way in. Returns once the step is done (the bill compared, not ready, or refused),
+/// this node's or, when a worker took the due run first, that worker's.
 ///
 /// # Errors
 /// A database error.
@@ -149,12 +150,24 @@ pub async fn run_now(
 ) -> Result<entities::reconciliation_runs::Model, OrderError> {
     let run = ensure_run(engine.db(), provider, date, operator, true).await?;
     let retry = chrono::Duration::from_std(settings.retry_interval).unwrap_or(chrono::Duration::minutes(30));
+    let find = || async {
+        entities::reconciliation_runs::Entity::find_by_id(run.id)
+            .one(engine.db())
+            .await?
+            .ok_or(OrderError::NotFound)
+    };
     if claim(engine.db(), &run, Utc::now() + retry).await? {
         step(engine, &run, settings).await?;
+        return find().await;
     }
-    let run = entities::reconciliation_runs::Entity::find_by_id(run.id)
-        .one(engine.db())
-        .await?
-        .ok_or(OrderError::NotFound)?;
-    Ok(run)
+    // A worker (this node's or another's) took the run first: its step ends by writing the run
+    // (completed, failed, or waiting again), which moves `updated_at`; the answer is that.
+    let limit = tokio::time::Instant::now() + crate::gateway::bill::BILL_TIMEOUT + std::time::Duration::from_secs(10);
+    loop {
+        let now = find().await?;
+        if now.status != super::WAITING || now.updated_at != run.updated_at || tokio::time::Instant::now() >= limit {
+            return Ok(now);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

@@ -85,8 +85,8 @@ pub enum SimRefundMode {
     /// Refused: the merchant's balance is too low (WeChat `NOT_ENOUGH`, Alipay
     /// `ACQ.SELLER_BALANCE_NOT_ENOUGH`). Nothing is made.
     Refuse,
-    /// Accepted, then closed at once without moving money (WeChat `CLOSED`; meant for WeChat,
-    /// Alipay has no such state).
+    /// Accepted, then closed at once without moving money (WeChat `CLOSED`); Alipay, which has
+    /// no such state, refuses instead.
     Close,
 }
 
@@ -163,6 +163,8 @@ impl SimState {
             SimRefundMode::Refuse => return Decision::Refused,
             SimRefundMode::Succeed => SimRefundStatus::Success,
             SimRefundMode::Processing => SimRefundStatus::Processing,
+            // Alipay has no closed refund: it refuses instead.
+            SimRefundMode::Close if provider == SimProvider::Alipay => return Decision::Refused,
             SimRefundMode::Close => SimRefundStatus::Closed,
         };
         let refund = SimRefund {
