@@ -28,7 +28,9 @@ pub enum ApiError {
     #[error(transparent)]
     Order(#[from] OrderError),
     /// The `Idempotency-Key` was first used for another request.
-    #[error("this Idempotency-Key was used for another request (method, path or body); use a new key for a new request")]
+    #[error(
+        "this Idempotency-Key was used for another request (method, path or body); use a new key for a new request"
+    )]
     IdempotencyKeyReused,
     /// The `Idempotency-Key`'s first request is still running.
     #[error("a request with this Idempotency-Key is still in flight; retry after Retry-After seconds")]

@@ -256,7 +256,10 @@ async fn renew_lease(db: DatabaseConnection, keyed: KeyedRequest, token: LockTok
         match idempotency_keys::renew(&db, &keyed, &token, IN_FLIGHT_LEASE).await {
             Ok(true) => {}
             Ok(false) => {
-                tracing::warn!(principal = keyed.principal.as_str(), "idempotency key lost while its request ran");
+                tracing::warn!(
+                    principal = keyed.principal.as_str(),
+                    "idempotency key lost while its request ran"
+                );
                 return;
             }
             Err(err) => tracing::warn!(error.message = %err, "failed to renew an idempotency key's lease"),
@@ -344,7 +347,10 @@ mod tests {
         assert!(with(StatusCode::NOT_FOUND, false));
         assert!(with(StatusCode::CONFLICT, false));
         assert!(!with(StatusCode::CONFLICT, true), "concurrent update, in use");
-        assert!(!with(StatusCode::SERVICE_UNAVAILABLE, true), "busy, elsewhere, outcome unknown");
+        assert!(
+            !with(StatusCode::SERVICE_UNAVAILABLE, true),
+            "busy, elsewhere, outcome unknown"
+        );
         assert!(!with(StatusCode::INTERNAL_SERVER_ERROR, false));
         assert!(!with(StatusCode::BAD_GATEWAY, false));
     }

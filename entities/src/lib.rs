@@ -30,6 +30,6 @@ pub mod unmatched_notifications;
 pub mod webhook_receipts;
 
 pub use types::{
-    AttemptStatus, Currency, DeliveryStatus, IdempotencyStatus, InvalidAmount, InvalidId, MinorUnit, OrderId, OrderStatus, PayNo,
-    Provider, RefundNo, RefundStatus, SubscriberKind,
+    AttemptStatus, Currency, DeliveryStatus, IdempotencyStatus, InvalidAmount, InvalidId, MinorUnit, OrderId,
+    OrderStatus, PayNo, Provider, RefundNo, RefundStatus, SubscriberKind,
 };

@@ -259,10 +259,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, enabled: &
             .wrap(from_fn(crate::idempotency::idempotency))
             .wrap(from_fn(require_admin)),
     )
-        .service(
-            scope_of("/webhooks", enabled, |scope| matches!(scope, Scope::Webhook(_)))
-                .app_data(web::PayloadConfig::new(max_body_bytes)),
-        );
+    .service(
+        scope_of("/webhooks", enabled, |scope| matches!(scope, Scope::Webhook(_)))
+            .app_data(web::PayloadConfig::new(max_body_bytes)),
+    );
     if Scope::Sandbox.is_mounted(enabled) {
         cfg.service(
             scope_of("/sandbox", enabled, |scope| scope == Scope::Sandbox)

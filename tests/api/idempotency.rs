@@ -8,7 +8,9 @@ use std::time::Duration;
 use actors::store::idempotency_keys::Fingerprint;
 use serde_json::{json, Value};
 
-use crate::helpers::{error_code, on_both_backends, order_body, spawn_app, Backend, TestApp, ADMIN_TOKEN, MERCHANT_A_KEY, MERCHANT_B_KEY};
+use crate::helpers::{
+    error_code, on_both_backends, order_body, spawn_app, Backend, TestApp, ADMIN_TOKEN, MERCHANT_A_KEY, MERCHANT_B_KEY,
+};
 
 /// What a test compares between a first answer and its replay.
 #[derive(Debug, PartialEq)]
@@ -100,7 +102,10 @@ async fn a_replayed_attempt_answers_the_first_response_and_starts_nothing(backen
     assert!(!first.replayed);
     assert!(again.replayed, "the replay says so");
     assert_eq!(
-        Answer { replayed: false, ..again },
+        Answer {
+            replayed: false,
+            ..again
+        },
         first,
         "the same status, content type and body"
     );
@@ -123,7 +128,11 @@ async fn the_same_key_with_another_request_is_409_and_does_nothing(backend: Back
     // Act / Assert: another body, another path, another route.
     let cases = [
         (path.clone(), Some(json!({ "provider": "wechat" })), "another body"),
-        (format!("/v1/orders/{other_order}/payments"), Some(sandbox()), "another order"),
+        (
+            format!("/v1/orders/{other_order}/payments"),
+            Some(sandbox()),
+            "another order",
+        ),
         (format!("/v1/orders/{order_no}/cancel"), None, "another route"),
     ];
     for (path, body, case) in cases {
@@ -245,17 +254,37 @@ async fn keys_are_per_merchant(backend: Backend) {
 
     // Act: both merchants use one key, for their own orders.
     let a = app
-        .keyed(MERCHANT_A_KEY, &format!("/v1/orders/{a_order}/payments"), "shared", Some(&sandbox()))
+        .keyed(
+            MERCHANT_A_KEY,
+            &format!("/v1/orders/{a_order}/payments"),
+            "shared",
+            Some(&sandbox()),
+        )
         .await;
     let b = app
-        .keyed(MERCHANT_B_KEY, &format!("/v1/orders/{b_order}/payments"), "shared", Some(&sandbox()))
+        .keyed(
+            MERCHANT_B_KEY,
+            &format!("/v1/orders/{b_order}/payments"),
+            "shared",
+            Some(&sandbox()),
+        )
         .await;
     // B's key replays B's answer, and never A's.
     let b_again = app
-        .keyed(MERCHANT_B_KEY, &format!("/v1/orders/{b_order}/payments"), "shared", Some(&sandbox()))
+        .keyed(
+            MERCHANT_B_KEY,
+            &format!("/v1/orders/{b_order}/payments"),
+            "shared",
+            Some(&sandbox()),
+        )
         .await;
     let b_on_a = app
-        .post_keyed(MERCHANT_B_KEY, &format!("/v1/orders/{a_order}/payments"), "shared", Some(&sandbox()))
+        .post_keyed(
+            MERCHANT_B_KEY,
+            &format!("/v1/orders/{a_order}/payments"),
+            "shared",
+            Some(&sandbox()),
+        )
         .await;
 
     // Assert
@@ -287,7 +316,11 @@ async fn an_invalid_key_is_a_400_and_writes_nothing(backend: Backend) {
 
     for (values, case) in cases {
         // Act
-        let mut request = app.client.post(app.url(&path)).bearer_auth(MERCHANT_A_KEY).json(&sandbox());
+        let mut request = app
+            .client
+            .post(app.url(&path))
+            .bearer_auth(MERCHANT_A_KEY)
+            .json(&sandbox());
         for value in values {
             request = request.header(
                 "Idempotency-Key",
@@ -323,7 +356,11 @@ async fn a_cancel_with_a_key_is_replayed_rather_than_refused_as_not_pending(back
     assert!(again.replayed);
     assert_eq!((again.status, &again.body), (200, &first.body));
     assert_eq!(app.logs_of(&order_no).await, logs);
-    assert_eq!(error_code(without_key, 409).await, "order_not_pending", "a plain second cancel");
+    assert_eq!(
+        error_code(without_key, 409).await,
+        "order_not_pending",
+        "a plain second cancel"
+    );
 }
 
 on_both_backends!(a_refund_with_a_key_is_replayed_with_its_first_answer);
@@ -358,7 +395,12 @@ async fn an_admin_action_with_a_key_is_replayed_and_the_operators_keys_are_their
     let app = spawn_app(backend).await;
     let order_no = app.order_no_of("idem-admin", MERCHANT_A_KEY).await;
     let merchant_use = app
-        .keyed(MERCHANT_A_KEY, &format!("/v1/orders/{order_no}/payments"), "op-1", Some(&sandbox()))
+        .keyed(
+            MERCHANT_A_KEY,
+            &format!("/v1/orders/{order_no}/payments"),
+            "op-1",
+            Some(&sandbox()),
+        )
         .await;
     assert_eq!(merchant_use.status, 201);
     let path = format!("/admin/orders/{order_no}/force-close");
@@ -376,7 +418,8 @@ async fn an_admin_action_with_a_key_is_replayed_and_the_operators_keys_are_their
     assert_eq!((again.status, &again.body), (200, &first.body));
     assert_eq!(app.logs_of(&order_no).await, logs, "closed once");
     assert_eq!(
-        app.count("SELECT COUNT(*) FROM idempotency_keys WHERE principal = 'admin'").await,
+        app.count("SELECT COUNT(*) FROM idempotency_keys WHERE principal = 'admin'")
+            .await,
         1
     );
 }
@@ -413,11 +456,19 @@ async fn a_key_past_its_retention_is_free_again(backend: Backend) {
     let app = spawn_app(backend).await;
     let order_no = app.order_no_of("idem-expired", MERCHANT_A_KEY).await;
     let first = app
-        .keyed(MERCHANT_A_KEY, &format!("/v1/orders/{order_no}/payments"), "old", Some(&sandbox()))
+        .keyed(
+            MERCHANT_A_KEY,
+            &format!("/v1/orders/{order_no}/payments"),
+            "old",
+            Some(&sandbox()),
+        )
         .await;
     assert_eq!(first.status, 201);
-    app.execute(&format!("UPDATE idempotency_keys SET expires_at = {}", an_hour_ago(backend)))
-        .await;
+    app.execute(&format!(
+        "UPDATE idempotency_keys SET expires_at = {}",
+        an_hour_ago(backend)
+    ))
+    .await;
 
     // Act: the key for another request.
     let cancel = app

@@ -231,9 +231,10 @@ pub async fn claim<C: ConnectionTrait>(
         if inserted == 1 {
             return Ok(Claim::Proceed(token));
         }
-        let Some(existing) = Entity::find_by_id((request.principal.as_str().to_owned(), request.key.as_str().to_owned()))
-            .one(conn)
-            .await?
+        let Some(existing) =
+            Entity::find_by_id((request.principal.as_str().to_owned(), request.key.as_str().to_owned()))
+                .one(conn)
+                .await?
         else {
             // Deleted between the two statements (released, or swept): try again.
             continue;
@@ -343,7 +344,10 @@ fn stored(row: Model) -> StoredResponse {
         .and_then(|json| serde_json::from_str(json).ok())
         .unwrap_or_default();
     StoredResponse {
-        status: row.response_status.and_then(|status| u16::try_from(status).ok()).unwrap_or(500),
+        status: row
+            .response_status
+            .and_then(|status| u16::try_from(status).ok())
+            .unwrap_or(500),
         headers,
         body: row.response_body.unwrap_or_default(),
     }
@@ -427,7 +431,11 @@ mod tests {
 
     #[test]
     fn the_same_json_in_another_order_or_layout_has_the_same_fingerprint() {
-        let a = Fingerprint::of("POST", "/v1/orders/1/refunds", br#"{"amount":1,"reason":"r","out_refund_id":"x"}"#);
+        let a = Fingerprint::of(
+            "POST",
+            "/v1/orders/1/refunds",
+            br#"{"amount":1,"reason":"r","out_refund_id":"x"}"#,
+        );
         let b = Fingerprint::of(
             "POST",
             "/v1/orders/1/refunds",
@@ -445,7 +453,10 @@ mod tests {
             (Fingerprint::of("POST", "/v1/orders/2/cancel", b""), "path"),
             (Fingerprint::of("POST", "/v1/orders/1/cancel?x=1", b""), "query"),
             (Fingerprint::of("POST", "/v1/orders/1/cancel", b"{}"), "body"),
-            (Fingerprint::of("POST", "/v1/orders/1/cancel", br#"{"a":[1,2]}"#), "json body"),
+            (
+                Fingerprint::of("POST", "/v1/orders/1/cancel", br#"{"a":[1,2]}"#),
+                "json body",
+            ),
         ];
         for (other, what) in others {
             assert_ne!(base, other, "{what}");

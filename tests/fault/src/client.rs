@@ -151,7 +151,10 @@ impl Api {
         loop {
             if let Some(base) = self.cluster.pick() {
                 let url = format!("{base}{path}");
-                if let Some(answer) = self.once(route, method.clone(), &url, caller, body, key.as_deref()).await {
+                if let Some(answer) = self
+                    .once(route, method.clone(), &url, caller, body, key.as_deref())
+                    .await
+                {
                     return Some(answer);
                 }
             }
@@ -175,7 +178,10 @@ impl Api {
         let first = Instant::now();
         let key = idempotency_key(&method);
         loop {
-            if let Some(answer) = self.once(route, method.clone(), url, caller, body, key.as_deref()).await {
+            if let Some(answer) = self
+                .once(route, method.clone(), url, caller, body, key.as_deref())
+                .await
+            {
                 return Some(answer);
             }
             if first.elapsed() > NO_ANSWER_LIMIT {
