@@ -58,9 +58,10 @@ pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 pub const KEY_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 /// How long a running request holds its key without renewing it. A node that dies
 /// mid-request blocks retries with the key this long at most.
-pub const IN_FLIGHT_LEASE: Duration = Duration::from_secs(15);
-/// How often a running request renews its lease.
-const LEASE_RENEWAL: Duration = Duration::from_secs(5);
+pub const IN_FLIGHT_LEASE: Duration = Duration::from_secs(10);
+/// How often a running request renews its lease: three times within a lease, so one slow
+/// renewal does not lose it.
+const LEASE_RENEWAL: Duration = Duration::from_secs(3);
 /// How often expired keys are deleted.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10 * 60);
 /// Largest body a request with a key may have: the forwarding middleware's buffer, above the
@@ -209,9 +210,9 @@ async fn run_holding_key(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     // A task of its own, so renewing never waits on the request (nor the request on it: with
     // SQLite's one connection, the request may hold it for a while).
-    let renewal = tokio::spawn(renew_lease(db.clone(), keyed.clone(), token.clone()));
+    let renewal = AbortOnDrop(tokio::spawn(renew_lease(db.clone(), keyed.clone(), token.clone())));
     let result = next.call(request).await;
-    renewal.abort();
+    drop(renewal);
     let response = match result {
         Ok(response) if is_final(response.response()) => response,
         other => {
@@ -247,6 +248,16 @@ async fn run_holding_key(
         ),
     }
     Ok(ServiceResponse::new(request, head.set_body(BoxBody::new(bytes))))
+}
+
+/// Stops the lease renewal however the request's task ends (a panic, a worker stopping): a
+/// renewal left running would hold the key in flight for good.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn renew_lease(db: DatabaseConnection, keyed: KeyedRequest, token: LockToken) {

@@ -41,7 +41,7 @@ pub const CONSOLE_SESSION: &str = "console_session";
 #[openapi(
     info(
         title = "paywarden",
-        description = "Payment orchestration: orders, QR payment attempts at WeChat Pay, Alipay or a built-in sandbox, and an expiry rule that never trusts callbacks alone.\n\nBodies are JSON. Money is an integer number of the currency's minor unit (`format: int64`); `order_no` and `pay_no` are decimal strings. Errors are `{\"error\": {\"code\", \"message\", \"request_id\"?}}`: each operation lists the codes it can answer; server-side failures carry only a `request_id`, under which the cause is logged. Bad input gets a 4xx and writes nothing."
+        description = "Payment orchestration: orders, QR payment attempts at WeChat Pay, Alipay or a built-in sandbox, and an expiry rule that never trusts callbacks alone.\n\nBodies are JSON. Money is an integer number of the currency's minor unit (`format: int64`); `order_no` and `pay_no` are decimal strings. Errors are `{\"error\": {\"code\", \"message\", \"request_id\"?}}`: each operation lists the codes it can answer; server-side failures carry only a `request_id`, under which the cause is logged. Bad input gets a 4xx and writes nothing.\n\nEvery `POST` of `/v1` and `/admin` takes an optional `Idempotency-Key` header: the first answer is stored for 24 hours and replayed to every retry of the same request with that key. An answer that asks to be retried (5xx, or `Retry-After`) is not stored: retry it with the same key."
     ),
     paths(
         super::healthz,
