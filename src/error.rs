@@ -587,6 +587,26 @@ mod tests {
     }
 
     #[test]
+    fn a_forwarded_request_whose_answer_was_lost_asks_for_a_retry_with_the_same_key() {
+        let response = ApiError::OutcomeUnknown.error_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response
+                .headers()
+                .get(actix_web::http::header::RETRY_AFTER)
+                .and_then(|value| value.to_str().ok()),
+            Some("1")
+        );
+        assert_eq!(ApiError::OutcomeUnknown.code(), "service_unavailable");
+        assert!(ApiError::OutcomeUnknown
+            .public_message()
+            .contains("same Idempotency-Key"));
+        assert!(ApiError::Order(OrderError::Unavailable)
+            .public_message()
+            .contains("same Idempotency-Key"));
+    }
+
+    #[test]
     fn codes_in_the_catalogue_are_unique_snake_case() {
         let mut seen = std::collections::BTreeSet::new();
         for entry in ERROR_CODES {

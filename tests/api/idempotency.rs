@@ -479,3 +479,39 @@ async fn a_key_past_its_retention_is_free_again(backend: Backend) {
     assert_eq!(cancel.status, 200, "{cancel:?}");
     assert!(!cancel.replayed);
 }
+
+on_both_backends!(the_sweep_deletes_keys_past_their_retention_only);
+
+async fn the_sweep_deletes_keys_past_their_retention_only(backend: Backend) {
+    // Arrange: one key in use, one past its retention.
+    let app = spawn_app(backend).await;
+    let order_no = app.order_no_of("idem-sweep", MERCHANT_A_KEY).await;
+    for key in ["live", "old"] {
+        let answer = app
+            .keyed(
+                MERCHANT_A_KEY,
+                &format!("/v1/orders/{order_no}/payments"),
+                key,
+                Some(&sandbox()),
+            )
+            .await;
+        assert_eq!(answer.status, 201);
+    }
+    app.execute(&format!(
+        "UPDATE idempotency_keys SET expires_at = {} WHERE key = 'old'",
+        an_hour_ago(backend)
+    ))
+    .await;
+
+    // Act
+    let deleted = actors::store::idempotency_keys::delete_expired(&app.db).await.unwrap();
+
+    // Assert
+    assert_eq!(deleted, 1);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM idempotency_keys WHERE key = 'live'")
+            .await,
+        1
+    );
+    assert_eq!(app.keys_stored().await, 1);
+}
