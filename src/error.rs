@@ -27,6 +27,18 @@ pub enum ApiError {
     Validation(#[from] ValidationError),
     #[error(transparent)]
     Order(#[from] OrderError),
+    /// The `Idempotency-Key` was first used for another request.
+    #[error(
+        "this Idempotency-Key was used for another request (method, path or body); use a new key for a new request"
+    )]
+    IdempotencyKeyReused,
+    /// The `Idempotency-Key`'s first request is still running.
+    #[error("a request with this Idempotency-Key is still in flight; retry after Retry-After seconds")]
+    IdempotencyKeyInUse,
+    /// A forwarded request reached the order's node, but its answer did not come back: it may
+    /// have taken effect.
+    #[error("the node that runs the order took the request but its answer was lost; it may have taken effect: retry after Retry-After seconds with the same Idempotency-Key")]
+    OutcomeUnknown,
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -101,6 +113,11 @@ pub const ERROR_CODES: &[ErrorCode] = &[
         "a path parameter is of the wrong type",
     ),
     code(
+        "invalid_idempotency_key",
+        StatusCode::BAD_REQUEST,
+        "the Idempotency-Key is not 1 to 255 printable ASCII characters (or was sent twice); nothing was done",
+    ),
+    code(
         "invalid_notification",
         StatusCode::BAD_REQUEST,
         "the notification's signature does not verify, or its body cannot be read; nothing was changed",
@@ -129,6 +146,16 @@ pub const ERROR_CODES: &[ErrorCode] = &[
         "idempotency_conflict",
         StatusCode::CONFLICT,
         "out_business_id was already used for an order with other content",
+    ),
+    code(
+        "idempotency_key_reused",
+        StatusCode::CONFLICT,
+        "the Idempotency-Key was first used for another request (method, path or body); nothing was done",
+    ),
+    code(
+        "idempotency_key_in_use",
+        StatusCode::CONFLICT,
+        "the Idempotency-Key's first request is still in flight; retry after Retry-After seconds",
     ),
     code(
         "refund_conflict",
@@ -298,7 +325,7 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     code(
         "service_unavailable",
         StatusCode::SERVICE_UNAVAILABLE,
-        "the order's actor did not answer in time; retry",
+        "the order's node did not answer in time, or its answer was lost, or the order is changing nodes; the request may have taken effect: retry after Retry-After seconds with the same Idempotency-Key",
     ),
     code(
         "provider_busy",
@@ -334,8 +361,18 @@ impl ApiError {
                 Some(std::time::Duration::from_secs(whole.max(1)))
             }
             // Another node runs the order (the request is forwarded when it can be), or this
-            // node just lost it: a partition changes hands within seconds.
-            ApiError::Order(OrderError::Elsewhere(_) | OrderError::Fenced) => Some(std::time::Duration::from_secs(1)),
+            // node just lost it: a partition changes hands within seconds. The order's actor
+            // or node did not answer: the same request (with the same Idempotency-Key) again.
+            // A concurrent change, a close the provider cannot do yet, a key in flight: shortly.
+            ApiError::Order(
+                OrderError::Elsewhere(_)
+                | OrderError::Fenced
+                | OrderError::Unavailable
+                | OrderError::Concurrent
+                | OrderError::CloseNotPossibleYet,
+            )
+            | ApiError::OutcomeUnknown
+            | ApiError::IdempotencyKeyInUse => Some(std::time::Duration::from_secs(1)),
             _ => None,
         }
     }
@@ -347,6 +384,9 @@ impl ApiError {
             ApiError::BadRequest { code, .. } => code,
             ApiError::Validation(err) => err.code,
             ApiError::Order(err) => order_code(err),
+            ApiError::IdempotencyKeyReused => "idempotency_key_reused",
+            ApiError::IdempotencyKeyInUse => "idempotency_key_in_use",
+            ApiError::OutcomeUnknown => "service_unavailable",
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -361,8 +401,11 @@ impl ApiError {
             ApiError::Order(OrderError::Gateway(_)) => {
                 "the payment provider failed; its answer is in the service log under request_id".to_owned()
             }
-            ApiError::Order(OrderError::Id(_) | OrderError::Db(_) | OrderError::Unavailable)
-            | ApiError::Internal(_) => "internal error".to_owned(),
+            ApiError::Order(OrderError::Unavailable) => {
+                "the order's actor did not answer in time; the request may have taken effect: retry after Retry-After seconds with the same Idempotency-Key"
+                    .to_owned()
+            }
+            ApiError::Order(OrderError::Id(_) | OrderError::Db(_)) | ApiError::Internal(_) => "internal error".to_owned(),
             other => other.to_string(),
         }
     }
@@ -424,6 +467,8 @@ impl ResponseError for ApiError {
             ApiError::BadRequest { status, .. } => *status,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Order(err) => order_status(err),
+            ApiError::IdempotencyKeyReused | ApiError::IdempotencyKeyInUse => StatusCode::CONFLICT,
+            ApiError::OutcomeUnknown => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -488,6 +533,10 @@ mod tests {
             ApiError::bad_request("invalid_json", "bad"),
             ApiError::bad_request("invalid_query", "bad"),
             ApiError::bad_request("invalid_path", "bad"),
+            ApiError::bad_request("invalid_idempotency_key", "bad"),
+            ApiError::IdempotencyKeyReused,
+            ApiError::IdempotencyKeyInUse,
+            ApiError::OutcomeUnknown,
             ApiError::BadRequest {
                 status: StatusCode::PAYLOAD_TOO_LARGE,
                 code: "payload_too_large",
@@ -535,6 +584,26 @@ mod tests {
             let entry = error_code(code).unwrap_or_else(|| panic!("{code} is not in ERROR_CODES"));
             assert_eq!(entry.status, err.status_code(), "status of {code}");
         }
+    }
+
+    #[test]
+    fn a_forwarded_request_whose_answer_was_lost_asks_for_a_retry_with_the_same_key() {
+        let response = ApiError::OutcomeUnknown.error_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response
+                .headers()
+                .get(actix_web::http::header::RETRY_AFTER)
+                .and_then(|value| value.to_str().ok()),
+            Some("1")
+        );
+        assert_eq!(ApiError::OutcomeUnknown.code(), "service_unavailable");
+        assert!(ApiError::OutcomeUnknown
+            .public_message()
+            .contains("same Idempotency-Key"));
+        assert!(ApiError::Order(OrderError::Unavailable)
+            .public_message()
+            .contains("same Idempotency-Key"));
     }
 
     #[test]

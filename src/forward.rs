@@ -9,6 +9,11 @@
 //! the client gets `503` with `Retry-After: 1`), and a request for a partition nobody holds
 //! right now (a takeover under way) gets the same.
 //!
+//! A request cut off after it was sent (the owner died, or did not answer in time) may have
+//! taken effect there: the client gets `503 service_unavailable` with `Retry-After: 1`, and is
+//! asked to send it again with the same `Idempotency-Key` ([`crate::idempotency`]; the key is
+//! recorded by the node that runs the request, never by the forwarding one).
+//!
 //! Only requests that can change something are buffered and forwarded, and a status read with
 //! `refresh=true` (it asks the provider through the order's actor): not other `GET`s, which are
 //! reads any node answers from the database, and not provider notifications, which any node
@@ -176,12 +181,15 @@ pub async fn forward(
             count("failed");
             tracing::warn!(owner = %owner, error.message = %err, "could not forward a request to the order's owner");
             // Not connected: the owner never saw it, so it is safe to send again. Cut off
-            // after it was sent: the owner may have done it, as when an actor does not answer
-            // in time; no Retry-After.
+            // after it was sent: the owner may have done it. The client is told to send it
+            // again with the same Idempotency-Key: the owner stored its answer under that key
+            // if it finished (the retry gets it back), or released the key if it failed, or
+            // died holding it (the key's lease lapses and the retry runs). See
+            // `crate::idempotency`.
             let answer = if err.is_connect() {
                 ApiError::Order(actors::OrderError::Elsewhere(None))
             } else {
-                ApiError::Order(actors::OrderError::Unavailable)
+                ApiError::OutcomeUnknown
             };
             Ok(ServiceResponse::new(http_request, answer.error_response()))
         }

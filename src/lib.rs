@@ -13,6 +13,7 @@
 //! - [`auth`]: API-key and admin-token middleware.
 //! - [`error`]: the one HTTP error type.
 //! - [`forward`]: a cluster node forwards requests for another node's orders to it.
+//! - [`idempotency`]: `Idempotency-Key` on the routes that create or change something.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`telemetry`]: logging set-up.
 //!
@@ -23,6 +24,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod forward;
+pub mod idempotency;
 pub mod links;
 pub mod metrics;
 pub mod routes;

@@ -75,6 +75,8 @@ pub struct Application {
     /// What runs beside the server and is stopped after it, in this order.
     engine: Engine,
     relay: Addr<OutboxRelay>,
+    /// Deletes expired idempotency keys; stopped before the pool closes.
+    sweeper: crate::idempotency::Sweeper,
     db: DatabaseConnection,
 }
 
@@ -286,6 +288,7 @@ impl Application {
             server: server.run(),
             engine,
             relay,
+            sweeper: crate::idempotency::Sweeper::start(db.clone()),
             db,
         })
     }
@@ -323,6 +326,7 @@ impl Application {
                 "outbox relay still delivering after the grace; undelivered events are retried after restart"
             );
         }
+        self.sweeper.stop().await;
         if let Err(err) = self.db.close().await {
             tracing::warn!(error.message = %err, "failed to close the database pool");
         }

@@ -7,11 +7,12 @@
 //! # Layout
 //! - [`types`]: `OrderId`, `PayNo`, `MinorUnit` (private fields, validating constructors),
 //!   `Currency` and the string-backed status and kind enums.
-//! - one module per table: [`orders`], [`order_items`], [`payment_attempts`], [`order_logs`],
+//! - one module per table: [`orders`], [`idempotency_keys`], [`order_items`], [`payment_attempts`], [`order_logs`],
 //!   [`outbox`], [`outbox_deliveries`], [`subscribers`], [`webhook_receipts`], [`skus`],
 //!   [`unmatched_notifications`], [`refunds`], [`reconciliation_runs`], [`reconciliation_items`].
 //! - [`prelude`]: every `Entity` under its own name.
 
+pub mod idempotency_keys;
 pub mod order_items;
 pub mod order_logs;
 pub mod orders;
@@ -29,6 +30,6 @@ pub mod unmatched_notifications;
 pub mod webhook_receipts;
 
 pub use types::{
-    AttemptStatus, Currency, DeliveryStatus, InvalidAmount, InvalidId, MinorUnit, OrderId, OrderStatus, PayNo,
-    Provider, RefundNo, RefundStatus, SubscriberKind,
+    AttemptStatus, Currency, DeliveryStatus, IdempotencyStatus, InvalidAmount, InvalidId, MinorUnit, OrderId,
+    OrderStatus, PayNo, Provider, RefundNo, RefundStatus, SubscriberKind,
 };

@@ -350,6 +350,19 @@ impl fmt::Display for RefundStatus {
     }
 }
 
+/// Where the first request with an idempotency key stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "snake_case")]
+pub enum IdempotencyStatus {
+    /// Running on some node (its lease in `locked_until`); a retry is told to wait.
+    #[sea_orm(string_value = "in_flight")]
+    InFlight,
+    /// Finished; its response is stored and replayed.
+    #[sea_orm(string_value = "completed")]
+    Completed,
+}
+
 /// Payment providers paywarden can start an attempt at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]

@@ -16,6 +16,7 @@ mod m20261201_000007_add_order_return_url;
 mod m20261201_000008_create_refunds;
 mod m20261201_000009_create_reconciliation_tables;
 mod m20261202_000010_create_partition_fences;
+mod m20261207_000012_create_idempotency_keys;
 
 pub struct Migrator;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000008_create_refunds::Migration),
             Box::new(m20261201_000009_create_reconciliation_tables::Migration),
             Box::new(m20261202_000010_create_partition_fences::Migration),
+            Box::new(m20261207_000012_create_idempotency_keys::Migration),
         ]
     }
 }

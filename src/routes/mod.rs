@@ -107,6 +107,13 @@ impl Endpoint {
         format!("{}{}", self.scope.prefix(), self.path)
     }
 
+    /// Whether the route takes an `Idempotency-Key` ([`crate::idempotency`]): every `POST` of
+    /// the client and admin scopes creates or changes something. (`PUT` and `DELETE` are
+    /// idempotent by themselves; the checkout page and the console have no API principal.)
+    pub fn takes_idempotency_key(&self) -> bool {
+        self.method == Method::POST && matches!(self.scope, Scope::Client | Scope::Admin)
+    }
+
     fn route(&self) -> Route {
         (self.attach)(web::method(self.method.clone()))
     }
@@ -240,12 +247,22 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, enabled: &
         ),
     )
     .service(scope_of("/checkout", enabled, |scope| scope == Scope::Checkout));
-    cfg.service(scope_of("/v1", enabled, |scope| scope == Scope::Client).wrap(from_fn(require_merchant)))
-        .service(scope_of("/admin", enabled, |scope| scope == Scope::Admin).wrap(from_fn(require_admin)))
-        .service(
-            scope_of("/webhooks", enabled, |scope| matches!(scope, Scope::Webhook(_)))
-                .app_data(web::PayloadConfig::new(max_body_bytes)),
-        );
+    // The last `wrap` runs first: authentication, then the idempotency key (scoped by who
+    // authenticated).
+    cfg.service(
+        scope_of("/v1", enabled, |scope| scope == Scope::Client)
+            .wrap(from_fn(crate::idempotency::idempotency))
+            .wrap(from_fn(require_merchant)),
+    )
+    .service(
+        scope_of("/admin", enabled, |scope| scope == Scope::Admin)
+            .wrap(from_fn(crate::idempotency::idempotency))
+            .wrap(from_fn(require_admin)),
+    )
+    .service(
+        scope_of("/webhooks", enabled, |scope| matches!(scope, Scope::Webhook(_)))
+            .app_data(web::PayloadConfig::new(max_body_bytes)),
+    );
     if Scope::Sandbox.is_mounted(enabled) {
         cfg.service(
             scope_of("/sandbox", enabled, |scope| scope == Scope::Sandbox)

@@ -41,7 +41,7 @@ pub const CONSOLE_SESSION: &str = "console_session";
 #[openapi(
     info(
         title = "paywarden",
-        description = "Payment orchestration: orders, QR payment attempts at WeChat Pay, Alipay or a built-in sandbox, and an expiry rule that never trusts callbacks alone.\n\nBodies are JSON. Money is an integer number of the currency's minor unit (`format: int64`); `order_no` and `pay_no` are decimal strings. Errors are `{\"error\": {\"code\", \"message\", \"request_id\"?}}`: each operation lists the codes it can answer; server-side failures carry only a `request_id`, under which the cause is logged. Bad input gets a 4xx and writes nothing."
+        description = "Payment orchestration: orders, QR payment attempts at WeChat Pay, Alipay or a built-in sandbox, and an expiry rule that never trusts callbacks alone.\n\nBodies are JSON. Money is an integer number of the currency's minor unit (`format: int64`); `order_no` and `pay_no` are decimal strings. Errors are `{\"error\": {\"code\", \"message\", \"request_id\"?}}`: each operation lists the codes it can answer; server-side failures carry only a `request_id`, under which the cause is logged. Bad input gets a 4xx and writes nothing.\n\nEvery `POST` of `/v1` and `/admin` takes an optional `Idempotency-Key` header: the first answer is stored for 24 hours and replayed to every retry of the same request with that key. An answer that asks to be retried (5xx, or `Retry-After`) is not stored: retry it with the same key."
     ),
     paths(
         super::healthz,
@@ -153,6 +153,7 @@ impl Modify for SecuritySchemes {
 pub fn build(enabled: &[Provider], sandbox_open: bool, limits: &OrderLimits) -> Document {
     let mut doc = ApiDoc::openapi();
     console_operations(&mut doc);
+    idempotency_key_parameters(&mut doc);
     for endpoint in ENDPOINTS.iter().filter(|endpoint| !endpoint.scope.is_mounted(enabled)) {
         let path = endpoint.full_path();
         if let Some(item) = doc.paths.paths.get_mut(&path) {
@@ -271,6 +272,61 @@ fn console_operations(doc: &mut Document) {
         }
         let method = if post { HttpMethod::Post } else { HttpMethod::Get };
         doc.paths.add_path_operation(path, vec![method], operation.build());
+    }
+}
+
+/// The error codes every route that takes an `Idempotency-Key` may answer because of it.
+const IDEMPOTENCY_ERROR_CODES: &[&str] = &[
+    "invalid_idempotency_key",
+    "idempotency_key_reused",
+    "idempotency_key_in_use",
+    "payload_too_large",
+    "internal_error",
+];
+
+/// The `Idempotency-Key` header on every route that takes one
+/// ([`super::Endpoint::takes_idempotency_key`]), with the error codes it brings.
+fn idempotency_key_parameters(doc: &mut Document) {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::Required;
+
+    for endpoint in ENDPOINTS.iter().filter(|endpoint| endpoint.takes_idempotency_key()) {
+        let Some(operation) = doc
+            .paths
+            .paths
+            .get_mut(&endpoint.full_path())
+            .and_then(|item| operation_slot(item, endpoint.method.as_str()))
+            .and_then(Option::as_mut)
+        else {
+            continue;
+        };
+        let schema = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(actors::store::idempotency_keys::MAX_KEY_BYTES))
+            // Printable ASCII; no space first or last (HTTP drops it).
+            .pattern(Some("^[!-~]([ -~]{0,253}[!-~])?$"));
+        let parameter = ParameterBuilder::new()
+            .name("Idempotency-Key")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(
+                "Makes the request safe to retry (Stripe's semantics). The first response with this key is stored for 24 hours, per merchant (or for the operators), on every node, and every retry of the same request (method, path, query and body) gets it back with `Idempotent-Replayed: true`, doing nothing. The same key with another request is `409 idempotency_key_reused`; while the first request is still running, `409 idempotency_key_in_use` with `Retry-After`. An answer that asks to be retried (5xx, or `Retry-After`) is not stored: retry with the same key and the request runs again.",
+            ))
+            .schema(Some(schema))
+            .build();
+        operation.parameters.get_or_insert_with(Vec::new).push(parameter);
+        let extensions = operation.extensions.get_or_insert_with(Default::default);
+        let codes = extensions
+            .entry(ERROR_CODES_EXTENSION.to_owned())
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+        if let Some(codes) = codes.as_array_mut() {
+            for code in IDEMPOTENCY_ERROR_CODES {
+                if !codes.iter().any(|listed| listed == code) {
+                    codes.push(serde_json::Value::from(*code));
+                }
+            }
+        }
     }
 }
 

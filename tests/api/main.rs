@@ -11,6 +11,7 @@ mod cluster;
 mod console;
 mod expiry;
 mod health;
+mod idempotency;
 mod migrations;
 mod notifications;
 mod openapi;

@@ -10,6 +10,7 @@
 //! - [`follow_up`]: trades watched after their order stopped waiting for them.
 //! - [`query`]: reads, scoped by merchant for clients.
 //! - [`idempotency`]: replay / conflict decision for `out_business_id`.
+//! - [`idempotency_keys`]: the HTTP `Idempotency-Key`s: claim, lease, stored response, expiry.
 //! - [`journal`]: the `order_logs` and `outbox` rows every change writes.
 //! - [`unmatched`]: authentic notifications for trades paywarden does not know.
 //! - [`refunds`]: refunds, checked against what is left of a payment, and their outcomes.
@@ -21,6 +22,7 @@ pub mod expire_batch;
 pub mod fence;
 pub mod follow_up;
 pub mod idempotency;
+pub mod idempotency_keys;
 pub mod journal;
 pub mod payment;
 pub mod query;

@@ -945,7 +945,7 @@ fn http(inputs: &Inputs<'_>) -> Section {
         observed.unanswered_tries,
     );
     section.count(
-        "503 service_unavailable + Retry-After (partition changing hands), sent again",
+        "503 service_unavailable or 409 idempotency_key_in_use + Retry-After, sent again with the same key",
         observed.retried_after,
     );
     section.count("requests no node answered within 30 s", observed.gave_up);

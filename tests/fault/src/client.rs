@@ -101,7 +101,9 @@ pub(crate) struct Observed {
     /// Requests that found no node answering within the limit.
     pub(crate) gave_up: u64,
     /// `503 service_unavailable` with `Retry-After` (in a cluster: the order's partition was
-    /// changing hands; nothing was written), sent again as the answer asks.
+    /// changing hands, or a forwarded request's answer was lost) and `409
+    /// idempotency_key_in_use` (the first try still running), sent again with the same
+    /// `Idempotency-Key` as the answer asks.
     pub(crate) retried_after: u64,
 }
 
@@ -133,9 +135,9 @@ impl Api {
     }
 
     /// `method path` on any node that is up; on no answer (the node died under the request),
-    /// again on another. Every request of the load is safe to send again: creation is
-    /// idempotent per `out_business_id`, a second cancel is refused as not pending, a second
-    /// attempt is just another attempt. `None`: no node answered within the limit.
+    /// again on another. Every try of one call carries the same `Idempotency-Key` (for a
+    /// `POST`), so a try that took effect before its answer was lost is answered, not done
+    /// again. `None`: no node answered within the limit.
     pub(crate) async fn call(
         &self,
         route: &'static str,
@@ -145,10 +147,14 @@ impl Api {
         body: Option<&Value>,
     ) -> Option<Answer> {
         let first = Instant::now();
+        let key = idempotency_key(&method);
         loop {
             if let Some(base) = self.cluster.pick() {
                 let url = format!("{base}{path}");
-                if let Some(answer) = self.once(route, method.clone(), &url, caller, body).await {
+                if let Some(answer) = self
+                    .once(route, method.clone(), &url, caller, body, key.as_deref())
+                    .await
+                {
                     return Some(answer);
                 }
             }
@@ -170,8 +176,12 @@ impl Api {
         body: Option<&Value>,
     ) -> Option<Answer> {
         let first = Instant::now();
+        let key = idempotency_key(&method);
         loop {
-            if let Some(answer) = self.once(route, method.clone(), url, caller, body).await {
+            if let Some(answer) = self
+                .once(route, method.clone(), url, caller, body, key.as_deref())
+                .await
+            {
                 return Some(answer);
             }
             if first.elapsed() > NO_ANSWER_LIMIT {
@@ -189,9 +199,13 @@ impl Api {
         url: &str,
         caller: Caller,
         body: Option<&Value>,
+        key: Option<&str>,
     ) -> Option<Answer> {
         let sent_at = self.started.elapsed().as_secs_f64();
         let mut request = self.http.request(method, url).bearer_auth(caller.token());
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -215,8 +229,12 @@ impl Api {
             }
         };
         let answer = Answer { status, body };
-        if status == 503 && retry_after && answer.code() == "service_unavailable" {
-            // The documented retryable answer: nothing was written; send it again.
+        let retryable = matches!(
+            (status, answer.code()),
+            (503, "service_unavailable") | (409, "idempotency_key_in_use")
+        );
+        if retryable && retry_after {
+            // The documented retryable answers: send it again, with the same key.
             self.observed().retried_after += 1;
             return None;
         }
@@ -232,4 +250,9 @@ impl Api {
         }
         Some(answer)
     }
+}
+
+/// A new key for one call that can change something (reads need none).
+fn idempotency_key(method: &Method) -> Option<String> {
+    (method != Method::GET).then(|| format!("fault-{}", uuid::Uuid::new_v4().simple()))
 }

@@ -174,6 +174,11 @@ pub fn node_name(index: usize) -> String {
     format!("node-{index}")
 }
 
+/// The `Idempotency-Key` of [`Rig::start_wechat`] for `order_no`.
+pub fn wechat_attempt_key(order_no: &str) -> String {
+    format!("wechat-{order_no}")
+}
+
 impl Rig {
     /// Starts the database, Redis, the simulator (no WeChat close-too-early rule) and the
     /// nodes, then waits until the partitions are balanced over every node.
@@ -313,8 +318,27 @@ impl Rig {
         token: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<(u16, Value)> {
+        self.request_keyed(index, method, path, token, body, None).await
+    }
+
+    /// Like [`Rig::request`], with an `Idempotency-Key` when `key` is given.
+    ///
+    /// # Errors
+    /// No answer.
+    pub async fn request_keyed(
+        &self,
+        index: usize,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+        key: Option<&str>,
+    ) -> anyhow::Result<(u16, Value)> {
         let url = format!("{}{path}", self.base(index)?);
         let mut request = self.http.request(method.clone(), &url).bearer_auth(token);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -365,28 +389,38 @@ impl Rig {
         })
     }
 
-    /// Starts a WeChat Pay attempt of `order_no` at node `index`; its `pay_no`.
+    /// Starts a WeChat Pay attempt of `order_no` at node `index`, with the `Idempotency-Key`
+    /// [`wechat_attempt_key`]; its `pay_no`.
     ///
     /// # Errors
     /// No answer, or not `201`.
     pub async fn start_wechat(&self, index: usize, order_no: &str) -> anyhow::Result<String> {
-        let path = format!("/v1/orders/{order_no}/payments");
-        let (status, answer) = self
-            .request(
-                index,
-                Method::POST,
-                &path,
-                MERCHANT_KEY,
-                Some(&json!({ "provider": "wechat" })),
-            )
-            .await?;
+        let (status, answer) = self.post_wechat_attempt(index, order_no).await?;
         if status != 201 {
-            bail!("POST {path} at node {index} answered {status} {answer}");
+            bail!("POST /v1/orders/{order_no}/payments at node {index} answered {status} {answer}");
         }
         Ok(answer["pay_no"]
             .as_str()
             .with_context(|| format!("no pay_no in {answer}"))?
             .to_owned())
+    }
+
+    /// `POST /v1/orders/{order_no}/payments {"provider":"wechat"}` at node `index` with the
+    /// `Idempotency-Key` [`wechat_attempt_key`]: a new attempt the first time, the first
+    /// answer replayed after that; the status and the answer.
+    ///
+    /// # Errors
+    /// No answer.
+    pub async fn post_wechat_attempt(&self, index: usize, order_no: &str) -> anyhow::Result<(u16, Value)> {
+        self.request_keyed(
+            index,
+            Method::POST,
+            &format!("/v1/orders/{order_no}/payments"),
+            MERCHANT_KEY,
+            Some(&json!({ "provider": "wechat" })),
+            Some(&wechat_attempt_key(order_no)),
+        )
+        .await
     }
 
     /// Cancels `order_no` through node `index` (the merchant's cancel); the answer.

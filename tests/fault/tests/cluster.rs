@@ -211,6 +211,50 @@ async fn three_nodes_on_one_redis_arm_each_order_once_and_call_the_provider_once
         "forwarding failed: {failed} failed, {no_owner} with no owner"
     );
 
+    // Every attempt carried an Idempotency-Key (`Rig::start_wechat`): recorded once, by the node that ran it (the
+    // forwarding node released its claim), and replayed by any node without a new attempt.
+    let keys = rig
+        .db
+        .scalar("SELECT COUNT(*) FROM idempotency_keys WHERE status = 'completed'")
+        .await
+        .expect("the database answers");
+    let all_keys = rig
+        .db
+        .scalar("SELECT COUNT(*) FROM idempotency_keys")
+        .await
+        .expect("the database answers");
+    let attempts_made = i64::try_from(made.len()).unwrap();
+    assert_eq!(
+        (keys, all_keys),
+        (attempts_made, attempts_made),
+        "one completed key per attempt"
+    );
+    let forwarded_one = made
+        .iter()
+        .find(|m| {
+            let (at, _) = m.wechat.as_ref().expect("an attempt");
+            node_name(*at) != owner(&placements[&m.order.order_no])
+        })
+        .expect("an attempt was forwarded");
+    let (at, pay_no) = forwarded_one.wechat.clone().expect("an attempt");
+    let order_no = &forwarded_one.order.order_no;
+    for index in (0..NODES).filter(|index| *index != at) {
+        let (status, answer) = rig.post_wechat_attempt(index, order_no).await.expect("an answer");
+        assert_eq!(
+            (status, answer["pay_no"].as_str()),
+            (201, Some(pay_no.as_str())),
+            "replayed at node {index}"
+        );
+    }
+    let attempts = rig
+        .db
+        .scalar(&format!(
+            "SELECT COUNT(*) FROM payment_attempts a JOIN orders o ON o.id = a.order_id WHERE o.order_no = '{order_no}'"
+        ))
+        .await
+        .expect("the database answers");
+    assert_eq!(attempts, 1, "the replays started no attempt");
+
     let took = rig
         .wait_final(&order_nos(&made), FINAL_LIMIT)
         .await
