@@ -75,13 +75,15 @@ impl Rig {
 
 impl Rig {
     async fn tamper(&self, provider: &str, tampering: Value) {
-        self.sim_put(&format!("/sim/{provider}/bill-tampering"), tampering).await;
+        self.sim_put(&format!("/sim/{provider}/bill-tampering"), tampering)
+            .await;
     }
 }
 
 /// Every order event of the test's database, in order.
 async fn order_events(app: &TestApp) -> i64 {
-    app.count("SELECT COUNT(*) FROM outbox WHERE event_type LIKE 'order.%'").await
+    app.count("SELECT COUNT(*) FROM outbox WHERE event_type LIKE 'order.%'")
+        .await
 }
 
 fn kinds(run: &Value) -> Vec<(String, String)> {

@@ -370,11 +370,19 @@ async fn a_report_contradicting_a_recorded_payment_is_an_anomaly_never_a_refund(
     };
     let now = chrono::Utc::now().timestamp();
     let first = app
-        .post_sandbox_notification(&report("evt-first", "sbx-txn-first"), crate::helpers::SANDBOX_SECRET, now)
+        .post_sandbox_notification(
+            &report("evt-first", "sbx-txn-first"),
+            crate::helpers::SANDBOX_SECRET,
+            now,
+        )
         .await;
     assert_eq!(first.json::<Value>().await.unwrap()["outcome"], "Paid");
     let second = app
-        .post_sandbox_notification(&report("evt-reused", "sbx-txn-other"), crate::helpers::SANDBOX_SECRET, now)
+        .post_sandbox_notification(
+            &report("evt-reused", "sbx-txn-other"),
+            crate::helpers::SANDBOX_SECRET,
+            now,
+        )
         .await;
     assert_eq!(second.status().as_u16(), 200, "recorded, so acknowledged");
     assert_eq!(second.json::<Value>().await.unwrap()["outcome"], "Anomaly");
@@ -396,7 +404,15 @@ async fn a_report_contradicting_a_recorded_payment_is_an_anomaly_never_a_refund(
         "{anomaly}"
     );
     assert_eq!(app.outbox_count(&order_no, "order.payment_anomaly").await, 1);
-    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
         metrics.contains("paywarden_money_anomalies_total{kind=\"conflicting_report\"} 1"),
         "{metrics}"
@@ -1134,9 +1150,13 @@ async fn an_automatic_refund_the_provider_closes_is_made_again_under_a_new_numbe
             refunds.first().is_some_and(|first| first["status"] == "failed")
         })
         .await;
-    assert!(refunds[0]["failure"].as_str().unwrap().contains("CLOSED"), "{refunds:?}");
+    assert!(
+        refunds[0]["failure"].as_str().unwrap().contains("CLOSED"),
+        "{refunds:?}"
+    );
     rig.sim.set_refund_behaviour(SimRefundBehaviour::default());
-    app.wait_for_status(&order_no, "refunded", Duration::from_secs(10)).await;
+    app.wait_for_status(&order_no, "refunded", Duration::from_secs(10))
+        .await;
     let refunds = app.refunds_of(&order_no).await["refunds"].as_array().unwrap().clone();
     let outcome: Vec<(&str, &str, i64)> = refunds
         .iter()
@@ -1251,15 +1271,18 @@ async fn a_refund_recorded_failed_that_succeeds_later_is_counted_and_refunding_b
     app.wait_for_status(&order_no, "refunded", Duration::from_secs(1)).await;
     let order = app.admin_order(&order_no).await;
     assert!(
-        order["logs"].as_array().unwrap().iter().any(|log| log["event"] == "payment.anomaly"
-            && log["reason"].as_str().unwrap_or_default().contains("now total")),
+        order["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|log| log["event"] == "payment.anomaly"
+                && log["reason"].as_str().unwrap_or_default().contains("now total")),
         "{order}"
     );
-    assert!(
-        app.metrics()
-            .await
-            .contains("paywarden_money_anomalies_total{kind=\"refunded_beyond_paid\"} 1")
-    );
+    assert!(app
+        .metrics()
+        .await
+        .contains("paywarden_money_anomalies_total{kind=\"refunded_beyond_paid\"} 1"));
     // The same money cannot be refunded a third time: the order is refunded now, and even an
     // operator naming the payment finds nothing left of it.
     let third = app

@@ -191,7 +191,9 @@ pub fn compare(
                 ..
             } => {
                 summary.provider_refunds.add(*amount);
-                if let Some((_, first_amount, _)) = billed_refunds.insert(out_refund_no, (out_trade_no, *amount, status)) {
+                if let Some((_, first_amount, _)) =
+                    billed_refunds.insert(out_refund_no, (out_trade_no, *amount, status))
+                {
                     differences.push(duplicate(
                         out_refund_no,
                         out_trade_no,
@@ -550,7 +552,12 @@ async fn fail(db: &DatabaseConnection, run: &reconciliation_runs::Model, why: &s
         )
         .col_expr(
             reconciliation_runs::Column::LastError,
-            Expr::value(format!("the bill is unusable: {why}").chars().take(512).collect::<String>()),
+            Expr::value(
+                format!("the bill is unusable: {why}")
+                    .chars()
+                    .take(512)
+                    .collect::<String>(),
+            ),
         )
         .col_expr(reconciliation_runs::Column::UpdatedAt, Expr::value(now))
         .filter(reconciliation_runs::Column::Id.eq(run.id))
@@ -582,7 +589,11 @@ async fn wait(db: &DatabaseConnection, run_id: i64, at: DateTime<Utc>, why: &str
 /// so a re-run records nothing twice). A trade the answer says is not paid becomes
 /// [`ItemKind::BillSaysPaidProviderSaysNot`] and changes nothing. Returns the item to write
 /// and what was done.
-async fn compensate(engine: &Engine, run: &reconciliation_runs::Model, difference: &Difference) -> (Difference, String) {
+async fn compensate(
+    engine: &Engine,
+    run: &reconciliation_runs::Model,
+    difference: &Difference,
+) -> (Difference, String) {
     let unchanged = |action: String| (difference.clone(), action);
     let Ok(pay_no) = difference.out_trade_no.parse::<PayNo>() else {
         return unchanged("not compensated: not a trade number paywarden issues".into());
@@ -604,7 +615,10 @@ async fn compensate(engine: &Engine, run: &reconciliation_runs::Model, differenc
                 ),
                 ..difference.clone()
             };
-            return (contradicted, "not recorded: the provider's verified answer contradicts the bill".into());
+            return (
+                contradicted,
+                "not recorded: the provider's verified answer contradicts the bill".into(),
+            );
         }
     };
     let agrees = Some(&trade.provider_txn_id) == difference.provider_txn_id.as_ref()

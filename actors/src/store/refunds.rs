@@ -503,7 +503,9 @@ async fn retry_automatic(
         tracing::error!(order_no = %order.order_no, pay_no = %failed.pay_no, tries, "an automatic refund is parked for an operator");
         return Ok(AutoFollowUp::Parked { tries });
     }
-    let delay = retry.schedule.delay(u32::try_from(tries.saturating_sub(1)).unwrap_or(u32::MAX));
+    let delay = retry
+        .schedule
+        .delay(u32::try_from(tries.saturating_sub(1)).unwrap_or(u32::MAX));
     let at = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1));
     let refund_no: RefundNo = retry.ids.next_typed().await?;
     let key = format!("{AUTO_REFUND_PREFIX}{}:{}", failed.pay_no, tries + 1);

@@ -62,11 +62,16 @@ pub(crate) async fn run(api: &Api, sim: &SimServer, db: &RunDatabase) -> anyhow:
             .await?
             .iter()
             .filter_map(|row| row.try_get_by_index::<String>(0).ok())
-            .filter(|pay_no| book.get(pay_no).is_none_or(|trade| trade.state != SimTradeState::Success))
+            .filter(|pay_no| {
+                book.get(pay_no)
+                    .is_none_or(|trade| trade.state != SimTradeState::Success)
+            })
             .take(FORGED_PER_PROVIDER)
             .collect();
         let (Some(twice), Some(other_txn)) = (paid_today.first(), paid_today.get(1)) else {
-            outcome.counts.push((format!("{provider}: too few payments today for the bill phase"), 0));
+            outcome
+                .counts
+                .push((format!("{provider}: too few payments today for the bill phase"), 0));
             continue;
         };
         let involved: Vec<String> = unpaid.iter().chain([twice, other_txn]).cloned().collect();
@@ -98,11 +103,15 @@ pub(crate) async fn run(api: &Api, sim: &SimServer, db: &RunDatabase) -> anyhow:
             i64::try_from(denied).unwrap_or(0),
         ));
         if run["status"] != "completed" || denied != unpaid.len() {
-            outcome.failures.push(format!("{provider}: rows added for unpaid trades: {run}"));
+            outcome
+                .failures
+                .push(format!("{provider}: rows added for unpaid trades: {run}"));
         }
         for (kind, reference) in [("duplicate_in_bill", twice), ("txn_differs", other_txn)] {
             if !kinds.iter().any(|(k, r)| k == kind && r == reference) {
-                outcome.failures.push(format!("{provider}: no {kind} item for {reference}: {run}"));
+                outcome
+                    .failures
+                    .push(format!("{provider}: no {kind} item for {reference}: {run}"));
             }
         }
         outcome.counts.push((
@@ -123,7 +132,10 @@ pub(crate) async fn run(api: &Api, sim: &SimServer, db: &RunDatabase) -> anyhow:
             tamper(&control, sim, provider, tampering).await?;
             let run = reconcile(api, provider, &day).await;
             outcome.counts.push((
-                format!("{provider}: a bill of {label}: run {}", run["status"].as_str().unwrap_or("?")),
+                format!(
+                    "{provider}: a bill of {label}: run {}",
+                    run["status"].as_str().unwrap_or("?")
+                ),
                 1,
             ));
             if run["status"] != "failed" {

@@ -481,7 +481,9 @@ async fn verified(inputs: &Inputs<'_>) -> anyhow::Result<Section> {
             trade.state == SimTradeState::Success && trade.provider_trade_no.as_deref() == Some(txn.as_str())
         });
         if !backed {
-            unbacked.push(format!("order {order_no} [{status}] paid by {provider} {pay_no} txn {txn}"));
+            unbacked.push(format!(
+                "order {order_no} [{status}] paid by {provider} {pay_no} txn {txn}"
+            ));
         }
     }
     section.count("orders paid at WeChat Pay or Alipay", rows.len());
@@ -503,15 +505,16 @@ async fn verified(inputs: &Inputs<'_>) -> anyhow::Result<Section> {
             ))
             .await?;
         let kept = attempts.get(pay_no).is_some_and(|attempt| {
-            inputs
-                .trades
-                .iter()
-                .any(|t| t.out_trade_no == *pay_no && t.provider_trade_no.as_deref() == Some(attempt.provider_txn_id.as_str()))
+            inputs.trades.iter().any(|t| {
+                t.out_trade_no == *pay_no && t.provider_trade_no.as_deref() == Some(attempt.provider_txn_id.as_str())
+            })
         });
         if anomaly == 0 || !kept {
             mishandled.push(format!(
                 "pay_no {pay_no}: anomaly rows {anomaly}, recorded txn kept {kept} ({:?})",
-                attempts.get(pay_no).map(|a| (&a.attempt_status, &a.provider_txn_id, &a.order_status))
+                attempts
+                    .get(pay_no)
+                    .map(|a| (&a.attempt_status, &a.provider_txn_id, &a.order_status))
             ));
         }
     }
@@ -527,7 +530,11 @@ async fn verified(inputs: &Inputs<'_>) -> anyhow::Result<Section> {
     let mut bill_failures = inputs.facts.bill_failures.clone();
     let failed = len(bill_failures.len());
     bill_failures.truncate(EVIDENCE);
-    section.zero("tampered bills that changed something or were not refused", failed, bill_failures);
+    section.zero(
+        "tampered bills that changed something or were not refused",
+        failed,
+        bill_failures,
+    );
     Ok(section)
 }
 

@@ -577,7 +577,10 @@ async fn tampered_download(state: &SimState, provider: SimProvider, req: &HttpRe
     let redirected = req.query_string().contains("redirected=1");
     (tampering.redirect && !redirected).then(|| {
         HttpResponse::Found()
-            .insert_header(("Location", format!("{}?{}&redirected=1", req.path(), req.query_string())))
+            .insert_header((
+                "Location",
+                format!("{}?{}&redirected=1", req.path(), req.query_string()),
+            ))
             .finish()
     })
 }

@@ -139,14 +139,18 @@ async fn pay_at_close(state: web::Data<SimState>, path: web::Path<(SimProvider, 
 async fn notify_conflicting(state: web::Data<SimState>, path: web::Path<(SimProvider, String)>) -> HttpResponse {
     let (provider, no) = path.into_inner();
     let Some(trade) = state.trade(provider, &no) else {
-        return HttpResponse::NotFound().json(json!({"error": {"code": "trade_not_found", "message": "no such trade"}}));
+        return HttpResponse::NotFound()
+            .json(json!({"error": {"code": "trade_not_found", "message": "no such trade"}}));
     };
     if trade.state != crate::book::SimTradeState::Success {
-        return HttpResponse::Conflict().json(json!({"error": {"code": "trade_not_paid", "message": "the trade is not paid"}}));
+        return HttpResponse::Conflict()
+            .json(json!({"error": {"code": "trade_not_paid", "message": "the trade is not paid"}}));
     }
     match crate::notify::send_conflicting(&state, &trade).await {
         Ok(acknowledged) => HttpResponse::Ok().json(json!({"acknowledged": acknowledged})),
-        Err(err) => HttpResponse::InternalServerError().json(json!({"error": {"code": "notification", "message": err}})),
+        Err(err) => {
+            HttpResponse::InternalServerError().json(json!({"error": {"code": "notification", "message": err}}))
+        }
     }
 }
 

@@ -31,7 +31,11 @@ const MAX_ENTRIES: usize = 16;
 /// # Errors
 /// [`BillError`] when the archive does not open, holds no detail file, unzips to more than
 /// `max_unzipped`, or its detail file does not read or check out.
-pub fn parse_bill_zip(bytes: &[u8], expect: &BillExpectation<'_>, max_unzipped: u64) -> Result<Vec<BillRow>, BillError> {
+pub fn parse_bill_zip(
+    bytes: &[u8],
+    expect: &BillExpectation<'_>,
+    max_unzipped: u64,
+) -> Result<Vec<BillRow>, BillError> {
     let unreadable = |err: &dyn std::fmt::Display| BillError::Unreadable(err.to_string());
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|err| unreadable(&err))?;
     if archive.len() > MAX_ENTRIES {
@@ -103,7 +107,10 @@ fn claimed_total(line: &str, label: &str, money_label: &str) -> Result<Option<(u
     };
     let bad = || BillError::Inconsistent(format!("the footer {line:?} does not read"));
     let rest = &line[at + label.len()..];
-    let count: u64 = rest[..rest.find('笔').ok_or_else(bad)?].trim().parse().map_err(|_| bad())?;
+    let count: u64 = rest[..rest.find('笔').ok_or_else(bad)?]
+        .trim()
+        .parse()
+        .map_err(|_| bad())?;
     let money = match rest.find(money_label) {
         Some(at) => {
             let rest = &rest[at + money_label.len()..];
@@ -140,10 +147,7 @@ fn check_claims(claims: &Claims, expect: &BillExpectation<'_>) -> Result<(), Bil
         ));
     };
     let midnight = expect.date.and_time(chrono::NaiveTime::MIN);
-    let next = expect
-        .date
-        .succ_opt()
-        .map(|day| day.and_time(chrono::NaiveTime::MIN));
+    let next = expect.date.succ_opt().map(|day| day.and_time(chrono::NaiveTime::MIN));
     if start != midnight || Some(end) != next {
         return Err(BillError::Inconsistent(format!(
             "the bill covers {start} to {end}, not the day {}",
@@ -152,7 +156,9 @@ fn check_claims(claims: &Claims, expect: &BillExpectation<'_>) -> Result<(), Bil
     }
     if let Some(pid) = expect.account {
         let Some(account) = claims.account.as_deref() else {
-            return Err(BillError::Inconsistent("the bill does not name its account (#账号)".into()));
+            return Err(BillError::Inconsistent(
+                "the bill does not name its account (#账号)".into(),
+            ));
         };
         // The bill names the account as the PID followed by its type, `0156`.
         let ours = account == pid || account.strip_prefix(pid) == Some("0156");
@@ -171,7 +177,10 @@ fn check_claims(claims: &Claims, expect: &BillExpectation<'_>) -> Result<(), Bil
 /// remark (last) the rest.
 fn cells<'a>(line: &'a str, width: usize, name: usize, created: usize) -> Option<Vec<std::borrow::Cow<'a, str>>> {
     use std::borrow::Cow;
-    let raw: Vec<&str> = line.split(',').map(|cell| cell.trim_matches(|c: char| c == '\t' || c == ' ')).collect();
+    let raw: Vec<&str> = line
+        .split(',')
+        .map(|cell| cell.trim_matches(|c: char| c == '\t' || c == ' '))
+        .collect();
     if raw.len() == width {
         return Some(raw.into_iter().map(Cow::Borrowed).collect());
     }
@@ -183,7 +192,11 @@ fn cells<'a>(line: &'a str, width: usize, name: usize, created: usize) -> Option
     let shift = (0..=extra).find(|shift| is_time(raw[created + shift]) && is_time(raw[created + shift + 1]))?;
     let mut out: Vec<Cow<'a, str>> = raw[..name].iter().map(|cell| Cow::Borrowed(*cell)).collect();
     out.push(Cow::Owned(raw[name..=name + shift].join(",")));
-    out.extend(raw[name + shift + 1..width - 1 + shift].iter().map(|cell| Cow::Borrowed(*cell)));
+    out.extend(
+        raw[name + shift + 1..width - 1 + shift]
+            .iter()
+            .map(|cell| Cow::Borrowed(*cell)),
+    );
     out.push(Cow::Owned(raw[width - 1 + shift..].join(",")));
     Some(out)
 }
@@ -206,7 +219,11 @@ pub fn parse_detail(text: &str, expect: &BillExpectation<'_>) -> Result<Vec<Bill
         if line.trim_start().starts_with('#') {
             read_claim(&mut claims, line)?;
         } else if header.is_none() {
-            header = Some(line.split(',').map(|cell| cell.trim_matches(|c: char| c == '\t' || c == ' ')).collect());
+            header = Some(
+                line.split(',')
+                    .map(|cell| cell.trim_matches(|c: char| c == '\t' || c == ' '))
+                    .collect(),
+            );
         } else {
             body.push((index + 1, line));
         }
@@ -279,16 +296,23 @@ pub fn parse_detail(text: &str, expect: &BillExpectation<'_>) -> Result<Vec<Bill
             other => return Err(problem(format!("unknown business type {other:?}"))),
         }
     }
-    for (what, claimed, counted) in [("payments", claims.payments, payments), ("refunds", claims.refunds, refunds)] {
+    for (what, claimed, counted) in [
+        ("payments", claims.payments, payments),
+        ("refunds", claims.refunds, refunds),
+    ] {
         let Some((count, total)) = claimed else {
-            return Err(BillError::Inconsistent(format!("the bill states no total of its {what}")));
+            return Err(BillError::Inconsistent(format!(
+                "the bill states no total of its {what}"
+            )));
         };
         if count != counted.0 || total.is_some_and(|total| total != counted.1) {
             return Err(BillError::Inconsistent(format!(
                 "the bill's {what} add up to {} rows, {} yuan; its footer says {count} rows{}",
                 counted.0,
                 yuan_text(counted.1),
-                total.map(|total| format!(", {} yuan", yuan_text(total))).unwrap_or_default()
+                total
+                    .map(|total| format!(", {} yuan", yuan_text(total)))
+                    .unwrap_or_default()
             )));
         }
     }
@@ -372,7 +396,13 @@ mod tests {
 
     #[test]
     fn a_real_shaped_archive_reads_as_payments_and_refunds_in_fen() {
-        let detail = real_shaped("20880000000000010156", "2019-09-16", &[PAYMENT, REFUND], PAID_LINE, REFUNDED_LINE);
+        let detail = real_shaped(
+            "20880000000000010156",
+            "2019-09-16",
+            &[PAYMENT, REFUND],
+            PAID_LINE,
+            REFUNDED_LINE,
+        );
         let archive = zipped(&[
             (
                 "20880000000000010156_20190916_业务明细(汇总).csv",
@@ -390,30 +420,46 @@ mod tests {
     fn a_tab_after_an_amount_or_a_comma_in_the_product_name_still_reads() {
         let padded = PAYMENT.replace(",29.99,29.99,", ",29.99\t,29.99\t,");
         let comma = REFUND.replace("下单测试,2019", "Rust, 2nd edition,2019");
-        let detail = real_shaped("20880000000000010156", "2019-09-16", &[&padded, &comma], PAID_LINE, REFUNDED_LINE);
+        let detail = real_shaped(
+            "20880000000000010156",
+            "2019-09-16",
+            &[&padded, &comma],
+            PAID_LINE,
+            REFUNDED_LINE,
+        );
         assert_eq!(parse_detail(&detail, &expect(None)).unwrap(), expected_rows());
     }
 
     #[test]
     fn a_file_of_another_account_or_day_or_that_does_not_add_up_is_refused() {
-        let good = |account: &str, day: &str, paid: &str| {
-            real_shaped(account, day, &[PAYMENT, REFUND], paid, REFUNDED_LINE)
-        };
+        let good =
+            |account: &str, day: &str, paid: &str| real_shaped(account, day, &[PAYMENT, REFUND], paid, REFUNDED_LINE);
         let inconsistent = |text: String, expectation: BillExpectation<'_>| match parse_detail(&text, &expectation) {
             Err(BillError::Inconsistent(why)) => why,
             other => panic!("expected an inconsistency, got {other:?}"),
         };
-        let why = inconsistent(good("20889999999999990156", "2019-09-16", PAID_LINE), expect(Some("2088000000000001")));
+        let why = inconsistent(
+            good("20889999999999990156", "2019-09-16", PAID_LINE),
+            expect(Some("2088000000000001")),
+        );
         assert!(why.contains("account 20889999999999990156"), "{why}");
         let why = inconsistent(good("20880000000000010156", "2019-09-15", PAID_LINE), expect(None));
         assert!(why.contains("not the day 2019-09-16"), "{why}");
         let why = inconsistent(
-            good("20880000000000010156", "2019-09-16", "#交易合计：2笔，商家实收共29.99元，商家优惠共0.00元"),
+            good(
+                "20880000000000010156",
+                "2019-09-16",
+                "#交易合计：2笔，商家实收共29.99元，商家优惠共0.00元",
+            ),
             expect(None),
         );
         assert!(why.contains("footer says 2 rows"), "{why}");
         let why = inconsistent(
-            good("20880000000000010156", "2019-09-16", "#交易合计：1笔，商家实收共39.99元，商家优惠共0.00元"),
+            good(
+                "20880000000000010156",
+                "2019-09-16",
+                "#交易合计：1笔，商家实收共39.99元，商家优惠共0.00元",
+            ),
             expect(None),
         );
         assert!(why.contains("39.99"), "{why}");
@@ -427,9 +473,18 @@ mod tests {
         let strange = PAYMENT.replace("交易\t", "冻结\t");
         let no_amount = PAYMENT.replace(",29.99,29.99,", ",,29.99,");
         for row in [short, strange, no_amount] {
-            let detail = real_shaped("20880000000000010156", "2019-09-16", &[&row, REFUND], PAID_LINE, REFUNDED_LINE);
+            let detail = real_shaped(
+                "20880000000000010156",
+                "2019-09-16",
+                &[&row, REFUND],
+                PAID_LINE,
+                REFUNDED_LINE,
+            );
             assert!(
-                matches!(parse_detail(&detail, &expect(None)), Err(BillError::Line { line: 6, .. })),
+                matches!(
+                    parse_detail(&detail, &expect(None)),
+                    Err(BillError::Line { line: 6, .. })
+                ),
                 "{row}"
             );
         }

@@ -6,7 +6,9 @@
 
 use sha1::{Digest, Sha1};
 
-use crate::gateway::bill::{add_fen, columns, parse_china_time, parse_yuan, yuan_text, BillError, BillExpectation, BillRow};
+use crate::gateway::bill::{
+    add_fen, columns, parse_china_time, parse_yuan, yuan_text, BillError, BillExpectation, BillRow,
+};
 
 /// The first cell of the summary header, where the detail rows end.
 const SUMMARY_HEADER: &str = "总交易单数";
@@ -85,7 +87,11 @@ pub fn parse_trade_bill(text: &str, expect: &BillExpectation<'_>) -> Result<Vec<
             problem,
         };
         if fields.len() != header.len() {
-            return Err(problem(format!("{} cells where the header has {}", fields.len(), header.len())));
+            return Err(problem(format!(
+                "{} cells where the header has {}",
+                fields.len(),
+                header.len()
+            )));
         }
         let money = |at: usize| parse_yuan(field(at)).map(|(_, amount)| amount).map_err(&problem);
         if let Some(mchid) = expect.account {
@@ -128,11 +134,24 @@ pub fn parse_trade_bill(text: &str, expect: &BillExpectation<'_>) -> Result<Vec<
         }
     }
     let Some((summary_header, Some((index, values)))) = summary else {
-        return Err(BillError::Inconsistent("the bill has no summary row (总交易单数 ...)".into()));
+        return Err(BillError::Inconsistent(
+            "the bill has no summary row (总交易单数 ...)".into(),
+        ));
     };
-    let values: Vec<&str> = values.split(',').map(|cell| cell.trim().trim_start_matches('`')).collect();
-    let claimed = |name: &str| summary_header.iter().position(|cell| *cell == name).and_then(|at| values.get(at).copied());
-    let bad = |problem: String| BillError::Line { line: index + 1, problem };
+    let values: Vec<&str> = values
+        .split(',')
+        .map(|cell| cell.trim().trim_start_matches('`'))
+        .collect();
+    let claimed = |name: &str| {
+        summary_header
+            .iter()
+            .position(|cell| *cell == name)
+            .and_then(|at| values.get(at).copied())
+    };
+    let bad = |problem: String| BillError::Line {
+        line: index + 1,
+        problem,
+    };
     let claimed_count: u64 = claimed(SUMMARY_HEADER)
         .unwrap_or_default()
         .parse()

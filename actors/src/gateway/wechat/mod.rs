@@ -591,7 +591,8 @@ impl Gateway for WechatGateway {
             )));
         }
         bill::check_digest(&file, &applied.hash_value).map_err(|err| GatewayError::Verification(err.to_string()))?;
-        let text = String::from_utf8(file).map_err(|err| GatewayError::BadBill(format!("the bill is not UTF-8: {err}")))?;
+        let text =
+            String::from_utf8(file).map_err(|err| GatewayError::BadBill(format!("the bill is not UTF-8: {err}")))?;
         let expect = BillExpectation {
             date,
             account: Some(self.settings.mchid.as_str()),
