@@ -394,3 +394,63 @@ async fn a_request_that_fails_authentication_is_answered_by_the_receiving_node_a
         "the owner started no attempt"
     );
 }
+
+/// The node holding each partition's lease, as Redis holds it now (`None`: free).
+async fn lease_holders(redis: &mut redis::aio::MultiplexedConnection, prefix: &str) -> Vec<Option<String>> {
+    let mut holders = Vec::new();
+    for partition in 0..PARTITIONS {
+        let value: Option<String> = redis::cmd("GET")
+            .arg(format!("{prefix}:{{p{partition}}}:lease"))
+            .query_async(redis)
+            .await
+            .unwrap();
+        holders.push(value.map(|v| v.split('|').next().unwrap_or_default().to_owned()));
+    }
+    holders
+}
+
+#[actix_web::test]
+async fn after_redis_loses_its_keys_no_node_takes_the_partitions_of_another_live_node() {
+    // Arrange: two balanced nodes.
+    let (node0, _node1) = spawn_two_nodes().await;
+    let prefix = node0.settings.redis.key_prefix.clone();
+    let mut redis = redis::Client::open(crate::helpers::redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let before = lease_holders(&mut redis, &prefix).await;
+    assert!(before.iter().all(Option::is_some), "{before:?}");
+
+    // Act: Redis restarts without its data (this cluster's keys only: the Redis is shared).
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await.unwrap();
+
+    // Assert: for three lease periods (600 ms each) no partition is held by another node than
+    // before; then each node holds its share again.
+    let watch_until = Instant::now() + Duration::from_millis(1_800);
+    while Instant::now() < watch_until {
+        let now = lease_holders(&mut redis, &prefix).await;
+        for (partition, (was, is)) in before.iter().zip(&now).enumerate() {
+            if is.is_some() {
+                assert_eq!(
+                    is, was,
+                    "partition {partition} taken by another node while its holder lived"
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = Instant::now();
+    while lease_holders(&mut redis, &prefix).await != before {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "the shares did not come back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
