@@ -454,3 +454,50 @@ async fn after_redis_loses_its_keys_no_node_takes_the_partitions_of_another_live
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[actix_web::test]
+async fn the_follow_up_of_a_live_order_s_trades_runs_on_the_order_s_owner_only() {
+    // Arrange: two nodes; node-0's provider hangs, and node-0 waits for it, so a look node-0
+    // took at a trade would not end for seconds.
+    let (node0, node1) = spawn_two_nodes_with(|n, settings| {
+        if n == 0 {
+            settings.providers.sandbox.calls.timeout = Duration::from_secs(10);
+            settings.providers.sandbox.calls.retries = 0;
+        }
+    })
+    .await;
+    node0
+        .sandbox_faults(serde_json::json!({ "mode": "timeout", "delay_ms": 10_000 }))
+        .await;
+    // One trade at a time: each round, whichever node polls first would claim it.
+    for round in 0..6 {
+        let order_no = order_owned_by(&node1, &node1, "node-1").await;
+        let response = node1
+            .post_payment(crate::helpers::MERCHANT_A_KEY, &order_no, "sandbox")
+            .await;
+        assert_eq!(response.status().as_u16(), 201);
+        let attempt: serde_json::Value = response.json().await.unwrap();
+        let pay_no = attempt["pay_no"].as_str().unwrap().to_owned();
+
+        // Act: the live order's trade falls due for the follow-up.
+        node1
+            .execute(&format!(
+                "UPDATE payment_attempts SET follow_up_at = CURRENT_TIMESTAMP - INTERVAL '1 second' WHERE pay_no = {pay_no}"
+            ))
+            .await;
+
+        // Assert: the owner closes it at its provider at once; node-0 did not claim it.
+        let started = Instant::now();
+        loop {
+            let trade = node1.sandbox_trade(&pay_no).await;
+            if trade["close_count"].as_u64() >= Some(1) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "round {round}: trade {pay_no} not closed by its order's owner: {trade}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

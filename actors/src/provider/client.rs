@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use actix::{MailboxError, Recipient};
 use async_trait::async_trait;
 use entities::{PayNo, Provider};
@@ -107,6 +109,11 @@ impl Providers {
         }
     }
 
+    /// When a caller sending now with a reply limit of `limit` gives up.
+    fn caller_deadline(&self, limit: Duration) -> Option<Instant> {
+        Instant::now().checked_add(limit)
+    }
+
     fn mailboxes(&self, provider: Provider) -> Result<&ProviderMailboxes, GatewayError> {
         self.mailboxes
             .get(&provider)
@@ -122,12 +129,22 @@ impl ProviderClient for Providers {
 
     async fn query(&self, provider: Provider, pay_no: PayNo) -> Result<TradeQuery, GatewayError> {
         let mailbox = self.mailboxes(provider)?.query.clone();
-        flatten(mailbox.send(QueryTrade(pay_no)).timeout(self.reply_timeout).await)
+        flatten(
+            mailbox
+                .send(QueryTrade(pay_no, self.caller_deadline(self.reply_timeout)))
+                .timeout(self.reply_timeout)
+                .await,
+        )
     }
 
     async fn close(&self, provider: Provider, pay_no: PayNo) -> Result<CloseOutcome, GatewayError> {
         let mailbox = self.mailboxes(provider)?.close.clone();
-        flatten(mailbox.send(CloseTrade(pay_no)).timeout(self.reply_timeout).await)
+        flatten(
+            mailbox
+                .send(CloseTrade(pay_no, self.caller_deadline(self.reply_timeout)))
+                .timeout(self.reply_timeout)
+                .await,
+        )
     }
 
     fn admit(&self, provider: Provider) -> Result<Admission, GatewayError> {
@@ -143,7 +160,7 @@ impl ProviderClient for Providers {
         let mailbox = self.mailboxes(provider)?.create_qr.clone();
         flatten(
             mailbox
-                .send(CreateQr(request, admission))
+                .send(CreateQr(request, admission, self.caller_deadline(self.reply_timeout)))
                 .timeout(self.reply_timeout)
                 .await,
         )
@@ -151,18 +168,33 @@ impl ProviderClient for Providers {
 
     async fn refund(&self, provider: Provider, request: RefundRequest) -> Result<RefundAnswer, GatewayError> {
         let mailbox = self.mailboxes(provider)?.refund.clone();
-        flatten(mailbox.send(RefundTrade(request)).timeout(self.reply_timeout).await)
+        flatten(
+            mailbox
+                .send(RefundTrade(request, self.caller_deadline(self.reply_timeout)))
+                .timeout(self.reply_timeout)
+                .await,
+        )
     }
 
     async fn query_refund(&self, provider: Provider, request: RefundRequest) -> Result<RefundAnswer, GatewayError> {
         let mailbox = self.mailboxes(provider)?.query_refund.clone();
-        flatten(mailbox.send(QueryRefund(request)).timeout(self.reply_timeout).await)
+        flatten(
+            mailbox
+                .send(QueryRefund(request, self.caller_deadline(self.reply_timeout)))
+                .timeout(self.reply_timeout)
+                .await,
+        )
     }
 
     async fn bill(&self, provider: Provider, date: chrono::NaiveDate) -> Result<BillFetch, GatewayError> {
         let mailbox = self.mailboxes(provider)?.bill.clone();
         let limit = self.reply_timeout.max(super::BILL_TIMEOUT + Duration::from_secs(10));
-        flatten(mailbox.send(FetchBill(date)).timeout(limit).await)
+        flatten(
+            mailbox
+                .send(FetchBill(date, self.caller_deadline(limit)))
+                .timeout(limit)
+                .await,
+        )
     }
 }
 
