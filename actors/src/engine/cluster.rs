@@ -33,6 +33,7 @@ use crate::cluster::lease::{LeaseState, Leases, NodeEntry};
 use crate::cluster::{preferred, ClusterSettings, Ownership};
 use crate::deadline::live_deadlines_in;
 use crate::order::messages::Shutdown;
+use crate::provider::BudgetShare;
 use crate::redis_conn::RedisConn;
 
 /// How long a handed-over partition's actors get to finish their pass in flight.
@@ -295,6 +296,12 @@ impl Engine {
             );
         }
         let alive: Vec<&str> = view.alive.iter().map(String::as_str).collect();
+        if let Some(index) = alive.iter().position(|name| *name == me.name) {
+            self.deps().providers.share_budget(BudgetShare {
+                nodes: u32::try_from(alive.len()).unwrap_or(u32::MAX),
+                index: u32::try_from(index).unwrap_or(0),
+            });
+        }
 
         // Hand over what belongs to another live node.
         let handover: Vec<u32> = ownership

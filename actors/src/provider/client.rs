@@ -15,7 +15,9 @@ use actix::{MailboxError, Recipient};
 use async_trait::async_trait;
 use entities::{PayNo, Provider};
 
-use super::{Admission, CallLimits, CloseTrade, CreateQr, FetchBill, QueryRefund, QueryTrade, RefundTrade};
+use super::{
+    Admission, BudgetShare, CallLimits, CloseTrade, CreateQr, FetchBill, QueryRefund, QueryTrade, RefundTrade,
+};
 use crate::gateway::bill::BillFetch;
 use crate::gateway::{CloseOutcome, GatewayError, QrCreated, QrRequest, RefundAnswer, RefundRequest, TradeQuery};
 
@@ -55,6 +57,10 @@ pub trait ProviderClient: Send + Sync {
 
     /// Fetches the provider's trade bill of `date` (China time).
     async fn bill(&self, provider: Provider, date: chrono::NaiveDate) -> Result<BillFetch, GatewayError>;
+
+    /// Takes this node's share of every provider's call budget (a cluster node, whenever the
+    /// live nodes change). A client without a budget of its own has nothing to do.
+    fn share_budget(&self, _share: BudgetShare) {}
 }
 
 /// One provider actor's mailboxes.
@@ -184,6 +190,12 @@ impl ProviderClient for Providers {
                 .timeout(self.reply_timeout)
                 .await,
         )
+    }
+
+    fn share_budget(&self, share: BudgetShare) {
+        for mailboxes in self.mailboxes.values() {
+            mailboxes.limits.set_share(share);
+        }
     }
 
     async fn bill(&self, provider: Provider, date: chrono::NaiveDate) -> Result<BillFetch, GatewayError> {

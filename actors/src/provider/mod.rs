@@ -27,7 +27,7 @@ use futures::FutureExt;
 
 pub use breaker::CircuitBreaker;
 pub use client::{ProviderClient, ProviderMailboxes, Providers};
-pub use limits::{Admission, CallLimits};
+pub use limits::{Admission, BudgetShare, CallLimits};
 pub use messages::{CloseTrade, CreateQr, FetchBill, QueryRefund, QueryTrade, RefundTrade};
 
 use crate::gateway::{CloseOutcome, Gateway, GatewayError, QrCreated, RefundAnswer, TradeQuery};
