@@ -18,11 +18,19 @@
 //! `refresh=true` (it asks the provider through the order's actor): not other `GET`s, which are
 //! reads any node answers from the database, and not provider notifications, which any node
 //! applies with the order's guarded transaction.
+//!
+//! The body is buffered as it arrived on the wire, whatever its framing (a length or chunks, as
+//! a proxy streaming it sends) and still encoded (`Content-Encoding: gzip`): the handler here
+//! decodes it as it would on a single node, and the owner gets the same bytes under the same
+//! headers, so it answers what a single node would. Forwarding is decided on the handler's
+//! answer, which comes after authentication: a request that fails it is answered here and
+//! never reaches the owner.
 
 use std::time::Duration;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::error::PayloadError;
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse, ResponseError};
@@ -67,7 +75,7 @@ impl Forwarder {
         // reached (the console's same-origin check compares it with `Origin`).
         for (name, value) in &request.headers {
             if !HOP_BY_HOP.contains(&name.as_str()) && name.as_str() != FORWARDED_BY {
-                outgoing = outgoing.header(name.as_str(), value.as_bytes());
+                outgoing = outgoing.header(name.as_str(), value.as_slice());
             }
         }
         let response = outgoing.send().await?;
@@ -98,32 +106,53 @@ const HOP_BY_HOP: &[&str] = &[
 struct Captured {
     method: Method,
     path: String,
-    headers: Vec<(String, String)>,
+    /// Names and raw values (a value need not be text).
+    headers: Vec<(String, Vec<u8>)>,
+    /// As received: not decoded.
     body: web::Bytes,
 }
 
 /// Bodies buffered for forwarding at most (the extractor's default limit; the routes' own limit,
-/// `server.max_body_bytes`, is lower). A larger body, or one of unknown length, is left to the
-/// handler, which refuses it with the usual error envelope.
+/// `server.max_body_bytes`, is lower). A larger body is left to the handler, which refuses it
+/// with the usual error envelope.
 const MAX_BUFFERED: usize = 256 * 1024;
 
 fn forwardable(request: &ServiceRequest) -> bool {
     let changes = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS)
         // A status read that asks the provider first runs in the order's actor.
         || request.query_string().split('&').any(|pair| pair == "refresh=true");
-    let length = request
+    // A declared length above the bound is not buffered; chunks are, up to the bound.
+    let declared = request
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<usize>().ok());
-    let bounded = match length {
-        Some(length) => length <= MAX_BUFFERED,
-        // Neither a length nor a transfer encoding: no body (HTTP/1.1); chunked: unknown.
-        None => !request
-            .headers()
-            .contains_key(actix_web::http::header::TRANSFER_ENCODING),
-    };
-    changes && bounded && !request.path().starts_with("/webhooks/")
+    changes && declared.is_none_or(|length| length <= MAX_BUFFERED) && !request.path().starts_with("/webhooks/")
+}
+
+/// The request's body as it came (framing removed, encoding kept), when it is at most
+/// [`MAX_BUFFERED`]; the request gets the same bytes back for its handler either way (a larger
+/// body: what was read, then the rest of the stream).
+///
+/// # Errors
+/// The body could not be read (the client went away mid-body).
+async fn buffer_raw_body(request: &mut ServiceRequest) -> Result<Option<web::Bytes>, actix_web::Error> {
+    use futures::StreamExt;
+    let mut stream = request.parts_mut().1.take();
+    let mut buffered = web::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        buffered.extend_from_slice(&chunk?);
+        if buffered.len() > MAX_BUFFERED {
+            let read = futures::stream::once(futures::future::ready(Ok(buffered.freeze())));
+            let rest: std::pin::Pin<Box<dyn futures::Stream<Item = Result<web::Bytes, PayloadError>>>> =
+                Box::pin(read.chain(stream));
+            request.set_payload(Payload::from(rest));
+            return Ok(None);
+        }
+    }
+    let body = buffered.freeze();
+    request.set_payload(Payload::from(body.clone()));
+    Ok(Some(body))
 }
 
 /// The middleware (`from_fn`); a no-op unless a [`Forwarder`] is registered.
@@ -141,8 +170,9 @@ pub async fn forward(
     let metrics = request
         .app_data::<web::Data<crate::startup::AppState>>()
         .map(|state| state.engine.clone());
-    let body = request.extract::<web::Bytes>().await?;
-    request.set_payload(Payload::from(body.clone()));
+    let Some(body) = buffer_raw_body(&mut request).await? else {
+        return next.call(request).await.map(ServiceResponse::map_into_boxed_body);
+    };
     let captured = Captured {
         method: request.method().clone(),
         path: request
@@ -152,7 +182,7 @@ pub async fn forward(
         headers: request
             .headers()
             .iter()
-            .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
+            .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
             .collect(),
         body,
     };

@@ -26,9 +26,8 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(&settings.telemetry.log_filter, settings.telemetry.json);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => {
-            use migration::MigratorTrait;
             let db = connect_database(&settings.database).await?;
-            migration::Migrator::up(&db, None).await?;
+            paywarden::startup::migrate(&db).await?;
             tracing::info!("migrations applied");
             Ok(())
         }

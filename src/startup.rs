@@ -29,7 +29,7 @@ use actors::redis_conn::RedisConn;
 use anyhow::Context;
 use entities::Provider;
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, TransactionTrait};
 use secrecy::ExposeSecret;
 use sha2::Digest;
 use tracing_actix_web::TracingLogger;
@@ -96,9 +96,7 @@ impl Application {
         };
 
         let db = connect_database(&settings.database).await?;
-        Migrator::up(&db, None)
-            .await
-            .context("failed to run database migrations")?;
+        migrate(&db).await?;
 
         // The providers' client: every call is bounded by its own limit (the provider actor's
         // call timeout; a bill download its own, far longer one), so no client-wide total
@@ -459,6 +457,38 @@ pub async fn connect_database(settings: &DatabaseSettings) -> anyhow::Result<Dat
     Database::connect(options)
         .await
         .context("failed to connect to the database (check database.url)")
+}
+
+/// Key of the PostgreSQL advisory lock held while migrations run (any constant: only
+/// paywarden takes it). Reads "paywarden" in ASCII, cut to 63 bits.
+const MIGRATION_LOCK_KEY: i64 = 0x7061_7977_6172_6465;
+
+/// Runs the pending migrations. On PostgreSQL they run inside one transaction that first takes
+/// a transaction-level advisory lock, so nodes started together on a fresh database migrate one
+/// after the other (the later ones find nothing left to do) instead of racing each other's
+/// `CREATE TABLE` and exiting; the lock goes with the transaction, even if the process dies.
+/// SQLite needs none: one process opens the file, with one connection.
+///
+/// # Errors
+/// The lock could not be taken, or a migration failed.
+pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Migrator::up(db, None)
+            .await
+            .context("failed to run database migrations");
+    }
+    let txn = db.begin().await.context("failed to begin the migration transaction")?;
+    txn.execute(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT pg_advisory_xact_lock($1)",
+        [MIGRATION_LOCK_KEY.into()],
+    ))
+    .await
+    .context("failed to take the migration lock")?;
+    Migrator::up(&txn, None)
+        .await
+        .context("failed to run database migrations")?;
+    txn.commit().await.context("failed to commit the database migrations")
 }
 
 /// The directory of a `sqlite://path?..` URL's file, if it has one.

@@ -174,3 +174,22 @@ async fn scoping_skus_gives_each_row_to_its_one_merchant_and_keeps_the_rest(back
         ]
     );
 }
+
+/// Nodes of a cluster started together on a fresh database: each migrates at start, and none
+/// may fail because another one is creating the same tables at the same moment.
+#[actix_web::test]
+async fn apps_started_at_once_on_a_fresh_postgres_database_all_start() {
+    // Arrange: one fresh database, three apps on it.
+    let settings = test_settings(Backend::Postgres).await;
+
+    // Act: build them concurrently (each connects and migrates).
+    let built =
+        futures::future::join_all((0..3).map(|_| paywarden::startup::Application::build(settings.clone()))).await;
+
+    // Assert
+    for (n, app) in built.iter().enumerate() {
+        assert!(app.is_ok(), "app {n} did not start: {:?}", app.as_ref().err());
+    }
+    let db = connect_database(&settings.database).await.unwrap();
+    assert!(Migrator::get_pending_migrations(&db).await.unwrap().is_empty());
+}

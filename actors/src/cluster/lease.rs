@@ -163,13 +163,17 @@ impl Leases {
 
     /// Writes this node's heartbeat and reads everyone's (this node's included).
     ///
+    /// # Returns
+    /// Whether this node's entry was missing before (its first heartbeat, or Redis lost the
+    /// hash), and every node's entry.
+    ///
     /// # Errors
     /// Redis errors.
-    pub async fn heartbeat(&self, entry: &NodeEntry) -> redis::RedisResult<Vec<NodeEntry>> {
+    pub async fn heartbeat(&self, entry: &NodeEntry) -> redis::RedisResult<(bool, Vec<NodeEntry>)> {
         let mut redis = self.redis.clone();
         let json = serde_json::to_string(entry).unwrap_or_default();
-        let _: () = bounded(redis.hset(self.nodes_key(), &entry.identity.name, json)).await?;
-        self.nodes().await
+        let added: i64 = bounded(redis.hset(self.nodes_key(), &entry.identity.name, json)).await?;
+        Ok((added > 0, self.nodes().await?))
     }
 
     /// Records the deployment's partition count the first time, and answers the recorded

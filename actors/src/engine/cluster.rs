@@ -33,6 +33,7 @@ use crate::cluster::lease::{LeaseState, Leases, NodeEntry};
 use crate::cluster::{preferred, ClusterSettings, Ownership};
 use crate::deadline::live_deadlines_in;
 use crate::order::messages::Shutdown;
+use crate::provider::BudgetShare;
 use crate::redis_conn::RedisConn;
 
 /// How long a handed-over partition's actors get to finish their pass in flight.
@@ -182,6 +183,7 @@ impl Engine {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Partitions seen free at the previous tick.
         let mut free_before: HashSet<u32> = HashSet::new();
+        let mut membership = Membership::default();
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
@@ -190,13 +192,18 @@ impl Engine {
             if *stop.borrow() {
                 return;
             }
-            if let Err(err) = self.tick(&state, &mut free_before).await {
+            if let Err(err) = self.tick(&state, &mut free_before, &mut membership).await {
                 tracing::warn!(error.message = %err, "cluster tick failed; leases are renewed at the next one");
             }
         }
     }
 
-    async fn tick(&self, state: &Arc<ClusterState>, free_before: &mut HashSet<u32>) -> Result<(), TickError> {
+    async fn tick(
+        &self,
+        state: &Arc<ClusterState>,
+        free_before: &mut HashSet<u32>,
+        membership: &mut Membership,
+    ) -> Result<(), TickError> {
         let ownership = &state.ownership;
         let me = ownership.node().clone();
         let value = me.lease_value();
@@ -258,7 +265,7 @@ impl Engine {
             live_actors: u64::try_from(self.registry.len()).unwrap_or(u64::MAX),
             partitions_owned: u64::try_from(ownership.owned().len()).unwrap_or(u64::MAX),
         };
-        let nodes = state.leases.heartbeat(&entry).await?;
+        let (own_entry_was_missing, nodes) = state.leases.heartbeat(&entry).await?;
         if let Some(twin) = nodes.iter().find(|n| {
             n.identity.name == me.name && n.identity.incarnation != me.incarnation && n.alive_until_ms > now_ms
         }) {
@@ -275,16 +282,26 @@ impl Engine {
             .map(|n| n.identity.name.clone())
             .collect();
         state.leases.forget_nodes(&gone).await?;
-        let mut alive: Vec<&str> = nodes
+        let mut seen: Vec<String> = nodes
             .iter()
             .filter(|n| n.alive_until_ms > now_ms)
-            .map(|n| n.identity.name.as_str())
+            .map(|n| n.identity.name.clone())
             .collect();
-        if !alive.contains(&me.name.as_str()) {
-            alive.push(me.name.as_str());
+        seen.push(me.name.clone());
+        let view = membership.observe(Instant::now(), own_entry_was_missing, seen, ttl);
+        if own_entry_was_missing && !view.settled {
+            tracing::warn!(
+                known = ?view.alive,
+                "this node's heartbeat was gone from Redis (Redis lost its data?); taking only this node's share for a lease period"
+            );
         }
-        alive.sort_unstable();
-        alive.dedup();
+        let alive: Vec<&str> = view.alive.iter().map(String::as_str).collect();
+        if let Some(index) = alive.iter().position(|name| *name == me.name) {
+            self.deps().providers.share_budget(BudgetShare {
+                nodes: u32::try_from(alive.len()).unwrap_or(u32::MAX),
+                index: u32::try_from(index).unwrap_or(0),
+            });
+        }
 
         // Hand over what belongs to another live node.
         let handover: Vec<u32> = ownership
@@ -307,13 +324,7 @@ impl Engine {
         let free: HashSet<u32> = (0..partitions)
             .filter(|p| lease_at(&table, *p).is_some_and(|lease| lease.holder.is_none()))
             .collect();
-        let mut wanted: Vec<u32> = free
-            .iter()
-            .copied()
-            .filter(|p| !lost.contains(p))
-            .filter(|p| preferred(&alive, *p) == Some(me.name.as_str()) || free_before.contains(p))
-            .collect();
-        wanted.sort_unstable();
+        let wanted = partitions_to_take(&me.name, &alive, view.settled, &free, free_before, &lost);
         *free_before = free;
         let mut acquired = Vec::new();
         for partition in wanted {
@@ -634,6 +645,92 @@ impl Engine {
     }
 }
 
+/// The nodes a tick shares the partitions among, as [`Membership::observe`] decides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct MembershipView {
+    /// Sorted, this node included.
+    alive: Vec<String>,
+    /// False while the node waits out a lease period after Redis lost the heartbeats: it
+    /// takes its own share only, not partitions that merely look abandoned.
+    settled: bool,
+}
+
+/// What a node remembers of the membership between ticks, to notice Redis losing it.
+///
+/// After Redis restarts without its data every lease is free and the heartbeats are gone: the
+/// first node to tick would see itself alone and take every partition while the others still
+/// act on theirs (each until its next renewal fails), so two nodes could call the provider for
+/// the same orders. A node whose own heartbeat is missing (it had written one before) counts
+/// the nodes alive at its previous tick as alive for one lease TTL, by which time every live
+/// node has ticked and written its heartbeat again; only then does it go back to taking
+/// partitions left free.
+#[derive(Debug, Default)]
+struct Membership {
+    /// The nodes the previous tick shared partitions among.
+    last: Vec<String>,
+    /// Until when, and the nodes counted alive meanwhile.
+    settling: Option<(Instant, Vec<String>)>,
+    ticked: bool,
+}
+
+impl Membership {
+    /// `seen`: the nodes whose heartbeats are live now (this node included);
+    /// `own_entry_was_missing`: this node's heartbeat was not in Redis before this tick wrote it.
+    fn observe(
+        &mut self,
+        now: Instant,
+        own_entry_was_missing: bool,
+        seen: Vec<String>,
+        lease_ttl: Duration,
+    ) -> MembershipView {
+        if own_entry_was_missing && self.ticked {
+            let mut known = self.last.clone();
+            if let Some((_, before)) = self.settling.take() {
+                known.extend(before);
+            }
+            self.settling = Some((now + lease_ttl, known));
+        }
+        self.ticked = true;
+        let mut alive = seen;
+        let settled = match &self.settling {
+            Some((until, known)) if now < *until => {
+                alive.extend(known.iter().cloned());
+                false
+            }
+            _ => {
+                self.settling = None;
+                true
+            }
+        };
+        alive.sort_unstable();
+        alive.dedup();
+        self.last.clone_from(&alive);
+        MembershipView { alive, settled }
+    }
+}
+
+/// The free partitions a node takes at a tick, in order: those that belong to it among `alive`,
+/// and, once the membership is `settled`, those free since the previous tick too (the node
+/// they belong to is not taking them). Never one it lost at this tick (its actors are still
+/// stopping).
+fn partitions_to_take(
+    me: &str,
+    alive: &[&str],
+    settled: bool,
+    free: &HashSet<u32>,
+    free_before: &HashSet<u32>,
+    lost: &HashSet<u32>,
+) -> Vec<u32> {
+    let mut wanted: Vec<u32> = free
+        .iter()
+        .copied()
+        .filter(|p| !lost.contains(p))
+        .filter(|p| preferred(alive, *p) == Some(me) || (settled && free_before.contains(p)))
+        .collect();
+    wanted.sort_unstable();
+    wanted
+}
+
 /// A partition's lease as read at this tick; `None`: it could not be read.
 fn lease_at(table: &[Option<LeaseState>], partition: u32) -> Option<&LeaseState> {
     usize::try_from(partition)
@@ -659,4 +756,85 @@ pub enum ClusterStartError {
 enum TickError {
     #[error("redis error: {0}")]
     Redis(#[from] redis::RedisError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TTL: Duration = Duration::from_millis(600);
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_node_whose_heartbeat_vanished_keeps_counting_the_nodes_it_knew_for_a_lease_period() {
+        let start = Instant::now();
+        let ms = |n: u64| start + Duration::from_millis(n);
+        let mut membership = Membership::default();
+        // (at, own entry was missing, heartbeats seen, expected alive, expected settled)
+        let ticks = [
+            (0, true, vec!["a"], vec!["a"], true),
+            (100, false, vec!["a", "b"], vec!["a", "b"], true),
+            (200, false, vec!["a", "b"], vec!["a", "b"], true),
+            // Redis lost everything: a sees only itself.
+            (300, true, vec!["a"], vec!["a", "b"], false),
+            (400, false, vec!["a"], vec!["a", "b"], false),
+            (500, false, vec!["a", "b"], vec!["a", "b"], false),
+            // A lease period later, what Redis shows again.
+            (900, false, vec!["a", "b"], vec!["a", "b"], true),
+        ];
+        for (at, missing, seen, alive, settled) in ticks {
+            let view = membership.observe(ms(at), missing, names(&seen), TTL);
+            assert_eq!(
+                view,
+                MembershipView {
+                    alive: names(&alive),
+                    settled
+                },
+                "tick at {at} ms"
+            );
+        }
+    }
+
+    #[test]
+    fn a_node_that_really_died_meanwhile_is_dropped_after_the_lease_period() {
+        let start = Instant::now();
+        let mut membership = Membership::default();
+        membership.observe(start, true, names(&["a"]), TTL);
+        membership.observe(start + Duration::from_millis(100), false, names(&["a", "b", "c"]), TTL);
+        let lost = membership.observe(start + Duration::from_millis(200), true, names(&["a"]), TTL);
+        assert_eq!(lost.alive, names(&["a", "b", "c"]));
+        let later = membership.observe(start + Duration::from_millis(900), false, names(&["a", "b"]), TTL);
+        assert_eq!(
+            later,
+            MembershipView {
+                alive: names(&["a", "b"]),
+                settled: true
+            }
+        );
+    }
+
+    #[test]
+    fn while_settling_a_node_takes_only_its_own_share_of_the_free_partitions() {
+        let alive = ["a", "b"];
+        let all: HashSet<u32> = (0..16).collect();
+        let none = HashSet::new();
+        let own: Vec<u32> = (0..16).filter(|p| preferred(&alive, *p) == Some("a")).collect();
+        assert!(!own.is_empty() && own.len() < 16, "{own:?}");
+
+        let settling = partitions_to_take("a", &alive, false, &all, &all, &none);
+        let settled = partitions_to_take("a", &alive, true, &all, &all, &none);
+
+        assert_eq!(settling, own, "only its own share while settling");
+        assert_eq!(
+            settled,
+            (0..16).collect::<Vec<_>>(),
+            "partitions free for a tick, once settled"
+        );
+        let lost: HashSet<u32> = own.iter().copied().take(1).collect();
+        let without_lost = partitions_to_take("a", &alive, false, &all, &none, &lost);
+        assert_eq!(without_lost, own[1..].to_vec(), "never one lost at this tick");
+    }
 }

@@ -6,6 +6,10 @@
 //! by moving that time forward (a guarded update), so two nodes never look at one trade at
 //! once and a node that dies mid-look only delays it. Every effect is one of the guarded
 //! transactions the order actors use, so a look that races an actor is harmless.
+//!
+//! In a cluster a node looks only at trades of final orders and of live orders in the
+//! partitions it owns: a live order's trades are queried and closed by its actor, on its owner,
+//! and a second node calling the provider for them would race it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,7 +85,15 @@ async fn cycle(deps: &OrderDeps) -> Result<(), OrderError> {
     // then it is due again. Taken per claim: earlier looks of the batch take time.
     let hold = deps.settings.provider_reply_timeout.saturating_mul(3) + deps.settings.follow_up_interval;
     let hold = chrono::Duration::from_std(hold).unwrap_or(chrono::Duration::minutes(5));
-    for attempt in follow_up::due(&deps.db, Utc::now(), BATCH).await? {
+    let owned = deps
+        .cluster
+        .as_ref()
+        .map(|ownership| (ownership.partitioner(), ownership.owned()));
+    let scope = owned.as_ref().map(|(partitioner, partitions)| follow_up::OwnedScope {
+        partitioner: *partitioner,
+        partitions,
+    });
+    for attempt in follow_up::due(&deps.db, Utc::now(), BATCH, scope).await? {
         if !follow_up::claim(&deps.db, &attempt, Utc::now() + hold).await? {
             continue;
         }
@@ -98,6 +110,16 @@ async fn look(deps: &OrderDeps, attempt: &payment_attempts::Model) -> Result<(),
         .one(&deps.db)
         .await?
         .ok_or(OrderError::NotFound)?;
+    if order.status.is_live()
+        && deps
+            .cluster
+            .as_ref()
+            .is_some_and(|ownership| !ownership.owns_order(order.id))
+    {
+        // The partition moved on since the trades were read: its new owner looks at once.
+        follow_up::reschedule(&deps.db, attempt.pay_no, Some(Utc::now())).await?;
+        return Ok(());
+    }
     let ctx = follow_up_context(deps, &order);
     let answer = deps.providers.query(attempt.provider, attempt.pay_no).await;
     let raw = answer.as_ref().map(|q| q.raw.to_string()).unwrap_or_default();

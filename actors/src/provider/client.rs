@@ -9,11 +9,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use actix::{MailboxError, Recipient};
 use async_trait::async_trait;
 use entities::{PayNo, Provider};
 
-use super::{Admission, CallLimits, CloseTrade, CreateQr, FetchBill, QueryRefund, QueryTrade, RefundTrade};
+use super::{
+    Admission, BudgetShare, CallLimits, CloseTrade, CreateQr, FetchBill, QueryRefund, QueryTrade, RefundTrade,
+};
 use crate::gateway::bill::BillFetch;
 use crate::gateway::{CloseOutcome, GatewayError, QrCreated, QrRequest, RefundAnswer, RefundRequest, TradeQuery};
 
@@ -53,6 +57,10 @@ pub trait ProviderClient: Send + Sync {
 
     /// Fetches the provider's trade bill of `date` (China time).
     async fn bill(&self, provider: Provider, date: chrono::NaiveDate) -> Result<BillFetch, GatewayError>;
+
+    /// Takes this node's share of every provider's call budget (a cluster node, whenever the
+    /// live nodes change). A client without a budget of its own has nothing to do.
+    fn share_budget(&self, _share: BudgetShare) {}
 }
 
 /// One provider actor's mailboxes.
@@ -107,6 +115,11 @@ impl Providers {
         }
     }
 
+    /// When a caller sending now with a reply limit of `limit` gives up.
+    fn caller_deadline(&self, limit: Duration) -> Option<Instant> {
+        Instant::now().checked_add(limit)
+    }
+
     fn mailboxes(&self, provider: Provider) -> Result<&ProviderMailboxes, GatewayError> {
         self.mailboxes
             .get(&provider)
@@ -122,12 +135,22 @@ impl ProviderClient for Providers {
 
     async fn query(&self, provider: Provider, pay_no: PayNo) -> Result<TradeQuery, GatewayError> {
         let mailbox = self.mailboxes(provider)?.query.clone();
-        flatten(mailbox.send(QueryTrade(pay_no)).timeout(self.reply_timeout).await)
+        flatten(
+            mailbox
+                .send(QueryTrade(pay_no, self.caller_deadline(self.reply_timeout)))
+                .timeout(self.reply_timeout)
+                .await,
+        )
     }
 
     async fn close(&self, provider: Provider, pay_no: PayNo) -> Result<CloseOutcome, GatewayError> {
         let mailbox = self.mailboxes(provider)?.close.clone();
-        flatten(mailbox.send(CloseTrade(pay_no)).timeout(self.reply_timeout).await)
+        flatten(
+            mailbox
+                .send(CloseTrade(pay_no, self.caller_deadline(self.reply_timeout)))
+                .timeout(self.reply_timeout)
+                .await,
+        )
     }
 
     fn admit(&self, provider: Provider) -> Result<Admission, GatewayError> {
@@ -143,7 +166,7 @@ impl ProviderClient for Providers {
         let mailbox = self.mailboxes(provider)?.create_qr.clone();
         flatten(
             mailbox
-                .send(CreateQr(request, admission))
+                .send(CreateQr(request, admission, self.caller_deadline(self.reply_timeout)))
                 .timeout(self.reply_timeout)
                 .await,
         )
@@ -151,18 +174,39 @@ impl ProviderClient for Providers {
 
     async fn refund(&self, provider: Provider, request: RefundRequest) -> Result<RefundAnswer, GatewayError> {
         let mailbox = self.mailboxes(provider)?.refund.clone();
-        flatten(mailbox.send(RefundTrade(request)).timeout(self.reply_timeout).await)
+        flatten(
+            mailbox
+                .send(RefundTrade(request, self.caller_deadline(self.reply_timeout)))
+                .timeout(self.reply_timeout)
+                .await,
+        )
     }
 
     async fn query_refund(&self, provider: Provider, request: RefundRequest) -> Result<RefundAnswer, GatewayError> {
         let mailbox = self.mailboxes(provider)?.query_refund.clone();
-        flatten(mailbox.send(QueryRefund(request)).timeout(self.reply_timeout).await)
+        flatten(
+            mailbox
+                .send(QueryRefund(request, self.caller_deadline(self.reply_timeout)))
+                .timeout(self.reply_timeout)
+                .await,
+        )
+    }
+
+    fn share_budget(&self, share: BudgetShare) {
+        for mailboxes in self.mailboxes.values() {
+            mailboxes.limits.set_share(share);
+        }
     }
 
     async fn bill(&self, provider: Provider, date: chrono::NaiveDate) -> Result<BillFetch, GatewayError> {
         let mailbox = self.mailboxes(provider)?.bill.clone();
         let limit = self.reply_timeout.max(super::BILL_TIMEOUT + Duration::from_secs(10));
-        flatten(mailbox.send(FetchBill(date)).timeout(limit).await)
+        flatten(
+            mailbox
+                .send(FetchBill(date, self.caller_deadline(limit)))
+                .timeout(limit)
+                .await,
+        )
     }
 }
 

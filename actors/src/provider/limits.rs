@@ -8,10 +8,12 @@
 //! - **Background** calls (expiry queries and closes, refunds, bills) wait their turn, first in
 //!   their own lane, which holds at most `background_share_percent` of the rate and of the
 //!   calls in flight, then for the shared budget. However many expiry passes are queued, the
-//!   rest of the budget stays free for attempts.
+//!   rest of the budget stays free for attempts (at least one call of it).
+//!
+//! In a cluster the configured budget is the cluster's; each node takes its share of it.
 
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use governor::clock::Clock;
@@ -26,11 +28,97 @@ use crate::gateway::GatewayError;
 const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// The budget of one provider, shared by its actor and every client of it.
+///
+/// The configured budget is the deployment's: on a cluster node it is split over the live
+/// nodes ([`BudgetShare`], set again by the cluster loop whenever they change), so N nodes send
+/// no more than the configured rate to one merchant account between them.
 pub struct CallLimits {
+    settings: ProviderCallSettings,
+    /// This node's lanes for its current share. Replaced (not resized) when the share changes:
+    /// calls in flight keep their places in the old bounds, so for a moment after a change a
+    /// node may have both in flight.
+    lanes: RwLock<Arc<Lanes>>,
+}
+
+/// One node's share of a budget: its place among the live nodes (sorted by name), so every
+/// node computes the same split and the shares add up to the budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BudgetShare {
+    pub nodes: u32,
+    /// This node's position among them, from 0.
+    pub index: u32,
+}
+
+impl BudgetShare {
+    /// A node alone: the whole budget.
+    pub const WHOLE: Self = Self { nodes: 1, index: 0 };
+
+    /// This node's part of `total`: an equal part, the remainder going to the first nodes; at
+    /// least 1 (a node with no budget could not serve a single attempt).
+    pub fn of(self, total: u32) -> u32 {
+        let nodes = self.nodes.max(1);
+        let extra = u32::from(self.index < total % nodes);
+        (total / nodes + extra).max(1)
+    }
+}
+
+/// The bounds of one node's share: shared by both lanes, and each lane's own.
+struct Lanes {
+    share: BudgetShare,
     rate: DefaultDirectRateLimiter,
     permits: Arc<Semaphore>,
+    attempt_rate: DefaultDirectRateLimiter,
+    attempt_permits: Arc<Semaphore>,
     background_rate: DefaultDirectRateLimiter,
     background_permits: Arc<Semaphore>,
+}
+
+impl Lanes {
+    fn new(settings: &ProviderCallSettings, share: BudgetShare) -> Self {
+        let percent = settings.background_share_percent.clamp(1, 100);
+        let rate = split(share.of(settings.rate_per_second), percent);
+        let concurrency = split(
+            share.of(u32::try_from(settings.max_concurrency).unwrap_or(u32::MAX)),
+            percent,
+        );
+        Self {
+            share,
+            rate: limiter(rate.shared),
+            permits: Arc::new(Semaphore::new(usize::try_from(concurrency.shared).unwrap_or(1))),
+            attempt_rate: limiter(rate.total),
+            attempt_permits: Arc::new(Semaphore::new(usize::try_from(concurrency.total).unwrap_or(1))),
+            background_rate: limiter(rate.background),
+            background_permits: Arc::new(Semaphore::new(usize::try_from(concurrency.background).unwrap_or(1))),
+        }
+    }
+}
+
+/// One bound split between the lanes.
+#[derive(Debug, PartialEq, Eq)]
+struct Split {
+    /// The node's share: what payment attempts may take.
+    total: u32,
+    /// At most this much of it for background calls...
+    background: u32,
+    /// ...and both lanes together: the share, except for a share of one call (below).
+    shared: u32,
+}
+
+/// Splits a share so that background calls take at most `percent` of it and never all of it:
+/// at least one call is always left for payment attempts. A share of one call cannot be split
+/// that way: background calls then get one of their own besides it (otherwise either the
+/// expiry queries or the buyers would get nothing), the one place the budget is exceeded.
+fn split(total: u32, percent: u32) -> Split {
+    let total = total.max(1);
+    let wanted = u64::from(total) * u64::from(percent) / 100;
+    let background = u32::try_from(wanted)
+        .unwrap_or(u32::MAX)
+        .clamp(1, total.saturating_sub(1).max(1));
+    Split {
+        total,
+        background,
+        shared: total.max(background.saturating_add(1)),
+    }
 }
 
 /// The right to make one call (its retries included); holds its place in the bound on calls
@@ -52,17 +140,32 @@ impl Admission {
 }
 
 impl CallLimits {
+    /// The whole budget, until a [`BudgetShare`] is set.
     pub fn new(settings: &ProviderCallSettings) -> Self {
-        let share = u64::from(settings.background_share_percent.clamp(1, 100));
-        let background_rate = u64::from(settings.rate_per_second) * share / 100;
-        let background_concurrency = u64::try_from(settings.max_concurrency).unwrap_or(u64::MAX) * share / 100;
         Self {
-            rate: limiter(settings.rate_per_second),
-            permits: Arc::new(Semaphore::new(settings.max_concurrency.max(1))),
-            background_rate: limiter(u32::try_from(background_rate).unwrap_or(u32::MAX)),
-            background_permits: Arc::new(Semaphore::new(
-                usize::try_from(background_concurrency).unwrap_or(usize::MAX).max(1),
-            )),
+            settings: settings.clone(),
+            lanes: RwLock::new(Arc::new(Lanes::new(settings, BudgetShare::WHOLE))),
+        }
+    }
+
+    fn lanes(&self) -> Arc<Lanes> {
+        self.lanes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Takes this node's `share` of the configured budget (from now on; a no-op when it is the
+    /// share already held).
+    pub fn set_share(&self, share: BudgetShare) {
+        let mut lanes = self.lanes.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if lanes.share != share {
+            tracing::info!(
+                nodes = share.nodes,
+                rate_per_second = share.of(self.settings.rate_per_second),
+                "provider call budget shared over the live nodes"
+            );
+            *lanes = Arc::new(Lanes::new(&self.settings, share));
         }
     }
 
@@ -71,21 +174,22 @@ impl CallLimits {
     /// # Errors
     /// [`GatewayError::Busy`] when the rate limit or the bound on calls in flight is reached.
     pub fn admit(&self) -> Result<Admission, GatewayError> {
-        let permit = self
-            .permits
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| GatewayError::Busy {
-                retry_after: BUSY_RETRY_AFTER,
-            })?;
-        if let Err(not_until) = self.rate.check() {
-            return Err(GatewayError::Busy {
-                retry_after: not_until.wait_time_from(self.rate.clock().now()),
-            });
+        let lanes = self.lanes();
+        let busy = |_| GatewayError::Busy {
+            retry_after: BUSY_RETRY_AFTER,
+        };
+        let lane = lanes.attempt_permits.clone().try_acquire_owned().map_err(busy)?;
+        let permit = lanes.permits.clone().try_acquire_owned().map_err(busy)?;
+        for rate in [&lanes.attempt_rate, &lanes.rate] {
+            if let Err(not_until) = rate.check() {
+                return Err(GatewayError::Busy {
+                    retry_after: not_until.wait_time_from(rate.clock().now()),
+                });
+            }
         }
         Ok(Admission {
             _shared: Some(permit),
-            _lane: None,
+            _lane: Some(lane),
         })
     }
 
@@ -94,15 +198,16 @@ impl CallLimits {
     /// # Errors
     /// [`GatewayError::Crashed`] if the budget was torn down (the actor is stopping).
     pub async fn wait(&self) -> Result<Admission, GatewayError> {
-        self.background_rate.until_ready().await;
-        let lane = self
+        let lanes = self.lanes();
+        lanes.background_rate.until_ready().await;
+        let lane = lanes
             .background_permits
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| GatewayError::Crashed)?;
-        self.rate.until_ready().await;
-        let shared = self
+        lanes.rate.until_ready().await;
+        let shared = lanes
             .permits
             .clone()
             .acquire_owned()
@@ -117,7 +222,8 @@ impl CallLimits {
     /// A quick retry within an admitted call waits for the rate limit only: the call already
     /// holds its place among the calls in flight.
     pub async fn retry_ready(&self) {
-        self.rate.until_ready().await;
+        let lanes = self.lanes();
+        lanes.rate.until_ready().await;
     }
 }
 
@@ -195,5 +301,105 @@ mod tests {
             .expect("the waiting call runs once a background call ends")
             .unwrap()
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn with_a_budget_of_one_call_a_background_call_in_flight_still_leaves_one_for_an_attempt() {
+        // Arrange: the smallest budget, an expiry query in flight.
+        let limits = CallLimits::new(&settings(1, 1));
+        let _background = limits.wait().await.expect("a background call runs");
+
+        // Act
+        let attempt = limits.admit();
+
+        // Assert
+        assert!(attempt.is_ok(), "{attempt:?}");
+    }
+
+    #[test]
+    fn a_cluster_budget_is_split_over_the_live_nodes_and_adds_up_to_it() {
+        for (total, nodes) in [(10, 3), (2, 2), (7, 1), (100, 7), (3, 5)] {
+            let shares: Vec<u32> = (0..nodes).map(|index| BudgetShare { nodes, index }.of(total)).collect();
+            let sum: u32 = shares.iter().sum();
+            // Every node gets at least one call; otherwise the parts add up to the budget.
+            assert_eq!(sum, total.max(nodes), "{total} over {nodes}: {shares:?}");
+            assert!(
+                shares.iter().max().unwrap() - shares.iter().min().unwrap() <= 1,
+                "{shares:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn background_calls_never_take_the_whole_share() {
+        for (total, percent, expected) in [
+            (
+                1,
+                80,
+                Split {
+                    total: 1,
+                    background: 1,
+                    shared: 2,
+                },
+            ),
+            (
+                2,
+                80,
+                Split {
+                    total: 2,
+                    background: 1,
+                    shared: 2,
+                },
+            ),
+            (
+                10,
+                80,
+                Split {
+                    total: 10,
+                    background: 8,
+                    shared: 10,
+                },
+            ),
+            (
+                10,
+                100,
+                Split {
+                    total: 10,
+                    background: 9,
+                    shared: 10,
+                },
+            ),
+            (
+                10,
+                1,
+                Split {
+                    total: 10,
+                    background: 1,
+                    shared: 10,
+                },
+            ),
+        ] {
+            assert_eq!(split(total, percent), expected, "{total} at {percent}%");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_node_of_two_admits_half_of_the_cluster_rate_and_all_of_it_once_alone() {
+        // Arrange: a cluster budget of 4 calls per second, two live nodes.
+        let limits = CallLimits::new(&settings(4, 10));
+        limits.set_share(BudgetShare { nodes: 2, index: 0 });
+
+        // Act / Assert: a burst of its half.
+        let _calls: Vec<_> = (0..2)
+            .map(|n| limits.admit().unwrap_or_else(|e| panic!("call {n}: {e:?}")))
+            .collect();
+        assert!(matches!(limits.admit(), Err(GatewayError::Busy { .. })));
+
+        // The other node left: the whole budget.
+        limits.set_share(BudgetShare::WHOLE);
+        let _calls: Vec<_> = (0..4)
+            .map(|n| limits.admit().unwrap_or_else(|e| panic!("call {n}: {e:?}")))
+            .collect();
+        assert!(matches!(limits.admit(), Err(GatewayError::Busy { .. })));
     }
 }

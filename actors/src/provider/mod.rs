@@ -27,7 +27,7 @@ use futures::FutureExt;
 
 pub use breaker::CircuitBreaker;
 pub use client::{ProviderClient, ProviderMailboxes, Providers};
-pub use limits::{Admission, CallLimits};
+pub use limits::{Admission, BudgetShare, CallLimits};
 pub use messages::{CloseTrade, CreateQr, FetchBill, QueryRefund, QueryTrade, RefundTrade};
 
 use crate::gateway::{CloseOutcome, Gateway, GatewayError, QrCreated, RefundAnswer, TradeQuery};
@@ -163,8 +163,15 @@ impl ProviderActor {
 
     /// Runs `op` with the timeout, breaker and retries, within the call budget: `admitted`
     /// (a payment attempt, admitted by the client before anything was written) or a turn in
-    /// the background lane, waited for here.
-    fn call<T, F, Fut>(&self, admitted: Option<Admission>, op: F) -> ResponseActFuture<Self, Result<T, GatewayError>>
+    /// the background lane, waited for here. Nothing is sent once `deadline` (when the caller
+    /// stops waiting) has passed: the caller answers its own timeout, and the call would act on
+    /// an order that may have moved to another node meanwhile.
+    fn call<T, F, Fut>(
+        &self,
+        admitted: Option<Admission>,
+        deadline: Option<tokio::time::Instant>,
+        op: F,
+    ) -> ResponseActFuture<Self, Result<T, GatewayError>>
     where
         T: 'static,
         F: Fn(Arc<dyn Gateway>) -> Fut + 'static,
@@ -180,7 +187,7 @@ impl ProviderActor {
             }
             let _admission = match admitted {
                 Some(admission) => admission,
-                None => limits.wait().await?,
+                None => until(deadline, limits.wait()).await??,
             };
             let mut attempt = 0;
             loop {
@@ -188,7 +195,11 @@ impl ProviderActor {
                     if !lock(&breaker).allow(Instant::now()) {
                         return Err(GatewayError::CircuitOpen);
                     }
-                    limits.retry_ready().await;
+                    until(deadline, limits.retry_ready()).await?;
+                }
+                if deadline.is_some_and(|deadline| tokio::time::Instant::now() >= deadline) {
+                    tracing::debug!("provider call not sent: its caller stopped waiting");
+                    return Err(GatewayError::Timeout);
                 }
                 let outcome = AssertUnwindSafe(tokio::time::timeout(settings.timeout, op(gateway.clone())))
                     .catch_unwind()
@@ -223,6 +234,16 @@ impl ProviderActor {
             }
             result
         }))
+    }
+}
+
+/// `future`, or [`GatewayError::Timeout`] once `deadline` passed (the caller stopped waiting).
+async fn until<T>(deadline: Option<tokio::time::Instant>, future: impl Future<Output = T>) -> Result<T, GatewayError> {
+    match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, future)
+            .await
+            .map_err(|_elapsed| GatewayError::Timeout),
+        None => Ok(future.await),
     }
 }
 
@@ -269,8 +290,8 @@ impl Handler<CreateQr> for ProviderActor {
     type Result = ResponseActFuture<Self, Result<QrCreated, GatewayError>>;
 
     fn handle(&mut self, msg: CreateQr, _ctx: &mut Self::Context) -> Self::Result {
-        let CreateQr(request, admission) = msg;
-        self.call(Some(admission), move |gateway| {
+        let CreateQr(request, admission, deadline) = msg;
+        self.call(Some(admission), deadline, move |gateway| {
             let request = request.clone();
             async move { gateway.create_qr(&request).await }
         })
@@ -281,8 +302,12 @@ impl Handler<QueryTrade> for ProviderActor {
     type Result = ResponseActFuture<Self, Result<TradeQuery, GatewayError>>;
 
     fn handle(&mut self, msg: QueryTrade, _ctx: &mut Self::Context) -> Self::Result {
-        let pay_no = msg.0;
-        self.call(None, move |gateway| async move { gateway.query(pay_no).await })
+        let QueryTrade(pay_no, deadline) = msg;
+        self.call(
+            None,
+            deadline,
+            move |gateway| async move { gateway.query(pay_no).await },
+        )
     }
 }
 
@@ -290,8 +315,12 @@ impl Handler<CloseTrade> for ProviderActor {
     type Result = ResponseActFuture<Self, Result<CloseOutcome, GatewayError>>;
 
     fn handle(&mut self, msg: CloseTrade, _ctx: &mut Self::Context) -> Self::Result {
-        let pay_no = msg.0;
-        self.call(None, move |gateway| async move { gateway.close(pay_no).await })
+        let CloseTrade(pay_no, deadline) = msg;
+        self.call(
+            None,
+            deadline,
+            move |gateway| async move { gateway.close(pay_no).await },
+        )
     }
 }
 
@@ -299,8 +328,8 @@ impl Handler<RefundTrade> for ProviderActor {
     type Result = ResponseActFuture<Self, Result<RefundAnswer, GatewayError>>;
 
     fn handle(&mut self, msg: RefundTrade, _ctx: &mut Self::Context) -> Self::Result {
-        let request = msg.0;
-        self.call(None, move |gateway| {
+        let RefundTrade(request, deadline) = msg;
+        self.call(None, deadline, move |gateway| {
             let request = request.clone();
             async move { gateway.refund(&request).await }
         })
@@ -311,8 +340,8 @@ impl Handler<QueryRefund> for ProviderActor {
     type Result = ResponseActFuture<Self, Result<RefundAnswer, GatewayError>>;
 
     fn handle(&mut self, msg: QueryRefund, _ctx: &mut Self::Context) -> Self::Result {
-        let request = msg.0;
-        self.call(None, move |gateway| {
+        let QueryRefund(request, deadline) = msg;
+        self.call(None, deadline, move |gateway| {
             let request = request.clone();
             async move { gateway.query_refund(&request).await }
         })
@@ -328,11 +357,11 @@ impl Handler<FetchBill> for ProviderActor {
     /// retries (the reconciliation worker asks again later) and outside the circuit breaker: a
     /// slow bill says nothing about the payment and refund calls.
     fn handle(&mut self, msg: FetchBill, _ctx: &mut Self::Context) -> Self::Result {
-        let date = msg.0;
+        let FetchBill(date, deadline) = msg;
         let gateway = self.gateway.clone();
         let limits = self.limits.clone();
         let work = async move {
-            let _admission = limits.wait().await?;
+            let _admission = until(deadline, limits.wait()).await??;
             match AssertUnwindSafe(tokio::time::timeout(BILL_TIMEOUT, gateway.bill(date)))
                 .catch_unwind()
                 .await
@@ -427,8 +456,8 @@ mod tests {
         let restarts = actor.restart_counter();
         let addr = actor.start_supervised();
 
-        let first = addr.send(QueryTrade(PayNo::new(1).unwrap())).await;
-        let second = addr.send(QueryTrade(PayNo::new(1).unwrap())).await;
+        let first = addr.send(QueryTrade(PayNo::new(1).unwrap(), None)).await;
+        let second = addr.send(QueryTrade(PayNo::new(1).unwrap(), None)).await;
 
         assert!(matches!(first, Ok(Err(GatewayError::Crashed))), "{first:?}");
         assert!(matches!(second, Ok(Ok(_))), "{second:?}");
@@ -440,7 +469,7 @@ mod tests {
         let flaky = gateway(false, 2);
         let addr = ProviderActor::new(flaky.clone(), settings(100, 3)).start_supervised();
 
-        let result = addr.send(QueryTrade(PayNo::new(1).unwrap())).await.unwrap();
+        let result = addr.send(QueryTrade(PayNo::new(1).unwrap(), None)).await.unwrap();
 
         assert!(result.is_ok(), "{result:?}");
         assert_eq!(flaky.calls.load(Ordering::SeqCst), 3);
@@ -452,7 +481,7 @@ mod tests {
         let addr = ProviderActor::new(flaky.clone(), settings(5, 0)).start_supervised();
         let started = Instant::now();
 
-        let calls = (0..10).map(|n| addr.send(QueryTrade(PayNo::new(n + 1).unwrap())));
+        let calls = (0..10).map(|n| addr.send(QueryTrade(PayNo::new(n + 1).unwrap(), None)));
         let results = futures::future::join_all(calls).await;
 
         assert!(results.iter().all(|r| matches!(r, Ok(Ok(_)))));
@@ -462,5 +491,75 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    /// Answers every query NOTPAY after `delay`, counting the queries it received.
+    struct SlowGateway {
+        delay: Duration,
+        queries: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Gateway for SlowGateway {
+        fn provider(&self) -> Provider {
+            Provider::Sandbox
+        }
+        async fn create_qr(&self, _req: &QrRequest) -> Result<QrCreated, GatewayError> {
+            Err(GatewayError::Transport("unused".into()))
+        }
+        async fn query(&self, _pay_no: PayNo) -> Result<TradeQuery, GatewayError> {
+            self.queries.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(self.delay).await;
+            Ok(TradeQuery {
+                state: TradeState::NotPaid,
+                raw: serde_json::Value::Null,
+            })
+        }
+        async fn close(&self, _pay_no: PayNo) -> Result<CloseOutcome, GatewayError> {
+            Ok(CloseOutcome::Closed)
+        }
+        async fn refund(&self, _req: &crate::gateway::RefundRequest) -> Result<RefundAnswer, GatewayError> {
+            Err(GatewayError::Transport("unused".into()))
+        }
+        async fn query_refund(&self, _req: &crate::gateway::RefundRequest) -> Result<RefundAnswer, GatewayError> {
+            Err(GatewayError::Transport("unused".into()))
+        }
+        async fn bill(&self, _date: chrono::NaiveDate) -> Result<crate::gateway::bill::BillFetch, GatewayError> {
+            Err(GatewayError::Transport("unused".into()))
+        }
+        fn verify_notification(&self, _req: &NotificationRequest) -> Result<VerifiedNotification, NotificationError> {
+            Err(NotificationError::BadSignature)
+        }
+    }
+
+    #[actix::test]
+    async fn a_call_whose_caller_gave_up_while_it_waited_for_its_turn_is_never_sent() {
+        // Arrange: one call in flight at a time; the first one takes 300 ms, callers wait 100 ms.
+        let slow = Arc::new(SlowGateway {
+            delay: Duration::from_millis(300),
+            queries: AtomicUsize::new(0),
+        });
+        let mut one_at_a_time = settings(100, 0);
+        one_at_a_time.max_concurrency = 1;
+        let actor = ProviderActor::new(slow.clone(), one_at_a_time);
+        let limits = actor.limits();
+        let addr = actor.start_supervised();
+        let providers = Providers::new(
+            std::collections::HashMap::from([(Provider::Sandbox, ProviderMailboxes::of(&addr, limits))]),
+            Duration::from_millis(100),
+        );
+
+        // Act: the second call waits for the first one's slot and its caller gives up.
+        let (first, second) = futures::join!(
+            providers.query(Provider::Sandbox, PayNo::new(1).unwrap()),
+            providers.query(Provider::Sandbox, PayNo::new(2).unwrap()),
+        );
+        // Past the moment the slot frees.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+
+        // Assert
+        assert!(matches!(first, Err(GatewayError::Timeout)), "{first:?}");
+        assert!(matches!(second, Err(GatewayError::Timeout)), "{second:?}");
+        assert_eq!(slow.queries.load(Ordering::SeqCst), 1, "the abandoned call was sent");
     }
 }

@@ -3,9 +3,12 @@
 //! [`crate::order::expiry::FollowUp`], the worker [`crate::order::follow_up`].
 
 use chrono::{DateTime, Utc};
-use entities::{payment_attempts, AttemptStatus, OrderId, PayNo};
-use sea_orm::sea_query::Expr;
+use entities::{orders, payment_attempts, AttemptStatus, OrderId, PayNo};
+use sea_orm::sea_query::{Condition, Expr, Query};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use crate::cluster::Partitioner;
+use crate::deadline::LIVE;
 
 /// How long after a payment its order's other open attempts wait for the follow-up: the
 /// payment's own close of them usually settles them well before.
@@ -46,7 +49,16 @@ pub async fn reschedule<C: ConnectionTrait>(conn: &C, pay_no: PayNo, at: Option<
     Ok(())
 }
 
-/// Trades due for a look, soonest first.
+/// The trades a cluster node follows up: those of final orders (any node, claimed one at a
+/// time) and those of live orders in the partitions it owns (the owner's alone: its actors
+/// query and close the same trades).
+#[derive(Clone, Copy, Debug)]
+pub struct OwnedScope<'a> {
+    pub partitioner: Partitioner,
+    pub partitions: &'a [u32],
+}
+
+/// Trades due for a look, soonest first; on a cluster node (`owned`), only those it may look at.
 ///
 /// # Errors
 /// A database error.
@@ -54,9 +66,27 @@ pub async fn due<C: ConnectionTrait>(
     conn: &C,
     now: DateTime<Utc>,
     limit: u64,
+    owned: Option<OwnedScope<'_>>,
 ) -> Result<Vec<payment_attempts::Model>, DbErr> {
-    payment_attempts::Entity::find()
-        .filter(payment_attempts::Column::FollowUpAt.lte(now))
+    let mut query = payment_attempts::Entity::find().filter(payment_attempts::Column::FollowUpAt.lte(now));
+    if let Some(owned) = owned {
+        let final_orders = Query::select()
+            .column(orders::Column::Id)
+            .from(orders::Entity)
+            .and_where(orders::Column::Status.is_not_in(LIVE))
+            .to_owned();
+        let mut scope = Condition::any().add(payment_attempts::Column::OrderId.in_subquery(final_orders));
+        if !owned.partitions.is_empty() {
+            let list: Vec<String> = owned.partitions.iter().map(u32::to_string).collect();
+            scope = scope.add(Expr::cust(format!(
+                "{} IN ({})",
+                owned.partitioner.sql("order_id"),
+                list.join(", ")
+            )));
+        }
+        query = query.filter(scope);
+    }
+    query
         .order_by_asc(payment_attempts::Column::FollowUpAt)
         .limit(limit)
         .all(conn)
