@@ -1,8 +1,10 @@
 //! Prometheus metrics: HTTP request counts and latencies per route, plus business counters.
 //!
 //! The `prometheus` crate keeps the registry and renders the text format; the middleware here
-//! only records. Routes are labelled by their pattern (`/v1/orders/{order_no}`), never by the
-//! concrete path, so label cardinality stays bounded.
+//! only records. Every label a client can influence comes from a closed set, so no request can
+//! grow the registry: the method is one of the standard ones or `other` (HTTP allows any token
+//! as a method), the route is the matched pattern (`/v1/orders/{order_no}`, never the concrete
+//! path) or `unmatched`, the status is the code answered.
 
 use std::time::Instant;
 
@@ -86,7 +88,7 @@ pub async fn record(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
     let result = next.call(req).await;
     if let Some(metrics) = metrics {
@@ -96,14 +98,30 @@ pub async fn record(
         };
         metrics
             .http_requests
-            .with_label_values(&[&method, &route, &status])
+            .with_label_values(&[method, &route, &status])
             .inc();
         metrics
             .http_duration
-            .with_label_values(&[&method, &route])
+            .with_label_values(&[method, &route])
             .observe(started.elapsed().as_secs_f64());
     }
     result
+}
+
+/// The method as a label: one of the standard methods, or `other`.
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "OPTIONS" => "OPTIONS",
+        "TRACE" => "TRACE",
+        "CONNECT" => "CONNECT",
+        _ => "other",
+    }
 }
 
 /// `GET /metrics`. The stuck-order gauge is read from the database at each scrape, so it is

@@ -29,6 +29,8 @@ pub(crate) struct RigOptions {
     pub(crate) auto_refund: bool,
     /// The refund worker asks the provider again only after 30 s (a notification comes first).
     pub(crate) slow_refund_queries: bool,
+    /// `refunds.auto_refund_retry_min_delay_milliseconds`, when not the test profile's.
+    pub(crate) auto_refund_retry: Option<std::time::Duration>,
 }
 
 impl Default for RigOptions {
@@ -39,6 +41,7 @@ impl Default for RigOptions {
             rate_per_second: 100,
             auto_refund: false,
             slow_refund_queries: false,
+            auto_refund_retry: None,
         }
     }
 }
@@ -51,6 +54,9 @@ pub(crate) async fn rig(options: RigOptions) -> Rig {
     let sim = SimServer::start(config).await.expect("the simulator starts");
     let mut settings = test_settings(Backend::Postgres).await;
     settings.anomalies.auto_refund = options.auto_refund;
+    if let Some(delay) = options.auto_refund_retry {
+        settings.refunds.auto_retry_min_delay = delay;
+    }
     if options.slow_refund_queries {
         settings.refunds.retry_min_delay = std::time::Duration::from_secs(30);
         settings.refunds.retry_max_delay = std::time::Duration::from_secs(60);

@@ -1138,7 +1138,13 @@ impl TestApp {
 /// buyer's money stayed with the merchant (`auto:<pay_no>` existed, so nothing was made again).
 #[actix_web::test]
 async fn an_automatic_refund_the_provider_closes_is_made_again_under_a_new_number_until_it_succeeds() {
-    let rig = refunding_rig().await;
+    // The new try waits 2 s: time to see the first fail and let the provider refund again.
+    let rig = rig(RigOptions {
+        auto_refund: true,
+        auto_refund_retry: Some(Duration::from_secs(2)),
+        ..RigOptions::default()
+    })
+    .await;
     let app = &rig.app;
     rig.sim.set_refund_behaviour(SimRefundBehaviour {
         mode: SimRefundMode::Close,

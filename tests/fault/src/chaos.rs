@@ -63,8 +63,10 @@ fn schedule(scenario: &Scenario) -> Vec<(Duration, Event)> {
     }
     events.push((at(0.4), Event::ProviderFails));
     events.push((at(0.65), Event::ProviderRecovers));
+    // A fifth of the load, at most 20 s: automatic refunds closed early in it are made again
+    // (about every second or two) until it ends, within their tries.
     events.push((at(0.15), Event::RefundsClosed));
-    events.push((at(0.35), Event::RefundsSucceed));
+    events.push((at(0.35).min(at(0.15) + Duration::from_secs(20)), Event::RefundsSucceed));
     events.sort_by_key(|(at, _)| *at);
     events
 }

@@ -483,13 +483,13 @@ pub fn node_env(
         ),
         // Money no order keeps is refunded by itself: the refunds face the same faults.
         ("PAYWARDEN__ANOMALIES__AUTO_REFUND", "true".to_owned()),
-        // A closed automatic refund is made again within a second or two; five tries cover
-        // the while the simulator closes every refund.
+        // A closed automatic refund is made again every second or two; 30 tries outlast the
+        // (at most 20 s) while the simulator closes every refund.
         (
             "PAYWARDEN__REFUNDS__AUTO_REFUND_RETRY_MIN_DELAY_MILLISECONDS",
             "1000".to_owned(),
         ),
-        ("PAYWARDEN__REFUNDS__AUTO_REFUND_MAX_TRIES", "8".to_owned()),
+        ("PAYWARDEN__REFUNDS__AUTO_REFUND_MAX_TRIES", "30".to_owned()),
         ("PAYWARDEN__PROVIDERS__WECHAT__ENABLED", "true".to_owned()),
         ("PAYWARDEN__PROVIDERS__WECHAT__MCHID", sim_config.wechat_mchid.clone()),
         ("PAYWARDEN__PROVIDERS__WECHAT__APPID", sim_config.wechat_appid.clone()),

@@ -280,16 +280,26 @@ impl Load {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let status = self.sim_buyer(&attempt, "notify-conflicting", None).await;
+        // Sent once: acknowledged, it must have left an anomaly (a node down, it simply was
+        // not delivered).
+        let url = format!(
+            "{}/sim/{provider}/trades/{}/notify-conflicting",
+            self.sim_base, attempt.pay_no
+        );
+        let answer: Option<Value> = match self.sim.post(url).send().await {
+            Ok(response) if response.status().is_success() => response.json().await.ok(),
+            _ => None,
+        };
+        let acknowledged = answer.as_ref().and_then(|a| a["acknowledged"].as_bool());
         self.count(&format!(
             "contradicting report at {provider}: {}",
-            match status {
-                Some(200) => "sent".to_owned(),
-                Some(other) => format!("answered {other}"),
-                None => "no answer".to_owned(),
+            match acknowledged {
+                Some(true) => "acknowledged",
+                Some(false) => "not acknowledged (a node down)",
+                None => "not sent",
             }
         ));
-        if status == Some(200) {
+        if acknowledged == Some(true) {
             self.facts().conflicting_reports.push(attempt.pay_no.clone());
         }
     }
