@@ -60,8 +60,8 @@ pub struct RefundSettings {
     /// follow-up) in full, automatically. Set from `anomalies.auto_refund`.
     #[serde(skip, default = "default_auto_refund")]
     pub auto_refund: bool,
-    /// An automatic refund that ends failed (refused, closed) is made again under a new number
-    /// after this delay, doubling with each try up to `retry_max_delay`...
+    /// An automatic refund that ends failed (closed by the provider) is made again under a new
+    /// number after this delay, doubling with each try...
     #[serde(
         rename = "auto_refund_retry_min_delay_milliseconds",
         with = "crate::settings::millis",
@@ -129,10 +129,11 @@ impl RefundSettings {
         )
     }
 
+    /// Doubling from the first delay for every try (10 min, 20, 40, ... by default).
     fn auto_schedule(&self) -> RetrySchedule {
         RetrySchedule {
             min_delay: self.auto_retry_min_delay,
-            max_delay: self.retry_max_delay.max(self.auto_retry_min_delay),
+            max_delay: self.auto_retry_min_delay.saturating_mul(64),
         }
     }
 
@@ -296,6 +297,15 @@ async fn step(deps: &OrderDeps, refund: &refunds::Model) -> Result<(), OrderErro
                     let done = RefundOutcome::Failed { reason: reason.clone() };
                     settle(deps, refund.refund_no, &done, raw.to_string(), refund.provider, None).await?;
                 }
+                // Refused because its money went back through another refund meanwhile (one
+                // recorded failed succeeded after all): settled failed, nothing is owed.
+                Some(reason) if store::covered_elsewhere(&deps.db, refund).await? => {
+                    outcome("failed");
+                    let done = RefundOutcome::Failed {
+                        reason: format!("superseded: the payment was refunded by another refund ({reason})"),
+                    };
+                    settle(deps, refund.refund_no, &done, raw.to_string(), refund.provider, None).await?;
+                }
                 Some(reason) => {
                     outcome("refused");
                     tracing::error!(refund_no = %refund.refund_no, %reason, "an automatic refund is refused; sending it again later");
@@ -359,7 +369,10 @@ async fn settle(
         schedule: deps.refunds.auto_schedule(),
         max_tries: deps.refunds.auto_max_tries,
     };
-    let settled = store::settle(&deps.db, refund_no, outcome, raw, &operator, receipt, Some(&retry)).await?;
+    // With `anomalies.auto_refund` off, a failed automatic refund (made while it was on) is
+    // left to an operator like every other refund.
+    let retry = deps.refunds.auto_refund.then_some(&retry);
+    let settled = store::settle(&deps.db, refund_no, outcome, raw, &operator, receipt, retry).await?;
     if let Settled::Done {
         order,
         next,

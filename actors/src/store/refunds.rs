@@ -467,6 +467,39 @@ pub async fn settle(
     })
 }
 
+/// The automatic refunds of a payment (made by `system`, so a merchant's own `AUTO:` key,
+/// which a case-blind `LIKE` would match, is never one of them).
+fn automatic_of(pay_no: PayNo) -> sea_orm::Select<refunds::Entity> {
+    refunds::Entity::find()
+        .filter(refunds::Column::PayNo.eq(pay_no))
+        .filter(refunds::Column::Operator.eq(Operator::System.to_string()))
+        .filter(refunds::Column::OutRefundId.starts_with(AUTO_REFUND_PREFIX))
+}
+
+/// Whether the money an automatic refund was made for has gone back through another one
+/// meanwhile (one recorded failed succeeded after all): its succeeded refunds and this one
+/// would exceed the payment. Such a refund is not sent again: the provider refuses it, for ever.
+///
+/// # Errors
+/// A database error.
+pub async fn covered_elsewhere<C: ConnectionTrait>(conn: &C, refund: &refunds::Model) -> Result<bool, OrderError> {
+    let Some(attempt) = payment_attempts::Entity::find_by_id(refund.pay_no).one(conn).await? else {
+        return Ok(false);
+    };
+    let paid = attempt.paid_amount.unwrap_or(attempt.amount).get();
+    let succeeded: Vec<MinorUnit> = refunds::Entity::find()
+        .select_only()
+        .column(refunds::Column::Amount)
+        .filter(refunds::Column::PayNo.eq(refund.pay_no))
+        .filter(refunds::Column::Status.eq(RefundStatus::Succeeded))
+        .filter(refunds::Column::RefundNo.ne(refund.refund_no))
+        .into_tuple()
+        .all(conn)
+        .await?;
+    let succeeded: i64 = succeeded.iter().map(|amount| amount.get()).sum();
+    Ok(succeeded.saturating_add(refund.amount.get()) > paid)
+}
+
 /// An automatic refund: money no order keeps, given back by paywarden itself.
 fn is_automatic(refund: &refunds::Model) -> bool {
     refund.operator == Operator::System.to_string() && refund.out_refund_id.starts_with(AUTO_REFUND_PREFIX)
@@ -486,13 +519,7 @@ async fn retry_automatic(
     if left == MinorUnit::ZERO {
         return Ok(AutoFollowUp::None);
     }
-    let tries = sea_orm::PaginatorTrait::count(
-        refunds::Entity::find()
-            .filter(refunds::Column::PayNo.eq(failed.pay_no))
-            .filter(refunds::Column::OutRefundId.starts_with(AUTO_REFUND_PREFIX)),
-        txn,
-    )
-    .await?;
+    let tries = sea_orm::PaginatorTrait::count(automatic_of(failed.pay_no), txn).await?;
     if tries >= u64::from(retry.max_tries) {
         let detail = format!(
             "automatic refund of pay_no {} failed {tries} times (last: {}): parked, {left} must be refunded by an operator",
@@ -530,9 +557,7 @@ async fn withdraw_unsent_retries(
     succeeded: &refunds::Model,
     now: DateTime<Utc>,
 ) -> Result<(), OrderError> {
-    let unsent = refunds::Entity::find()
-        .filter(refunds::Column::PayNo.eq(succeeded.pay_no))
-        .filter(refunds::Column::OutRefundId.starts_with(AUTO_REFUND_PREFIX))
+    let unsent = automatic_of(succeeded.pay_no)
         .filter(refunds::Column::Status.eq(RefundStatus::Pending))
         .filter(refunds::Column::Submitted.eq(false))
         .filter(refunds::Column::Attempts.eq(0))

@@ -171,34 +171,91 @@ fn check_claims(claims: &Claims, expect: &BillExpectation<'_>) -> Result<(), Bil
     Ok(())
 }
 
+/// Where the cells that can be checked are: the two times and every amount column
+/// (`...（元）`).
+struct Layout {
+    width: usize,
+    name: usize,
+    created: usize,
+    finished: usize,
+    amounts: Vec<usize>,
+}
+
+impl Layout {
+    fn new(header: &[&str], name: usize, created: usize, finished: usize) -> Self {
+        Self {
+            width: header.len(),
+            name,
+            created,
+            finished,
+            amounts: header
+                .iter()
+                .enumerate()
+                .filter(|(_, cell)| cell.ends_with("（元）"))
+                .map(|(at, _)| at)
+                .collect(),
+        }
+    }
+
+    /// Whether `cells` line up with the header: the creation time reads, the completion time
+    /// reads or is empty, every amount reads or is empty.
+    fn lines_up(&self, cells: &[std::borrow::Cow<'_, str>]) -> bool {
+        let is_time = |cell: &str| NaiveDateTime::parse_from_str(cell, "%Y-%m-%d %H:%M:%S").is_ok();
+        let cell = |at: usize| cells.get(at).map_or("", AsRef::as_ref);
+        is_time(cell(self.created))
+            && (cell(self.finished).is_empty() || is_time(cell(self.finished)))
+            && self
+                .amounts
+                .iter()
+                .all(|at| cell(*at).is_empty() || signed_fen(cell(*at)).is_ok())
+    }
+}
+
 /// The cells of one detail row, as many as the header has: split on commas, each trimmed of
 /// spaces and the TAB padding. A row with more cells than the header has commas inside its
-/// free-text cells: the product name absorbs what puts the two times after it in place, the
-/// remark (last) the rest.
-fn cells<'a>(line: &'a str, width: usize, name: usize, created: usize) -> Option<Vec<std::borrow::Cow<'a, str>>> {
+/// free text; only the product name and the remark (last) may hold them, and the row is read
+/// only when exactly one way of giving them the extra cells lines the rest up with the header
+/// (times and amounts where they belong). A comma anywhere else, or a row that lines up in no
+/// way or in several, fails the row: it is never read with its columns shifted.
+fn cells<'a>(line: &'a str, layout: &Layout) -> Result<Vec<std::borrow::Cow<'a, str>>, String> {
     use std::borrow::Cow;
     let raw: Vec<&str> = line
         .split(',')
         .map(|cell| cell.trim_matches(|c: char| c == '\t' || c == ' '))
         .collect();
-    if raw.len() == width {
-        return Some(raw.into_iter().map(Cow::Borrowed).collect());
-    }
-    if raw.len() < width || name >= created || created + 1 >= width {
-        return None;
+    let width = layout.width;
+    if raw.len() < width || width == 0 {
+        return Err(format!("{} cells where the header has {width}", raw.len()));
     }
     let extra = raw.len() - width;
-    let is_time = |cell: &str| NaiveDateTime::parse_from_str(cell, "%Y-%m-%d %H:%M:%S").is_ok();
-    let shift = (0..=extra).find(|shift| is_time(raw[created + shift]) && is_time(raw[created + shift + 1]))?;
-    let mut out: Vec<Cow<'a, str>> = raw[..name].iter().map(|cell| Cow::Borrowed(*cell)).collect();
-    out.push(Cow::Owned(raw[name..=name + shift].join(",")));
-    out.extend(
-        raw[name + shift + 1..width - 1 + shift]
-            .iter()
-            .map(|cell| Cow::Borrowed(*cell)),
-    );
-    out.push(Cow::Owned(raw[width - 1 + shift..].join(",")));
-    Some(out)
+    let name = layout.name;
+    let candidate = |shift: usize| -> Vec<Cow<'a, str>> {
+        if extra == 0 {
+            return raw.iter().map(|cell| Cow::Borrowed(*cell)).collect();
+        }
+        let mut out: Vec<Cow<'a, str>> = raw[..name].iter().map(|cell| Cow::Borrowed(*cell)).collect();
+        out.push(Cow::Owned(raw[name..=name + shift].join(",")));
+        out.extend(
+            raw[name + shift + 1..width - 1 + shift]
+                .iter()
+                .map(|cell| Cow::Borrowed(*cell)),
+        );
+        out.push(Cow::Owned(raw[width - 1 + shift..].join(",")));
+        out
+    };
+    if extra > 0 && name + 1 >= width {
+        return Err(format!("{} cells where the header has {width}", raw.len()));
+    }
+    let mut fits = (0..=extra).map(candidate).filter(|cells| layout.lines_up(cells));
+    match (fits.next(), fits.next()) {
+        (Some(cells), None) => Ok(cells),
+        (None, _) if extra == 0 => Err("a time or amount cell does not read (a comma inside a cell?)".into()),
+        (None, _) => Err(format!(
+            "{} cells where the header has {width}, and no reading lines them up",
+            raw.len()
+        )),
+        (Some(_), Some(_)) => Err("the commas in the row can be read in more than one way".into()),
+    }
 }
 
 /// Parses the decoded detail file and checks it against `expect` and its own totals.
@@ -246,17 +303,12 @@ pub fn parse_detail(text: &str, expect: &BillExpectation<'_>) -> Result<Vec<Bill
             "退款批次号/请求号",
         ],
     )?;
+    let layout = Layout::new(&header, name, created, finished);
     let mut rows = Vec::new();
     let (mut payments, mut refunds) = ((0_u64, 0_i64), (0_u64, 0_i64));
     for (line_no, line) in body {
         let problem = |problem: String| BillError::Line { line: line_no, problem };
-        let fields = cells(line, header.len(), name, created).ok_or_else(|| {
-            problem(format!(
-                "{} cells where the header has {}",
-                line.split(',').count(),
-                header.len()
-            ))
-        })?;
+        let fields = cells(line, &layout).map_err(problem)?;
         let field = |at: usize| fields.get(at).map(AsRef::as_ref).unwrap_or_default();
         let money = || parse_yuan(field(amount)).map(|(_, amount)| amount).map_err(problem);
         let taken = signed_fen(field(received)).map_err(problem)?;
@@ -465,6 +517,40 @@ mod tests {
         assert!(why.contains("39.99"), "{why}");
         let undated = good("20880000000000010156", "2019-09-16", PAID_LINE).replace("#起始日期", "#日期");
         assert!(inconsistent(undated, expect(None)).contains("which day"));
+    }
+
+    #[test]
+    fn a_comma_outside_the_product_name_and_remark_fails_the_row_instead_of_shifting_it() {
+        // In the coupon name (券名称): amounts and times would still read, the refund number
+        // would not be where the header says.
+        let coupon = REFUND.replace(",0.00,,0.00\t,", ",0.00,满100减10,限新客,0.00\t,");
+        assert_ne!(coupon, REFUND);
+        // In the counterparty: the amounts would shift.
+        let counterparty = PAYMENT.replace("*津水(602***@qq.com)", "*津水,(602***@qq.com)");
+        for row in [&coupon, &counterparty] {
+            let detail = real_shaped(
+                "20880000000000010156",
+                "2019-09-16",
+                &[PAYMENT, row],
+                PAID_LINE,
+                REFUNDED_LINE,
+            );
+            let detail = if row.contains("退款") {
+                detail
+            } else {
+                real_shaped(
+                    "20880000000000010156",
+                    "2019-09-16",
+                    &[row, REFUND],
+                    PAID_LINE,
+                    REFUNDED_LINE,
+                )
+            };
+            assert!(
+                matches!(parse_detail(&detail, &expect(None)), Err(BillError::Line { .. })),
+                "{row}"
+            );
+        }
     }
 
     #[test]
