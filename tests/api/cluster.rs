@@ -373,15 +373,7 @@ async fn a_request_that_fails_authentication_is_answered_by_the_receiving_node_a
         // Assert
         assert_eq!(status, 401, "{framing:?}: {answer}");
     }
-    let metrics = node0
-        .client
-        .get(node0.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = node0.metrics().await;
     assert!(
         !metrics
             .lines()

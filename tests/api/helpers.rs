@@ -283,6 +283,18 @@ impl TestApp {
         response.json().await.expect("order JSON")
     }
 
+    /// The Prometheus exposition, as a scrape reads it.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         let row = self
             .db

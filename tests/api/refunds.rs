@@ -404,15 +404,7 @@ async fn a_report_contradicting_a_recorded_payment_is_an_anomaly_never_a_refund(
         "{anomaly}"
     );
     assert_eq!(app.outbox_count(&order_no, "order.payment_anomaly").await, 1);
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("paywarden_money_anomalies_total{kind=\"conflicting_report\"} 1"),
         "{metrics}"
@@ -1107,17 +1099,6 @@ async fn a_refused_automatic_refund_is_sent_again_until_it_succeeds() {
 }
 
 impl TestApp {
-    async fn metrics(&self) -> String {
-        self.client
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    }
-
     /// Waits until `check` holds for the order's refunds.
     async fn wait_for_refunds(&self, order_no: &str, within: Duration, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
         let started = Instant::now();

@@ -259,16 +259,33 @@ async fn payment_of<C: ConnectionTrait>(
 /// failed (a pending one may still succeed).
 async fn remaining<C: ConnectionTrait>(conn: &C, attempt: &payment_attempts::Model) -> Result<MinorUnit, OrderError> {
     let paid = attempt.paid_amount.unwrap_or(MinorUnit::ZERO).get();
-    let taken: Vec<MinorUnit> = refunds::Entity::find()
+    let taken = refunded(
+        conn,
+        attempt.pay_no,
+        &[RefundStatus::Pending, RefundStatus::Succeeded],
+        None,
+    )
+    .await?;
+    Ok(MinorUnit::new(paid.saturating_sub(taken)).unwrap_or(MinorUnit::ZERO))
+}
+
+/// The total of `pay_no`'s refunds in `statuses`, `except` one of them.
+async fn refunded<C: ConnectionTrait>(
+    conn: &C,
+    pay_no: PayNo,
+    statuses: &[RefundStatus],
+    except: Option<RefundNo>,
+) -> Result<i64, OrderError> {
+    let mut query = refunds::Entity::find()
         .select_only()
         .column(refunds::Column::Amount)
-        .filter(refunds::Column::PayNo.eq(attempt.pay_no))
-        .filter(refunds::Column::Status.ne(RefundStatus::Failed))
-        .into_tuple()
-        .all(conn)
-        .await?;
-    let taken: i64 = taken.iter().map(|amount| amount.get()).sum();
-    Ok(MinorUnit::new(paid.saturating_sub(taken)).unwrap_or(MinorUnit::ZERO))
+        .filter(refunds::Column::PayNo.eq(pay_no))
+        .filter(refunds::Column::Status.is_in(statuses.iter().copied()));
+    if let Some(refund_no) = except {
+        query = query.filter(refunds::Column::RefundNo.ne(refund_no));
+    }
+    let amounts: Vec<MinorUnit> = query.into_tuple().all(conn).await?;
+    Ok(amounts.iter().map(|amount| amount.get()).sum())
 }
 
 /// A final answer about a refund.
@@ -487,16 +504,7 @@ pub async fn covered_elsewhere<C: ConnectionTrait>(conn: &C, refund: &refunds::M
         return Ok(false);
     };
     let paid = attempt.paid_amount.unwrap_or(attempt.amount).get();
-    let succeeded: Vec<MinorUnit> = refunds::Entity::find()
-        .select_only()
-        .column(refunds::Column::Amount)
-        .filter(refunds::Column::PayNo.eq(refund.pay_no))
-        .filter(refunds::Column::Status.eq(RefundStatus::Succeeded))
-        .filter(refunds::Column::RefundNo.ne(refund.refund_no))
-        .into_tuple()
-        .all(conn)
-        .await?;
-    let succeeded: i64 = succeeded.iter().map(|amount| amount.get()).sum();
+    let succeeded = refunded(conn, refund.pay_no, &[RefundStatus::Succeeded], Some(refund.refund_no)).await?;
     Ok(succeeded.saturating_add(refund.amount.get()) > paid)
 }
 
@@ -617,17 +625,14 @@ async fn check_beyond_paid(
         .await?
         .ok_or(OrderError::AttemptNotFound)?;
     let paid = attempt.paid_amount.unwrap_or(attempt.amount);
-    let left = remaining(txn, &attempt).await?;
-    let taken: Vec<MinorUnit> = refunds::Entity::find()
-        .select_only()
-        .column(refunds::Column::Amount)
-        .filter(refunds::Column::PayNo.eq(refund.pay_no))
-        .filter(refunds::Column::Status.ne(RefundStatus::Failed))
-        .into_tuple()
-        .all(txn)
-        .await?;
-    let taken: i64 = taken.iter().map(|amount| amount.get()).sum();
-    if left > MinorUnit::ZERO || taken <= paid.get() {
+    let taken = refunded(
+        txn,
+        refund.pay_no,
+        &[RefundStatus::Pending, RefundStatus::Succeeded],
+        None,
+    )
+    .await?;
+    if taken <= paid.get() {
         return Ok(false);
     }
     let detail = format!(
