@@ -22,6 +22,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod edge;
 pub mod error;
 pub mod forward;
 pub mod idempotency;
@@ -29,4 +30,5 @@ pub mod links;
 pub mod metrics;
 pub mod routes;
 pub mod startup;
+pub mod streams;
 pub mod telemetry;

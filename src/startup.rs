@@ -59,6 +59,10 @@ pub struct AppState {
     /// How a reconciliation started by hand waits for its bill.
     pub reconciliation: actors::reconcile::ReconcileSettings,
     pub metrics: Arc<Metrics>,
+    /// Who may read `/metrics`.
+    pub metrics_access: crate::metrics::MetricsAccess,
+    /// The live status streams of this node.
+    pub streams: crate::streams::StreamHub,
 }
 
 /// How long in-flight requests get to finish once a stop signal arrived.
@@ -232,6 +236,8 @@ impl Application {
             allow_private_targets: settings.outbox.allow_private_targets,
             reconciliation: settings.reconciliation.clone(),
             metrics: metrics.clone(),
+            metrics_access: crate::metrics::MetricsAccess::from_settings(&settings.metrics),
+            streams: crate::streams::StreamHub::start(db.clone(), settings.streams.clone(), engine.subscribe()),
         });
         let credentials = web::Data::new(Credentials::from_settings(&settings.auth)?);
         let forwarder = match engine.ownership() {
@@ -254,15 +260,22 @@ impl Application {
                 .context("failed to serialize the OpenAPI document")?,
         );
 
+        let edge = web::Data::new(crate::edge::Edge {
+            body_read_timeout: settings.server.body_read_timeout,
+            max_body_bytes,
+            https: base_url.starts_with("https://"),
+        });
         let mut server = HttpServer::new(move || {
             let mut app = App::new()
                 .wrap(from_fn(crate::forward::forward))
+                .wrap(from_fn(crate::edge::guard))
                 .wrap(from_fn(crate::metrics::record))
                 .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
                 .app_data(state.clone())
                 .app_data(credentials.clone())
                 .app_data(metrics_data.clone())
-                .app_data(api_document.clone());
+                .app_data(api_document.clone())
+                .app_data(edge.clone());
             if let Some(sandbox) = &sandbox_data {
                 app = app.app_data(sandbox.clone());
             }
@@ -277,6 +290,7 @@ impl Application {
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
+        server = server.max_connections(settings.server.max_connections);
         // SIGINT/SIGTERM stop the server gracefully: no new connections, in-flight requests
         // (a webhook waiting for its order actor, say) get `HTTP_SHUTDOWN_GRACE` to finish.
         server = server.shutdown_timeout(HTTP_SHUTDOWN_GRACE.as_secs());
