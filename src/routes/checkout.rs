@@ -116,6 +116,7 @@ fn render_page(detail: &OrderDetail, token: &str, providers: &[Provider]) -> Mar
         main class="card" id="checkout"
             data-status=(status)
             data-deadline=(order.expires_at.timestamp_millis())
+            data-statuses=(super::html::buyer_status_table())
             data-events={ "/checkout/" (order.order_no) "/events?t=" (token) }
             data-payments={ "/checkout/" (order.order_no) "/payments?t=" (token) } {
             p class="merchant" { (order.merchant_id) }
