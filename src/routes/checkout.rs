@@ -85,11 +85,7 @@ async fn linked_order(state: &AppState, order_no: &str, token: &str) -> Result<o
 }
 
 fn provider_name(provider: Provider) -> &'static str {
-    match provider {
-        Provider::Sandbox => "Sandbox",
-        Provider::Wechat => "WeChat Pay",
-        Provider::Alipay => "Alipay",
-    }
+    actors::gateway::registry::info(provider).display_name
 }
 
 fn qr_url(order_no: &str, pay_no: PayNo, token: &str) -> String {

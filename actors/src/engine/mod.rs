@@ -159,8 +159,9 @@ impl Engine {
 
     /// The providers this node can call.
     pub fn providers(&self) -> Vec<Provider> {
-        [Provider::Sandbox, Provider::Wechat, Provider::Alipay]
-            .into_iter()
+        crate::gateway::registry::PROVIDERS
+            .iter()
+            .map(|info| info.provider)
             .filter(|provider| self.has_provider(*provider))
             .collect()
     }
