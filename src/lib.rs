@@ -21,6 +21,7 @@
 //! `paywarden-sim` (tests/sim), which only the integration tests depend on.
 
 pub mod auth;
+pub mod background;
 pub mod config;
 pub mod edge;
 pub mod error;

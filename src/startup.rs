@@ -23,7 +23,7 @@ use actors::gateway::sandbox::{SandboxGateway, SandboxSettings};
 use actors::gateway::Gateways;
 use actors::ids::Snowflake;
 use actors::metrics::EngineMetrics;
-use actors::outbox::{Drain, OutboxRelay};
+use actors::outbox::OutboxRelay;
 use actors::provider::start_providers;
 use actors::redis_conn::RedisConn;
 use anyhow::Context;
@@ -67,20 +67,13 @@ pub struct AppState {
 
 /// How long in-flight requests get to finish once a stop signal arrived.
 const HTTP_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// How long order actors get to finish the pass in flight once the server stopped.
-const ENGINE_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// How long the outbox relay gets to finish the deliveries in flight.
-const RELAY_SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 
 pub struct Application {
     port: u16,
     base_url: String,
     server: Server,
-    /// What runs beside the server and is stopped after it, in this order.
-    engine: Engine,
-    relay: Addr<OutboxRelay>,
-    /// Deletes expired idempotency keys; stopped before the pool closes.
-    sweeper: crate::idempotency::Sweeper,
+    /// What runs beside the server, stopped after it.
+    background: crate::background::Background,
     db: DatabaseConnection,
 }
 
@@ -206,9 +199,13 @@ impl Application {
         let relay = start_outbox_relay(&settings, &db, &engine).await?;
         let rehydrated = engine.rehydrate().await.context("failed to re-arm pending orders")?;
         engine.start_cluster().await.context("failed to join the cluster")?;
-        engine.start_follow_up();
-        engine.start_refunds();
-        actors::reconcile::ReconcileWorker::new(engine.clone(), settings.reconciliation.clone()).start_on_own_arbiter();
+        let mut background = crate::background::Background {
+            engine: engine.clone(),
+            relay,
+            pollers: Vec::new(),
+            sweeper: crate::idempotency::Sweeper::start(db.clone()),
+        };
+        background.start_pollers(&settings.reconciliation);
         tracing::info!(
             index = engine.index_name(),
             armed = rehydrated.armed,
@@ -298,9 +295,7 @@ impl Application {
             port: local.port(),
             base_url,
             server: server.run(),
-            engine,
-            relay,
-            sweeper: crate::idempotency::Sweeper::start(db.clone()),
+            background,
             db,
         })
     }
@@ -313,32 +308,17 @@ impl Application {
         &self.base_url
     }
 
-    /// Serves until the server is stopped (Ctrl-C / SIGTERM stop it gracefully), then shuts
-    /// the rest down in dependency order: order actors after the pass each has in flight, the
-    /// outbox relay after its deliveries in flight, and the database pool last. Every step is
-    /// bounded; pending orders stay indexed and the next start re-arms them.
+    /// Serves until the server is stopped (Ctrl-C / SIGTERM stop it gracefully), then stops
+    /// the workers in reverse order of dependency ([`crate::background::Background::stop`]),
+    /// and closes the database pool last. Every step is bounded; pending orders stay indexed
+    /// and the next start re-arms them.
     ///
     /// # Errors
     /// An I/O error of the server.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
-        tracing::info!("http server stopped; stopping order actors");
-        let late = self.engine.shutdown(ENGINE_SHUTDOWN_GRACE).await;
-        if late > 0 {
-            tracing::warn!(
-                late,
-                "order actors still busy after the grace; their passes run again after restart"
-            );
-        }
-        if tokio::time::timeout(RELAY_SHUTDOWN_GRACE, self.relay.send(Drain))
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "outbox relay still delivering after the grace; undelivered events are retried after restart"
-            );
-        }
-        self.sweeper.stop().await;
+        tracing::info!("http server stopped; stopping the workers");
+        self.background.stop().await;
         if let Err(err) = self.db.close().await {
             tracing::warn!(error.message = %err, "failed to close the database pool");
         }
