@@ -516,6 +516,7 @@ impl Settings {
             bail!("console.session_seconds must be between 60 and 604800");
         }
         self.validate_key_hygiene()?;
+        self.validate_cluster_secret()?;
         if self.env == Profile::Production {
             self.validate_production()?;
             if providers.sandbox.enabled {
@@ -632,6 +633,7 @@ impl Settings {
                 &providers.wechat.merchant_private_key,
             ),
             ("providers.alipay.app_private_key", &providers.alipay.app_private_key),
+            ("cluster.secret", &self.cluster.secret),
             // console.session_secret: list it here too once the console section has it (and
             // in `LONG_SECRETS` below), so it is held to the same rules.
         ] {
@@ -685,6 +687,19 @@ impl Settings {
         Ok(())
     }
 
+    /// A cluster signs the requests its nodes forward to each other with `cluster.secret`
+    /// (`crate::forward`): required, and long, whenever clustering is on.
+    ///
+    /// # Errors
+    /// The secret is missing or shorter than [`PRODUCTION_SECRET_MIN_CHARS`].
+    pub fn validate_cluster_secret(&self) -> anyhow::Result<()> {
+        let chars = self.cluster.secret.expose_secret().chars().count();
+        if self.cluster.enabled && chars < PRODUCTION_SECRET_MIN_CHARS {
+            bail!("cluster.secret (PAYWARDEN__CLUSTER__SECRET) must be set to at least {PRODUCTION_SECRET_MIN_CHARS} characters when cluster.enabled is on: it signs the requests nodes forward to each other");
+        }
+        Ok(())
+    }
+
     /// What the production profile refuses beyond the section checks: a secret published in a
     /// shipped configuration file, a short secret, webhooks to private addresses, and a public
     /// base URL that is not `https://`.
@@ -704,7 +719,12 @@ impl Settings {
             );
         }
         /// Secrets the production profile wants long; a merchant key counts as `auth.merchant_keys`.
-        const LONG_SECRETS: [&str; 3] = ["auth.admin_token", "auth.merchant_keys.", "checkout.link_secret"];
+        const LONG_SECRETS: [&str; 4] = [
+            "auth.admin_token",
+            "auth.merchant_keys.",
+            "checkout.link_secret",
+            "cluster.secret",
+        ];
         let long = |key: &str| {
             LONG_SECRETS
                 .iter()
@@ -851,6 +871,7 @@ mod tests {
         settings.checkout.link_secret = SecretString::from("a-real-checkout-link-secret-0123456789");
         settings.outbox.allow_private_targets = false;
         settings.server.public_base_url = "https://pay.example.com".to_owned();
+        settings.cluster.secret = SecretString::from("a-real-cluster-secret-0123456789abcdef");
         settings
     }
 
@@ -1064,7 +1085,7 @@ mod tests {
     #[test]
     fn every_section_is_validated_and_the_key_named() {
         type Spoil = fn(&mut Settings);
-        let cases: [(&str, Spoil); 17] = [
+        let cases: [(&str, Spoil); 18] = [
             ("checkout.link_secret", |s| {
                 s.checkout.link_secret = SecretString::from("too short");
             }),
@@ -1107,6 +1128,12 @@ mod tests {
             ("cluster.partitions", |s| {
                 s.cluster.enabled = true;
                 s.cluster.partitions = 0;
+            }),
+            ("cluster.secret (PAYWARDEN__CLUSTER__SECRET)", |s| {
+                s.cluster.enabled = true;
+                s.redis.url = SecretString::from("redis://127.0.0.1:6379");
+                s.database.url = SecretString::from("postgres://postgres@127.0.0.1/paywarden");
+                s.cluster.secret = SecretString::from("short");
             }),
             ("outbox.webhooks.merchant_id", |s| {
                 s.outbox.webhooks = vec![actors::outbox::ConfiguredWebhook {
