@@ -241,6 +241,7 @@ impl Application {
             Some(ownership) => Some(web::Data::new(
                 crate::forward::Forwarder::new(
                     ownership.node().name.clone(),
+                    settings.cluster.secret.clone(),
                     settings.expiry.actor_reply_timeout + Duration::from_secs(5),
                 )
                 .context("failed to build the forwarding HTTP client")?,

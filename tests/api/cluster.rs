@@ -387,6 +387,102 @@ async fn a_request_that_fails_authentication_is_answered_by_the_receiving_node_a
     );
 }
 
+/// Before the fix the owner took any request carrying the forward marker as a forward from
+/// another node. Now a forward must be signed with `cluster.secret`, over this request, and
+/// recently: anything else is refused by the owner (401, counted) and changes nothing.
+#[actix_web::test]
+async fn a_forged_forward_is_refused_by_the_owner() {
+    use paywarden::forward::{forward_signature, FORWARDED_BY, FORWARD_SIGNATURE, FORWARD_TIMESTAMP};
+
+    // Arrange
+    let (node0, node1) = spawn_two_nodes().await;
+    let body = serde_json::json!({ "provider": "sandbox" }).to_string();
+    let secret = node1.settings.cluster.secret.clone();
+    let other = secrecy::SecretString::from("not-the-cluster-secret-0123456789abcdef");
+    let signed = |secret: &secrecy::SecretString, path: &str, at: i64| {
+        vec![
+            (FORWARDED_BY, "node-0".to_owned()),
+            (FORWARD_TIMESTAMP, at.to_string()),
+            (
+                FORWARD_SIGNATURE,
+                forward_signature(secret, "node-0", "POST", path, at, body.as_bytes()),
+            ),
+        ]
+    };
+    type Forge<'a> = Box<dyn Fn(&str) -> Vec<(&'static str, String)> + 'a>;
+    let cases: [(&str, Forge); 5] = [
+        (
+            "the marker alone",
+            Box::new(|_| vec![(FORWARDED_BY, "node-0".to_owned())]),
+        ),
+        (
+            "a made-up signature",
+            Box::new(|_| {
+                vec![
+                    (FORWARDED_BY, "node-0".to_owned()),
+                    (FORWARD_TIMESTAMP, chrono::Utc::now().timestamp().to_string()),
+                    (FORWARD_SIGNATURE, format!("v1={}", "0".repeat(64))),
+                ]
+            }),
+        ),
+        (
+            "signed with another secret",
+            Box::new(|path| signed(&other, path, chrono::Utc::now().timestamp())),
+        ),
+        (
+            "signed for another order",
+            Box::new(|_| signed(&secret, "/v1/orders/1/payments", chrono::Utc::now().timestamp())),
+        ),
+        (
+            "correctly signed five minutes ago",
+            Box::new(|path| signed(&secret, path, chrono::Utc::now().timestamp() - 300)),
+        ),
+    ];
+    for (case, forge) in &cases {
+        let order_no = order_owned_by(&node0, &node1, "node-1").await;
+        let path = format!("/v1/orders/{order_no}/payments");
+
+        // Act: straight to the owner, with a valid merchant key and the forged forward.
+        let mut request = node1
+            .client
+            .post(node1.url(&path))
+            .bearer_auth(crate::helpers::MERCHANT_A_KEY)
+            .header("content-type", "application/json")
+            .body(body.clone());
+        for (name, value) in forge(&path) {
+            request = request.header(name, value);
+        }
+        let response = request.send().await.unwrap();
+
+        // Assert
+        assert_eq!(response.status().as_u16(), 401, "{case}");
+    }
+    assert_eq!(
+        node1.count("SELECT COUNT(*) FROM payment_attempts").await,
+        0,
+        "no forged forward started an attempt"
+    );
+    let metrics = node1.metrics().await;
+    assert!(
+        metrics.contains(r#"cluster_forwarded_total{outcome="refused"} 5"#),
+        "{metrics}"
+    );
+
+    // A forward signed as a node signs it goes through.
+    let order_no = order_owned_by(&node0, &node1, "node-1").await;
+    let path = format!("/v1/orders/{order_no}/payments");
+    let mut request = node1
+        .client
+        .post(node1.url(&path))
+        .bearer_auth(crate::helpers::MERCHANT_A_KEY)
+        .header("content-type", "application/json")
+        .body(body.clone());
+    for (name, value) in signed(&secret, &path, chrono::Utc::now().timestamp()) {
+        request = request.header(name, value);
+    }
+    assert_eq!(request.send().await.unwrap().status().as_u16(), 201);
+}
+
 /// The node holding each partition's lease, as Redis holds it now (`None`: free).
 async fn lease_holders(redis: &mut redis::aio::MultiplexedConnection, prefix: &str) -> Vec<Option<String>> {
     let mut holders = Vec::new();

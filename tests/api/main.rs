@@ -19,6 +19,7 @@ mod openapi;
 mod orders;
 mod outbox;
 mod payments;
+mod production;
 mod providers;
 mod reconciliations;
 mod refunds;

@@ -796,6 +796,66 @@ async fn private_targets_are_refused_and_redirects_not_followed() {
     );
 }
 
+/// Before the fix these special-purpose addresses passed the hand-written filter (fec0::/10,
+/// 64:ff9b:1::/48, ::ffff:0:0/96, 100::/64 and the others the IANA registries list), and a URL
+/// with `user:password@` was accepted, logged and listed. Each is refused with 422 and nothing
+/// is stored; credentials in a URL are refused even where private targets are allowed.
+#[actix_web::test]
+async fn special_purpose_targets_and_urls_with_credentials_are_refused() {
+    let mut settings = test_settings(Backend::Sqlite).await;
+    settings.outbox.allow_private_targets = false;
+    let app = spawn_app_with(settings).await;
+    let lenient = spawn_app(Backend::Sqlite).await;
+    let add = |app: &TestApp, url: &str| {
+        app.client
+            .post(app.url("/admin/subscribers"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&serde_json::json!({ "url": url }))
+            .send()
+    };
+    let special = [
+        ("http://[fec0::1]/hook", "site-local fec0::/10"),
+        ("http://[64:ff9b:1::a9fe:a9fe]/hook", "local-use NAT64 64:ff9b:1::/48"),
+        ("http://[::ffff:5db8:d822]/hook", "IPv4-mapped ::ffff:0:0/96"),
+        ("http://[100::1]/hook", "discard-only 100::/64"),
+        ("http://[100:0:0:1::1]/hook", "dummy prefix 100:0:0:1::/64"),
+        ("http://[5f00::1]/hook", "SRv6 5f00::/16"),
+        ("http://[3fff::1]/hook", "documentation 3fff::/20"),
+        ("http://[2001:2::1]/hook", "benchmarking 2001:2::/48"),
+        ("http://[2620:4f:8000::1]/hook", "AS112 2620:4f:8000::/48"),
+        ("http://[ff02::1]/hook", "multicast ff00::/8"),
+        ("http://192.0.0.9/hook", "PCP anycast 192.0.0.9/32"),
+        ("http://192.31.196.1/hook", "AS112-v4 192.31.196.0/24"),
+        ("http://192.88.99.1/hook", "6to4 relay anycast 192.88.99.0/24"),
+        ("http://192.175.48.1/hook", "AS112 192.175.48.0/24"),
+        ("http://169.254.169.254/latest/meta-data/", "link local 169.254.0.0/16"),
+    ];
+    for (url, range) in special {
+        let response = add(&app, url).await.unwrap();
+        assert_eq!(
+            crate::helpers::error_code(response, 422).await,
+            "invalid_url",
+            "{range}: {url}"
+        );
+    }
+    for app in [&app, &lenient] {
+        let response = add(app, "https://ops:hunter2@hooks.example.com/paywarden")
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 422);
+        let body = response.text().await.unwrap();
+        assert!(body.contains("invalid_url") && !body.contains("hunter2"), "{body}");
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM subscribers").await,
+            0,
+            "nothing written"
+        );
+    }
+    // A public name is still accepted.
+    let response = add(&app, "https://hooks.example.com/paywarden").await.unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+}
+
 /// Before the fix a relay claimed a whole batch however long it took to send: with slow
 /// receivers the lease ran out mid-batch and a second relay sent the same events again.
 #[actix_web::test]

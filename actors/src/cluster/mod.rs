@@ -36,6 +36,10 @@ pub struct ClusterSettings {
     /// Empty: `http://<bound address>` (refused when `server.public_base_url` is set, which may
     /// be a load balancer, or when the server listens on every interface).
     pub advertise_url: String,
+    /// Key of the HMAC that signs the requests one node forwards to another (the owner refuses
+    /// a forward it cannot verify); the same on every node, at least 32 characters, required
+    /// when `enabled`.
+    pub secret: secrecy::SecretString,
     /// How long a lease lasts without renewal: a dead node's partitions are taken over this
     /// long after its last renewal.
     #[serde(rename = "lease_ttl_milliseconds", with = "crate::settings::millis")]
@@ -437,6 +441,7 @@ mod tests {
             partitions: 256,
             node_name: String::new(),
             advertise_url: String::new(),
+            secret: secrecy::SecretString::from("cluster-secret-0123456789abcdef0123"),
             lease_ttl: Duration::from_secs(3),
             tick: Duration::from_secs(2),
             sweep: Duration::from_secs(5),

@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use aes_gcm::aead::consts::{U12, U16};
 use aes_gcm::aead::generic_array::GenericArray;
@@ -25,12 +26,12 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use rand::Rng;
-use rsa::pkcs1::{DecodeRsaPrivateKey, DecodeRsaPublicKey};
-use rsa::pkcs1v15::{Signature, SigningKey, VerifyingKey};
-use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use rsa::pkcs1::DecodeRsaPublicKey;
+use rsa::pkcs1v15::{Signature, VerifyingKey};
+use rsa::pkcs8::DecodePublicKey;
 use rsa::sha2::Sha256;
-use rsa::signature::{SignatureEncoding, Signer, Verifier};
-use rsa::{RsaPrivateKey, RsaPublicKey};
+use rsa::signature::Verifier;
+use rsa::RsaPublicKey;
 use secrecy::{ExposeSecret, SecretString};
 use x509_cert::der::{Decode, Encode};
 
@@ -126,11 +127,16 @@ fn unarmor(text: &str) -> Result<Unarmored, KeyError> {
 
 /// A merchant (or, in the simulator, a platform) private key ready to sign SHA256withRSA.
 ///
-/// `Debug` shows nothing of the key: `rsa::RsaPrivateKey` derives `Debug` and would print the
-/// private exponent.
+/// Signing uses `ring`, whose RSA private-key operation is constant-time and blinded; the `rsa`
+/// crate's is not (RUSTSEC-2023-0071, the Marvin timing attack, no fixed release), and a
+/// provider request is signed on every call, so its timing is observable. Verification
+/// ([`RsaVerifyingKey`]) stays on `rsa`: it uses the provider's public key only, which that
+/// advisory does not concern.
+///
+/// `Debug` shows nothing of the key.
 #[derive(Clone)]
 pub struct RsaSigningKey {
-    key: SigningKey<Sha256>,
+    key: Arc<ring::rsa::KeyPair>,
     public: RsaPublicKey,
 }
 
@@ -142,29 +148,27 @@ impl fmt::Debug for RsaSigningKey {
 
 impl RsaSigningKey {
     /// Parses a private key: PEM `PRIVATE KEY` (PKCS#8) or `RSA PRIVATE KEY` (PKCS#1), wrapped
-    /// or on one line, or bare base64 DER of either.
+    /// or on one line, or bare base64 DER of either. The key must be 2048 to 8192 bits (what
+    /// `ring` signs with; WeChat Pay and Alipay issue 2048-bit keys).
     ///
     /// # Errors
     /// [`KeyError`] when the text is not one of those forms; the error never quotes the key.
     pub fn from_pem(text: &str) -> Result<Self, KeyError> {
         let Unarmored { label, der } = unarmor(text)?;
         let key = match label.as_deref() {
-            Some("PRIVATE KEY") => RsaPrivateKey::from_pkcs8_der(&der).map_err(|_| KeyError::Der)?,
-            Some("RSA PRIVATE KEY") => RsaPrivateKey::from_pkcs1_der(&der).map_err(|_| KeyError::Der)?,
+            Some("PRIVATE KEY") => ring::rsa::KeyPair::from_pkcs8(&der).map_err(|_| KeyError::Der)?,
+            Some("RSA PRIVATE KEY") => ring::rsa::KeyPair::from_der(&der).map_err(|_| KeyError::Der)?,
             Some(other) => return Err(KeyError::Label(other.to_owned())),
-            None => RsaPrivateKey::from_pkcs8_der(&der)
-                .or_else(|_| RsaPrivateKey::from_pkcs1_der(&der))
+            None => ring::rsa::KeyPair::from_pkcs8(&der)
+                .or_else(|_| ring::rsa::KeyPair::from_der(&der))
                 .map_err(|_| KeyError::Der)?,
         };
-        Ok(Self::from_private_key(key))
-    }
-
-    pub fn from_private_key(key: RsaPrivateKey) -> Self {
-        let public = key.to_public_key();
-        Self {
-            key: SigningKey::new(key),
+        // `ring` gives the public key as PKCS#1 `RSAPublicKey` DER.
+        let public = RsaPublicKey::from_pkcs1_der(key.public().as_ref()).map_err(|_| KeyError::Der)?;
+        Ok(Self {
+            key: Arc::new(key),
             public,
-        }
+        })
     }
 
     pub fn verifying_key(&self) -> RsaVerifyingKey {
@@ -173,16 +177,24 @@ impl RsaSigningKey {
 
     /// SHA256withRSA (PKCS#1 v1.5) over `message`, base64 without line breaks. PKCS#1 v1.5 is
     /// deterministic, so the same key and message always give the same signature, which is
-    /// what lets the vectors pin it.
+    /// what lets the vectors pin it (the random source only blinds the computation).
     ///
     /// CPU work (about a millisecond for 2048 bits): callers on an async path run it in
     /// `spawn_blocking`.
     ///
     /// # Errors
-    /// [`SignatureError::Signing`] if the RSA operation fails (a malformed key).
+    /// [`SignatureError::Signing`] if the RSA operation fails.
     pub fn sign(&self, message: &[u8]) -> Result<String, SignatureError> {
-        let signature = self.key.try_sign(message).map_err(|_| SignatureError::Signing)?;
-        Ok(STANDARD.encode(signature.to_bytes()))
+        let mut signature = vec![0; self.key.public().modulus_len()];
+        self.key
+            .sign(
+                &ring::signature::RSA_PKCS1_SHA256,
+                &ring::rand::SystemRandom::new(),
+                message,
+                &mut signature,
+            )
+            .map_err(|_| SignatureError::Signing)?;
+        Ok(STANDARD.encode(signature))
     }
 }
 
