@@ -120,6 +120,8 @@ pub struct Settings {
     pub checkout: CheckoutSettings,
     pub console: ConsoleSettings,
     pub telemetry: TelemetrySettings,
+    /// Limits on refused credentials per client address and in total.
+    pub throttle: crate::throttle::ThrottleSettings,
 }
 
 /// What paywarden does by itself about money no order keeps.
@@ -143,6 +145,9 @@ pub struct ServerSettings {
     /// Largest accepted request body.
     pub max_body_bytes: usize,
     pub workers: usize,
+    /// Addresses or CIDR networks of the reverse proxies in front of the service: only from
+    /// them is `X-Forwarded-For` read for the client's address ([`crate::client_addr`]).
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -490,6 +495,8 @@ impl Settings {
         self.outbox.validate("outbox")?;
         self.refunds.validate("refunds")?;
         self.reconciliation.validate("reconciliation")?;
+        crate::client_addr::TrustedProxies::parse(&self.server.trusted_proxies)?;
+        self.throttle.validate()?;
         if self.amqp.url().is_some() && self.amqp.exchange.is_empty() {
             bail!("amqp.exchange must be set when amqp.url is");
         }

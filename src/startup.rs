@@ -234,6 +234,13 @@ impl Application {
             metrics: metrics.clone(),
         });
         let credentials = web::Data::new(Credentials::from_settings(&settings.auth)?);
+        let trusted_proxies = web::Data::new(crate::client_addr::TrustedProxies::parse(
+            &settings.server.trusted_proxies,
+        )?);
+        let throttle = web::Data::new(crate::throttle::Throttle::new(
+            settings.throttle.clone(),
+            metrics.registry(),
+        )?);
         let forwarder = match engine.ownership() {
             Some(ownership) => Some(web::Data::new(
                 crate::forward::Forwarder::new(
@@ -261,6 +268,8 @@ impl Application {
                 .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
                 .app_data(state.clone())
                 .app_data(credentials.clone())
+                .app_data(trusted_proxies.clone())
+                .app_data(throttle.clone())
                 .app_data(metrics_data.clone())
                 .app_data(api_document.clone());
             if let Some(sandbox) = &sandbox_data {

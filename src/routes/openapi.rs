@@ -171,6 +171,7 @@ pub fn build(enabled: &[Provider], sandbox_open: bool, limits: &OrderLimits) -> 
             if sandbox && sandbox_open {
                 open_sandbox_operation(operation);
             }
+            add_throttle_code(operation);
             add_error_responses(operation);
             write_links_in_camel_case(operation);
         }
@@ -413,6 +414,21 @@ fn open_sandbox_operation(operation: &mut Operation) {
         Some(description) => format!("{description}\n\n{note}"),
         None => note.to_owned(),
     });
+}
+
+/// Every operation that checks a bearer credential may answer `too_many_failures`
+/// ([`crate::throttle`]).
+fn add_throttle_code(operation: &mut Operation) {
+    if let Some(codes) = operation
+        .extensions
+        .as_mut()
+        .and_then(|extensions| extensions.get_mut(ERROR_CODES_EXTENSION))
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        if codes.iter().any(|code| code == "unauthorized") && !codes.iter().any(|code| code == "too_many_failures") {
+            codes.push(serde_json::Value::from("too_many_failures"));
+        }
+    }
 }
 
 /// The codes an operation lists in its [`ERROR_CODES_EXTENSION`].

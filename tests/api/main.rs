@@ -22,3 +22,4 @@ mod providers;
 mod reconciliations;
 mod refunds;
 mod restart;
+mod throttle;

@@ -19,8 +19,10 @@ use serde::Deserialize;
 
 pub use self::session::{ConsoleKeys, ConsoleRejection, ConsoleSession};
 use super::html::{frame, money, page_response_with_referrer, when};
+use crate::client_addr::client_addr;
 use crate::error::ApiError;
 use crate::startup::AppState;
+use crate::throttle::{whole_seconds, Surface, Throttle};
 
 /// Most rows one console list shows.
 const LIST_LIMIT: u64 = 200;
@@ -161,10 +163,31 @@ pub async fn login_form() -> HttpResponse {
     login_page(StatusCode::OK, None)
 }
 
-/// `POST /admin/ui/login`: the admin token and a name; a session cookie on success.
-pub async fn login(state: web::Data<AppState>, req: HttpRequest, form: web::Form<LoginForm>) -> HttpResponse {
+/// `POST /admin/ui/login`: the admin token and a name; a session cookie on success. A client
+/// address with too many refused sign-ins (or admin tokens) is answered `429` with
+/// `Retry-After` before its token is looked at ([`crate::throttle`]).
+pub async fn login(
+    state: web::Data<AppState>,
+    throttle: web::Data<Throttle>,
+    req: HttpRequest,
+    form: web::Form<LoginForm>,
+) -> HttpResponse {
     if !session::same_origin(&req) {
         return actix_web::ResponseError::error_response(&ConsoleRejection::Forged);
+    }
+    let client = client_addr(&req);
+    if let Err(wait) = throttle.check(Surface::Console, client) {
+        let seconds = whole_seconds(wait);
+        let mut response = login_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(&format!(
+                "Too many refused sign-ins from your address: try again in {seconds} seconds."
+            )),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        return response;
     }
     let name = form.name.trim();
     if name.is_empty() || name.chars().count() > OPERATOR_MAX_CHARS || name.chars().any(char::is_control) {
@@ -174,7 +197,7 @@ pub async fn login(state: web::Data<AppState>, req: HttpRequest, form: web::Form
         );
     }
     if !state.console.is_admin_token(form.token.trim()) {
-        tracing::warn!("console sign-in refused: wrong admin token");
+        throttle.fail(Surface::Console, client);
         return login_page(StatusCode::UNAUTHORIZED, Some("That is not the admin token."));
     }
     tracing::info!(operator = %name, "console sign-in");
