@@ -204,9 +204,36 @@ pub struct CheckoutSettings {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsoleSettings {
-    /// How long a sign-in lasts.
+    /// How long a sign-in lasts at most, however it is used.
     #[serde(rename = "session_seconds", with = "actors::settings::seconds")]
     pub session: Duration,
+    /// A session unused this long ends.
+    #[serde(rename = "idle_seconds", with = "actors::settings::seconds")]
+    pub idle: Duration,
+    /// Key of the session cookies' and CSRF tokens' MACs: random, at least 32 characters, the
+    /// same on every node. Required in production; elsewhere, empty means one is generated at
+    /// start (sessions then end with the process and hold on this node only).
+    pub session_secret: SecretString,
+}
+
+impl ConsoleSettings {
+    /// # Errors
+    /// Limits out of range, or a session secret missing (production) or too short.
+    pub fn validate(&self, env: Profile) -> anyhow::Result<()> {
+        if self.session < Duration::from_secs(60) || self.session > Duration::from_secs(7 * 86_400) {
+            bail!("console.session_seconds must be between 60 and 604800");
+        }
+        if self.idle.is_zero() || self.idle > self.session {
+            bail!("console.idle_seconds must be positive and at most console.session_seconds");
+        }
+        let secret = self.session_secret.expose_secret();
+        if (env == Profile::Production || !secret.is_empty()) && secret.chars().count() < 32 {
+            bail!(
+                "console.session_secret must be set to a random value of at least 32 characters (PAYWARDEN__CONSOLE__SESSION_SECRET)"
+            );
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -519,9 +546,6 @@ impl Settings {
         if self.checkout.link_grace > Duration::from_secs(7 * 86_400) {
             bail!("checkout.link_grace_seconds must be at most 604800 (7 days)");
         }
-        if self.console.session < Duration::from_secs(60) || self.console.session > Duration::from_secs(7 * 86_400) {
-            bail!("console.session_seconds must be between 60 and 604800");
-        }
         if self.env == Profile::Production {
             let dev_key = self
                 .auth
@@ -538,6 +562,8 @@ impl Settings {
                 bail!("providers.sandbox.enabled: the production profile refuses the sandbox (its attempts can be marked paid through its control routes)");
             }
         }
+        // After the production checks above, which name what they refuse first.
+        self.console.validate(self.env)?;
         Ok(())
     }
 
@@ -645,6 +671,34 @@ mod tests {
     }
 
     #[test]
+    fn the_console_session_secret_is_required_in_production_and_long_wherever_it_is_set() {
+        let mut settings = dev();
+        settings.console.session_secret = SecretString::from("short");
+        let err = settings.validate().unwrap_err();
+        assert!(err.to_string().contains("console.session_secret"), "{err}");
+        settings.console.session_secret = SecretString::from(String::new());
+        settings.validate().unwrap();
+        settings.console.idle = settings.console.session + Duration::from_secs(1);
+        assert!(settings
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("console.idle_seconds"));
+        settings.console.idle = Duration::from_secs(60);
+
+        settings.env = Profile::Production;
+        settings.auth.admin_token = SecretString::from("a-real-admin-token");
+        settings.auth.merchant_keys = BTreeMap::from([("acme".to_owned(), SecretString::from("pk_live_0123456789"))]);
+        settings.providers.sandbox.webhook_secret = SecretString::from("whsec_real_secret_value");
+        settings.providers.sandbox.enabled = false;
+        settings.checkout.link_secret = SecretString::from("a-real-checkout-link-secret-0123456789");
+        let err = settings.validate().unwrap_err();
+        assert!(err.to_string().contains("PAYWARDEN__CONSOLE__SESSION_SECRET"), "{err}");
+        settings.console.session_secret = SecretString::from("a-real-console-session-secret-0123456789");
+        settings.validate().unwrap();
+    }
+
+    #[test]
     fn production_refuses_the_sandbox_even_with_real_secrets() {
         let mut settings = dev();
         settings.env = Profile::Production;
@@ -652,6 +706,7 @@ mod tests {
         settings.auth.merchant_keys = BTreeMap::from([("acme".to_owned(), SecretString::from("pk_live_0123456789"))]);
         settings.providers.sandbox.webhook_secret = SecretString::from("whsec_real_secret_value");
         settings.checkout.link_secret = SecretString::from("a-real-checkout-link-secret-0123456789");
+        settings.console.session_secret = SecretString::from("a-real-console-session-secret-0123456789");
         let err = settings.validate().unwrap_err();
         assert!(err.to_string().contains("providers.sandbox.enabled"), "{err}");
         settings.providers.sandbox.enabled = false;

@@ -226,7 +226,9 @@ impl Application {
             providers,
             console: routes::console::ConsoleKeys::new(
                 &settings.auth.admin_token,
+                &console_secret(&settings),
                 settings.console.session,
+                settings.console.idle,
                 base_url.starts_with("https://"),
             ),
             allow_private_targets: settings.outbox.allow_private_targets,
@@ -338,6 +340,18 @@ impl Application {
             tracing::warn!(error.message = %err, "failed to close the database pool");
         }
         served
+    }
+}
+
+/// `console.session_secret`, or in a profile that allows it, a random one for this process.
+fn console_secret(settings: &Settings) -> secrecy::SecretString {
+    if settings.console.session_secret.expose_secret().is_empty() {
+        tracing::warn!(
+            "console.session_secret is not set: generated a random one; console sessions end when this process stops and hold on this node only"
+        );
+        routes::console::session::generated_secret()
+    } else {
+        settings.console.session_secret.clone()
     }
 }
 

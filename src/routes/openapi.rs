@@ -65,6 +65,7 @@ pub const CONSOLE_SESSION: &str = "console_session";
         super::admin::force_close,
         super::admin::accept_payment,
         super::admin::reconcile,
+        super::admin::revoke_console_sessions,
         super::admin::cluster,
         super::admin::cluster_order,
         super::admin::add_subscriber,

@@ -110,6 +110,10 @@ fn console_page(title: &str, session: &ConsoleSession, banner: &Banner, body: Ma
                 (csrf_field(session))
                 button type="submit" { "Sign out" }
             }
+            form method="post" action="/admin/ui/sessions/revoke-all" {
+                (csrf_field(session))
+                button type="submit" title="Ends every console session, yours included" { "Sign out everyone" }
+            }
         }
         main {
             h1 { (title) }
@@ -200,9 +204,16 @@ pub async fn login(
         throttle.fail(Surface::Console, client);
         return login_page(StatusCode::UNAUTHORIZED, Some("That is not the admin token."));
     }
-    tracing::info!(operator = %name, "console sign-in");
+    let (session_id, cookie) = match state.console.sign_in(&state.db, name).await {
+        Ok(signed_in) => signed_in,
+        Err(err) => {
+            tracing::error!(error.message = %err, "console session could not be stored");
+            return actix_web::ResponseError::error_response(&ConsoleRejection::Unavailable);
+        }
+    };
+    tracing::info!(operator = %name, session = %session_id, "console sign-in");
     let mut response = see_other("/admin/ui/orders");
-    if let Err(err) = response.add_cookie(&state.console.sign_in(name)) {
+    if let Err(err) = response.add_cookie(&cookie) {
         tracing::error!(error.message = %err, "console cookie could not be set");
     }
     response
@@ -213,18 +224,45 @@ pub struct CsrfForm {
     csrf: String,
 }
 
-/// `POST /admin/ui/logout`.
+/// `POST /admin/ui/logout`: revokes the session (its cookie is refused from now on, on every
+/// node) and clears the cookie.
 pub async fn logout(
     state: web::Data<AppState>,
     session: ConsoleSession,
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, ConsoleRejection> {
     check(&state, &session, &form.csrf)?;
+    session::revoke(&state.db, &session.id).await.map_err(|err| {
+        tracing::error!(error.message = %err, "console session could not be revoked");
+        ConsoleRejection::Unavailable
+    })?;
+    tracing::info!(operator = %session.operator, session = %session.id, "console sign-out");
+    Ok(signed_out(&state))
+}
+
+/// To the sign-in page, the cookie cleared.
+fn signed_out(state: &AppState) -> HttpResponse {
     let mut response = see_other(session::LOGIN);
-    if let Err(err) = response.add_cookie(&state.console.sign_out()) {
+    if let Err(err) = response.add_cookie(&state.console.sign_out_cookie()) {
         tracing::error!(error.message = %err, "console cookie could not be cleared");
     }
-    Ok(response)
+    response
+}
+
+/// `POST /admin/ui/sessions/revoke-all`: signs out every console session, this one included
+/// (a stolen cookie, an operator who left).
+pub async fn revoke_all_sessions(
+    state: web::Data<AppState>,
+    session: ConsoleSession,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, ConsoleRejection> {
+    check(&state, &session, &form.csrf)?;
+    let revoked = session::revoke_all(&state.db).await.map_err(|err| {
+        tracing::error!(error.message = %err, "console sessions could not be revoked");
+        ConsoleRejection::Unavailable
+    })?;
+    tracing::warn!(operator = %session.operator, session = %session.id, revoked, "every console session signed out");
+    Ok(signed_out(&state))
 }
 
 /// `GET /admin/ui`: to the order list.
