@@ -11,6 +11,7 @@ mod cluster;
 mod console;
 mod expiry;
 mod health;
+mod hidden_chars;
 mod idempotency;
 mod migrations;
 mod notifications;

@@ -1,5 +1,6 @@
 //! The operator console under `/admin/ui`: server-rendered pages and plain HTML forms, no
-//! script. Sign in with the admin token and a name (recorded as the operator `admin:<name>` on
+//! script. Sign in with the admin token and a name (recorded as the operator
+//! `admin:<name> (session <id>)`, the session's public id, on
 //! everything done here); see [`session`] for the cookie and the CSRF check.
 //!
 //! Every action calls the same functions as its JSON route in [`super::admin`], which call
@@ -194,10 +195,11 @@ pub async fn login(
         return response;
     }
     let name = form.name.trim();
-    if name.is_empty() || name.chars().count() > OPERATOR_MAX_CHARS || name.chars().any(char::is_control) {
+    if name.is_empty() || name.chars().count() > OPERATOR_MAX_CHARS || name.chars().any(actors::domain::is_hidden_char)
+    {
         return login_page(
             StatusCode::UNPROCESSABLE_ENTITY,
-            Some("Give a name of 1 to 64 characters: it is recorded on every action you take."),
+            Some("Give a name of 1 to 64 characters, without control or invisible characters: it is recorded on every action you take."),
         );
     }
     if !state.console.is_admin_token(form.token.trim()) {

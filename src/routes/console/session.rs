@@ -56,7 +56,7 @@ pub struct ConsoleKeys {
 pub struct ConsoleSession {
     /// The session row's public id.
     pub id: String,
-    /// The name given at sign-in; actions record `admin:<name>`.
+    /// The name given at sign-in; actions record `admin:<name> (session <id>)`.
     pub operator: String,
     /// The secret token (the cookie's first part); only the CSRF token is derived from it.
     token: String,
@@ -69,9 +69,11 @@ impl ConsoleSession {
         &self.csrf
     }
 
-    /// The operator as the log records it.
+    /// The operator as the log records it: `admin:<name> (session <id>)`. The name is
+    /// self-declared at sign-in; the session's public id ties together what one sign-in did
+    /// (`console_sessions.id`, never the secret token).
     pub fn operator(&self) -> actors::store::Operator {
-        actors::store::Operator::Admin(self.operator.clone())
+        actors::store::Operator::Admin(format!("{} (session {})", self.operator, self.id))
     }
 }
 
@@ -391,6 +393,18 @@ mod tests {
         assert!(keys.check_csrf(&one, "forged").is_err());
         let other = console_keys("another_session_secret_of_32_chars!!");
         assert!(other.check_csrf(&one, one.csrf()).is_err());
+    }
+
+    #[test]
+    fn the_longest_operator_with_its_session_fits_the_log_s_operator_column() {
+        let session = ConsoleSession {
+            id: "0123456789ab".to_owned(),
+            operator: "é".repeat(64),
+            token: random_token(),
+            csrf: String::new(),
+        };
+        // `order_logs.operator` and `unmatched_notifications.resolved_by` hold 96 characters.
+        assert!(session.operator().to_string().chars().count() <= 96);
     }
 
     #[test]
