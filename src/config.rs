@@ -119,6 +119,8 @@ pub struct Settings {
     pub providers: ProviderSettings,
     pub checkout: CheckoutSettings,
     pub console: ConsoleSettings,
+    pub streams: crate::streams::StreamSettings,
+    pub metrics: MetricsSettings,
     pub telemetry: TelemetrySettings,
     /// Limits on refused credentials per client address and in total.
     pub throttle: crate::throttle::ThrottleSettings,
@@ -144,10 +146,27 @@ pub struct ServerSettings {
     pub public_base_url: String,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// A request's body must arrive whole within this long (`408` otherwise).
+    #[serde(rename = "body_read_timeout_milliseconds", with = "actors::settings::millis")]
+    pub body_read_timeout: Duration,
+    /// Open connections per worker; beyond, new ones wait in the listen backlog.
+    pub max_connections: usize,
     pub workers: usize,
     /// Addresses or CIDR networks of the reverse proxies in front of the service: only from
     /// them is `X-Forwarded-For` read for the client's address ([`crate::client_addr`]).
     pub trusted_proxies: Vec<String>,
+}
+
+/// `/metrics`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Bearer token a scraper must present. Empty: `/metrics` is open (refused in production).
+    pub scrape_token: SecretString,
+    /// Gauges read from the database (stuck orders) are read at most this often, whatever
+    /// the scrape rate.
+    #[serde(rename = "gauge_refresh_milliseconds", with = "actors::settings::millis")]
+    pub gauge_refresh: Duration,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -490,6 +509,10 @@ impl Settings {
         if self.server.max_body_bytes == 0 {
             bail!("server.max_body_bytes must be positive");
         }
+        if self.server.body_read_timeout < Duration::from_millis(100) || self.server.max_connections == 0 {
+            bail!("server.body_read_timeout_milliseconds must be at least 100 and server.max_connections positive");
+        }
+        self.validate_streams()?;
         if self.database.url.expose_secret().is_empty() {
             bail!("database.url must be set (PAYWARDEN__DATABASE__URL)");
         }
@@ -561,9 +584,30 @@ impl Settings {
             if providers.sandbox.enabled {
                 bail!("providers.sandbox.enabled: the production profile refuses the sandbox (its attempts can be marked paid through its control routes)");
             }
+            if self.metrics.scrape_token.expose_secret().len() < 32 {
+                bail!("metrics.scrape_token must be set to at least 32 characters in production (PAYWARDEN__METRICS__SCRAPE_TOKEN): /metrics is not for everyone");
+            }
         }
         // After the production checks above, which name what they refuse first.
         self.console.validate(self.env)?;
+        Ok(())
+    }
+
+    /// The `[streams]` limits.
+    fn validate_streams(&self) -> anyhow::Result<()> {
+        let streams = &self.streams;
+        if streams.per_checkout_link == 0 || streams.per_merchant == 0 || streams.per_node == 0 {
+            bail!("streams.per_checkout_link, streams.per_merchant and streams.per_node must be positive");
+        }
+        if streams.keepalive < Duration::from_millis(100) || streams.recheck < Duration::from_millis(100) {
+            bail!("streams.keepalive_milliseconds and streams.recheck_milliseconds must be at least 100");
+        }
+        if streams.max_lifetime < streams.keepalive {
+            bail!("streams.max_lifetime_seconds must be at least streams.keepalive_milliseconds");
+        }
+        if self.metrics.gauge_refresh.is_zero() {
+            bail!("metrics.gauge_refresh_milliseconds must be positive");
+        }
         Ok(())
     }
 
@@ -692,6 +736,7 @@ mod tests {
         settings.providers.sandbox.webhook_secret = SecretString::from("whsec_real_secret_value");
         settings.providers.sandbox.enabled = false;
         settings.checkout.link_secret = SecretString::from("a-real-checkout-link-secret-0123456789");
+        settings.metrics.scrape_token = SecretString::from("a-real-scrape-token-0123456789abcdef");
         let err = settings.validate().unwrap_err();
         assert!(err.to_string().contains("PAYWARDEN__CONSOLE__SESSION_SECRET"), "{err}");
         settings.console.session_secret = SecretString::from("a-real-console-session-secret-0123456789");
@@ -707,6 +752,7 @@ mod tests {
         settings.providers.sandbox.webhook_secret = SecretString::from("whsec_real_secret_value");
         settings.checkout.link_secret = SecretString::from("a-real-checkout-link-secret-0123456789");
         settings.console.session_secret = SecretString::from("a-real-console-session-secret-0123456789");
+        settings.metrics.scrape_token = SecretString::from("a-real-scrape-token-0123456789abcdef");
         let err = settings.validate().unwrap_err();
         assert!(err.to_string().contains("providers.sandbox.enabled"), "{err}");
         settings.providers.sandbox.enabled = false;
@@ -714,9 +760,37 @@ mod tests {
     }
 
     #[test]
+    fn production_serves_metrics_only_behind_a_scrape_token() {
+        let mut settings = dev();
+        settings.env = Profile::Production;
+        settings.auth.admin_token = SecretString::from("a-real-admin-token");
+        settings.auth.merchant_keys = BTreeMap::from([("acme".to_owned(), SecretString::from("pk_live_0123456789"))]);
+        settings.providers.sandbox.enabled = false;
+        settings.providers.sandbox.webhook_secret = SecretString::from("whsec_real_secret_value");
+        settings.checkout.link_secret = SecretString::from("a-real-checkout-link-secret-0123456789");
+        settings.console.session_secret = SecretString::from("a-real-console-session-secret-0123456789");
+        let err = settings.validate().unwrap_err();
+        assert!(err.to_string().contains("PAYWARDEN__METRICS__SCRAPE_TOKEN"), "{err}");
+        settings.metrics.scrape_token = SecretString::from("short");
+        assert!(settings.validate().is_err());
+        settings.metrics.scrape_token = SecretString::from("a-real-scrape-token-0123456789abcdef");
+        settings.validate().unwrap();
+    }
+
+    #[test]
     fn every_section_is_validated_and_the_key_named() {
         type Spoil = fn(&mut Settings);
-        let cases: [(&str, Spoil); 17] = [
+        let cases: [(&str, Spoil); 21] = [
+            ("server.body_read_timeout_milliseconds", |s| {
+                s.server.body_read_timeout = Duration::ZERO;
+            }),
+            ("streams.per_checkout_link", |s| s.streams.per_checkout_link = 0),
+            ("streams.keepalive_milliseconds", |s| {
+                s.streams.keepalive = Duration::ZERO;
+            }),
+            ("streams.max_lifetime_seconds", |s| {
+                s.streams.max_lifetime = Duration::from_millis(200);
+            }),
             ("checkout.link_secret", |s| {
                 s.checkout.link_secret = SecretString::from("too short");
             }),

@@ -43,6 +43,12 @@ pub enum ApiError {
     /// have taken effect.
     #[error("the node that runs the order took the request but its answer was lost; it may have taken effect: retry after Retry-After seconds with the same Idempotency-Key")]
     OutcomeUnknown,
+    /// A status stream was refused: the caller or this node holds as many as it may.
+    #[error("{message}")]
+    TooManyStreams {
+        message: &'static str,
+        retry_after: std::time::Duration,
+    },
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -217,6 +223,16 @@ pub const ERROR_CODES: &[ErrorCode] = &[
         "the unmatched notification was resolved before",
     ),
     code(
+        "request_timeout",
+        StatusCode::REQUEST_TIMEOUT,
+        "the request's body did not arrive within server.body_read_timeout_milliseconds; nothing was done",
+    ),
+    code(
+        "too_many_streams",
+        StatusCode::TOO_MANY_REQUESTS,
+        "the caller (a merchant or a checkout link) or this node holds as many open status streams as it may; retry after Retry-After seconds",
+    ),
+    code(
         "payload_too_large",
         StatusCode::PAYLOAD_TOO_LARGE,
         "the body is larger than server.max_body_bytes",
@@ -383,6 +399,7 @@ impl ApiError {
             | ApiError::OutcomeUnknown
             | ApiError::IdempotencyKeyInUse => Some(std::time::Duration::from_secs(1)),
             ApiError::Throttled(wait) => Some(std::time::Duration::from_secs(crate::throttle::whole_seconds(*wait))),
+            ApiError::TooManyStreams { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }
@@ -398,6 +415,7 @@ impl ApiError {
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::IdempotencyKeyInUse => "idempotency_key_in_use",
             ApiError::OutcomeUnknown => "service_unavailable",
+            ApiError::TooManyStreams { .. } => "too_many_streams",
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -481,6 +499,7 @@ impl ResponseError for ApiError {
             ApiError::Order(err) => order_status(err),
             ApiError::IdempotencyKeyReused | ApiError::IdempotencyKeyInUse => StatusCode::CONFLICT,
             ApiError::OutcomeUnknown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyStreams { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -561,6 +580,15 @@ mod tests {
                 message: "json".to_owned(),
             },
             ApiError::Validation(validation("invalid_field")),
+            ApiError::TooManyStreams {
+                message: "many",
+                retry_after: std::time::Duration::from_secs(1),
+            },
+            ApiError::BadRequest {
+                status: StatusCode::REQUEST_TIMEOUT,
+                code: "request_timeout",
+                message: "slow".to_owned(),
+            },
             ApiError::Internal(anyhow::anyhow!("boom")),
             order(OrderError::Validation(validation("invalid_amount"))),
             order(OrderError::NotFound),

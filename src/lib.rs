@@ -24,8 +24,10 @@
 //! `paywarden-sim` (tests/sim), which only the integration tests depend on.
 
 pub mod auth;
+pub mod background;
 pub mod client_addr;
 pub mod config;
+pub mod edge;
 pub mod error;
 pub mod forward;
 pub mod idempotency;
@@ -33,5 +35,6 @@ pub mod links;
 pub mod metrics;
 pub mod routes;
 pub mod startup;
+pub mod streams;
 pub mod telemetry;
 pub mod throttle;

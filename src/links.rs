@@ -107,6 +107,12 @@ impl Links {
         }
         Ok(())
     }
+
+    /// When the link of `token` expires (read from the token; meaningful once it verified).
+    pub fn expiry_of(token: &str) -> Option<DateTime<Utc>> {
+        let (expires, _) = token.split_once('.')?;
+        DateTime::from_timestamp(expires.parse().ok()?, 0)
+    }
 }
 
 /// HMAC-SHA256 under `key`. HMAC takes keys of any length, so the fallback (an all-zero key)

@@ -23,7 +23,7 @@ use actors::gateway::sandbox::{SandboxGateway, SandboxSettings};
 use actors::gateway::Gateways;
 use actors::ids::Snowflake;
 use actors::metrics::EngineMetrics;
-use actors::outbox::{Drain, OutboxRelay};
+use actors::outbox::OutboxRelay;
 use actors::provider::start_providers;
 use actors::redis_conn::RedisConn;
 use anyhow::Context;
@@ -59,24 +59,21 @@ pub struct AppState {
     /// How a reconciliation started by hand waits for its bill.
     pub reconciliation: actors::reconcile::ReconcileSettings,
     pub metrics: Arc<Metrics>,
+    /// Who may read `/metrics`.
+    pub metrics_access: crate::metrics::MetricsAccess,
+    /// The live status streams of this node.
+    pub streams: crate::streams::StreamHub,
 }
 
 /// How long in-flight requests get to finish once a stop signal arrived.
 const HTTP_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// How long order actors get to finish the pass in flight once the server stopped.
-const ENGINE_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// How long the outbox relay gets to finish the deliveries in flight.
-const RELAY_SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 
 pub struct Application {
     port: u16,
     base_url: String,
     server: Server,
-    /// What runs beside the server and is stopped after it, in this order.
-    engine: Engine,
-    relay: Addr<OutboxRelay>,
-    /// Deletes expired idempotency keys; stopped before the pool closes.
-    sweeper: crate::idempotency::Sweeper,
+    /// What runs beside the server, stopped after it.
+    background: crate::background::Background,
     db: DatabaseConnection,
 }
 
@@ -202,9 +199,13 @@ impl Application {
         let relay = start_outbox_relay(&settings, &db, &engine).await?;
         let rehydrated = engine.rehydrate().await.context("failed to re-arm pending orders")?;
         engine.start_cluster().await.context("failed to join the cluster")?;
-        engine.start_follow_up();
-        engine.start_refunds();
-        actors::reconcile::ReconcileWorker::new(engine.clone(), settings.reconciliation.clone()).start_on_own_arbiter();
+        let mut background = crate::background::Background {
+            engine: engine.clone(),
+            relay,
+            pollers: Vec::new(),
+            sweeper: crate::idempotency::Sweeper::start(db.clone()),
+        };
+        background.start_pollers(&settings.reconciliation);
         tracing::info!(
             index = engine.index_name(),
             armed = rehydrated.armed,
@@ -234,6 +235,8 @@ impl Application {
             allow_private_targets: settings.outbox.allow_private_targets,
             reconciliation: settings.reconciliation.clone(),
             metrics: metrics.clone(),
+            metrics_access: crate::metrics::MetricsAccess::from_settings(&settings.metrics),
+            streams: crate::streams::StreamHub::start(db.clone(), settings.streams.clone(), engine.subscribe()),
         });
         let credentials = web::Data::new(Credentials::from_settings(&settings.auth)?);
         let trusted_proxies = web::Data::new(crate::client_addr::TrustedProxies::parse(
@@ -263,9 +266,15 @@ impl Application {
                 .context("failed to serialize the OpenAPI document")?,
         );
 
+        let edge = web::Data::new(crate::edge::Edge {
+            body_read_timeout: settings.server.body_read_timeout,
+            max_body_bytes,
+            https: base_url.starts_with("https://"),
+        });
         let mut server = HttpServer::new(move || {
             let mut app = App::new()
                 .wrap(from_fn(crate::forward::forward))
+                .wrap(from_fn(crate::edge::guard))
                 .wrap(from_fn(crate::metrics::record))
                 .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
                 .app_data(state.clone())
@@ -273,7 +282,8 @@ impl Application {
                 .app_data(trusted_proxies.clone())
                 .app_data(throttle.clone())
                 .app_data(metrics_data.clone())
-                .app_data(api_document.clone());
+                .app_data(api_document.clone())
+                .app_data(edge.clone());
             if let Some(sandbox) = &sandbox_data {
                 app = app.app_data(sandbox.clone());
             }
@@ -288,6 +298,7 @@ impl Application {
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
+        server = server.max_connections(settings.server.max_connections);
         // SIGINT/SIGTERM stop the server gracefully: no new connections, in-flight requests
         // (a webhook waiting for its order actor, say) get `HTTP_SHUTDOWN_GRACE` to finish.
         server = server.shutdown_timeout(HTTP_SHUTDOWN_GRACE.as_secs());
@@ -295,9 +306,7 @@ impl Application {
             port: local.port(),
             base_url,
             server: server.run(),
-            engine,
-            relay,
-            sweeper: crate::idempotency::Sweeper::start(db.clone()),
+            background,
             db,
         })
     }
@@ -310,32 +319,17 @@ impl Application {
         &self.base_url
     }
 
-    /// Serves until the server is stopped (Ctrl-C / SIGTERM stop it gracefully), then shuts
-    /// the rest down in dependency order: order actors after the pass each has in flight, the
-    /// outbox relay after its deliveries in flight, and the database pool last. Every step is
-    /// bounded; pending orders stay indexed and the next start re-arms them.
+    /// Serves until the server is stopped (Ctrl-C / SIGTERM stop it gracefully), then stops
+    /// the workers in reverse order of dependency ([`crate::background::Background::stop`]),
+    /// and closes the database pool last. Every step is bounded; pending orders stay indexed
+    /// and the next start re-arms them.
     ///
     /// # Errors
     /// An I/O error of the server.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
-        tracing::info!("http server stopped; stopping order actors");
-        let late = self.engine.shutdown(ENGINE_SHUTDOWN_GRACE).await;
-        if late > 0 {
-            tracing::warn!(
-                late,
-                "order actors still busy after the grace; their passes run again after restart"
-            );
-        }
-        if tokio::time::timeout(RELAY_SHUTDOWN_GRACE, self.relay.send(Drain))
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "outbox relay still delivering after the grace; undelivered events are retried after restart"
-            );
-        }
-        self.sweeper.stop().await;
+        tracing::info!("http server stopped; stopping the workers");
+        self.background.stop().await;
         if let Err(err) = self.db.close().await {
             tracing::warn!(error.message = %err, "failed to close the database pool");
         }

@@ -41,6 +41,7 @@ pub mod ids;
 pub mod metrics;
 pub mod order;
 pub mod outbox;
+pub mod poller;
 pub mod provider;
 pub mod reconcile;
 pub mod redis_conn;

@@ -242,12 +242,13 @@ impl OrderStatus {
         }
     }
 
-    /// Whether the order can still change without an operator.
+    /// The statuses of a live order: it can still change without an operator, and it has (or
+    /// may get) an actor. The one definition of "live"; every other is read from it.
+    pub const LIVE: [OrderStatus; 2] = [OrderStatus::Pending, OrderStatus::Stuck];
+
+    /// Whether the order is live ([`OrderStatus::LIVE`]).
     pub fn is_live(self) -> bool {
-        match self {
-            OrderStatus::Pending | OrderStatus::Stuck => true,
-            OrderStatus::Paid | OrderStatus::Closed | OrderStatus::PaidAfterClose | OrderStatus::Refunded => false,
-        }
+        Self::LIVE.contains(&self)
     }
 
     /// Whether the order's payment can be refunded (what is left of it).

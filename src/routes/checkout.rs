@@ -21,8 +21,9 @@ use utoipa::{IntoParams, ToSchema};
 use super::dto::{schema, CreatePaymentBody};
 use super::html::{buyer_status, frame, message_page, money, page_response};
 use crate::error::ApiError;
-use crate::links::LinkError;
+use crate::links::{LinkError, Links};
 use crate::startup::AppState;
+use crate::streams::Holder;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -84,11 +85,7 @@ async fn linked_order(state: &AppState, order_no: &str, token: &str) -> Result<o
 }
 
 fn provider_name(provider: Provider) -> &'static str {
-    match provider {
-        Provider::Sandbox => "Sandbox",
-        Provider::Wechat => "WeChat Pay",
-        Provider::Alipay => "Alipay",
-    }
+    actors::gateway::registry::info(provider).display_name
 }
 
 fn qr_url(order_no: &str, pay_no: PayNo, token: &str) -> String {
@@ -115,6 +112,7 @@ fn render_page(detail: &OrderDetail, token: &str, providers: &[Provider]) -> Mar
         main class="card" id="checkout"
             data-status=(status)
             data-deadline=(order.expires_at.timestamp_millis())
+            data-statuses=(super::html::buyer_status_table())
             data-events={ "/checkout/" (order.order_no) "/events?t=" (token) }
             data-payments={ "/checkout/" (order.order_no) "/payments?t=" (token) } {
             p class="merchant" { (order.merchant_id) }
@@ -210,19 +208,25 @@ pub async fn page(
     tag = "checkout",
     operation_id = "checkout_events",
     summary = "Follow an order's status from its checkout link (Server-Sent Events)",
-    description = "The stream of `GET /v1/orders/{order_no}/events`, authorised by the checkout link's token.",
+    description = "The stream of `GET /v1/orders/{order_no}/events`, authorised by the checkout link's token. It ends when the link expires; one link holds at most `streams.per_checkout_link` open streams (beyond, 429 `too_many_streams` with `Retry-After`).",
     params(("order_no" = String, Path, description = "The order's number"), LinkQuery),
     responses((status = 200, description = "The status stream", content_type = "text/event-stream", body = String)),
-    extensions(("x-error-codes" = json!(["invalid_query", "invalid_checkout_link", "checkout_link_expired", "internal_error"]))),
+    extensions(("x-error-codes" = json!(["invalid_query", "invalid_checkout_link", "checkout_link_expired", "too_many_streams", "internal_error"]))),
 )]
 pub async fn events(
     state: web::Data<AppState>,
     order_no: web::Path<String>,
     link: web::Query<LinkQuery>,
+    req: actix_web::HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let changes = state.engine.subscribe();
     let order = linked_order(&state, &order_no, &link.t).await?;
-    Ok(super::events::status_stream(state.db.clone(), changes, &order))
+    // The stream ends when the link does.
+    let ends_at = Links::expiry_of(&link.t).map(|expiry| {
+        let left = (expiry - Utc::now()).to_std().unwrap_or_default();
+        std::time::Instant::now() + left
+    });
+    let holder = Holder::CheckoutLink(order.id);
+    super::events::open(&state.streams, holder, order.id, ends_at, &req).await
 }
 
 /// `POST /checkout/{order_no}/payments?t=<token>`: pay with `provider`.

@@ -115,6 +115,26 @@ pub fn when(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
+/// The buyer-facing texts of every status, for the checkout page's script (which follows the
+/// status live): `{"texts": {"<status>": "...", "closed:expired": "..."}, "final": [...]}`.
+/// Read from [`buyer_status`], so the page and the server never disagree.
+pub fn buyer_status_table() -> String {
+    use sea_orm::Iterable;
+    let mut texts = serde_json::Map::new();
+    let mut finals = Vec::new();
+    for status in OrderStatus::iter() {
+        texts.insert(status.as_str().to_owned(), buyer_status(status, None).into());
+        if !status.is_live() {
+            finals.push(status.as_str());
+        }
+    }
+    texts.insert(
+        "closed:expired".to_owned(),
+        buyer_status(OrderStatus::Closed, Some("expired")).into(),
+    );
+    serde_json::json!({"texts": texts, "final": finals}).to_string()
+}
+
 /// How an order's status reads to a buyer, given its close reason.
 pub fn buyer_status(status: OrderStatus, close_reason: Option<&str>) -> &'static str {
     match status {

@@ -209,3 +209,44 @@ async fn a_bad_return_url_is_refused_and_nothing_is_written(backend: Backend) {
     }
     assert_eq!(app.row_counts().await, before);
 }
+
+/// The page's script reads every status's text, and which statuses are final, from the
+/// server's one table: a status added to the enum gets its text on the page with it.
+#[actix_web::test]
+async fn the_checkout_page_carries_the_text_of_every_status_from_one_table() {
+    // Arrange
+    let app = spawn_app(Backend::Sqlite).await;
+    let order = create(&app, "co-table", json!({})).await;
+    let link = local(&app, order["checkout_url"].as_str().unwrap());
+
+    // Act
+    let page = app
+        .client
+        .get(app.url(&link))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    // Assert
+    let marker = "data-statuses=\"";
+    let start = page.find(marker).expect("the status table on the page") + marker.len();
+    let raw = page[start..].split('"').next().unwrap();
+    let table: Value = serde_json::from_str(&raw.replace("&quot;", "\"").replace("&amp;", "&")).unwrap();
+    for status in ["pending", "stuck", "paid", "closed", "paid_after_close", "refunded"] {
+        assert!(
+            table["texts"][status].as_str().is_some_and(|text| !text.is_empty()),
+            "{status}: {table}"
+        );
+    }
+    assert_eq!(
+        table["texts"]["closed:expired"],
+        "Expired: this order was not paid in time"
+    );
+    assert_eq!(
+        table["final"],
+        json!(["paid", "closed", "paid_after_close", "refunded"])
+    );
+}

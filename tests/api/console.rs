@@ -210,6 +210,22 @@ async fn an_unknown_status_filter_is_a_bad_request_on_every_list() {
     }
 }
 
+/// The order list offers a filter for every status an order can be in (`refunded` was
+/// missing from a hand-written list), and each one answers.
+#[actix_web::test]
+async fn the_order_list_filters_by_every_status() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let cookie = sign_in(&app, "alice").await;
+    let (status, body) = page(&app, &cookie, "/admin/ui/orders").await;
+    assert_eq!(status, 200);
+    for name in ["pending", "stuck", "paid", "closed", "paid_after_close", "refunded"] {
+        let link = format!("href=\"/admin/ui/orders?status={name}\"");
+        assert!(body.contains(&link), "a filter for {name}");
+        let (status, _) = page(&app, &cookie, &format!("/admin/ui/orders?status={name}")).await;
+        assert_eq!(status, 200, "{name}");
+    }
+}
+
 /// An order's page lists its refunds, with who asked and what the provider said.
 #[actix_web::test]
 async fn an_order_s_page_lists_its_refunds() {

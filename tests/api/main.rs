@@ -9,6 +9,7 @@ mod browser;
 mod checkout;
 mod cluster;
 mod console;
+mod edge;
 mod expiry;
 mod health;
 mod hidden_chars;

@@ -28,17 +28,40 @@ impl ServiceProcess {
         Self::spawn(command, port).await
     }
 
+    /// Like [`ServiceProcess::start`], with its log (at `info`) written to `log`.
+    pub(crate) async fn start_logged(database_url: &str, key_prefix: &str, port: u16, log: &std::path::Path) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_paywarden"));
+        let file = std::fs::File::create(log).expect("a log file");
+        command
+            .env("PAYWARDEN_CONFIG_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/config"))
+            .env("PAYWARDEN__ENV", "test")
+            .env("PAYWARDEN__DATABASE__URL", database_url)
+            .env("PAYWARDEN__REDIS__URL", redis_url())
+            .env("PAYWARDEN__REDIS__KEY_PREFIX", key_prefix)
+            .env("PAYWARDEN__TELEMETRY__LOG_FILTER", "info,sqlx=warn");
+        let out = file.try_clone().expect("a second handle of the log file");
+        Self::spawn_with_output(command, port, out.into(), file.into()).await
+    }
+
     /// Runs `command` (the paywarden binary, set up by the caller) listening on `port`, and
-    /// waits until it answers.
-    pub(crate) async fn spawn(mut command: Command, port: u16) -> Self {
-        let child = command
-            .env("PAYWARDEN__SERVER__ADDR", format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(if std::env::var("TEST_LOG").is_ok() {
+    /// waits until it answers. Its output is dropped (shown with `TEST_LOG` set).
+    pub(crate) async fn spawn(command: Command, port: u16) -> Self {
+        let quiet = || {
+            if std::env::var("TEST_LOG").is_ok() {
                 Stdio::inherit()
             } else {
                 Stdio::null()
-            })
+            }
+        };
+        Self::spawn_with_output(command, port, quiet(), quiet()).await
+    }
+
+    /// [`ServiceProcess::spawn`] with its output where the caller says.
+    async fn spawn_with_output(mut command: Command, port: u16, stdout: Stdio, stderr: Stdio) -> Self {
+        let child = command
+            .env("PAYWARDEN__SERVER__ADDR", format!("127.0.0.1:{port}"))
+            .stdout(stdout)
+            .stderr(stderr)
             .spawn()
             .expect("the paywarden binary starts");
         let base = format!("http://127.0.0.1:{port}");
@@ -283,7 +306,8 @@ async fn sigterm_under_load_exits_cleanly_with_nothing_half_committed_and_a_rest
     let settings = test_settings(Backend::Postgres).await;
     let url = settings.database.url.expose_secret().to_owned();
     let prefix = settings.redis.key_prefix.clone();
-    let mut service = ServiceProcess::start(&url, &prefix, free_port()).await;
+    let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{prefix}.log"));
+    let mut service = ServiceProcess::start_logged(&url, &prefix, free_port(), &log).await;
     let client = reqwest::Client::new();
     const STOCK: i64 = 10_000;
     for sku in ["sku-course", "sku-book"] {
@@ -341,8 +365,38 @@ async fn sigterm_under_load_exits_cleanly_with_nothing_half_committed_and_a_rest
         handle.await.unwrap();
     }
 
-    // Assert: a clean exit, and every order as a whole or not at all.
+    // Assert: a clean exit, every worker said it stopped (in reverse order of start), and
+    // every order as a whole or not at all.
     assert!(status.success(), "the service exited with {status}");
+    let said = std::fs::read_to_string(&log).unwrap();
+    let stopped: Vec<&str> = said
+        .lines()
+        .filter(|line| line.contains("worker stopped"))
+        .filter_map(|line| {
+            [
+                "reconciliation",
+                "refunds",
+                "follow_up",
+                "order_actors",
+                "outbox_relay",
+                "idempotency_sweep",
+            ]
+            .into_iter()
+            .find(|name| line.contains(name))
+        })
+        .collect();
+    assert_eq!(
+        stopped,
+        [
+            "reconciliation",
+            "refunds",
+            "follow_up",
+            "order_actors",
+            "outbox_relay",
+            "idempotency_sweep"
+        ],
+        "{said}"
+    );
     let db = migration::sea_orm::Database::connect(&url).await.unwrap();
     let orders = count(&db, "SELECT COUNT(*) FROM orders").await;
     assert!(orders > 10, "the load created only {orders} orders");

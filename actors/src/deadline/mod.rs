@@ -92,9 +92,6 @@ pub fn to_ms(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
 }
 
-/// The statuses of a live order (it has, or may get, an actor).
-pub const LIVE: [OrderStatus; 2] = [OrderStatus::Pending, OrderStatus::Stuck];
-
 /// Orders of `partitions` in `statuses` whose deadline is before `due_before` (all: `None`),
 /// soonest first: what a cluster node arms for its share. The partition is computed in SQL
 /// ([`Partitioner::sql`]), so only those orders are read.
@@ -154,7 +151,7 @@ pub async fn live_deadlines<C: ConnectionTrait>(conn: &C) -> Result<Vec<Deadline
         .select_only()
         .column(orders::Column::Id)
         .column(orders::Column::ExpiresAt)
-        .filter(orders::Column::Status.is_in([OrderStatus::Pending, OrderStatus::Stuck]))
+        .filter(orders::Column::Status.is_in(OrderStatus::LIVE))
         .into_tuple()
         .all(conn)
         .await?;

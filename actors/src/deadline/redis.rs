@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use entities::OrderId;
+use entities::{OrderId, OrderStatus};
 use redis::AsyncCommands;
 use sea_orm::DatabaseConnection;
 
@@ -141,7 +141,7 @@ impl DeadlineIndex for RedisDeadlineIndex {
             let members = self.members(&key).await?.into_iter().collect();
             leftover.insert(key, members);
         }
-        let live = live_deadlines_in(&self.db, partitioner, partitions, None, &super::LIVE).await?;
+        let live = live_deadlines_in(&self.db, partitioner, partitions, None, &OrderStatus::LIVE).await?;
         self.repair(leftover, live).await
     }
 }

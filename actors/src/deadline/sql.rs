@@ -2,7 +2,7 @@
 //! adding and removing are no-ops — the order's own transaction already wrote it.
 
 use async_trait::async_trait;
-use entities::OrderId;
+use entities::{OrderId, OrderStatus};
 use sea_orm::DatabaseConnection;
 
 use crate::cluster::Partitioner;
@@ -46,7 +46,7 @@ impl DeadlineIndex for SqlDeadlineIndex {
         partitioner: Partitioner,
         partitions: &[u32],
     ) -> Result<Reconciled, DeadlineError> {
-        let live = live_deadlines_in(&self.db, partitioner, partitions, None, &super::LIVE).await?;
+        let live = live_deadlines_in(&self.db, partitioner, partitions, None, &OrderStatus::LIVE).await?;
         Ok(unchanged(live))
     }
 }

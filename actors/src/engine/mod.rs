@@ -98,14 +98,14 @@ impl Engine {
     /// Connects the outbox relay, woken after every commit that writes an event. Once.
     /// Starts this node's follow-up worker (trades watched after their order stopped waiting
     /// for them), on its own thread.
-    pub fn start_follow_up(&self) -> Addr<crate::order::follow_up::FollowUpWorker> {
-        crate::order::follow_up::FollowUpWorker::new(self.registry.deps().clone()).start_on_own_arbiter()
+    pub fn start_follow_up(&self) -> Addr<crate::poller::Poller> {
+        crate::order::follow_up::FollowUpWorker::poller(self.registry.deps().clone()).start_on_own_arbiter()
     }
 
     /// Starts this node's refund worker (every pending refund stepped to a final status), on
     /// its own thread, woken whenever a refund is committed.
-    pub fn start_refunds(&self) -> Addr<crate::refund::RefundWorker> {
-        let worker = crate::refund::RefundWorker::new(self.registry.deps().clone()).start_on_own_arbiter();
+    pub fn start_refunds(&self) -> Addr<crate::poller::Poller> {
+        let worker = crate::refund::RefundWorker::poller(self.registry.deps().clone()).start_on_own_arbiter();
         self.deps().feed.attach_refunds(worker.clone().recipient());
         worker
     }
@@ -159,8 +159,9 @@ impl Engine {
 
     /// The providers this node can call.
     pub fn providers(&self) -> Vec<Provider> {
-        [Provider::Sandbox, Provider::Wechat, Provider::Alipay]
-            .into_iter()
+        crate::gateway::registry::PROVIDERS
+            .iter()
+            .map(|info| info.provider)
             .filter(|provider| self.has_provider(*provider))
             .collect()
     }

@@ -6,6 +6,7 @@
 
 pub mod alipay;
 pub mod bill;
+pub mod registry;
 pub mod sandbox;
 pub mod wechat;
 
@@ -298,7 +299,11 @@ impl Gateways {
         self.by_provider.get(&provider)
     }
 
+    /// The enabled providers, in the registry's order.
     pub fn providers(&self) -> impl Iterator<Item = Provider> + '_ {
-        self.by_provider.keys().copied()
+        registry::PROVIDERS
+            .iter()
+            .map(|info| info.provider)
+            .filter(|provider| self.by_provider.contains_key(provider))
     }
 }

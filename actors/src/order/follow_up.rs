@@ -14,7 +14,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::prelude::*;
 use chrono::Utc;
 use entities::{orders, payment_attempts};
 use sea_orm::EntityTrait;
@@ -29,54 +28,34 @@ use crate::store::{follow_up, record_payment, Operator, PaymentRecorded};
 /// Trades looked at per cycle.
 const BATCH: u64 = 32;
 
-/// Runs the follow-up on its own arbiter, every `poll`.
+/// The follow-up's cycles: every `expiry.follow_up_interval_milliseconds` (between 100 ms and
+/// 5 s), on its own thread ([`crate::poller::Poller`]).
 pub struct FollowUpWorker {
     deps: Arc<OrderDeps>,
-    poll: Duration,
-    running: bool,
 }
 
 impl FollowUpWorker {
-    /// Polls at the follow-up interval, between 100 ms and 5 s.
-    pub fn new(deps: Arc<OrderDeps>) -> Self {
+    /// The follow-up's poller, not yet started.
+    pub fn poller(deps: Arc<OrderDeps>) -> crate::poller::Poller {
         let poll = deps
             .settings
             .follow_up_interval
             .clamp(Duration::from_millis(100), Duration::from_secs(5));
-        Self {
-            deps,
-            poll,
-            running: false,
-        }
-    }
-
-    pub fn start_on_own_arbiter(self) -> Addr<Self> {
-        let arbiter = Arbiter::new();
-        Self::start_in_arbiter(&arbiter.handle(), move |_| self)
+        crate::poller::Poller::new(Self { deps }, poll, false)
     }
 }
 
-impl Actor for FollowUpWorker {
-    type Context = Context<Self>;
+#[async_trait::async_trait]
+impl crate::poller::Job for FollowUpWorker {
+    fn name(&self) -> &'static str {
+        "follow_up"
+    }
 
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(self.poll, |worker, ctx| {
-            if worker.running {
-                return;
-            }
-            worker.running = true;
-            let deps = worker.deps.clone();
-            ctx.spawn(
-                async move { cycle(&deps).await }
-                    .into_actor(worker)
-                    .map(|result, worker, _ctx| {
-                        worker.running = false;
-                        if let Err(err) = result {
-                            tracing::warn!(error.cause_chain = ?err, "follow-up cycle failed; retrying");
-                        }
-                    }),
-            );
-        });
+    async fn cycle(&self) -> Result<bool, String> {
+        cycle(&self.deps)
+            .await
+            .map(|()| false)
+            .map_err(|err| format!("{err:?}"))
     }
 }
 

@@ -153,16 +153,7 @@ impl RelaySettings {
     }
 }
 
-/// Look for work now.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Wake;
-
-/// The service is stopping: finish the cycle in flight (its deliveries included), start no
-/// other, then stop. Replies once the relay has stopped.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Drain;
+pub use crate::poller::{Drain, Wake};
 
 /// What a delivery cycle needs; shared with the cycle in flight.
 pub struct RelayCore {

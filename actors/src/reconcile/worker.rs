@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use actix::prelude::*;
 use chrono::{NaiveTime, Utc};
 use sea_orm::EntityTrait;
 
@@ -68,49 +67,32 @@ impl ReconcileSettings {
     }
 }
 
+/// The reconciliation worker's cycles: every `reconciliation.poll_interval_milliseconds`, on
+/// its own thread ([`crate::poller::Poller`]).
 pub struct ReconcileWorker {
     engine: Engine,
     settings: ReconcileSettings,
-    running: bool,
 }
 
 impl ReconcileWorker {
-    pub fn new(engine: Engine, settings: ReconcileSettings) -> Self {
-        Self {
-            engine,
-            settings,
-            running: false,
-        }
-    }
-
-    pub fn start_on_own_arbiter(self) -> Addr<Self> {
-        let arbiter = Arbiter::new();
-        Self::start_in_arbiter(&arbiter.handle(), move |_| self)
+    /// The reconciliation worker's poller, not yet started.
+    pub fn poller(engine: Engine, settings: ReconcileSettings) -> crate::poller::Poller {
+        let poll = settings.poll_interval;
+        crate::poller::Poller::new(Self { engine, settings }, poll, false)
     }
 }
 
-impl Actor for ReconcileWorker {
-    type Context = Context<Self>;
+#[async_trait::async_trait]
+impl crate::poller::Job for ReconcileWorker {
+    fn name(&self) -> &'static str {
+        "reconciliation"
+    }
 
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(self.settings.poll_interval, |worker, ctx| {
-            if worker.running {
-                return;
-            }
-            worker.running = true;
-            let engine = worker.engine.clone();
-            let settings = worker.settings.clone();
-            ctx.spawn(
-                async move { cycle(&engine, &settings).await }
-                    .into_actor(worker)
-                    .map(|result, worker, _ctx| {
-                        worker.running = false;
-                        if let Err(err) = result {
-                            tracing::warn!(error.cause_chain = ?err, "reconciliation cycle failed; retrying");
-                        }
-                    }),
-            );
-        });
+    async fn cycle(&self) -> Result<bool, String> {
+        cycle(&self.engine, &self.settings)
+            .await
+            .map(|()| false)
+            .map_err(|err| format!("{err:?}"))
     }
 }
 

@@ -24,7 +24,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::prelude::*;
 use chrono::Utc;
 use entities::{payment_attempts, refunds, Provider, RefundNo};
 use sea_orm::EntityTrait;
@@ -33,7 +32,6 @@ use crate::error::OrderError;
 use crate::gateway::{GatewayError, RefundAnswer, RefundRequest, RefundState, VerifiedNotification};
 use crate::order::messages::NotifyOutcome;
 use crate::order::OrderDeps;
-use crate::outbox::Wake;
 use crate::retry::RetrySchedule;
 use crate::settings::{check, Invalid};
 use crate::store::refunds::{self as store, RefundOutcome, Settled};
@@ -145,67 +143,32 @@ impl RefundSettings {
     }
 }
 
-/// Steps due refunds on its own arbiter, every `poll_interval` and when woken.
+/// The refund worker's cycles: every `refunds.poll_interval_milliseconds` and when a refund
+/// is committed, on its own thread ([`crate::poller::Poller`]); refunds the previous run of
+/// this node left pending are due at start.
 pub struct RefundWorker {
     deps: Arc<OrderDeps>,
-    running: bool,
-    /// A wake-up arrived during a cycle: run another right after it.
-    again: bool,
 }
 
 impl RefundWorker {
-    pub fn new(deps: Arc<OrderDeps>) -> Self {
-        Self {
-            deps,
-            running: false,
-            again: false,
-        }
-    }
-
-    pub fn start_on_own_arbiter(self) -> Addr<Self> {
-        let arbiter = Arbiter::new();
-        Self::start_in_arbiter(&arbiter.handle(), move |_| self)
-    }
-
-    fn run_cycle(&mut self, ctx: &mut Context<Self>) {
-        if self.running {
-            self.again = true;
-            return;
-        }
-        self.running = true;
-        let deps = self.deps.clone();
-        ctx.spawn(
-            async move { cycle(&deps).await }
-                .into_actor(self)
-                .map(|result, worker, ctx| {
-                    worker.running = false;
-                    if let Err(err) = result {
-                        tracing::warn!(error.cause_chain = ?err, "refund cycle failed; retrying");
-                    }
-                    if std::mem::take(&mut worker.again) {
-                        worker.run_cycle(ctx);
-                    }
-                }),
-        );
+    /// The refund worker's poller, not yet started.
+    pub fn poller(deps: Arc<OrderDeps>) -> crate::poller::Poller {
+        let poll = deps.refunds.poll_interval;
+        crate::poller::Poller::new(Self { deps }, poll, true)
     }
 }
 
-impl Actor for RefundWorker {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        let poll = self.deps.refunds.poll_interval;
-        ctx.run_interval(poll, |worker, ctx| worker.run_cycle(ctx));
-        // Refunds left pending by the previous run of this node are due now.
-        self.run_cycle(ctx);
+#[async_trait::async_trait]
+impl crate::poller::Job for RefundWorker {
+    fn name(&self) -> &'static str {
+        "refunds"
     }
-}
 
-impl Handler<Wake> for RefundWorker {
-    type Result = ();
-
-    fn handle(&mut self, _msg: Wake, ctx: &mut Self::Context) {
-        self.run_cycle(ctx);
+    async fn cycle(&self) -> Result<bool, String> {
+        cycle(&self.deps)
+            .await
+            .map(|()| false)
+            .map_err(|err| format!("{err:?}"))
     }
 }
 

@@ -19,12 +19,9 @@ use crate::gateway::{GatewayError, QrCreated, QrRequest};
 use crate::ids::Snowflake;
 use crate::provider::Admission;
 
-/// Providers that only take CNY (both real ones settle in fen).
+/// Whether `provider` takes `currency` (its registry entry says).
 fn accepts_currency(provider: Provider, currency: Currency) -> bool {
-    match provider {
-        Provider::Sandbox => true,
-        Provider::Wechat | Provider::Alipay => currency == Currency::Cny,
-    }
+    crate::gateway::registry::info(provider).accepts(currency)
 }
 
 /// Starts a new attempt for `order` at `provider`; `create_qr` asks the provider for the trade

@@ -13,12 +13,11 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use entities::{orders, payment_attempts, AttemptStatus, OrderId, OrderStatus};
-use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
 
 use super::create::release_stock;
 use super::journal::{event_row, log_row, EventType, LogEntry, LogEvent, Operator, PaymentRef};
-use super::transitions::CloseReason;
+use super::transitions::{close_columns, CloseReason, Transition};
 use crate::cluster::Ownership;
 use crate::error::OrderError;
 
@@ -113,13 +112,7 @@ pub async fn close_expired(
     }
 
     let reason = CloseReason::Expired.to_string();
-    let closed = orders::Entity::update_many()
-        .col_expr(orders::Column::Status, Expr::value(OrderStatus::Closed))
-        .col_expr(orders::Column::Version, Expr::col(orders::Column::Version).add(1))
-        .col_expr(orders::Column::CloseReason, Expr::value(reason.clone()))
-        .col_expr(orders::Column::ClosedAt, Expr::value(now))
-        .filter(orders::Column::Id.is_in(closing.iter().map(|o| o.id)))
-        .filter(orders::Column::Status.eq(OrderStatus::Pending))
+    let closed = close_columns(Transition::Closed.guarded(closing.iter().map(|o| o.id)), &reason, now)
         .exec(&txn)
         .await?;
     if closed.rows_affected != u64::try_from(closing.len()).unwrap_or(u64::MAX) {

@@ -3,12 +3,11 @@
 //! [`crate::order::expiry::FollowUp`], the worker [`crate::order::follow_up`].
 
 use chrono::{DateTime, Utc};
-use entities::{orders, payment_attempts, AttemptStatus, OrderId, PayNo};
+use entities::{orders, payment_attempts, AttemptStatus, OrderId, OrderStatus, PayNo};
 use sea_orm::sea_query::{Condition, Expr, Query};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::cluster::Partitioner;
-use crate::deadline::LIVE;
 
 /// How long after a payment its order's other open attempts wait for the follow-up: the
 /// payment's own close of them usually settles them well before.
@@ -73,7 +72,7 @@ pub async fn due<C: ConnectionTrait>(
         let final_orders = Query::select()
             .column(orders::Column::Id)
             .from(orders::Entity)
-            .and_where(orders::Column::Status.is_not_in(LIVE))
+            .and_where(orders::Column::Status.is_not_in(OrderStatus::LIVE))
             .to_owned();
         let mut scope = Condition::any().add(payment_attempts::Column::OrderId.in_subquery(final_orders));
         if !owned.partitions.is_empty() {

@@ -9,9 +9,7 @@
 //! refund; it is sent again with the same `refund_no`, and the provider refunds once.
 
 use chrono::{DateTime, Utc};
-use entities::{
-    orders, payment_attempts, refunds, AttemptStatus, MinorUnit, OrderId, OrderStatus, PayNo, RefundNo, RefundStatus,
-};
+use entities::{orders, payment_attempts, refunds, AttemptStatus, MinorUnit, OrderId, PayNo, RefundNo, RefundStatus};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder,
@@ -19,7 +17,7 @@ use sea_orm::{
 };
 
 use super::journal::{write_log, write_refund_event, EventType, LogEntry, LogEvent, Operator};
-use super::transitions::{anomaly_in, insert_receipt, lock_order, Receipt};
+use super::transitions::{anomaly_in, insert_receipt, lock_order, Receipt, Transition};
 use crate::domain::{MerchantId, NewRefund, ValidationError, AUTO_REFUND_PREFIX};
 use crate::error::OrderError;
 use crate::ids::Snowflake;
@@ -666,15 +664,17 @@ async fn count_refunded(
         .checked_add(refund.amount)
         .ok_or(OrderError::Concurrent)?;
     let paid = attempt.paid_amount.unwrap_or(attempt.amount);
-    let mut update = orders::Entity::update_many()
-        .col_expr(orders::Column::RefundedAmount, Expr::value(refunded))
-        .col_expr(orders::Column::Version, Expr::col(orders::Column::Version).add(1))
-        .filter(orders::Column::Id.eq(order.id))
-        .filter(orders::Column::Status.eq(order.status));
-    if refunded >= paid && order.status.is_refundable() {
-        update = update.col_expr(orders::Column::Status, Expr::value(OrderStatus::Refunded));
-        order.status = OrderStatus::Refunded;
-    }
+    let update = if refunded >= paid && Transition::Refunded.from().contains(&order.status) {
+        // Nothing of the payment is left: the order's transition to `refunded`.
+        order.status = Transition::Refunded.to();
+        Transition::Refunded.guarded([order.id])
+    } else {
+        orders::Entity::update_many()
+            .col_expr(orders::Column::Version, Expr::col(orders::Column::Version).add(1))
+            .filter(orders::Column::Id.eq(order.id))
+            .filter(orders::Column::Status.eq(order.status))
+    };
+    let update = update.col_expr(orders::Column::RefundedAmount, Expr::value(refunded));
     if update.exec(txn).await?.rows_affected != 1 {
         return Err(OrderError::Concurrent);
     }

@@ -147,21 +147,84 @@ impl AttemptUpdate {
     }
 }
 
-impl OrderUpdate {
-    fn allowed_from(&self) -> &'static [OrderStatus] {
+/// The order's state machine: every change of an order's status, with the statuses it may
+/// start from and the one it leads to. Every status change of an order goes through one of
+/// these (as a guarded `UPDATE ... WHERE status IN (from)`); the test below fails when a
+/// status is added that no transition reaches, or a live one that none leaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transition {
+    /// The attempt succeeded (by notification or compensation).
+    Paid,
+    /// Every attempt is closed at the provider; stock comes back.
+    Closed,
+    /// The retry budget ran out; an operator should look.
+    Stuck,
+    /// Money arrived for a closed order; a refund is owed.
+    PaidAfterClose,
+    /// The order's payment was refunded in full.
+    Refunded,
+}
+
+impl Transition {
+    /// Every transition.
+    pub const ALL: [Transition; 5] = [
+        Transition::Paid,
+        Transition::Closed,
+        Transition::Stuck,
+        Transition::PaidAfterClose,
+        Transition::Refunded,
+    ];
+
+    pub fn from(self) -> &'static [OrderStatus] {
         match self {
-            OrderUpdate::Paid { .. } | OrderUpdate::Closed { .. } => &[OrderStatus::Pending, OrderStatus::Stuck],
-            OrderUpdate::Stuck { .. } => &[OrderStatus::Pending],
-            OrderUpdate::PaidAfterClose { .. } => &[OrderStatus::Closed],
+            Transition::Paid | Transition::Closed => &OrderStatus::LIVE,
+            Transition::Stuck => &[OrderStatus::Pending],
+            Transition::PaidAfterClose => &[OrderStatus::Closed],
+            Transition::Refunded => &[OrderStatus::Paid, OrderStatus::PaidAfterClose],
         }
     }
 
-    fn to_status(&self) -> OrderStatus {
+    pub fn to(self) -> OrderStatus {
         match self {
-            OrderUpdate::Paid { .. } => OrderStatus::Paid,
-            OrderUpdate::Closed { .. } => OrderStatus::Closed,
-            OrderUpdate::Stuck { .. } => OrderStatus::Stuck,
-            OrderUpdate::PaidAfterClose { .. } => OrderStatus::PaidAfterClose,
+            Transition::Paid => OrderStatus::Paid,
+            Transition::Closed => OrderStatus::Closed,
+            Transition::Stuck => OrderStatus::Stuck,
+            Transition::PaidAfterClose => OrderStatus::PaidAfterClose,
+            Transition::Refunded => OrderStatus::Refunded,
+        }
+    }
+
+    /// The guarded update of this transition for the orders `ids`: the new status, the
+    /// version bumped, only where the status is one this transition starts from. The caller
+    /// adds the transition's own columns and checks the rows affected.
+    pub(crate) fn guarded(self, ids: impl IntoIterator<Item = OrderId>) -> sea_orm::UpdateMany<orders::Entity> {
+        orders::Entity::update_many()
+            .col_expr(orders::Column::Status, Expr::value(self.to()))
+            .col_expr(orders::Column::Version, Expr::col(orders::Column::Version).add(1))
+            .filter(orders::Column::Id.is_in(ids))
+            .filter(orders::Column::Status.is_in(self.from().iter().copied()))
+    }
+}
+
+/// The columns a close writes besides the status: why, and when. Shared by the single close
+/// and the batched one ([`super::expire_batch`]).
+pub(crate) fn close_columns(
+    update: sea_orm::UpdateMany<orders::Entity>,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> sea_orm::UpdateMany<orders::Entity> {
+    update
+        .col_expr(orders::Column::CloseReason, Expr::value(reason.to_owned()))
+        .col_expr(orders::Column::ClosedAt, Expr::value(now))
+}
+
+impl OrderUpdate {
+    pub fn transition(&self) -> Transition {
+        match self {
+            OrderUpdate::Paid { .. } => Transition::Paid,
+            OrderUpdate::Closed { .. } => Transition::Closed,
+            OrderUpdate::Stuck { .. } => Transition::Stuck,
+            OrderUpdate::PaidAfterClose { .. } => Transition::PaidAfterClose,
         }
     }
 }
@@ -231,12 +294,8 @@ pub(crate) async fn apply_in(
     now: DateTime<Utc>,
 ) -> Result<Applied, OrderError> {
     let order_id = before.id;
-    let to = update.to_status();
-    let mut guarded = orders::Entity::update_many()
-        .col_expr(orders::Column::Status, Expr::value(to))
-        .col_expr(orders::Column::Version, Expr::col(orders::Column::Version).add(1))
-        .filter(orders::Column::Id.eq(order_id))
-        .filter(orders::Column::Status.is_in(update.allowed_from().iter().copied()));
+    let to = update.transition().to();
+    let mut guarded = update.transition().guarded([order_id]);
     let mut after = before.clone();
     after.status = to;
     after.version = before.version.saturating_add(1);
@@ -247,9 +306,7 @@ pub(crate) async fn apply_in(
         }
         OrderUpdate::Closed { reason } => {
             let reason = reason.to_string();
-            guarded = guarded
-                .col_expr(orders::Column::CloseReason, Expr::value(reason.clone()))
-                .col_expr(orders::Column::ClosedAt, Expr::value(now));
+            guarded = close_columns(guarded, &reason, now);
             after.close_reason = Some(reason);
             after.closed_at = Some(now);
         }
@@ -570,4 +627,57 @@ async fn attempt_provider<C: ConnectionTrait>(conn: &C, pay_no: PayNo) -> Result
         .one(conn)
         .await?
         .map(|attempt| attempt.provider))
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::Iterable;
+
+    use super::*;
+
+    /// Adding a status means deciding how orders reach it and, if it is live, how they leave
+    /// it: this fails until the table says so.
+    #[test]
+    fn every_status_is_reached_by_a_transition_and_every_live_one_is_left_by_one() {
+        for status in OrderStatus::iter() {
+            let reached = Transition::ALL.iter().any(|t| t.to() == status);
+            assert!(
+                reached || status == OrderStatus::Pending,
+                "no transition leads to {status:?}: add it to Transition"
+            );
+            if status.is_live() {
+                assert!(
+                    Transition::ALL.iter().any(|t| t.from().contains(&status)),
+                    "{status:?} is live but no transition leaves it"
+                );
+            }
+        }
+        for transition in Transition::ALL {
+            assert!(
+                !transition.from().contains(&transition.to()),
+                "{transition:?} changes nothing"
+            );
+        }
+    }
+
+    #[test]
+    fn final_statuses_are_left_only_towards_money_owed_or_refunded() {
+        let leaving_final: Vec<(OrderStatus, OrderStatus)> = Transition::ALL
+            .iter()
+            .flat_map(|t| {
+                t.from()
+                    .iter()
+                    .filter(|from| !from.is_live())
+                    .map(move |from| (*from, t.to()))
+            })
+            .collect();
+        assert_eq!(
+            leaving_final,
+            [
+                (OrderStatus::Closed, OrderStatus::PaidAfterClose),
+                (OrderStatus::Paid, OrderStatus::Refunded),
+                (OrderStatus::PaidAfterClose, OrderStatus::Refunded),
+            ]
+        );
+    }
 }

@@ -7,7 +7,9 @@
   const root = document.getElementById("checkout");
   if (!root) return;
   const data = root.dataset;
-  const finalStatuses = ["paid", "closed", "paid_after_close", "refunded"];
+  // The texts of every status and which ones are final, from the server's one table.
+  const statuses = JSON.parse(data.statuses);
+  const finalStatuses = statuses.final;
   const $ = (id) => document.getElementById(id);
 
   function showError(message) {
@@ -17,18 +19,7 @@
   }
 
   function statusText(status, closeReason) {
-    switch (status) {
-      case "pending": return "Waiting for payment";
-      case "stuck": return "Checking the payment with the provider";
-      case "paid": return "Paid";
-      case "closed":
-        return closeReason === "expired"
-          ? "Expired: this order was not paid in time"
-          : "Closed: this order can no longer be paid";
-      case "paid_after_close": return "Paid after the order closed: the merchant owes you a refund";
-      case "refunded": return "Refunded: the payment went back to you";
-      default: return status;
-    }
+    return statuses.texts[status + ":" + closeReason] || statuses.texts[status] || status;
   }
 
   function render(status, closeReason) {

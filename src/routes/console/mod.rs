@@ -323,7 +323,12 @@ fn banner_from(notice: Option<&str>) -> Banner {
         .map_or(Banner::None, |text| Banner::Notice(text.to_owned()))
 }
 
-const STATUS_FILTERS: [&str; 5] = ["stuck", "pending", "paid", "closed", "paid_after_close"];
+/// The status filters of the order list: every status, stuck first (what an operator looks at
+/// first).
+fn status_filters() -> impl Iterator<Item = OrderStatus> {
+    use sea_orm::Iterable;
+    std::iter::once(OrderStatus::Stuck).chain(OrderStatus::iter().filter(|status| *status != OrderStatus::Stuck))
+}
 
 async fn orders_page(
     state: &AppState,
@@ -353,7 +358,7 @@ async fn orders_page(
         html! {
             p class="filters" {
                 "Show: " a href="/admin/ui/orders" { "all" }
-                @for name in STATUS_FILTERS { a href={ "/admin/ui/orders?status=" (name) } { (name) } }
+                @for status in status_filters() { a href={ "/admin/ui/orders?status=" (status.as_str()) } { (status.as_str()) } }
             }
             div class="scroll" {
                 table id="orders" {

@@ -37,6 +37,14 @@ use super::{
     QrRequest, RefundAnswer, RefundRequest, RefundState, SystemClock, TradeQuery, VerifiedNotification,
 };
 
+/// Alipay's facts: face-to-face payments settle in CNY (yuan, two decimals).
+pub const INFO: super::registry::ProviderInfo = super::registry::ProviderInfo {
+    provider: Provider::Alipay,
+    display_name: "Alipay",
+    currencies: &[entities::Currency::Cny],
+    webhook_path: "alipay",
+};
+
 pub const DEFAULT_GATEWAY_URL: &str = "https://openapi.alipay.com/gateway.do";
 pub const METHOD_PRECREATE: &str = "alipay.trade.precreate";
 pub const METHOD_QUERY: &str = "alipay.trade.query";

@@ -35,6 +35,14 @@ use super::{
 };
 
 /// Header that carries the sandbox signature (lower-case, as [`NotificationRequest`] keeps them).
+/// The sandbox's facts: any currency (it moves no money).
+pub const INFO: super::registry::ProviderInfo = super::registry::ProviderInfo {
+    provider: Provider::Sandbox,
+    display_name: "Sandbox",
+    currencies: &[],
+    webhook_path: "sandbox",
+};
+
 pub const SIGNATURE_HEADER: &str = "sandbox-signature";
 /// Notifications older or newer than this are refused as replays.
 pub const SIGNATURE_TOLERANCE_SECONDS: i64 = 300;

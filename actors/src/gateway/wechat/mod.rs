@@ -41,6 +41,14 @@ use super::{
 };
 
 /// The production API host.
+/// WeChat Pay's facts: Native payments settle in CNY (fen).
+pub const INFO: super::registry::ProviderInfo = super::registry::ProviderInfo {
+    provider: Provider::Wechat,
+    display_name: "WeChat Pay",
+    currencies: &[entities::Currency::Cny],
+    webhook_path: "wechat",
+};
+
 pub const DEFAULT_API_BASE_URL: &str = "https://api.mch.weixin.qq.com";
 /// Some endpoints answer `400 INVALID_REQUEST` to a request without a `User-Agent`.
 const USER_AGENT_VALUE: &str = concat!("paywarden/", env!("CARGO_PKG_VERSION"));
