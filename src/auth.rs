@@ -2,6 +2,10 @@
 //!
 //! Keys are compared by their SHA-256 digests: the lookup never touches the raw configured
 //! secrets, and a map lookup on a digest leaks nothing useful about the key through timing.
+//!
+//! Both go through the credential throttle ([`crate::throttle`]): a blocked client address is
+//! answered `429` before its credential is looked at, and every refused credential counts
+//! against its address.
 
 use std::collections::HashMap;
 
@@ -13,8 +17,10 @@ use actors::domain::MerchantId;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
+use crate::client_addr::client_addr;
 use crate::config::AuthSettings;
 use crate::error::ApiError;
+use crate::throttle::{Surface, Throttle};
 
 /// The authenticated admin, put in request extensions by [`require_admin`].
 #[derive(Clone, Debug)]
@@ -72,15 +78,40 @@ fn credentials(req: &ServiceRequest) -> Result<web::Data<Credentials>, actix_web
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("credentials are not configured")).into())
 }
 
+fn throttle(req: &ServiceRequest) -> Result<web::Data<Throttle>, actix_web::Error> {
+    req.app_data::<web::Data<Throttle>>()
+        .cloned()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the credential throttle is not configured")).into())
+}
+
+/// Runs `check` on the request's credential unless its address is blocked; a refusal counts
+/// against the address.
+fn checked<T>(
+    req: &ServiceRequest,
+    surface: Surface,
+    check: impl FnOnce(&Credentials, Option<SecretString>) -> Option<T>,
+) -> Result<T, actix_web::Error> {
+    let creds = credentials(req)?;
+    let throttle = throttle(req)?;
+    let client = client_addr(req.request());
+    throttle.check(surface, client).map_err(ApiError::Throttled)?;
+    match check(&creds, bearer(req)) {
+        Some(principal) => Ok(principal),
+        None => {
+            throttle.fail(surface, client);
+            Err(ApiError::Unauthorized.into())
+        }
+    }
+}
+
 /// Scope middleware of `/v1`: a configured client API key, bound to a merchant.
 pub async fn require_merchant(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let creds = credentials(&req)?;
-    let merchant = bearer(&req)
-        .and_then(|token| creds.merchant_for(&token).cloned())
-        .ok_or(ApiError::Unauthorized)?;
+    let merchant = checked(&req, Surface::Client, |creds, token| {
+        token.and_then(|token| creds.merchant_for(&token).cloned())
+    })?;
     tracing::Span::current().record("merchant_id", merchant.as_str());
     req.extensions_mut().insert(merchant);
     next.call(req).await
@@ -91,11 +122,9 @@ pub async fn require_admin(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let creds = credentials(&req)?;
-    let is_admin = bearer(&req).is_some_and(|token| creds.is_admin(&token));
-    if !is_admin {
-        return Err(ApiError::Unauthorized.into());
-    }
-    req.extensions_mut().insert(Admin);
+    let admin = checked(&req, Surface::Admin, |creds, token| {
+        token.is_some_and(|token| creds.is_admin(&token)).then_some(Admin)
+    })?;
+    req.extensions_mut().insert(admin);
     next.call(req).await
 }

@@ -122,6 +122,8 @@ pub struct Settings {
     pub streams: crate::streams::StreamSettings,
     pub metrics: MetricsSettings,
     pub telemetry: TelemetrySettings,
+    /// Limits on refused credentials per client address and in total.
+    pub throttle: crate::throttle::ThrottleSettings,
 }
 
 /// What paywarden does by itself about money no order keeps.
@@ -150,6 +152,9 @@ pub struct ServerSettings {
     /// Open connections per worker; beyond, new ones wait in the listen backlog.
     pub max_connections: usize,
     pub workers: usize,
+    /// Addresses or CIDR networks of the reverse proxies in front of the service: only from
+    /// them is `X-Forwarded-For` read for the client's address ([`crate::client_addr`]).
+    pub trusted_proxies: Vec<String>,
 }
 
 /// `/metrics`.
@@ -218,9 +223,36 @@ pub struct CheckoutSettings {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsoleSettings {
-    /// How long a sign-in lasts.
+    /// How long a sign-in lasts at most, however it is used.
     #[serde(rename = "session_seconds", with = "actors::settings::seconds")]
     pub session: Duration,
+    /// A session unused this long ends.
+    #[serde(rename = "idle_seconds", with = "actors::settings::seconds")]
+    pub idle: Duration,
+    /// Key of the session cookies' and CSRF tokens' MACs: random, at least 32 characters, the
+    /// same on every node. Required in production; elsewhere, empty means one is generated at
+    /// start (sessions then end with the process and hold on this node only).
+    pub session_secret: SecretString,
+}
+
+impl ConsoleSettings {
+    /// # Errors
+    /// Limits out of range, or a session secret missing (production) or too short.
+    pub fn validate(&self, env: Profile) -> anyhow::Result<()> {
+        if self.session < Duration::from_secs(60) || self.session > Duration::from_secs(7 * 86_400) {
+            bail!("console.session_seconds must be between 60 and 604800");
+        }
+        if self.idle.is_zero() || self.idle > self.session {
+            bail!("console.idle_seconds must be positive and at most console.session_seconds");
+        }
+        let secret = self.session_secret.expose_secret();
+        if (env == Profile::Production || !secret.is_empty()) && secret.chars().count() < 32 {
+            bail!(
+                "console.session_secret must be set to a random value of at least 32 characters (PAYWARDEN__CONSOLE__SESSION_SECRET)"
+            );
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -513,6 +545,8 @@ impl Settings {
         self.outbox.validate("outbox")?;
         self.refunds.validate("refunds")?;
         self.reconciliation.validate("reconciliation")?;
+        crate::client_addr::TrustedProxies::parse(&self.server.trusted_proxies)?;
+        self.throttle.validate()?;
         if self.amqp.url().is_some() && self.amqp.exchange.is_empty() {
             bail!("amqp.exchange must be set when amqp.url is");
         }
@@ -535,9 +569,6 @@ impl Settings {
         if self.checkout.link_grace > Duration::from_secs(7 * 86_400) {
             bail!("checkout.link_grace_seconds must be at most 604800 (7 days)");
         }
-        if self.console.session < Duration::from_secs(60) || self.console.session > Duration::from_secs(7 * 86_400) {
-            bail!("console.session_seconds must be between 60 and 604800");
-        }
         self.validate_key_hygiene()?;
         self.validate_cluster_secret()?;
         if self.env == Profile::Production {
@@ -549,6 +580,8 @@ impl Settings {
                 bail!("metrics.scrape_token must be set to at least 32 characters in production (PAYWARDEN__METRICS__SCRAPE_TOKEN): /metrics is not for everyone");
             }
         }
+        // After the production checks above, which name what they refuse first.
+        self.console.validate(self.env)?;
         Ok(())
     }
 
@@ -679,8 +712,7 @@ impl Settings {
             ("providers.alipay.app_private_key", &providers.alipay.app_private_key),
             ("cluster.secret", &self.cluster.secret),
             ("metrics.scrape_token", &self.metrics.scrape_token),
-            // console.session_secret: list it here too once the console section has it (and
-            // in `LONG_SECRETS` below), so it is held to the same rules.
+            ("console.session_secret", &self.console.session_secret),
         ] {
             secrets.push(SecretSetting {
                 key: key.to_owned(),
@@ -764,12 +796,13 @@ impl Settings {
             );
         }
         /// Secrets the production profile wants long; a merchant key counts as `auth.merchant_keys`.
-        const LONG_SECRETS: [&str; 5] = [
+        const LONG_SECRETS: [&str; 6] = [
             "auth.admin_token",
             "auth.merchant_keys.",
             "checkout.link_secret",
             "cluster.secret",
             "metrics.scrape_token",
+            "console.session_secret",
         ];
         let long = |key: &str| {
             LONG_SECRETS
@@ -919,7 +952,32 @@ mod tests {
         settings.server.public_base_url = "https://pay.example.com".to_owned();
         settings.cluster.secret = SecretString::from("a-real-cluster-secret-0123456789abcdef");
         settings.metrics.scrape_token = SecretString::from("a-real-scrape-token-0123456789abcdef");
+        settings.console.session_secret = SecretString::from("a-real-console-session-secret-0123456789");
         settings
+    }
+
+    #[test]
+    fn the_console_session_secret_is_required_in_production_and_long_wherever_it_is_set() {
+        let mut settings = dev();
+        settings.console.session_secret = SecretString::from("short");
+        let err = settings.validate().unwrap_err();
+        assert!(err.to_string().contains("console.session_secret"), "{err}");
+        settings.console.session_secret = SecretString::from(String::new());
+        settings.validate().unwrap();
+        settings.console.idle = settings.console.session + Duration::from_secs(1);
+        assert!(settings
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("console.idle_seconds"));
+        settings.console.idle = Duration::from_secs(60);
+
+        let mut settings = production();
+        settings.console.session_secret = SecretString::from(String::new());
+        let err = settings.validate().unwrap_err();
+        assert!(err.to_string().contains("PAYWARDEN__CONSOLE__SESSION_SECRET"), "{err}");
+        settings.console.session_secret = SecretString::from("a-real-console-session-secret-0123456789");
+        settings.validate().unwrap();
     }
 
     #[test]

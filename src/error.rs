@@ -14,6 +14,10 @@ use serde::Serialize;
 pub enum ApiError {
     #[error("missing or invalid credentials")]
     Unauthorized,
+    /// Too many credentials refused from the client's address ([`crate::throttle`]); nothing
+    /// was checked. Carries how long the address is still blocked.
+    #[error("too many refused credentials from this address; retry after Retry-After seconds")]
+    Throttled(std::time::Duration),
     #[error("{0} not found")]
     NotFound(&'static str),
     /// The request could not be read: bad JSON, wrong content type, too large, bad path.
@@ -132,6 +136,11 @@ pub const ERROR_CODES: &[ErrorCode] = &[
         "unauthorized",
         StatusCode::UNAUTHORIZED,
         "the bearer credentials are missing or not valid for this scope",
+    ),
+    code(
+        "too_many_failures",
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many credentials were refused from this client address; nothing was checked or done; retry after Retry-After seconds (the wait grows while failures go on)",
     ),
     code(
         "invalid_checkout_link",
@@ -389,6 +398,7 @@ impl ApiError {
             )
             | ApiError::OutcomeUnknown
             | ApiError::IdempotencyKeyInUse => Some(std::time::Duration::from_secs(1)),
+            ApiError::Throttled(wait) => Some(std::time::Duration::from_secs(crate::throttle::whole_seconds(*wait))),
             ApiError::TooManyStreams { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
@@ -397,6 +407,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthorized => "unauthorized",
+            ApiError::Throttled(_) => "too_many_failures",
             ApiError::NotFound(_) => "not_found",
             ApiError::BadRequest { code, .. } => code,
             ApiError::Validation(err) => err.code,
@@ -481,6 +492,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest { status, .. } => *status,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -548,6 +560,7 @@ mod tests {
         let validation = |code| actors::domain::ValidationError::new(code, "bad");
         let errors = vec![
             ApiError::Unauthorized,
+            ApiError::Throttled(std::time::Duration::from_millis(1500)),
             ApiError::NotFound("order"),
             ApiError::bad_request("invalid_json", "bad"),
             ApiError::bad_request("invalid_query", "bad"),

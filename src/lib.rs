@@ -11,6 +11,9 @@
 //!   and the operator console are routes too.
 //! - [`links`]: absolute links handed out, and the signed checkout links.
 //! - [`auth`]: API-key and admin-token middleware.
+//! - [`client_addr`]: the client's address (the socket peer, or behind a trusted proxy its
+//!   `X-Forwarded-For`).
+//! - [`throttle`]: limits on refused credentials per client address.
 //! - [`error`]: the one HTTP error type.
 //! - [`forward`]: a cluster node forwards requests for another node's orders to it.
 //! - [`idempotency`]: `Idempotency-Key` on the routes that create or change something.
@@ -22,6 +25,7 @@
 
 pub mod auth;
 pub mod background;
+pub mod client_addr;
 pub mod config;
 pub mod edge;
 pub mod error;
@@ -33,3 +37,4 @@ pub mod routes;
 pub mod startup;
 pub mod streams;
 pub mod telemetry;
+pub mod throttle;

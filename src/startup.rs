@@ -227,7 +227,9 @@ impl Application {
             providers,
             console: routes::console::ConsoleKeys::new(
                 &settings.auth.admin_token,
+                &console_secret(&settings),
                 settings.console.session,
+                settings.console.idle,
                 base_url.starts_with("https://"),
             ),
             allow_private_targets: settings.outbox.allow_private_targets,
@@ -237,6 +239,13 @@ impl Application {
             streams: crate::streams::StreamHub::start(db.clone(), settings.streams.clone(), engine.subscribe()),
         });
         let credentials = web::Data::new(Credentials::from_settings(&settings.auth)?);
+        let trusted_proxies = web::Data::new(crate::client_addr::TrustedProxies::parse(
+            &settings.server.trusted_proxies,
+        )?);
+        let throttle = web::Data::new(crate::throttle::Throttle::new(
+            settings.throttle.clone(),
+            metrics.registry(),
+        )?);
         let forwarder = match engine.ownership() {
             Some(ownership) => Some(web::Data::new(
                 crate::forward::Forwarder::new(
@@ -271,6 +280,8 @@ impl Application {
                 .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
                 .app_data(state.clone())
                 .app_data(credentials.clone())
+                .app_data(trusted_proxies.clone())
+                .app_data(throttle.clone())
                 .app_data(metrics_data.clone())
                 .app_data(api_document.clone())
                 .app_data(edge.clone());
@@ -324,6 +335,18 @@ impl Application {
             tracing::warn!(error.message = %err, "failed to close the database pool");
         }
         served
+    }
+}
+
+/// `console.session_secret`, or in a profile that allows it, a random one for this process.
+fn console_secret(settings: &Settings) -> secrecy::SecretString {
+    if settings.console.session_secret.expose_secret().is_empty() {
+        tracing::warn!(
+            "console.session_secret is not set: generated a random one; console sessions end when this process stops and hold on this node only"
+        );
+        routes::console::session::generated_secret()
+    } else {
+        settings.console.session_secret.clone()
     }
 }
 

@@ -21,7 +21,8 @@ pub fn init(default_filter: &str, json: bool) {
 }
 
 /// The span every request's log lines are recorded in: tracing-actix-web's fields, with the
-/// path as `http.target` and never the query string, which can carry a checkout link's token.
+/// path as `http.target` and never the query string, which can carry a checkout link's token,
+/// and the client address of [`crate::client_addr`].
 pub struct RequestSpan;
 
 impl RootSpanBuilder for RequestSpan {
@@ -41,7 +42,11 @@ impl RootSpanBuilder for RequestSpan {
             http.method = %request.method(),
             http.route = %request.match_pattern().unwrap_or_else(|| "default".to_owned()),
             http.target = %request.path(),
-            http.client_ip = %request.connection_info().realip_remote_addr().unwrap_or(""),
+            // The socket peer, or behind a trusted proxy its X-Forwarded-For: never a header
+            // anyone may send (`connection_info().realip_remote_addr()` would take it).
+            http.client_ip = %crate::client_addr::client_addr(request.request())
+                .map(|addr| addr.to_string())
+                .unwrap_or_default(),
             http.user_agent = %user_agent,
             http.status_code = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
@@ -112,5 +117,47 @@ mod tests {
             !logged.contains("c2VjcmV0LW1hYw"),
             "the checkout token is in the log: {logged}"
         );
+    }
+
+    /// Before the fix the log named whatever `X-Forwarded-For` a client sent as its address.
+    #[actix_web::test]
+    async fn a_request_s_log_names_the_peer_unless_the_peer_is_a_trusted_proxy() {
+        use actix_web::{test, web, App, HttpResponse};
+
+        use crate::client_addr::TrustedProxies;
+
+        for (trusted, expected, absent) in [
+            (vec![], "192.0.2.7", "203.0.113.66"),
+            (vec!["192.0.2.0/24".to_owned()], "203.0.113.66", "192.0.2.7"),
+        ] {
+            let captured = Captured::default();
+            let writer = captured.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .finish();
+            let _guard = tracing::subscriber::set_default(subscriber);
+            let app = test::init_service(
+                App::new()
+                    .wrap(tracing_actix_web::TracingLogger::<RequestSpan>::new())
+                    .app_data(web::Data::new(TrustedProxies::parse(&trusted).unwrap()))
+                    .route(
+                        "/healthz",
+                        web::get().to(|| async {
+                            tracing::info!("answered");
+                            HttpResponse::Ok().finish()
+                        }),
+                    ),
+            )
+            .await;
+            let request = test::TestRequest::with_uri("/healthz")
+                .peer_addr("192.0.2.7:40000".parse().unwrap())
+                .insert_header(("X-Forwarded-For", "203.0.113.66"))
+                .to_request();
+            assert!(test::call_service(&app, request).await.status().is_success());
+            let logged = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+            assert!(logged.contains(&format!("http.client_ip={expected}")), "{logged}");
+            assert!(!logged.contains(absent), "trusting {trusted:?}: {logged}");
+        }
     }
 }

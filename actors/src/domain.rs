@@ -311,7 +311,8 @@ fn too_large(limits: &OrderLimits) -> ValidationError {
 }
 
 /// An operator's free-text reason (force-close, resolving an anomaly): 1 to
-/// [`OperatorReason::MAX_CHARS`] characters, trimmed, no control characters. The bound is what
+/// [`OperatorReason::MAX_CHARS`] characters, trimmed, no control or format characters
+/// ([`is_hidden_char`]). The bound is what
 /// fits where it is stored: `orders.close_reason` holds `force-closed: <reason>` in
 /// [`entities::orders::CLOSE_REASON_MAX_CHARS`] characters, so a reason that passes never
 /// fails the write after the provider has already closed the trade.
@@ -324,7 +325,7 @@ impl OperatorReason {
     pub const MAX_CHARS: usize = entities::orders::CLOSE_REASON_MAX_CHARS - Self::FORCE_CLOSED_PREFIX.len();
 
     /// # Errors
-    /// Empty, too long or with control characters; the message names the limit.
+    /// Empty, too long or with control or format characters; the message names the limit.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         Self::parse_field("reason", raw)
     }
@@ -450,18 +451,46 @@ fn text_field(field: &str, value: &str, max_len: usize) -> Result<String, Valida
             format!("{field} must be at most {max_len} characters"),
         ));
     }
-    if trimmed.chars().any(char::is_control) {
+    if trimmed.chars().any(is_hidden_char) {
         return Err(ValidationError::new(
             "invalid_field",
-            format!("{field} must not contain control characters"),
+            format!("{field} must not contain control or invisible format characters (bidi overrides, zero-width characters)"),
         ));
     }
     Ok(trimmed.to_owned())
 }
 
+/// Whether `c` may not appear in a text someone else reads (an order's subject, an item's
+/// name, a reason, an operator's name): a control character (Unicode category Cc), or a format
+/// character (Cf), which is invisible yet changes what is shown: bidi embeddings, overrides and
+/// isolates (U+202A–U+202E, U+2066–U+2069, U+061C, U+200E/U+200F) can make a log line read
+/// otherwise than it is written, zero-width characters (U+200B–U+200D, U+FEFF) make two names
+/// that look the same differ. The category comes from the Unicode tables of
+/// `unicode-properties`, not a hand list.
+pub fn is_hidden_char(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    c.is_control() || c.general_category() == GeneralCategory::Format
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bidi_and_zero_width_characters_are_refused_in_text_fields_and_letters_are_not() {
+        for hidden in [
+            '\u{200B}', '\u{200C}', '\u{200D}', '\u{200E}', '\u{200F}', '\u{202A}', '\u{202E}', '\u{2066}', '\u{2069}',
+            '\u{FEFF}', '\u{061C}', '\u{0007}',
+        ] {
+            assert!(is_hidden_char(hidden), "U+{:04X}", u32::from(hidden));
+            let err = OperatorReason::parse(&format!("refund{hidden}ed")).unwrap_err();
+            assert_eq!(err.code, "invalid_field", "U+{:04X}", u32::from(hidden));
+        }
+        for visible in ['a', 'é', '退', 'ü', '€', ' ', '😀'] {
+            assert!(!is_hidden_char(visible), "{visible}");
+        }
+        assert!(OperatorReason::parse("退款 refund €5 😀").is_ok());
+    }
 
     fn limits() -> OrderLimits {
         OrderLimits {

@@ -7,11 +7,12 @@
 //! # Layout
 //! - [`types`]: `OrderId`, `PayNo`, `MinorUnit` (private fields, validating constructors),
 //!   `Currency` and the string-backed status and kind enums.
-//! - one module per table: [`orders`], [`idempotency_keys`], [`order_items`], [`payment_attempts`], [`order_logs`],
+//! - one module per table: [`orders`], [`idempotency_keys`], [`console_sessions`], [`order_items`], [`payment_attempts`], [`order_logs`],
 //!   [`outbox`], [`outbox_deliveries`], [`subscribers`], [`webhook_receipts`], [`skus`],
 //!   [`unmatched_notifications`], [`refunds`], [`reconciliation_runs`], [`reconciliation_items`].
 //! - [`prelude`]: every `Entity` under its own name.
 
+pub mod console_sessions;
 pub mod idempotency_keys;
 pub mod order_items;
 pub mod order_logs;

@@ -17,6 +17,7 @@ mod m20261201_000008_create_refunds;
 mod m20261201_000009_create_reconciliation_tables;
 mod m20261202_000010_create_partition_fences;
 mod m20261207_000012_create_idempotency_keys;
+mod m20261208_000013_create_console_sessions;
 
 pub struct Migrator;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000009_create_reconciliation_tables::Migration),
             Box::new(m20261202_000010_create_partition_fences::Migration),
             Box::new(m20261207_000012_create_idempotency_keys::Migration),
+            Box::new(m20261208_000013_create_console_sessions::Migration),
         ]
     }
 }

@@ -65,6 +65,7 @@ pub const CONSOLE_SESSION: &str = "console_session";
         super::admin::force_close,
         super::admin::accept_payment,
         super::admin::reconcile,
+        super::admin::revoke_console_sessions,
         super::admin::cluster,
         super::admin::cluster_order,
         super::admin::add_subscriber,
@@ -171,6 +172,8 @@ pub fn build(enabled: &[Provider], sandbox_open: bool, limits: &OrderLimits) -> 
             if sandbox && sandbox_open {
                 open_sandbox_operation(operation);
             }
+            add_throttle_code(operation);
+            add_body_deadline_code(operation);
             add_error_responses(operation);
             write_links_in_camel_case(operation);
         }
@@ -413,6 +416,39 @@ fn open_sandbox_operation(operation: &mut Operation) {
         Some(description) => format!("{description}\n\n{note}"),
         None => note.to_owned(),
     });
+}
+
+/// Every operation that checks a bearer credential may answer `too_many_failures`
+/// ([`crate::throttle`]).
+fn add_throttle_code(operation: &mut Operation) {
+    if let Some(codes) = operation
+        .extensions
+        .as_mut()
+        .and_then(|extensions| extensions.get_mut(ERROR_CODES_EXTENSION))
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        if codes.iter().any(|code| code == "unauthorized") && !codes.iter().any(|code| code == "too_many_failures") {
+            codes.push(serde_json::Value::from("too_many_failures"));
+        }
+    }
+}
+
+/// Every operation that takes a body may answer `request_timeout` when the body does not
+/// arrive in time ([`crate::edge`], before the handler).
+fn add_body_deadline_code(operation: &mut Operation) {
+    if operation.request_body.is_none() {
+        return;
+    }
+    if let Some(codes) = operation
+        .extensions
+        .as_mut()
+        .and_then(|extensions| extensions.get_mut(ERROR_CODES_EXTENSION))
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        if !codes.iter().any(|code| code == "request_timeout") {
+            codes.push(serde_json::Value::from("request_timeout"));
+        }
+    }
 }
 
 /// The codes an operation lists in its [`ERROR_CODES_EXTENSION`].

@@ -147,7 +147,8 @@ async fn a_form_without_the_session_s_csrf_token_or_from_another_origin_changes_
         .iter()
         .find(|log| log["to"] == "closed")
         .unwrap();
-    assert_eq!(closed["operator"], "admin:alice");
+    let operator = closed["operator"].as_str().unwrap();
+    assert!(operator.starts_with("admin:alice (session "), "{operator}");
     let (_, shown) = page(
         &app,
         &cookie,
@@ -259,4 +260,156 @@ async fn an_order_s_page_lists_its_refunds() {
         assert!(started.elapsed() < Duration::from_secs(5), "not succeeded on the page");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Posts a console form with the session's cookie and CSRF token; the status and `Location`.
+async fn post_form(app: &TestApp, cookie: &str, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
+    let response = app
+        .client
+        .post(app.url(path))
+        .header("Cookie", cookie)
+        .form(fields)
+        .send()
+        .await
+        .unwrap();
+    let location = response
+        .headers()
+        .get("location")
+        .map(|value| value.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (response.status().as_u16(), location)
+}
+
+/// Before the fix sign-out only cleared the browser's cookie: a copy of it still performed
+/// a force-close afterwards.
+#[actix_web::test]
+async fn signing_out_revokes_the_session_and_its_cookie_is_refused_even_on_a_form() {
+    // Arrange
+    let app = spawn_app(Backend::Postgres).await;
+    let (order_no, _) = app.order_with_attempt("console-signout", 600).await;
+    let cookie = sign_in(&app, "alice").await;
+    let (_, order_page) = page(&app, &cookie, &format!("/admin/ui/orders/{order_no}")).await;
+    let csrf = csrf_of(&order_page);
+    let token = cookie
+        .trim_start_matches("pw_console=")
+        .split('.')
+        .next()
+        .unwrap()
+        .to_owned();
+    let stored = app
+        .count(&format!(
+            "SELECT COUNT(*) FROM console_sessions WHERE token_digest = '{}' AND token_digest <> '{token}'",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()))
+        ))
+        .await;
+    assert_eq!(stored, 1, "the row holds the token's digest, not the token");
+
+    // Act
+    let (signed_out, to) = post_form(&app, &cookie, "/admin/ui/logout", &[("csrf", &csrf)]).await;
+    let (reused, reused_to) = page(&app, &cookie, "/admin/ui/orders").await;
+    let (force_close, force_close_to) = post_form(
+        &app,
+        &cookie,
+        &format!("/admin/ui/orders/{order_no}/force-close"),
+        &[("csrf", &csrf), ("reason", "after sign-out")],
+    )
+    .await;
+
+    // Assert
+    assert_eq!((signed_out, to.as_str()), (303, "/admin/ui/login"));
+    assert_eq!(reused, 303, "{reused_to}");
+    assert_eq!((force_close, force_close_to.as_str()), (303, "/admin/ui/login"));
+    assert_eq!(
+        app.admin_order(&order_no).await["status"],
+        "pending",
+        "nothing was done"
+    );
+}
+
+#[actix_web::test]
+async fn an_operator_can_sign_out_every_session_from_the_console_or_the_admin_api() {
+    // Arrange
+    let app = spawn_app(Backend::Sqlite).await;
+    let alice = sign_in(&app, "alice").await;
+    let bob = sign_in(&app, "bob").await;
+    let (_, orders) = page(&app, &alice, "/admin/ui/orders").await;
+    assert!(
+        orders.contains("/admin/ui/sessions/revoke-all"),
+        "the console offers it"
+    );
+
+    // Act
+    let (status, to) = post_form(
+        &app,
+        &alice,
+        "/admin/ui/sessions/revoke-all",
+        &[("csrf", &csrf_of(&orders))],
+    )
+    .await;
+
+    // Assert
+    assert_eq!((status, to.as_str()), (303, "/admin/ui/login"));
+    for cookie in [&alice, &bob] {
+        assert_eq!(page(&app, cookie, "/admin/ui/orders").await.0, 303, "{cookie}");
+    }
+
+    // The same through the admin API.
+    let carol = sign_in(&app, "carol").await;
+    let revoked = app
+        .post_as(ADMIN_TOKEN, "/admin/console-sessions/revoke-all", None)
+        .await;
+    assert_eq!(revoked.status().as_u16(), 200);
+    assert_eq!(revoked.json::<serde_json::Value>().await.unwrap()["revoked"], 1);
+    assert_eq!(page(&app, &carol, "/admin/ui/orders").await.0, 303);
+}
+
+#[actix_web::test]
+async fn a_session_unused_for_the_idle_timeout_ends() {
+    // Arrange: 800 ms of idleness ends a session (the test sets what the configuration, in
+    // whole seconds, cannot).
+    let mut settings = crate::helpers::test_settings(Backend::Sqlite).await;
+    settings.console.idle = Duration::from_millis(800);
+    let app = crate::helpers::spawn_app_with(settings).await;
+    let cookie = sign_in(&app, "alice").await;
+
+    // Act / Assert: used within the timeout, it lasts beyond it.
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(page(&app, &cookie, "/admin/ui/orders").await.0, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(page(&app, &cookie, "/admin/ui/orders").await.0, 303, "idle too long");
+}
+
+/// Before the fix the cookie's MAC key was SHA-256 of a constant and the admin token, so one
+/// cookie let anyone test admin-token guesses offline (and forge sessions with a guessed one).
+#[actix_web::test]
+async fn a_cookie_signed_with_a_key_derived_from_the_admin_token_is_refused() {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    use sha2::Digest as _;
+
+    // Arrange: a cookie of the old scheme, `<expiry>.<nonce>.<name>.<mac>`.
+    let app = spawn_app(Backend::Sqlite).await;
+    let mut derive = sha2::Sha256::new();
+    derive.update(b"paywarden console session v1\n");
+    derive.update(ADMIN_TOKEN.as_bytes());
+    let key: [u8; 32] = derive.finalize().into();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let expires = (chrono::Utc::now().timestamp() + 3600).to_string();
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    let name = b64.encode("mallory");
+    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&key).unwrap();
+    for part in ["session", expires.as_str(), nonce.as_str(), name.as_str()] {
+        mac.update(part.as_bytes());
+        mac.update(b"\n");
+    }
+    let mac = b64.encode(mac.finalize().into_bytes());
+    let cookie = format!("pw_console={expires}.{nonce}.{name}.{mac}");
+
+    // Act
+    let (status, _) = page(&app, &cookie, "/admin/ui/orders").await;
+
+    // Assert
+    assert_eq!(status, 303, "to the sign-in page");
 }

@@ -37,6 +37,10 @@ fn production_env() -> Vec<(&'static str, String)> {
             "chk_0123456789abcdefghijklmnopqrstuvwx".to_owned(),
         ),
         (
+            "PAYWARDEN__CONSOLE__SESSION_SECRET",
+            "ses_0123456789abcdefghijklmnopqrstuvwx".to_owned(),
+        ),
+        (
             "PAYWARDEN__METRICS__SCRAPE_TOKEN",
             "scr_0123456789abcdefghijklmnopqrstuvwx".to_owned(),
         ),

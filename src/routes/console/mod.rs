@@ -1,5 +1,6 @@
 //! The operator console under `/admin/ui`: server-rendered pages and plain HTML forms, no
-//! script. Sign in with the admin token and a name (recorded as the operator `admin:<name>` on
+//! script. Sign in with the admin token and a name (recorded as the operator
+//! `admin:<name> (session <id>)`, the session's public id, on
 //! everything done here); see [`session`] for the cookie and the CSRF check.
 //!
 //! Every action calls the same functions as its JSON route in [`super::admin`], which call
@@ -19,8 +20,10 @@ use serde::Deserialize;
 
 pub use self::session::{ConsoleKeys, ConsoleRejection, ConsoleSession};
 use super::html::{frame, money, page_response_with_referrer, when};
+use crate::client_addr::client_addr;
 use crate::error::ApiError;
 use crate::startup::AppState;
+use crate::throttle::{whole_seconds, Surface, Throttle};
 
 /// Most rows one console list shows.
 const LIST_LIMIT: u64 = 200;
@@ -108,6 +111,10 @@ fn console_page(title: &str, session: &ConsoleSession, banner: &Banner, body: Ma
                 (csrf_field(session))
                 button type="submit" { "Sign out" }
             }
+            form method="post" action="/admin/ui/sessions/revoke-all" {
+                (csrf_field(session))
+                button type="submit" title="Ends every console session, yours included" { "Sign out everyone" }
+            }
         }
         main {
             h1 { (title) }
@@ -161,25 +168,54 @@ pub async fn login_form() -> HttpResponse {
     login_page(StatusCode::OK, None)
 }
 
-/// `POST /admin/ui/login`: the admin token and a name; a session cookie on success.
-pub async fn login(state: web::Data<AppState>, req: HttpRequest, form: web::Form<LoginForm>) -> HttpResponse {
+/// `POST /admin/ui/login`: the admin token and a name; a session cookie on success. A client
+/// address with too many refused sign-ins (or admin tokens) is answered `429` with
+/// `Retry-After` before its token is looked at ([`crate::throttle`]).
+pub async fn login(
+    state: web::Data<AppState>,
+    throttle: web::Data<Throttle>,
+    req: HttpRequest,
+    form: web::Form<LoginForm>,
+) -> HttpResponse {
     if !session::same_origin(&req) {
         return actix_web::ResponseError::error_response(&ConsoleRejection::Forged);
     }
+    let client = client_addr(&req);
+    if let Err(wait) = throttle.check(Surface::Console, client) {
+        let seconds = whole_seconds(wait);
+        let mut response = login_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(&format!(
+                "Too many refused sign-ins from your address: try again in {seconds} seconds."
+            )),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        return response;
+    }
     let name = form.name.trim();
-    if name.is_empty() || name.chars().count() > OPERATOR_MAX_CHARS || name.chars().any(char::is_control) {
+    if name.is_empty() || name.chars().count() > OPERATOR_MAX_CHARS || name.chars().any(actors::domain::is_hidden_char)
+    {
         return login_page(
             StatusCode::UNPROCESSABLE_ENTITY,
-            Some("Give a name of 1 to 64 characters: it is recorded on every action you take."),
+            Some("Give a name of 1 to 64 characters, without control or invisible characters: it is recorded on every action you take."),
         );
     }
     if !state.console.is_admin_token(form.token.trim()) {
-        tracing::warn!("console sign-in refused: wrong admin token");
+        throttle.fail(Surface::Console, client);
         return login_page(StatusCode::UNAUTHORIZED, Some("That is not the admin token."));
     }
-    tracing::info!(operator = %name, "console sign-in");
+    let (session_id, cookie) = match state.console.sign_in(&state.db, name).await {
+        Ok(signed_in) => signed_in,
+        Err(err) => {
+            tracing::error!(error.message = %err, "console session could not be stored");
+            return actix_web::ResponseError::error_response(&ConsoleRejection::Unavailable);
+        }
+    };
+    tracing::info!(operator = %name, session = %session_id, "console sign-in");
     let mut response = see_other("/admin/ui/orders");
-    if let Err(err) = response.add_cookie(&state.console.sign_in(name)) {
+    if let Err(err) = response.add_cookie(&cookie) {
         tracing::error!(error.message = %err, "console cookie could not be set");
     }
     response
@@ -190,18 +226,45 @@ pub struct CsrfForm {
     csrf: String,
 }
 
-/// `POST /admin/ui/logout`.
+/// `POST /admin/ui/logout`: revokes the session (its cookie is refused from now on, on every
+/// node) and clears the cookie.
 pub async fn logout(
     state: web::Data<AppState>,
     session: ConsoleSession,
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, ConsoleRejection> {
     check(&state, &session, &form.csrf)?;
+    session::revoke(&state.db, &session.id).await.map_err(|err| {
+        tracing::error!(error.message = %err, "console session could not be revoked");
+        ConsoleRejection::Unavailable
+    })?;
+    tracing::info!(operator = %session.operator, session = %session.id, "console sign-out");
+    Ok(signed_out(&state))
+}
+
+/// To the sign-in page, the cookie cleared.
+fn signed_out(state: &AppState) -> HttpResponse {
     let mut response = see_other(session::LOGIN);
-    if let Err(err) = response.add_cookie(&state.console.sign_out()) {
+    if let Err(err) = response.add_cookie(&state.console.sign_out_cookie()) {
         tracing::error!(error.message = %err, "console cookie could not be cleared");
     }
-    Ok(response)
+    response
+}
+
+/// `POST /admin/ui/sessions/revoke-all`: signs out every console session, this one included
+/// (a stolen cookie, an operator who left).
+pub async fn revoke_all_sessions(
+    state: web::Data<AppState>,
+    session: ConsoleSession,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, ConsoleRejection> {
+    check(&state, &session, &form.csrf)?;
+    let revoked = session::revoke_all(&state.db).await.map_err(|err| {
+        tracing::error!(error.message = %err, "console sessions could not be revoked");
+        ConsoleRejection::Unavailable
+    })?;
+    tracing::warn!(operator = %session.operator, session = %session.id, revoked, "every console session signed out");
+    Ok(signed_out(&state))
 }
 
 /// `GET /admin/ui`: to the order list.

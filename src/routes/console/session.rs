@@ -1,12 +1,17 @@
-//! Console sign-in: the admin token once, then a session cookie.
+//! Console sign-in: the admin token once, then a session cookie backed by a database row.
 //!
-//! The cookie is stateless and signed: `<expiry>.<nonce>.<operator>.<mac>`, an HMAC-SHA256
-//! under a key derived from the admin token, so rotating the token ends every session, and any
-//! node of a deployment accepts it. `HttpOnly` (no script reads it), `SameSite=Strict` (no
+//! The cookie is `<token>.<mac>`: a 256-bit random token and its HMAC-SHA256 under a key derived
+//! from `console.session_secret`, an independent random secret (never the admin token, whose
+//! guesses a stolen cookie would otherwise let anyone test offline). The session itself is a
+//! `console_sessions` row found by the token's SHA-256 (the table never holds the token), so any
+//! node of a deployment accepts it, and signing out revokes it at once: the same cookie is
+//! refused afterwards, on every node. A session ends `console.idle_seconds` after its last use
+//! and `console.session_seconds` after sign-in, whichever comes first; an operator can sign out
+//! every session at once. The cookie is `HttpOnly` (no script reads it), `SameSite=Strict` (no
 //! other site's page sends it), `Path=/admin/ui`, `Secure` when the service is reached over
 //! https.
 //!
-//! Every form that changes something carries a CSRF token derived from the session's nonce
+//! Every form that changes something carries a CSRF token derived from the session's token
 //! (also under the key), and a request whose `Origin` names another host is refused: with
 //! `SameSite=Strict` either would stop a cross-site form; both are checked.
 
@@ -19,7 +24,10 @@ use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::Utc;
+use entities::console_sessions;
 use hmac::Mac;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveValue, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
@@ -30,21 +38,28 @@ pub const COOKIE: &str = "pw_console";
 pub const PATH: &str = "/admin/ui";
 pub const LOGIN: &str = "/admin/ui/login";
 
-/// The console's keys, from the admin token.
+/// The console's keys and session limits.
 #[derive(Clone)]
 pub struct ConsoleKeys {
+    /// HMAC key of cookies and CSRF tokens, derived from `console.session_secret`.
     key: [u8; 32],
     admin_digest: [u8; 32],
+    /// Absolute length of a session.
     session: Duration,
+    /// A session unused this long ends.
+    idle: Duration,
     secure: bool,
 }
 
 /// A signed-in operator.
 #[derive(Clone, Debug)]
 pub struct ConsoleSession {
-    /// The name given at sign-in; actions record `admin:<name>`.
+    /// The session row's public id.
+    pub id: String,
+    /// The name given at sign-in; actions record `admin:<name> (session <id>)`.
     pub operator: String,
-    nonce: String,
+    /// The secret token (the cookie's first part); only the CSRF token is derived from it.
+    token: String,
     csrf: String,
 }
 
@@ -54,22 +69,54 @@ impl ConsoleSession {
         &self.csrf
     }
 
-    /// The operator as the log records it.
+    /// The operator as the log records it: `admin:<name> (session <id>)`. The name is
+    /// self-declared at sign-in; the session's public id ties together what one sign-in did
+    /// (`console_sessions.id`, never the secret token).
     pub fn operator(&self) -> actors::store::Operator {
-        actors::store::Operator::Admin(self.operator.clone())
+        actors::store::Operator::Admin(format!("{} (session {})", self.operator, self.id))
     }
 }
 
+/// `value` of the random token: 32 bytes from the operating system (two v4 UUIDs hold 244
+/// random bits).
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn token_digest(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A session secret for a process that was given none (development and test profiles only:
+/// the production profile refuses to start without one).
+pub fn generated_secret() -> SecretString {
+    SecretString::from(format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    ))
+}
+
 impl ConsoleKeys {
-    pub fn new(admin_token: &SecretString, session: Duration, secure: bool) -> Self {
-        let token = admin_token.expose_secret().as_bytes();
-        let mut derive = Sha256::new();
-        derive.update(b"paywarden console session v1\n");
-        derive.update(token);
+    /// `secret` is `console.session_secret` (or a generated one); `session` and `idle` the
+    /// absolute and idle limits.
+    pub fn new(
+        admin_token: &SecretString,
+        secret: &SecretString,
+        session: Duration,
+        idle: Duration,
+        secure: bool,
+    ) -> Self {
+        let mut derive = crate::links::keyed(secret.expose_secret().as_bytes());
+        derive.update(b"paywarden console session v2");
         Self {
-            key: derive.finalize().into(),
-            admin_digest: Sha256::digest(token).into(),
+            key: derive.finalize().into_bytes().into(),
+            admin_digest: Sha256::digest(admin_token.expose_secret().as_bytes()).into(),
             session,
+            idle,
             secure,
         }
     }
@@ -100,25 +147,41 @@ impl ConsoleKeys {
             .is_ok_and(|sent| self.hmac(parts).verify_slice(&sent).is_ok())
     }
 
-    fn csrf_for(&self, nonce: &str) -> String {
-        self.mac(&["csrf", nonce])
+    fn csrf_for(&self, token: &str) -> String {
+        self.mac(&["csrf", token])
     }
 
-    /// The cookie of a new session for `operator`.
-    pub fn sign_in(&self, operator: &str) -> Cookie<'static> {
-        // 122 random bits from the operating system.
-        let nonce = uuid::Uuid::new_v4().simple().to_string();
-        let expires = Utc::now()
-            .timestamp()
-            .saturating_add(i64::try_from(self.session.as_secs()).unwrap_or(i64::MAX));
-        let expires = expires.to_string();
-        let name = URL_SAFE_NO_PAD.encode(operator.as_bytes());
-        let mac = self.mac(&["session", &expires, &nonce, &name]);
-        self.cookie(format!("{expires}.{nonce}.{name}.{mac}"), self.session)
+    /// Opens a session for `operator` (a new row) and returns its cookie. Sessions past their
+    /// absolute expiry are deleted on the way.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn sign_in(&self, db: &DatabaseConnection, operator: &str) -> Result<(String, Cookie<'static>), DbErr> {
+        let now = Utc::now();
+        console_sessions::Entity::delete_many()
+            .filter(console_sessions::Column::ExpiresAt.lt(now))
+            .exec(db)
+            .await?;
+        let token = random_token();
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let absolute = chrono::Duration::from_std(self.session).unwrap_or(chrono::Duration::MAX);
+        console_sessions::Entity::insert(console_sessions::ActiveModel {
+            id: ActiveValue::Set(id.clone()),
+            token_digest: ActiveValue::Set(token_digest(&token)),
+            operator: ActiveValue::Set(operator.to_owned()),
+            created_at: ActiveValue::Set(now),
+            last_seen_at: ActiveValue::Set(now),
+            expires_at: ActiveValue::Set(now.checked_add_signed(absolute).unwrap_or(now)),
+            revoked_at: ActiveValue::Set(None),
+        })
+        .exec_without_returning(db)
+        .await?;
+        let mac = self.mac(&["session", &token]);
+        Ok((id, self.cookie(format!("{token}.{mac}"), self.session)))
     }
 
     /// The cookie that ends the session in the browser.
-    pub fn sign_out(&self) -> Cookie<'static> {
+    pub fn sign_out_cookie(&self) -> Cookie<'static> {
         self.cookie(String::new(), Duration::ZERO)
     }
 
@@ -134,25 +197,48 @@ impl ConsoleKeys {
             .finish()
     }
 
-    /// The session a cookie value carries, if it is genuine and not expired.
-    pub fn session(&self, value: &str) -> Option<ConsoleSession> {
-        let mut parts = value.split('.');
-        let (expires, nonce, name, mac) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() {
-            return None;
+    /// The session a cookie value carries, if it is genuine, not revoked, not idle for too long
+    /// and not past its expiry. Its last use is recorded (at most a few times per idle period).
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn session(&self, db: &DatabaseConnection, value: &str) -> Result<Option<ConsoleSession>, DbErr> {
+        let Some((token, mac)) = value.split_once('.') else {
+            return Ok(None);
+        };
+        if !self.verify(&["session", token], mac) {
+            return Ok(None);
         }
-        if !self.verify(&["session", expires, nonce, name], mac) {
-            return None;
+        let Some(row) = console_sessions::Entity::find()
+            .filter(console_sessions::Column::TokenDigest.eq(token_digest(token)))
+            .one(db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let now = Utc::now();
+        let idle = chrono::Duration::from_std(self.idle).unwrap_or(chrono::Duration::MAX);
+        let idle_until = row.last_seen_at.checked_add_signed(idle).unwrap_or(row.last_seen_at);
+        if row.revoked_at.is_some() || row.expires_at <= now || idle_until <= now {
+            return Ok(None);
         }
-        if expires.parse::<i64>().ok()? < Utc::now().timestamp() {
-            return None;
+        // Refreshing on every request would write on every page view; a quarter of the idle
+        // period (a minute at most) is precise enough for the timeout.
+        let refresh = chrono::Duration::from_std((self.idle / 4).min(Duration::from_secs(60))).unwrap_or_default();
+        if now - row.last_seen_at >= refresh {
+            console_sessions::Entity::update_many()
+                .col_expr(console_sessions::Column::LastSeenAt, Expr::value(now))
+                .filter(console_sessions::Column::Id.eq(row.id.as_str()))
+                .filter(console_sessions::Column::RevokedAt.is_null())
+                .exec(db)
+                .await?;
         }
-        let operator = String::from_utf8(URL_SAFE_NO_PAD.decode(name).ok()?).ok()?;
-        Some(ConsoleSession {
-            operator,
-            csrf: self.csrf_for(nonce),
-            nonce: nonce.to_owned(),
-        })
+        Ok(Some(ConsoleSession {
+            id: row.id,
+            operator: row.operator,
+            csrf: self.csrf_for(token),
+            token: token.to_owned(),
+        }))
     }
 
     /// Checks a form's CSRF token against the session's.
@@ -160,12 +246,41 @@ impl ConsoleKeys {
     /// # Errors
     /// [`ConsoleRejection::Forged`] when it does not match.
     pub fn check_csrf(&self, session: &ConsoleSession, sent: &str) -> Result<(), ConsoleRejection> {
-        if self.verify(&["csrf", &session.nonce], sent) {
+        if self.verify(&["csrf", &session.token], sent) {
             Ok(())
         } else {
             Err(ConsoleRejection::Forged)
         }
     }
+}
+
+/// Ends one session: its cookie is refused from now on, on every node.
+///
+/// # Errors
+/// The database failed.
+pub async fn revoke(db: &DatabaseConnection, id: &str) -> Result<(), DbErr> {
+    console_sessions::Entity::update_many()
+        .col_expr(console_sessions::Column::RevokedAt, Expr::value(Utc::now()))
+        .filter(console_sessions::Column::Id.eq(id))
+        .filter(console_sessions::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Ends every session that has not ended yet; how many.
+///
+/// # Errors
+/// The database failed.
+pub async fn revoke_all(db: &DatabaseConnection) -> Result<u64, DbErr> {
+    let now = Utc::now();
+    let result = console_sessions::Entity::update_many()
+        .col_expr(console_sessions::Column::RevokedAt, Expr::value(now))
+        .filter(console_sessions::Column::RevokedAt.is_null())
+        .filter(console_sessions::Column::ExpiresAt.gt(now))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
 }
 
 /// Why a console request was not served.
@@ -177,6 +292,9 @@ pub enum ConsoleRejection {
     /// A state-changing request without the session's CSRF token, or from another origin.
     #[error("this form was not sent from the console, or the page was too old; reload it and try again")]
     Forged,
+    /// The session could not be looked up (the database failed; logged).
+    #[error("the console is unavailable right now; try again shortly")]
+    Unavailable,
 }
 
 impl ResponseError for ConsoleRejection {
@@ -184,6 +302,7 @@ impl ResponseError for ConsoleRejection {
         match self {
             ConsoleRejection::SignIn => StatusCode::SEE_OTHER,
             ConsoleRejection::Forged => StatusCode::FORBIDDEN,
+            ConsoleRejection::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -194,6 +313,9 @@ impl ResponseError for ConsoleRejection {
                 .insert_header((header::CACHE_CONTROL, "no-store"))
                 .finish(),
             ConsoleRejection::Forged => message_page(StatusCode::FORBIDDEN, "Refused", &self.to_string()),
+            ConsoleRejection::Unavailable => {
+                message_page(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", &self.to_string())
+            }
         }
     }
 }
@@ -216,19 +338,26 @@ pub fn same_origin(req: &HttpRequest) -> bool {
 
 impl FromRequest for ConsoleSession {
     type Error = ConsoleRejection;
-    type Future = std::future::Ready<Result<Self, Self::Error>>;
+    type Future = futures::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
-        let session = req
-            .app_data::<actix_web::web::Data<AppState>>()
-            .zip(req.cookie(COOKIE))
-            .and_then(|(state, cookie)| state.console.session(cookie.value()));
-        let result = match session {
-            None => Err(ConsoleRejection::SignIn),
-            Some(_) if !same_origin(req) => Err(ConsoleRejection::Forged),
-            Some(session) => Ok(session),
-        };
-        std::future::ready(result)
+        let state = req.app_data::<actix_web::web::Data<AppState>>().cloned();
+        let cookie = req.cookie(COOKIE);
+        let same_origin = same_origin(req);
+        Box::pin(async move {
+            let (Some(state), Some(cookie)) = (state, cookie) else {
+                return Err(ConsoleRejection::SignIn);
+            };
+            match state.console.session(&state.db, cookie.value()).await {
+                Ok(None) => Err(ConsoleRejection::SignIn),
+                Ok(Some(_)) if !same_origin => Err(ConsoleRejection::Forged),
+                Ok(Some(session)) => Ok(session),
+                Err(err) => {
+                    tracing::error!(error.message = %err, "console session lookup failed");
+                    Err(ConsoleRejection::Unavailable)
+                }
+            }
+        })
     }
 }
 
@@ -238,41 +367,52 @@ mod tests {
 
     use super::*;
 
-    fn console_keys(token: &str) -> ConsoleKeys {
-        ConsoleKeys::new(&SecretString::from(token.to_owned()), Duration::from_secs(3600), false)
+    fn console_keys(secret: &str) -> ConsoleKeys {
+        ConsoleKeys::new(
+            &SecretString::from("admin_test_token".to_owned()),
+            &SecretString::from(secret.to_owned()),
+            Duration::from_secs(3600),
+            Duration::from_secs(600),
+            false,
+        )
     }
 
     #[test]
-    fn a_session_cookie_carries_its_operator_and_cannot_be_altered() {
-        let keys = console_keys("admin_test_token");
-        let cookie = keys.sign_in("alice");
-        assert!(cookie.http_only().unwrap());
-        assert_eq!(cookie.same_site(), Some(SameSite::Strict));
-        assert_eq!(cookie.path(), Some(PATH));
-        let session = keys.session(cookie.value()).unwrap();
-        assert_eq!(session.operator, "alice");
-        keys.check_csrf(&session, session.csrf()).unwrap();
-        assert!(keys.check_csrf(&session, "forged").is_err());
-
-        let mut parts: Vec<String> = cookie.value().split('.').map(str::to_owned).collect();
-        parts[2] = URL_SAFE_NO_PAD.encode("mallory");
-        assert!(keys.session(&parts.join(".")).is_none(), "another operator");
-        let mut parts: Vec<String> = cookie.value().split('.').map(str::to_owned).collect();
-        parts[0] = (Utc::now().timestamp() + 999_999).to_string();
-        assert!(keys.session(&parts.join(".")).is_none(), "a longer session");
-        assert!(keys.session("").is_none());
-        assert!(
-            console_keys("another_admin_token").session(cookie.value()).is_none(),
-            "a new admin token ends every session"
-        );
-    }
-
-    #[test]
-    fn each_session_has_its_own_csrf_token() {
-        let keys = console_keys("admin_test_token");
-        let one = keys.session(keys.sign_in("alice").value()).unwrap();
-        let two = keys.session(keys.sign_in("alice").value()).unwrap();
-        assert_ne!(one.csrf(), two.csrf());
+    fn csrf_tokens_are_per_session_and_per_secret() {
+        let keys = console_keys("a_session_secret_of_at_least_32_chars");
+        let session = |token: &str| ConsoleSession {
+            id: "id".to_owned(),
+            operator: "alice".to_owned(),
+            token: token.to_owned(),
+            csrf: keys.csrf_for(token),
+        };
+        let one = session(&random_token());
+        let two = session(&random_token());
+        keys.check_csrf(&one, one.csrf()).unwrap();
         assert!(keys.check_csrf(&one, two.csrf()).is_err());
+        assert!(keys.check_csrf(&one, "forged").is_err());
+        let other = console_keys("another_session_secret_of_32_chars!!");
+        assert!(other.check_csrf(&one, one.csrf()).is_err());
+    }
+
+    #[test]
+    fn the_longest_operator_with_its_session_fits_the_log_s_operator_column() {
+        let session = ConsoleSession {
+            id: "0123456789ab".to_owned(),
+            operator: "é".repeat(64),
+            token: random_token(),
+            csrf: String::new(),
+        };
+        // `order_logs.operator` and `unmatched_notifications.resolved_by` hold 96 characters.
+        assert!(session.operator().to_string().chars().count() <= 96);
+    }
+
+    #[test]
+    fn tokens_are_random_and_only_their_digest_is_kept() {
+        let (a, b) = (random_token(), random_token());
+        assert_ne!(a, b);
+        assert_eq!(URL_SAFE_NO_PAD.decode(&a).unwrap().len(), 32);
+        assert_eq!(token_digest(&a).len(), 64);
+        assert!(!token_digest(&a).contains(&a));
     }
 }
