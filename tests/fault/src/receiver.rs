@@ -1,4 +1,4 @@
-//! The downstream webhook receiver: verifies each delivery's signature as the README tells a
+//! The downstream webhook receiver: verifies each delivery's signature as docs/downstream.md tells a
 //! receiver to, and counts every event id it sees (a duplicate is a second sighting of an id:
 //! delivery is at least once).
 
@@ -12,7 +12,7 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use actors::outbox::signature::{self, EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use anyhow::Context;
 
-/// The README's replay window.
+/// The replay window docs/downstream.md gives.
 const TOLERANCE_SECONDS: i64 = 300;
 
 #[derive(Default)]
