@@ -95,10 +95,16 @@ fn checked<T>(
     let throttle = throttle(req)?;
     let client = client_addr(req.request());
     throttle.check(surface, client).map_err(ApiError::Throttled)?;
-    match check(&creds, bearer(req)) {
+    let presented = bearer(req);
+    let tried = presented.is_some();
+    match check(&creds, presented) {
         Some(principal) => Ok(principal),
         None => {
-            throttle.fail(surface, client);
+            // A request with no credential guesses nothing (a probe, a misconfigured client):
+            // only a presented credential that is wrong counts against the address.
+            if tried {
+                throttle.fail(surface, client);
+            }
             Err(ApiError::Unauthorized.into())
         }
     }

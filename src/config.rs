@@ -761,6 +761,22 @@ impl Settings {
                 }
             }
         }
+        // One value may serve one purpose only: a session secret equal to the admin token would
+        // let a stolen cookie test admin-token guesses offline, a scrape token equal to it
+        // would give the admin token an unthrottled door.
+        let secrets = self.secret_settings();
+        for (index, secret) in secrets.iter().enumerate() {
+            if let Some(other) = secrets[index + 1..]
+                .iter()
+                .find(|other| other.value.expose_secret() == secret.value.expose_secret())
+            {
+                bail!(
+                    "{} and {} are the same value: each secret needs its own",
+                    secret.named(),
+                    other.named()
+                );
+            }
+        }
         Ok(())
     }
 
@@ -978,6 +994,19 @@ mod tests {
         assert!(err.to_string().contains("PAYWARDEN__CONSOLE__SESSION_SECRET"), "{err}");
         settings.console.session_secret = SecretString::from("a-real-console-session-secret-0123456789");
         settings.validate().unwrap();
+    }
+
+    #[test]
+    fn one_value_serving_two_secrets_is_refused_in_every_profile() {
+        for mut settings in [dev(), production()] {
+            settings.console.session_secret = settings.auth.admin_token.clone();
+            let err = settings.validate().unwrap_err().to_string();
+            assert!(
+                err.contains("auth.admin_token") && err.contains("console.session_secret"),
+                "{err}"
+            );
+            assert!(!err.contains(settings.auth.admin_token.expose_secret()), "{err}");
+        }
     }
 
     #[test]

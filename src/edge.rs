@@ -57,9 +57,19 @@ pub async fn guard(
             return Ok(req.into_response(response).map_into_right_body());
         }
     }
-    let mut response = next.call(req).await?;
-    set_headers(response.response_mut(), &edge);
-    Ok(response.map_into_left_body())
+    match next.call(req).await {
+        Ok(mut response) => {
+            set_headers(response.response_mut(), &edge);
+            Ok(response.map_into_left_body())
+        }
+        // An error of a middleware inside (a refused credential, say) gets the headers too: its
+        // answer is made here, with them, and carried by the error.
+        Err(err) => {
+            let mut response = err.error_response();
+            set_headers(&mut response, &edge);
+            Err(actix_web::error::InternalError::from_response(err, response).into())
+        }
+    }
 }
 
 /// The whole body, or `None` when the request has none.

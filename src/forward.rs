@@ -192,17 +192,30 @@ impl Forwarder {
     async fn send(&self, owner: &str, request: &Captured) -> Result<HttpResponse, reqwest::Error> {
         let method = reqwest::Method::from_bytes(request.method.as_str().as_bytes()).unwrap_or(reqwest::Method::POST);
         let timestamp = chrono::Utc::now().timestamp();
+        // Signed as it goes on the wire: building the URL may percent-encode the path or query
+        // (the owner verifies what it receives).
+        let url = reqwest::Url::parse(&format!("{owner}{}", request.path)).map_err(|_| {
+            // Not a URL the client could reach either; answered as an unreachable owner.
+            tracing::warn!(owner, "the owner's address and the request path make no URL");
+        });
+        let sent_path = url.as_ref().map_or_else(
+            |()| request.path.clone(),
+            |url| match url.query() {
+                Some(query) => format!("{}?{query}", url.path()),
+                None => url.path().to_owned(),
+            },
+        );
         let signature = forward_signature(
             &self.secret,
             &self.node,
             method.as_str(),
-            &request.path,
+            &sent_path,
             timestamp,
             &request.body,
         );
         let mut outgoing = self
             .client
-            .request(method, format!("{owner}{}", request.path))
+            .request(method, format!("{owner}{sent_path}"))
             .header(FORWARDED_BY, &self.node)
             .header(FORWARD_TIMESTAMP, timestamp.to_string())
             .header(FORWARD_SIGNATURE, signature)
@@ -210,9 +223,15 @@ impl Forwarder {
         // `Host` goes along as the client sent it: the owner answers as the node the client
         // reached (the console's same-origin check compares it with `Origin`).
         for (name, value) in &request.headers {
-            if !HOP_BY_HOP.contains(&name.as_str()) && !FORWARD_HEADERS.contains(&name.as_str()) {
+            if !HOP_BY_HOP.contains(&name.as_str())
+                && !FORWARD_HEADERS.contains(&name.as_str())
+                && name != "x-forwarded-for"
+            {
                 outgoing = outgoing.header(name.as_str(), value.as_slice());
             }
+        }
+        if let Some(client) = request.client {
+            outgoing = outgoing.header("x-forwarded-for", client.to_string());
         }
         let response = outgoing.send().await?;
         let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -246,6 +265,9 @@ struct Captured {
     headers: Vec<(String, Vec<u8>)>,
     /// As received: not decoded.
     body: web::Bytes,
+    /// The client as this node saw it ([`crate::client_addr::client_addr`]): the owner is told
+    /// this, never a client's own `X-Forwarded-For`.
+    client: Option<std::net::IpAddr>,
 }
 
 /// Bodies buffered for forwarding at most (the extractor's default limit; the routes' own limit,
@@ -342,6 +364,7 @@ pub async fn forward(
             .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
             .collect(),
         body,
+        client: crate::client_addr::client_addr(request.request()),
     };
     let already_forwarded = request.headers().contains_key(FORWARDED_BY);
     let response = next.call(request).await?;

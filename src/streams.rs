@@ -159,7 +159,7 @@ impl StreamHub {
         let settings = &self.inner.settings;
         // Registered before the order is read, so a change committed in between is seen by the
         // hub (which then reads the order after that commit).
-        let (ticket, mut latest) = {
+        let (ticket, latest) = {
             let mut state = self.state();
             let cap = match holder {
                 Holder::CheckoutLink(_) => settings.per_checkout_link,
@@ -192,8 +192,9 @@ impl StreamHub {
             return Err(sea_orm::DbErr::RecordNotFound(format!("order {order_id}")));
         };
         let order = Arc::new(order);
+        // The hub may have published a newer version meanwhile: the stream then sees it as a
+        // change (versions at or below the one sent first are skipped).
         self.publish(&order);
-        latest.borrow_and_update();
 
         let lifetime_end = Instant::now() + settings.max_lifetime;
         let ends_at = ends_at.map_or(lifetime_end, |end| end.min(lifetime_end));

@@ -413,3 +413,29 @@ async fn a_cookie_signed_with_a_key_derived_from_the_admin_token_is_refused() {
     // Assert
     assert_eq!(status, 303, "to the sign-in page");
 }
+
+/// Rotating the admin token (what an operator does after a leak) ends every console session
+/// signed in with the old one, on every node; the same token keeps them.
+#[actix_web::test]
+async fn rotating_the_admin_token_ends_the_sessions_signed_in_with_the_old_one() {
+    // Arrange: two services on one database and one session secret, as two nodes are.
+    let mut settings = crate::helpers::test_settings(Backend::Sqlite).await;
+    settings.console.session_secret =
+        secrecy::SecretString::from("console_session_secret_for_rotation_0123456789".to_owned());
+    let first = crate::helpers::spawn_app_with(settings.clone()).await;
+    let cookie = sign_in(&first, "alice").await;
+    let same_token = crate::helpers::spawn_app_with(settings.clone()).await;
+    settings.auth.admin_token = secrecy::SecretString::from("rotated_admin_token_0123456789".to_owned());
+    let rotated = crate::helpers::spawn_app_with(settings).await;
+
+    // Act
+    let (kept, _) = page(&same_token, &cookie, "/admin/ui/orders").await;
+    let (after_rotation, _) = page(&rotated, &cookie, "/admin/ui/orders").await;
+
+    // Assert
+    assert_eq!(kept, 200, "another node with the same token serves the session");
+    assert_eq!(
+        after_rotation, 303,
+        "to the sign-in page: the token it was signed in with is gone"
+    );
+}

@@ -198,3 +198,28 @@ async fn wrong_console_sign_ins_and_api_keys_are_throttled_too() {
         );
     }
 }
+
+/// A request without any credential guesses nothing: a probe or a client that forgot its key
+/// does not block the address (a merchant's shared one, say), and it still answers 401 with
+/// the edge's headers.
+#[actix_web::test]
+async fn requests_without_a_credential_are_refused_but_not_counted() {
+    // Arrange
+    let app = spawn_throttled_app(&[]).await;
+    let here = client_from("127.0.0.1");
+
+    // Act
+    let mut refused = Vec::new();
+    for _ in 0..10 {
+        refused.push(here.get(app.url("/admin/orders?status=pending")).send().await.unwrap());
+    }
+    let right_token = admin_orders(&app, &here, ADMIN_TOKEN, None).await;
+
+    // Assert
+    for response in &refused {
+        assert_eq!(response.status().as_u16(), 401);
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+        assert_eq!(response.headers()["cache-control"], "no-store");
+    }
+    assert_eq!(right_token.status().as_u16(), 200, "the address is not blocked");
+}

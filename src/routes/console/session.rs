@@ -110,11 +110,16 @@ impl ConsoleKeys {
         idle: Duration,
         secure: bool,
     ) -> Self {
+        // The admin token's digest goes into the key too: rotating the token (what an
+        // operator does after a leak) ends every session signed in with the old one. The key
+        // stays unguessable from a cookie: the session secret is random.
+        let admin_digest: [u8; 32] = Sha256::digest(admin_token.expose_secret().as_bytes()).into();
         let mut derive = crate::links::keyed(secret.expose_secret().as_bytes());
         derive.update(b"paywarden console session v2");
+        derive.update(&admin_digest);
         Self {
             key: derive.finalize().into_bytes().into(),
-            admin_digest: Sha256::digest(admin_token.expose_secret().as_bytes()).into(),
+            admin_digest,
             session,
             idle,
             secure,
