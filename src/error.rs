@@ -53,6 +53,11 @@ pub enum ApiError {
     Internal(#[from] anyhow::Error),
 }
 
+/// Marks an error response for an order another node owns (its address, when one does): read
+/// by the forwarding middleware (`crate::forward`), never sent.
+#[derive(Clone, Debug)]
+pub struct Owner(pub Option<String>);
+
 impl std::fmt::Debug for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         error_chain_fmt(self, f)
@@ -522,7 +527,7 @@ impl ResponseError for ApiError {
         }
         if let ApiError::Order(OrderError::Elsewhere(owner)) = self {
             // Read by the forwarding middleware (`crate::forward`), never sent.
-            response.extensions_mut().insert(crate::forward::Owner(owner.clone()));
+            response.extensions_mut().insert(Owner(owner.clone()));
         }
         response.json(ErrorBody {
             error: ErrorDetail {

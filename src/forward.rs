@@ -53,7 +53,7 @@ use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Owner};
 
 /// Set on a forwarded request: the forwarding node's name.
 pub const FORWARDED_BY: &str = "x-paywarden-forwarded-by";
@@ -162,10 +162,6 @@ fn verify_forward(
         .verify_slice(&given)
         .map_err(|_| ForwardRefused::BadSignature)
 }
-
-/// Marks an error response for an order another node owns (its address, when one does).
-#[derive(Clone, Debug)]
-pub struct Owner(pub Option<String>);
 
 /// What the middleware needs; present only on a cluster node.
 pub struct Forwarder {
@@ -333,7 +329,7 @@ pub async fn forward(
                 .take(64)
                 .collect::<String>();
             tracing::warn!(claimed_node = %claimed, reason = %refused, peer = ?request.peer_addr(), "refused a forward that could not be verified");
-            if let Some(state) = request.app_data::<web::Data<crate::startup::AppState>>() {
+            if let Some(state) = request.app_data::<web::Data<crate::state::AppState>>() {
                 count_forward(state.engine.metrics(), "refused");
             }
             let (http_request, _) = request.into_parts();
@@ -347,7 +343,7 @@ pub async fn forward(
         return next.call(request).await.map(ServiceResponse::map_into_boxed_body);
     };
     let metrics = request
-        .app_data::<web::Data<crate::startup::AppState>>()
+        .app_data::<web::Data<crate::state::AppState>>()
         .map(|state| state.engine.clone());
     let Some(body) = buffer_raw_body(&mut request).await? else {
         return next.call(request).await.map(ServiceResponse::map_into_boxed_body);

@@ -47,7 +47,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::error::ApiError;
 use crate::routes::ENDPOINTS;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The request header.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";

@@ -35,6 +35,7 @@ pub mod links;
 pub mod metrics;
 pub mod routes;
 pub mod startup;
+pub mod state;
 pub mod streams;
 pub mod telemetry;
 pub mod throttle;

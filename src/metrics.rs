@@ -162,7 +162,7 @@ fn method_label(method: &actix_web::http::Method) -> &'static str {
 pub async fn handler(
     req: actix_web::HttpRequest,
     metrics: web::Data<Metrics>,
-    state: web::Data<crate::startup::AppState>,
+    state: web::Data<crate::state::AppState>,
 ) -> Result<HttpResponse, crate::error::ApiError> {
     if let Some(token) = &state.metrics_access.scrape_token {
         // Compared by digest, as the API keys are: timing tells nothing about the token.

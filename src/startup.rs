@@ -17,7 +17,6 @@ use std::collections::HashMap;
 
 use actors::cluster::{NodeIdentity, Ownership, Partitioner};
 use actors::deadline::{DeadlineIndex, RedisDeadlineIndex, SqlDeadlineIndex};
-use actors::domain::OrderLimits;
 use actors::engine::{ClusterParts, Engine, EngineParts};
 use actors::gateway::sandbox::{SandboxGateway, SandboxSettings};
 use actors::gateway::Gateways;
@@ -39,31 +38,7 @@ use crate::config::{DatabaseSettings, Settings};
 use crate::links::Links;
 use crate::metrics::Metrics;
 use crate::routes;
-
-/// What every handler shares.
-pub struct AppState {
-    /// For reads; every change goes through the engine.
-    pub db: DatabaseConnection,
-    pub engine: Engine,
-    /// For verifying notifications (pure); calls to providers go through the engine.
-    pub gateways: Gateways,
-    pub limits: OrderLimits,
-    /// Absolute links handed to clients (QR images, checkout pages).
-    pub links: Links,
-    /// The providers this deployment has enabled, in a stable order.
-    pub providers: Vec<Provider>,
-    /// The operator console's sign-in key and session length.
-    pub console: crate::routes::console::ConsoleKeys,
-    /// `outbox.allow_private_targets`: whether subscribers may point at private addresses.
-    pub allow_private_targets: bool,
-    /// How a reconciliation started by hand waits for its bill.
-    pub reconciliation: actors::reconcile::ReconcileSettings,
-    pub metrics: Arc<Metrics>,
-    /// Who may read `/metrics`.
-    pub metrics_access: crate::metrics::MetricsAccess,
-    /// The live status streams of this node.
-    pub streams: crate::streams::StreamHub,
-}
+use crate::state::AppState;
 
 /// How long in-flight requests get to finish once a stop signal arrived.
 const HTTP_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -83,230 +58,19 @@ impl Application {
     /// # Errors
     /// Any start-up failure, with context naming the step.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(&settings.server.addr)
-            .with_context(|| format!("failed to bind {}", settings.server.addr))?;
-        let local = listener.local_addr().context("failed to read the bound address")?;
-        let base_url = if settings.server.public_base_url.is_empty() {
-            format!("http://{local}")
-        } else {
-            settings.server.public_base_url.trim_end_matches('/').to_owned()
-        };
-
+        let (listener, local, base_url) = bind(&settings)?;
         let db = connect_database(&settings.database).await?;
         migrate(&db).await?;
-
-        // The providers' client: every call is bounded by its own limit (the provider actor's
-        // call timeout; a bill download its own, far longer one), so no client-wide total
-        // that would cut a bill short; connecting is bounded here. No redirect is followed:
-        // no provider protocol uses one, and an unsigned bill must come from where it was
-        // announced.
-        let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .context("failed to build the HTTP client")?;
-        let mut gateways = Gateways::default();
-        let mut calls = HashMap::new();
-        let sandbox = if settings.providers.sandbox.enabled {
-            let sandbox_settings = &settings.providers.sandbox;
-            let notify_url = if sandbox_settings.notify_url.is_empty() {
-                format!("{base_url}/webhooks/sandbox")
-            } else {
-                sandbox_settings.notify_url.clone()
-            };
-            let gateway = SandboxGateway::new(
-                SandboxSettings {
-                    secret: sandbox_settings.webhook_secret.clone(),
-                    notify_url,
-                    public_base_url: base_url.clone(),
-                    notify_retry_delays: sandbox_settings.notify_retry_delays(),
-                },
-                http.clone(),
-            );
-            gateways.insert(gateway.clone());
-            calls.insert(Provider::Sandbox, sandbox_settings.calls.clone());
-            Some(gateway)
-        } else {
-            None
-        };
-
-        if settings.providers.wechat.enabled {
-            let wechat = &settings.providers.wechat;
-            let gateway =
-                actors::gateway::wechat::WechatGateway::new(wechat.gateway_settings(&base_url)?, http.clone())
-                    .context("invalid providers.wechat settings")?;
-            gateways.insert(Arc::new(gateway));
-            calls.insert(Provider::Wechat, wechat.calls.clone());
-        }
-        if settings.providers.alipay.enabled {
-            let alipay = &settings.providers.alipay;
-            let gateway =
-                actors::gateway::alipay::AlipayGateway::new(alipay.gateway_settings(&base_url)?, http.clone())
-                    .context("invalid providers.alipay settings")?;
-            gateways.insert(Arc::new(gateway));
-            calls.insert(Provider::Alipay, alipay.calls.clone());
-        }
-
+        let providers = ProviderParts::build(&settings, &base_url)?;
         let metrics = Arc::new(Metrics::new()?);
-        let redis = match settings.redis.url() {
-            Some(url) => Some(
-                RedisConn::connect(url, settings.redis.mode)
-                    .await
-                    .context("failed to connect to Redis (check redis.url and redis.mode)")?,
-            ),
-            None => None,
-        };
-        let partitioner = settings
-            .cluster
-            .enabled
-            .then(|| Partitioner::new(settings.cluster.partitions));
-        let index: Arc<dyn DeadlineIndex> = match &redis {
-            Some(redis) => Arc::new(RedisDeadlineIndex::new(
-                redis.clone(),
-                &settings.redis.key_prefix,
-                partitioner,
-                db.clone(),
-            )),
-            None => Arc::new(SqlDeadlineIndex::new(db.clone())),
-        };
-        let cluster = match (partitioner, &redis, settings.redis.url()) {
-            (Some(partitioner), Some(redis), Some(url)) => {
-                let cluster_settings = &settings.cluster;
-                let node = node_identity(&settings, local, &base_url)?;
-                tracing::info!(node = %node.name, address = %node.address, partitions = partitioner.count(), "running as a cluster node");
-                Some(ClusterParts {
-                    ownership: Arc::new(Ownership::new(partitioner, node)),
-                    settings: cluster_settings.clone(),
-                    redis: redis.clone(),
-                    subscribe_url: actors::redis_conn::seeds(url).into_iter().next().unwrap_or_default(),
-                    key_prefix: settings.redis.key_prefix.clone(),
-                })
-            }
-            _ => None,
-        };
-        let expiry = settings.expiry.clone();
-        let providers = start_providers(&gateways, &calls, expiry.provider_reply_timeout);
-        let engine = Engine::start(EngineParts {
-            db: db.clone(),
-            ids: Snowflake::new(settings.ids.worker_id).context("invalid ids.worker_id")?,
-            providers: Arc::new(providers),
-            index,
-            settings: expiry,
-            refunds: settings.refunds(),
-            metrics: EngineMetrics::register(metrics.registry()).context("failed to register engine metrics")?,
-            cluster,
-        });
-        let relay = start_outbox_relay(&settings, &db, &engine).await?;
-        let rehydrated = engine.rehydrate().await.context("failed to re-arm pending orders")?;
-        engine.start_cluster().await.context("failed to join the cluster")?;
-        let mut background = crate::background::Background {
-            engine: engine.clone(),
-            relay,
-            pollers: Vec::new(),
-            sweeper: crate::idempotency::Sweeper::start(db.clone()),
-        };
-        background.start_pollers(&settings.reconciliation);
-        tracing::info!(
-            index = engine.index_name(),
-            armed = rehydrated.armed,
-            overdue = rehydrated.overdue,
-            index_rebuilt = rehydrated.index_rebuilt,
-            "pending orders re-armed"
-        );
-        let providers: Vec<Provider> = gateways.providers().collect();
-        let state = web::Data::new(AppState {
-            db: db.clone(),
-            engine: engine.clone(),
-            gateways,
-            limits: settings.orders.clone(),
-            links: Links::new(
-                settings.checkout.link_secret.clone(),
-                settings.checkout.link_grace,
-                &base_url,
-            ),
-            providers,
-            console: routes::console::ConsoleKeys::new(
-                &settings.auth.admin_token,
-                &console_secret(&settings),
-                settings.console.session,
-                settings.console.idle,
-                base_url.starts_with("https://"),
-            ),
-            allow_private_targets: settings.outbox.allow_private_targets,
-            reconciliation: settings.reconciliation.clone(),
-            metrics: metrics.clone(),
-            metrics_access: crate::metrics::MetricsAccess::from_settings(&settings.metrics),
-            streams: crate::streams::StreamHub::start(db.clone(), settings.streams.clone(), engine.subscribe()),
-        });
-        let credentials = web::Data::new(Credentials::from_settings(&settings.auth)?);
-        let trusted_proxies = web::Data::new(crate::client_addr::TrustedProxies::parse(
-            &settings.server.trusted_proxies,
-        )?);
-        let throttle = web::Data::new(crate::throttle::Throttle::new(
-            settings.throttle.clone(),
-            metrics.registry(),
-        )?);
-        let forwarder = match engine.ownership() {
-            Some(ownership) => Some(web::Data::new(
-                crate::forward::Forwarder::new(
-                    ownership.node().name.clone(),
-                    settings.cluster.secret.clone(),
-                    settings.expiry.actor_reply_timeout + Duration::from_secs(5),
-                )
-                .context("failed to build the forwarding HTTP client")?,
-            )),
-            None => None,
-        };
-        let metrics_data = web::Data::from(metrics);
-        let sandbox_data = sandbox.map(web::Data::new);
-        let enabled: Vec<Provider> = state.providers.clone();
-        let max_body_bytes = settings.server.max_body_bytes;
-        let sandbox_open = settings.env == crate::config::Profile::Development;
-        let api_document = web::Data::new(
-            routes::openapi::ServedDocument::new(&enabled, sandbox_open, &settings.orders)
-                .context("failed to serialize the OpenAPI document")?,
-        );
-
-        let edge = web::Data::new(crate::edge::Edge {
-            body_read_timeout: settings.server.body_read_timeout,
-            max_body_bytes,
-            https: base_url.starts_with("https://"),
-        });
-        let mut server = HttpServer::new(move || {
-            let mut app = App::new()
-                .wrap(from_fn(crate::forward::forward))
-                .wrap(from_fn(crate::edge::guard))
-                .wrap(from_fn(crate::metrics::record))
-                .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
-                .app_data(state.clone())
-                .app_data(credentials.clone())
-                .app_data(trusted_proxies.clone())
-                .app_data(throttle.clone())
-                .app_data(metrics_data.clone())
-                .app_data(api_document.clone())
-                .app_data(edge.clone());
-            if let Some(sandbox) = &sandbox_data {
-                app = app.app_data(sandbox.clone());
-            }
-            if let Some(forwarder) = &forwarder {
-                app = app.app_data(forwarder.clone());
-            }
-            app.configure(|cfg| routes::configure(cfg, max_body_bytes, &enabled, sandbox_open))
-                .default_service(web::to(routes::not_found))
-        })
-        .listen(listener)
-        .context("failed to listen")?;
-        if settings.server.workers > 0 {
-            server = server.workers(settings.server.workers);
-        }
-        server = server.max_connections(settings.server.max_connections);
-        // SIGINT/SIGTERM stop the server gracefully: no new connections, in-flight requests
-        // (a webhook waiting for its order actor, say) get `HTTP_SHUTDOWN_GRACE` to finish.
-        server = server.shutdown_timeout(HTTP_SHUTDOWN_GRACE.as_secs());
+        let engine = start_engine(&settings, &db, &providers, &metrics, local, &base_url).await?;
+        let background = start_background(&settings, &db, &engine).await?;
+        let state = app_state(&settings, &db, &engine, providers.gateways, &metrics, &base_url);
+        let server = serve(listener, &settings, state, metrics, providers.sandbox, &base_url)?;
         Ok(Self {
             port: local.port(),
             base_url,
-            server: server.run(),
+            server,
             background,
             db,
         })
@@ -348,6 +112,304 @@ fn console_secret(settings: &Settings) -> secrecy::SecretString {
     } else {
         settings.console.session_secret.clone()
     }
+}
+
+/// Binds the listener first (port 0 picks a free one), so the real address is known before
+/// anything is served; the base URL is `server.public_base_url`, else `http://<bound address>`.
+///
+/// # Errors
+/// The address cannot be bound.
+fn bind(settings: &Settings) -> anyhow::Result<(TcpListener, std::net::SocketAddr, String)> {
+    let listener =
+        TcpListener::bind(&settings.server.addr).with_context(|| format!("failed to bind {}", settings.server.addr))?;
+    let local = listener.local_addr().context("failed to read the bound address")?;
+    let base_url = if settings.server.public_base_url.is_empty() {
+        format!("http://{local}")
+    } else {
+        settings.server.public_base_url.trim_end_matches('/').to_owned()
+    };
+    Ok((listener, local, base_url))
+}
+
+/// The enabled providers' gateways and call limits.
+struct ProviderParts {
+    gateways: Gateways,
+    calls: HashMap<Provider, actors::provider::ProviderCallSettings>,
+    /// The sandbox's own gateway, for its control routes.
+    sandbox: Option<Arc<SandboxGateway>>,
+}
+
+impl ProviderParts {
+    /// # Errors
+    /// A provider's settings that do not make a gateway.
+    fn build(settings: &Settings, base_url: &str) -> anyhow::Result<Self> {
+        // The providers' client: every call is bounded by its own limit (the provider actor's
+        // call timeout; a bill download its own, far longer one), so no client-wide total
+        // that would cut a bill short; connecting is bounded here. No redirect is followed:
+        // no provider protocol uses one, and an unsigned bill must come from where it was
+        // announced.
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("failed to build the HTTP client")?;
+        let mut gateways = Gateways::default();
+        let mut calls = HashMap::new();
+        let sandbox = if settings.providers.sandbox.enabled {
+            let sandbox_settings = &settings.providers.sandbox;
+            let notify_url = if sandbox_settings.notify_url.is_empty() {
+                format!("{base_url}/webhooks/sandbox")
+            } else {
+                sandbox_settings.notify_url.clone()
+            };
+            let gateway = SandboxGateway::new(
+                SandboxSettings {
+                    secret: sandbox_settings.webhook_secret.clone(),
+                    notify_url,
+                    public_base_url: base_url.to_owned(),
+                    notify_retry_delays: sandbox_settings.notify_retry_delays(),
+                },
+                http.clone(),
+            );
+            gateways.insert(gateway.clone());
+            calls.insert(Provider::Sandbox, sandbox_settings.calls.clone());
+            Some(gateway)
+        } else {
+            None
+        };
+
+        if settings.providers.wechat.enabled {
+            let wechat = &settings.providers.wechat;
+            let gateway = actors::gateway::wechat::WechatGateway::new(wechat.gateway_settings(base_url)?, http.clone())
+                .context("invalid providers.wechat settings")?;
+            gateways.insert(Arc::new(gateway));
+            calls.insert(Provider::Wechat, wechat.calls.clone());
+        }
+        if settings.providers.alipay.enabled {
+            let alipay = &settings.providers.alipay;
+            let gateway = actors::gateway::alipay::AlipayGateway::new(alipay.gateway_settings(base_url)?, http.clone())
+                .context("invalid providers.alipay settings")?;
+            gateways.insert(Arc::new(gateway));
+            calls.insert(Provider::Alipay, alipay.calls.clone());
+        }
+
+        Ok(Self {
+            gateways,
+            calls,
+            sandbox,
+        })
+    }
+}
+
+/// Connects Redis (if configured), picks the deadline index, joins the cluster's partitioning
+/// (if on), starts the provider actors and the engine.
+///
+/// # Errors
+/// Redis unreachable, a node identity that must be configured, a bad worker id.
+async fn start_engine(
+    settings: &Settings,
+    db: &DatabaseConnection,
+    providers: &ProviderParts,
+    metrics: &Metrics,
+    local: std::net::SocketAddr,
+    base_url: &str,
+) -> anyhow::Result<Engine> {
+    let redis = match settings.redis.url() {
+        Some(url) => Some(
+            RedisConn::connect(url, settings.redis.mode)
+                .await
+                .context("failed to connect to Redis (check redis.url and redis.mode)")?,
+        ),
+        None => None,
+    };
+    let partitioner = settings
+        .cluster
+        .enabled
+        .then(|| Partitioner::new(settings.cluster.partitions));
+    let index: Arc<dyn DeadlineIndex> = match &redis {
+        Some(redis) => Arc::new(RedisDeadlineIndex::new(
+            redis.clone(),
+            &settings.redis.key_prefix,
+            partitioner,
+            db.clone(),
+        )),
+        None => Arc::new(SqlDeadlineIndex::new(db.clone())),
+    };
+    let cluster = match (partitioner, &redis, settings.redis.url()) {
+        (Some(partitioner), Some(redis), Some(url)) => {
+            let cluster_settings = &settings.cluster;
+            let node = node_identity(settings, local, base_url)?;
+            tracing::info!(node = %node.name, address = %node.address, partitions = partitioner.count(), "running as a cluster node");
+            Some(ClusterParts {
+                ownership: Arc::new(Ownership::new(partitioner, node)),
+                settings: cluster_settings.clone(),
+                redis: redis.clone(),
+                subscribe_url: actors::redis_conn::seeds(url).into_iter().next().unwrap_or_default(),
+                key_prefix: settings.redis.key_prefix.clone(),
+            })
+        }
+        _ => None,
+    };
+    let expiry = settings.expiry.clone();
+    let provider_actors = start_providers(&providers.gateways, &providers.calls, expiry.provider_reply_timeout);
+    let engine = Engine::start(EngineParts {
+        db: db.clone(),
+        ids: Snowflake::new(settings.ids.worker_id).context("invalid ids.worker_id")?,
+        providers: Arc::new(provider_actors),
+        index,
+        settings: expiry,
+        refunds: settings.refunds(),
+        metrics: EngineMetrics::register(metrics.registry()).context("failed to register engine metrics")?,
+        cluster,
+    });
+    Ok(engine)
+}
+
+/// Starts the outbox relay, re-arms the pending orders, joins the cluster, and starts the
+/// pollers: everything that runs beside the server, owned by one [`Background`].
+///
+/// # Errors
+/// A configured subscriber that is refused, a failed re-arm, a failed join.
+async fn start_background(
+    settings: &Settings,
+    db: &DatabaseConnection,
+    engine: &Engine,
+) -> anyhow::Result<crate::background::Background> {
+    let relay = start_outbox_relay(settings, db, engine).await?;
+    let rehydrated = engine.rehydrate().await.context("failed to re-arm pending orders")?;
+    engine.start_cluster().await.context("failed to join the cluster")?;
+    let mut background = crate::background::Background {
+        engine: engine.clone(),
+        relay,
+        pollers: Vec::new(),
+        sweeper: crate::idempotency::Sweeper::start(db.clone()),
+    };
+    background.start_pollers(&settings.reconciliation);
+    tracing::info!(
+        index = engine.index_name(),
+        armed = rehydrated.armed,
+        overdue = rehydrated.overdue,
+        index_rebuilt = rehydrated.index_rebuilt,
+        "pending orders re-armed"
+    );
+    Ok(background)
+}
+
+/// What every handler shares.
+fn app_state(
+    settings: &Settings,
+    db: &DatabaseConnection,
+    engine: &Engine,
+    gateways: Gateways,
+    metrics: &Arc<Metrics>,
+    base_url: &str,
+) -> web::Data<AppState> {
+    let providers: Vec<Provider> = gateways.providers().collect();
+    web::Data::new(AppState {
+        db: db.clone(),
+        engine: engine.clone(),
+        gateways,
+        limits: settings.orders.clone(),
+        links: Links::new(
+            settings.checkout.link_secret.clone(),
+            settings.checkout.link_grace,
+            base_url,
+        ),
+        providers,
+        console: routes::console::ConsoleKeys::new(
+            &settings.auth.admin_token,
+            &console_secret(settings),
+            settings.console.session,
+            settings.console.idle,
+            base_url.starts_with("https://"),
+        ),
+        allow_private_targets: settings.outbox.allow_private_targets,
+        reconciliation: settings.reconciliation.clone(),
+        metrics: metrics.clone(),
+        metrics_access: crate::metrics::MetricsAccess::from_settings(&settings.metrics),
+        streams: crate::streams::StreamHub::start(db.clone(), settings.streams.clone(), engine.subscribe()),
+    })
+}
+
+/// The HTTP server on `listener`: the middleware stack, the shared data, the routes.
+///
+/// # Errors
+/// A credential or proxy setting that does not parse, a client that cannot be built.
+fn serve(
+    listener: TcpListener,
+    settings: &Settings,
+    state: web::Data<AppState>,
+    metrics: Arc<Metrics>,
+    sandbox: Option<Arc<SandboxGateway>>,
+    base_url: &str,
+) -> anyhow::Result<Server> {
+    let engine = state.engine.clone();
+    let credentials = web::Data::new(Credentials::from_settings(&settings.auth)?);
+    let trusted_proxies = web::Data::new(crate::client_addr::TrustedProxies::parse(
+        &settings.server.trusted_proxies,
+    )?);
+    let throttle = web::Data::new(crate::throttle::Throttle::new(
+        settings.throttle.clone(),
+        metrics.registry(),
+    )?);
+    let forwarder = match engine.ownership() {
+        Some(ownership) => Some(web::Data::new(
+            crate::forward::Forwarder::new(
+                ownership.node().name.clone(),
+                settings.cluster.secret.clone(),
+                settings.expiry.actor_reply_timeout + Duration::from_secs(5),
+            )
+            .context("failed to build the forwarding HTTP client")?,
+        )),
+        None => None,
+    };
+    let metrics_data = web::Data::from(metrics);
+    let sandbox_data = sandbox.map(web::Data::new);
+    let enabled: Vec<Provider> = state.providers.clone();
+    let max_body_bytes = settings.server.max_body_bytes;
+    let sandbox_open = settings.env == crate::config::Profile::Development;
+    let api_document = web::Data::new(
+        routes::openapi::ServedDocument::new(&enabled, sandbox_open, &settings.orders)
+            .context("failed to serialize the OpenAPI document")?,
+    );
+
+    let edge = web::Data::new(crate::edge::Edge {
+        body_read_timeout: settings.server.body_read_timeout,
+        max_body_bytes,
+        https: base_url.starts_with("https://"),
+    });
+    let mut server = HttpServer::new(move || {
+        let mut app = App::new()
+            .wrap(from_fn(crate::forward::forward))
+            .wrap(from_fn(crate::edge::guard))
+            .wrap(from_fn(crate::metrics::record))
+            .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
+            .app_data(state.clone())
+            .app_data(credentials.clone())
+            .app_data(trusted_proxies.clone())
+            .app_data(throttle.clone())
+            .app_data(metrics_data.clone())
+            .app_data(api_document.clone())
+            .app_data(edge.clone());
+        if let Some(sandbox) = &sandbox_data {
+            app = app.app_data(sandbox.clone());
+        }
+        if let Some(forwarder) = &forwarder {
+            app = app.app_data(forwarder.clone());
+        }
+        app.configure(|cfg| routes::configure(cfg, max_body_bytes, &enabled, sandbox_open))
+            .default_service(web::to(routes::not_found))
+    })
+    .listen(listener)
+    .context("failed to listen")?;
+    if settings.server.workers > 0 {
+        server = server.workers(settings.server.workers);
+    }
+    server = server.max_connections(settings.server.max_connections);
+    // SIGINT/SIGTERM stop the server gracefully: no new connections, in-flight requests
+    // (a webhook waiting for its order actor, say) get `HTTP_SHUTDOWN_GRACE` to finish.
+    server = server.shutdown_timeout(HTTP_SHUTDOWN_GRACE.as_secs());
+    Ok(server.run())
 }
 
 /// Who this node is in its cluster: `cluster.node_name` (else the bound address) and

@@ -116,7 +116,13 @@ impl Actor for Poller {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(self.interval, |poller, ctx| poller.run_cycle(ctx));
+        // A tick during a cycle is dropped (the cycle in flight looks anyway); only a wake-up,
+        // which says new work was committed, asks for one more.
+        ctx.run_interval(self.interval, |poller, ctx| {
+            if !poller.running {
+                poller.run_cycle(ctx);
+            }
+        });
         if self.run_at_start {
             self.run_cycle(ctx);
         }

@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::dto::{schema, OrderResponse, OrderSummary};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Who the JSON routes record: the admin token names no one. (The console records the name
 /// its operator signed in with.)

@@ -22,7 +22,7 @@ use super::dto::{schema, CreatePaymentBody};
 use super::html::{buyer_status, frame, message_page, money, page_response};
 use crate::error::ApiError;
 use crate::links::{LinkError, Links};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::streams::Holder;
 
 #[derive(Debug, Deserialize, IntoParams)]

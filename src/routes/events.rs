@@ -10,7 +10,7 @@ use actors::domain::MerchantId;
 use actors::store::query;
 
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::streams::{Holder, StreamHub};
 
 #[utoipa::path(

@@ -8,7 +8,7 @@ use utoipa::IntoParams;
 
 use super::dto::{CreateOrderBody, OrderResponse, StatusResponse};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// `POST /v1/orders`: 201 with a new order, 200 with the same order on an identical replay.
 #[utoipa::path(

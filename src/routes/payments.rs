@@ -9,7 +9,7 @@ use entities::{payment_attempts, Provider};
 
 use super::dto::{CreatePaymentBody, PaymentResponse};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Side of the rendered QR image, in pixels (at least; the code decides the exact size).
 const QR_MIN_SIDE_PIXELS: u32 = 256;

@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::dto::schema;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Days back a provider keeps its bills (WeChat: three months).
 const BILL_DAYS_KEPT: i64 = 90;

@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use super::dto::schema;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// `POST /v1/orders/{order_no}/refunds`.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -284,6 +284,25 @@ pub trait Gateway: Send + Sync + 'static {
     fn verify_notification(&self, req: &NotificationRequest) -> Result<VerifiedNotification, NotificationError>;
 }
 
+/// One provider's facts.
+#[derive(Debug)]
+pub struct ProviderInfo {
+    pub provider: Provider,
+    /// What buyers read on the checkout page.
+    pub display_name: &'static str,
+    /// The currencies it takes; empty: any.
+    pub currencies: &'static [Currency],
+    /// Its notifications arrive at `/webhooks/{webhook_path}`.
+    pub webhook_path: &'static str,
+}
+
+impl ProviderInfo {
+    /// Whether it takes payments in `currency`.
+    pub fn accepts(&self, currency: Currency) -> bool {
+        self.currencies.is_empty() || self.currencies.contains(&currency)
+    }
+}
+
 /// The enabled gateways, by provider.
 #[derive(Clone, Default)]
 pub struct Gateways {

@@ -3,26 +3,9 @@
 //! [`ProviderInfo`]; [`PROVIDERS`] is the one line that registers it, and every list of
 //! providers (the checkout page, the engine, the routes) is read from here.
 
-use entities::{Currency, Provider};
+use entities::Provider;
 
-/// One provider's facts.
-#[derive(Debug)]
-pub struct ProviderInfo {
-    pub provider: Provider,
-    /// What buyers read on the checkout page.
-    pub display_name: &'static str,
-    /// The currencies it takes; empty: any.
-    pub currencies: &'static [Currency],
-    /// Its notifications arrive at `/webhooks/{webhook_path}`.
-    pub webhook_path: &'static str,
-}
-
-impl ProviderInfo {
-    /// Whether it takes payments in `currency`.
-    pub fn accepts(&self, currency: Currency) -> bool {
-        self.currencies.is_empty() || self.currencies.contains(&currency)
-    }
-}
+pub use super::ProviderInfo;
 
 /// Every provider paywarden speaks, in the order lists show them.
 pub const PROVIDERS: [&ProviderInfo; 3] = [&super::sandbox::INFO, &super::wechat::INFO, &super::alipay::INFO];
@@ -41,6 +24,8 @@ pub fn info(provider: Provider) -> &'static ProviderInfo {
 #[cfg(test)]
 mod tests {
     use sea_orm::Iterable;
+
+    use entities::Currency;
 
     use super::*;
 

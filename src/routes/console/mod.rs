@@ -22,7 +22,7 @@ pub use self::session::{ConsoleKeys, ConsoleRejection, ConsoleSession};
 use super::html::{frame, money, page_response_with_referrer, when};
 use crate::client_addr::client_addr;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::throttle::{whole_seconds, Surface, Throttle};
 
 /// Most rows one console list shows.
@@ -80,7 +80,7 @@ where
                 Banner::Error("the order is run by another node; try again".to_owned()),
             )
             .await;
-            response.extensions_mut().insert(crate::forward::Owner(owner));
+            response.extensions_mut().insert(crate::error::Owner(owner));
             response
         }
         Err(err) => {

@@ -32,7 +32,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use crate::routes::html::message_page;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub const COOKIE: &str = "pw_console";
 pub const PATH: &str = "/admin/ui";

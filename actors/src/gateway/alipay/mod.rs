@@ -38,7 +38,7 @@ use super::{
 };
 
 /// Alipay's facts: face-to-face payments settle in CNY (yuan, two decimals).
-pub const INFO: super::registry::ProviderInfo = super::registry::ProviderInfo {
+pub const INFO: super::ProviderInfo = super::ProviderInfo {
     provider: Provider::Alipay,
     display_name: "Alipay",
     currencies: &[entities::Currency::Cny],

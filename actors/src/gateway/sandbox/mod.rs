@@ -36,7 +36,7 @@ use super::{
 
 /// Header that carries the sandbox signature (lower-case, as [`NotificationRequest`] keeps them).
 /// The sandbox's facts: any currency (it moves no money).
-pub const INFO: super::registry::ProviderInfo = super::registry::ProviderInfo {
+pub const INFO: super::ProviderInfo = super::ProviderInfo {
     provider: Provider::Sandbox,
     display_name: "Sandbox",
     currencies: &[],

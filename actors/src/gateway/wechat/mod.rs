@@ -42,7 +42,7 @@ use super::{
 
 /// The production API host.
 /// WeChat Pay's facts: Native payments settle in CNY (fen).
-pub const INFO: super::registry::ProviderInfo = super::registry::ProviderInfo {
+pub const INFO: super::ProviderInfo = super::ProviderInfo {
     provider: Provider::Wechat,
     display_name: "WeChat Pay",
     currencies: &[entities::Currency::Cny],

@@ -1,0 +1,40 @@
+//! What every handler shares: one value per application, built by
+//! [`crate::startup::Application::build`] and handed to the handlers as `web::Data<AppState>`.
+//! Its own module, so that the routes read it without importing the start-up (which imports
+//! the routes).
+
+use std::sync::Arc;
+
+use actors::domain::OrderLimits;
+use actors::engine::Engine;
+use actors::gateway::Gateways;
+use entities::Provider;
+use sea_orm::DatabaseConnection;
+
+use crate::links::Links;
+use crate::metrics::Metrics;
+
+/// What every handler shares.
+pub struct AppState {
+    /// For reads; every change goes through the engine.
+    pub db: DatabaseConnection,
+    pub engine: Engine,
+    /// For verifying notifications (pure); calls to providers go through the engine.
+    pub gateways: Gateways,
+    pub limits: OrderLimits,
+    /// Absolute links handed to clients (QR images, checkout pages).
+    pub links: Links,
+    /// The providers this deployment has enabled, in a stable order.
+    pub providers: Vec<Provider>,
+    /// The operator console's sign-in key and session length.
+    pub console: crate::routes::console::ConsoleKeys,
+    /// `outbox.allow_private_targets`: whether subscribers may point at private addresses.
+    pub allow_private_targets: bool,
+    /// How a reconciliation started by hand waits for its bill.
+    pub reconciliation: actors::reconcile::ReconcileSettings,
+    pub metrics: Arc<Metrics>,
+    /// Who may read `/metrics`.
+    pub metrics_access: crate::metrics::MetricsAccess,
+    /// The live status streams of this node.
+    pub streams: crate::streams::StreamHub,
+}
