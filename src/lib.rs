@@ -33,6 +33,7 @@ pub mod forward;
 pub mod idempotency;
 pub mod links;
 pub mod metrics;
+pub mod operations;
 pub mod routes;
 pub mod startup;
 pub mod state;

@@ -2,23 +2,21 @@
 //! Behind the admin token.
 
 use actix_web::{web, HttpResponse};
-use actors::domain::{MerchantId, OperatorReason};
-use actors::outbox::subscribers::{self, NewWebhook, SubscriberError};
-use actors::stock::{self, SetStockError};
-use actors::store::{query, unmatched, Operator};
+use actors::domain::MerchantId;
+use actors::outbox::subscribers;
+use actors::stock;
+use actors::store::{query, unmatched};
 use entities::{DeliveryStatus, OrderStatus, SubscriberKind};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::dto::{schema, OrderResponse, OrderSummary};
 use crate::error::ApiError;
+use crate::operations::{
+    accept_mismatched_payment, add_webhook, api_operator, force_close_order, reconcile_deadlines, redeliver_one,
+    remove_webhook, resolve_notification, set_stock, NewSubscriber,
+};
 use crate::state::AppState;
-
-/// Who the JSON routes record: the admin token names no one. (The console records the name
-/// its operator signed in with.)
-pub(super) fn api_operator() -> Operator {
-    Operator::Admin("admin".to_owned())
-}
 
 /// Most rows one list answers.
 const LIST_LIMIT_MAX: u64 = 1000;
@@ -139,25 +137,6 @@ pub async fn put_sku(
     Ok(HttpResponse::Ok().json(StockResponse::from(sku)))
 }
 
-/// Sets a merchant's tracked stock (the JSON route and the console).
-pub(super) async fn set_stock(
-    state: &AppState,
-    merchant_id: &str,
-    sku_id: &str,
-    available: i64,
-    operator: &Operator,
-) -> Result<entities::skus::Model, ApiError> {
-    let merchant = MerchantId::parse_input(merchant_id)?;
-    let sku = stock::set_available(&state.db, &merchant, sku_id, available)
-        .await
-        .map_err(|err| match err {
-            SetStockError::Validation(err) => ApiError::Validation(err),
-            SetStockError::Db(err) => ApiError::from(err),
-        })?;
-    tracing::info!(merchant_id = %sku.merchant_id, sku_id = %sku.sku_id, available = sku.available, %operator, "stock set");
-    Ok(sku)
-}
-
 /// `GET /admin/merchants/{merchant_id}/skus/{sku_id}`: 404 when the merchant does not track it.
 #[utoipa::path(
     get,
@@ -219,23 +198,6 @@ pub async fn force_close(
     Ok(HttpResponse::Ok().json(OrderResponse::from_detail(order, &state.links, true)))
 }
 
-/// `POST /admin/deadlines/reconcile`: rebuild the deadline index from the database and re-arm
-/// every live order.
-/// Force-closes an order through its actor (the JSON route and the console).
-pub(super) async fn force_close_order(
-    state: &AppState,
-    order_no: &str,
-    reason: &str,
-    operator: Operator,
-) -> Result<(), ApiError> {
-    // Checked before anything happens: the provider closes the trade first, so a reason that
-    // did not fit the column would fail after that side effect.
-    let reason = OperatorReason::parse(reason).map_err(ApiError::Validation)?;
-    let order_id = super::order_id(order_no)?;
-    state.engine.force_close(order_id, operator, reason).await?;
-    Ok(())
-}
-
 /// `POST /admin/console-sessions/revoke-all`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RevokedSessions {
@@ -256,8 +218,7 @@ pub struct RevokedSessions {
     extensions(("x-error-codes" = json!(["unauthorized", "internal_error"]))),
 )]
 pub async fn revoke_console_sessions(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let revoked = super::console::session::revoke_all(&state.db).await?;
-    tracing::warn!(revoked, "every console session signed out through the admin API");
+    let revoked = crate::operations::sign_out_everyone(&state, &api_operator()).await?;
     Ok(HttpResponse::Ok().json(RevokedSessions { revoked }))
 }
 
@@ -397,15 +358,6 @@ pub struct PlacementResponse {
     pub node: String,
 }
 
-/// Rebuilds the deadline index (the JSON route and the console).
-pub(super) async fn reconcile_deadlines(state: &AppState) -> Result<actors::deadline::ReconcileReport, ApiError> {
-    state
-        .engine
-        .reconcile()
-        .await
-        .map_err(|err| ApiError::Internal(anyhow::Error::new(err).context("reconcile failed")))
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReconcileResponse {
     /// Live orders in the database.
@@ -431,15 +383,26 @@ impl From<actors::deadline::ReconcileReport> for ReconcileResponse {
 pub struct AddSubscriberBody {
     /// Where deliveries are POSTed: http(s), a public address unless
     /// `outbox.allow_private_targets`.
-    pub(super) url: String,
+    url: String,
     /// Key of the deliveries' signatures, at least 16 bytes; absent: one is generated.
-    pub(super) secret: Option<String>,
+    secret: Option<String>,
     /// Event types it receives; empty or absent: every type.
     #[serde(default)]
-    pub(super) event_types: Vec<String>,
+    event_types: Vec<String>,
     /// Whose events it receives. Absent (or null): a global subscriber that receives every
     /// merchant's events, for the operator's own consumers.
-    pub(super) merchant_id: Option<String>,
+    merchant_id: Option<String>,
+}
+
+impl From<AddSubscriberBody> for NewSubscriber {
+    fn from(body: AddSubscriberBody) -> Self {
+        Self {
+            url: body.url,
+            secret: body.secret,
+            event_types: body.event_types,
+            merchant_id: body.merchant_id,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -479,14 +442,6 @@ impl SubscriberResponse {
     }
 }
 
-fn subscriber_error(err: SubscriberError) -> ApiError {
-    match err {
-        SubscriberError::Validation(err) => ApiError::Validation(err),
-        SubscriberError::NotFound => ApiError::NotFound("subscriber or delivery"),
-        SubscriberError::Db(err) => ApiError::from(err),
-    }
-}
-
 /// `POST /admin/subscribers`: a new webhook subscriber; its secret is in this answer only.
 /// With `merchant_id` it receives that merchant's events only; without, every merchant's.
 #[utoipa::path(
@@ -508,31 +463,8 @@ pub async fn add_subscriber(
     state: web::Data<AppState>,
     body: web::Json<AddSubscriberBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let model = add_webhook(&state, body.into_inner(), &api_operator()).await?;
+    let model = add_webhook(&state, body.into_inner().into(), &api_operator()).await?;
     Ok(HttpResponse::Created().json(SubscriberResponse::new(model, true)))
-}
-
-/// Adds a webhook subscriber (the JSON route and the console).
-pub(super) async fn add_webhook(
-    state: &AppState,
-    body: AddSubscriberBody,
-    operator: &Operator,
-) -> Result<entities::subscribers::Model, ApiError> {
-    let merchant_id = body.merchant_id.as_deref().map(MerchantId::parse_input).transpose()?;
-    let model = subscribers::add_webhook(
-        &state.db,
-        NewWebhook {
-            url: body.url,
-            secret: body.secret,
-            event_types: body.event_types,
-            merchant_id,
-        },
-        state.allow_private_targets,
-    )
-    .await
-    .map_err(subscriber_error)?;
-    tracing::info!(subscriber_id = %model.id, url = %model.url, merchant_id = ?model.merchant_id, %operator, "subscriber added");
-    Ok(model)
 }
 
 /// `GET /admin/subscribers`.
@@ -571,13 +503,6 @@ pub async fn list_subscribers(state: web::Data<AppState>) -> Result<HttpResponse
 pub async fn remove_subscriber(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     remove_webhook(&state, &id, &api_operator()).await?;
     Ok(HttpResponse::NoContent().finish())
-}
-
-/// Removes a subscriber (the JSON route and the console).
-pub(super) async fn remove_webhook(state: &AppState, id: &str, operator: &Operator) -> Result<(), ApiError> {
-    subscribers::remove(&state.db, id).await.map_err(subscriber_error)?;
-    tracing::info!(subscriber_id = %id, %operator, "subscriber removed");
-    Ok(())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -679,14 +604,6 @@ pub async fn redeliver(state: web::Data<AppState>, id: web::Path<i64>) -> Result
     Ok(HttpResponse::Accepted().json(RedeliverResponse {
         status: DeliveryStatus::Pending,
     }))
-}
-
-/// Queues a delivery again and wakes the relay (the JSON route and the console).
-pub(super) async fn redeliver_one(state: &AppState, id: i64, operator: &Operator) -> Result<(), ApiError> {
-    subscribers::redeliver(&state.db, id).await.map_err(subscriber_error)?;
-    tracing::info!(delivery_id = id, %operator, "delivery queued again");
-    state.engine.wake_relay();
-    Ok(())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -807,29 +724,6 @@ pub async fn resolve_unmatched(
     Ok(HttpResponse::Ok().json(UnmatchedResponse::from(row)))
 }
 
-/// Marks an unmatched notification resolved (the JSON route and the console).
-pub(super) async fn resolve_notification(
-    state: &AppState,
-    id: i64,
-    reason: &str,
-    operator: &Operator,
-) -> Result<entities::unmatched_notifications::Model, ApiError> {
-    let reason = OperatorReason::parse(reason).map_err(ApiError::Validation)?;
-    let row = unmatched::resolve(&state.db, id, operator, &reason)
-        .await
-        .map_err(|err| match err {
-            unmatched::ResolveError::NotFound => ApiError::NotFound("unmatched notification"),
-            unmatched::ResolveError::AlreadyResolved => ApiError::BadRequest {
-                status: actix_web::http::StatusCode::CONFLICT,
-                code: "already_resolved",
-                message: "this notification is already resolved".to_owned(),
-            },
-            unmatched::ResolveError::Db(err) => ApiError::from(err),
-        })?;
-    tracing::info!(id = row.id, %operator, "unmatched notification resolved");
-    Ok(row)
-}
-
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AcceptPaymentBody {
@@ -871,29 +765,4 @@ pub async fn accept_payment(
         .await?
         .ok_or(ApiError::NotFound("order"))?;
     Ok(HttpResponse::Ok().json(OrderResponse::from_detail(order, &state.links, true)))
-}
-
-/// Settles an order with a payment of another amount (the JSON route and the console).
-pub(super) async fn accept_mismatched_payment(
-    state: &AppState,
-    order_no: &str,
-    pay_no: &str,
-    reason: &str,
-    operator: Operator,
-) -> Result<(), ApiError> {
-    let reason = OperatorReason::parse(reason).map_err(ApiError::Validation)?;
-    let pay_no = pay_no
-        .trim()
-        .parse::<i64>()
-        .ok()
-        .and_then(|n| entities::PayNo::new(n).ok())
-        .ok_or_else(|| {
-            ApiError::Validation(actors::domain::ValidationError::new(
-                "invalid_field",
-                "pay_no must be a payment number of this order",
-            ))
-        })?;
-    let order_id = super::order_id(order_no)?;
-    state.engine.accept_payment(order_id, operator, pay_no, reason).await?;
-    Ok(())
 }

@@ -24,6 +24,7 @@ pub mod console;
 pub mod dto;
 pub mod events;
 pub mod html;
+pub mod metrics;
 pub mod openapi;
 pub mod orders;
 pub mod payments;
@@ -143,7 +144,7 @@ macro_rules! endpoint {
 /// Every route the service has. [`configure`] mounts those of the enabled providers.
 pub static ENDPOINTS: &[Endpoint] = &[
     endpoint!(GET Scope::Root, "/healthz" => healthz),
-    endpoint!(GET Scope::Root, "/metrics" => crate::metrics::handler),
+    endpoint!(GET Scope::Root, "/metrics" => metrics::handler),
     endpoint!(GET Scope::Root, "/openapi.json" => openapi::document),
     endpoint!(GET Scope::Root, "/docs" => openapi::reference_page),
     endpoint!(GET Scope::Root, "/assets/{name}" => assets::serve),
@@ -292,11 +293,7 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok" })
 }
 
-/// The order a path's `{order_no}` names; anything that cannot be an order number is a 404,
-/// like an order that does not exist.
-fn order_id(order_no: &str) -> Result<entities::OrderId, ApiError> {
-    actors::store::query::parse_order_no(order_no).ok_or(ApiError::NotFound("order"))
-}
+use crate::operations::order_id;
 
 /// Fallback for unknown routes: the error envelope, not an empty 404.
 pub async fn not_found() -> Result<HttpResponse, ApiError> {

@@ -45,7 +45,7 @@ pub const CONSOLE_SESSION: &str = "console_session";
     ),
     paths(
         super::healthz,
-        crate::metrics::handler,
+        super::metrics::handler,
         document,
         reference_page,
         super::orders::create,

@@ -186,7 +186,7 @@ pub async fn start(
         &state.engine,
         body.provider,
         date,
-        &super::admin::api_operator(),
+        &crate::operations::api_operator(),
         &state.reconciliation,
     )
     .await?;
@@ -286,17 +286,22 @@ pub async fn resolve(
     body: web::Json<ResolveReconciliationItemBody>,
 ) -> Result<HttpResponse, ApiError> {
     let note = OperatorReason::parse_field("note", &body.into_inner().note)?;
-    let item = reconcile::resolve_item(&state.db, id.into_inner(), &super::admin::api_operator(), note.as_str())
-        .await
-        .map_err(|err| match err {
-            ResolveError::NotFound => ApiError::NotFound("reconciliation item"),
-            ResolveError::AlreadyResolved => ApiError::BadRequest {
-                status: actix_web::http::StatusCode::CONFLICT,
-                code: "already_resolved",
-                message: "this item is already resolved".to_owned(),
-            },
-            ResolveError::Db(err) => ApiError::from(err),
-        })?;
+    let item = reconcile::resolve_item(
+        &state.db,
+        id.into_inner(),
+        &crate::operations::api_operator(),
+        note.as_str(),
+    )
+    .await
+    .map_err(|err| match err {
+        ResolveError::NotFound => ApiError::NotFound("reconciliation item"),
+        ResolveError::AlreadyResolved => ApiError::BadRequest {
+            status: actix_web::http::StatusCode::CONFLICT,
+            code: "already_resolved",
+            message: "this item is already resolved".to_owned(),
+        },
+        ResolveError::Db(err) => ApiError::from(err),
+    })?;
     Ok(HttpResponse::Ok().json(ReconciliationItemResponse::from(item)))
 }
 

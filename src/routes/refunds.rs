@@ -238,7 +238,7 @@ pub async fn admin_create(
         body.amount,
         &body.reason,
         body.pay_no.as_deref(),
-        super::admin::api_operator(),
+        crate::operations::api_operator(),
     )
     .await?;
     Ok(created_response(created))

@@ -3,7 +3,8 @@
 //! `admin:<name> (session <id>)`, the session's public id, on
 //! everything done here); see [`session`] for the cookie and the CSRF check.
 //!
-//! Every action calls the same functions as its JSON route in [`super::admin`], which call
+//! Every action calls the same function as its JSON route in [`super::admin`], from
+//! [`crate::operations`], which call
 //! the same engine: a console force-close is the `POST /admin/orders/{no}/force-close` of the
 //! API, with the operator's name instead of `admin`. After a change the browser is sent back
 //! (303) to the page with a notice; a refused change re-renders the page with the reason and
@@ -259,11 +260,12 @@ pub async fn revoke_all_sessions(
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, ConsoleRejection> {
     check(&state, &session, &form.csrf)?;
-    let revoked = session::revoke_all(&state.db).await.map_err(|err| {
-        tracing::error!(error.message = %err, "console sessions could not be revoked");
-        ConsoleRejection::Unavailable
-    })?;
-    tracing::warn!(operator = %session.operator, session = %session.id, revoked, "every console session signed out");
+    crate::operations::sign_out_everyone(&state, &session.operator())
+        .await
+        .map_err(|err| {
+            tracing::error!(error.message = %err, "console sessions could not be revoked");
+            ConsoleRejection::Unavailable
+        })?;
     Ok(signed_out(&state))
 }
 
@@ -427,7 +429,7 @@ pub async fn reconcile(
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, ConsoleRejection> {
     check(&state, &session, &form.csrf)?;
-    let (status, banner) = match super::admin::reconcile_deadlines(&state).await {
+    let (status, banner) = match crate::operations::reconcile_deadlines(&state).await {
         Ok(report) => {
             tracing::info!(operator = %session.operator, live = report.live_orders, added = report.added, removed = report.removed, "deadline index reconciled from the console");
             (
@@ -614,7 +616,7 @@ pub async fn force_close(
     form: web::Form<ReasonForm>,
 ) -> Result<HttpResponse, ConsoleRejection> {
     check(&state, &session, &form.csrf)?;
-    let result = super::admin::force_close_order(&state, &order_no, &form.reason, session.operator()).await;
+    let result = crate::operations::force_close_order(&state, &order_no, &form.reason, session.operator()).await;
     Ok(outcome(
         result,
         &format!("/admin/ui/orders/{order_no}?notice=force-closed"),
@@ -639,7 +641,7 @@ pub async fn accept_payment(
 ) -> Result<HttpResponse, ConsoleRejection> {
     check(&state, &session, &form.csrf)?;
     let result =
-        super::admin::accept_mismatched_payment(&state, &order_no, &form.pay_no, &form.reason, session.operator())
+        crate::operations::accept_mismatched_payment(&state, &order_no, &form.pay_no, &form.reason, session.operator())
             .await;
     Ok(outcome(
         result,
@@ -734,7 +736,7 @@ pub async fn redeliver(
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, ConsoleRejection> {
     check(&state, &session, &form.csrf)?;
-    let result = super::admin::redeliver_one(&state, *id, &session.operator()).await;
+    let result = crate::operations::redeliver_one(&state, *id, &session.operator()).await;
     Ok(
         outcome(result, "/admin/ui/deliveries?notice=redelivered", |status, banner| {
             deliveries_page(&state, &session, None, status, banner)
@@ -820,13 +822,13 @@ pub async fn add_subscriber(
         .filter(|t| !t.is_empty())
         .map(str::to_owned)
         .collect();
-    let body = super::admin::AddSubscriberBody {
+    let body = crate::operations::NewSubscriber {
         url: form.url.trim().to_owned(),
         secret: None,
         event_types,
         merchant_id,
     };
-    let (status, banner) = match super::admin::add_webhook(&state, body, &session.operator()).await {
+    let (status, banner) = match crate::operations::add_webhook(&state, body, &session.operator()).await {
         Ok(model) => (
             StatusCode::CREATED,
             Banner::Notice(format!(
@@ -848,7 +850,7 @@ pub async fn remove_subscriber(
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, ConsoleRejection> {
     check(&state, &session, &form.csrf)?;
-    let result = super::admin::remove_webhook(&state, &id, &session.operator()).await;
+    let result = crate::operations::remove_webhook(&state, &id, &session.operator()).await;
     Ok(outcome(
         result,
         "/admin/ui/subscribers?notice=subscriber-removed",
@@ -914,7 +916,7 @@ pub async fn set_stock(
     check(&state, &session, &form.csrf)?;
     let result = match form.available.trim().parse::<i64>() {
         Ok(available) => {
-            super::admin::set_stock(
+            crate::operations::set_stock(
                 &state,
                 form.merchant_id.trim(),
                 form.sku_id.trim(),
@@ -986,7 +988,7 @@ pub async fn resolve_unmatched(
     form: web::Form<ReasonForm>,
 ) -> Result<HttpResponse, ConsoleRejection> {
     check(&state, &session, &form.csrf)?;
-    let result = super::admin::resolve_notification(&state, *id, &form.reason, &session.operator()).await;
+    let result = crate::operations::resolve_notification(&state, *id, &form.reason, &session.operator()).await;
     Ok(
         outcome(result, "/admin/ui/unmatched?notice=resolved", |status, banner| {
             unmatched_page(&state, &session, status, banner)

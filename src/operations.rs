@@ -1,0 +1,190 @@
+//! What an operator can do, whichever way they ask: the `/admin` JSON routes
+//! ([`crate::routes::admin`]) and the console's forms ([`crate::routes::console`]) call the
+//! same functions here, with the operator each records. Each checks its input, changes what it
+//! must through the engine or the store, and logs who did it; neither the HTTP shapes nor the
+//! pages live here.
+
+use actors::domain::{MerchantId, OperatorReason};
+use actors::outbox::subscribers::{self, NewWebhook, SubscriberError};
+use actors::stock::{self, SetStockError};
+use actors::store::{query, unmatched, Operator};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The order a path's `{order_no}` names; anything that cannot be an order number is a 404,
+/// like an order that does not exist.
+///
+/// # Errors
+/// `404 not_found`.
+pub fn order_id(order_no: &str) -> Result<entities::OrderId, ApiError> {
+    query::parse_order_no(order_no).ok_or(ApiError::NotFound("order"))
+}
+
+/// A webhook subscriber to add: from the JSON route's body or the console's form.
+#[derive(Debug)]
+pub struct NewSubscriber {
+    /// Where deliveries are POSTed.
+    pub url: String,
+    /// Key of the deliveries' signatures; absent: one is generated.
+    pub secret: Option<String>,
+    /// Event types it receives; empty: every type.
+    pub event_types: Vec<String>,
+    /// Whose events it receives; absent: every merchant's.
+    pub merchant_id: Option<String>,
+}
+
+/// Who the JSON routes record: the admin token names no one. (The console records the name
+/// its operator signed in with.)
+pub fn api_operator() -> Operator {
+    Operator::Admin("admin".to_owned())
+}
+
+/// Sets a merchant's tracked stock (the JSON route and the console).
+pub async fn set_stock(
+    state: &AppState,
+    merchant_id: &str,
+    sku_id: &str,
+    available: i64,
+    operator: &Operator,
+) -> Result<entities::skus::Model, ApiError> {
+    let merchant = MerchantId::parse_input(merchant_id)?;
+    let sku = stock::set_available(&state.db, &merchant, sku_id, available)
+        .await
+        .map_err(|err| match err {
+            SetStockError::Validation(err) => ApiError::Validation(err),
+            SetStockError::Db(err) => ApiError::from(err),
+        })?;
+    tracing::info!(merchant_id = %sku.merchant_id, sku_id = %sku.sku_id, available = sku.available, %operator, "stock set");
+    Ok(sku)
+}
+
+/// `POST /admin/deadlines/reconcile`: rebuild the deadline index from the database and re-arm
+/// every live order.
+/// Force-closes an order through its actor (the JSON route and the console).
+pub async fn force_close_order(
+    state: &AppState,
+    order_no: &str,
+    reason: &str,
+    operator: Operator,
+) -> Result<(), ApiError> {
+    // Checked before anything happens: the provider closes the trade first, so a reason that
+    // did not fit the column would fail after that side effect.
+    let reason = OperatorReason::parse(reason).map_err(ApiError::Validation)?;
+    let order_id = order_id(order_no)?;
+    state.engine.force_close(order_id, operator, reason).await?;
+    Ok(())
+}
+
+/// Rebuilds the deadline index (the JSON route and the console).
+pub async fn reconcile_deadlines(state: &AppState) -> Result<actors::deadline::ReconcileReport, ApiError> {
+    state
+        .engine
+        .reconcile()
+        .await
+        .map_err(|err| ApiError::Internal(anyhow::Error::new(err).context("reconcile failed")))
+}
+
+/// Adds a webhook subscriber (the JSON route and the console).
+pub async fn add_webhook(
+    state: &AppState,
+    body: NewSubscriber,
+    operator: &Operator,
+) -> Result<entities::subscribers::Model, ApiError> {
+    let merchant_id = body.merchant_id.as_deref().map(MerchantId::parse_input).transpose()?;
+    let model = subscribers::add_webhook(
+        &state.db,
+        NewWebhook {
+            url: body.url,
+            secret: body.secret,
+            event_types: body.event_types,
+            merchant_id,
+        },
+        state.allow_private_targets,
+    )
+    .await
+    .map_err(subscriber_error)?;
+    tracing::info!(subscriber_id = %model.id, url = %model.url, merchant_id = ?model.merchant_id, %operator, "subscriber added");
+    Ok(model)
+}
+
+/// Removes a subscriber (the JSON route and the console).
+pub async fn remove_webhook(state: &AppState, id: &str, operator: &Operator) -> Result<(), ApiError> {
+    subscribers::remove(&state.db, id).await.map_err(subscriber_error)?;
+    tracing::info!(subscriber_id = %id, %operator, "subscriber removed");
+    Ok(())
+}
+
+/// Queues a delivery again and wakes the relay (the JSON route and the console).
+pub async fn redeliver_one(state: &AppState, id: i64, operator: &Operator) -> Result<(), ApiError> {
+    subscribers::redeliver(&state.db, id).await.map_err(subscriber_error)?;
+    tracing::info!(delivery_id = id, %operator, "delivery queued again");
+    state.engine.wake_relay();
+    Ok(())
+}
+
+/// Marks an unmatched notification resolved (the JSON route and the console).
+pub async fn resolve_notification(
+    state: &AppState,
+    id: i64,
+    reason: &str,
+    operator: &Operator,
+) -> Result<entities::unmatched_notifications::Model, ApiError> {
+    let reason = OperatorReason::parse(reason).map_err(ApiError::Validation)?;
+    let row = unmatched::resolve(&state.db, id, operator, &reason)
+        .await
+        .map_err(|err| match err {
+            unmatched::ResolveError::NotFound => ApiError::NotFound("unmatched notification"),
+            unmatched::ResolveError::AlreadyResolved => ApiError::BadRequest {
+                status: actix_web::http::StatusCode::CONFLICT,
+                code: "already_resolved",
+                message: "this notification is already resolved".to_owned(),
+            },
+            unmatched::ResolveError::Db(err) => ApiError::from(err),
+        })?;
+    tracing::info!(id = row.id, %operator, "unmatched notification resolved");
+    Ok(row)
+}
+
+/// Settles an order with a payment of another amount (the JSON route and the console).
+pub async fn accept_mismatched_payment(
+    state: &AppState,
+    order_no: &str,
+    pay_no: &str,
+    reason: &str,
+    operator: Operator,
+) -> Result<(), ApiError> {
+    let reason = OperatorReason::parse(reason).map_err(ApiError::Validation)?;
+    let pay_no = pay_no
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .and_then(|n| entities::PayNo::new(n).ok())
+        .ok_or_else(|| {
+            ApiError::Validation(actors::domain::ValidationError::new(
+                "invalid_field",
+                "pay_no must be a payment number of this order",
+            ))
+        })?;
+    let order_id = order_id(order_no)?;
+    state.engine.accept_payment(order_id, operator, pay_no, reason).await?;
+    Ok(())
+}
+
+pub fn subscriber_error(err: SubscriberError) -> ApiError {
+    match err {
+        SubscriberError::Validation(err) => ApiError::Validation(err),
+        SubscriberError::NotFound => ApiError::NotFound("subscriber or delivery"),
+        SubscriberError::Db(err) => ApiError::from(err),
+    }
+}
+
+/// Signs out every console session on every node (the console's button and the JSON route).
+///
+/// # Errors
+/// The database failed.
+pub async fn sign_out_everyone(state: &AppState, operator: &Operator) -> Result<u64, ApiError> {
+    let revoked = crate::routes::console::session::revoke_all(&state.db).await?;
+    tracing::warn!(revoked, %operator, "every console session signed out");
+    Ok(revoked)
+}
