@@ -46,7 +46,6 @@ use actors::store::idempotency_keys::{
 use sea_orm::DatabaseConnection;
 
 use crate::error::ApiError;
-use crate::routes::ENDPOINTS;
 use crate::state::AppState;
 
 /// The request header.
@@ -79,15 +78,20 @@ const NOT_STORED: &[&str] = &[
     IDEMPOTENT_REPLAYED,
 ];
 
-/// Whether the request is one of the routes that take a key: by its route pattern and method,
-/// against the one list of routes.
+/// The routes that take a key, as method and route pattern: handed to the scopes as app data
+/// by the route table ([`crate::routes::Endpoint::takes_idempotency_key`]), the one list of
+/// routes.
+#[derive(Debug, Default)]
+pub struct KeyedRoutes(pub std::collections::HashSet<(actix_web::http::Method, String)>);
+
+/// Whether the request is one of the routes that take a key: by its route pattern and method.
 fn takes_key(request: &ServiceRequest) -> bool {
     let Some(pattern) = request.match_pattern() else {
         return false;
     };
-    ENDPOINTS.iter().any(|endpoint| {
-        endpoint.takes_idempotency_key() && endpoint.method == request.method() && endpoint.full_path() == pattern
-    })
+    request
+        .app_data::<actix_web::web::Data<KeyedRoutes>>()
+        .is_some_and(|keyed| keyed.0.contains(&(request.method().clone(), pattern)))
 }
 
 /// The key the request carries, if any.

@@ -378,6 +378,10 @@ fn serve(
         max_body_bytes,
         https: base_url.starts_with("https://"),
     });
+    let sessions = web::Data::new(routes::console::session::SessionStore {
+        keys: state.console.clone(),
+        db: state.db.clone(),
+    });
     let mut server = HttpServer::new(move || {
         let mut app = App::new()
             .wrap(from_fn(crate::forward::forward))
@@ -385,6 +389,7 @@ fn serve(
             .wrap(from_fn(crate::metrics::record))
             .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
             .app_data(state.clone())
+            .app_data(sessions.clone())
             .app_data(credentials.clone())
             .app_data(trusted_proxies.clone())
             .app_data(throttle.clone())

@@ -27,7 +27,7 @@ pub struct AppState {
     /// The providers this deployment has enabled, in a stable order.
     pub providers: Vec<Provider>,
     /// The operator console's sign-in key and session length.
-    pub console: crate::routes::console::ConsoleKeys,
+    pub console: crate::routes::console::session::ConsoleKeys,
     /// `outbox.allow_private_targets`: whether subscribers may point at private addresses.
     pub allow_private_targets: bool,
     /// How a reconciliation started by hand waits for its bill.

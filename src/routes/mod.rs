@@ -252,6 +252,15 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, enabled: &
     .service(scope_of("/checkout", enabled, |scope| scope == Scope::Checkout));
     // The last `wrap` runs first: authentication, then the idempotency key (scoped by who
     // authenticated).
+    let keyed = web::Data::new(crate::idempotency::KeyedRoutes(
+        ENDPOINTS
+            .iter()
+            .filter(|endpoint| endpoint.takes_idempotency_key())
+            .map(|endpoint| (endpoint.method.clone(), endpoint.full_path()))
+            .collect(),
+    ));
+    // App-wide: the scopes' middleware runs before a scope's own data is in place.
+    cfg.app_data(keyed);
     cfg.service(
         scope_of("/v1", enabled, |scope| scope == Scope::Client)
             .wrap(from_fn(crate::idempotency::idempotency))

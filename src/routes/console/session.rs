@@ -32,7 +32,6 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use crate::routes::html::message_page;
-use crate::state::AppState;
 
 pub const COOKIE: &str = "pw_console";
 pub const PATH: &str = "/admin/ui";
@@ -341,19 +340,27 @@ pub fn same_origin(req: &HttpRequest) -> bool {
         .is_some_and(|(_, origin_host)| origin_host.eq_ignore_ascii_case(host))
 }
 
+/// What the session extractor reads: the keys and the database holding the sessions, handed to
+/// the server as its own app data (so this module needs nothing of the handlers' state).
+#[derive(Clone)]
+pub struct SessionStore {
+    pub keys: ConsoleKeys,
+    pub db: DatabaseConnection,
+}
+
 impl FromRequest for ConsoleSession {
     type Error = ConsoleRejection;
     type Future = futures::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
-        let state = req.app_data::<actix_web::web::Data<AppState>>().cloned();
+        let store = req.app_data::<actix_web::web::Data<SessionStore>>().cloned();
         let cookie = req.cookie(COOKIE);
         let same_origin = same_origin(req);
         Box::pin(async move {
-            let (Some(state), Some(cookie)) = (state, cookie) else {
+            let (Some(store), Some(cookie)) = (store, cookie) else {
                 return Err(ConsoleRejection::SignIn);
             };
-            match state.console.session(&state.db, cookie.value()).await {
+            match store.keys.session(&store.db, cookie.value()).await {
                 Ok(None) => Err(ConsoleRejection::SignIn),
                 Ok(Some(_)) if !same_origin => Err(ConsoleRejection::Forged),
                 Ok(Some(session)) => Ok(session),
