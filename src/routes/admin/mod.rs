@@ -1,0 +1,22 @@
+//! Admin routes, one file per resource: orders, stock, subscribers, deliveries, unmatched
+//! notifications, the cluster and deadline index, console sessions. Behind the admin token.
+//! What each does lives in [`crate::operations`]; here are the HTTP shapes.
+
+mod cluster;
+mod deliveries;
+mod orders;
+mod sessions;
+mod stock;
+mod subscribers;
+mod unmatched;
+
+pub use self::cluster::*;
+pub use self::deliveries::*;
+pub use self::orders::*;
+pub use self::sessions::*;
+pub use self::stock::*;
+pub use self::subscribers::*;
+pub use self::unmatched::*;
+
+/// Most rows one list answers.
+const LIST_LIMIT_MAX: u64 = 1000;

@@ -1,0 +1,139 @@
+//! `/admin/subscribers`: who receives the outbox's events.
+
+use actix_web::{web, HttpResponse};
+use actors::outbox::subscribers;
+use entities::SubscriberKind;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+use crate::operations::{add_webhook, api_operator, remove_webhook, NewSubscriber};
+use crate::routes::dto::schema;
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddSubscriberBody {
+    /// Where deliveries are POSTed: http(s), a public address unless
+    /// `outbox.allow_private_targets`.
+    url: String,
+    /// Key of the deliveries' signatures, at least 16 bytes; absent: one is generated.
+    secret: Option<String>,
+    /// Event types it receives; empty or absent: every type.
+    #[serde(default)]
+    event_types: Vec<String>,
+    /// Whose events it receives. Absent (or null): a global subscriber that receives every
+    /// merchant's events, for the operator's own consumers.
+    merchant_id: Option<String>,
+}
+
+impl From<AddSubscriberBody> for NewSubscriber {
+    fn from(body: AddSubscriberBody) -> Self {
+        Self {
+            url: body.url,
+            secret: body.secret,
+            event_types: body.event_types,
+            merchant_id: body.merchant_id,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubscriberResponse {
+    id: String,
+    #[schema(value_type = schema::SubscriberKind)]
+    kind: SubscriberKind,
+    url: String,
+    event_types: String,
+    /// `null`: global (every merchant's events).
+    merchant_id: Option<String>,
+    enabled: bool,
+    created_at: chrono::DateTime<chrono::Utc>,
+    /// Shown once, when the subscriber is created.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    secret: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubscriberList {
+    subscribers: Vec<SubscriberResponse>,
+}
+
+impl SubscriberResponse {
+    fn new(model: entities::subscribers::Model, show_secret: bool) -> Self {
+        Self {
+            id: model.id,
+            kind: model.kind,
+            url: model.url,
+            event_types: model.event_types,
+            merchant_id: model.merchant_id,
+            enabled: model.enabled,
+            created_at: model.created_at,
+            secret: if show_secret { model.secret } else { None },
+        }
+    }
+}
+
+/// `POST /admin/subscribers`: a new webhook subscriber; its secret is in this answer only.
+/// With `merchant_id` it receives that merchant's events only; without, every merchant's.
+#[utoipa::path(
+    post,
+    path = "/admin/subscribers",
+    tag = "admin",
+    operation_id = "admin_add_subscriber",
+    summary = "Add a webhook subscriber",
+    description = "With `merchant_id` it receives that merchant's events only; without, every merchant's. Its secret is in this answer only.",
+    request_body = AddSubscriberBody,
+    responses((status = 201, description = "The new subscriber, with its secret", body = SubscriberResponse)),
+    security(("admin_token" = [])),
+    extensions(("x-error-codes" = json!([
+        "invalid_json", "unauthorized", "payload_too_large", "unsupported_media_type", "invalid_merchant_id",
+        "invalid_url", "invalid_secret", "unknown_event_type", "internal_error"
+    ]))),
+)]
+pub async fn add_subscriber(
+    state: web::Data<AppState>,
+    body: web::Json<AddSubscriberBody>,
+) -> Result<HttpResponse, ApiError> {
+    let model = add_webhook(&state, body.into_inner().into(), &api_operator()).await?;
+    Ok(HttpResponse::Created().json(SubscriberResponse::new(model, true)))
+}
+
+/// `GET /admin/subscribers`.
+#[utoipa::path(
+    get,
+    path = "/admin/subscribers",
+    tag = "admin",
+    operation_id = "admin_list_subscribers",
+    summary = "List the subscribers (without their secrets)",
+    responses((status = 200, description = "The subscribers", body = SubscriberList)),
+    security(("admin_token" = [])),
+    extensions(("x-error-codes" = json!(["unauthorized", "internal_error"]))),
+)]
+pub async fn list_subscribers(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let subscribers = subscribers::list(&state.db)
+        .await?
+        .into_iter()
+        .map(|model| SubscriberResponse::new(model, false))
+        .collect();
+    Ok(HttpResponse::Ok().json(SubscriberList { subscribers }))
+}
+
+/// `DELETE /admin/subscribers/{id}`: its undelivered events become dead.
+#[utoipa::path(
+    delete,
+    path = "/admin/subscribers/{id}",
+    tag = "admin",
+    operation_id = "admin_remove_subscriber",
+    summary = "Remove a subscriber",
+    description = "Its undelivered events become dead deliveries.",
+    params(("id" = String, Path, description = "The subscriber's id")),
+    responses((status = 204, description = "Removed")),
+    security(("admin_token" = [])),
+    extensions(("x-error-codes" = json!(["unauthorized", "not_found", "internal_error"]))),
+)]
+pub async fn remove_subscriber(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    remove_webhook(&state, &id, &api_operator()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
