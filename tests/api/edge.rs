@@ -321,3 +321,45 @@ async fn with_a_scrape_token_metrics_are_served_only_to_its_holder_and_counted_a
         "not counted again within the interval"
     );
 }
+
+#[actix_web::test]
+async fn a_checkout_stream_ends_when_its_link_expires_even_while_the_order_is_live() {
+    // Arrange: links last one second past the deadline; the provider hangs, so the order
+    // stays live (pending, then stuck) long after that.
+    let mut settings = test_settings(Backend::Sqlite).await;
+    settings.checkout.link_grace = Duration::from_secs(1);
+    let app = spawn_app_with(settings).await;
+    let mut body = order_body("edge-link");
+    body["ttl_seconds"] = 2.into();
+    let order = app.create_order(&body).await;
+    let order_no = order["order_no"].as_str().unwrap().to_owned();
+    let paid = app.post_payment(MERCHANT_A_KEY, &order_no, "sandbox").await;
+    assert_eq!(paid.status().as_u16(), 201);
+    app.sandbox_faults(serde_json::json!({"mode": "timeout", "delay_ms": 2000}))
+        .await;
+    let events = local(&app, order["checkout_url"].as_str().unwrap()).replacen('?', "/events?", 1);
+
+    // Act
+    let started = Instant::now();
+    let mut stream = open_stream(&app, &events, None).await;
+    assert_eq!(stream.status().as_u16(), 200);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while stream.chunk().await.unwrap().is_some() {}
+    })
+    .await
+    .expect("the stream ends with its link");
+    let lasted = started.elapsed();
+    let status = app
+        .get_status(MERCHANT_A_KEY, &order_no)
+        .await
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+
+    // Assert: about three seconds (deadline two, grace one), the order still live.
+    assert!(lasted < Duration::from_secs(5), "{lasted:?}");
+    assert!(
+        status["status"] == "pending" || status["status"] == "stuck",
+        "the order is still live: {status}"
+    );
+}
