@@ -6,6 +6,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use actors::domain::ValidationError;
+use actors::error::RefundError;
 use actors::gateway::GatewayError;
 use actors::OrderError;
 use serde::Serialize;
@@ -463,10 +464,16 @@ fn order_code(err: &OrderError) -> &'static str {
         OrderError::Unavailable | OrderError::Elsewhere(_) | OrderError::Fenced => "service_unavailable",
         OrderError::ProviderUnreachable => "provider_unreachable",
         OrderError::CloseNotPossibleYet => "close_not_possible_yet",
-        OrderError::RefundNotFound => "not_found",
-        OrderError::RefundConflict => "refund_conflict",
-        OrderError::NotRefundable(_) => "order_not_refundable",
-        OrderError::RefundExceedsPaid { .. } => "refund_exceeds_paid",
+        OrderError::Refund(err) => refund_code(err),
+    }
+}
+
+fn refund_code(err: &RefundError) -> &'static str {
+    match err {
+        RefundError::NotFound => "not_found",
+        RefundError::Conflict => "refund_conflict",
+        RefundError::NotRefundable(_) => "order_not_refundable",
+        RefundError::ExceedsPaid { .. } => "refund_exceeds_paid",
     }
 }
 
@@ -589,12 +596,12 @@ mod tests {
             order(OrderError::Unavailable),
             order(OrderError::ProviderUnreachable),
             order(OrderError::CloseNotPossibleYet),
-            order(OrderError::RefundNotFound),
-            order(OrderError::RefundConflict),
-            order(OrderError::NotRefundable(OrderStatus::Pending)),
-            order(OrderError::RefundExceedsPaid {
+            order(OrderError::Refund(RefundError::NotFound)),
+            order(OrderError::Refund(RefundError::Conflict)),
+            order(OrderError::Refund(RefundError::NotRefundable(OrderStatus::Pending))),
+            order(OrderError::Refund(RefundError::ExceedsPaid {
                 refundable: entities::MinorUnit::new(1).unwrap(),
-            }),
+            })),
             order(OrderError::Validation(validation("not_a_payment"))),
         ];
         for err in errors {

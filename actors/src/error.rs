@@ -1,5 +1,6 @@
-//! Errors of the order commands and queries, one enum so the HTTP facade can map each case to
-//! a status code with a match that has no catch-all arm.
+//! Errors of the order commands and queries, and of refunds ([`RefundError`], a family of its
+//! own carried by [`OrderError::Refund`]), so the HTTP facade maps each case to its code with a
+//! match that has no catch-all arm.
 
 use entities::{Currency, MinorUnit, OrderStatus, Provider};
 use sea_orm::DbErr;
@@ -51,14 +52,34 @@ pub enum OrderError {
     ProviderUnreachable,
     #[error("the provider cannot close the trade yet (the buyer is paying, or it is too soon); try again shortly")]
     CloseNotPossibleYet,
+    /// A refund's own refusals.
+    #[error(transparent)]
+    Refund(#[from] RefundError),
+}
+
+/// Why a refund was refused: the refund family, apart from the order's own errors.
+#[derive(Debug, thiserror::Error)]
+pub enum RefundError {
     #[error("refund not found")]
-    RefundNotFound,
+    NotFound,
     #[error("out_refund_id was already used for a refund with different content")]
-    RefundConflict,
+    Conflict,
     #[error("order is {0}; only a paid order (or one paid after close) can be refunded")]
     NotRefundable(OrderStatus),
     #[error("the refund would exceed what was paid: {refundable} minor units are left to refund")]
-    RefundExceedsPaid { refundable: MinorUnit },
+    ExceedsPaid { refundable: MinorUnit },
+}
+
+impl RefundError {
+    /// A short label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RefundError::NotFound => "refund_not_found",
+            RefundError::Conflict => "refund_conflict",
+            RefundError::NotRefundable(_) => "not_refundable",
+            RefundError::ExceedsPaid { .. } => "refund_exceeds_paid",
+        }
+    }
 }
 
 impl OrderError {
@@ -83,10 +104,7 @@ impl OrderError {
             OrderError::Fenced => "fenced",
             OrderError::ProviderUnreachable => "provider_unreachable",
             OrderError::CloseNotPossibleYet => "close_not_possible_yet",
-            OrderError::RefundNotFound => "refund_not_found",
-            OrderError::RefundConflict => "refund_conflict",
-            OrderError::NotRefundable(_) => "not_refundable",
-            OrderError::RefundExceedsPaid { .. } => "refund_exceeds_paid",
+            OrderError::Refund(err) => err.kind(),
         }
     }
 }

@@ -373,7 +373,9 @@ pub async fn apply_notice(
     let refund_no: RefundNo = out_refund_no.parse().map_err(|_| OrderError::AttemptNotFound)?;
     let refund = match store::find(&deps.db, refund_no, None).await {
         Ok(refund) if refund.provider == provider && refund.pay_no.to_string() == notification.out_trade_no => refund,
-        Ok(_) | Err(OrderError::RefundNotFound) => return Err(OrderError::AttemptNotFound),
+        Ok(_) | Err(OrderError::Refund(crate::error::RefundError::NotFound)) => {
+            return Err(OrderError::AttemptNotFound)
+        }
         Err(err) => return Err(err),
     };
     let receipt = Receipt {

@@ -19,7 +19,7 @@ use sea_orm::{
 use super::journal::{write_log, write_refund_event, EventType, LogEntry, LogEvent, Operator};
 use super::transitions::{anomaly_in, insert_receipt, lock_order, Receipt, Transition};
 use crate::domain::{MerchantId, NewRefund, ValidationError, AUTO_REFUND_PREFIX};
-use crate::error::OrderError;
+use crate::error::{OrderError, RefundError};
 use crate::ids::Snowflake;
 
 /// What a refund request did.
@@ -35,8 +35,8 @@ pub enum RefundCreated {
 /// so two concurrent refunds of one payment cannot both pass the check.
 ///
 /// # Errors
-/// [`OrderError::NotFound`] (another merchant's order too), [`OrderError::NotRefundable`],
-/// [`OrderError::RefundExceedsPaid`], [`OrderError::RefundConflict`], a
+/// [`OrderError::NotFound`] (another merchant's order too), [`RefundError::NotRefundable`],
+/// [`RefundError::ExceedsPaid`], [`RefundError::Conflict`], a
 /// [`ValidationError`] `not_a_payment`, or a database / id error. Nothing is written then.
 pub async fn create_refund(
     db: &DatabaseConnection,
@@ -77,13 +77,13 @@ async fn try_create(
         return if existing.request_fingerprint == fingerprint {
             Ok(RefundCreated::Replayed(existing))
         } else {
-            Err(OrderError::RefundConflict)
+            Err(RefundError::Conflict.into())
         };
     }
     let attempt = match req.pay_no {
         None => {
             if !order.status.is_refundable() {
-                return Err(OrderError::NotRefundable(order.status));
+                return Err(RefundError::NotRefundable(order.status).into());
             }
             order_payment(&txn, order_id).await?
         }
@@ -159,7 +159,7 @@ async fn insert_checked(
 ) -> Result<refunds::Model, OrderError> {
     let refundable = remaining(txn, attempt).await?;
     if row.amount > refundable {
-        return Err(OrderError::RefundExceedsPaid { refundable });
+        return Err(RefundError::ExceedsPaid { refundable }.into());
     }
     let model = refunds::Model {
         refund_no: row.refund_no,
@@ -356,7 +356,7 @@ pub enum Settled {
 ///   money from being refunded twice unnoticed.
 ///
 /// # Errors
-/// [`OrderError::RefundNotFound`] or a database error (nothing is committed).
+/// [`RefundError::NotFound`] or a database error (nothing is committed).
 pub async fn settle(
     db: &DatabaseConnection,
     refund_no: RefundNo,
@@ -374,7 +374,7 @@ pub async fn settle(
         .into_tuple::<OrderId>()
         .one(&txn)
         .await?
-        .ok_or(OrderError::RefundNotFound)?;
+        .ok_or(OrderError::Refund(RefundError::NotFound))?;
     if let Some(receipt) = receipt {
         if !insert_receipt(&txn, receipt, order_id, now).await? {
             return Ok(Settled::Duplicate);
@@ -384,7 +384,7 @@ pub async fn settle(
     let mut refund = refunds::Entity::find_by_id(refund_no)
         .one(&txn)
         .await?
-        .ok_or(OrderError::RefundNotFound)?;
+        .ok_or(OrderError::Refund(RefundError::NotFound))?;
     let late_success = refund.status == RefundStatus::Failed && matches!(outcome, RefundOutcome::Succeeded { .. });
     if refund.status != RefundStatus::Pending && !late_success {
         // The receipt (if any) is kept: the notification was applied in effect.
@@ -783,7 +783,7 @@ pub async fn note_refusal<C: ConnectionTrait>(
 /// One refund; a merchant sees only its own.
 ///
 /// # Errors
-/// [`OrderError::RefundNotFound`] or a database error.
+/// [`RefundError::NotFound`] or a database error.
 pub async fn find<C: ConnectionTrait>(
     conn: &C,
     refund_no: RefundNo,
@@ -793,7 +793,7 @@ pub async fn find<C: ConnectionTrait>(
         .one(conn)
         .await?
         .filter(|refund| scope.is_none_or(|merchant| merchant.as_str() == refund.merchant_id))
-        .ok_or(OrderError::RefundNotFound)
+        .ok_or(OrderError::Refund(RefundError::NotFound))
 }
 
 /// The refunds of an order, oldest first.
