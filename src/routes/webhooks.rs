@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
-use actors::gateway::{NotificationError, NotificationRequest};
+use actors::gateway::{registry, NotificationError, NotificationRequest, Received};
 use actors::order::messages::NotifyOutcome;
 use actors::OrderError;
 use entities::Provider;
@@ -124,12 +124,7 @@ pub async fn sandbox(state: web::Data<AppState>, req: HttpRequest, body: Bytes) 
     ),
 )]
 pub async fn wechat(state: web::Data<AppState>, req: HttpRequest, body: Bytes) -> HttpResponse {
-    let (status, message) = match accept(&state, Provider::Wechat, &req, &body).await {
-        Ok(_) => return HttpResponse::NoContent().finish(),
-        Err(Refusal::Rejected(err)) => (StatusCode::BAD_REQUEST, err.to_string()),
-        Err(Refusal::Failed(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "internal error; retry".to_owned()),
-    };
-    HttpResponse::build(status).json(WechatFailure { code: "FAIL", message })
+    receive(&state, Provider::Wechat, &req, &body).await
 }
 
 /// `POST /webhooks/alipay`: the literal `success`, or `fail` (Alipay then retries).
@@ -148,12 +143,29 @@ pub async fn wechat(state: web::Data<AppState>, req: HttpRequest, body: Bytes) -
     ),
 )]
 pub async fn alipay(state: web::Data<AppState>, req: HttpRequest, body: Bytes) -> HttpResponse {
-    let status = match accept(&state, Provider::Alipay, &req, &body).await {
-        Ok(_) => return HttpResponse::Ok().content_type("text/plain").body("success"),
-        Err(Refusal::Rejected(_)) => StatusCode::BAD_REQUEST,
-        Err(Refusal::Failed(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+    receive(&state, Provider::Alipay, &req, &body).await
+}
+
+/// Takes a provider's notification and answers it in the provider's own format (its
+/// registry entry's `acknowledge`).
+async fn receive(state: &AppState, provider: Provider, req: &HttpRequest, body: &Bytes) -> HttpResponse {
+    let outcome = accept(state, provider, req, body).await;
+    let message = match &outcome {
+        Err(Refusal::Rejected(err)) => err.to_string(),
+        _ => String::new(),
     };
-    HttpResponse::build(status).content_type("text/plain").body("fail")
+    let received = match &outcome {
+        Ok(_) => Received::Accepted,
+        Err(Refusal::Rejected(_)) => Received::Rejected(&message),
+        Err(Refusal::Failed(_)) => Received::Failed,
+    };
+    let answer = (registry::info(provider).acknowledge)(received);
+    let mut response =
+        HttpResponse::build(StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
+    match answer.content_type {
+        Some(content_type) => response.content_type(content_type).body(answer.body),
+        None => response.finish(),
+    }
 }
 
 /// The headers (names lower-cased) and the raw body, exactly as received.

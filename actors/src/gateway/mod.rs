@@ -284,6 +284,26 @@ pub trait Gateway: Send + Sync + 'static {
     fn verify_notification(&self, req: &NotificationRequest) -> Result<VerifiedNotification, NotificationError>;
 }
 
+/// What became of a provider's notification, for its acknowledgement.
+#[derive(Clone, Copy, Debug)]
+pub enum Received<'a> {
+    /// Recorded (or a duplicate of one recorded).
+    Accepted,
+    /// Not authentic or not readable: nothing changed, and retrying will not help.
+    Rejected(&'a str),
+    /// Authentic, but recording it failed: the provider should send it again.
+    Failed,
+}
+
+/// The answer a provider expects to a notification, in its own format.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Acknowledgement {
+    pub status: u16,
+    /// `None`: no body.
+    pub content_type: Option<&'static str>,
+    pub body: String,
+}
+
 /// One provider's facts.
 #[derive(Debug)]
 pub struct ProviderInfo {
@@ -294,6 +314,9 @@ pub struct ProviderInfo {
     pub currencies: &'static [Currency],
     /// Its notifications arrive at `/webhooks/{webhook_path}`.
     pub webhook_path: &'static str,
+    /// How a notification is answered, in the provider's format (the sandbox's route answers
+    /// with paywarden's own error envelope instead, which names the error's code).
+    pub acknowledge: fn(Received<'_>) -> Acknowledgement,
 }
 
 impl ProviderInfo {

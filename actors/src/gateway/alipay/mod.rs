@@ -43,7 +43,22 @@ pub const INFO: super::ProviderInfo = super::ProviderInfo {
     display_name: "Alipay",
     currencies: &[entities::Currency::Cny],
     webhook_path: "alipay",
+    acknowledge,
 };
+
+/// Alipay's acknowledgement: the literal `success`, or `fail` (Alipay sends it again).
+fn acknowledge(received: super::Received<'_>) -> super::Acknowledgement {
+    let (status, body) = match received {
+        super::Received::Accepted => (200, "success"),
+        super::Received::Rejected(_) => (400, "fail"),
+        super::Received::Failed => (500, "fail"),
+    };
+    super::Acknowledgement {
+        status,
+        content_type: Some("text/plain"),
+        body: body.to_owned(),
+    }
+}
 
 pub const DEFAULT_GATEWAY_URL: &str = "https://openapi.alipay.com/gateway.do";
 pub const METHOD_PRECREATE: &str = "alipay.trade.precreate";

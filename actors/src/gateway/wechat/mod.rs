@@ -47,7 +47,27 @@ pub const INFO: super::ProviderInfo = super::ProviderInfo {
     display_name: "WeChat Pay",
     currencies: &[entities::Currency::Cny],
     webhook_path: "wechat",
+    acknowledge,
 };
+
+/// WeChat Pay's acknowledgement: `204` with no body, or `{"code":"FAIL","message":...}` with
+/// a 4xx (not authentic) or 5xx (retry), which WeChat Pay sends again.
+fn acknowledge(received: super::Received<'_>) -> super::Acknowledgement {
+    let fail = |status, message: &str| super::Acknowledgement {
+        status,
+        content_type: Some("application/json"),
+        body: serde_json::json!({"code": "FAIL", "message": message}).to_string(),
+    };
+    match received {
+        super::Received::Accepted => super::Acknowledgement {
+            status: 204,
+            content_type: None,
+            body: String::new(),
+        },
+        super::Received::Rejected(message) => fail(400, message),
+        super::Received::Failed => fail(500, "internal error; retry"),
+    }
+}
 
 pub const DEFAULT_API_BASE_URL: &str = "https://api.mch.weixin.qq.com";
 /// Some endpoints answer `400 INVALID_REQUEST` to a request without a `User-Agent`.
