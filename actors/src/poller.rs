@@ -26,6 +26,36 @@ pub struct Wake;
 #[rtype(result = "()")]
 pub struct Drain;
 
+/// Who is waiting for a worker to stop: a worker being drained finishes its cycle in flight,
+/// starts no other, then tells each of them ([`Drain`]). Shared by the pollers and the relay.
+#[derive(Debug, Default)]
+pub struct Draining(Vec<tokio::sync::oneshot::Sender<()>>);
+
+impl Draining {
+    /// Whether a drain was asked for.
+    pub fn asked(&self) -> bool {
+        !self.0.is_empty()
+    }
+
+    /// Records one more waiter; the future ends once the worker said it stopped (or was
+    /// dropped, which stops it too).
+    pub fn wait(&mut self) -> ResponseFuture<()> {
+        let (done, stopped) = tokio::sync::oneshot::channel();
+        self.0.push(done);
+        Box::pin(async move {
+            let _ = stopped.await;
+        })
+    }
+
+    /// Tells every waiter the worker stopped.
+    pub fn stopped(&mut self) {
+        for done in self.0.drain(..) {
+            // The caller may have stopped waiting; nothing to tell then.
+            let _ = done.send(());
+        }
+    }
+}
+
 /// What one cycle of a poller does.
 #[async_trait::async_trait]
 pub trait Job: Send + Sync + 'static {
@@ -46,7 +76,7 @@ pub struct Poller {
     /// A wake-up arrived during a cycle: run another right after it.
     again: bool,
     /// Set by [`Drain`]: told when the cycle in flight ends.
-    draining: Vec<tokio::sync::oneshot::Sender<()>>,
+    draining: Draining,
 }
 
 impl Poller {
@@ -59,7 +89,7 @@ impl Poller {
             run_at_start,
             running: false,
             again: false,
-            draining: Vec::new(),
+            draining: Draining::default(),
         }
     }
 
@@ -70,7 +100,7 @@ impl Poller {
     }
 
     fn run_cycle(&mut self, ctx: &mut Context<Self>) {
-        if !self.draining.is_empty() {
+        if self.draining.asked() {
             return;
         }
         if self.running {
@@ -85,7 +115,7 @@ impl Poller {
                 .into_actor(self)
                 .map(|result, poller, ctx| {
                     poller.running = false;
-                    if !poller.draining.is_empty() {
+                    if poller.draining.asked() {
                         poller.stop_drained(ctx);
                         return;
                     }
@@ -104,10 +134,7 @@ impl Poller {
     }
 
     fn stop_drained(&mut self, ctx: &mut Context<Self>) {
-        for done in self.draining.drain(..) {
-            // The caller may have stopped waiting; nothing to tell then.
-            let _ = done.send(());
-        }
+        self.draining.stopped();
         ctx.stop();
     }
 }
@@ -141,15 +168,11 @@ impl Handler<Drain> for Poller {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, _msg: Drain, ctx: &mut Self::Context) -> Self::Result {
-        let (done, stopped) = tokio::sync::oneshot::channel();
-        self.draining.push(done);
+        let stopped = self.draining.wait();
         if !self.running {
             self.stop_drained(ctx);
         }
-        Box::pin(async move {
-            // A dropped sender means the poller stopped anyway.
-            let _ = stopped.await;
-        })
+        stopped
     }
 }
 

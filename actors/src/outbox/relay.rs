@@ -172,7 +172,7 @@ pub struct OutboxRelay {
     /// A wake-up came while a cycle ran: run another one right after.
     again: bool,
     /// Set by [`Drain`]: told when the cycle in flight ends.
-    draining: Vec<tokio::sync::oneshot::Sender<()>>,
+    draining: crate::poller::Draining,
     pending: Arc<AtomicBool>,
 }
 
@@ -187,7 +187,7 @@ impl OutboxRelay {
             }),
             running: false,
             again: false,
-            draining: Vec::new(),
+            draining: crate::poller::Draining::default(),
             pending: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -221,7 +221,7 @@ impl Handler<Wake> for OutboxRelay {
     fn handle(&mut self, _msg: Wake, ctx: &mut Self::Context) {
         // Before any read of this wake's cycle: a commit after this sends a new wake-up.
         self.pending.store(false, Ordering::Release);
-        if !self.draining.is_empty() {
+        if self.draining.asked() {
             return;
         }
         if self.running {
@@ -236,7 +236,7 @@ impl Handler<Wake> for OutboxRelay {
                 .into_actor(self)
                 .map(|result, relay, ctx| {
                     relay.running = false;
-                    if !relay.draining.is_empty() {
+                    if relay.draining.asked() {
                         relay.stop_drained(ctx);
                         return;
                     }
@@ -254,7 +254,7 @@ impl Handler<Wake> for OutboxRelay {
                         relay.running = true;
                         ctx.run_later(relay.core.settings.coalesce, |relay, ctx| {
                             relay.running = false;
-                            if relay.draining.is_empty() {
+                            if !relay.draining.asked() {
                                 ctx.notify(Wake);
                             } else {
                                 relay.stop_drained(ctx);
@@ -268,10 +268,7 @@ impl Handler<Wake> for OutboxRelay {
 
 impl OutboxRelay {
     fn stop_drained(&mut self, ctx: &mut Context<Self>) {
-        for done in self.draining.drain(..) {
-            // The caller may have stopped waiting; nothing to tell then.
-            let _ = done.send(());
-        }
+        self.draining.stopped();
         ctx.stop();
     }
 }
@@ -280,15 +277,11 @@ impl Handler<Drain> for OutboxRelay {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, _msg: Drain, ctx: &mut Self::Context) -> Self::Result {
-        let (done, stopped) = tokio::sync::oneshot::channel();
-        self.draining.push(done);
+        let stopped = self.draining.wait();
         if !self.running {
             self.stop_drained(ctx);
         }
-        Box::pin(async move {
-            // A dropped sender means the relay stopped anyway.
-            let _ = stopped.await;
-        })
+        stopped
     }
 }
 
