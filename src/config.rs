@@ -513,6 +513,9 @@ impl Settings {
             bail!("server.body_read_timeout_milliseconds must be at least 100 and server.max_connections positive");
         }
         self.validate_streams()?;
+        if self.metrics.gauge_refresh.is_zero() {
+            bail!("metrics.gauge_refresh_milliseconds must be positive");
+        }
         if self.database.url.expose_secret().is_empty() {
             bail!("database.url must be set (PAYWARDEN__DATABASE__URL)");
         }
@@ -576,8 +579,9 @@ impl Settings {
             if providers.sandbox.enabled {
                 bail!("providers.sandbox.enabled: the production profile refuses the sandbox (its attempts can be marked paid through its control routes)");
             }
-            if self.metrics.scrape_token.expose_secret().len() < 32 {
-                bail!("metrics.scrape_token must be set to at least 32 characters in production (PAYWARDEN__METRICS__SCRAPE_TOKEN): /metrics is not for everyone");
+            // Its length is held with the other secrets' (`validate_production`).
+            if self.metrics.scrape_token.expose_secret().is_empty() {
+                bail!("metrics.scrape_token must be set in production (PAYWARDEN__METRICS__SCRAPE_TOKEN): /metrics is not for everyone");
             }
         }
         // After the production checks above, which name what they refuse first.
@@ -596,9 +600,6 @@ impl Settings {
         }
         if streams.max_lifetime < streams.keepalive {
             bail!("streams.max_lifetime_seconds must be at least streams.keepalive_milliseconds");
-        }
-        if self.metrics.gauge_refresh.is_zero() {
-            bail!("metrics.gauge_refresh_milliseconds must be positive");
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
-use actors::gateway::{registry, NotificationError, NotificationRequest, Received};
+use actors::gateway::{Acknowledgement, NotificationError, NotificationRequest, Received};
 use actors::order::messages::NotifyOutcome;
 use actors::OrderError;
 use entities::Provider;
@@ -124,7 +124,14 @@ pub async fn sandbox(state: web::Data<AppState>, req: HttpRequest, body: Bytes) 
     ),
 )]
 pub async fn wechat(state: web::Data<AppState>, req: HttpRequest, body: Bytes) -> HttpResponse {
-    receive(&state, Provider::Wechat, &req, &body).await
+    receive(
+        &state,
+        Provider::Wechat,
+        actors::gateway::wechat::acknowledge,
+        &req,
+        &body,
+    )
+    .await
 }
 
 /// `POST /webhooks/alipay`: the literal `success`, or `fail` (Alipay then retries).
@@ -143,12 +150,25 @@ pub async fn wechat(state: web::Data<AppState>, req: HttpRequest, body: Bytes) -
     ),
 )]
 pub async fn alipay(state: web::Data<AppState>, req: HttpRequest, body: Bytes) -> HttpResponse {
-    receive(&state, Provider::Alipay, &req, &body).await
+    receive(
+        &state,
+        Provider::Alipay,
+        actors::gateway::alipay::acknowledge,
+        &req,
+        &body,
+    )
+    .await
 }
 
-/// Takes a provider's notification and answers it in the provider's own format (its
-/// registry entry's `acknowledge`).
-async fn receive(state: &AppState, provider: Provider, req: &HttpRequest, body: &Bytes) -> HttpResponse {
+/// Takes a provider's notification and answers it in the provider's own format (`acknowledge`,
+/// from the provider's folder).
+async fn receive(
+    state: &AppState,
+    provider: Provider,
+    acknowledge: fn(Received<'_>) -> Acknowledgement,
+    req: &HttpRequest,
+    body: &Bytes,
+) -> HttpResponse {
     let outcome = accept(state, provider, req, body).await;
     let message = match &outcome {
         Err(Refusal::Rejected(err)) => err.to_string(),
@@ -159,7 +179,7 @@ async fn receive(state: &AppState, provider: Provider, req: &HttpRequest, body: 
         Err(Refusal::Rejected(_)) => Received::Rejected(&message),
         Err(Refusal::Failed(_)) => Received::Failed,
     };
-    let answer = (registry::info(provider).acknowledge)(received);
+    let answer = acknowledge(received);
     let mut response =
         HttpResponse::build(StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
     match answer.content_type {

@@ -295,7 +295,9 @@ pub enum Received<'a> {
     Failed,
 }
 
-/// The answer a provider expects to a notification, in its own format.
+/// The answer a provider expects to a notification, in its own format: each real provider's
+/// folder has its `acknowledge` (the sandbox's route answers with paywarden's own error
+/// envelope, which names the error's code).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Acknowledgement {
     pub status: u16,
@@ -314,9 +316,6 @@ pub struct ProviderInfo {
     pub currencies: &'static [Currency],
     /// Its notifications arrive at `/webhooks/{webhook_path}`.
     pub webhook_path: &'static str,
-    /// How a notification is answered, in the provider's format (the sandbox's route answers
-    /// with paywarden's own error envelope instead, which names the error's code).
-    pub acknowledge: fn(Received<'_>) -> Acknowledgement,
 }
 
 impl ProviderInfo {

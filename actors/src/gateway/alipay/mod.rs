@@ -43,11 +43,10 @@ pub const INFO: super::ProviderInfo = super::ProviderInfo {
     display_name: "Alipay",
     currencies: &[entities::Currency::Cny],
     webhook_path: "alipay",
-    acknowledge,
 };
 
 /// Alipay's acknowledgement: the literal `success`, or `fail` (Alipay sends it again).
-fn acknowledge(received: super::Received<'_>) -> super::Acknowledgement {
+pub fn acknowledge(received: super::Received<'_>) -> super::Acknowledgement {
     let (status, body) = match received {
         super::Received::Accepted => (200, "success"),
         super::Received::Rejected(_) => (400, "fail"),

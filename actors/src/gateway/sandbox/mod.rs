@@ -41,23 +41,7 @@ pub const INFO: super::ProviderInfo = super::ProviderInfo {
     display_name: "Sandbox",
     currencies: &[],
     webhook_path: "sandbox",
-    acknowledge,
 };
-
-/// The sandbox's acknowledgement when asked through the registry: `{"status":"ok"}`, or the
-/// reason. (Its route answers with paywarden's error envelope, which names the code.)
-fn acknowledge(received: super::Received<'_>) -> super::Acknowledgement {
-    let (status, body) = match received {
-        super::Received::Accepted => (200, serde_json::json!({"status": "ok"})),
-        super::Received::Rejected(message) => (400, serde_json::json!({"status": "rejected", "message": message})),
-        super::Received::Failed => (500, serde_json::json!({"status": "failed"})),
-    };
-    super::Acknowledgement {
-        status,
-        content_type: Some("application/json"),
-        body: body.to_string(),
-    }
-}
 
 pub const SIGNATURE_HEADER: &str = "sandbox-signature";
 /// Notifications older or newer than this are refused as replays.

@@ -47,12 +47,11 @@ pub const INFO: super::ProviderInfo = super::ProviderInfo {
     display_name: "WeChat Pay",
     currencies: &[entities::Currency::Cny],
     webhook_path: "wechat",
-    acknowledge,
 };
 
 /// WeChat Pay's acknowledgement: `204` with no body, or `{"code":"FAIL","message":...}` with
 /// a 4xx (not authentic) or 5xx (retry), which WeChat Pay sends again.
-fn acknowledge(received: super::Received<'_>) -> super::Acknowledgement {
+pub fn acknowledge(received: super::Received<'_>) -> super::Acknowledgement {
     let fail = |status, message: &str| super::Acknowledgement {
         status,
         content_type: Some("application/json"),
