@@ -16,9 +16,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use actors::domain::OrderLimits;
+pub use actors::gateway::alipay::AlipayProviderSettings;
+pub use actors::gateway::registry::ProviderSettings;
+pub use actors::gateway::sandbox::SandboxProviderSettings;
+pub use actors::gateway::wechat::WechatProviderSettings;
 use actors::order::expiry::ExpirySettings;
 use actors::outbox::RelaySettings;
-use actors::provider::ProviderCallSettings;
 use actors::reconcile::ReconcileSettings;
 use actors::refund::RefundSettings;
 use anyhow::{bail, Context};
@@ -265,162 +268,6 @@ pub struct AmqpConfig {
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ProviderSettings {
-    pub sandbox: SandboxProviderSettings,
-    pub wechat: WechatProviderSettings,
-    pub alipay: AlipayProviderSettings,
-}
-
-/// A secret given inline (from the environment, say) or as a file path; never both.
-fn read_secret(key: &str, inline: &SecretString, path: &str) -> anyhow::Result<SecretString> {
-    match (inline.expose_secret().is_empty(), path.is_empty()) {
-        (false, true) => Ok(inline.clone()),
-        (true, false) => std::fs::read_to_string(path)
-            .map(|text| SecretString::from(text.trim().to_owned()))
-            .with_context(|| format!("{key}_path: cannot read {path}")),
-        (true, true) => bail!("{key} (or {key}_path) must be set"),
-        (false, false) => bail!("set {key} or {key}_path, not both"),
-    }
-}
-
-/// Public key material given inline or as a file path; never both.
-fn read_public(key: &str, inline: &str, path: &str) -> anyhow::Result<String> {
-    match (inline.is_empty(), path.is_empty()) {
-        (false, true) => Ok(inline.to_owned()),
-        (true, false) => std::fs::read_to_string(path).with_context(|| format!("{key}_path: cannot read {path}")),
-        (true, true) => bail!("{key} (or {key}_path) must be set"),
-        (false, false) => bail!("set {key} or {key}_path, not both"),
-    }
-}
-
-/// WeChat Pay API v3 merchant settings. Secrets come from files or the environment.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WechatProviderSettings {
-    pub enabled: bool,
-    pub mchid: String,
-    pub appid: String,
-    /// Serial of the merchant API certificate (`serial_no` of requests).
-    pub merchant_serial_no: String,
-    pub merchant_private_key: SecretString,
-    pub merchant_private_key_path: String,
-    /// The platform public key or certificate (PEM) that signs responses and notifications,
-    /// inline or as a file.
-    pub platform_public_key: String,
-    pub platform_public_key_path: String,
-    /// Its `Wechatpay-Serial` (`PUB_KEY_ID_…` or the certificate serial; empty: from the certificate).
-    pub platform_serial: String,
-    /// The 32-character APIv3 key that encrypts notifications.
-    pub apiv3_key: SecretString,
-    pub apiv3_key_path: String,
-    pub api_base_url: String,
-    /// Empty: this service's `/webhooks/wechat`.
-    pub notify_url: String,
-    pub calls: ProviderCallSettings,
-}
-
-/// Alipay OpenAPI (RSA2) app settings. Secrets come from files or the environment.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AlipayProviderSettings {
-    pub enabled: bool,
-    pub app_id: String,
-    pub app_private_key: SecretString,
-    pub app_private_key_path: String,
-    /// The Alipay public key (PEM, certificate PEM or the console's bare base64), inline or as
-    /// a file.
-    pub alipay_public_key: String,
-    pub alipay_public_key_path: String,
-    pub gateway_url: String,
-    /// Empty: this service's `/webhooks/alipay`.
-    pub notify_url: String,
-    /// When set, notifications for another seller are refused.
-    pub seller_id: String,
-    pub calls: ProviderCallSettings,
-}
-
-impl WechatProviderSettings {
-    /// The gateway's settings, reading key files.
-    ///
-    /// # Errors
-    /// A missing or unreadable key.
-    pub fn gateway_settings(&self, base_url: &str) -> anyhow::Result<actors::gateway::wechat::WechatSettings> {
-        let key = "providers.wechat";
-        Ok(actors::gateway::wechat::WechatSettings {
-            mchid: self.mchid.clone(),
-            appid: self.appid.clone(),
-            merchant_serial_no: self.merchant_serial_no.clone(),
-            merchant_private_key_pem: read_secret(
-                &format!("{key}.merchant_private_key"),
-                &self.merchant_private_key,
-                &self.merchant_private_key_path,
-            )?,
-            platform_keys: vec![actors::gateway::wechat::WechatPlatformKeySettings {
-                serial: (!self.platform_serial.is_empty()).then(|| self.platform_serial.clone()),
-                pem: read_public(
-                    &format!("{key}.platform_public_key"),
-                    &self.platform_public_key,
-                    &self.platform_public_key_path,
-                )?,
-            }],
-            apiv3_key: read_secret(&format!("{key}.apiv3_key"), &self.apiv3_key, &self.apiv3_key_path)?,
-            api_base_url: self.api_base_url.clone(),
-            notify_url: if self.notify_url.is_empty() {
-                format!("{base_url}/webhooks/wechat")
-            } else {
-                self.notify_url.clone()
-            },
-            close_retry_after_seconds: actors::gateway::wechat::DEFAULT_CLOSE_RETRY_AFTER_SECONDS,
-        })
-    }
-}
-
-impl AlipayProviderSettings {
-    /// The gateway's settings, reading key files.
-    ///
-    /// # Errors
-    /// A missing or unreadable key.
-    pub fn gateway_settings(&self, base_url: &str) -> anyhow::Result<actors::gateway::alipay::AlipaySettings> {
-        let key = "providers.alipay";
-        Ok(actors::gateway::alipay::AlipaySettings {
-            app_id: self.app_id.clone(),
-            app_private_key_pem: read_secret(
-                &format!("{key}.app_private_key"),
-                &self.app_private_key,
-                &self.app_private_key_path,
-            )?,
-            alipay_public_key_pem: read_public(
-                &format!("{key}.alipay_public_key"),
-                &self.alipay_public_key,
-                &self.alipay_public_key_path,
-            )?,
-            gateway_url: self.gateway_url.clone(),
-            notify_url: if self.notify_url.is_empty() {
-                format!("{base_url}/webhooks/alipay")
-            } else {
-                self.notify_url.clone()
-            },
-            seller_id: (!self.seller_id.is_empty()).then(|| self.seller_id.clone()),
-        })
-    }
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SandboxProviderSettings {
-    pub enabled: bool,
-    /// HMAC key the sandbox signs its notifications with.
-    pub webhook_secret: SecretString,
-    /// Where the sandbox sends notifications. Empty: this service's `/webhooks/sandbox`.
-    pub notify_url: String,
-    /// Pauses between notification retries (the first try is immediate).
-    #[serde(deserialize_with = "actors::settings::u64_list")]
-    pub notify_retry_delays_milliseconds: Vec<u64>,
-    pub calls: ProviderCallSettings,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TelemetrySettings {
     /// `RUST_LOG`-style filter used when `RUST_LOG` is unset.
     pub log_filter: String,
@@ -554,17 +401,8 @@ impl Settings {
             bail!("amqp.exchange must be set when amqp.url is");
         }
         let providers = &self.providers;
-        providers.sandbox.calls.validate("providers.sandbox.calls")?;
-        providers.wechat.calls.validate("providers.wechat.calls")?;
-        providers.alipay.calls.validate("providers.alipay.calls")?;
-        if providers.sandbox.enabled && providers.sandbox.webhook_secret.expose_secret().len() < 8 {
-            bail!("providers.sandbox.webhook_secret must be at least 8 characters when the sandbox is enabled");
-        }
-        if providers.wechat.enabled && (providers.wechat.mchid.is_empty() || providers.wechat.appid.is_empty()) {
-            bail!("providers.wechat.mchid and providers.wechat.appid must be set when WeChat Pay is enabled");
-        }
-        if providers.alipay.enabled && providers.alipay.app_id.is_empty() {
-            bail!("providers.alipay.app_id must be set when Alipay is enabled");
+        for (_, key, section) in providers.sections() {
+            section.validate(&key)?;
         }
         if self.checkout.link_secret.expose_secret().len() < 32 {
             bail!("checkout.link_secret must be set to at least 32 characters (PAYWARDEN__CHECKOUT__LINK_SECRET)");
@@ -576,8 +414,13 @@ impl Settings {
         self.validate_cluster_secret()?;
         if self.env == Profile::Production {
             self.validate_production()?;
-            if providers.sandbox.enabled {
-                bail!("providers.sandbox.enabled: the production profile refuses the sandbox (its attempts can be marked paid through its control routes)");
+            for (info, key, section) in providers.sections() {
+                if let (true, Some(reason)) = (section.enabled(), info.refused_in_production) {
+                    bail!(
+                        "{key}.enabled: the production profile refuses {} ({reason})",
+                        info.display_name
+                    );
+                }
             }
             // Its length is held with the other secrets' (`validate_production`).
             if self.metrics.scrape_token.expose_secret().is_empty() {
@@ -701,16 +544,14 @@ impl Settings {
             key: format!("auth.merchant_keys.{merchant}"),
             value: key,
         }));
-        let providers = &self.providers;
+        for (section_key, section) in self.providers.sections().map(|(_, key, section)| (key, section)) {
+            secrets.extend(section.secrets().into_iter().map(|(key, value)| SecretSetting {
+                key: format!("{section_key}.{key}"),
+                value,
+            }));
+        }
         for (key, value) in [
             ("checkout.link_secret", &self.checkout.link_secret),
-            ("providers.sandbox.webhook_secret", &providers.sandbox.webhook_secret),
-            ("providers.wechat.apiv3_key", &providers.wechat.apiv3_key),
-            (
-                "providers.wechat.merchant_private_key",
-                &providers.wechat.merchant_private_key,
-            ),
-            ("providers.alipay.app_private_key", &providers.alipay.app_private_key),
             ("cluster.secret", &self.cluster.secret),
             ("metrics.scrape_token", &self.metrics.scrape_token),
             ("console.session_secret", &self.console.session_secret),
@@ -874,16 +715,6 @@ impl RedisSettings {
     pub fn url(&self) -> Option<&str> {
         let url = self.url.expose_secret();
         (!url.is_empty()).then_some(url)
-    }
-}
-
-impl SandboxProviderSettings {
-    pub fn notify_retry_delays(&self) -> Vec<Duration> {
-        self.notify_retry_delays_milliseconds
-            .iter()
-            .copied()
-            .map(Duration::from_millis)
-            .collect()
     }
 }
 

@@ -18,7 +18,8 @@ use std::collections::HashMap;
 use actors::cluster::{NodeIdentity, Ownership, Partitioner};
 use actors::deadline::{DeadlineIndex, RedisDeadlineIndex, SqlDeadlineIndex};
 use actors::engine::{ClusterParts, Engine, EngineParts};
-use actors::gateway::sandbox::{SandboxGateway, SandboxSettings};
+use actors::gateway::sandbox::SandboxGateway;
+use actors::gateway::section::GatewayContext;
 use actors::gateway::Gateways;
 use actors::ids::Snowflake;
 use actors::metrics::EngineMetrics;
@@ -153,44 +154,22 @@ impl ProviderParts {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("failed to build the HTTP client")?;
+        let context = GatewayContext { base_url, http: &http };
         let mut gateways = Gateways::default();
         let mut calls = HashMap::new();
-        let sandbox = if settings.providers.sandbox.enabled {
-            let sandbox_settings = &settings.providers.sandbox;
-            let notify_url = if sandbox_settings.notify_url.is_empty() {
-                format!("{base_url}/webhooks/sandbox")
-            } else {
-                sandbox_settings.notify_url.clone()
-            };
-            let gateway = SandboxGateway::new(
-                SandboxSettings {
-                    secret: sandbox_settings.webhook_secret.clone(),
-                    notify_url,
-                    public_base_url: base_url.to_owned(),
-                    notify_retry_delays: sandbox_settings.notify_retry_delays(),
-                },
-                http.clone(),
-            );
-            gateways.insert(gateway.clone());
-            calls.insert(Provider::Sandbox, sandbox_settings.calls.clone());
-            Some(gateway)
-        } else {
-            None
-        };
-
-        if settings.providers.wechat.enabled {
-            let wechat = &settings.providers.wechat;
-            let gateway = actors::gateway::wechat::WechatGateway::new(wechat.gateway_settings(base_url)?, http.clone())
-                .context("invalid providers.wechat settings")?;
-            gateways.insert(Arc::new(gateway));
-            calls.insert(Provider::Wechat, wechat.calls.clone());
-        }
-        if settings.providers.alipay.enabled {
-            let alipay = &settings.providers.alipay;
-            let gateway = actors::gateway::alipay::AlipayGateway::new(alipay.gateway_settings(base_url)?, http.clone())
-                .context("invalid providers.alipay settings")?;
-            gateways.insert(Arc::new(gateway));
-            calls.insert(Provider::Alipay, alipay.calls.clone());
+        let mut sandbox = None;
+        for (info, key, section) in settings.providers.sections() {
+            if !section.enabled() {
+                continue;
+            }
+            let gateway = section.gateway(&key, &context)?;
+            if sandbox.is_none() {
+                // The sandbox's control routes need its own type.
+                let any: Arc<dyn std::any::Any + Send + Sync> = gateway.clone();
+                sandbox = any.downcast::<SandboxGateway>().ok();
+            }
+            gateways.insert(gateway);
+            calls.insert(info.provider, section.calls().clone());
         }
 
         Ok(Self {

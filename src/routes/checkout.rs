@@ -211,7 +211,7 @@ pub async fn page(
     description = "The stream of `GET /v1/orders/{order_no}/events`, authorised by the checkout link's token. It ends when the link expires; one link holds at most `streams.per_checkout_link` open streams (beyond, 429 `too_many_streams` with `Retry-After`).",
     params(("order_no" = String, Path, description = "The order's number"), LinkQuery),
     responses((status = 200, description = "The status stream", content_type = "text/event-stream", body = String)),
-    extensions(("x-error-codes" = json!(["invalid_query", "invalid_checkout_link", "checkout_link_expired", "too_many_streams", "internal_error"]))),
+    extensions(("x-error-codes" = json!(["invalid_checkout_link", "checkout_link_expired", "too_many_streams", "internal_error"]))),
 )]
 pub async fn events(
     state: web::Data<AppState>,
@@ -243,12 +243,7 @@ pub async fn events(
         (status = 201, description = "A new attempt", body = CheckoutPayment),
         (status = 200, description = "The open attempt at that provider", body = CheckoutPayment),
     ),
-    extensions(("x-error-codes" = json!([
-        "invalid_json", "invalid_query", "invalid_checkout_link", "checkout_link_expired", "order_not_pending",
-        "order_expired", "concurrent_update", "payload_too_large", "unsupported_media_type", "unknown_provider",
-        "provider_unavailable", "currency_not_accepted", "internal_error", "provider_error", "service_unavailable",
-        "provider_unreachable", "provider_busy"
-    ]))),
+    extensions(("x-error-codes" = json!(["invalid_checkout_link", "checkout_link_expired", "order_not_pending", "order_expired", "concurrent_update", "unknown_provider", "provider_unavailable", "currency_not_accepted", "internal_error", "provider_error", "service_unavailable", "provider_unreachable", "provider_busy"]))),
 )]
 #[tracing::instrument(name = "checkout payment", skip_all, fields(order_no = %order_no))]
 pub async fn start_payment(
@@ -292,9 +287,7 @@ pub async fn start_payment(
         LinkQuery,
     ),
     responses((status = 200, description = "PNG image of the attempt's `code_url`", content_type = "image/png", body = inline(schema::PngImage))),
-    extensions(("x-error-codes" = json!([
-        "invalid_query", "invalid_checkout_link", "checkout_link_expired", "not_found", "no_code_url", "internal_error"
-    ]))),
+    extensions(("x-error-codes" = json!(["invalid_checkout_link", "checkout_link_expired", "not_found", "no_code_url", "internal_error"]))),
 )]
 pub async fn qr_png(
     state: web::Data<AppState>,

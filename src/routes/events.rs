@@ -23,7 +23,7 @@ use crate::streams::{Holder, StreamHub};
     params(("order_no" = String, Path, description = "The order's number; anything that is not an order of the caller is a 404")),
     responses((status = 200, description = "The status stream", content_type = "text/event-stream", body = String)),
     security(("merchant_api_key" = [])),
-    extensions(("x-error-codes" = json!(["unauthorized", "not_found", "too_many_streams", "internal_error"]))),
+    extensions(("x-error-codes" = json!(["not_found", "too_many_streams", "internal_error"]))),
 )]
 pub async fn stream(
     state: web::Data<AppState>,

@@ -2,8 +2,11 @@
 //! wire types' `ToSchema` derives, served at `GET /openapi.json`; and a reference page that
 //! renders it, at `GET /docs`.
 //!
-//! Each operation names the error codes it can answer in its `x-error-codes` extension, next
-//! to the handler. The error responses are built from that list and the catalogue
+//! Each operation lists the error codes it can answer in its `x-error-codes` extension. The
+//! codes answered before the handler runs are derived from what the operation declares (its
+//! credential, JSON body, query and path parameters, `Idempotency-Key`: `add_extractor_codes`,
+//! `idempotency_key_parameters`); the handler's attribute names only those its own code
+//! answers. The error responses are built from that list and the catalogue
 //! [`crate::error::ERROR_CODES`]: one response per status, whose schema is the error envelope
 //! with `code` narrowed to the codes listed, and one example per code. Writing them out by hand
 //! in every attribute would let the statuses drift from what [`crate::error::ApiError`] answers.
@@ -172,8 +175,7 @@ pub fn build(enabled: &[Provider], sandbox_open: bool, limits: &OrderLimits) -> 
             if sandbox && sandbox_open {
                 open_sandbox_operation(operation);
             }
-            add_throttle_code(operation);
-            add_body_deadline_code(operation);
+            add_extractor_codes(path, operation);
             add_error_responses(operation);
             write_links_in_camel_case(operation);
         }
@@ -319,15 +321,21 @@ fn idempotency_key_parameters(doc: &mut Document) {
             .schema(Some(schema))
             .build();
         operation.parameters.get_or_insert_with(Vec::new).push(parameter);
-        let extensions = operation.extensions.get_or_insert_with(Default::default);
-        let codes = extensions
-            .entry(ERROR_CODES_EXTENSION.to_owned())
-            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
-        if let Some(codes) = codes.as_array_mut() {
-            for code in IDEMPOTENCY_ERROR_CODES {
-                if !codes.iter().any(|listed| listed == code) {
-                    codes.push(serde_json::Value::from(*code));
-                }
+        add_codes(operation, IDEMPOTENCY_ERROR_CODES.iter().copied());
+    }
+}
+
+/// Adds `codes` to the operation's [`ERROR_CODES_EXTENSION`], each once.
+fn add_codes<'a>(operation: &mut Operation, codes: impl IntoIterator<Item = &'a str>) {
+    let listed = operation
+        .extensions
+        .get_or_insert_with(Default::default)
+        .entry(ERROR_CODES_EXTENSION.to_owned())
+        .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+    if let Some(listed) = listed.as_array_mut() {
+        for code in codes {
+            if !listed.iter().any(|known| known == code) {
+                listed.push(serde_json::Value::from(code));
             }
         }
     }
@@ -403,14 +411,6 @@ fn property<'a>(components: &'a mut Components, schema: &str, property: &str) ->
 /// In the development profile the sandbox routes take no credentials.
 fn open_sandbox_operation(operation: &mut Operation) {
     operation.security = None;
-    if let Some(codes) = operation
-        .extensions
-        .as_mut()
-        .and_then(|extensions| extensions.get_mut(ERROR_CODES_EXTENSION))
-        .and_then(serde_json::Value::as_array_mut)
-    {
-        codes.retain(|code| code != "unauthorized");
-    }
     let note = "This deployment (development profile) serves it without credentials.";
     operation.description = Some(match operation.description.take() {
         Some(description) => format!("{description}\n\n{note}"),
@@ -418,38 +418,59 @@ fn open_sandbox_operation(operation: &mut Operation) {
     });
 }
 
-/// Every operation that checks a bearer credential may answer `too_many_failures`
-/// ([`crate::throttle`]).
-fn add_throttle_code(operation: &mut Operation) {
-    if let Some(codes) = operation
-        .extensions
-        .as_mut()
-        .and_then(|extensions| extensions.get_mut(ERROR_CODES_EXTENSION))
-        .and_then(serde_json::Value::as_array_mut)
-    {
-        if codes.iter().any(|code| code == "unauthorized") && !codes.iter().any(|code| code == "too_many_failures") {
-            codes.push(serde_json::Value::from("too_many_failures"));
+/// The codes an operation answers before its handler runs, read from what the operation
+/// declares, so a handler's own list names only what its own code answers:
+/// - a bearer credential (an API key or the admin token; the console's session sends people
+///   to its sign-in page instead): `unauthorized`, and `too_many_failures`
+///   ([`crate::throttle`]);
+/// - a JSON body: the refusals of the app-wide `JsonConfig` ([`super::configure`]) and
+///   `request_timeout` when the body does not arrive in time ([`crate::edge`]). Provider
+///   notifications are read as raw bytes (their signature covers them): only the deadline;
+/// - query parameters: `invalid_query` (the app-wide `QueryConfig`);
+/// - a numeric path parameter: `invalid_path` (the app-wide `PathConfig`; a text one reaches
+///   the handler, which answers `not_found` for what it does not know).
+fn add_extractor_codes(path: &str, operation: &mut Operation) {
+    let mut derived: Vec<&str> = Vec::new();
+    let security = serde_json::to_value(&operation.security).unwrap_or_default();
+    let bearer = |scheme: &str| {
+        security
+            .as_array()
+            .is_some_and(|requirements| requirements.iter().any(|requirement| requirement.get(scheme).is_some()))
+    };
+    if bearer(MERCHANT_API_KEY) || bearer(ADMIN_TOKEN) {
+        derived.extend(["unauthorized", "too_many_failures"]);
+    }
+    if operation.request_body.is_some() {
+        if path.starts_with(Scope::Webhook(Provider::Sandbox).prefix()) {
+            derived.push("request_timeout");
+        } else if operation
+            .request_body
+            .as_ref()
+            .is_some_and(|body| body.content.contains_key("application/json"))
+        {
+            derived.extend(JSON_BODY_ERROR_CODES);
         }
+    }
+    for parameter in operation.parameters.iter().flatten() {
+        let parameter = serde_json::to_value(parameter).unwrap_or_default();
+        match parameter["in"].as_str() {
+            Some("query") => derived.push("invalid_query"),
+            Some("path") if parameter["schema"]["type"] == "integer" => derived.push("invalid_path"),
+            _ => {}
+        }
+    }
+    if !derived.is_empty() {
+        add_codes(operation, derived);
     }
 }
 
-/// Every operation that takes a body may answer `request_timeout` when the body does not
-/// arrive in time ([`crate::edge`], before the handler).
-fn add_body_deadline_code(operation: &mut Operation) {
-    if operation.request_body.is_none() {
-        return;
-    }
-    if let Some(codes) = operation
-        .extensions
-        .as_mut()
-        .and_then(|extensions| extensions.get_mut(ERROR_CODES_EXTENSION))
-        .and_then(serde_json::Value::as_array_mut)
-    {
-        if !codes.iter().any(|code| code == "request_timeout") {
-            codes.push(serde_json::Value::from("request_timeout"));
-        }
-    }
-}
+/// What the app-wide `JsonConfig` and the body deadline answer for a JSON body.
+const JSON_BODY_ERROR_CODES: [&str; 4] = [
+    "invalid_json",
+    "payload_too_large",
+    "unsupported_media_type",
+    "request_timeout",
+];
 
 /// The codes an operation lists in its [`ERROR_CODES_EXTENSION`].
 pub fn listed_error_codes(operation: &Operation) -> Vec<String> {
@@ -679,6 +700,41 @@ mod tests {
         for entry in ERROR_CODES {
             assert!(used.contains(entry.code), "no operation lists {}", entry.code);
         }
+    }
+
+    #[test]
+    fn codes_answered_before_the_handler_come_from_what_the_operation_declares() {
+        let mut doc = build(&[Provider::Sandbox, Provider::Wechat], false, &limits());
+        let operations = operations(&mut doc);
+        let codes = |id: &str| {
+            let (_, operation) = operations
+                .iter()
+                .find(|(_, operation)| operation.operation_id.as_deref() == Some(id))
+                .unwrap_or_else(|| panic!("no operation {id}"));
+            listed_error_codes(operation)
+        };
+        // An API key, a JSON body, an Idempotency-Key; the handler's own codes beside them.
+        let create = codes("create_order");
+        for code in [
+            "unauthorized",
+            "too_many_failures",
+            "invalid_json",
+            "payload_too_large",
+            "unsupported_media_type",
+            "request_timeout",
+            "invalid_idempotency_key",
+            "insufficient_stock",
+        ] {
+            assert!(create.contains(&code.to_owned()), "create_order lacks {code}");
+        }
+        assert!(!create.contains(&"invalid_query".to_owned()));
+        // Query parameters.
+        assert!(codes("admin_list_orders").contains(&"invalid_query".to_owned()));
+        // A notification is read as bytes: the body deadline, not the JSON refusals.
+        let wechat = codes("webhook_wechat");
+        assert_eq!(wechat, vec!["request_timeout".to_owned()]);
+        // The console sends a missing session to its sign-in page, never a 401.
+        assert!(!codes("console_get_orders").contains(&"unauthorized".to_owned()));
     }
 
     #[test]

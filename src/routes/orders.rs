@@ -34,12 +34,7 @@ use crate::state::AppState;
         )),
     ),
     security(("merchant_api_key" = [])),
-    extensions(("x-error-codes" = json!([
-        "invalid_json", "unauthorized", "idempotency_conflict", "insufficient_stock", "concurrent_update",
-        "payload_too_large", "unsupported_media_type", "invalid_field", "unsupported_currency", "invalid_ttl",
-        "missing_items", "too_many_items", "invalid_amount", "invalid_quantity", "amount_too_large", "invalid_return_url",
-        "internal_error"
-    ]))),
+    extensions(("x-error-codes" = json!(["idempotency_conflict", "insufficient_stock", "concurrent_update", "invalid_field", "unsupported_currency", "invalid_ttl", "missing_items", "too_many_items", "invalid_amount", "invalid_quantity", "amount_too_large", "invalid_return_url", "internal_error"]))),
 )]
 #[tracing::instrument(name = "create order", skip_all, fields(merchant_id = %merchant.as_str(), order_no = tracing::field::Empty))]
 pub async fn create(
@@ -78,7 +73,7 @@ pub async fn create(
     params(("order_no" = String, Path, description = "The order's number; anything that is not an order of the caller is a 404")),
     responses((status = 200, description = "The order with its items and payment attempts", body = OrderResponse)),
     security(("merchant_api_key" = [])),
-    extensions(("x-error-codes" = json!(["unauthorized", "not_found", "internal_error"]))),
+    extensions(("x-error-codes" = json!(["not_found", "internal_error"]))),
 )]
 pub async fn get(
     state: web::Data<AppState>,
@@ -110,10 +105,7 @@ pub struct StatusQuery {
     params(("order_no" = String, Path, description = "The order's number; anything that is not an order of the caller is a 404"), StatusQuery),
     responses((status = 200, description = "The order's status", body = StatusResponse)),
     security(("merchant_api_key" = [])),
-    extensions(("x-error-codes" = json!([
-        "invalid_query", "unauthorized", "not_found", "concurrent_update", "internal_error", "provider_error",
-        "service_unavailable", "provider_unreachable"
-    ]))),
+    extensions(("x-error-codes" = json!(["not_found", "concurrent_update", "internal_error", "provider_error", "service_unavailable", "provider_unreachable"]))),
 )]
 pub async fn status(
     state: web::Data<AppState>,
@@ -143,10 +135,7 @@ pub async fn status(
     params(("order_no" = String, Path, description = "The order's number; anything that is not an order of the caller is a 404")),
     responses((status = 200, description = "The order's status after the cancel", body = StatusResponse)),
     security(("merchant_api_key" = [])),
-    extensions(("x-error-codes" = json!([
-        "unauthorized", "not_found", "order_not_pending", "concurrent_update", "close_not_possible_yet",
-        "internal_error", "provider_error", "service_unavailable", "provider_unreachable"
-    ]))),
+    extensions(("x-error-codes" = json!(["not_found", "order_not_pending", "concurrent_update", "close_not_possible_yet", "internal_error", "provider_error", "service_unavailable", "provider_unreachable"]))),
 )]
 #[tracing::instrument(name = "cancel order", skip_all, fields(merchant_id = %merchant.as_str(), order_no = %order_no))]
 pub async fn cancel(

@@ -26,12 +26,7 @@ const QR_MIN_SIDE_PIXELS: u32 = 256;
     request_body = CreatePaymentBody,
     responses((status = 201, description = "The new attempt, with its QR code link", body = PaymentResponse)),
     security(("merchant_api_key" = [])),
-    extensions(("x-error-codes" = json!([
-        "invalid_json", "unauthorized", "not_found", "order_not_pending", "order_expired", "concurrent_update",
-        "payload_too_large", "unsupported_media_type", "unknown_provider", "provider_unavailable",
-        "currency_not_accepted", "internal_error", "provider_error", "service_unavailable", "provider_unreachable",
-        "provider_busy"
-    ]))),
+    extensions(("x-error-codes" = json!(["not_found", "order_not_pending", "order_expired", "concurrent_update", "unknown_provider", "provider_unavailable", "currency_not_accepted", "internal_error", "provider_error", "service_unavailable", "provider_unreachable", "provider_busy"]))),
 )]
 #[tracing::instrument(name = "start payment", skip_all, fields(merchant_id = %merchant.as_str(), order_no = %order_no))]
 pub async fn create(
@@ -80,7 +75,7 @@ pub(super) async fn start(
     params(("pay_no" = String, Path, description = "The attempt's number; anything that is not an attempt of the caller is a 404")),
     responses((status = 200, description = "PNG image of the attempt's `code_url`", content_type = "image/png", body = inline(super::dto::schema::PngImage))),
     security(("merchant_api_key" = [])),
-    extensions(("x-error-codes" = json!(["unauthorized", "not_found", "no_code_url", "internal_error"]))),
+    extensions(("x-error-codes" = json!(["not_found", "no_code_url", "internal_error"]))),
 )]
 pub async fn qr_png(
     state: web::Data<AppState>,

@@ -155,10 +155,7 @@ pub struct ReconciliationListQuery {
     request_body = StartReconciliationBody,
     responses((status = 200, description = "The run, completed, waiting for its bill, or failed", body = ReconciliationRunDetail)),
     security(("admin_token" = [])),
-    extensions(("x-error-codes" = json!([
-        "invalid_json", "unauthorized", "payload_too_large", "unsupported_media_type", "invalid_field",
-        "provider_unavailable", "internal_error"
-    ]))),
+    extensions(("x-error-codes" = json!(["invalid_field", "provider_unavailable", "internal_error"]))),
 )]
 pub async fn start(
     state: web::Data<AppState>,
@@ -203,7 +200,7 @@ pub async fn start(
     params(ReconciliationListQuery),
     responses((status = 200, description = "The runs", body = ReconciliationRunList)),
     security(("admin_token" = [])),
-    extensions(("x-error-codes" = json!(["invalid_query", "unauthorized", "internal_error"]))),
+    extensions(("x-error-codes" = json!(["internal_error"]))),
 )]
 pub async fn list(
     state: web::Data<AppState>,
@@ -245,7 +242,7 @@ pub async fn list(
     params(("id" = i64, Path, description = "The run's id")),
     responses((status = 200, description = "The run and its items", body = ReconciliationRunDetail)),
     security(("admin_token" = [])),
-    extensions(("x-error-codes" = json!(["invalid_path", "unauthorized", "not_found", "internal_error"]))),
+    extensions(("x-error-codes" = json!(["not_found", "internal_error"]))),
 )]
 pub async fn get(state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     let run = reconciliation_runs::Entity::find_by_id(id.into_inner())
@@ -275,10 +272,7 @@ pub struct ResolveReconciliationItemBody {
     request_body = ResolveReconciliationItemBody,
     responses((status = 200, description = "The item, resolved", body = ReconciliationItemResponse)),
     security(("admin_token" = [])),
-    extensions(("x-error-codes" = json!([
-        "invalid_json", "invalid_path", "unauthorized", "not_found", "already_resolved", "payload_too_large",
-        "unsupported_media_type", "invalid_field", "internal_error"
-    ]))),
+    extensions(("x-error-codes" = json!(["not_found", "already_resolved", "invalid_field", "internal_error"]))),
 )]
 pub async fn resolve(
     state: web::Data<AppState>,

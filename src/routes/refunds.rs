@@ -134,11 +134,7 @@ pub struct RefundListResponse {
         (status = 200, description = "An identical replay: the refund the first request created", body = RefundResponse),
     ),
     security(("merchant_api_key" = [])),
-    extensions(("x-error-codes" = json!([
-        "invalid_json", "unauthorized", "not_found", "refund_conflict", "order_not_refundable", "concurrent_update",
-        "payload_too_large", "unsupported_media_type", "invalid_field", "invalid_amount", "refund_exceeds_paid",
-        "internal_error"
-    ]))),
+    extensions(("x-error-codes" = json!(["not_found", "refund_conflict", "order_not_refundable", "concurrent_update", "invalid_field", "invalid_amount", "refund_exceeds_paid", "internal_error"]))),
 )]
 #[tracing::instrument(name = "create refund", skip_all, fields(merchant_id = %merchant.as_str(), order_no = %order_no))]
 pub async fn create(
@@ -169,7 +165,7 @@ pub async fn create(
     params(("order_no" = String, Path, description = "The order's number; anything that is not an order of the caller is a 404")),
     responses((status = 200, description = "The order's refunded amount and its refunds, oldest first", body = RefundListResponse)),
     security(("merchant_api_key" = [])),
-    extensions(("x-error-codes" = json!(["unauthorized", "not_found", "internal_error"]))),
+    extensions(("x-error-codes" = json!(["not_found", "internal_error"]))),
 )]
 pub async fn list(
     state: web::Data<AppState>,
@@ -192,7 +188,7 @@ pub async fn list(
     params(("refund_no" = String, Path, description = "The refund's number; anything that is not a refund of the caller is a 404")),
     responses((status = 200, description = "The refund", body = RefundResponse)),
     security(("merchant_api_key" = [])),
-    extensions(("x-error-codes" = json!(["unauthorized", "not_found", "internal_error"]))),
+    extensions(("x-error-codes" = json!(["not_found", "internal_error"]))),
 )]
 pub async fn get(
     state: web::Data<AppState>,
@@ -219,11 +215,7 @@ pub async fn get(
         (status = 200, description = "An identical replay", body = RefundResponse),
     ),
     security(("admin_token" = [])),
-    extensions(("x-error-codes" = json!([
-        "invalid_json", "unauthorized", "not_found", "refund_conflict", "order_not_refundable", "concurrent_update",
-        "payload_too_large", "unsupported_media_type", "invalid_field", "invalid_amount", "refund_exceeds_paid",
-        "not_a_payment", "internal_error"
-    ]))),
+    extensions(("x-error-codes" = json!(["not_found", "refund_conflict", "order_not_refundable", "concurrent_update", "invalid_field", "invalid_amount", "refund_exceeds_paid", "not_a_payment", "internal_error"]))),
 )]
 pub async fn admin_create(
     state: web::Data<AppState>,
@@ -254,7 +246,7 @@ pub async fn admin_create(
     params(("order_no" = String, Path, description = "The order's number")),
     responses((status = 200, description = "The order's refunded amount and its refunds, oldest first", body = RefundListResponse)),
     security(("admin_token" = [])),
-    extensions(("x-error-codes" = json!(["unauthorized", "not_found", "internal_error"]))),
+    extensions(("x-error-codes" = json!(["not_found", "internal_error"]))),
 )]
 pub async fn admin_list(state: web::Data<AppState>, order_no: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let order = query::find_order(&state.db, super::order_id(&order_no)?)

@@ -138,7 +138,7 @@ fn parse_pay_no(raw: &str) -> Result<PayNo, ApiError> {
     params(("pay_no" = String, Path, description = "The payment attempt's number (the trade's `out_trade_no`)"), PayQuery),
     responses((status = 200, description = "The trade, paid", body = TradeResponse)),
     security(("admin_token" = [])),
-    extensions(("x-error-codes" = json!(["invalid_query", "unauthorized", "not_found", "trade_not_payable"]))),
+    extensions(("x-error-codes" = json!(["not_found", "trade_not_payable"]))),
 )]
 pub async fn pay(
     sandbox: web::Data<Arc<SandboxGateway>>,
@@ -180,7 +180,7 @@ pub async fn pay(
     params(("pay_no" = String, Path, description = "The payment attempt's number (the trade's `out_trade_no`)")),
     responses((status = 200, description = "The trade", body = TradeResponse)),
     security(("admin_token" = [])),
-    extensions(("x-error-codes" = json!(["unauthorized", "not_found"]))),
+    extensions(("x-error-codes" = json!(["not_found"]))),
 )]
 pub async fn get_trade(
     sandbox: web::Data<Arc<SandboxGateway>>,
@@ -214,7 +214,6 @@ pub async fn get_trade(
     request_body = FaultsBody,
     responses((status = 200, description = "The faults now in force", body = FaultsBody)),
     security(("admin_token" = [])),
-    extensions(("x-error-codes" = json!(["invalid_json", "unauthorized", "payload_too_large", "unsupported_media_type"]))),
 )]
 pub async fn put_faults(sandbox: web::Data<Arc<SandboxGateway>>, body: web::Json<FaultsBody>) -> HttpResponse {
     let faults = SandboxFaults::from(body.into_inner());

@@ -8,6 +8,7 @@ pub mod alipay;
 pub mod bill;
 pub mod registry;
 pub mod sandbox;
+pub mod section;
 pub mod wechat;
 
 use std::collections::BTreeMap;
@@ -258,7 +259,7 @@ pub enum NotificationError {
 }
 
 #[async_trait]
-pub trait Gateway: Send + Sync + 'static {
+pub trait Gateway: std::any::Any + Send + Sync {
     fn provider(&self) -> Provider;
 
     /// Creates a QR-code trade whose `out_trade_no` is `req.pay_no`.
@@ -316,6 +317,8 @@ pub struct ProviderInfo {
     pub currencies: &'static [Currency],
     /// Its notifications arrive at `/webhooks/{webhook_path}`.
     pub webhook_path: &'static str,
+    /// Why the production profile refuses to enable it; `None`: it may.
+    pub refused_in_production: Option<&'static str>,
 }
 
 impl ProviderInfo {

@@ -17,7 +17,7 @@ use crate::state::AppState;
     summary = "Rebuild the deadline index and re-arm every live order",
     responses((status = 200, description = "What the rebuild changed", body = ReconcileResponse)),
     security(("admin_token" = [])),
-    extensions(("x-error-codes" = json!(["unauthorized", "internal_error"]))),
+    extensions(("x-error-codes" = json!(["internal_error"]))),
 )]
 pub async fn reconcile(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let report = reconcile_deadlines(&state).await?;
@@ -32,7 +32,7 @@ pub async fn reconcile(state: web::Data<AppState>) -> Result<HttpResponse, ApiEr
     summary = "The cluster: nodes, their addresses, the partitions each owns, lease expiry, live actors",
     responses((status = 200, description = "The cluster as Redis holds it now", body = ClusterResponse)),
     security(("admin_token" = [])),
-    extensions(("x-error-codes" = json!(["unauthorized", "internal_error"]))),
+    extensions(("x-error-codes" = json!(["internal_error"]))),
 )]
 pub async fn cluster(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let view =
@@ -51,7 +51,7 @@ pub async fn cluster(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     params(("order_no" = String, Path, description = "The order number")),
     responses((status = 200, description = "The order's placement as the answering node sees it", body = PlacementResponse)),
     security(("admin_token" = [])),
-    extensions(("x-error-codes" = json!(["unauthorized", "not_found"]))),
+    extensions(("x-error-codes" = json!(["not_found"]))),
 )]
 pub async fn cluster_order(state: web::Data<AppState>, order_no: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let order_id = crate::operations::order_id(&order_no)?;

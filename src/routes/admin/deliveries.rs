@@ -55,7 +55,7 @@ pub struct DeliveryList {
     params(DeliveriesQuery),
     responses((status = 200, description = "The deliveries", body = DeliveryList)),
     security(("admin_token" = [])),
-    extensions(("x-error-codes" = json!(["invalid_query", "unauthorized", "internal_error"]))),
+    extensions(("x-error-codes" = json!(["internal_error"]))),
 )]
 pub async fn list_deliveries(
     state: web::Data<AppState>,
@@ -104,7 +104,7 @@ pub struct RedeliverResponse {
     params(("id" = i64, Path, description = "The delivery's id")),
     responses((status = 202, description = "Queued", body = RedeliverResponse)),
     security(("admin_token" = [])),
-    extensions(("x-error-codes" = json!(["invalid_path", "unauthorized", "not_found", "internal_error"]))),
+    extensions(("x-error-codes" = json!(["not_found", "internal_error"]))),
 )]
 pub async fn redeliver(state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     redeliver_one(&state, id.into_inner(), &api_operator()).await?;

@@ -40,7 +40,7 @@ pub struct OrderList {
     params(ListQuery),
     responses((status = 200, description = "The orders", body = OrderList)),
     security(("admin_token" = [])),
-    extensions(("x-error-codes" = json!(["invalid_query", "unauthorized", "internal_error"]))),
+    extensions(("x-error-codes" = json!(["internal_error"]))),
 )]
 pub async fn list_orders(state: web::Data<AppState>, params: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
     let status = params
@@ -65,7 +65,7 @@ pub async fn list_orders(state: web::Data<AppState>, params: web::Query<ListQuer
     params(("order_no" = String, Path, description = "The order's number")),
     responses((status = 200, description = "The order with items, payments and logs", body = OrderResponse)),
     security(("admin_token" = [])),
-    extensions(("x-error-codes" = json!(["unauthorized", "not_found", "internal_error"]))),
+    extensions(("x-error-codes" = json!(["not_found", "internal_error"]))),
 )]
 pub async fn get_order(state: web::Data<AppState>, order_no: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let detail = query::find_order_with_logs(&state.db, &order_no)
@@ -95,11 +95,7 @@ pub struct ForceCloseBody {
     request_body = ForceCloseBody,
     responses((status = 200, description = "The order with its log", body = OrderResponse)),
     security(("admin_token" = [])),
-    extensions(("x-error-codes" = json!([
-        "invalid_json", "unauthorized", "not_found", "order_not_pending", "concurrent_update",
-        "close_not_possible_yet", "payload_too_large", "unsupported_media_type", "invalid_field", "internal_error",
-        "provider_error", "service_unavailable", "provider_unreachable"
-    ]))),
+    extensions(("x-error-codes" = json!(["not_found", "order_not_pending", "concurrent_update", "close_not_possible_yet", "invalid_field", "internal_error", "provider_error", "service_unavailable", "provider_unreachable"]))),
 )]
 pub async fn force_close(
     state: web::Data<AppState>,
@@ -138,11 +134,7 @@ pub struct AcceptPaymentBody {
     request_body = AcceptPaymentBody,
     responses((status = 200, description = "The order with its log", body = OrderResponse)),
     security(("admin_token" = [])),
-    extensions(("x-error-codes" = json!([
-        "invalid_json", "unauthorized", "not_found", "order_not_pending", "concurrent_update", "payload_too_large",
-        "unsupported_media_type", "invalid_field", "not_a_mismatched_payment", "internal_error",
-        "service_unavailable"
-    ]))),
+    extensions(("x-error-codes" = json!(["not_found", "order_not_pending", "concurrent_update", "invalid_field", "not_a_mismatched_payment", "internal_error", "service_unavailable"]))),
 )]
 pub async fn accept_payment(
     state: web::Data<AppState>,

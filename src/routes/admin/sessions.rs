@@ -24,7 +24,7 @@ pub struct RevokedSessions {
     summary = "Sign out every operator console session",
     responses((status = 200, description = "How many sessions were signed out", body = RevokedSessions)),
     security(("admin_token" = [])),
-    extensions(("x-error-codes" = json!(["unauthorized", "internal_error"]))),
+    extensions(("x-error-codes" = json!(["internal_error"]))),
 )]
 pub async fn revoke_console_sessions(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let revoked = crate::operations::sign_out_everyone(&state, &api_operator()).await?;

@@ -49,10 +49,7 @@ impl From<entities::skus::Model> for StockResponse {
     request_body = SetStockBody,
     responses((status = 200, description = "The stock as stored", body = StockResponse)),
     security(("admin_token" = [])),
-    extensions(("x-error-codes" = json!([
-        "invalid_json", "unauthorized", "payload_too_large", "unsupported_media_type", "invalid_field",
-        "invalid_quantity", "invalid_merchant_id", "internal_error"
-    ]))),
+    extensions(("x-error-codes" = json!(["invalid_field", "invalid_quantity", "invalid_merchant_id", "internal_error"]))),
 )]
 pub async fn put_sku(
     state: web::Data<AppState>,
@@ -75,7 +72,7 @@ pub async fn put_sku(
     params(("merchant_id" = String, Path, description = "The merchant"), ("sku_id" = String, Path, description = "The merchant's SKU (1 to 64 characters)")),
     responses((status = 200, description = "The stock", body = StockResponse)),
     security(("admin_token" = [])),
-    extensions(("x-error-codes" = json!(["unauthorized", "not_found", "invalid_merchant_id", "internal_error"]))),
+    extensions(("x-error-codes" = json!(["not_found", "invalid_merchant_id", "internal_error"]))),
 )]
 pub async fn get_sku(state: web::Data<AppState>, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
     let (merchant_id, sku_id) = path.into_inner();

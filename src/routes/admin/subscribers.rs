@@ -87,10 +87,7 @@ impl SubscriberResponse {
     request_body = AddSubscriberBody,
     responses((status = 201, description = "The new subscriber, with its secret", body = SubscriberResponse)),
     security(("admin_token" = [])),
-    extensions(("x-error-codes" = json!([
-        "invalid_json", "unauthorized", "payload_too_large", "unsupported_media_type", "invalid_merchant_id",
-        "invalid_url", "invalid_secret", "unknown_event_type", "internal_error"
-    ]))),
+    extensions(("x-error-codes" = json!(["invalid_merchant_id", "invalid_url", "invalid_secret", "unknown_event_type", "internal_error"]))),
 )]
 pub async fn add_subscriber(
     state: web::Data<AppState>,
@@ -109,7 +106,7 @@ pub async fn add_subscriber(
     summary = "List the subscribers (without their secrets)",
     responses((status = 200, description = "The subscribers", body = SubscriberList)),
     security(("admin_token" = [])),
-    extensions(("x-error-codes" = json!(["unauthorized", "internal_error"]))),
+    extensions(("x-error-codes" = json!(["internal_error"]))),
 )]
 pub async fn list_subscribers(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let subscribers = subscribers::list(&state.db)
@@ -131,7 +128,7 @@ pub async fn list_subscribers(state: web::Data<AppState>) -> Result<HttpResponse
     params(("id" = String, Path, description = "The subscriber's id")),
     responses((status = 204, description = "Removed")),
     security(("admin_token" = [])),
-    extensions(("x-error-codes" = json!(["unauthorized", "not_found", "internal_error"]))),
+    extensions(("x-error-codes" = json!(["not_found", "internal_error"]))),
 )]
 pub async fn remove_subscriber(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     remove_webhook(&state, &id, &api_operator()).await?;

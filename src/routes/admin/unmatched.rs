@@ -75,7 +75,7 @@ impl From<entities::unmatched_notifications::Model> for UnmatchedResponse {
     params(UnmatchedQuery),
     responses((status = 200, description = "The notifications", body = UnmatchedList)),
     security(("admin_token" = [])),
-    extensions(("x-error-codes" = json!(["invalid_query", "unauthorized", "internal_error"]))),
+    extensions(("x-error-codes" = json!(["internal_error"]))),
 )]
 pub async fn list_unmatched(
     state: web::Data<AppState>,
@@ -115,10 +115,7 @@ pub struct ResolveBody {
     request_body = ResolveBody,
     responses((status = 200, description = "The notification, resolved", body = UnmatchedResponse)),
     security(("admin_token" = [])),
-    extensions(("x-error-codes" = json!([
-        "invalid_json", "invalid_path", "unauthorized", "not_found", "already_resolved", "payload_too_large",
-        "unsupported_media_type", "invalid_field", "internal_error"
-    ]))),
+    extensions(("x-error-codes" = json!(["not_found", "already_resolved", "invalid_field", "internal_error"]))),
 )]
 pub async fn resolve_unmatched(
     state: web::Data<AppState>,

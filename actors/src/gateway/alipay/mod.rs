@@ -11,7 +11,10 @@
 
 pub mod bill;
 pub mod crypto;
+pub mod section;
 pub mod transformers;
+
+pub use section::AlipayProviderSettings;
 
 use std::sync::Arc;
 
@@ -43,6 +46,7 @@ pub const INFO: super::ProviderInfo = super::ProviderInfo {
     display_name: "Alipay",
     currencies: &[entities::Currency::Cny],
     webhook_path: "alipay",
+    refused_in_production: None,
 };
 
 /// Alipay's acknowledgement: the literal `success`, or `fail` (Alipay sends it again).

@@ -12,6 +12,7 @@
 //! The book is in memory: a restart of the service forgets it, and the forgotten trades then
 //! answer "not found", which the expiry rule treats as closed (nothing can be paid on them).
 
+pub mod section;
 pub mod transformers;
 
 use std::collections::HashMap;
@@ -26,6 +27,7 @@ use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
+pub use section::SandboxProviderSettings;
 pub use transformers::{SandboxNotification, SandboxTrade, SandboxTradeState};
 
 use super::bill::{BillFetch, BillRow};
@@ -41,6 +43,7 @@ pub const INFO: super::ProviderInfo = super::ProviderInfo {
     display_name: "Sandbox",
     currencies: &[],
     webhook_path: "sandbox",
+    refused_in_production: Some("its attempts can be marked paid through its control routes"),
 };
 
 pub const SIGNATURE_HEADER: &str = "sandbox-signature";

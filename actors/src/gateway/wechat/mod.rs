@@ -13,7 +13,10 @@
 
 pub mod bill;
 pub mod crypto;
+pub mod section;
 pub mod transformers;
+
+pub use section::WechatProviderSettings;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +50,7 @@ pub const INFO: super::ProviderInfo = super::ProviderInfo {
     display_name: "WeChat Pay",
     currencies: &[entities::Currency::Cny],
     webhook_path: "wechat",
+    refused_in_production: None,
 };
 
 /// WeChat Pay's acknowledgement: `204` with no body, or `{"code":"FAIL","message":...}` with
