@@ -20,9 +20,9 @@ pub struct Metrics {
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     pub orders_created: IntCounterVec,
-    /// Orders waiting for an operator (or a provider to come back), read from the database
-    /// at most once per `metrics.gauge_refresh_milliseconds`.
-    pub orders_stuck: prometheus::IntGauge,
+    /// The state every node shares, read from the database at most once per
+    /// `metrics.gauge_refresh_milliseconds` ([`actors::store::gauges`]).
+    pub shared: SharedGaugeSet,
     /// When the database gauges were last read.
     gauges_read_at: std::sync::Mutex<Option<Instant>>,
     pub payment_attempts: IntCounterVec,
@@ -59,16 +59,15 @@ impl Metrics {
         )?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
-        let orders_stuck = prometheus::IntGauge::new("orders_stuck", "Orders in the stuck status")?;
+        let shared = SharedGaugeSet::register(&registry)?;
         registry.register(Box::new(orders_created.clone()))?;
-        registry.register(Box::new(orders_stuck.clone()))?;
         registry.register(Box::new(payment_attempts.clone()))?;
         Ok(Self {
             registry,
             http_requests,
             http_duration,
             orders_created,
-            orders_stuck,
+            shared,
             payment_attempts,
             gauges_read_at: std::sync::Mutex::new(None),
         })
@@ -98,6 +97,56 @@ impl Metrics {
         TextEncoder::new()
             .encode_to_string(&self.registry.gather())
             .unwrap_or_else(|err| format!("# encoding failed: {err}\n"))
+    }
+}
+
+/// The gauges of [`actors::store::gauges::SharedGauges`].
+pub struct SharedGaugeSet {
+    /// Orders waiting for an operator (or a provider to come back).
+    orders_stuck: prometheus::IntGauge,
+    deliveries_pending: prometheus::IntGauge,
+    oldest_pending_age: prometheus::Gauge,
+    deliveries_dead: prometheus::IntGauge,
+    open_differences: prometheus::IntGauge,
+}
+
+impl SharedGaugeSet {
+    fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let set = Self {
+            orders_stuck: prometheus::IntGauge::new("orders_stuck", "Orders in the stuck status")?,
+            deliveries_pending: prometheus::IntGauge::new(
+                "outbox_deliveries_pending",
+                "Webhook and AMQP deliveries not yet acknowledged nor given up",
+            )?,
+            oldest_pending_age: prometheus::Gauge::new(
+                "outbox_oldest_pending_age_seconds",
+                "How long the oldest pending delivery has waited (0 with none)",
+            )?,
+            deliveries_dead: prometheus::IntGauge::new(
+                "outbox_deliveries_dead",
+                "Deliveries out of retries, waiting for an operator's redelivery",
+            )?,
+            open_differences: prometheus::IntGauge::new(
+                "reconciliation_open_differences",
+                "Differences between the providers' bills and paywarden's records that no operator has resolved",
+            )?,
+        };
+        registry.register(Box::new(set.orders_stuck.clone()))?;
+        registry.register(Box::new(set.deliveries_pending.clone()))?;
+        registry.register(Box::new(set.oldest_pending_age.clone()))?;
+        registry.register(Box::new(set.deliveries_dead.clone()))?;
+        registry.register(Box::new(set.open_differences.clone()))?;
+        Ok(set)
+    }
+
+    /// Sets every gauge from one reading.
+    pub fn set(&self, read: &actors::store::gauges::SharedGauges, now: chrono::DateTime<chrono::Utc>) {
+        let count = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        self.orders_stuck.set(count(read.orders_stuck));
+        self.deliveries_pending.set(count(read.deliveries_pending));
+        self.oldest_pending_age.set(read.oldest_pending_age(now).as_secs_f64());
+        self.deliveries_dead.set(count(read.deliveries_dead));
+        self.open_differences.set(count(read.open_differences));
     }
 }
 

@@ -230,7 +230,16 @@ async fn start_engine(
         _ => None,
     };
     let expiry = settings.expiry.clone();
-    let provider_actors = start_providers(&providers.gateways, &providers.calls, expiry.provider_reply_timeout);
+    let provider_metrics = Arc::new(
+        actors::metrics::ProviderMetrics::register(metrics.registry())
+            .context("failed to register provider metrics")?,
+    );
+    let provider_actors = start_providers(
+        &providers.gateways,
+        &providers.calls,
+        expiry.provider_reply_timeout,
+        &provider_metrics,
+    );
     let engine = Engine::start(EngineParts {
         db: db.clone(),
         ids: Snowflake::new(settings.ids.worker_id).context("invalid ids.worker_id")?,

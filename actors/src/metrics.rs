@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// Engine metrics, registered in the service's Prometheus registry.
 pub struct EngineMetrics {
@@ -28,7 +30,22 @@ pub struct EngineMetrics {
     /// `auto_refund_parked` (an automatic refund that failed too often),
     /// `refunded_beyond_paid` (a refund recorded failed succeeded after all, beyond the payment).
     pub money_anomalies: IntCounterVec,
+    /// Orders that reached a final state, by how (`paid`, `closed`) and the provider of the
+    /// attempt that decided it (`none`: closed with no attempt): the payment success rate.
+    pub orders_settled: IntCounterVec,
+    /// Close committed − deadline, for every close by the expiry rule.
+    pub close_lateness: Histogram,
 }
+
+/// How an order that reached a final state got there, for [`EngineMetrics::orders_settled`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settled {
+    Paid,
+    Closed,
+}
+
+/// The `provider` label of an order closed without any attempt.
+pub const NO_PROVIDER: &str = "none";
 
 /// The kinds of [`EngineMetrics::money_anomalies`].
 pub const MONEY_ANOMALY_KINDS: [&str; 3] = ["conflicting_report", "auto_refund_parked", "refunded_beyond_paid"];
@@ -88,6 +105,20 @@ impl EngineMetrics {
                 ),
                 &["kind"],
             )?,
+            orders_settled: IntCounterVec::new(
+                Opts::new(
+                    "orders_settled_total",
+                    "Orders that reached a final state, by outcome (paid, closed) and the provider of the attempt that decided it (none: no attempt)",
+                ),
+                &["outcome", "provider"],
+            )?,
+            close_lateness: Histogram::with_opts(
+                HistogramOpts::new(
+                    "close_lateness_seconds",
+                    "Close committed minus the order's deadline, for each close by the expiry rule",
+                )
+                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0]),
+            )?,
         };
         // Every kind exported from the start (at 0), so an alert on an increase sees the first.
         for kind in MONEY_ANOMALY_KINDS {
@@ -104,11 +135,76 @@ impl EngineMetrics {
         registry.register(Box::new(metrics.live_actors.clone()))?;
         registry.register(Box::new(metrics.armed_timers.clone()))?;
         registry.register(Box::new(metrics.refund_steps.clone()))?;
+        registry.register(Box::new(metrics.orders_settled.clone()))?;
+        registry.register(Box::new(metrics.close_lateness.clone()))?;
         Ok(metrics)
+    }
+
+    /// Counts an order that reached a final state; `provider` is the attempt's (`None`: the
+    /// order had none).
+    pub fn settled(&self, outcome: Settled, provider: Option<entities::Provider>) {
+        let outcome = match outcome {
+            Settled::Paid => "paid",
+            Settled::Closed => "closed",
+        };
+        let provider = provider.map_or(NO_PROVIDER, entities::Provider::as_str);
+        self.orders_settled.with_label_values(&[outcome, provider]).inc();
+    }
+
+    /// Observes a close by the expiry rule committed at `committed` for an order due at
+    /// `deadline`.
+    pub fn observe_close(&self, deadline: chrono::DateTime<chrono::Utc>, committed: chrono::DateTime<chrono::Utc>) {
+        let late = (committed - deadline).to_std().unwrap_or_default();
+        self.close_lateness.observe(late.as_secs_f64());
     }
 
     pub fn observe_timer_lateness(&self, late_us: i64) {
         let late = Duration::from_micros(u64::try_from(late_us).unwrap_or(0));
         self.timer_lateness.observe(late.as_secs_f64());
+    }
+}
+
+/// The calls to each provider, recorded by its provider actor.
+pub struct ProviderMetrics {
+    /// By provider, operation and outcome: `ok`, `refused` (a business answer that is not
+    /// retried), `failed` (transport or provider error), `timeout`, `circuit_open`, `crashed`.
+    pub calls: IntCounterVec,
+    pub duration: HistogramVec,
+    /// 1 while the provider's circuit breaker refuses calls.
+    pub breaker_open: IntGaugeVec,
+}
+
+impl ProviderMetrics {
+    /// # Errors
+    /// A name clash in `registry`.
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let metrics = Self {
+            calls: IntCounterVec::new(
+                Opts::new(
+                    "provider_calls_total",
+                    "Calls to payment providers by provider, operation and outcome (ok, refused, failed, timeout, circuit_open, crashed)",
+                ),
+                &["provider", "operation", "outcome"],
+            )?,
+            duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "provider_call_duration_seconds",
+                    "Latency of each call sent to a payment provider",
+                )
+                .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+                &["provider", "operation"],
+            )?,
+            breaker_open: IntGaugeVec::new(
+                Opts::new(
+                    "provider_breaker_open",
+                    "1 while the provider's circuit breaker refuses calls",
+                ),
+                &["provider"],
+            )?,
+        };
+        registry.register(Box::new(metrics.calls.clone()))?;
+        registry.register(Box::new(metrics.duration.clone()))?;
+        registry.register(Box::new(metrics.breaker_open.clone()))?;
+        Ok(metrics)
     }
 }

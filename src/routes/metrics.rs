@@ -6,8 +6,9 @@ use sha2::Digest as _;
 use crate::metrics::Metrics;
 
 /// `GET /metrics`. With `metrics.scrape_token` set, only a scraper presenting it as a bearer
-/// token is served. The stuck-order gauge is read from the database (so it is right on every
-/// node whichever node marked the orders), at most once per `metrics.gauge_refresh_milliseconds`.
+/// token is served. The shared gauges (stuck orders, the delivery backlog, open reconciliation
+/// differences) are read from the database (so they are right on every node whichever node
+/// changed them), at most once per `metrics.gauge_refresh_milliseconds`.
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -39,9 +40,9 @@ pub async fn handler(
         }
     }
     if metrics.gauges_due(state.metrics_access.gauge_refresh) {
-        match actors::store::query::count_by_status(&state.db, entities::OrderStatus::Stuck).await {
-            Ok(stuck) => metrics.orders_stuck.set(i64::try_from(stuck).unwrap_or(i64::MAX)),
-            Err(err) => tracing::warn!(error.message = %err, "failed to count stuck orders for metrics"),
+        match actors::store::gauges::read(&state.db).await {
+            Ok(read) => metrics.shared.set(&read, chrono::Utc::now()),
+            Err(err) => tracing::warn!(error.message = %err, "failed to read the shared gauges for metrics"),
         }
     }
     Ok(HttpResponse::Ok()

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod alerts;
 mod auth;
 mod bad_input;
 mod browser;

@@ -254,6 +254,9 @@ impl Handler<Expire> for OrderActor {
                         BatchOutcome::Closed(order) => {
                             deps.feed.changed(order.id, order.status);
                             deps.metrics.expiry_outcomes.with_label_values(&["closed"]).inc();
+                            deps.metrics.settled(crate::metrics::Settled::Closed, None);
+                            deps.metrics
+                                .observe_close(order.expires_at, order.closed_at.unwrap_or_else(chrono::Utc::now));
                             return Some(Ok(PassOutcome::Final(order.status)));
                         }
                         BatchOutcome::Final(status) => return Some(Ok(PassOutcome::Final(status))),

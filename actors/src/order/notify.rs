@@ -72,6 +72,7 @@ pub(crate) async fn apply(
         PaymentDecision::MarkPaid => {
             deps.feed.changed(order.id, order.status);
             deps.metrics.notifications.with_label_values(&["paid"]).inc();
+            deps.metrics.settled(crate::metrics::Settled::Paid, Some(provider));
             close_other_attempts(deps, order_id, attempt.pay_no, &operator).await;
             NotifyOutcome::Paid
         }

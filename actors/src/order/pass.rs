@@ -13,6 +13,7 @@ use super::expiry::{
 use super::OrderDeps;
 use crate::error::OrderError;
 use crate::gateway::{CloseOutcome, PaidTrade};
+use crate::metrics::Settled;
 use crate::store::transitions::{self, Applied, AttemptCloseReason, AttemptUpdate, OrderUpdate};
 use crate::store::{record_payment, Operator, PaymentDecision, PaymentRecorded};
 
@@ -87,6 +88,8 @@ async fn run_once(
         counters,
         settings: &deps.settings,
     };
+    // The provider the order was being paid at, for the success-rate metric.
+    let provider = open.last().map(|attempt| attempt.provider);
     let mut holds = Holds::default();
     for attempt in open {
         let answer = deps.providers.query(attempt.provider, attempt.pay_no).await;
@@ -156,6 +159,10 @@ async fn run_once(
         {
             Applied::Done(_) => {
                 deps.metrics.expiry_outcomes.with_label_values(&["closed"]).inc();
+                deps.metrics.settled(Settled::Closed, provider);
+                if matches!(intent, Intent::Expire) {
+                    deps.metrics.observe_close(order.expires_at, Utc::now());
+                }
                 PassOutcome::Final(OrderStatus::Closed)
             }
             Applied::AttemptsOpen => return Ok(None),
@@ -232,6 +239,7 @@ pub(crate) async fn compensate(
         PaymentDecision::MarkPaid => {
             deps.feed.changed(now.id, now.status);
             deps.metrics.expiry_outcomes.with_label_values(&["compensated"]).inc();
+            deps.metrics.settled(Settled::Paid, Some(attempt.provider));
             close_other_attempts(deps, order.id, attempt.pay_no, operator).await;
             Ok(PassOutcome::Final(OrderStatus::Paid))
         }

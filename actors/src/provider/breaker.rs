@@ -66,6 +66,18 @@ impl CircuitBreaker {
         }
     }
 
+    /// [`Self::on_success`], then the state it leaves.
+    pub fn succeeded(&mut self) -> BreakerState {
+        self.on_success();
+        self.state
+    }
+
+    /// [`Self::on_failure`], then the state it leaves.
+    pub fn failed(&mut self, now: Instant) -> BreakerState {
+        self.on_failure(now);
+        self.state
+    }
+
     pub fn state(&self) -> BreakerState {
         self.state
     }

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use futures::FutureExt;
 
-pub use breaker::CircuitBreaker;
+pub use breaker::{BreakerState, CircuitBreaker};
 pub use client::{ProviderClient, ProviderMailboxes, Providers};
 pub use limits::{Admission, BudgetShare, CallLimits};
 pub use messages::{CloseTrade, CreateQr, FetchBill, QueryRefund, QueryTrade, RefundTrade};
@@ -131,6 +131,7 @@ pub struct ProviderActor {
     breaker: Arc<Mutex<CircuitBreaker>>,
     /// How many times the supervisor restarted this actor (read by tests and metrics).
     restarts: Arc<AtomicU32>,
+    metrics: Option<Arc<crate::metrics::ProviderMetrics>>,
 }
 
 impl ProviderActor {
@@ -144,7 +145,19 @@ impl ProviderActor {
             ))),
             settings,
             restarts: Arc::new(AtomicU32::new(0)),
+            metrics: None,
         }
+    }
+
+    /// Records every call in `metrics` (counts by outcome, latency, the breaker's state).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::ProviderMetrics>) -> Self {
+        metrics
+            .breaker_open
+            .with_label_values(&[self.gateway.provider().as_str()])
+            .set(0);
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Starts the actor under a supervisor on its own arbiter (thread).
@@ -168,6 +181,7 @@ impl ProviderActor {
     /// an order that may have moved to another node meanwhile.
     fn call<T, F, Fut>(
         &self,
+        operation: &'static str,
         admitted: Option<Admission>,
         deadline: Option<tokio::time::Instant>,
         op: F,
@@ -181,8 +195,14 @@ impl ProviderActor {
         let limits = self.limits.clone();
         let breaker = self.breaker.clone();
         let settings = self.settings.clone();
+        let record = CallRecord {
+            metrics: self.metrics.clone(),
+            provider: self.gateway.provider().as_str(),
+            operation,
+        };
         let work = async move {
             if !lock(&breaker).allow(Instant::now()) {
+                record.outcome("circuit_open", None);
                 return Err(GatewayError::CircuitOpen);
             }
             let _admission = match admitted {
@@ -193,6 +213,7 @@ impl ProviderActor {
             loop {
                 if attempt > 0 {
                     if !lock(&breaker).allow(Instant::now()) {
+                        record.outcome("circuit_open", None);
                         return Err(GatewayError::CircuitOpen);
                     }
                     until(deadline, limits.retry_ready()).await?;
@@ -201,12 +222,14 @@ impl ProviderActor {
                     tracing::debug!("provider call not sent: its caller stopped waiting");
                     return Err(GatewayError::Timeout);
                 }
+                let sent = Instant::now();
                 let outcome = AssertUnwindSafe(tokio::time::timeout(settings.timeout, op(gateway.clone())))
                     .catch_unwind()
                     .await;
                 let result = match outcome {
                     Err(_panic) => {
-                        lock(&breaker).on_failure(Instant::now());
+                        record.outcome("crashed", Some(sent));
+                        record.breaker(&lock(&breaker).failed(Instant::now()));
                         return Err(GatewayError::Crashed);
                     }
                     Ok(Err(_elapsed)) => Err(GatewayError::Timeout),
@@ -214,7 +237,13 @@ impl ProviderActor {
                 };
                 match &result {
                     Err(err) if err.is_retryable() => {
-                        lock(&breaker).on_failure(Instant::now());
+                        let outcome = if matches!(err, GatewayError::Timeout) {
+                            "timeout"
+                        } else {
+                            "failed"
+                        };
+                        record.outcome(outcome, Some(sent));
+                        record.breaker(&lock(&breaker).failed(Instant::now()));
                         if attempt < settings.retries {
                             tokio::time::sleep(settings.retry().delay(attempt)).await;
                             attempt += 1;
@@ -222,7 +251,10 @@ impl ProviderActor {
                         }
                     }
                     // A business answer (even a refusal) means the provider is up.
-                    Ok(_) | Err(_) => lock(&breaker).on_success(),
+                    Ok(_) | Err(_) => {
+                        record.outcome(if result.is_ok() { "ok" } else { "refused" }, Some(sent));
+                        record.breaker(&lock(&breaker).succeeded());
+                    }
                 }
                 return result;
             }
@@ -234,6 +266,37 @@ impl ProviderActor {
             }
             result
         }))
+    }
+}
+
+/// What one call records in the provider metrics, when the actor has them.
+struct CallRecord {
+    metrics: Option<Arc<crate::metrics::ProviderMetrics>>,
+    provider: &'static str,
+    operation: &'static str,
+}
+
+impl CallRecord {
+    /// Counts an outcome; with `sent`, the latency of the call sent then.
+    fn outcome(&self, outcome: &str, sent: Option<Instant>) {
+        let Some(metrics) = &self.metrics else { return };
+        metrics
+            .calls
+            .with_label_values(&[self.provider, self.operation, outcome])
+            .inc();
+        if let Some(sent) = sent {
+            metrics
+                .duration
+                .with_label_values(&[self.provider, self.operation])
+                .observe(sent.elapsed().as_secs_f64());
+        }
+    }
+
+    fn breaker(&self, state: &BreakerState) {
+        if let Some(metrics) = &self.metrics {
+            let open = i64::from(!matches!(state, BreakerState::Closed));
+            metrics.breaker_open.with_label_values(&[self.provider]).set(open);
+        }
     }
 }
 
@@ -253,11 +316,12 @@ pub fn start_providers(
     gateways: &crate::gateway::Gateways,
     calls: &std::collections::HashMap<entities::Provider, ProviderCallSettings>,
     reply_timeout: Duration,
+    metrics: &Arc<crate::metrics::ProviderMetrics>,
 ) -> Providers {
     let mut mailboxes = std::collections::HashMap::new();
     for provider in gateways.providers() {
         if let (Some(gateway), Some(settings)) = (gateways.get(provider), calls.get(&provider)) {
-            let actor = ProviderActor::new(gateway.clone(), settings.clone());
+            let actor = ProviderActor::new(gateway.clone(), settings.clone()).with_metrics(metrics.clone());
             let limits = actor.limits();
             let addr = actor.start_supervised();
             mailboxes.insert(provider, ProviderMailboxes::of(&addr, limits));
@@ -282,6 +346,12 @@ impl Supervised for ProviderActor {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
         self.restarts.fetch_add(1, Ordering::SeqCst);
         lock(&self.breaker).reset();
+        if let Some(metrics) = &self.metrics {
+            metrics
+                .breaker_open
+                .with_label_values(&[self.gateway.provider().as_str()])
+                .set(0);
+        }
         tracing::warn!(provider = %self.gateway.provider(), "provider actor restarting");
     }
 }
@@ -291,7 +361,7 @@ impl Handler<CreateQr> for ProviderActor {
 
     fn handle(&mut self, msg: CreateQr, _ctx: &mut Self::Context) -> Self::Result {
         let CreateQr(request, admission, deadline) = msg;
-        self.call(Some(admission), deadline, move |gateway| {
+        self.call("create_qr", Some(admission), deadline, move |gateway| {
             let request = request.clone();
             async move { gateway.create_qr(&request).await }
         })
@@ -303,11 +373,9 @@ impl Handler<QueryTrade> for ProviderActor {
 
     fn handle(&mut self, msg: QueryTrade, _ctx: &mut Self::Context) -> Self::Result {
         let QueryTrade(pay_no, deadline) = msg;
-        self.call(
-            None,
-            deadline,
-            move |gateway| async move { gateway.query(pay_no).await },
-        )
+        self.call("query", None, deadline, move |gateway| async move {
+            gateway.query(pay_no).await
+        })
     }
 }
 
@@ -316,11 +384,9 @@ impl Handler<CloseTrade> for ProviderActor {
 
     fn handle(&mut self, msg: CloseTrade, _ctx: &mut Self::Context) -> Self::Result {
         let CloseTrade(pay_no, deadline) = msg;
-        self.call(
-            None,
-            deadline,
-            move |gateway| async move { gateway.close(pay_no).await },
-        )
+        self.call("close", None, deadline, move |gateway| async move {
+            gateway.close(pay_no).await
+        })
     }
 }
 
@@ -329,7 +395,7 @@ impl Handler<RefundTrade> for ProviderActor {
 
     fn handle(&mut self, msg: RefundTrade, _ctx: &mut Self::Context) -> Self::Result {
         let RefundTrade(request, deadline) = msg;
-        self.call(None, deadline, move |gateway| {
+        self.call("refund", None, deadline, move |gateway| {
             let request = request.clone();
             async move { gateway.refund(&request).await }
         })
@@ -341,7 +407,7 @@ impl Handler<QueryRefund> for ProviderActor {
 
     fn handle(&mut self, msg: QueryRefund, _ctx: &mut Self::Context) -> Self::Result {
         let QueryRefund(request, deadline) = msg;
-        self.call(None, deadline, move |gateway| {
+        self.call("query_refund", None, deadline, move |gateway| {
             let request = request.clone();
             async move { gateway.query_refund(&request).await }
         })

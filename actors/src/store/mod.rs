@@ -21,6 +21,7 @@ pub mod create;
 pub mod expire_batch;
 pub mod fence;
 pub mod follow_up;
+pub mod gauges;
 pub mod idempotency;
 pub mod idempotency_keys;
 pub mod journal;

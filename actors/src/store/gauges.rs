@@ -1,0 +1,60 @@
+//! What the metrics' gauges read from the database: the state every node shares, whichever
+//! node changed it (stuck orders, the webhook backlog, dead deliveries, open reconciliation
+//! differences). Read at most once per `metrics.gauge_refresh_milliseconds`, each by an
+//! indexed count.
+
+use chrono::{DateTime, Utc};
+use entities::{outbox_deliveries, reconciliation_items, DeliveryStatus, OrderStatus};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
+
+/// One reading of the shared gauges.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SharedGauges {
+    pub orders_stuck: u64,
+    /// Deliveries not yet acknowledged nor given up.
+    pub deliveries_pending: u64,
+    /// When the oldest of them was queued, if any is.
+    pub oldest_pending_since: Option<DateTime<Utc>>,
+    /// Deliveries out of retries, waiting for an operator's redelivery.
+    pub deliveries_dead: u64,
+    /// Reconciliation differences no operator has resolved.
+    pub open_differences: u64,
+}
+
+impl SharedGauges {
+    /// How long the oldest pending delivery has waited at `now`; zero with none.
+    pub fn oldest_pending_age(&self, now: DateTime<Utc>) -> std::time::Duration {
+        self.oldest_pending_since
+            .and_then(|since| (now - since).to_std().ok())
+            .unwrap_or_default()
+    }
+}
+
+/// Reads every shared gauge.
+///
+/// # Errors
+/// The database error.
+pub async fn read<C: ConnectionTrait>(conn: &C) -> Result<SharedGauges, DbErr> {
+    let pending =
+        || outbox_deliveries::Entity::find().filter(outbox_deliveries::Column::Status.eq(DeliveryStatus::Pending));
+    let oldest_pending_since = pending()
+        .select_only()
+        .column(outbox_deliveries::Column::CreatedAt)
+        .order_by_asc(outbox_deliveries::Column::CreatedAt)
+        .into_tuple::<DateTime<Utc>>()
+        .one(conn)
+        .await?;
+    Ok(SharedGauges {
+        orders_stuck: super::query::count_by_status(conn, OrderStatus::Stuck).await?,
+        deliveries_pending: pending().count(conn).await?,
+        oldest_pending_since,
+        deliveries_dead: outbox_deliveries::Entity::find()
+            .filter(outbox_deliveries::Column::Status.eq(DeliveryStatus::Dead))
+            .count(conn)
+            .await?,
+        open_differences: reconciliation_items::Entity::find()
+            .filter(reconciliation_items::Column::ResolvedAt.is_null())
+            .count(conn)
+            .await?,
+    })
+}
