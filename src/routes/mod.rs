@@ -197,6 +197,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
     endpoint!(POST Scope::Console, "/logout" => console::logout, "Sign out"),
     endpoint!(POST Scope::Console, "/sessions/revoke-all" => console::revoke_all_sessions, "Sign out every console session"),
     endpoint!(GET Scope::Console, "/orders" => console::orders, "Orders, stuck and anomaly orders first"),
+    endpoint!(GET Scope::Console, "/search" => console::search, "Find an order by any of its ids"),
     endpoint!(GET Scope::Console, "/orders/{order_no}" => console::order, "An order: items, attempts, log, actions"),
     endpoint!(POST Scope::Console, "/orders/{order_no}/force-close" => console::force_close, "Force-close an order"),
     endpoint!(POST Scope::Console, "/orders/{order_no}/accept-payment" => console::accept_payment, "Accept a payment of another amount"),

@@ -280,11 +280,13 @@ async fn a_buyer_pays_from_the_checkout_link_and_the_page_turns_paid_without_a_r
 #[actix_web::test]
 async fn an_unpaid_order_s_page_turns_expired_at_its_deadline_and_a_bad_link_is_refused() {
     // Arrange
+    // The browser first: on a loaded machine it can take seconds to start, which the order's
+    // few seconds of life must not pay for.
     let app = spawn_app(Backend::Sqlite).await;
-    let order = create_order(&app, "browser-expire", 3).await;
-    let link = order["checkout_url"].as_str().unwrap().to_owned();
     let browser = Browser::start().await;
     browser.size(PHONE).await;
+    let order = create_order(&app, "browser-expire", 3).await;
+    let link = order["checkout_url"].as_str().unwrap().to_owned();
 
     // Act: the page is open while the order expires.
     browser.client.goto(&link).await.unwrap();
@@ -322,7 +324,8 @@ async fn an_operator_signs_in_finds_the_stuck_order_and_force_closes_it() {
     settings.expiry.stuck_retry_interval = Duration::from_secs(3600);
     let app = spawn_app_with(settings).await;
     let (order_no, pay_no) = app.order_with_attempt("browser-stuck", 1).await;
-    app.create_order(&order_body("browser-calm")).await;
+    let calm = app.create_order(&order_body("browser-calm")).await;
+    let calm_no = calm["order_no"].as_str().unwrap().to_owned();
     app.sandbox_faults(json!({"mode": "timeout", "delay_ms": 2000})).await;
     app.wait_for_status(&order_no, "stuck", Duration::from_secs(20)).await;
     let browser = Browser::start().await;
@@ -346,6 +349,17 @@ async fn an_operator_signs_in_finds_the_stuck_order_and_force_closes_it() {
     assert_eq!(first_row.attr("data-order-no").await.unwrap().unwrap(), order_no);
     assert!(first_row.text().await.unwrap().contains("stuck"));
     browser.screenshots("console-orders").await;
+
+    // Any of an order's ids finds it from the search box: the merchant's business id here.
+    browser
+        .type_into("nav form.search input[name='q']", "browser-calm")
+        .await;
+    browser.click("nav form.search button").await;
+    browser
+        .wait_for_text("h1", &format!("Order {calm_no}"), Duration::from_secs(5))
+        .await;
+    browser.client.goto(&app.url("/admin/ui/orders")).await.unwrap();
+    browser.wait_for_text("h1", "Orders", Duration::from_secs(5)).await;
 
     // The provider is back; the operator closes the order.
     app.sandbox_faults(json!({"mode": "none"})).await;

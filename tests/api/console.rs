@@ -439,3 +439,96 @@ async fn rotating_the_admin_token_ends_the_sessions_signed_in_with_the_old_one()
         "to the sign-in page: the token it was signed in with is gone"
     );
 }
+
+/// The location a console GET answers with (a `303`), or its status and page.
+async fn location_of(app: &TestApp, cookie: &str, path: &str) -> Result<String, (u16, String)> {
+    let response = app
+        .client
+        .get(app.url(path))
+        .header("Cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    match response.status().as_u16() {
+        303 => Ok(response.headers()["location"].to_str().unwrap().to_owned()),
+        status => Err((status, response.text().await.unwrap())),
+    }
+}
+
+#[actix_web::test]
+async fn the_search_finds_an_order_by_any_of_its_ids_across_merchants() {
+    use crate::helpers::{order_body, MERCHANT_A_KEY, MERCHANT_B_KEY};
+
+    let app = spawn_app(Backend::Postgres).await;
+    // Merchant A's order, paid, with a refund; merchant B's order under the same business id.
+    let (order_no, pay_no) = app.order_with_attempt("shared-business-id", 600).await;
+    app.sandbox_pay(&pay_no, true).await;
+    let paid = app.wait_for_status(&order_no, "paid", Duration::from_secs(5)).await;
+    assert_eq!(paid["status"], "paid");
+    let refund = app
+        .post_as(
+            MERCHANT_A_KEY,
+            &format!("/v1/orders/{order_no}/refunds"),
+            Some(&serde_json::json!({"out_refund_id": "rf-search", "amount": 100, "reason": "search"})),
+        )
+        .await;
+    assert_eq!(refund.status().as_u16(), 201);
+    let refund: serde_json::Value = refund.json().await.unwrap();
+    let refund_no = refund["refund_no"].as_str().unwrap().to_owned();
+    let other = app.post_order(MERCHANT_B_KEY, &order_body("shared-business-id")).await;
+    assert_eq!(other.status().as_u16(), 201);
+    let other: serde_json::Value = other.json().await.unwrap();
+    let other_no = other["order_no"].as_str().unwrap().to_owned();
+    let order: serde_json::Value = app.get_order(MERCHANT_A_KEY, &order_no).await.json().await.unwrap();
+    let transaction = order["payments"][0]["provider_txn_id"].as_str().unwrap().to_owned();
+    let cookie = sign_in(&app, "alice").await;
+
+    // One order found: its page.
+    let page_of_a = format!("/admin/ui/orders/{order_no}");
+    for term in [&order_no, &pay_no, &transaction, &refund_no, &"rf-search".to_owned()] {
+        let found = location_of(&app, &cookie, &format!("/admin/ui/search?q={term}")).await;
+        assert_eq!(found, Ok(page_of_a.clone()), "searching {term}");
+    }
+    // Padding is not part of an id.
+    let padded = location_of(&app, &cookie, &format!("/admin/ui/search?q=%20{other_no}%20")).await;
+    assert_eq!(padded, Ok(format!("/admin/ui/orders/{other_no}")));
+
+    // Two merchants' orders under one business id: both listed, with what matched.
+    let Err((status, html)) = location_of(&app, &cookie, "/admin/ui/search?q=shared-business-id").await else {
+        panic!("a list was expected");
+    };
+    assert_eq!(status, 200);
+    let table = &html[html.find("id=\"search-results\"").expect("a result table")..];
+    for (number, merchant) in [(&order_no, "merchant_a"), (&other_no, "merchant_b")] {
+        assert!(
+            table.contains(&format!("data-order-no=\"{number}\"")),
+            "{number} listed"
+        );
+        assert!(table.contains(merchant));
+    }
+    assert_eq!(table.matches("out_business_id").count(), 2);
+
+    // Nothing found; an empty term; a term no id can be.
+    let Err((status, html)) = location_of(&app, &cookie, "/admin/ui/search?q=no-such-id").await else {
+        panic!("a page was expected");
+    };
+    assert_eq!(status, 200);
+    assert!(html.contains("id=\"no-results\""));
+    assert_eq!(
+        location_of(&app, &cookie, "/admin/ui/search?q=").await,
+        Ok("/admin/ui/orders".to_owned())
+    );
+    let long = "x".repeat(129);
+    let Err((status, _)) = location_of(&app, &cookie, &format!("/admin/ui/search?q={long}")).await else {
+        panic!("a refusal was expected");
+    };
+    assert_eq!(status, 400);
+    // Without a session: the sign-in page, as for every console page.
+    let response = app
+        .client
+        .get(app.url("/admin/ui/search?q=shared-business-id"))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(response.status().as_u16(), 200);
+}

@@ -208,3 +208,118 @@ pub async fn count_by_status<C: ConnectionTrait>(conn: &C, status: OrderStatus) 
         .count(conn)
         .await
 }
+
+/// Which of an order's ids a search term matched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatchedId {
+    OrderNo,
+    OutBusinessId,
+    PayNo,
+    ProviderTransactionId,
+    RefundNo,
+    OutRefundId,
+}
+
+impl MatchedId {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchedId::OrderNo => "order_no",
+            MatchedId::OutBusinessId => "out_business_id",
+            MatchedId::PayNo => "pay_no",
+            MatchedId::ProviderTransactionId => "provider transaction id",
+            MatchedId::RefundNo => "refund_no",
+            MatchedId::OutRefundId => "out_refund_id",
+        }
+    }
+}
+
+/// The orders that one of whose ids is `term` exactly, across merchants (an operator's
+/// search): its `order_no` or `out_business_id`, a payment's `pay_no` or provider
+/// transaction id, a refund's `refund_no` or `out_refund_id`. Each order once, with the first
+/// id it matched; at most `limit`. Every lookup is by an index.
+///
+/// # Errors
+/// The database error.
+pub async fn search_orders<C: ConnectionTrait>(
+    conn: &C,
+    term: &str,
+    limit: u64,
+) -> Result<Vec<(orders::Model, MatchedId)>, DbErr> {
+    use entities::{refunds, RefundNo};
+
+    let term = term.trim();
+    if term.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut found: Vec<(OrderId, MatchedId)> = Vec::new();
+    let mut add = |ids: Vec<OrderId>, matched: MatchedId| {
+        for id in ids {
+            if !found.iter().any(|(known, _)| *known == id) {
+                found.push((id, matched));
+            }
+        }
+    };
+    if let Some(id) = parse_order_no(term) {
+        add(vec![id], MatchedId::OrderNo);
+    }
+    let by_business_id = orders::Entity::find()
+        .select_only()
+        .column(orders::Column::Id)
+        .filter(orders::Column::OutBusinessId.eq(term))
+        .limit(limit)
+        .into_tuple::<OrderId>()
+        .all(conn)
+        .await?;
+    add(by_business_id, MatchedId::OutBusinessId);
+    if let Ok(pay_no) = term.parse::<PayNo>() {
+        let by_pay_no = payment_attempts::Entity::find_by_id(pay_no)
+            .select_only()
+            .column(payment_attempts::Column::OrderId)
+            .into_tuple::<OrderId>()
+            .all(conn)
+            .await?;
+        add(by_pay_no, MatchedId::PayNo);
+    }
+    let by_transaction = payment_attempts::Entity::find()
+        .select_only()
+        .column(payment_attempts::Column::OrderId)
+        .filter(payment_attempts::Column::ProviderTxnId.eq(term))
+        .limit(limit)
+        .into_tuple::<OrderId>()
+        .all(conn)
+        .await?;
+    add(by_transaction, MatchedId::ProviderTransactionId);
+    if let Ok(refund_no) = term.parse::<RefundNo>() {
+        let by_refund_no = refunds::Entity::find_by_id(refund_no)
+            .select_only()
+            .column(refunds::Column::OrderId)
+            .into_tuple::<OrderId>()
+            .all(conn)
+            .await?;
+        add(by_refund_no, MatchedId::RefundNo);
+    }
+    let by_out_refund_id = refunds::Entity::find()
+        .select_only()
+        .column(refunds::Column::OrderId)
+        .filter(refunds::Column::OutRefundId.eq(term))
+        .limit(limit)
+        .into_tuple::<OrderId>()
+        .all(conn)
+        .await?;
+    add(by_out_refund_id, MatchedId::OutRefundId);
+
+    found.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let ids: Vec<OrderId> = found.iter().map(|(id, _)| *id).collect();
+    let rows = orders::Entity::find()
+        .filter(orders::Column::Id.is_in(ids))
+        .all(conn)
+        .await?;
+    Ok(found
+        .into_iter()
+        .filter_map(|(id, matched)| {
+            rows.iter()
+                .find(|order| order.id == id)
+                .map(|order| (order.clone(), matched))
+        })
+        .collect())
+}

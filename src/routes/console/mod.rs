@@ -107,6 +107,12 @@ fn console_page(title: &str, session: &ConsoleSession, banner: &Banner, body: Ma
             a href="/admin/ui/subscribers" { "Subscribers" }
             a href="/admin/ui/skus" { "SKUs" }
             a href="/admin/ui/unmatched" { "Unmatched" }
+            form method="get" action="/admin/ui/search" class="search" role="search" {
+                input type="search" name="q" maxlength=(SEARCH_MAX_CHARS) required
+                    placeholder="order_no, out_business_id, pay_no, transaction id, refund_no, out_refund_id"
+                    aria-label="Find an order by any of its ids";
+                button type="submit" class="secondary" { "Find" }
+            }
             span class="who" { "Signed in as " (session.operator) }
             form method="post" action="/admin/ui/logout" {
                 (csrf_field(session))
@@ -420,6 +426,66 @@ pub async fn orders(
 ) -> HttpResponse {
     let banner = banner_from(params.notice.as_deref());
     orders_page(&state, &session, params.status.as_deref(), StatusCode::OK, banner).await
+}
+
+/// The longest search term (every id paywarden or a merchant writes is shorter).
+const SEARCH_MAX_CHARS: usize = 128;
+
+#[derive(Debug, Deserialize)]
+pub struct SearchQuery {
+    q: String,
+}
+
+/// `GET /admin/ui/search?q=`: the order one of whose ids is `q` (its `order_no` or
+/// `out_business_id`, a payment's `pay_no` or provider transaction id, a refund's `refund_no`
+/// or `out_refund_id`), across merchants. One order found: its page. Several (merchants may
+/// share an `out_business_id`): the list, with the id each matched.
+pub async fn search(
+    state: web::Data<AppState>,
+    session: ConsoleSession,
+    params: web::Query<SearchQuery>,
+) -> HttpResponse {
+    let term = params.q.trim();
+    if term.is_empty() {
+        return see_other("/admin/ui/orders");
+    }
+    if term.chars().count() > SEARCH_MAX_CHARS || term.chars().any(char::is_control) {
+        let banner = Banner::Error(format!(
+            "A search term is one id: at most {SEARCH_MAX_CHARS} characters, without control characters."
+        ));
+        return render(&session, "Search", StatusCode::BAD_REQUEST, &banner, html! {});
+    }
+    let found = match query::search_orders(&state.db, term, LIST_LIMIT).await {
+        Ok(found) => found,
+        Err(err) => return show(&session, "Search", StatusCode::OK, Banner::None, Err(err.into())),
+    };
+    if let [(order, _)] = found.as_slice() {
+        return see_other(&format!("/admin/ui/orders/{}", order.order_no));
+    }
+    let body = html! {
+        p { "Searched every merchant's orders for " code { (term) } "." }
+        @if found.is_empty() {
+            p class="muted" id="no-results" { "No order has this id." }
+        } @else {
+            div class="scroll" {
+                table id="search-results" {
+                    thead { tr { th { "Order" } th { "Merchant" } th { "Matched" } th { "Status" } th class="num" { "Amount" } } }
+                    tbody {
+                        @for (order, matched) in &found {
+                            tr data-order-no=(order.order_no) {
+                                td { a href={ "/admin/ui/orders/" (order.order_no) } { (order.order_no) } }
+                                td { (order.merchant_id) }
+                                td { (matched.as_str()) }
+                                td { (badge(order.status.as_str())) }
+                                td class="num" { (money(order.total_amount, order.currency)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    render(&session, "Search", StatusCode::OK, &Banner::None, body)
 }
 
 /// `POST /admin/ui/deadlines/reconcile`: answers the order list with what changed.
