@@ -4,9 +4,10 @@
 //! must through the engine or the store, and logs who did it; neither the HTTP shapes nor the
 //! pages live here.
 
-use actors::domain::{MerchantId, OperatorReason};
+use actors::domain::{MerchantId, NewRefund, OperatorReason, ValidationError};
 use actors::outbox::subscribers::{self, NewWebhook, SubscriberError};
 use actors::stock::{self, SetStockError};
+use actors::store::refunds::RefundCreated;
 use actors::store::{query, unmatched, Operator};
 
 use crate::error::ApiError;
@@ -187,4 +188,37 @@ pub async fn sign_out_everyone(state: &AppState, operator: &Operator) -> Result<
     let revoked = crate::routes::console::session::revoke_all(&state.db).await?;
     tracing::warn!(revoked, %operator, "every console session signed out");
     Ok(revoked)
+}
+
+/// An operator's refund of an order's payment (`pay_no`: another payment of the order that
+/// took money; absent: the order's payment), with the merchant's refund rules.
+///
+/// # Errors
+/// The refund refused (see [`actors::error::RefundError`]), a bad `pay_no` or field, a missing
+/// order.
+pub async fn refund_order(
+    state: &AppState,
+    order_no: &str,
+    out_refund_id: &str,
+    amount: i64,
+    reason: &str,
+    pay_no: Option<&str>,
+    operator: Operator,
+) -> Result<RefundCreated, ApiError> {
+    let pay_no = match pay_no.map(str::trim).filter(|no| !no.is_empty()) {
+        None => None,
+        Some(no) => Some(no.parse::<entities::PayNo>().map_err(|_| {
+            ApiError::Validation(ValidationError::new(
+                "not_a_payment",
+                "pay_no must be a payment number of this order",
+            ))
+        })?),
+    };
+    let request = NewRefund::parse(out_refund_id, amount, reason, pay_no)?;
+    let created = state
+        .engine
+        .create_refund(order_id(order_no)?, None, &request, &operator)
+        .await?;
+    tracing::info!(%operator, order_no, amount, "refund requested by an operator");
+    Ok(created)
 }

@@ -201,6 +201,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
     endpoint!(GET Scope::Console, "/orders/{order_no}" => console::order, "An order: items, attempts, log, actions"),
     endpoint!(POST Scope::Console, "/orders/{order_no}/force-close" => console::force_close, "Force-close an order"),
     endpoint!(POST Scope::Console, "/orders/{order_no}/accept-payment" => console::accept_payment, "Accept a payment of another amount"),
+    endpoint!(POST Scope::Console, "/orders/{order_no}/refund" => console::refund, "Refund a payment of an order, after a confirmation"),
     endpoint!(POST Scope::Console, "/deadlines/reconcile" => console::reconcile, "Reconcile the deadline index"),
     endpoint!(GET Scope::Console, "/deliveries" => console::deliveries, "Webhook deliveries, dead ones by default"),
     endpoint!(POST Scope::Console, "/deliveries/{id}/redeliver" => console::redeliver, "Redeliver a dead delivery"),

@@ -4,7 +4,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use actors::domain::{MerchantId, NewRefund, ValidationError};
+use actors::domain::{MerchantId, NewRefund};
 use actors::store::refunds::{self, RefundCreated};
 use actors::store::{query, Operator};
 use chrono::{DateTime, Utc};
@@ -223,7 +223,7 @@ pub async fn admin_create(
     body: web::Json<AdminRefundBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let created = refund_as_operator(
+    let created = crate::operations::refund_order(
         &state,
         &order_no,
         &body.out_refund_id,
@@ -253,30 +253,6 @@ pub async fn admin_list(state: web::Data<AppState>, order_no: web::Path<String>)
         .await?
         .ok_or(ApiError::NotFound("order"))?;
     Ok(HttpResponse::Ok().json(list_of(&state, order).await?))
-}
-
-/// An operator's refund (the JSON route and the console).
-pub(super) async fn refund_as_operator(
-    state: &AppState,
-    order_no: &str,
-    out_refund_id: &str,
-    amount: i64,
-    reason: &str,
-    pay_no: Option<&str>,
-    operator: Operator,
-) -> Result<RefundCreated, ApiError> {
-    let pay_no = match pay_no.map(str::trim).filter(|no| !no.is_empty()) {
-        None => None,
-        Some(no) => Some(no.parse::<PayNo>().map_err(|_| {
-            ApiError::Validation(ValidationError::new(
-                "not_a_payment",
-                "pay_no must be a payment number of this order",
-            ))
-        })?),
-    };
-    let request = NewRefund::parse(out_refund_id, amount, reason, pay_no)?;
-    let order_id = super::order_id(order_no)?;
-    Ok(state.engine.create_refund(order_id, None, &request, &operator).await?)
 }
 
 async fn list_of(state: &AppState, order: entities::orders::Model) -> Result<RefundListResponse, ApiError> {

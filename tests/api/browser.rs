@@ -385,3 +385,117 @@ async fn an_operator_signs_in_finds_the_stuck_order_and_force_closes_it() {
     assert_eq!(app.sandbox_trade(&pay_no).await["trade_state"], "CLOSED");
     browser.quit().await;
 }
+
+#[actix_web::test]
+async fn an_operator_refunds_part_of_a_payment_from_the_order_page_after_a_confirmation() {
+    // Arrange: a paid order.
+    let app = spawn_app(Backend::Postgres).await;
+    let (order_no, pay_no) = app.order_with_attempt("browser-refund", 600).await;
+    app.sandbox_pay(&pay_no, true).await;
+    app.wait_for_status(&order_no, "paid", Duration::from_secs(10)).await;
+    let browser = Browser::start().await;
+    browser.size(DESKTOP).await;
+    sign_in(&browser, &app, "alice").await;
+
+    // Act: the form offers what is left; the operator asks for part of it and confirms.
+    browser
+        .client
+        .goto(&app.url(&format!("/admin/ui/orders/{order_no}")))
+        .await
+        .unwrap();
+    browser
+        .wait_for_text("h1", &format!("Order {order_no}"), Duration::from_secs(5))
+        .await;
+    let offered = browser
+        .client
+        .find(Locator::Css("#refund input[name='amount']"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    let paid = app
+        .get_order(crate::helpers::MERCHANT_A_KEY, &order_no)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["total_amount"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        offered.as_deref(),
+        Some(paid.to_string().as_str()),
+        "the whole payment is offered"
+    );
+    let amount = browser
+        .client
+        .find(Locator::Css("#refund input[name='amount']"))
+        .await
+        .unwrap();
+    amount.clear().await.unwrap();
+    amount.send_keys("250").await.unwrap();
+    browser
+        .type_into("#refund input[name='reason']", "one item returned")
+        .await;
+    browser.click("#refund button").await;
+    browser
+        .wait_for_text("h1", "Confirm the refund", Duration::from_secs(5))
+        .await;
+    let summary = browser.text_of("main").await;
+    assert!(summary.contains("will lose ¥2.50"), "{summary}");
+    assert!(
+        app.count("SELECT COUNT(*) FROM refunds").await == 0,
+        "nothing before the confirmation"
+    );
+    browser.click("#confirm-refund button").await;
+
+    // Assert: the refund goes through to succeeded; what is left shrinks by its amount.
+    browser
+        .wait_for_text("p.notice", "The refund is committed", Duration::from_secs(5))
+        .await;
+    let started = std::time::Instant::now();
+    loop {
+        browser
+            .client
+            .goto(&app.url(&format!("/admin/ui/orders/{order_no}")))
+            .await
+            .unwrap();
+        let refunds = browser.text_of("#refunds").await;
+        assert!(
+            refunds.contains("one item returned") && refunds.contains("admin:alice"),
+            "{refunds}"
+        );
+        if refunds.contains("succeeded") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the refund never succeeded: {refunds}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let left = browser
+        .client
+        .find(Locator::Css("#refund input[name='amount']"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(left.as_deref(), Some((paid - 250).to_string().as_str()));
+    browser.quit().await;
+}
+
+/// Signs in to the console as `name`.
+async fn sign_in(browser: &Browser, app: &TestApp, name: &str) {
+    browser.client.goto(&app.url("/admin/ui/orders")).await.unwrap();
+    browser
+        .wait_for_text("h1", "paywarden console", Duration::from_secs(5))
+        .await;
+    browser.type_into("input[name='name']", name).await;
+    browser
+        .type_into("input[name='token']", crate::helpers::ADMIN_TOKEN)
+        .await;
+    browser.click("form button[type='submit']").await;
+    browser.wait_for_text("h1", "Orders", Duration::from_secs(5)).await;
+}

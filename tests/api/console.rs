@@ -532,3 +532,64 @@ async fn the_search_finds_an_order_by_any_of_its_ids_across_merchants() {
         .unwrap();
     assert_ne!(response.status().as_u16(), 200);
 }
+
+#[actix_web::test]
+async fn a_console_refund_asks_before_it_acts_and_is_held_to_the_api_s_rules() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (order_no, pay_no) = app.order_with_attempt("console-refund-rules", 600).await;
+    app.sandbox_pay(&pay_no, true).await;
+    let paid = app.wait_for_status(&order_no, "paid", Duration::from_secs(5)).await;
+    assert_eq!(paid["status"], "paid");
+    let order: serde_json::Value = app
+        .get_order(crate::helpers::MERCHANT_A_KEY, &order_no)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let total = order["total_amount"].as_i64().unwrap();
+    let cookie = sign_in(&app, "alice").await;
+    let (_, html) = page(&app, &cookie, &format!("/admin/ui/orders/{order_no}")).await;
+    let csrf = csrf_of(&html);
+    let path = format!("/admin/ui/orders/{order_no}/refund");
+    let form = |amount: String, confirm: bool| {
+        let mut fields = vec![
+            ("csrf", csrf.clone()),
+            ("out_refund_id", "console-rules".to_owned()),
+            ("pay_no", pay_no.clone()),
+            ("amount", amount),
+            ("reason", "damaged".to_owned()),
+        ];
+        if confirm {
+            fields.push(("confirm", "yes".to_owned()));
+        }
+        fields
+    };
+    let post = |fields: Vec<(&'static str, String)>| {
+        let (app, cookie, path) = (&app, cookie.clone(), path.clone());
+        async move {
+            let pairs: Vec<(&str, &str)> = fields.iter().map(|(key, value)| (*key, value.as_str())).collect();
+            post_form(app, &cookie, &path, &pairs).await
+        }
+    };
+
+    // Not confirmed: a page saying what it will do; nothing written.
+    let (status, location) = post(form("100".to_owned(), false)).await;
+    assert_eq!((status, location.as_str()), (200, ""));
+    assert_eq!(app.count("SELECT COUNT(*) FROM refunds").await, 0);
+    // More than was paid, confirmed: refused as the API refuses it; nothing written.
+    let (status, _) = post(form((total + 1).to_string(), true)).await;
+    assert_eq!(status, 422);
+    assert_eq!(app.count("SELECT COUNT(*) FROM refunds").await, 0);
+    // Confirmed: one refund, and the same form sent twice (a double click) is still one.
+    for _ in 0..2 {
+        let (status, location) = post(form("100".to_owned(), true)).await;
+        assert_eq!(status, 303);
+        assert_eq!(location, format!("/admin/ui/orders/{order_no}?notice=refund-requested"));
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM refunds").await, 1);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM refunds WHERE operator LIKE 'admin:alice%' AND amount = 100")
+            .await,
+        1
+    );
+}

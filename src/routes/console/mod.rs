@@ -15,7 +15,7 @@ pub mod session;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use actors::store::query;
-use entities::{orders, AttemptStatus, DeliveryStatus, OrderStatus};
+use entities::{orders, AttemptStatus, DeliveryStatus, MinorUnit, OrderStatus};
 use maud::{html, Markup};
 use serde::Deserialize;
 
@@ -321,6 +321,7 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "subscriber-removed" => "The subscriber was removed.",
         "stock-set" => "The stock was set.",
         "resolved" => "The notification is marked resolved.",
+        "refund-requested" => "The refund is committed; the provider is being asked (its status below).",
         _ => return None,
     })
 }
@@ -548,6 +549,8 @@ async fn order_page(
         }
     };
     let live = order.status.is_live();
+    let refundable = refundable_payment(&detail.attempts, &refunds)
+        .filter(|_| matches!(order.status, OrderStatus::Paid | OrderStatus::PaidAfterClose));
     let mismatched: Vec<_> = detail
         .attempts
         .iter()
@@ -589,6 +592,22 @@ async fn order_page(
                         button type="submit" { "Accept as the order's payment" }
                     }
                 }
+            }
+        }
+        @if let Some((pay_no, left)) = refundable {
+            h2 { "Refund" }
+            form method="post" action={ (action_base) "/refund" } class="stack card" id="refund" {
+                (csrf_field(session))
+                input type="hidden" name="out_refund_id" value={ "console-" (uuid::Uuid::new_v4().simple()) };
+                input type="hidden" name="pay_no" value=(pay_no);
+                strong { "Refund payment " (pay_no) }
+                span class="muted" { (money(left, order.currency)) " of it can still be refunded." }
+                label {
+                    "Amount, in minor units (" (money(MinorUnit::new(100).unwrap_or_default(), order.currency)) " = 100)"
+                    input type="number" name="amount" required min="1" max=(left.get()) value=(left.get());
+                }
+                input type="text" name="reason" required maxlength="256" placeholder="Reason (sent to the provider and recorded)";
+                button type="submit" class="danger" { "Review the refund" }
             }
         }
         h2 { "Items" }
@@ -689,6 +708,109 @@ pub async fn force_close(
         |status, banner| order_page(&state, &session, &order_no, status, banner),
     )
     .await)
+}
+
+/// The order's payment and what is left to refund of it (what it took, less its refunds that
+/// are not failed), when anything is. The refund itself checks again, in its transaction.
+fn refundable_payment(
+    attempts: &[entities::payment_attempts::Model],
+    refunds: &[entities::refunds::Model],
+) -> Option<(entities::PayNo, MinorUnit)> {
+    let paid = attempts
+        .iter()
+        .find(|attempt| attempt.status == AttemptStatus::Succeeded)?;
+    let took = paid.paid_amount.unwrap_or(paid.amount).get();
+    let refunded: i64 = refunds
+        .iter()
+        .filter(|refund| refund.pay_no == paid.pay_no && refund.status != entities::RefundStatus::Failed)
+        .map(|refund| refund.amount.get())
+        .sum();
+    MinorUnit::new(took - refunded).ok().map(|left| (paid.pay_no, left))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RefundForm {
+    csrf: String,
+    out_refund_id: String,
+    pay_no: String,
+    amount: i64,
+    reason: String,
+    /// Absent: show what the refund will do and ask again; `yes`: do it.
+    confirm: Option<String>,
+}
+
+/// `POST /admin/ui/orders/{order_no}/refund`: first a confirmation page saying what the merchant
+/// will lose; confirmed, the refund (the `/admin` route's rules), then the order's page.
+pub async fn refund(
+    state: web::Data<AppState>,
+    session: ConsoleSession,
+    order_no: web::Path<String>,
+    form: web::Form<RefundForm>,
+) -> Result<HttpResponse, ConsoleRejection> {
+    check(&state, &session, &form.csrf)?;
+    let form = form.into_inner();
+    if form.confirm.as_deref() == Some("yes") {
+        let result = crate::operations::refund_order(
+            &state,
+            &order_no,
+            &form.out_refund_id,
+            form.amount,
+            &form.reason,
+            Some(&form.pay_no),
+            session.operator(),
+        )
+        .await;
+        return Ok(outcome(
+            result,
+            &format!("/admin/ui/orders/{order_no}?notice=refund-requested"),
+            |status, banner| order_page(&state, &session, &order_no, status, banner),
+        )
+        .await);
+    }
+    let found = match crate::operations::order_id(&order_no) {
+        Ok(id) => query::find_order(&state.db, id).await,
+        Err(_) => Ok(None),
+    };
+    let order = match found {
+        Ok(Some(order)) => order,
+        Ok(None) => return Ok(order_page(&state, &session, &order_no, StatusCode::NOT_FOUND, Banner::None).await),
+        Err(err) => {
+            let (status, banner) = refusal(&ApiError::from(err));
+            return Ok(render(&session, "Refund", status, &banner, html! {}));
+        }
+    };
+    let amount = match MinorUnit::new(form.amount) {
+        Ok(amount) => amount,
+        Err(_) => {
+            let banner = Banner::Error("The amount must be a positive number of minor units.".to_owned());
+            return Ok(order_page(&state, &session, &order_no, StatusCode::UNPROCESSABLE_ENTITY, banner).await);
+        }
+    };
+    let body = html! {
+        p id="refund-summary" {
+            "Refund " strong { (money(amount, order.currency)) } " of payment " (form.pay_no)
+            " of order " (order.order_no) " (" (order.merchant_id) ", " (money(order.total_amount, order.currency)) ")."
+        }
+        p { "The merchant " strong { (order.merchant_id) } " will lose " strong { (money(amount, order.currency)) } ": the provider sends it back to the buyer and it cannot be taken back." }
+        p class="muted" { "Reason: " (form.reason) }
+        form method="post" action={ "/admin/ui/orders/" (order.order_no) "/refund" } class="stack card" id="confirm-refund" {
+            (csrf_field(&session))
+            input type="hidden" name="out_refund_id" value=(form.out_refund_id);
+            input type="hidden" name="pay_no" value=(form.pay_no);
+            input type="hidden" name="amount" value=(form.amount);
+            input type="hidden" name="reason" value=(form.reason);
+            input type="hidden" name="confirm" value="yes";
+            button type="submit" class="danger" { "Refund " (money(amount, order.currency)) }
+        }
+        p { a href={ "/admin/ui/orders/" (order.order_no) } { "Back to the order, refunding nothing" } }
+    };
+    Ok(render(
+        &session,
+        "Confirm the refund",
+        StatusCode::OK,
+        &Banner::None,
+        body,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
