@@ -222,3 +222,69 @@ pub async fn refund_order(
     tracing::info!(%operator, order_no, amount, "refund requested by an operator");
     Ok(created)
 }
+
+/// Days back a provider keeps its bills (WeChat: three months).
+pub const BILL_DAYS_KEPT: i64 = 90;
+
+/// Reconciles `provider`'s bill of `date` (`YYYY-MM-DD`, China time) now, or again: the run once
+/// it is done (completed, waiting for its bill, or failed).
+///
+/// # Errors
+/// A date that is not one of the last [`BILL_DAYS_KEPT`] days, a provider not enabled here.
+pub async fn reconcile_day(
+    state: &AppState,
+    provider: entities::Provider,
+    date: &str,
+    operator: &Operator,
+) -> Result<entities::reconciliation_runs::Model, ApiError> {
+    use actors::reconcile;
+
+    let date = chrono::NaiveDate::parse_from_str(date.trim(), "%Y-%m-%d")
+        .ok()
+        .filter(|date| {
+            let today = reconcile::china_today(chrono::Utc::now());
+            *date <= today && today - *date <= chrono::Duration::days(BILL_DAYS_KEPT)
+        })
+        .ok_or_else(|| {
+            ApiError::Validation(ValidationError::new(
+                "invalid_field",
+                format!(
+                    "date must be one of the last {BILL_DAYS_KEPT} days up to today (China time), written YYYY-MM-DD"
+                ),
+            ))
+        })?;
+    if !state.engine.has_provider(provider) {
+        return Err(actors::OrderError::ProviderUnavailable(provider).into());
+    }
+    let run = reconcile::run_now(&state.engine, provider, date, operator, &state.reconciliation).await?;
+    tracing::info!(%operator, provider = %provider, %date, status = %run.status, "reconciliation run by an operator");
+    Ok(run)
+}
+
+/// Marks a reconciliation difference resolved, with what was done about it.
+///
+/// # Errors
+/// `404` for an unknown item, `409 already_resolved`, `422` for an empty or bad note.
+pub async fn resolve_difference(
+    state: &AppState,
+    id: i64,
+    note: &str,
+    operator: &Operator,
+) -> Result<entities::reconciliation_items::Model, ApiError> {
+    use actors::reconcile::{self, ResolveError};
+
+    let note = OperatorReason::parse_field("note", note)?;
+    let item = reconcile::resolve_item(&state.db, id, operator, note.as_str())
+        .await
+        .map_err(|err| match err {
+            ResolveError::NotFound => ApiError::NotFound("reconciliation item"),
+            ResolveError::AlreadyResolved => ApiError::BadRequest {
+                status: actix_web::http::StatusCode::CONFLICT,
+                code: "already_resolved",
+                message: "this item is already resolved".to_owned(),
+            },
+            ResolveError::Db(err) => ApiError::from(err),
+        })?;
+    tracing::info!(%operator, item = id, "reconciliation difference resolved");
+    Ok(item)
+}

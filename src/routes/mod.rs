@@ -210,6 +210,10 @@ pub static ENDPOINTS: &[Endpoint] = &[
     endpoint!(POST Scope::Console, "/subscribers/{id}/remove" => console::remove_subscriber, "Remove a subscriber"),
     endpoint!(GET Scope::Console, "/skus" => console::skus, "Tracked SKUs and their stock"),
     endpoint!(POST Scope::Console, "/skus" => console::set_stock, "Set a merchant's stock of a SKU"),
+    endpoint!(GET Scope::Console, "/reconciliations" => console::reconciliations::runs, "Reconciliation runs, newest day first"),
+    endpoint!(POST Scope::Console, "/reconciliations" => console::reconciliations::reconcile_day, "Reconcile a provider's day (again)"),
+    endpoint!(GET Scope::Console, "/reconciliations/{id}" => console::reconciliations::run, "A reconciliation run and its differences"),
+    endpoint!(POST Scope::Console, "/reconciliation-items/{id}/resolve" => console::reconciliations::resolve, "Resolve a reconciliation difference"),
     endpoint!(GET Scope::Console, "/unmatched" => console::unmatched, "Unresolved unmatched notifications"),
     endpoint!(POST Scope::Console, "/unmatched/{id}/resolve" => console::resolve_unmatched, "Resolve an unmatched notification"),
 ];

@@ -2,9 +2,8 @@
 //! with its items, resolve an item with a note.
 
 use actix_web::{web, HttpResponse};
-use actors::domain::{OperatorReason, ValidationError};
-use actors::reconcile::{self, ResolveError};
-use chrono::{DateTime, NaiveDate, Utc};
+use actors::reconcile;
+use chrono::{DateTime, Utc};
 use entities::{reconciliation_items, reconciliation_runs, MinorUnit, Provider};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
@@ -13,9 +12,6 @@ use utoipa::{IntoParams, ToSchema};
 use super::dto::schema;
 use crate::error::ApiError;
 use crate::state::AppState;
-
-/// Days back a provider keeps its bills (WeChat: three months).
-const BILL_DAYS_KEPT: i64 = 90;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -162,31 +158,8 @@ pub async fn start(
     body: web::Json<StartReconciliationBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let date = NaiveDate::parse_from_str(body.date.trim(), "%Y-%m-%d")
-        .ok()
-        .filter(|date| {
-            let today = reconcile::china_today(Utc::now());
-            *date <= today && today - *date <= chrono::Duration::days(BILL_DAYS_KEPT)
-        })
-        .ok_or_else(|| {
-            ApiError::Validation(ValidationError::new(
-                "invalid_field",
-                format!(
-                    "date must be one of the last {BILL_DAYS_KEPT} days up to today (China time), written YYYY-MM-DD"
-                ),
-            ))
-        })?;
-    if !state.engine.has_provider(body.provider) {
-        return Err(actors::OrderError::ProviderUnavailable(body.provider).into());
-    }
-    let run = reconcile::run_now(
-        &state.engine,
-        body.provider,
-        date,
-        &crate::operations::api_operator(),
-        &state.reconciliation,
-    )
-    .await?;
+    let run =
+        crate::operations::reconcile_day(&state, body.provider, &body.date, &crate::operations::api_operator()).await?;
     Ok(HttpResponse::Ok().json(detail(&state, run).await?))
 }
 
@@ -279,23 +252,13 @@ pub async fn resolve(
     id: web::Path<i64>,
     body: web::Json<ResolveReconciliationItemBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let note = OperatorReason::parse_field("note", &body.into_inner().note)?;
-    let item = reconcile::resolve_item(
-        &state.db,
+    let item = crate::operations::resolve_difference(
+        &state,
         id.into_inner(),
+        &body.into_inner().note,
         &crate::operations::api_operator(),
-        note.as_str(),
     )
-    .await
-    .map_err(|err| match err {
-        ResolveError::NotFound => ApiError::NotFound("reconciliation item"),
-        ResolveError::AlreadyResolved => ApiError::BadRequest {
-            status: actix_web::http::StatusCode::CONFLICT,
-            code: "already_resolved",
-            message: "this item is already resolved".to_owned(),
-        },
-        ResolveError::Db(err) => ApiError::from(err),
-    })?;
+    .await?;
     Ok(HttpResponse::Ok().json(ReconciliationItemResponse::from(item)))
 }
 

@@ -499,3 +499,39 @@ async fn sign_in(browser: &Browser, app: &TestApp, name: &str) {
     browser.click("form button[type='submit']").await;
     browser.wait_for_text("h1", "Orders", Duration::from_secs(5)).await;
 }
+
+#[actix_web::test]
+async fn an_operator_resolves_a_reconciliation_difference_from_its_run_s_page() {
+    let app = spawn_app(Backend::Postgres).await;
+    let (run, item) = crate::console::run_with_a_difference(&app).await;
+    let browser = Browser::start().await;
+    browser.size(DESKTOP).await;
+    sign_in(&browser, &app, "alice").await;
+
+    browser.click("nav a[href='/admin/ui/reconciliations']").await;
+    browser
+        .wait_for_text("h1", "Reconciliation", Duration::from_secs(5))
+        .await;
+    browser.click(&format!("tr[data-run-id='{run}'] a")).await;
+    browser
+        .wait_for_text("h1", &format!("Reconciliation {run}"), Duration::from_secs(5))
+        .await;
+    let row = format!("tr[data-item-id='{item}']");
+    browser
+        .type_into(&format!("{row} input[name='note']"), "refunded at the provider by hand")
+        .await;
+    browser.click(&format!("{row} button")).await;
+
+    browser
+        .wait_for_text("p.notice", "The difference is marked resolved.", Duration::from_secs(5))
+        .await;
+    let resolved = browser.text_of(&row).await;
+    assert!(
+        resolved.contains("resolved")
+            && resolved.contains("refunded at the provider by hand")
+            && resolved.contains("admin:alice"),
+        "{resolved}"
+    );
+    browser.screenshots("console-reconciliation-resolved").await;
+    browser.quit().await;
+}

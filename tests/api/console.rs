@@ -593,3 +593,104 @@ async fn a_console_refund_asks_before_it_acts_and_is_held_to_the_api_s_rules() {
         1
     );
 }
+
+/// A reconciliation run of yesterday's sandbox bill with one open difference, as the worker
+/// writes them; the run's id and the item's.
+pub(crate) async fn run_with_a_difference(app: &TestApp) -> (i64, i64) {
+    app.execute(
+        "INSERT INTO reconciliation_runs (provider, bill_date, status, attempts, operator, summary, items, created_at, updated_at, completed_at) \
+         VALUES ('sandbox', '2026-12-01', 'completed', 1, 'admin', '1 difference', 1, now(), now(), now())",
+    )
+    .await;
+    let run = app.count("SELECT MAX(id) FROM reconciliation_runs").await;
+    app.execute(&format!(
+        "INSERT INTO reconciliation_items (run_id, kind, reference, out_trade_no, provider_amount, local_amount, detail, created_at) \
+         VALUES ({run}, 'unknown_trade', '7301', '7301', 500, NULL, 'the bill has a trade paywarden never started', now())"
+    ))
+    .await;
+    (run, app.count("SELECT MAX(id) FROM reconciliation_items").await)
+}
+
+#[actix_web::test]
+async fn a_reconciliation_difference_is_resolved_once_from_its_run_s_page() {
+    let app = spawn_app(Backend::Postgres).await;
+    let (run, item) = run_with_a_difference(&app).await;
+    let cookie = sign_in(&app, "alice").await;
+    let (status, html) = page(&app, &cookie, "/admin/ui/reconciliations").await;
+    assert_eq!(status, 200);
+    assert!(html.contains(&format!("data-run-id=\"{run}\"")));
+    let (status, html) = page(&app, &cookie, &format!("/admin/ui/reconciliations/{run}")).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("unknown_trade") && html.contains("1 open of 1 differences"));
+    let csrf = csrf_of(&html);
+    let resolve = format!("/admin/ui/reconciliation-items/{item}/resolve");
+
+    // An empty note is refused and changes nothing.
+    let (status, _) = post_form(&app, &cookie, &resolve, &[("csrf", &csrf), ("note", " ")]).await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM reconciliation_items WHERE resolved_at IS NOT NULL")
+            .await,
+        0
+    );
+    let (status, location) = post_form(
+        &app,
+        &cookie,
+        &resolve,
+        &[("csrf", &csrf), ("note", "refunded at the provider by hand")],
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(
+        location,
+        format!("/admin/ui/reconciliations/{run}?notice=difference-resolved")
+    );
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM reconciliation_items WHERE resolution = 'refunded at the provider by hand' AND resolved_by LIKE 'admin:alice%'"
+        )
+        .await,
+        1
+    );
+    // Once: a second resolve is refused as the API refuses it.
+    let (status, _) = post_form(&app, &cookie, &resolve, &[("csrf", &csrf), ("note", "again")]).await;
+    assert_eq!(status, 409);
+    let (_, html) = page(&app, &cookie, &format!("/admin/ui/reconciliations/{run}")).await;
+    assert!(html.contains("0 open of 1 differences") && html.contains("refunded at the provider by hand"));
+}
+
+#[actix_web::test]
+async fn a_day_is_reconciled_from_the_console_and_a_bad_day_is_refused() {
+    let app = spawn_app(Backend::Postgres).await;
+    let cookie = sign_in(&app, "alice").await;
+    let (_, html) = page(&app, &cookie, "/admin/ui/reconciliations").await;
+    let csrf = csrf_of(&html);
+    let today = (chrono::Utc::now() + chrono::Duration::hours(8))
+        .format("%Y-%m-%d")
+        .to_string();
+    let (status, location) = post_form(
+        &app,
+        &cookie,
+        "/admin/ui/reconciliations",
+        &[("csrf", &csrf), ("provider", "sandbox"), ("date", &today)],
+    )
+    .await;
+    assert_eq!(status, 303, "{location}");
+    assert!(location.starts_with("/admin/ui/reconciliations/") && location.ends_with("?notice=reconciled"));
+    assert_eq!(app.count("SELECT COUNT(*) FROM reconciliation_runs").await, 1);
+    for (provider, date) in [
+        ("sandbox", "2020-01-01"),
+        ("sandbox", "yesterday"),
+        ("paypal", today.as_str()),
+    ] {
+        let (status, _) = post_form(
+            &app,
+            &cookie,
+            "/admin/ui/reconciliations",
+            &[("csrf", &csrf), ("provider", provider), ("date", date)],
+        )
+        .await;
+        assert_eq!(status, 422, "{provider} {date}");
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM reconciliation_runs").await, 1);
+}

@@ -10,6 +10,7 @@
 //! (303) to the page with a notice; a refused change re-renders the page with the reason and
 //! the error's status.
 
+pub mod reconciliations;
 pub mod session;
 
 use actix_web::http::{header, StatusCode};
@@ -107,6 +108,7 @@ fn console_page(title: &str, session: &ConsoleSession, banner: &Banner, body: Ma
             a href="/admin/ui/subscribers" { "Subscribers" }
             a href="/admin/ui/skus" { "SKUs" }
             a href="/admin/ui/unmatched" { "Unmatched" }
+            a href="/admin/ui/reconciliations" { "Reconciliation" }
             form method="get" action="/admin/ui/search" class="search" role="search" {
                 input type="search" name="q" maxlength=(SEARCH_MAX_CHARS) required
                     placeholder="order_no, out_business_id, pay_no, transaction id, refund_no, out_refund_id"
@@ -321,6 +323,8 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "subscriber-removed" => "The subscriber was removed.",
         "stock-set" => "The stock was set.",
         "resolved" => "The notification is marked resolved.",
+        "reconciled" => "The day was reconciled; its run is below.",
+        "difference-resolved" => "The difference is marked resolved.",
         "refund-requested" => "The refund is committed; the provider is being asked (its status below).",
         _ => return None,
     })
