@@ -196,6 +196,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
     endpoint!(POST Scope::Console, "/login" => console::login, "Sign in with the admin token and your name"),
     endpoint!(POST Scope::Console, "/logout" => console::logout, "Sign out"),
     endpoint!(POST Scope::Console, "/sessions/revoke-all" => console::revoke_all_sessions, "Sign out every console session"),
+    endpoint!(GET Scope::Console, "/attention" => console::attention, "What waits for an operator, queue by queue"),
     endpoint!(GET Scope::Console, "/orders" => console::orders, "Orders, stuck and anomaly orders first"),
     endpoint!(GET Scope::Console, "/search" => console::search, "Find an order by any of its ids"),
     endpoint!(GET Scope::Console, "/orders/{order_no}" => console::order, "An order: items, attempts, log, actions"),

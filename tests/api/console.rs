@@ -694,3 +694,45 @@ async fn a_day_is_reconciled_from_the_console_and_a_bad_day_is_refused() {
     }
     assert_eq!(app.count("SELECT COUNT(*) FROM reconciliation_runs").await, 1);
 }
+
+#[actix_web::test]
+async fn the_navigation_counts_what_waits_for_an_operator() {
+    let app = spawn_app(Backend::Postgres).await;
+    let cookie = sign_in(&app, "alice").await;
+    let count_in_nav = |html: &str| {
+        let nav = &html[html.find("id=\"attention\"").expect("the attention link")..];
+        let nav = &nav[..nav.find("</a>").unwrap()];
+        nav.find("class=\"count\">").map(|at| {
+            nav[at + "class=\"count\">".len()..]
+                .split('<')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+    };
+    let (status, html) = page(&app, &cookie, "/admin/ui/attention").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("id=\"all-clear\""));
+    assert_eq!(count_in_nav(&html), None);
+
+    let (run, item) = run_with_a_difference(&app).await;
+    let (_, html) = page(&app, &cookie, "/admin/ui/orders").await;
+    assert_eq!(count_in_nav(&html).as_deref(), Some("1"), "on every page");
+    let (_, html) = page(&app, &cookie, "/admin/ui/attention").await;
+    let row = &html[html.find("id=\"differences\"").expect("the differences queue")..];
+    assert!(row.contains("<td class=\"num\">1</td>"), "{row}");
+    assert!(!html.contains("id=\"all-clear\""));
+
+    let (_, run_page) = page(&app, &cookie, &format!("/admin/ui/reconciliations/{run}")).await;
+    let (status, _) = post_form(
+        &app,
+        &cookie,
+        &format!("/admin/ui/reconciliation-items/{item}/resolve"),
+        &[("csrf", &csrf_of(&run_page)), ("note", "corrected")],
+    )
+    .await;
+    assert_eq!(status, 303);
+    let (_, html) = page(&app, &cookie, "/admin/ui/attention").await;
+    assert_eq!(count_in_nav(&html), None);
+    assert!(html.contains("id=\"all-clear\""));
+}

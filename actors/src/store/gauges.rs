@@ -4,7 +4,7 @@
 //! indexed count.
 
 use chrono::{DateTime, Utc};
-use entities::{outbox_deliveries, reconciliation_items, DeliveryStatus, OrderStatus};
+use entities::{outbox_deliveries, reconciliation_items, unmatched_notifications, DeliveryStatus, OrderStatus};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 
 /// One reading of the shared gauges.
@@ -54,6 +54,45 @@ pub async fn read<C: ConnectionTrait>(conn: &C) -> Result<SharedGauges, DbErr> {
             .await?,
         open_differences: reconciliation_items::Entity::find()
             .filter(reconciliation_items::Column::ResolvedAt.is_null())
+            .count(conn)
+            .await?,
+    })
+}
+
+/// What waits for an operator, by queue: the console's "needs attention" counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Attention {
+    pub stuck_orders: u64,
+    /// Verified notifications for trades paywarden does not know, not resolved.
+    pub unmatched: u64,
+    pub open_differences: u64,
+    pub dead_deliveries: u64,
+}
+
+impl Attention {
+    pub fn total(&self) -> u64 {
+        self.stuck_orders + self.unmatched + self.open_differences + self.dead_deliveries
+    }
+}
+
+/// Reads the [`Attention`] counts, each by an indexed count (the differences and unmatched
+/// notifications are few by nature).
+///
+/// # Errors
+/// The database error.
+pub async fn attention<C: ConnectionTrait>(conn: &C) -> Result<Attention, DbErr> {
+    Ok(Attention {
+        stuck_orders: super::query::count_by_status(conn, OrderStatus::Stuck).await?,
+        unmatched: unmatched_notifications::Entity::find()
+            .filter(unmatched_notifications::Column::ResolvedAt.is_null())
+            .count(conn)
+            .await?,
+        open_differences: reconciliation_items::Entity::find()
+            .filter(reconciliation_items::Column::ResolvedAt.is_null())
+            .count(conn)
+            .await?,
+        dead_deliveries: outbox_deliveries::Entity::find()
+            .filter(outbox_deliveries::Column::Status.eq(DeliveryStatus::Dead))
             .count(conn)
             .await?,
     })

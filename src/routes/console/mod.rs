@@ -103,6 +103,10 @@ fn console_page(title: &str, session: &ConsoleSession, banner: &Banner, body: Ma
     let body = html! {
         nav {
             strong { "paywarden" }
+            a href="/admin/ui/attention" id="attention" {
+                "Needs attention"
+                @if session.attention.total() > 0 { " " span class="count" { (session.attention.total()) } }
+            }
             a href="/admin/ui/orders" { "Orders" }
             a href="/admin/ui/deliveries" { "Deliveries" }
             a href="/admin/ui/subscribers" { "Subscribers" }
@@ -280,6 +284,55 @@ pub async fn revoke_all_sessions(
 /// `GET /admin/ui`: to the order list.
 pub async fn home(_session: ConsoleSession) -> HttpResponse {
     see_other("/admin/ui/orders")
+}
+
+/// `GET /admin/ui/attention`: every queue that waits for an operator, with its count and the
+/// page that works it off.
+pub async fn attention(session: ConsoleSession) -> HttpResponse {
+    let counts = session.attention;
+    let queues = [
+        (
+            "stuck-orders",
+            counts.stuck_orders,
+            "Stuck orders",
+            "/admin/ui/orders?status=stuck",
+            "The expiry rule could not settle them: the provider was unreachable, or a payment of another amount waits to be accepted.",
+        ),
+        (
+            "unmatched",
+            counts.unmatched,
+            "Unmatched notifications",
+            "/admin/ui/unmatched",
+            "Verified notifications for trades paywarden does not know: money may have been taken.",
+        ),
+        (
+            "differences",
+            counts.open_differences,
+            "Reconciliation differences",
+            "/admin/ui/reconciliations",
+            "A provider's bill and paywarden's records disagree.",
+        ),
+        (
+            "dead-deliveries",
+            counts.dead_deliveries,
+            "Dead deliveries",
+            "/admin/ui/deliveries",
+            "Webhook and AMQP deliveries out of retries: downstream systems missed these events.",
+        ),
+    ];
+    let body = html! {
+        @if counts.total() == 0 { p id="all-clear" { "Nothing waits for an operator." } }
+        div class="scroll" { table id="queues" {
+            thead { tr { th { "Queue" } th class="num" { "Waiting" } th { "What it means" } } }
+            tbody { @for (id, count, name, link, meaning) in queues { tr id=(id) {
+                td { a href=(link) { (name) } }
+                td class="num" { (count) }
+                td class="muted" { (meaning) }
+            } } }
+        } }
+        p class="muted" { "Payment anomalies (a second payment, a payment after close, a report contradicting a recorded payment, an automatic refund parked) are on their order's page and in the order list's anomaly badge." }
+    };
+    render(&session, "Needs attention", StatusCode::OK, &Banner::None, body)
 }
 
 // ---- orders ----

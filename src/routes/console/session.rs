@@ -60,6 +60,8 @@ pub struct ConsoleSession {
     /// The secret token (the cookie's first part); only the CSRF token is derived from it.
     token: String,
     csrf: String,
+    /// What waits for an operator, read with the session: the navigation shows the counts.
+    pub attention: actors::store::gauges::Attention,
 }
 
 impl ConsoleSession {
@@ -242,6 +244,7 @@ impl ConsoleKeys {
             operator: row.operator,
             csrf: self.csrf_for(token),
             token: token.to_owned(),
+            attention: actors::store::gauges::Attention::default(),
         }))
     }
 
@@ -363,7 +366,14 @@ impl FromRequest for ConsoleSession {
             match store.keys.session(&store.db, cookie.value()).await {
                 Ok(None) => Err(ConsoleRejection::SignIn),
                 Ok(Some(_)) if !same_origin => Err(ConsoleRejection::Forged),
-                Ok(Some(session)) => Ok(session),
+                Ok(Some(mut session)) => {
+                    match actors::store::gauges::attention(&store.db).await {
+                        Ok(attention) => session.attention = attention,
+                        // The page still serves; the counts read as none.
+                        Err(err) => tracing::warn!(error.message = %err, "failed to count what needs attention"),
+                    }
+                    Ok(session)
+                }
                 Err(err) => {
                     tracing::error!(error.message = %err, "console session lookup failed");
                     Err(ConsoleRejection::Unavailable)
@@ -397,6 +407,7 @@ mod tests {
             operator: "alice".to_owned(),
             token: token.to_owned(),
             csrf: keys.csrf_for(token),
+            attention: Default::default(),
         };
         let one = session(&random_token());
         let two = session(&random_token());
@@ -414,6 +425,7 @@ mod tests {
             operator: "é".repeat(64),
             token: random_token(),
             csrf: String::new(),
+            attention: Default::default(),
         };
         // `order_logs.operator` and `unmatched_notifications.resolved_by` hold 96 characters.
         assert!(session.operator().to_string().chars().count() <= 96);
