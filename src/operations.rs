@@ -8,6 +8,7 @@ use actors::domain::{MerchantId, OperatorReason};
 use actors::outbox::subscribers::{self, NewWebhook, SubscriberError};
 use actors::stock::{self, SetStockError};
 use actors::store::{query, unmatched, Operator};
+use entities::SignatureScheme;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -28,6 +29,8 @@ pub struct NewSubscriber {
     pub url: String,
     /// Key of the deliveries' signatures; absent: one is generated.
     pub secret: Option<String>,
+    /// `standard-webhooks-v1` or `paywarden-v1`; absent: `standard-webhooks-v1`.
+    pub signature_scheme: Option<String>,
     /// Event types it receives; empty: every type.
     pub event_types: Vec<String>,
     /// Whose events it receives; absent: every merchant's.
@@ -92,11 +95,13 @@ pub async fn add_webhook(
     operator: &Operator,
 ) -> Result<entities::subscribers::Model, ApiError> {
     let merchant_id = body.merchant_id.as_deref().map(MerchantId::parse_input).transpose()?;
+    let signature_scheme = signature_scheme(body.signature_scheme.as_deref())?;
     let model = subscribers::add_webhook(
         &state.db,
         NewWebhook {
             url: body.url,
             secret: body.secret,
+            signature_scheme,
             event_types: body.event_types,
             merchant_id,
         },
@@ -106,6 +111,41 @@ pub async fn add_webhook(
     .map_err(subscriber_error)?;
     tracing::info!(subscriber_id = %model.id, url = %model.url, merchant_id = ?model.merchant_id, %operator, "subscriber added");
     Ok(model)
+}
+
+/// The scheme a new subscriber asks for; absent: Standard Webhooks.
+///
+/// # Errors
+/// `422 invalid_signature_scheme`.
+fn signature_scheme(asked: Option<&str>) -> Result<SignatureScheme, ApiError> {
+    match asked {
+        None => Ok(SignatureScheme::StandardWebhooksV1),
+        Some(name) => name.parse().map_err(|_: String| {
+            ApiError::Validation(actors::domain::ValidationError::new(
+                "invalid_signature_scheme",
+                "signature_scheme must be standard-webhooks-v1 or paywarden-v1",
+            ))
+        }),
+    }
+}
+
+/// Gives a webhook subscriber a new secret, the current one signing beside it for the
+/// overlap (the JSON route and the console).
+///
+/// # Errors
+/// `422 invalid_overlap`, `404`, `409 subscriber_configured` or `409 too_many_live_secrets`.
+pub async fn rotate_secret(
+    state: &AppState,
+    id: &str,
+    overlap_seconds: Option<u64>,
+    operator: &Operator,
+) -> Result<subscribers::Rotated, ApiError> {
+    let overlap = state.overlap_bounds.check(overlap_seconds)?;
+    let rotated = subscribers::rotate_secret(&state.db, id, overlap, |_| true)
+        .await
+        .map_err(subscriber_error)?;
+    tracing::info!(subscriber_id = %id, previous_expires_at = %rotated.previous_expires_at, %operator, "subscriber secret rotated");
+    Ok(rotated)
 }
 
 /// Removes a subscriber (the JSON route and the console).
@@ -175,6 +215,16 @@ pub fn subscriber_error(err: SubscriberError) -> ApiError {
     match err {
         SubscriberError::Validation(err) => ApiError::Validation(err),
         SubscriberError::NotFound => ApiError::NotFound("subscriber or delivery"),
+        SubscriberError::Configured => ApiError::BadRequest {
+            status: actix_web::http::StatusCode::CONFLICT,
+            code: "subscriber_configured",
+            message: err.to_string(),
+        },
+        SubscriberError::TooManySecrets => ApiError::BadRequest {
+            status: actix_web::http::StatusCode::CONFLICT,
+            code: "too_many_live_secrets",
+            message: err.to_string(),
+        },
         SubscriberError::Db(err) => ApiError::from(err),
     }
 }

@@ -324,6 +324,7 @@ fn app_state(
             base_url.starts_with("https://"),
         ),
         allow_private_targets: settings.outbox.allow_private_targets,
+        overlap_bounds: settings.outbox.overlap_bounds(),
         reconciliation: settings.reconciliation.clone(),
         metrics: metrics.clone(),
         metrics_access: crate::metrics::MetricsAccess::from_settings(&settings.metrics),
@@ -476,6 +477,7 @@ async fn start_outbox_relay(
         let new = NewWebhook {
             url: webhook.url.clone(),
             secret: Some(webhook.secret.expose_secret().to_owned()),
+            signature_scheme: webhook.signature_scheme,
             event_types: webhook.event_types.clone(),
             merchant_id,
         };
@@ -495,6 +497,8 @@ async fn start_outbox_relay(
             let new = NewWebhook {
                 url: settings.amqp.exchange.clone(),
                 secret: None,
+                // Nothing is signed: the broker is the operator's.
+                signature_scheme: entities::SignatureScheme::PaywardenV1,
                 event_types: Vec::new(),
                 merchant_id: None,
             };

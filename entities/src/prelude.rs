@@ -10,6 +10,7 @@ pub use super::reconciliation_items::Entity as ReconciliationItems;
 pub use super::reconciliation_runs::Entity as ReconciliationRuns;
 pub use super::refunds::Entity as Refunds;
 pub use super::skus::Entity as Skus;
+pub use super::subscriber_secrets::Entity as SubscriberSecrets;
 pub use super::subscribers::Entity as Subscribers;
 pub use super::unmatched_notifications::Entity as UnmatchedNotifications;
 pub use super::webhook_receipts::Entity as WebhookReceipts;

@@ -18,6 +18,7 @@ mod m20261201_000009_create_reconciliation_tables;
 mod m20261202_000010_create_partition_fences;
 mod m20261207_000012_create_idempotency_keys;
 mod m20261208_000013_create_console_sessions;
+mod m20261209_000014_add_webhook_signing;
 
 pub struct Migrator;
 
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000010_create_partition_fences::Migration),
             Box::new(m20261207_000012_create_idempotency_keys::Migration),
             Box::new(m20261208_000013_create_console_sessions::Migration),
+            Box::new(m20261209_000014_add_webhook_signing::Migration),
         ]
     }
 }

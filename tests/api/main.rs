@@ -25,4 +25,5 @@ mod providers;
 mod reconciliations;
 mod refunds;
 mod restart;
+mod standard_webhooks;
 mod throttle;

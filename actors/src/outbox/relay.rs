@@ -27,7 +27,7 @@ use sea_orm::{
 };
 
 use super::amqp::AmqpSink;
-use super::signature::{sign, EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use super::signature::signed_headers;
 use crate::settings::{check, Invalid};
 
 /// How the relay claims and delivers: the `outbox` section of the configuration, read straight
@@ -61,6 +61,14 @@ pub struct RelaySettings {
     /// Whether webhooks may target loopback, private and link-local addresses (development
     /// and tests); see [`super::target`].
     pub allow_private_targets: bool,
+    /// How long a rotated-out webhook secret keeps signing when the rotation names no
+    /// overlap, and the overlaps a rotation may ask for.
+    #[serde(rename = "rotation_overlap_default_seconds", with = "crate::settings::seconds")]
+    pub rotation_overlap_default: Duration,
+    #[serde(rename = "rotation_overlap_min_seconds", with = "crate::settings::seconds")]
+    pub rotation_overlap_min: Duration,
+    #[serde(rename = "rotation_overlap_max_seconds", with = "crate::settings::seconds")]
+    pub rotation_overlap_max: Duration,
     /// Webhook subscribers declared in configuration, registered at start-up (admins can add
     /// more at run time).
     #[serde(default)]
@@ -84,9 +92,27 @@ pub struct ConfiguredWebhook {
     /// events (the operator's own consumers).
     #[serde(default)]
     pub merchant_id: Option<String>,
+    /// How its deliveries are signed. Absent: `paywarden-v1`, the scheme entries were signed
+    /// with before `standard-webhooks-v1` existed, so a declared receiver keeps verifying
+    /// across an upgrade; a new entry names `standard-webhooks-v1` (and a `whsec_` secret).
+    #[serde(default = "configured_scheme")]
+    pub signature_scheme: entities::SignatureScheme,
+}
+
+fn configured_scheme() -> entities::SignatureScheme {
+    entities::SignatureScheme::PaywardenV1
 }
 
 impl RelaySettings {
+    /// The overlaps a secret rotation may ask for.
+    pub fn overlap_bounds(&self) -> super::subscribers::OverlapBounds {
+        super::subscribers::OverlapBounds {
+            default: self.rotation_overlap_default,
+            min: self.rotation_overlap_min,
+            max: self.rotation_overlap_max,
+        }
+    }
+
     /// Deliveries claimed per cycle: the batch size, cut to what surely finishes inside the
     /// lease. With `concurrency` in flight and each taking at most `webhook_timeout`, a claim
     /// of `concurrency × rounds` is done after `rounds` timeouts; one timeout of the lease is
@@ -124,6 +150,18 @@ impl RelaySettings {
             "must be positive",
         )?;
         check(self.concurrency > 0, section, "concurrency", "must be positive")?;
+        check(
+            !self.rotation_overlap_min.is_zero() && self.rotation_overlap_min <= self.rotation_overlap_max,
+            section,
+            "rotation_overlap_min_seconds",
+            "must be positive and at most rotation_overlap_max_seconds",
+        )?;
+        check(
+            (self.rotation_overlap_min..=self.rotation_overlap_max).contains(&self.rotation_overlap_default),
+            section,
+            "rotation_overlap_default_seconds",
+            "must be within rotation_overlap_min_seconds and rotation_overlap_max_seconds",
+        )?;
         for (index, webhook) in self.webhooks.iter().enumerate() {
             // One subscriber row per URL: a second entry would silently replace the first
             // (its scope included).
@@ -477,10 +515,16 @@ async fn deliver_all(core: &RelayCore, claimed: Vec<outbox_deliveries::Model>) -
         .into_iter()
         .map(|s| (s.id.clone(), s))
         .collect();
+    // Rotated-out secrets still in their overlap sign beside the current one.
+    let previous = super::subscribers::previous_secrets(&core.db, Utc::now()).await?;
     let results: Vec<(outbox_deliveries::Model, Result<(), Failure>)> = futures::stream::iter(claimed)
         .map(|delivery| {
             let event = events.get(&delivery.outbox_id);
             let subscriber = subscribers.get(&delivery.subscriber_id);
+            let previous = subscriber
+                .and_then(|s| previous.get(&s.id))
+                .map(Vec::as_slice)
+                .unwrap_or_default();
             async move {
                 let outcome = match (event, subscriber) {
                     // Again at delivery: a configured subscriber's scope may have narrowed
@@ -488,7 +532,9 @@ async fn deliver_all(core: &RelayCore, claimed: Vec<outbox_deliveries::Model>) -
                     (Some(event), Some(subscriber)) if !subscriber.may_receive(&event.merchant_id) => Err(
                         Failure::Final("the event is outside the subscriber's merchant scope".to_owned()),
                     ),
-                    (Some(event), Some(subscriber)) => deliver(core, event, subscriber).await.map_err(Failure::Retry),
+                    (Some(event), Some(subscriber)) => {
+                        deliver(core, event, subscriber, previous).await.map_err(Failure::Retry)
+                    }
                     _ => Err(Failure::Retry("subscriber or event no longer exists".to_owned())),
                 };
                 (delivery, outcome)
@@ -503,22 +549,38 @@ async fn deliver_all(core: &RelayCore, claimed: Vec<outbox_deliveries::Model>) -
     Ok(())
 }
 
-async fn deliver(core: &RelayCore, event: &outbox::Model, subscriber: &subscribers::Model) -> Result<(), String> {
+async fn deliver(
+    core: &RelayCore,
+    event: &outbox::Model,
+    subscriber: &subscribers::Model,
+    previous_secrets: &[String],
+) -> Result<(), String> {
     match subscriber.kind {
         SubscriberKind::Webhook => {
             // Again at delivery: an address literal never reaches the resolver's check.
             super::target::check_url(&subscriber.url, core.settings.allow_private_targets)
                 .map_err(|problem| format!("target refused: {problem}"))?;
-            let secret = subscriber.secret.as_deref().unwrap_or_default();
+            let secrets: Vec<&str> = std::iter::once(subscriber.secret.as_deref().unwrap_or_default())
+                .chain(previous_secrets.iter().map(String::as_str))
+                .collect();
             let timestamp = Utc::now().timestamp();
-            let response = core
+            let headers = signed_headers(
+                subscriber.signature_scheme,
+                &secrets,
+                &event.event_id.to_string(),
+                timestamp,
+                event.payload.as_bytes(),
+            )
+            .map_err(|problem| format!("cannot sign: {problem}"))?;
+            let mut request = core
                 .http
                 .post(&subscriber.url)
                 .timeout(core.settings.webhook_timeout)
-                .header("content-type", "application/json")
-                .header(EVENT_ID_HEADER, event.event_id.to_string())
-                .header(TIMESTAMP_HEADER, timestamp.to_string())
-                .header(SIGNATURE_HEADER, sign(secret, timestamp, event.payload.as_bytes()))
+                .header("content-type", "application/json");
+            for (name, value) in headers {
+                request = request.header(name, value);
+            }
+            let response = request
                 .body(event.payload.clone())
                 .send()
                 .await
@@ -653,6 +715,9 @@ mod tests {
             webhook_timeout: Duration::from_secs(timeout_seconds),
             concurrency,
             allow_private_targets: false,
+            rotation_overlap_default: Duration::from_secs(86_400),
+            rotation_overlap_min: Duration::from_secs(60),
+            rotation_overlap_max: Duration::from_secs(604_800),
             webhooks: Vec::new(),
         }
     }

@@ -1,10 +1,15 @@
 //! Subscribers and their deliveries, as admins manage them.
 
-use chrono::Utc;
-use entities::{outbox, outbox_deliveries, subscribers, DeliveryStatus, SubscriberKind};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use entities::{
+    outbox, outbox_deliveries, subscriber_secrets, subscribers, DeliveryStatus, SignatureScheme, SubscriberKind,
+};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
 };
 
 use crate::domain::{MerchantId, ValidationError};
@@ -16,6 +21,14 @@ pub enum SubscriberError {
     Validation(#[from] ValidationError),
     #[error("subscriber or delivery not found")]
     NotFound,
+    /// The subscriber is declared in configuration: its secret is the configuration's.
+    #[error("this subscriber is declared in the configuration (outbox.webhooks); change its secret there")]
+    Configured,
+    /// A rotation would leave more live secrets than [`PREVIOUS_SECRETS_MAX`] + 1.
+    #[error(
+        "this subscriber already has {PREVIOUS_SECRETS_MAX} previous secrets in their overlap; wait until one expires"
+    )]
+    TooManySecrets,
     #[error("database error")]
     Db(#[from] DbErr),
 }
@@ -26,6 +39,8 @@ pub struct NewWebhook {
     pub url: String,
     /// Generated when not given.
     pub secret: Option<String>,
+    /// How its deliveries are signed; a given secret must fit it.
+    pub signature_scheme: SignatureScheme,
     /// Empty: every event type.
     pub event_types: Vec<String>,
     /// The merchant whose events it receives. `None`: a global subscriber, every merchant's
@@ -56,11 +71,25 @@ fn validate(new: &NewWebhook, allow_private: bool) -> Result<String, ValidationE
     super::target::check_url(url, allow_private)
         .map_err(|problem| ValidationError::new("invalid_url", format!("url refused: {problem}")))?;
     if let Some(secret) = &new.secret {
-        if secret.len() < 16 || secret.len() > SECRET_MAX_BYTES || secret.chars().any(char::is_control) {
-            return Err(ValidationError::new(
-                "invalid_secret",
-                format!("secret must be 16 to {SECRET_MAX_BYTES} bytes without control characters"),
-            ));
+        match new.signature_scheme {
+            SignatureScheme::StandardWebhooksV1 => {
+                super::signature::standard_key(secret).map_err(|problem| {
+                    ValidationError::new(
+                        "invalid_secret",
+                        format!(
+                            "{problem} (a Standard Webhooks secret: whsec_ and the base64 of 24 to 64 random bytes)"
+                        ),
+                    )
+                })?;
+            }
+            SignatureScheme::PaywardenV1 => {
+                if secret.len() < 16 || secret.len() > SECRET_MAX_BYTES || secret.chars().any(char::is_control) {
+                    return Err(ValidationError::new(
+                        "invalid_secret",
+                        format!("secret must be 16 to {SECRET_MAX_BYTES} bytes without control characters"),
+                    ));
+                }
+            }
         }
     }
     // Each known type once, in the order given: repeats would only lengthen the stored list
@@ -84,14 +113,6 @@ fn validate(new: &NewWebhook, allow_private: bool) -> Result<String, ValidationE
     })
 }
 
-fn generated_secret() -> String {
-    format!(
-        "whsec_{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    )
-}
-
 /// Adds a webhook subscriber with a new id.
 ///
 /// # Errors
@@ -106,7 +127,8 @@ pub async fn add_webhook<C: ConnectionTrait>(
         id: format!("sub_{}", uuid::Uuid::new_v4().simple()),
         kind: SubscriberKind::Webhook,
         url: new.url.trim().to_owned(),
-        secret: Some(new.secret.unwrap_or_else(generated_secret)),
+        secret: Some(new.secret.unwrap_or_else(super::signature::generate_secret)),
+        signature_scheme: new.signature_scheme,
         event_types,
         merchant_id: new.merchant_id.map(|merchant| merchant.as_str().to_owned()),
         enabled: true,
@@ -142,6 +164,7 @@ pub async fn ensure<C: ConnectionTrait>(
         kind,
         url: new.url.trim().to_owned(),
         secret: new.secret,
+        signature_scheme: new.signature_scheme,
         event_types,
         merchant_id,
         enabled: true,
@@ -154,6 +177,7 @@ pub async fn ensure<C: ConnectionTrait>(
                     subscribers::Column::Kind,
                     subscribers::Column::Url,
                     subscribers::Column::Secret,
+                    subscribers::Column::SignatureScheme,
                     subscribers::Column::EventTypes,
                     subscribers::Column::MerchantId,
                     subscribers::Column::Enabled,
@@ -189,6 +213,10 @@ pub async fn remove<C: ConnectionTrait + TransactionTrait>(conn: &C, id: &str) -
     if deleted.rows_affected == 0 {
         return Err(SubscriberError::NotFound);
     }
+    subscriber_secrets::Entity::delete_many()
+        .filter(subscriber_secrets::Column::SubscriberId.eq(id))
+        .exec(&txn)
+        .await?;
     outbox_deliveries::Entity::update_many()
         .col_expr(outbox_deliveries::Column::Status, Expr::value(DeliveryStatus::Dead))
         .col_expr(outbox_deliveries::Column::LastError, Expr::value("subscriber removed"))
@@ -198,6 +226,141 @@ pub async fn remove<C: ConnectionTrait + TransactionTrait>(conn: &C, id: &str) -
         .await?;
     txn.commit().await?;
     Ok(())
+}
+
+/// Previous secrets a webhook may have in their overlap at once, besides the current one:
+/// each adds a signature to every delivery.
+pub const PREVIOUS_SECRETS_MAX: u64 = 3;
+
+/// How long a rotated-out secret keeps signing: the `outbox` settings' bounds and default.
+#[derive(Clone, Copy, Debug)]
+pub struct OverlapBounds {
+    pub default: Duration,
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl OverlapBounds {
+    /// The overlap asked for (absent: the default), within the bounds.
+    ///
+    /// # Errors
+    /// `invalid_overlap` when outside them.
+    pub fn check(&self, overlap_seconds: Option<u64>) -> Result<Duration, ValidationError> {
+        let overlap = overlap_seconds.map_or(self.default, Duration::from_secs);
+        if overlap < self.min || overlap > self.max {
+            return Err(ValidationError::new(
+                "invalid_overlap",
+                format!(
+                    "overlap_seconds must be {} to {}",
+                    self.min.as_secs(),
+                    self.max.as_secs()
+                ),
+            ));
+        }
+        Ok(overlap)
+    }
+}
+
+/// A rotation's outcome: the subscriber with its new secret (to show once), and until when
+/// the previous one still signs.
+#[derive(Clone, Debug)]
+pub struct Rotated {
+    pub subscriber: subscribers::Model,
+    pub previous_expires_at: DateTime<Utc>,
+}
+
+/// Gives a webhook subscriber a new generated secret; the current one keeps signing, beside
+/// it, for `overlap`. Expired previous secrets are deleted on the way. Only a subscriber that
+/// `may_manage` is found (a merchant's own endpoints).
+///
+/// # Errors
+/// [`SubscriberError::NotFound`], [`SubscriberError::Configured`] (its secret is the
+/// configuration's), [`SubscriberError::TooManySecrets`], or a database error.
+pub async fn rotate_secret<C: ConnectionTrait + TransactionTrait>(
+    conn: &C,
+    id: &str,
+    overlap: Duration,
+    may_manage: impl Fn(&subscribers::Model) -> bool,
+) -> Result<Rotated, SubscriberError> {
+    if id.chars().any(char::is_control) {
+        return Err(SubscriberError::NotFound);
+    }
+    let now = Utc::now();
+    let overlap = chrono::Duration::from_std(overlap).map_err(|_| {
+        SubscriberError::Validation(ValidationError::new("invalid_overlap", "overlap_seconds is too large"))
+    })?;
+    let txn = conn.begin().await?;
+    let subscriber = subscribers::Entity::find_by_id(id.to_owned())
+        .lock_exclusive()
+        .one(&txn)
+        .await?
+        .filter(|s| s.kind == SubscriberKind::Webhook && may_manage(s))
+        .ok_or(SubscriberError::NotFound)?;
+    if subscriber.id.starts_with("cfg_") {
+        return Err(SubscriberError::Configured);
+    }
+    subscriber_secrets::Entity::delete_many()
+        .filter(subscriber_secrets::Column::SubscriberId.eq(id))
+        .filter(subscriber_secrets::Column::ExpiresAt.lte(now))
+        .exec(&txn)
+        .await?;
+    let live = subscriber_secrets::Entity::find()
+        .filter(subscriber_secrets::Column::SubscriberId.eq(id))
+        .count(&txn)
+        .await?;
+    if live >= PREVIOUS_SECRETS_MAX {
+        return Err(SubscriberError::TooManySecrets);
+    }
+    let previous_expires_at = now + overlap;
+    if let Some(previous) = subscriber.secret.clone() {
+        subscriber_secrets::Entity::insert(subscriber_secrets::ActiveModel {
+            id: sea_orm::ActiveValue::NotSet,
+            subscriber_id: sea_orm::ActiveValue::Set(id.to_owned()),
+            secret: sea_orm::ActiveValue::Set(previous),
+            expires_at: sea_orm::ActiveValue::Set(previous_expires_at),
+        })
+        .exec_without_returning(&txn)
+        .await?;
+    }
+    let secret = super::signature::generate_secret();
+    subscribers::Entity::update_many()
+        .col_expr(subscribers::Column::Secret, Expr::value(secret.clone()))
+        .filter(subscribers::Column::Id.eq(id))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(Rotated {
+        subscriber: subscribers::Model {
+            secret: Some(secret),
+            ..subscriber
+        },
+        previous_expires_at,
+    })
+}
+
+/// The live previous secrets of each subscriber (soonest to expire last), after deleting the
+/// expired ones.
+///
+/// # Errors
+/// A database error.
+pub async fn previous_secrets<C: ConnectionTrait>(
+    conn: &C,
+    now: DateTime<Utc>,
+) -> Result<std::collections::HashMap<String, Vec<String>>, DbErr> {
+    subscriber_secrets::Entity::delete_many()
+        .filter(subscriber_secrets::Column::ExpiresAt.lte(now))
+        .exec(conn)
+        .await?;
+    let rows = subscriber_secrets::Entity::find()
+        .filter(subscriber_secrets::Column::ExpiresAt.gt(now))
+        .order_by_desc(subscriber_secrets::Column::ExpiresAt)
+        .all(conn)
+        .await?;
+    let mut by_subscriber: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+    for row in rows {
+        by_subscriber.entry(row.subscriber_id).or_default().push(row.secret);
+    }
+    Ok(by_subscriber)
 }
 
 /// A delivery with what an admin needs to judge it.

@@ -2,12 +2,12 @@
 
 use actix_web::{web, HttpResponse};
 use actors::outbox::subscribers;
-use entities::SubscriberKind;
+use entities::{SignatureScheme, SubscriberKind};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::operations::{add_webhook, api_operator, remove_webhook, NewSubscriber};
+use crate::operations::{add_webhook, api_operator, remove_webhook, rotate_secret, NewSubscriber};
 use crate::routes::dto::schema;
 use crate::state::AppState;
 
@@ -17,8 +17,15 @@ pub struct AddSubscriberBody {
     /// Where deliveries are POSTed: http(s), a public address unless
     /// `outbox.allow_private_targets`.
     url: String,
-    /// Key of the deliveries' signatures, at least 16 bytes; absent: one is generated.
+    /// Key of the deliveries' signatures; absent: one is generated (`whsec_` and the base64
+    /// of 32 random bytes). For `standard-webhooks-v1`: `whsec_` and the base64 of 24 to 64
+    /// bytes; for `paywarden-v1`: 16 to 256 bytes.
     secret: Option<String>,
+    /// How deliveries are signed: `standard-webhooks-v1` (the default: `webhook-id`,
+    /// `webhook-timestamp`, `webhook-signature`) or `paywarden-v1` (the `Paywarden-*`
+    /// headers, for receivers built on them).
+    #[schema(value_type = Option<schema::SignatureScheme>)]
+    signature_scheme: Option<String>,
     /// Event types it receives; empty or absent: every type.
     #[serde(default)]
     event_types: Vec<String>,
@@ -32,6 +39,7 @@ impl From<AddSubscriberBody> for NewSubscriber {
         Self {
             url: body.url,
             secret: body.secret,
+            signature_scheme: body.signature_scheme,
             event_types: body.event_types,
             merchant_id: body.merchant_id,
         }
@@ -44,6 +52,8 @@ pub struct SubscriberResponse {
     #[schema(value_type = schema::SubscriberKind)]
     kind: SubscriberKind,
     url: String,
+    #[schema(value_type = schema::SignatureScheme)]
+    signature_scheme: SignatureScheme,
     event_types: String,
     /// `null`: global (every merchant's events).
     merchant_id: Option<String>,
@@ -66,6 +76,7 @@ impl SubscriberResponse {
             id: model.id,
             kind: model.kind,
             url: model.url,
+            signature_scheme: model.signature_scheme,
             event_types: model.event_types,
             merchant_id: model.merchant_id,
             enabled: model.enabled,
@@ -89,7 +100,7 @@ impl SubscriberResponse {
     security(("admin_token" = [])),
     extensions(("x-error-codes" = json!([
         "invalid_json", "unauthorized", "payload_too_large", "unsupported_media_type", "invalid_merchant_id",
-        "invalid_url", "invalid_secret", "unknown_event_type", "internal_error"
+        "invalid_url", "invalid_secret", "invalid_signature_scheme", "unknown_event_type", "internal_error"
     ]))),
 )]
 pub async fn add_subscriber(
@@ -136,4 +147,61 @@ pub async fn list_subscribers(state: web::Data<AppState>) -> Result<HttpResponse
 pub async fn remove_subscriber(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     remove_webhook(&state, &id, &api_operator()).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecretBody {
+    /// How long the current secret keeps signing beside the new one, in seconds. Absent:
+    /// `outbox.rotation_overlap_default_seconds` (24 hours); within
+    /// `outbox.rotation_overlap_min_seconds` and `outbox.rotation_overlap_max_seconds`.
+    #[schema(minimum = 1)]
+    overlap_seconds: Option<u64>,
+}
+
+/// The new secret, shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RotatedSecret {
+    id: String,
+    secret: String,
+    /// Until then every delivery also carries a signature with the previous secret.
+    previous_secret_expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<subscribers::Rotated> for RotatedSecret {
+    fn from(rotated: subscribers::Rotated) -> Self {
+        Self {
+            id: rotated.subscriber.id,
+            secret: rotated.subscriber.secret.unwrap_or_default(),
+            previous_secret_expires_at: rotated.previous_expires_at,
+        }
+    }
+}
+
+/// `POST /admin/subscribers/{id}/rotate-secret`: a new secret, shown once; the current one
+/// keeps signing beside it for the overlap, so receivers switch without a gap.
+#[utoipa::path(
+    post,
+    path = "/admin/subscribers/{id}/rotate-secret",
+    tag = "admin",
+    operation_id = "admin_rotate_subscriber_secret",
+    summary = "Rotate a webhook subscriber's secret",
+    description = "Generates a new secret (in this answer only). Until `previous_secret_expires_at` every delivery carries two signatures, one per secret (Standard Webhooks: space-separated in `webhook-signature`); then only the new one, and the previous secret is deleted. A subscriber declared in the configuration is refused (its secret is the configuration's).",
+    params(("id" = String, Path, description = "The subscriber's id")),
+    request_body = RotateSecretBody,
+    responses((status = 200, description = "The new secret", body = RotatedSecret)),
+    security(("admin_token" = [])),
+    extensions(("x-error-codes" = json!([
+        "invalid_json", "unauthorized", "payload_too_large", "unsupported_media_type", "not_found",
+        "invalid_overlap", "subscriber_configured", "too_many_live_secrets", "internal_error"
+    ]))),
+)]
+pub async fn rotate_subscriber_secret(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Json<RotateSecretBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let rotated = rotate_secret(&state, &id, body.overlap_seconds, &api_operator()).await?;
+    Ok(HttpResponse::Ok().json(RotatedSecret::from(rotated)))
 }

@@ -825,6 +825,7 @@ pub async fn add_subscriber(
     let body = crate::operations::NewSubscriber {
         url: form.url.trim().to_owned(),
         secret: None,
+        signature_scheme: None,
         event_types,
         merchant_id,
     };

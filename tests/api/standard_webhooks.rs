@@ -1,0 +1,354 @@
+//! Standard Webhooks signing, checked by the specification's own Python library
+//! (`standardwebhooks`, installed by `.ci/run`) in a receiver process
+//! (`tests/receiver/standard_webhooks_receiver.py`): never by paywarden's code.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::{error_code, on_both_backends, order_body, spawn_app, Backend, TestApp, ADMIN_TOKEN};
+
+/// The Python receiver: started per test, ended with it.
+struct LibraryReceiver {
+    base: String,
+    client: reqwest::Client,
+    process: Child,
+    /// Held open: the receiver ends when it closes.
+    _stdin: Option<ChildStdin>,
+}
+
+impl LibraryReceiver {
+    fn start() -> Self {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/receiver/standard_webhooks_receiver.py"
+        );
+        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
+        let mut process = Command::new(python)
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs (the receiver needs `pip install standardwebhooks`)");
+        let stdout = process.stdout.take().expect("the receiver's stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the receiver prints its port");
+        let port: u16 = line
+            .trim()
+            .strip_prefix("port ")
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("the receiver did not start (is standardwebhooks installed?): {line:?}"));
+        Self {
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+            _stdin: process.stdin.take(),
+            process,
+        }
+    }
+
+    /// A target that answers `status` (the first `fail_first` requests: 500).
+    fn hook(&self, status: u16, fail_first: usize) -> String {
+        format!("{}/hook/{status}?fail_first={fail_first}", self.base)
+    }
+
+    async fn requests(&self) -> Vec<Value> {
+        self.client
+            .get(format!("{}/_control/requests", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until `count` requests arrived.
+    async fn wait_for_requests(&self, count: usize, within: Duration) -> Vec<Value> {
+        let started = Instant::now();
+        loop {
+            let requests = self.requests().await;
+            if requests.len() >= count {
+                return requests;
+            }
+            assert!(
+                started.elapsed() < within,
+                "only {} of {count} requests arrived",
+                requests.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Each recorded request as the library judges it with `secret` alone:
+    /// `{webhook_id, ok, error, replay_refused}`.
+    async fn verify_with(&self, secret: &str) -> Vec<Value> {
+        self.client
+            .post(format!("{}/_control/verify", self.base))
+            .json(&json!({ "secret": secret }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for LibraryReceiver {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+async fn add_subscriber(app: &TestApp, body: &Value) -> reqwest::Response {
+    app.client
+        .post(app.url("/admin/subscribers"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn rotate(app: &TestApp, id: &str, body: &Value) -> reqwest::Response {
+    app.client
+        .post(app.url(&format!("/admin/subscribers/{id}/rotate-secret")))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A valid Standard Webhooks secret that paywarden never issued.
+const OTHER_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+on_both_backends!(a_new_subscriber_gets_standard_webhooks_that_the_official_library_verifies,);
+
+async fn a_new_subscriber_gets_standard_webhooks_that_the_official_library_verifies(backend: Backend) {
+    // Arrange: a subscriber with a generated secret whose receiver fails twice first.
+    let receiver = LibraryReceiver::start();
+    let app = spawn_app(backend).await;
+    let added = add_subscriber(
+        &app,
+        &json!({"url": receiver.hook(200, 2), "event_types": ["order.created"]}),
+    )
+    .await;
+    assert_eq!(added.status().as_u16(), 201);
+    let added: Value = added.json().await.unwrap();
+    assert_eq!(added["signature_scheme"], "standard-webhooks-v1", "the default");
+    let secret = added["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    let listed: Value = app
+        .get_as(ADMIN_TOKEN, "/admin/subscribers")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        !listed.to_string().contains(&secret),
+        "the secret is shown once, at creation"
+    );
+
+    // Act
+    let order = app.create_order(&order_body("std-1")).await;
+    let requests = receiver.wait_for_requests(3, Duration::from_secs(10)).await;
+
+    // Assert: three attempts of one event, each signed for its own timestamp.
+    let event_id = requests[0]["headers"]["webhook-id"].as_str().unwrap().to_owned();
+    let body: Value = serde_json::from_str(requests[2]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["event_id"], event_id.as_str(), "webhook-id is the event id");
+    assert_eq!(body["order_no"], order["order_no"]);
+    assert!(
+        requests.iter().all(|r| r["headers"]["webhook-id"] == event_id.as_str()),
+        "retries keep the id: {requests:?}"
+    );
+    assert!(requests
+        .iter()
+        .all(|r| r["headers"].get("paywarden-signature").is_none()));
+    let verified = receiver.verify_with(&secret).await;
+    for result in &verified {
+        assert_eq!(result["ok"], true, "the library verifies every attempt: {result}");
+        assert_eq!(
+            result["replay_refused"], true,
+            "replayed six minutes later, the library refuses it: {result}"
+        );
+    }
+    for result in receiver.verify_with(OTHER_SECRET).await {
+        assert_eq!(result["ok"], false, "another secret is refused: {result}");
+    }
+}
+
+#[actix_web::test]
+async fn during_a_rotation_each_secret_verifies_alone_and_after_the_overlap_only_the_new_one() {
+    // Arrange
+    let receiver = LibraryReceiver::start();
+    let app = spawn_app(Backend::Postgres).await;
+    let added: Value = add_subscriber(
+        &app,
+        &json!({"url": receiver.hook(200, 0), "event_types": ["order.created"]}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let id = added["id"].as_str().unwrap();
+    let old_secret = added["secret"].as_str().unwrap().to_owned();
+
+    // Act: rotate with a three-second overlap, then deliver one event inside it.
+    let rotated = rotate(&app, id, &json!({"overlap_seconds": 3})).await;
+    assert_eq!(rotated.status().as_u16(), 200);
+    let rotated: Value = rotated.json().await.unwrap();
+    let new_secret = rotated["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new_secret, old_secret);
+    app.create_order(&order_body("rot-1")).await;
+    let during = receiver.wait_for_requests(1, Duration::from_secs(10)).await;
+
+    // Assert: two signatures, each secret verifies on its own.
+    let signatures = during[0]["headers"]["webhook-signature"].as_str().unwrap();
+    assert_eq!(signatures.split(' ').count(), 2, "{signatures}");
+    assert_eq!(receiver.verify_with(&new_secret).await[0]["ok"], true);
+    assert_eq!(receiver.verify_with(&old_secret).await[0]["ok"], true);
+    assert_eq!(receiver.verify_with(OTHER_SECRET).await[0]["ok"], false);
+
+    // Act: once the overlap is over, another event.
+    let expires_at: chrono::DateTime<chrono::Utc> =
+        rotated["previous_secret_expires_at"].as_str().unwrap().parse().unwrap();
+    let wait = (expires_at - chrono::Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(wait + Duration::from_millis(100)).await;
+    app.create_order(&order_body("rot-2")).await;
+    let after = receiver.wait_for_requests(2, Duration::from_secs(10)).await;
+
+    // Assert: the new secret alone, and the old one deleted.
+    let signatures = after[1]["headers"]["webhook-signature"].as_str().unwrap();
+    assert_eq!(signatures.split(' ').count(), 1, "{signatures}");
+    assert_eq!(receiver.verify_with(&new_secret).await[1]["ok"], true);
+    assert_eq!(receiver.verify_with(&old_secret).await[1]["ok"], false);
+    assert_eq!(app.count("SELECT COUNT(*) FROM subscriber_secrets").await, 0);
+}
+
+#[actix_web::test]
+async fn a_paywarden_v1_subscriber_keeps_the_paywarden_headers_through_a_rotation() {
+    // Arrange
+    let receiver = LibraryReceiver::start();
+    let app = spawn_app(Backend::Sqlite).await;
+    let old_secret = "whsec_old_receiver_secret_01";
+    let added: Value = add_subscriber(
+        &app,
+        &json!({"url": receiver.hook(200, 0), "secret": old_secret, "signature_scheme": "paywarden-v1", "event_types": ["order.created"]}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(added["signature_scheme"], "paywarden-v1");
+    let rotated: Value = rotate(&app, added["id"].as_str().unwrap(), &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let new_secret = rotated["secret"].as_str().unwrap();
+
+    // Act
+    app.create_order(&order_body("pw-1")).await;
+    let request = &receiver.wait_for_requests(1, Duration::from_secs(10)).await[0];
+
+    // Assert: the old headers, one v1= per live secret; each verifies alone.
+    let headers = &request["headers"];
+    assert!(headers.get("webhook-signature").is_none(), "{headers}");
+    let body = request["body"].as_str().unwrap();
+    let event: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(headers["paywarden-event-id"], event["event_id"]);
+    let timestamp = headers["paywarden-timestamp"].as_str().unwrap();
+    let signature = headers["paywarden-signature"].as_str().unwrap();
+    let now = chrono::Utc::now().timestamp();
+    for secret in [old_secret, new_secret] {
+        actors::outbox::signature::verify(secret, timestamp, signature, body.as_bytes(), now, 300)
+            .unwrap_or_else(|err| panic!("{err}"));
+    }
+}
+
+/// Each refused request answers 422 (or 409) and changes nothing.
+#[actix_web::test]
+async fn bad_signing_input_is_refused_and_nothing_is_stored() {
+    // Arrange
+    let app = spawn_app(Backend::Sqlite).await;
+    let url = "http://127.0.0.1:9/hook/200";
+    let short_key = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2La"; // 18 bytes
+    let cases = [
+        (
+            json!({"url": url, "signature_scheme": "v2"}),
+            "invalid_signature_scheme",
+            "an unknown scheme",
+        ),
+        (
+            json!({"url": url, "secret": "whsec_test_receiver_0001"}),
+            "invalid_secret",
+            "not base64",
+        ),
+        (
+            json!({"url": url, "secret": "plain-secret-of-32-characters-00"}),
+            "invalid_secret",
+            "no whsec_ prefix",
+        ),
+        (
+            json!({"url": url, "secret": short_key}),
+            "invalid_secret",
+            "a key under 24 bytes",
+        ),
+        (
+            json!({"url": "https://ops:pw@hooks.example.com/h"}),
+            "invalid_url",
+            "credentials in the URL",
+        ),
+        (
+            json!({"url": url, "event_types": ["order.shipped"]}),
+            "unknown_event_type",
+            "an unknown event type",
+        ),
+    ];
+
+    // Act / Assert
+    for (body, code, case) in cases {
+        let refused = add_subscriber(&app, &body).await;
+        assert_eq!(error_code(refused, 422).await, code, "{case}");
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM subscribers").await, 0, "nothing stored");
+
+    let added: Value = add_subscriber(&app, &json!({ "url": url })).await.json().await.unwrap();
+    let id = added["id"].as_str().unwrap();
+    let secret = added["secret"].as_str().unwrap();
+    for overlap in [0, 604_801] {
+        let refused = rotate(&app, id, &json!({ "overlap_seconds": overlap })).await;
+        assert_eq!(error_code(refused, 422).await, "invalid_overlap", "{overlap}");
+    }
+    let refused = rotate(&app, id, &json!({ "overlap": 60 })).await;
+    assert_eq!(error_code(refused, 400).await, "invalid_json");
+    let missing = rotate(&app, "sub_missing", &json!({})).await;
+    assert_eq!(error_code(missing, 404).await, "not_found");
+    assert_eq!(app.count("SELECT COUNT(*) FROM subscriber_secrets").await, 0);
+    assert_eq!(
+        app.count(&format!("SELECT COUNT(*) FROM subscribers WHERE secret = '{secret}'"))
+            .await,
+        1,
+        "the secret is unchanged"
+    );
+    // A secret does not reach the rotation's refusals.
+    for _ in 0..3 {
+        assert_eq!(rotate(&app, id, &json!({})).await.status().as_u16(), 200);
+    }
+    let refused = rotate(&app, id, &json!({})).await;
+    let status = refused.status().as_u16();
+    let text = refused.text().await.unwrap();
+    assert_eq!(status, 409, "{text}");
+    assert!(
+        text.contains("too_many_live_secrets") && !text.contains("whsec_"),
+        "{text}"
+    );
+}
