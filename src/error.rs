@@ -359,6 +359,11 @@ pub const ERROR_CODES: &[ErrorCode] = &[
         "overlap_seconds is outside outbox.rotation_overlap_min_seconds to outbox.rotation_overlap_max_seconds",
     ),
     code(
+        "invalid_headers",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a custom header is forbidden (framing, connection, credential, origin or signature headers), malformed, or over the limits (10 headers, 64-byte names, 512-byte values, 2048 bytes in all)",
+    ),
+    code(
         "unknown_event_type",
         StatusCode::UNPROCESSABLE_ENTITY,
         "an event type that paywarden does not emit",

@@ -35,6 +35,8 @@ pub struct NewSubscriber {
     pub event_types: Vec<String>,
     /// Whose events it receives; absent: every merchant's.
     pub merchant_id: Option<String>,
+    /// Extra headers sent with each delivery.
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 /// Who the JSON routes record: the admin token names no one. (The console records the name
@@ -104,6 +106,7 @@ pub async fn add_webhook(
             signature_scheme,
             event_types: body.event_types,
             merchant_id,
+            headers: body.headers,
         },
         state.allow_private_targets,
     )
@@ -146,6 +149,28 @@ pub async fn rotate_secret(
         .map_err(subscriber_error)?;
     tracing::info!(subscriber_id = %id, previous_expires_at = %rotated.previous_expires_at, %operator, "subscriber secret rotated");
     Ok(rotated)
+}
+
+/// Changes a subscriber's event types, pause or custom headers (the JSON route and the
+/// console); resuming wakes the relay so the held deliveries go out now.
+///
+/// # Errors
+/// `422` (`unknown_event_type`, `invalid_headers`) or `404`.
+pub async fn update_webhook(
+    state: &AppState,
+    id: &str,
+    change: subscribers::SubscriberUpdate,
+    operator: &Operator,
+) -> Result<entities::subscribers::Model, ApiError> {
+    let resumed = change.paused == Some(false);
+    let model = subscribers::update(&state.db, id, change, |_| true)
+        .await
+        .map_err(subscriber_error)?;
+    tracing::info!(subscriber_id = %id, paused = model.paused, event_types = %model.event_types, %operator, "subscriber updated");
+    if resumed {
+        state.engine.wake_relay();
+    }
+    Ok(model)
 }
 
 /// Removes a subscriber (the JSON route and the console).

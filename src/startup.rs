@@ -480,6 +480,7 @@ async fn start_outbox_relay(
             signature_scheme: webhook.signature_scheme,
             event_types: webhook.event_types.clone(),
             merchant_id,
+            headers: std::collections::BTreeMap::new(),
         };
         ensure(
             db,
@@ -501,6 +502,7 @@ async fn start_outbox_relay(
                 signature_scheme: entities::SignatureScheme::PaywardenV1,
                 event_types: Vec::new(),
                 merchant_id: None,
+                headers: std::collections::BTreeMap::new(),
             };
             ensure(db, "amqp", SubscriberKind::Amqp, new, true)
                 .await

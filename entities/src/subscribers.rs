@@ -22,6 +22,10 @@ pub struct Model {
     pub merchant_id: Option<String>,
     pub enabled: bool,
     pub created_at: DateTimeUtc,
+    /// Deliveries wait (kept, in order) until it resumes.
+    pub paused: bool,
+    /// Extra headers sent with each delivery: a JSON object, `None` when there are none.
+    pub headers: Option<String>,
 }
 
 impl std::fmt::Debug for Model {
@@ -36,6 +40,8 @@ impl std::fmt::Debug for Model {
             .field("merchant_id", &self.merchant_id)
             .field("enabled", &self.enabled)
             .field("created_at", &self.created_at)
+            .field("paused", &self.paused)
+            .field("headers", &self.headers)
             .finish()
     }
 }

@@ -19,6 +19,7 @@ mod m20261202_000010_create_partition_fences;
 mod m20261207_000012_create_idempotency_keys;
 mod m20261208_000013_create_console_sessions;
 mod m20261209_000014_add_webhook_signing;
+mod m20261209_000015_add_subscriber_controls;
 
 pub struct Migrator;
 
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000012_create_idempotency_keys::Migration),
             Box::new(m20261208_000013_create_console_sessions::Migration),
             Box::new(m20261209_000014_add_webhook_signing::Migration),
+            Box::new(m20261209_000015_add_subscriber_controls::Migration),
         ]
     }
 }

@@ -171,6 +171,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
     endpoint!(POST Scope::Admin, "/subscribers" => admin::add_subscriber),
     endpoint!(GET Scope::Admin, "/subscribers" => admin::list_subscribers),
     endpoint!(DELETE Scope::Admin, "/subscribers/{id}" => admin::remove_subscriber),
+    endpoint!(PATCH Scope::Admin, "/subscribers/{id}" => admin::update_subscriber),
     endpoint!(POST Scope::Admin, "/subscribers/{id}/rotate-secret" => admin::rotate_subscriber_secret),
     endpoint!(GET Scope::Admin, "/deliveries" => admin::list_deliveries),
     endpoint!(POST Scope::Admin, "/deliveries/{id}/redeliver" => admin::redeliver),

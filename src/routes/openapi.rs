@@ -71,6 +71,7 @@ pub const CONSOLE_SESSION: &str = "console_session";
         super::admin::add_subscriber,
         super::admin::list_subscribers,
         super::admin::remove_subscriber,
+        super::admin::update_subscriber,
         super::admin::rotate_subscriber_secret,
         super::admin::list_deliveries,
         super::admin::redeliver,

@@ -1,4 +1,5 @@
-//! Standard Webhooks signing, checked by the specification's own Python library
+//! Webhooks as a receiver sees them: Standard Webhooks signing, event filters, pause and
+//! custom headers, each delivery checked by the specification's own Python library
 //! (`standardwebhooks`, installed by `.ci/run`) in a receiver process
 //! (`tests/receiver/standard_webhooks_receiver.py`): never by paywarden's code.
 
@@ -8,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{error_code, on_both_backends, order_body, spawn_app, Backend, TestApp, ADMIN_TOKEN};
+use crate::helpers::{
+    error_code, on_both_backends, order_body, spawn_app, Backend, TestApp, ADMIN_TOKEN, MERCHANT_A_KEY,
+};
 
 /// The Python receiver: started per test, ended with it.
 struct LibraryReceiver {
@@ -351,4 +354,201 @@ async fn bad_signing_input_is_refused_and_nothing_is_stored() {
         text.contains("too_many_live_secrets") && !text.contains("whsec_"),
         "{text}"
     );
+}
+
+async fn update(app: &TestApp, id: &str, body: &Value) -> reqwest::Response {
+    app.client
+        .patch(app.url(&format!("/admin/subscribers/{id}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Creates an order of merchant A and cancels it: `order.created`, then `order.closed`.
+async fn created_and_closed(app: &TestApp, out_business_id: &str) -> String {
+    let order = app.create_order(&order_body(out_business_id)).await;
+    let order_no = order["order_no"].as_str().unwrap().to_owned();
+    let cancelled = app
+        .post_as(MERCHANT_A_KEY, &format!("/v1/orders/{order_no}/cancel"), None)
+        .await;
+    assert_eq!(cancelled.status().as_u16(), 200, "cancelling {order_no}");
+    order_no
+}
+
+/// `(order_no, type)` of each request, in arrival order.
+fn events_of(requests: &[Value]) -> Vec<(String, String)> {
+    requests
+        .iter()
+        .map(|request| {
+            let body: Value = serde_json::from_str(request["body"].as_str().unwrap()).unwrap();
+            (
+                body["order_no"].as_str().unwrap().to_owned(),
+                body["type"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[actix_web::test]
+async fn a_paused_subscriber_keeps_its_events_and_gets_them_in_order_on_resume() {
+    // Arrange: a paused subscriber, and a control one that is not.
+    let held = LibraryReceiver::start();
+    let control = LibraryReceiver::start();
+    let app = spawn_app(Backend::Postgres).await;
+    let added: Value = add_subscriber(&app, &json!({ "url": held.hook(200, 0) }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = added["id"].as_str().unwrap();
+    let secret = added["secret"].as_str().unwrap();
+    let paused = update(&app, id, &json!({"paused": true})).await;
+    assert_eq!(paused.status().as_u16(), 200);
+    assert_eq!(paused.json::<Value>().await.unwrap()["paused"], true);
+    add_subscriber(&app, &json!({ "url": control.hook(200, 0) })).await;
+
+    // Act: two orders, each created then closed, while paused.
+    let first = created_and_closed(&app, "pause-1").await;
+    let second = created_and_closed(&app, "pause-2").await;
+    control.wait_for_requests(4, Duration::from_secs(10)).await;
+
+    // Assert: nothing sent, everything kept.
+    assert!(held.requests().await.is_empty(), "a paused subscriber receives nothing");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM outbox_deliveries WHERE subscriber_id = '{id}' AND status = 'pending'"
+        ))
+        .await,
+        4
+    );
+
+    // Act: resume.
+    let resumed = update(&app, id, &json!({"paused": false})).await;
+    assert_eq!(resumed.status().as_u16(), 200);
+    let requests = held.wait_for_requests(4, Duration::from_secs(10)).await;
+
+    // Assert: each order's events in the order they were written, each verified.
+    let events = events_of(&requests);
+    for order_no in [&first, &second] {
+        let types: Vec<&str> = events
+            .iter()
+            .filter(|(no, _)| no == order_no)
+            .map(|(_, event_type)| event_type.as_str())
+            .collect();
+        assert_eq!(types, ["order.created", "order.closed"], "{order_no}: {events:?}");
+    }
+    for result in held.verify_with(secret).await {
+        assert_eq!(result["ok"], true, "{result}");
+    }
+}
+
+#[actix_web::test]
+async fn a_subscriber_gets_only_the_event_types_it_chose() {
+    // Arrange: one subscriber for order.closed (and a refund type), one for everything.
+    let filtered = LibraryReceiver::start();
+    let control = LibraryReceiver::start();
+    let app = spawn_app(Backend::Sqlite).await;
+    let added = add_subscriber(
+        &app,
+        &json!({"url": filtered.hook(200, 0), "event_types": ["order.closed", "refund.succeeded"]}),
+    )
+    .await;
+    assert_eq!(added.status().as_u16(), 201, "refund types can be chosen too");
+    let added: Value = added.json().await.unwrap();
+    assert_eq!(added["event_types"], "order.closed,refund.succeeded");
+    let refused = add_subscriber(
+        &app,
+        &json!({"url": filtered.hook(200, 0), "event_types": ["order.shipped"]}),
+    )
+    .await;
+    assert_eq!(refused.status().as_u16(), 422);
+    let refused: Value = refused.json().await.unwrap();
+    assert_eq!(refused["error"]["code"], "unknown_event_type");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("order.created") && message.contains("refund.failed"),
+        "the valid types are listed: {message}"
+    );
+    add_subscriber(&app, &json!({ "url": control.hook(200, 0) })).await;
+
+    // Act
+    let order_no = created_and_closed(&app, "filter-1").await;
+    control.wait_for_requests(2, Duration::from_secs(10)).await;
+    let received = filtered.wait_for_requests(1, Duration::from_secs(10)).await;
+
+    // Assert
+    assert_eq!(events_of(&received), [(order_no, "order.closed".to_owned())]);
+
+    // Act: the choice changed to order.created.
+    let changed = update(
+        &app,
+        added["id"].as_str().unwrap(),
+        &json!({"event_types": ["order.created"]}),
+    )
+    .await;
+    assert_eq!(changed.status().as_u16(), 200);
+    let order_no = created_and_closed(&app, "filter-2").await;
+    control.wait_for_requests(4, Duration::from_secs(10)).await;
+    let received = filtered.wait_for_requests(2, Duration::from_secs(10)).await;
+
+    // Assert
+    assert_eq!(events_of(&received)[1], (order_no, "order.created".to_owned()));
+}
+
+#[actix_web::test]
+async fn custom_headers_arrive_and_forbidden_or_oversized_ones_are_refused() {
+    // Arrange
+    let receiver = LibraryReceiver::start();
+    let app = spawn_app(Backend::Sqlite).await;
+    let url = receiver.hook(200, 0);
+    let long_value = "v".repeat(513);
+    let many: serde_json::Map<String, Value> = (0..11).map(|i| (format!("X-H{i}"), json!("v"))).collect();
+    let refused_maps = [
+        (json!({"Host": "evil.example"}), "Host"),
+        (json!({"Content-Length": "0"}), "Content-Length"),
+        (json!({"Transfer-Encoding": "chunked"}), "framing"),
+        (json!({"webhook-signature": "v1,forged"}), "a signature header"),
+        (json!({"Paywarden-Event-Id": "x"}), "the old signature headers"),
+        (json!({"Authorization": "Bearer abc"}), "credentials"),
+        (json!({"X-Forwarded-For": "10.0.0.1"}), "an origin header"),
+        (json!({"X-Tenant": "a\r\nHost: evil"}), "a line break"),
+        (json!({"X Tenant": "acme"}), "a malformed name"),
+        (json!({"X-Tenant": long_value}), "a value over 512 bytes"),
+        (Value::Object(many), "11 headers"),
+    ];
+
+    // Act / Assert: refusals store nothing.
+    for (headers, case) in &refused_maps {
+        let refused = add_subscriber(&app, &json!({"url": url, "headers": headers})).await;
+        assert_eq!(error_code(refused, 422).await, "invalid_headers", "{case}");
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM subscribers").await, 0, "nothing stored");
+    let added: Value = add_subscriber(
+        &app,
+        &json!({"url": url, "headers": {"X-Tenant": "acme", "X-Route": "eu-1 primary"}}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let id = added["id"].as_str().unwrap();
+    assert_eq!(added["headers"]["X-Tenant"], "acme");
+    for (headers, case) in &refused_maps {
+        let refused = update(&app, id, &json!({ "headers": headers })).await;
+        assert_eq!(error_code(refused, 422).await, "invalid_headers", "{case}");
+    }
+    let refused = update(&app, id, &json!({"paused": true, "event_types": ["order.shipped"]})).await;
+    assert_eq!(error_code(refused, 422).await, "unknown_event_type");
+
+    // Act: a delivery, with the headers as they were (no refusal changed them).
+    app.create_order(&order_body("headers-1")).await;
+    let request = &receiver.wait_for_requests(1, Duration::from_secs(10)).await[0];
+
+    // Assert
+    assert_eq!(request["headers"]["x-tenant"], "acme");
+    assert_eq!(request["headers"]["x-route"], "eu-1 primary");
+    let secret = added["secret"].as_str().unwrap();
+    assert_eq!(receiver.verify_with(secret).await[0]["ok"], true);
 }

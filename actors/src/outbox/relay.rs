@@ -8,7 +8,8 @@
 //! same row; SQLite runs one instance), deliver them concurrently, and record each outcome:
 //! delivered, or retried later on the configured schedule (with jitter), or dead once it is
 //! spent. A delivery waits while an earlier event of the same order for the same subscriber is
-//! still pending, so each order's events arrive in the order they were written.
+//! still pending, so each order's events arrive in the order they were written; the deliveries
+//! of a paused subscriber wait (pending, in that order) until it resumes.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -479,6 +480,7 @@ WHERE id IN (
           SELECT 1 FROM outbox_deliveries e
           WHERE e.subscriber_id = d.subscriber_id AND e.order_id = d.order_id
             AND e.status = 'pending' AND e.outbox_id < d.outbox_id)
+      AND NOT EXISTS (SELECT 1 FROM subscribers s WHERE s.id = d.subscriber_id AND s.paused)
     ORDER BY d.id
     LIMIT $3
     FOR UPDATE SKIP LOCKED)
@@ -495,6 +497,7 @@ WHERE id IN (
           SELECT 1 FROM outbox_deliveries e
           WHERE e.subscriber_id = d.subscriber_id AND e.order_id = d.order_id
             AND e.status = 'pending' AND e.outbox_id < d.outbox_id)
+      AND NOT EXISTS (SELECT 1 FROM subscribers s WHERE s.id = d.subscriber_id AND s.paused)
     ORDER BY d.id
     LIMIT ?)
   AND (lease_until IS NULL OR lease_until < ?)
@@ -577,6 +580,10 @@ async fn deliver(
                 .post(&subscriber.url)
                 .timeout(core.settings.webhook_timeout)
                 .header("content-type", "application/json");
+            // The subscriber's own headers first: none of them can be a signature header.
+            for (name, value) in super::headers::CustomHeaders::from_column(subscriber.headers.as_deref()) {
+                request = request.header(name, value);
+            }
             for (name, value) in headers {
                 request = request.header(name, value);
             }

@@ -1,5 +1,6 @@
 //! Subscribers and their deliveries, as admins manage them.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -12,6 +13,7 @@ use sea_orm::{
     TransactionTrait,
 };
 
+use super::headers::CustomHeaders;
 use crate::domain::{MerchantId, ValidationError};
 use crate::store::journal::EventType;
 
@@ -46,20 +48,44 @@ pub struct NewWebhook {
     /// The merchant whose events it receives. `None`: a global subscriber, every merchant's
     /// events (for the operator's own consumers; never give a merchant's endpoint one).
     pub merchant_id: Option<MerchantId>,
+    /// Sent with each delivery, as given (checked by [`CustomHeaders::parse`]).
+    pub headers: BTreeMap<String, String>,
 }
-
-const KNOWN_EVENTS: [EventType; 5] = [
-    EventType::OrderCreated,
-    EventType::OrderPaid,
-    EventType::OrderClosed,
-    EventType::OrderPaymentAnomaly,
-    EventType::OrderStuck,
-];
 
 /// Longest accepted signing secret.
 const SECRET_MAX_BYTES: usize = 256;
 
-fn validate(new: &NewWebhook, allow_private: bool) -> Result<String, ValidationError> {
+/// The stored form of a list of event types: `*` when empty, else each known type once, in
+/// the order given (repeats would only lengthen the stored list past its column; the known
+/// types together fit with room to spare).
+///
+/// # Errors
+/// `unknown_event_type`, listing the known ones.
+fn event_types_column(asked: &[String]) -> Result<String, ValidationError> {
+    let mut event_types: Vec<&str> = Vec::with_capacity(EventType::ALL.len());
+    for event_type in asked {
+        if !EventType::ALL.iter().any(|known| known.as_str() == event_type) {
+            let known: Vec<&str> = EventType::ALL.iter().map(|known| known.as_str()).collect();
+            return Err(ValidationError::new(
+                "unknown_event_type",
+                format!(
+                    "unknown event type '{event_type}'; expected one of {}",
+                    known.join(", ")
+                ),
+            ));
+        }
+        if !event_types.contains(&event_type.as_str()) {
+            event_types.push(event_type);
+        }
+    }
+    Ok(if event_types.is_empty() {
+        "*".to_owned()
+    } else {
+        event_types.join(",")
+    })
+}
+
+fn validate(new: &NewWebhook, allow_private: bool) -> Result<(String, CustomHeaders), ValidationError> {
     let url = new.url.trim();
     let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
     if !scheme_ok || url.len() > 2048 || url.chars().any(char::is_whitespace) {
@@ -92,25 +118,9 @@ fn validate(new: &NewWebhook, allow_private: bool) -> Result<String, ValidationE
             }
         }
     }
-    // Each known type once, in the order given: repeats would only lengthen the stored list
-    // past its column (the known types together fit with room to spare).
-    let mut event_types: Vec<&str> = Vec::with_capacity(KNOWN_EVENTS.len());
-    for event_type in &new.event_types {
-        if !KNOWN_EVENTS.iter().any(|known| known.as_str() == event_type) {
-            return Err(ValidationError::new(
-                "unknown_event_type",
-                format!("unknown event type '{event_type}'; expected order.created, order.paid, order.closed, order.payment_anomaly or order.stuck"),
-            ));
-        }
-        if !event_types.contains(&event_type.as_str()) {
-            event_types.push(event_type);
-        }
-    }
-    Ok(if event_types.is_empty() {
-        "*".to_owned()
-    } else {
-        event_types.join(",")
-    })
+    let event_types = event_types_column(&new.event_types)?;
+    let headers = CustomHeaders::parse(new.headers.clone())?;
+    Ok((event_types, headers))
 }
 
 /// Adds a webhook subscriber with a new id.
@@ -122,7 +132,7 @@ pub async fn add_webhook<C: ConnectionTrait>(
     new: NewWebhook,
     allow_private: bool,
 ) -> Result<subscribers::Model, SubscriberError> {
-    let event_types = validate(&new, allow_private)?;
+    let (event_types, headers) = validate(&new, allow_private)?;
     let model = subscribers::Model {
         id: format!("sub_{}", uuid::Uuid::new_v4().simple()),
         kind: SubscriberKind::Webhook,
@@ -133,6 +143,8 @@ pub async fn add_webhook<C: ConnectionTrait>(
         merchant_id: new.merchant_id.map(|merchant| merchant.as_str().to_owned()),
         enabled: true,
         created_at: Utc::now(),
+        paused: false,
+        headers: headers.to_column(),
     };
     subscribers::Entity::insert(subscribers::ActiveModel::from(model.clone()))
         .exec_without_returning(conn)
@@ -152,12 +164,16 @@ pub async fn ensure<C: ConnectionTrait>(
     new: NewWebhook,
     allow_private: bool,
 ) -> Result<subscribers::Model, SubscriberError> {
-    let (event_types, merchant_id) = match kind {
-        SubscriberKind::Webhook => (
-            validate(&new, allow_private)?,
-            new.merchant_id.map(|merchant| merchant.as_str().to_owned()),
-        ),
-        SubscriberKind::Amqp => ("*".to_owned(), None),
+    let (event_types, merchant_id, headers) = match kind {
+        SubscriberKind::Webhook => {
+            let (event_types, headers) = validate(&new, allow_private)?;
+            (
+                event_types,
+                new.merchant_id.map(|merchant| merchant.as_str().to_owned()),
+                headers.to_column(),
+            )
+        }
+        SubscriberKind::Amqp => ("*".to_owned(), None, None),
     };
     let model = subscribers::Model {
         id: id.to_owned(),
@@ -169,6 +185,8 @@ pub async fn ensure<C: ConnectionTrait>(
         merchant_id,
         enabled: true,
         created_at: Utc::now(),
+        paused: false,
+        headers,
     };
     subscribers::Entity::insert(subscribers::ActiveModel::from(model.clone()))
         .on_conflict(
@@ -181,11 +199,62 @@ pub async fn ensure<C: ConnectionTrait>(
                     subscribers::Column::EventTypes,
                     subscribers::Column::MerchantId,
                     subscribers::Column::Enabled,
+                    subscribers::Column::Headers,
                 ])
                 .to_owned(),
         )
         .exec_without_returning(conn)
         .await?;
+    Ok(model)
+}
+
+/// What to change on a webhook subscriber; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct SubscriberUpdate {
+    /// Empty: every type.
+    pub event_types: Option<Vec<String>>,
+    pub paused: Option<bool>,
+    /// Replaces the custom headers (empty: none).
+    pub headers: Option<BTreeMap<String, String>>,
+}
+
+/// Changes a webhook subscriber's event types, pause and custom headers, all or nothing. Only a
+/// subscriber that `may_manage` is found. Deliveries already queued keep going (a narrower
+/// event list applies to events fanned out from now on); resuming sends the held ones in order.
+///
+/// # Errors
+/// A [`ValidationError`] (nothing written), [`SubscriberError::NotFound`], or a database error.
+pub async fn update<C: ConnectionTrait>(
+    conn: &C,
+    id: &str,
+    change: SubscriberUpdate,
+    may_manage: impl Fn(&subscribers::Model) -> bool,
+) -> Result<subscribers::Model, SubscriberError> {
+    let event_types = change.event_types.as_deref().map(event_types_column).transpose()?;
+    let headers = change.headers.map(CustomHeaders::parse).transpose()?;
+    if id.chars().any(char::is_control) {
+        return Err(SubscriberError::NotFound);
+    }
+    let mut model = subscribers::Entity::find_by_id(id.to_owned())
+        .one(conn)
+        .await?
+        .filter(|s| s.kind == SubscriberKind::Webhook && may_manage(s))
+        .ok_or(SubscriberError::NotFound)?;
+    let mut update = subscribers::Entity::update_many().filter(subscribers::Column::Id.eq(id));
+    if let Some(event_types) = event_types {
+        update = update.col_expr(subscribers::Column::EventTypes, Expr::value(event_types.clone()));
+        model.event_types = event_types;
+    }
+    if let Some(paused) = change.paused {
+        update = update.col_expr(subscribers::Column::Paused, Expr::value(paused));
+        model.paused = paused;
+    }
+    if let Some(headers) = headers {
+        let column = headers.to_column();
+        update = update.col_expr(subscribers::Column::Headers, Expr::value(column.clone()));
+        model.headers = column;
+    }
+    update.exec(conn).await?;
     Ok(model)
 }
 

@@ -1,13 +1,16 @@
 //! `/admin/subscribers`: who receives the outbox's events.
 
 use actix_web::{web, HttpResponse};
+use std::collections::BTreeMap;
+
+use actors::outbox::headers::CustomHeaders;
 use actors::outbox::subscribers;
 use entities::{SignatureScheme, SubscriberKind};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::operations::{add_webhook, api_operator, remove_webhook, rotate_secret, NewSubscriber};
+use crate::operations::{add_webhook, api_operator, remove_webhook, rotate_secret, update_webhook, NewSubscriber};
 use crate::routes::dto::schema;
 use crate::state::AppState;
 
@@ -32,6 +35,12 @@ pub struct AddSubscriberBody {
     /// Whose events it receives. Absent (or null): a global subscriber that receives every
     /// merchant's events, for the operator's own consumers.
     merchant_id: Option<String>,
+    /// Extra headers sent with each delivery (at most 10; names of at most 64 bytes, values
+    /// of at most 512 printable ASCII bytes). Framing, connection, credential, origin and
+    /// signature headers are refused (`Host`, `Content-Length`, `Authorization`, `Cookie`,
+    /// `X-Forwarded-*`, `webhook-*`, `Paywarden-*`, ...).
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
 }
 
 impl From<AddSubscriberBody> for NewSubscriber {
@@ -42,6 +51,7 @@ impl From<AddSubscriberBody> for NewSubscriber {
             signature_scheme: body.signature_scheme,
             event_types: body.event_types,
             merchant_id: body.merchant_id,
+            headers: body.headers,
         }
     }
 }
@@ -58,6 +68,10 @@ pub struct SubscriberResponse {
     /// `null`: global (every merchant's events).
     merchant_id: Option<String>,
     enabled: bool,
+    /// Deliveries wait, kept in order, until it resumes.
+    paused: bool,
+    /// Extra headers sent with each delivery.
+    headers: BTreeMap<String, String>,
     created_at: chrono::DateTime<chrono::Utc>,
     /// Shown once, when the subscriber is created.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -80,6 +94,8 @@ impl SubscriberResponse {
             event_types: model.event_types,
             merchant_id: model.merchant_id,
             enabled: model.enabled,
+            paused: model.paused,
+            headers: CustomHeaders::from_column(model.headers.as_deref()),
             created_at: model.created_at,
             secret: if show_secret { model.secret } else { None },
         }
@@ -100,7 +116,8 @@ impl SubscriberResponse {
     security(("admin_token" = [])),
     extensions(("x-error-codes" = json!([
         "invalid_json", "unauthorized", "payload_too_large", "unsupported_media_type", "invalid_merchant_id",
-        "invalid_url", "invalid_secret", "invalid_signature_scheme", "unknown_event_type", "internal_error"
+        "invalid_url", "invalid_secret", "invalid_signature_scheme", "unknown_event_type", "invalid_headers",
+        "internal_error"
     ]))),
 )]
 pub async fn add_subscriber(
@@ -204,4 +221,51 @@ pub async fn rotate_subscriber_secret(
     let body = body.into_inner();
     let rotated = rotate_secret(&state, &id, body.overlap_seconds, &api_operator()).await?;
     Ok(HttpResponse::Ok().json(RotatedSecret::from(rotated)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSubscriberBody {
+    /// Replaces the event types it receives; empty: every type.
+    event_types: Option<Vec<String>>,
+    /// `true`: deliveries wait, kept in order; `false`: they resume, in order.
+    paused: Option<bool>,
+    /// Replaces its custom headers (`{}`: none); the rules of `POST /admin/subscribers`.
+    headers: Option<BTreeMap<String, String>>,
+}
+
+impl From<UpdateSubscriberBody> for subscribers::SubscriberUpdate {
+    fn from(body: UpdateSubscriberBody) -> Self {
+        Self {
+            event_types: body.event_types,
+            paused: body.paused,
+            headers: body.headers,
+        }
+    }
+}
+
+/// `PATCH /admin/subscribers/{id}`: event types, pause, custom headers.
+#[utoipa::path(
+    patch,
+    path = "/admin/subscribers/{id}",
+    tag = "admin",
+    operation_id = "admin_update_subscriber",
+    summary = "Change a webhook subscriber's event types, pause or custom headers",
+    description = "Fields left out stay as they are; a refused field changes nothing. A paused subscriber's events are kept as pending deliveries and sent, in order, when it resumes.",
+    params(("id" = String, Path, description = "The subscriber's id")),
+    request_body = UpdateSubscriberBody,
+    responses((status = 200, description = "The subscriber as it now is (without its secret)", body = SubscriberResponse)),
+    security(("admin_token" = [])),
+    extensions(("x-error-codes" = json!([
+        "invalid_json", "unauthorized", "payload_too_large", "unsupported_media_type", "not_found",
+        "unknown_event_type", "invalid_headers", "internal_error"
+    ]))),
+)]
+pub async fn update_subscriber(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Json<UpdateSubscriberBody>,
+) -> Result<HttpResponse, ApiError> {
+    let model = update_webhook(&state, &id, body.into_inner().into(), &api_operator()).await?;
+    Ok(HttpResponse::Ok().json(SubscriberResponse::new(model, false)))
 }

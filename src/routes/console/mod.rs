@@ -828,6 +828,7 @@ pub async fn add_subscriber(
         signature_scheme: None,
         event_types,
         merchant_id,
+        headers: std::collections::BTreeMap::new(),
     };
     let (status, banner) = match crate::operations::add_webhook(&state, body, &session.operator()).await {
         Ok(model) => (
