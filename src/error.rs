@@ -364,6 +364,11 @@ pub const ERROR_CODES: &[ErrorCode] = &[
         "a custom header is forbidden (framing, connection, credential, origin or signature headers), malformed, or over the limits (10 headers, 64-byte names, 512-byte values, 2048 bytes in all)",
     ),
     code(
+        "invalid_range",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a replay's since is not before its until, or the range holds more than outbox.replay_max_events events",
+    ),
+    code(
         "unknown_event_type",
         StatusCode::UNPROCESSABLE_ENTITY,
         "an event type that paywarden does not emit",

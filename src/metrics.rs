@@ -23,6 +23,9 @@ pub struct Metrics {
     /// Orders waiting for an operator (or a provider to come back), read from the database
     /// at most once per `metrics.gauge_refresh_milliseconds`.
     pub orders_stuck: prometheus::IntGauge,
+    /// Webhook subscribers the relay disabled (failing too long, or 410 Gone) and no operator
+    /// has enabled again.
+    pub webhooks_disabled: prometheus::IntGauge,
     /// When the database gauges were last read.
     gauges_read_at: std::sync::Mutex<Option<Instant>>,
     pub payment_attempts: IntCounterVec,
@@ -62,6 +65,11 @@ impl Metrics {
         let orders_stuck = prometheus::IntGauge::new("orders_stuck", "Orders in the stuck status")?;
         registry.register(Box::new(orders_created.clone()))?;
         registry.register(Box::new(orders_stuck.clone()))?;
+        let webhooks_disabled = prometheus::IntGauge::new(
+            "webhook_subscribers_disabled",
+            "Webhook subscribers disabled by the relay (failing for outbox.disable_after_failing_seconds, or 410 Gone)",
+        )?;
+        registry.register(Box::new(webhooks_disabled.clone()))?;
         registry.register(Box::new(payment_attempts.clone()))?;
         Ok(Self {
             registry,
@@ -69,6 +77,7 @@ impl Metrics {
             http_duration,
             orders_created,
             orders_stuck,
+            webhooks_disabled,
             payment_attempts,
             gauges_read_at: std::sync::Mutex::new(None),
         })

@@ -162,7 +162,7 @@ pub async fn update_webhook(
     change: subscribers::SubscriberUpdate,
     operator: &Operator,
 ) -> Result<entities::subscribers::Model, ApiError> {
-    let resumed = change.paused == Some(false);
+    let resumed = change.paused == Some(false) || change.enabled == Some(true);
     let model = subscribers::update(&state.db, id, change, |_| true)
         .await
         .map_err(subscriber_error)?;
@@ -171,6 +171,38 @@ pub async fn update_webhook(
         state.engine.wake_relay();
     }
     Ok(model)
+}
+
+/// A subscriber's delivery log (the JSON route and the console).
+///
+/// # Errors
+/// `404`.
+pub async fn subscriber_deliveries(
+    state: &AppState,
+    id: &str,
+    filter: subscribers::DeliveryFilter,
+) -> Result<Vec<subscribers::DeliveryLog>, ApiError> {
+    subscribers::subscriber_deliveries(&state.db, id, filter, |_| true)
+        .await
+        .map_err(subscriber_error)
+}
+
+/// Queues a range of a subscriber's events again (the JSON route and the console).
+///
+/// # Errors
+/// `422` (`invalid_range`, `unknown_event_type`) or `404`.
+pub async fn replay(
+    state: &AppState,
+    id: &str,
+    range: subscribers::ReplayRange,
+    operator: &Operator,
+) -> Result<u64, ApiError> {
+    let count = subscribers::replay(&state.db, id, range, state.replay_max_events, |_| true)
+        .await
+        .map_err(subscriber_error)?;
+    tracing::info!(subscriber_id = %id, count, %operator, "events queued again");
+    state.engine.wake_relay();
+    Ok(count)
 }
 
 /// Removes a subscriber (the JSON route and the console).

@@ -325,6 +325,7 @@ fn app_state(
         ),
         allow_private_targets: settings.outbox.allow_private_targets,
         overlap_bounds: settings.outbox.overlap_bounds(),
+        replay_max_events: settings.outbox.replay_max_events,
         reconciliation: settings.reconciliation.clone(),
         metrics: metrics.clone(),
         metrics_access: crate::metrics::MetricsAccess::from_settings(&settings.metrics),

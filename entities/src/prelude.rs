@@ -1,4 +1,5 @@
 pub use super::console_sessions::Entity as ConsoleSessions;
+pub use super::delivery_attempts::Entity as DeliveryAttempts;
 pub use super::idempotency_keys::Entity as IdempotencyKeys;
 pub use super::order_items::Entity as OrderItems;
 pub use super::order_logs::Entity as OrderLogs;

@@ -26,6 +26,11 @@ pub struct Model {
     pub paused: bool,
     /// Extra headers sent with each delivery: a JSON object, `None` when there are none.
     pub headers: Option<String>,
+    /// The first failure of the unbroken run of failures it is in; `None` while healthy.
+    pub failing_since: Option<DateTimeUtc>,
+    /// When the relay disabled it (failing too long, or 410 Gone), and why.
+    pub disabled_at: Option<DateTimeUtc>,
+    pub disabled_reason: Option<String>,
 }
 
 impl std::fmt::Debug for Model {
@@ -42,6 +47,9 @@ impl std::fmt::Debug for Model {
             .field("created_at", &self.created_at)
             .field("paused", &self.paused)
             .field("headers", &self.headers)
+            .field("failing_since", &self.failing_since)
+            .field("disabled_at", &self.disabled_at)
+            .field("disabled_reason", &self.disabled_reason)
             .finish()
     }
 }

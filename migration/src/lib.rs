@@ -20,6 +20,7 @@ mod m20261207_000012_create_idempotency_keys;
 mod m20261208_000013_create_console_sessions;
 mod m20261209_000014_add_webhook_signing;
 mod m20261209_000015_add_subscriber_controls;
+mod m20261209_000016_create_delivery_attempts;
 
 pub struct Migrator;
 
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261208_000013_create_console_sessions::Migration),
             Box::new(m20261209_000014_add_webhook_signing::Migration),
             Box::new(m20261209_000015_add_subscriber_controls::Migration),
+            Box::new(m20261209_000016_create_delivery_attempts::Migration),
         ]
     }
 }

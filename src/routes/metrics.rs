@@ -43,6 +43,12 @@ pub async fn handler(
             Ok(stuck) => metrics.orders_stuck.set(i64::try_from(stuck).unwrap_or(i64::MAX)),
             Err(err) => tracing::warn!(error.message = %err, "failed to count stuck orders for metrics"),
         }
+        match actors::outbox::subscribers::count_disabled(&state.db).await {
+            Ok(disabled) => metrics
+                .webhooks_disabled
+                .set(i64::try_from(disabled).unwrap_or(i64::MAX)),
+            Err(err) => tracing::warn!(error.message = %err, "failed to count disabled subscribers for metrics"),
+        }
     }
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

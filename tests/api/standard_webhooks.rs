@@ -552,3 +552,226 @@ async fn custom_headers_arrive_and_forbidden_or_oversized_ones_are_refused() {
     let secret = added["secret"].as_str().unwrap();
     assert_eq!(receiver.verify_with(secret).await[0]["ok"], true);
 }
+
+async fn get_json(app: &TestApp, path: &str) -> Value {
+    let response = app.get_as(ADMIN_TOKEN, path).await;
+    assert_eq!(response.status().as_u16(), 200, "GET {path}");
+    response.json().await.unwrap()
+}
+
+/// Waits until the subscriber's delivery log shows `count` deliveries in `status`.
+async fn wait_for_logged(app: &TestApp, id: &str, status: &str, count: usize) -> Vec<Value> {
+    let started = Instant::now();
+    loop {
+        let listed = get_json(app, &format!("/admin/subscribers/{id}/deliveries?status={status}")).await;
+        let deliveries = listed["deliveries"].as_array().unwrap().clone();
+        if deliveries.len() >= count {
+            return deliveries;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "only {} {status} deliveries logged",
+            deliveries.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[actix_web::test]
+async fn every_attempt_is_logged_and_listed_per_subscriber_and_per_event() {
+    // Arrange: a receiver that fails twice first.
+    let receiver = LibraryReceiver::start();
+    let app = spawn_app(Backend::Postgres).await;
+    let added: Value = add_subscriber(
+        &app,
+        &json!({"url": receiver.hook(200, 2), "event_types": ["order.created"]}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let id = added["id"].as_str().unwrap();
+
+    // Act
+    app.create_order(&order_body("log-1")).await;
+    let delivered = wait_for_logged(&app, id, "delivered", 1).await;
+
+    // Assert: three attempts, each with its status, latency, answer and error.
+    let attempts = delivered[0]["attempts"].as_array().unwrap();
+    let codes: Vec<i64> = attempts.iter().map(|a| a["status_code"].as_i64().unwrap()).collect();
+    assert_eq!(codes, [500, 500, 200], "{attempts:?}");
+    for attempt in attempts {
+        assert!(attempt["latency_ms"].as_i64().unwrap() >= 0);
+        assert!(attempt["attempted_at"].is_string());
+        assert!(attempt["response_body"].as_str().unwrap().contains("answered"));
+    }
+    assert!(attempts[0]["error"].as_str().unwrap().contains("500"));
+    assert_eq!(attempts[2]["error"], Value::Null);
+    let event_id = delivered[0]["event_id"].as_str().unwrap();
+    let requests = receiver.requests().await;
+    assert!(requests.iter().all(|r| r["headers"]["webhook-id"] == event_id));
+    let by_event = get_json(&app, &format!("/admin/events/{event_id}/deliveries")).await;
+    assert_eq!(by_event["deliveries"][0]["attempts"].as_array().unwrap().len(), 3);
+    let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let since_future = format!("since={future}");
+    for (query, expected) in [
+        ("status=dead", 0),
+        ("event_type=order.paid", 0),
+        ("event_type=order.created", 1),
+        (since_future.as_str(), 0),
+        ("", 1),
+    ] {
+        let listed = get_json(&app, &format!("/admin/subscribers/{id}/deliveries?{query}")).await;
+        assert_eq!(listed["deliveries"].as_array().unwrap().len(), expected, "{query}");
+    }
+    let refused = app
+        .get_as(ADMIN_TOKEN, &format!("/admin/subscribers/{id}/deliveries?status=lost"))
+        .await;
+    assert_eq!(error_code(refused, 400).await, "invalid_query");
+    let missing = app.get_as(ADMIN_TOKEN, "/admin/subscribers/sub_none/deliveries").await;
+    assert_eq!(error_code(missing, 404).await, "not_found");
+}
+
+async fn replay(app: &TestApp, id: &str, body: &Value) -> reqwest::Response {
+    app.client
+        .post(app.url(&format!("/admin/subscribers/{id}/replay")))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn a_replay_resends_a_range_in_order_with_the_original_ids() {
+    // Arrange: two orders' events delivered, with a moment between them.
+    let receiver = LibraryReceiver::start();
+    let mut settings = crate::helpers::test_settings(Backend::Sqlite).await;
+    settings.outbox.replay_max_events = 3;
+    let app = crate::helpers::spawn_app_with(settings).await;
+    let added: Value = add_subscriber(&app, &json!({ "url": receiver.hook(200, 0) }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = added["id"].as_str().unwrap();
+    let started = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let first = created_and_closed(&app, "replay-1").await;
+    let original = receiver.wait_for_requests(2, Duration::from_secs(10)).await;
+    let between = chrono::Utc::now();
+    created_and_closed(&app, "replay-2").await;
+    receiver.wait_for_requests(4, Duration::from_secs(10)).await;
+    let ended = chrono::Utc::now() + chrono::Duration::seconds(1);
+
+    // Act: the first order's range again.
+    let replayed = replay(&app, id, &json!({"since": started, "until": between})).await;
+
+    // Assert: its two events, again in order, with their original ids.
+    assert_eq!(replayed.status().as_u16(), 202);
+    assert_eq!(replayed.json::<Value>().await.unwrap()["count"], 2);
+    let requests = receiver.wait_for_requests(6, Duration::from_secs(10)).await;
+    assert_eq!(
+        events_of(&requests[4..]),
+        [
+            (first.clone(), "order.created".to_owned()),
+            (first, "order.closed".to_owned())
+        ]
+    );
+    for (again, before) in requests[4..].iter().zip(&original) {
+        assert_eq!(again["headers"]["webhook-id"], before["headers"]["webhook-id"]);
+    }
+    for result in receiver.verify_with(added["secret"].as_str().unwrap()).await {
+        assert_eq!(result["ok"], true, "{result}");
+    }
+
+    // Act / Assert: one type over the whole range.
+    let replayed = replay(
+        &app,
+        id,
+        &json!({"since": started, "until": ended, "event_types": ["order.closed"]}),
+    )
+    .await;
+    assert_eq!(replayed.json::<Value>().await.unwrap()["count"], 2);
+    let requests = receiver.wait_for_requests(8, Duration::from_secs(10)).await;
+    assert!(events_of(&requests[6..]).iter().all(|(_, t)| t == "order.closed"));
+
+    // Bad ranges change nothing.
+    for (body, code, case) in [
+        (json!({"since": between, "until": started}), "invalid_range", "reversed"),
+        (
+            json!({"since": started, "until": ended}),
+            "invalid_range",
+            "over replay_max_events (3)",
+        ),
+        (
+            json!({"since": started, "until": between, "event_types": ["order.shipped"]}),
+            "unknown_event_type",
+            "an unknown type",
+        ),
+    ] {
+        assert_eq!(error_code(replay(&app, id, &body).await, 422).await, code, "{case}");
+    }
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM outbox_deliveries WHERE status = 'pending'")
+            .await,
+        0,
+        "nothing queued"
+    );
+}
+
+#[actix_web::test]
+async fn a_subscriber_failing_for_the_configured_time_is_disabled_and_kept() {
+    // Arrange: disabled after one second of failures (retries at 0.2, 0.4, 0.8 s).
+    let receiver = LibraryReceiver::start();
+    let mut settings = crate::helpers::test_settings(Backend::Sqlite).await;
+    settings.outbox.disable_after_failing = Duration::from_secs(1);
+    let app = crate::helpers::spawn_app_with(settings).await;
+    let added: Value = add_subscriber(&app, &json!({ "url": receiver.hook(503, 0) }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = added["id"].as_str().unwrap();
+
+    // Act
+    app.create_order(&order_body("failing-1")).await;
+    let started = Instant::now();
+    let subscriber = loop {
+        let listed = get_json(&app, "/admin/subscribers").await;
+        let subscriber = listed["subscribers"][0].clone();
+        if subscriber["enabled"] == false {
+            break subscriber;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never disabled: {subscriber}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    // Assert: disabled with its reason, kept and counted.
+    assert_eq!(subscriber["id"], id);
+    assert!(subscriber["disabled_reason"].as_str().unwrap().contains("failed since"));
+    assert!(subscriber["disabled_at"].is_string());
+    let metrics = app.metrics().await;
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.ends_with("webhook_subscribers_disabled 1")),
+        "{metrics}"
+    );
+
+    // Act: an operator enables it again.
+    let sent = receiver.requests().await.len();
+    let enabled = update(&app, id, &json!({"enabled": true})).await;
+    assert_eq!(enabled.status().as_u16(), 200);
+    let enabled: Value = enabled.json().await.unwrap();
+    app.create_order(&order_body("failing-2")).await;
+
+    // Assert: its record cleared, and the next event goes out.
+    assert_eq!(enabled["enabled"], true);
+    assert_eq!(enabled["disabled_reason"], Value::Null);
+    let requests = receiver.wait_for_requests(sent + 1, Duration::from_secs(10)).await;
+    let body: Value = serde_json::from_str(requests[sent]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["out_business_id"], "failing-2");
+}

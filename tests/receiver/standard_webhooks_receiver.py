@@ -6,7 +6,8 @@ Started by a test (`tests/api/standard_webhooks.rs`), it prints `port <n>` once 
 127.0.0.1, then:
 
 - `POST /hook/<status>[?fail_first=<n>]`: records the request (headers and raw body) and
-  answers `<status>` (the first `n` requests of that path and query answer 500).
+  answers `<status>` (the first `n` requests of that path and query answer 500), with the
+  body `{"answered": <status>}`.
 - `GET /_control/requests`: every recorded request, in arrival order.
 - `POST /_control/verify {"secret"}`: each recorded request checked with
   `Webhook(secret).verify(body, headers)`, and the same request checked again as if it were
@@ -111,7 +112,7 @@ class Handler(BaseHTTPRequestHandler):
                     "answered": answered,
                 }
             )
-        self._answer(answered)
+        self._answer(answered, {"answered": answered})
 
 
 def main():

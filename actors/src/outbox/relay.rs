@@ -9,7 +9,9 @@
 //! delivered, or retried later on the configured schedule (with jitter), or dead once it is
 //! spent. A delivery waits while an earlier event of the same order for the same subscriber is
 //! still pending, so each order's events arrive in the order they were written; the deliveries
-//! of a paused subscriber wait (pending, in that order) until it resumes.
+//! of a paused or disabled subscriber wait (pending, in that order) until it resumes. Every
+//! attempt is written to `delivery_attempts`; a webhook that fails without a success for
+//! `disable_after_failing_seconds` is disabled (kept, never deleted).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +20,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
-use entities::{outbox, outbox_deliveries, subscribers, DeliveryStatus, SubscriberKind};
+use entities::{delivery_attempts, outbox, outbox_deliveries, subscribers, DeliveryStatus, SubscriberKind};
 use futures::StreamExt;
 use rand::Rng;
 use sea_orm::sea_query::{Expr, OnConflict};
@@ -70,6 +72,16 @@ pub struct RelaySettings {
     pub rotation_overlap_min: Duration,
     #[serde(rename = "rotation_overlap_max_seconds", with = "crate::settings::seconds")]
     pub rotation_overlap_max: Duration,
+    /// A webhook subscriber that fails this long without a success is disabled.
+    #[serde(
+        rename = "disable_after_failing_seconds",
+        with = "crate::settings::seconds",
+        default = "default_disable_after"
+    )]
+    pub disable_after_failing: Duration,
+    /// Most events one replay may queue again.
+    #[serde(default = "default_replay_max")]
+    pub replay_max_events: u64,
     /// Webhook subscribers declared in configuration, registered at start-up (admins can add
     /// more at run time).
     #[serde(default)]
@@ -78,6 +90,14 @@ pub struct RelaySettings {
 
 fn default_coalesce() -> Duration {
     Duration::from_millis(20)
+}
+
+fn default_disable_after() -> Duration {
+    Duration::from_secs(3 * 24 * 60 * 60)
+}
+
+fn default_replay_max() -> u64 {
+    10_000
 }
 
 /// A webhook subscriber declared in configuration (`[[outbox.webhooks]]`).
@@ -480,7 +500,8 @@ WHERE id IN (
           SELECT 1 FROM outbox_deliveries e
           WHERE e.subscriber_id = d.subscriber_id AND e.order_id = d.order_id
             AND e.status = 'pending' AND e.outbox_id < d.outbox_id)
-      AND NOT EXISTS (SELECT 1 FROM subscribers s WHERE s.id = d.subscriber_id AND s.paused)
+      AND NOT EXISTS (SELECT 1 FROM subscribers s
+          WHERE s.id = d.subscriber_id AND (s.paused OR NOT s.enabled))
     ORDER BY d.id
     LIMIT $3
     FOR UPDATE SKIP LOCKED)
@@ -497,7 +518,8 @@ WHERE id IN (
           SELECT 1 FROM outbox_deliveries e
           WHERE e.subscriber_id = d.subscriber_id AND e.order_id = d.order_id
             AND e.status = 'pending' AND e.outbox_id < d.outbox_id)
-      AND NOT EXISTS (SELECT 1 FROM subscribers s WHERE s.id = d.subscriber_id AND s.paused)
+      AND NOT EXISTS (SELECT 1 FROM subscribers s
+          WHERE s.id = d.subscriber_id AND (s.paused OR NOT s.enabled))
     ORDER BY d.id
     LIMIT ?)
   AND (lease_until IS NULL OR lease_until < ?)
@@ -520,7 +542,7 @@ async fn deliver_all(core: &RelayCore, claimed: Vec<outbox_deliveries::Model>) -
         .collect();
     // Rotated-out secrets still in their overlap sign beside the current one.
     let previous = super::subscribers::previous_secrets(&core.db, Utc::now()).await?;
-    let results: Vec<(outbox_deliveries::Model, Result<(), Failure>)> = futures::stream::iter(claimed)
+    let results: Vec<(outbox_deliveries::Model, Attempt)> = futures::stream::iter(claimed)
         .map(|delivery| {
             let event = events.get(&delivery.outbox_id);
             let subscriber = subscribers.get(&delivery.subscriber_id);
@@ -529,27 +551,166 @@ async fn deliver_all(core: &RelayCore, claimed: Vec<outbox_deliveries::Model>) -
                 .map(Vec::as_slice)
                 .unwrap_or_default();
             async move {
-                let outcome = match (event, subscriber) {
+                let attempt = match (event, subscriber) {
                     // Again at delivery: a configured subscriber's scope may have narrowed
                     // since the row was fanned out. Another merchant's event never goes out.
-                    (Some(event), Some(subscriber)) if !subscriber.may_receive(&event.merchant_id) => Err(
+                    (Some(event), Some(subscriber)) if !subscriber.may_receive(&event.merchant_id) => Attempt::unsent(
                         Failure::Final("the event is outside the subscriber's merchant scope".to_owned()),
                     ),
-                    (Some(event), Some(subscriber)) => {
-                        deliver(core, event, subscriber, previous).await.map_err(Failure::Retry)
-                    }
-                    _ => Err(Failure::Retry("subscriber or event no longer exists".to_owned())),
+                    (Some(event), Some(subscriber)) => deliver(core, event, subscriber, previous).await,
+                    _ => Attempt::unsent(Failure::Retry("subscriber or event no longer exists".to_owned())),
                 };
-                (delivery, outcome)
+                (delivery, attempt)
             }
         })
         .buffer_unordered(core.settings.concurrency.max(1))
         .collect()
         .await;
-    for (delivery, outcome) in results {
-        record(core, &delivery, outcome).await?;
+    let now = Utc::now();
+    let log: Vec<delivery_attempts::ActiveModel> = results
+        .iter()
+        .map(|(delivery, attempt)| attempt.row(delivery, now))
+        .collect();
+    // One statement for the cycle's log (a row binds 9 values).
+    for chunk in log.chunks(DELIVERY_ROWS_PER_INSERT) {
+        delivery_attempts::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(&core.db)
+            .await?;
+    }
+    let mut succeeded: Vec<String> = Vec::new();
+    let mut failed: Vec<String> = Vec::new();
+    for (delivery, attempt) in results {
+        let is_webhook = subscribers
+            .get(&delivery.subscriber_id)
+            .is_some_and(|s| s.kind == SubscriberKind::Webhook);
+        if is_webhook {
+            let list = if attempt.result.is_ok() {
+                &mut succeeded
+            } else {
+                &mut failed
+            };
+            if !list.contains(&delivery.subscriber_id) {
+                list.push(delivery.subscriber_id.clone());
+            }
+        }
+        record(core, &delivery, attempt.result).await?;
+    }
+    failed.retain(|id| !succeeded.contains(id));
+    health(core, &succeeded, &failed, now).await
+}
+
+/// Keeps each webhook's failure record: a success clears it, a failure starts it, and one that
+/// has lasted `disable_after_failing` disables the subscriber (its deliveries then wait).
+async fn health(core: &RelayCore, succeeded: &[String], failed: &[String], now: DateTime<Utc>) -> Result<(), DbErr> {
+    if !succeeded.is_empty() {
+        subscribers::Entity::update_many()
+            .col_expr(
+                subscribers::Column::FailingSince,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(subscribers::Column::Id.is_in(succeeded.to_vec()))
+            .filter(subscribers::Column::FailingSince.is_not_null())
+            .exec(&core.db)
+            .await?;
+    }
+    if failed.is_empty() {
+        return Ok(());
+    }
+    subscribers::Entity::update_many()
+        .col_expr(subscribers::Column::FailingSince, Expr::value(now))
+        .filter(subscribers::Column::Id.is_in(failed.to_vec()))
+        .filter(subscribers::Column::FailingSince.is_null())
+        .exec(&core.db)
+        .await?;
+    let cutoff = now
+        - chrono::Duration::from_std(core.settings.disable_after_failing).unwrap_or_else(|_| chrono::Duration::days(3));
+    let overdue = subscribers::Entity::find()
+        .filter(subscribers::Column::Id.is_in(failed.to_vec()))
+        .filter(subscribers::Column::Enabled.eq(true))
+        .filter(subscribers::Column::FailingSince.lte(cutoff))
+        .all(&core.db)
+        .await?;
+    for subscriber in overdue {
+        let since = subscriber.failing_since.unwrap_or(now);
+        disable(
+            core,
+            &subscriber.id,
+            format!("every delivery failed since {}", since.to_rfc3339()),
+            now,
+        )
+        .await?;
     }
     Ok(())
+}
+
+/// Disables a webhook subscriber, keeping it and its pending deliveries for an operator.
+async fn disable(core: &RelayCore, id: &str, reason: String, now: DateTime<Utc>) -> Result<(), DbErr> {
+    let updated = subscribers::Entity::update_many()
+        .col_expr(subscribers::Column::Enabled, Expr::value(false))
+        .col_expr(subscribers::Column::DisabledAt, Expr::value(now))
+        .col_expr(subscribers::Column::DisabledReason, Expr::value(reason.clone()))
+        .filter(subscribers::Column::Id.eq(id))
+        .filter(subscribers::Column::Enabled.eq(true))
+        .exec(&core.db)
+        .await?;
+    if updated.rows_affected > 0 {
+        tracing::warn!(subscriber_id = %id, reason = %reason, "webhook subscriber disabled");
+    }
+    Ok(())
+}
+
+/// Longest part of a receiver's answer kept in the delivery log.
+const RESPONSE_BODY_MAX_BYTES: usize = 1024;
+
+/// One attempt: its outcome and what the delivery log keeps of it.
+struct Attempt {
+    result: Result<(), Failure>,
+    status_code: Option<u16>,
+    latency: Duration,
+    response_body: Option<String>,
+}
+
+impl Attempt {
+    /// Nothing was sent.
+    fn unsent(failure: Failure) -> Self {
+        Self {
+            result: Err(failure),
+            status_code: None,
+            latency: Duration::ZERO,
+            response_body: None,
+        }
+    }
+
+    fn row(&self, delivery: &outbox_deliveries::Model, now: DateTime<Utc>) -> delivery_attempts::ActiveModel {
+        let error = match &self.result {
+            Ok(()) => None,
+            Err(Failure::Retry(error) | Failure::Final(error)) => Some(error.clone()),
+        };
+        delivery_attempts::ActiveModel {
+            id: NotSet,
+            delivery_id: Set(delivery.id),
+            outbox_id: Set(delivery.outbox_id),
+            subscriber_id: Set(delivery.subscriber_id.clone()),
+            attempted_at: Set(now),
+            status_code: Set(self.status_code.map(i32::from)),
+            latency_ms: Set(i64::try_from(self.latency.as_millis()).unwrap_or(i64::MAX)),
+            response_body: Set(self.response_body.clone()),
+            error: Set(error),
+        }
+    }
+}
+
+/// The first [`RESPONSE_BODY_MAX_BYTES`] of an answer, read no further.
+async fn body_prefix(mut response: reqwest::Response) -> Option<String> {
+    let mut kept: Vec<u8> = Vec::new();
+    while kept.len() < RESPONSE_BODY_MAX_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => kept.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    kept.truncate(RESPONSE_BODY_MAX_BYTES);
+    (!kept.is_empty()).then(|| String::from_utf8_lossy(&kept).into_owned())
 }
 
 async fn deliver(
@@ -557,24 +718,27 @@ async fn deliver(
     event: &outbox::Model,
     subscriber: &subscribers::Model,
     previous_secrets: &[String],
-) -> Result<(), String> {
+) -> Attempt {
     match subscriber.kind {
         SubscriberKind::Webhook => {
             // Again at delivery: an address literal never reaches the resolver's check.
-            super::target::check_url(&subscriber.url, core.settings.allow_private_targets)
-                .map_err(|problem| format!("target refused: {problem}"))?;
+            if let Err(problem) = super::target::check_url(&subscriber.url, core.settings.allow_private_targets) {
+                return Attempt::unsent(Failure::Retry(format!("target refused: {problem}")));
+            }
             let secrets: Vec<&str> = std::iter::once(subscriber.secret.as_deref().unwrap_or_default())
                 .chain(previous_secrets.iter().map(String::as_str))
                 .collect();
             let timestamp = Utc::now().timestamp();
-            let headers = signed_headers(
+            let headers = match signed_headers(
                 subscriber.signature_scheme,
                 &secrets,
                 &event.event_id.to_string(),
                 timestamp,
                 event.payload.as_bytes(),
-            )
-            .map_err(|problem| format!("cannot sign: {problem}"))?;
+            ) {
+                Ok(headers) => headers,
+                Err(problem) => return Attempt::unsent(Failure::Retry(format!("cannot sign: {problem}"))),
+            };
             let mut request = core
                 .http
                 .post(&subscriber.url)
@@ -587,24 +751,48 @@ async fn deliver(
             for (name, value) in headers {
                 request = request.header(name, value);
             }
-            let response = request
-                .body(event.payload.clone())
-                .send()
-                .await
-                .map_err(|err| format!("request failed: {err}"))?;
-            if response.status().is_success() {
+            let started = std::time::Instant::now();
+            let response = match request.body(event.payload.clone()).send().await {
+                Ok(response) => response,
+                Err(err) => {
+                    return Attempt {
+                        latency: started.elapsed(),
+                        ..Attempt::unsent(Failure::Retry(format!("request failed: {err}")))
+                    }
+                }
+            };
+            let latency = started.elapsed();
+            let status = response.status();
+            let result = if status.is_success() {
                 Ok(())
             } else {
-                Err(format!("answered {}", response.status()))
+                Err(Failure::Retry(format!("answered {status}")))
+            };
+            Attempt {
+                result,
+                status_code: Some(status.as_u16()),
+                latency,
+                response_body: body_prefix(response).await,
             }
         }
-        SubscriberKind::Amqp => match &core.amqp {
-            Some(sink) => sink
-                .publish(&event.event_id.to_string(), &event.event_type, event.payload.as_bytes())
-                .await
-                .map_err(|err| err.to_string()),
-            None => Err("the amqp sink is not configured on this node".to_owned()),
-        },
+        SubscriberKind::Amqp => {
+            let started = std::time::Instant::now();
+            let result = match &core.amqp {
+                Some(sink) => sink
+                    .publish(&event.event_id.to_string(), &event.event_type, event.payload.as_bytes())
+                    .await
+                    .map_err(|err| Failure::Retry(err.to_string())),
+                None => Err(Failure::Retry(
+                    "the amqp sink is not configured on this node".to_owned(),
+                )),
+            };
+            Attempt {
+                result,
+                latency: started.elapsed(),
+                status_code: None,
+                response_body: None,
+            }
+        }
     }
 }
 
@@ -725,6 +913,8 @@ mod tests {
             rotation_overlap_default: Duration::from_secs(86_400),
             rotation_overlap_min: Duration::from_secs(60),
             rotation_overlap_max: Duration::from_secs(604_800),
+            disable_after_failing: Duration::from_secs(259_200),
+            replay_max_events: 10_000,
             webhooks: Vec::new(),
         }
     }

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use entities::{
-    outbox, outbox_deliveries, subscriber_secrets, subscribers, DeliveryStatus, SignatureScheme, SubscriberKind,
+    delivery_attempts, outbox, outbox_deliveries, subscriber_secrets, subscribers, DeliveryStatus, SignatureScheme,
+    SubscriberKind,
 };
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
@@ -145,6 +146,9 @@ pub async fn add_webhook<C: ConnectionTrait>(
         created_at: Utc::now(),
         paused: false,
         headers: headers.to_column(),
+        failing_since: None,
+        disabled_at: None,
+        disabled_reason: None,
     };
     subscribers::Entity::insert(subscribers::ActiveModel::from(model.clone()))
         .exec_without_returning(conn)
@@ -187,6 +191,9 @@ pub async fn ensure<C: ConnectionTrait>(
         created_at: Utc::now(),
         paused: false,
         headers,
+        failing_since: None,
+        disabled_at: None,
+        disabled_reason: None,
     };
     subscribers::Entity::insert(subscribers::ActiveModel::from(model.clone()))
         .on_conflict(
@@ -216,6 +223,9 @@ pub struct SubscriberUpdate {
     pub paused: Option<bool>,
     /// Replaces the custom headers (empty: none).
     pub headers: Option<BTreeMap<String, String>>,
+    /// `true` enables a disabled subscriber again (its failure record cleared); `false`
+    /// disables it (its events are then not kept for it).
+    pub enabled: Option<bool>,
 }
 
 /// Changes a webhook subscriber's event types, pause and custom headers, all or nothing. Only a
@@ -248,6 +258,22 @@ pub async fn update<C: ConnectionTrait>(
     if let Some(paused) = change.paused {
         update = update.col_expr(subscribers::Column::Paused, Expr::value(paused));
         model.paused = paused;
+    }
+    if let Some(enabled) = change.enabled {
+        let reason = (!enabled).then(|| "disabled by an operator".to_owned());
+        let at = (!enabled).then(Utc::now);
+        update = update
+            .col_expr(subscribers::Column::Enabled, Expr::value(enabled))
+            .col_expr(
+                subscribers::Column::FailingSince,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(subscribers::Column::DisabledAt, Expr::value(at))
+            .col_expr(subscribers::Column::DisabledReason, Expr::value(reason.clone()));
+        model.enabled = enabled;
+        model.failing_since = None;
+        model.disabled_at = at;
+        model.disabled_reason = reason;
     }
     if let Some(headers) = headers {
         let column = headers.to_column();
@@ -490,4 +516,274 @@ pub async fn redeliver<C: ConnectionTrait>(conn: &C, id: i64) -> Result<(), Subs
     }
     // The subscriber may still exist; if it was removed the relay marks the row dead again.
     Ok(())
+}
+
+/// Attempts listed per delivery, most recent last: a redelivered event's whole history would
+/// otherwise grow without bound in one answer.
+pub const ATTEMPTS_PER_DELIVERY_MAX: usize = 50;
+
+/// A delivery, its event and its attempts.
+#[derive(Clone, Debug)]
+pub struct DeliveryLog {
+    pub delivery: outbox_deliveries::Model,
+    pub event: Option<outbox::Model>,
+    pub attempts: Vec<delivery_attempts::Model>,
+}
+
+/// Which deliveries of a subscriber to list.
+#[derive(Clone, Debug, Default)]
+pub struct DeliveryFilter {
+    pub status: Option<DeliveryStatus>,
+    pub event_type: Option<String>,
+    /// Deliveries created at or after.
+    pub since: Option<DateTime<Utc>>,
+    pub limit: u64,
+}
+
+async fn with_attempts<C: ConnectionTrait>(
+    conn: &C,
+    rows: Vec<outbox_deliveries::Model>,
+) -> Result<Vec<DeliveryLog>, DbErr> {
+    let outbox_ids: Vec<i64> = rows.iter().map(|d| d.outbox_id).collect();
+    let delivery_ids: Vec<i64> = rows.iter().map(|d| d.id).collect();
+    let events = outbox::Entity::find()
+        .filter(outbox::Column::Id.is_in(outbox_ids))
+        .all(conn)
+        .await?;
+    let attempts = delivery_attempts::Entity::find()
+        .filter(delivery_attempts::Column::DeliveryId.is_in(delivery_ids))
+        .order_by_asc(delivery_attempts::Column::Id)
+        .all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|delivery| {
+            let mut own: Vec<delivery_attempts::Model> = attempts
+                .iter()
+                .filter(|a| a.delivery_id == delivery.id)
+                .cloned()
+                .collect();
+            let skip = own.len().saturating_sub(ATTEMPTS_PER_DELIVERY_MAX);
+            own.drain(..skip);
+            DeliveryLog {
+                event: events.iter().find(|e| e.id == delivery.outbox_id).cloned(),
+                attempts: own,
+                delivery,
+            }
+        })
+        .collect())
+}
+
+/// A subscriber's deliveries, newest first, each with its attempts. Only a subscriber that
+/// `may_manage` is found.
+///
+/// # Errors
+/// [`SubscriberError::NotFound`] or a database error.
+pub async fn subscriber_deliveries<C: ConnectionTrait>(
+    conn: &C,
+    id: &str,
+    filter: DeliveryFilter,
+    may_manage: impl Fn(&subscribers::Model) -> bool,
+) -> Result<Vec<DeliveryLog>, SubscriberError> {
+    if id.chars().any(char::is_control) {
+        return Err(SubscriberError::NotFound);
+    }
+    subscribers::Entity::find_by_id(id.to_owned())
+        .one(conn)
+        .await?
+        .filter(|s| may_manage(s))
+        .ok_or(SubscriberError::NotFound)?;
+    let mut query = outbox_deliveries::Entity::find().filter(outbox_deliveries::Column::SubscriberId.eq(id));
+    if let Some(status) = filter.status {
+        query = query.filter(outbox_deliveries::Column::Status.eq(status));
+    }
+    if let Some(since) = filter.since {
+        query = query.filter(outbox_deliveries::Column::CreatedAt.gte(since));
+    }
+    if let Some(event_type) = filter.event_type {
+        query = query.filter(
+            outbox_deliveries::Column::OutboxId.in_subquery(
+                sea_orm::sea_query::Query::select()
+                    .column(outbox::Column::Id)
+                    .from(outbox::Entity)
+                    .and_where(outbox::Column::EventType.eq(event_type))
+                    .to_owned(),
+            ),
+        );
+    }
+    let rows = query
+        .order_by_desc(outbox_deliveries::Column::Id)
+        .limit(filter.limit)
+        .all(conn)
+        .await?;
+    Ok(with_attempts(conn, rows).await?)
+}
+
+/// The deliveries of one event (by its `event_id`), to every subscriber that `may_manage`
+/// allows, each with its attempts.
+///
+/// # Errors
+/// [`SubscriberError::NotFound`] (no such event, or none of its deliveries visible) or a
+/// database error.
+pub async fn event_deliveries<C: ConnectionTrait>(
+    conn: &C,
+    event_id: uuid::Uuid,
+    may_manage: impl Fn(&subscribers::Model) -> bool,
+) -> Result<Vec<DeliveryLog>, SubscriberError> {
+    let event = outbox::Entity::find()
+        .filter(outbox::Column::EventId.eq(event_id))
+        .one(conn)
+        .await?
+        .ok_or(SubscriberError::NotFound)?;
+    let rows = outbox_deliveries::Entity::find()
+        .filter(outbox_deliveries::Column::OutboxId.eq(event.id))
+        .order_by_asc(outbox_deliveries::Column::Id)
+        .all(conn)
+        .await?;
+    let subscriber_ids: Vec<String> = rows.iter().map(|d| d.subscriber_id.clone()).collect();
+    let visible: Vec<String> = subscribers::Entity::find()
+        .filter(subscribers::Column::Id.is_in(subscriber_ids))
+        .all(conn)
+        .await?
+        .into_iter()
+        .filter(|s| may_manage(s))
+        .map(|s| s.id)
+        .collect();
+    let rows: Vec<outbox_deliveries::Model> = rows
+        .into_iter()
+        .filter(|d| visible.contains(&d.subscriber_id))
+        .collect();
+    if rows.is_empty() {
+        return Err(SubscriberError::NotFound);
+    }
+    Ok(with_attempts(conn, rows).await?)
+}
+
+/// Which events a replay sends again.
+#[derive(Clone, Debug)]
+pub struct ReplayRange {
+    /// Events written at or after.
+    pub since: DateTime<Utc>,
+    /// Events written before.
+    pub until: DateTime<Utc>,
+    /// Empty: the types the subscriber wants.
+    pub event_types: Vec<String>,
+}
+
+/// Queues again, due now, every event of `range` the subscriber may receive and wants (and of
+/// `range.event_types` when given), each with its original id; per order in the order they were
+/// written. Returns how many. Refused, changing nothing, when the range is empty or reversed,
+/// or holds more than `max_events`.
+///
+/// # Errors
+/// `invalid_range`, `unknown_event_type`, [`SubscriberError::NotFound`] or a database error.
+pub async fn replay<C: ConnectionTrait + TransactionTrait>(
+    conn: &C,
+    id: &str,
+    range: ReplayRange,
+    max_events: u64,
+    may_manage: impl Fn(&subscribers::Model) -> bool,
+) -> Result<u64, SubscriberError> {
+    if range.since >= range.until {
+        return Err(ValidationError::new("invalid_range", "since must be before until").into());
+    }
+    let types_column = event_types_column(&range.event_types)?;
+    if id.chars().any(char::is_control) {
+        return Err(SubscriberError::NotFound);
+    }
+    let subscriber = subscribers::Entity::find_by_id(id.to_owned())
+        .one(conn)
+        .await?
+        .filter(|s| s.kind == SubscriberKind::Webhook && may_manage(s))
+        .ok_or(SubscriberError::NotFound)?;
+    let mut query = outbox::Entity::find()
+        .filter(outbox::Column::CreatedAt.gte(range.since))
+        .filter(outbox::Column::CreatedAt.lt(range.until));
+    if let Some(merchant_id) = &subscriber.merchant_id {
+        query = query.filter(outbox::Column::MerchantId.eq(merchant_id.as_str()));
+    }
+    // The types to send: those asked for (or all), of those the subscriber receives. The
+    // bound counts the events that would go out.
+    let asked: Vec<&str> = if types_column == "*" {
+        EventType::ALL.iter().map(|t| t.as_str()).collect()
+    } else {
+        types_column.split(',').collect()
+    };
+    let types: Vec<&str> = asked.into_iter().filter(|t| subscriber.wants(t)).collect();
+    if types.is_empty() {
+        return Ok(0);
+    }
+    query = query.filter(outbox::Column::EventType.is_in(types));
+    let events = query
+        .order_by_asc(outbox::Column::Id)
+        .limit(max_events.saturating_add(1))
+        .all(conn)
+        .await?;
+    if u64::try_from(events.len()).unwrap_or(u64::MAX) > max_events {
+        return Err(ValidationError::new(
+            "invalid_range",
+            format!("the range holds more than {max_events} events; replay a shorter one"),
+        )
+        .into());
+    }
+    let chosen: Vec<&outbox::Model> = events.iter().collect();
+    if chosen.is_empty() {
+        return Ok(0);
+    }
+    let now = Utc::now();
+    let txn = conn.begin().await?;
+    for chunk in chosen.chunks(1_000) {
+        let rows = chunk.iter().map(|event| outbox_deliveries::ActiveModel {
+            id: sea_orm::ActiveValue::NotSet,
+            outbox_id: sea_orm::ActiveValue::Set(event.id),
+            order_id: sea_orm::ActiveValue::Set(event.order_id),
+            subscriber_id: sea_orm::ActiveValue::Set(subscriber.id.clone()),
+            status: sea_orm::ActiveValue::Set(DeliveryStatus::Pending),
+            attempts: sea_orm::ActiveValue::Set(0),
+            next_attempt_at: sea_orm::ActiveValue::Set(now),
+            lease_until: sea_orm::ActiveValue::Set(None),
+            last_error: sea_orm::ActiveValue::Set(None),
+            delivered_at: sea_orm::ActiveValue::Set(None),
+            created_at: sea_orm::ActiveValue::Set(now),
+        });
+        outbox_deliveries::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([
+                    outbox_deliveries::Column::OutboxId,
+                    outbox_deliveries::Column::SubscriberId,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+        let ids: Vec<i64> = chunk.iter().map(|event| event.id).collect();
+        outbox_deliveries::Entity::update_many()
+            .col_expr(outbox_deliveries::Column::Status, Expr::value(DeliveryStatus::Pending))
+            .col_expr(outbox_deliveries::Column::Attempts, Expr::value(0))
+            .col_expr(outbox_deliveries::Column::NextAttemptAt, Expr::value(now))
+            .col_expr(
+                outbox_deliveries::Column::LeaseUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(outbox_deliveries::Column::SubscriberId.eq(subscriber.id.as_str()))
+            .filter(outbox_deliveries::Column::OutboxId.is_in(ids))
+            .filter(outbox_deliveries::Column::Status.ne(DeliveryStatus::Pending))
+            .exec(&txn)
+            .await?;
+    }
+    txn.commit().await?;
+    Ok(u64::try_from(chosen.len()).unwrap_or(u64::MAX))
+}
+
+/// Webhook subscribers the relay disabled that are still disabled.
+///
+/// # Errors
+/// A database error.
+pub async fn count_disabled<C: ConnectionTrait>(conn: &C) -> Result<u64, DbErr> {
+    subscribers::Entity::find()
+        .filter(subscribers::Column::Enabled.eq(false))
+        .filter(subscribers::Column::DisabledAt.is_not_null())
+        .count(conn)
+        .await
 }

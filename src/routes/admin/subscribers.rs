@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use actors::outbox::headers::CustomHeaders;
 use actors::outbox::subscribers;
-use entities::{SignatureScheme, SubscriberKind};
+use entities::{DeliveryStatus, SignatureScheme, SubscriberKind};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
 use crate::operations::{add_webhook, api_operator, remove_webhook, rotate_secret, update_webhook, NewSubscriber};
@@ -68,6 +68,12 @@ pub struct SubscriberResponse {
     /// `null`: global (every merchant's events).
     merchant_id: Option<String>,
     enabled: bool,
+    /// Set when the relay disabled it: when and why (its deliveries wait; `PATCH` with
+    /// `enabled: true` resumes them).
+    disabled_at: Option<chrono::DateTime<chrono::Utc>>,
+    disabled_reason: Option<String>,
+    /// Start of the unbroken run of failed deliveries it is in; `null` while healthy.
+    failing_since: Option<chrono::DateTime<chrono::Utc>>,
     /// Deliveries wait, kept in order, until it resumes.
     paused: bool,
     /// Extra headers sent with each delivery.
@@ -94,6 +100,9 @@ impl SubscriberResponse {
             event_types: model.event_types,
             merchant_id: model.merchant_id,
             enabled: model.enabled,
+            disabled_at: model.disabled_at,
+            disabled_reason: model.disabled_reason,
+            failing_since: model.failing_since,
             paused: model.paused,
             headers: CustomHeaders::from_column(model.headers.as_deref()),
             created_at: model.created_at,
@@ -232,6 +241,9 @@ pub struct UpdateSubscriberBody {
     paused: Option<bool>,
     /// Replaces its custom headers (`{}`: none); the rules of `POST /admin/subscribers`.
     headers: Option<BTreeMap<String, String>>,
+    /// `true` enables a subscriber the relay disabled (failing too long, or 410 Gone) again;
+    /// its kept deliveries then go out. `false` disables it.
+    enabled: Option<bool>,
 }
 
 impl From<UpdateSubscriberBody> for subscribers::SubscriberUpdate {
@@ -240,6 +252,7 @@ impl From<UpdateSubscriberBody> for subscribers::SubscriberUpdate {
             event_types: body.event_types,
             paused: body.paused,
             headers: body.headers,
+            enabled: body.enabled,
         }
     }
 }
@@ -268,4 +281,208 @@ pub async fn update_subscriber(
 ) -> Result<HttpResponse, ApiError> {
     let model = update_webhook(&state, &id, body.into_inner().into(), &api_operator()).await?;
     Ok(HttpResponse::Ok().json(SubscriberResponse::new(model, false)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SubscriberDeliveriesQuery {
+    /// Only deliveries in this status.
+    #[param(value_type = Option<schema::DeliveryStatus>)]
+    status: Option<String>,
+    /// Only events of this type.
+    event_type: Option<String>,
+    /// Only deliveries created at or after this time (RFC 3339).
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    /// At most this many deliveries (default 100, at most 1000).
+    #[param(minimum = 1)]
+    limit: Option<u64>,
+}
+
+/// One attempt of a delivery.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttemptResponse {
+    attempted_at: chrono::DateTime<chrono::Utc>,
+    /// The receiver's HTTP status; `null` when no answer came.
+    status_code: Option<i32>,
+    latency_ms: i64,
+    /// The first KiB of the receiver's answer.
+    response_body: Option<String>,
+    error: Option<String>,
+}
+
+/// A delivery of one event to one subscriber, with every attempt.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryLogResponse {
+    id: i64,
+    subscriber_id: String,
+    #[schema(value_type = schema::DeliveryStatus)]
+    status: DeliveryStatus,
+    event_id: Option<String>,
+    event_type: Option<String>,
+    #[schema(pattern = "^[1-9][0-9]{0,18}$")]
+    order_no: String,
+    created_at: chrono::DateTime<chrono::Utc>,
+    next_attempt_at: chrono::DateTime<chrono::Utc>,
+    delivered_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Oldest first; the last 50 at most.
+    attempts: Vec<AttemptResponse>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryLogList {
+    deliveries: Vec<DeliveryLogResponse>,
+}
+
+impl From<subscribers::DeliveryLog> for DeliveryLogResponse {
+    fn from(log: subscribers::DeliveryLog) -> Self {
+        Self {
+            id: log.delivery.id,
+            subscriber_id: log.delivery.subscriber_id,
+            status: log.delivery.status,
+            event_id: log.event.as_ref().map(|e| e.event_id.to_string()),
+            event_type: log.event.map(|e| e.event_type),
+            order_no: log.delivery.order_id.to_string(),
+            created_at: log.delivery.created_at,
+            next_attempt_at: log.delivery.next_attempt_at,
+            delivered_at: log.delivery.delivered_at,
+            attempts: log
+                .attempts
+                .into_iter()
+                .map(|a| AttemptResponse {
+                    attempted_at: a.attempted_at,
+                    status_code: a.status_code,
+                    latency_ms: a.latency_ms,
+                    response_body: a.response_body,
+                    error: a.error,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl DeliveryLogList {
+    pub fn new(logs: Vec<subscribers::DeliveryLog>) -> Self {
+        Self {
+            deliveries: logs.into_iter().map(DeliveryLogResponse::from).collect(),
+        }
+    }
+}
+
+impl SubscriberDeliveriesQuery {
+    /// # Errors
+    /// `400 invalid_query` for an unknown status.
+    pub fn into_filter(self) -> Result<subscribers::DeliveryFilter, ApiError> {
+        let status = self
+            .status
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|_: String| ApiError::bad_request("invalid_query", "status must be dead, pending or delivered"))?;
+        Ok(subscribers::DeliveryFilter {
+            status,
+            event_type: self.event_type,
+            since: self.since,
+            limit: self.limit.unwrap_or(100).clamp(1, super::LIST_LIMIT_MAX),
+        })
+    }
+}
+
+/// `GET /admin/subscribers/{id}/deliveries?status=&event_type=&since=&limit=`: the delivery log.
+#[utoipa::path(
+    get,
+    path = "/admin/subscribers/{id}/deliveries",
+    tag = "admin",
+    operation_id = "admin_subscriber_deliveries",
+    summary = "A subscriber's deliveries, newest first, each with every attempt",
+    params(("id" = String, Path, description = "The subscriber's id"), SubscriberDeliveriesQuery),
+    responses((status = 200, description = "The deliveries", body = DeliveryLogList)),
+    security(("admin_token" = [])),
+    extensions(("x-error-codes" = json!(["invalid_query", "unauthorized", "not_found", "internal_error"]))),
+)]
+pub async fn subscriber_deliveries(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    query: web::Query<SubscriberDeliveriesQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let filter = query.into_inner().into_filter()?;
+    let logs = crate::operations::subscriber_deliveries(&state, &id, filter).await?;
+    Ok(HttpResponse::Ok().json(DeliveryLogList::new(logs)))
+}
+
+/// `GET /admin/events/{event_id}/deliveries`: one event's deliveries to every subscriber.
+#[utoipa::path(
+    get,
+    path = "/admin/events/{event_id}/deliveries",
+    tag = "admin",
+    operation_id = "admin_event_deliveries",
+    summary = "One event's deliveries, each with every attempt",
+    params(("event_id" = String, Path, description = "The event's id (the webhook-id it was sent with)")),
+    responses((status = 200, description = "The deliveries", body = DeliveryLogList)),
+    security(("admin_token" = [])),
+    extensions(("x-error-codes" = json!(["unauthorized", "not_found", "internal_error"]))),
+)]
+pub async fn event_deliveries(
+    state: web::Data<AppState>,
+    event_id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let event_id = uuid::Uuid::parse_str(event_id.trim()).map_err(|_| ApiError::NotFound("event"))?;
+    let logs = subscribers::event_deliveries(&state.db, event_id, |_| true)
+        .await
+        .map_err(crate::operations::subscriber_error)?;
+    Ok(HttpResponse::Ok().json(DeliveryLogList::new(logs)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayBody {
+    /// Events written at or after this time (RFC 3339).
+    since: chrono::DateTime<chrono::Utc>,
+    /// Events written before this time.
+    until: chrono::DateTime<chrono::Utc>,
+    /// Only these types; absent or empty: every type the subscriber receives.
+    #[serde(default)]
+    event_types: Vec<String>,
+}
+
+impl From<ReplayBody> for subscribers::ReplayRange {
+    fn from(body: ReplayBody) -> Self {
+        Self {
+            since: body.since,
+            until: body.until,
+            event_types: body.event_types,
+        }
+    }
+}
+
+/// How many events a replay queued.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplayResponse {
+    count: u64,
+}
+
+/// `POST /admin/subscribers/{id}/replay`: send a range of events again.
+#[utoipa::path(
+    post,
+    path = "/admin/subscribers/{id}/replay",
+    tag = "admin",
+    operation_id = "admin_replay_subscriber",
+    summary = "Send a range of events again",
+    description = "Queues again, due now, every event written in [since, until) that the subscriber receives (and of `event_types` when given), each with its original id, per order in the order written. At most `outbox.replay_max_events`; a larger range is refused and nothing is queued.",
+    params(("id" = String, Path, description = "The subscriber's id")),
+    request_body = ReplayBody,
+    responses((status = 202, description = "Queued", body = ReplayResponse)),
+    security(("admin_token" = [])),
+    extensions(("x-error-codes" = json!([
+        "invalid_json", "unauthorized", "payload_too_large", "unsupported_media_type", "not_found",
+        "invalid_range", "unknown_event_type", "internal_error"
+    ]))),
+)]
+pub async fn replay_subscriber(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Json<ReplayBody>,
+) -> Result<HttpResponse, ApiError> {
+    let count = crate::operations::replay(&state, &id, body.into_inner().into(), &api_operator()).await?;
+    Ok(HttpResponse::Accepted().json(ReplayResponse { count }))
 }
