@@ -775,3 +775,50 @@ async fn a_subscriber_failing_for_the_configured_time_is_disabled_and_kept() {
     let body: Value = serde_json::from_str(requests[sent]["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["out_business_id"], "failing-2");
 }
+
+#[actix_web::test]
+async fn a_receiver_answering_410_gone_disables_the_endpoint_at_once() {
+    // Arrange
+    let receiver = LibraryReceiver::start();
+    let app = spawn_app(Backend::Sqlite).await;
+    let added: Value = add_subscriber(
+        &app,
+        &json!({"url": receiver.hook(410, 0), "event_types": ["order.created"]}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let id = added["id"].as_str().unwrap();
+
+    // Act
+    app.create_order(&order_body("gone-1")).await;
+    let dead = wait_for_logged(&app, id, "dead", 1).await;
+
+    // Assert: one attempt, no retry, the subscriber disabled with the reason.
+    assert_eq!(dead[0]["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(receiver.requests().await.len(), 1);
+    let listed = get_json(&app, "/admin/subscribers").await;
+    let subscriber = &listed["subscribers"][0];
+    assert_eq!(subscriber["enabled"], false);
+    assert!(subscriber["disabled_reason"].as_str().unwrap().contains("410"));
+}
+
+#[actix_web::test]
+async fn a_429_with_retry_after_is_retried_no_sooner_than_asked() {
+    // Arrange: the first answer is 429 with Retry-After: 2 (the test schedule says 0.2 s).
+    let receiver = LibraryReceiver::start();
+    let app = spawn_app(Backend::Sqlite).await;
+    let url = format!("{}&fail_status=429&retry_after=2", receiver.hook(200, 1));
+    add_subscriber(&app, &json!({"url": url, "event_types": ["order.created"]})).await;
+
+    // Act
+    app.create_order(&order_body("later-1")).await;
+    let requests = receiver.wait_for_requests(2, Duration::from_secs(10)).await;
+
+    // Assert
+    assert_eq!(requests[0]["answered"], 429);
+    assert_eq!(requests[1]["answered"], 200);
+    let waited = requests[1]["received_at"].as_f64().unwrap() - requests[0]["received_at"].as_f64().unwrap();
+    assert!(waited >= 1.9, "retried after {waited} s");
+}

@@ -6,8 +6,9 @@ Started by a test (`tests/api/standard_webhooks.rs`), it prints `port <n>` once 
 127.0.0.1, then:
 
 - `POST /hook/<status>[?fail_first=<n>]`: records the request (headers and raw body) and
-  answers `<status>` (the first `n` requests of that path and query answer 500), with the
-  body `{"answered": <status>}`.
+  answers `<status>` (the first `n` requests of that path and query answer 500, or
+  `fail_status`, with `Retry-After: <retry_after>` when that is 429 or 503), with the body
+  `{"answered": <status>}`.
 - `GET /_control/requests`: every recorded request, in arrival order.
 - `POST /_control/verify {"secret"}`: each recorded request checked with
   `Webhook(secret).verify(body, headers)`, and the same request checked again as if it were
@@ -65,9 +66,11 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def _answer(self, status, payload=None):
+    def _answer(self, status, payload=None, headers=None):
         data = b"" if payload is None else json.dumps(payload).encode()
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(data)))
         self.end_headers()
@@ -98,11 +101,14 @@ class Handler(BaseHTTPRequestHandler):
             self._answer(404)
             return
         status = int(segments[1])
-        fail_first = int(parse_qs(parts.query).get("fail_first", ["0"])[0])
+        query = parse_qs(parts.query)
+        fail_first = int(query.get("fail_first", ["0"])[0])
+        fail_status = int(query.get("fail_status", ["500"])[0])
+        retry_after = query.get("retry_after", [None])[0]
         with LOCK:
             seen = SEEN_PER_TARGET.get(self.path, 0)
             SEEN_PER_TARGET[self.path] = seen + 1
-            answered = 500 if seen < fail_first else status
+            answered = fail_status if seen < fail_first else status
             REQUESTS.append(
                 {
                     "path": self.path,
@@ -112,7 +118,8 @@ class Handler(BaseHTTPRequestHandler):
                     "answered": answered,
                 }
             )
-        self._answer(answered, {"answered": answered})
+        extra = {"retry-after": retry_after} if retry_after and answered in (429, 503) else {}
+        self._answer(answered, {"answered": answered}, extra)
 
 
 def main():

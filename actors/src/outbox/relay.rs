@@ -579,7 +579,11 @@ async fn deliver_all(core: &RelayCore, claimed: Vec<outbox_deliveries::Model>) -
     }
     let mut succeeded: Vec<String> = Vec::new();
     let mut failed: Vec<String> = Vec::new();
+    let mut gone: Vec<String> = Vec::new();
     for (delivery, attempt) in results {
+        if matches!(attempt.result, Err(Failure::Gone(_))) && !gone.contains(&delivery.subscriber_id) {
+            gone.push(delivery.subscriber_id.clone());
+        }
         let is_webhook = subscribers
             .get(&delivery.subscriber_id)
             .is_some_and(|s| s.kind == SubscriberKind::Webhook);
@@ -596,6 +600,9 @@ async fn deliver_all(core: &RelayCore, claimed: Vec<outbox_deliveries::Model>) -
         record(core, &delivery, attempt.result).await?;
     }
     failed.retain(|id| !succeeded.contains(id));
+    for id in &gone {
+        disable(core, id, "the receiver answered 410 Gone".to_owned(), now).await?;
+    }
     health(core, &succeeded, &failed, now).await
 }
 
@@ -684,7 +691,9 @@ impl Attempt {
     fn row(&self, delivery: &outbox_deliveries::Model, now: DateTime<Utc>) -> delivery_attempts::ActiveModel {
         let error = match &self.result {
             Ok(()) => None,
-            Err(Failure::Retry(error) | Failure::Final(error)) => Some(error.clone()),
+            Err(
+                Failure::Retry(error) | Failure::RetryAfter(error, _) | Failure::Gone(error) | Failure::Final(error),
+            ) => Some(error.clone()),
         };
         delivery_attempts::ActiveModel {
             id: NotSet,
@@ -766,7 +775,7 @@ async fn deliver(
             let result = if status.is_success() {
                 Ok(())
             } else {
-                Err(Failure::Retry(format!("answered {status}")))
+                Err(failure_of(status, response.headers()))
             };
             Attempt {
                 result,
@@ -800,8 +809,42 @@ async fn deliver(
 enum Failure {
     /// Tried again on the retry schedule, dead once it is spent.
     Retry(String),
+    /// Like `Retry`, no sooner than the receiver asked (`Retry-After` on a 429 or 503).
+    RetryAfter(String, Duration),
+    /// The receiver answered 410 Gone: dead at once, and the subscriber is disabled.
+    Gone(String),
     /// Dead at once: trying again cannot help.
     Final(String),
+}
+
+/// The longest `Retry-After` honoured: a receiver cannot park a delivery for longer.
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A `Retry-After` value: delta-seconds or an HTTP date, capped at [`RETRY_AFTER_MAX`].
+fn retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => {
+            let at = DateTime::parse_from_rfc2822(value).ok()?.with_timezone(&Utc);
+            (at - now).to_std().unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(wait.min(RETRY_AFTER_MAX))
+}
+
+/// What a receiver's non-2xx answer means for the delivery.
+fn failure_of(status: reqwest::StatusCode, headers: &reqwest::header::HeaderMap) -> Failure {
+    let error = format!("answered {status}");
+    match status {
+        reqwest::StatusCode::GONE => Failure::Gone(error),
+        reqwest::StatusCode::TOO_MANY_REQUESTS | reqwest::StatusCode::SERVICE_UNAVAILABLE => headers
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| retry_after(value, Utc::now()))
+            .map_or(Failure::Retry(error.clone()), |wait| Failure::RetryAfter(error, wait)),
+        _ => Failure::Retry(error),
+    }
 }
 
 async fn record(
@@ -837,9 +880,10 @@ async fn record(
             mark_published_if_done(core, delivery.outbox_id, now).await?;
         }
         Err(failure) => {
-            let (error, retryable) = match failure {
-                Failure::Retry(error) => (error, true),
-                Failure::Final(error) => (error, false),
+            let (error, retryable, at_least) = match failure {
+                Failure::Retry(error) => (error, true, Duration::ZERO),
+                Failure::RetryAfter(error, wait) => (error, true, wait),
+                Failure::Gone(error) | Failure::Final(error) => (error, false, Duration::ZERO),
             };
             let spent =
                 !retryable || usize::try_from(attempts).unwrap_or(usize::MAX) > core.settings.retry_schedule.len();
@@ -859,8 +903,9 @@ async fn record(
                     .get(index)
                     .copied()
                     .unwrap_or(Duration::from_secs(60));
-                let next =
-                    now + chrono::Duration::from_std(jitter(pause)).unwrap_or_else(|_| chrono::Duration::seconds(60));
+                // The schedule's pause, or longer when the receiver asked for it.
+                let wait = jitter(pause).max(at_least);
+                let next = now + chrono::Duration::from_std(wait).unwrap_or_else(|_| chrono::Duration::seconds(60));
                 tracing::info!(delivery_id = delivery.id, attempts, error = %error, retry_in = ?pause, "delivery failed; will retry");
                 update
                     .col_expr(outbox_deliveries::Column::NextAttemptAt, Expr::value(next))
@@ -898,6 +943,8 @@ async fn mark_published_if_done(core: &RelayCore, outbox_id: i64, now: DateTime<
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     fn settings(batch_size: u64, lease_seconds: u64, timeout_seconds: u64, concurrency: usize) -> RelaySettings {
@@ -917,6 +964,21 @@ mod tests {
             replay_max_events: 10_000,
             webhooks: Vec::new(),
         }
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_a_date_and_capped() {
+        let now = DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            retry_after("Tue, 01 Dec 2026 00:01:30 GMT", now),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(retry_after("Mon, 30 Nov 2026 00:00:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(retry_after("999999999", now), Some(RETRY_AFTER_MAX));
+        assert_eq!(retry_after("soon", now), None);
     }
 
     #[test]
