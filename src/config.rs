@@ -993,6 +993,7 @@ mod tests {
             secret: SecretString::from("whsec_at_least_16_characters"),
             event_types: Vec::new(),
             merchant_id: None,
+            signature_scheme: entities::SignatureScheme::PaywardenV1,
         }];
         let err = settings.validate().unwrap_err().to_string();
         assert!(err.contains("outbox.webhooks[0].secret"), "{err}");
@@ -1128,6 +1129,7 @@ mod tests {
                     secret: SecretString::from("whsec_at_least_16_characters"),
                     event_types: Vec::new(),
                     merchant_id: Some("not a merchant".to_owned()),
+                    signature_scheme: entities::SignatureScheme::PaywardenV1,
                 }];
             }),
             ("outbox.webhooks.url", |s| {
@@ -1136,6 +1138,7 @@ mod tests {
                     secret: SecretString::from("whsec_at_least_16_characters"),
                     event_types: Vec::new(),
                     merchant_id: Some("acme".to_owned()),
+                    signature_scheme: entities::SignatureScheme::PaywardenV1,
                 };
                 let mut global = webhook.clone();
                 global.merchant_id = None;

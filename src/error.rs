@@ -229,6 +229,16 @@ pub const ERROR_CODES: &[ErrorCode] = &[
         "the unmatched notification was resolved before",
     ),
     code(
+        "subscriber_configured",
+        StatusCode::CONFLICT,
+        "the subscriber is declared in the configuration (outbox.webhooks): its secret is changed there",
+    ),
+    code(
+        "too_many_live_secrets",
+        StatusCode::CONFLICT,
+        "the webhook already has as many previous secrets in their overlap as it may (3); rotate again once one expires",
+    ),
+    code(
         "request_timeout",
         StatusCode::REQUEST_TIMEOUT,
         "the request's body did not arrive within server.body_read_timeout_milliseconds; nothing was done",
@@ -336,7 +346,27 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     code(
         "invalid_secret",
         StatusCode::UNPROCESSABLE_ENTITY,
-        "the subscriber secret is shorter than 16 bytes, too long, or holds control characters",
+        "the subscriber secret does not fit its scheme: standard-webhooks-v1 takes whsec_ and the base64 of 24 to 64 bytes; paywarden-v1 16 to 256 bytes without control characters",
+    ),
+    code(
+        "invalid_signature_scheme",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "signature_scheme is neither standard-webhooks-v1 nor paywarden-v1",
+    ),
+    code(
+        "invalid_overlap",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "overlap_seconds is outside outbox.rotation_overlap_min_seconds to outbox.rotation_overlap_max_seconds",
+    ),
+    code(
+        "invalid_headers",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a custom header is forbidden (framing, connection, credential, origin or signature headers), malformed, or over the limits (10 headers, 64-byte names, 512-byte values, 2048 bytes in all)",
+    ),
+    code(
+        "invalid_range",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a replay's since is not before its until, or the range holds more than outbox.replay_max_events events",
     ),
     code(
         "unknown_event_type",

@@ -108,6 +108,9 @@ pub struct SharedGaugeSet {
     oldest_pending_age: prometheus::Gauge,
     deliveries_dead: prometheus::IntGauge,
     open_differences: prometheus::IntGauge,
+    /// Webhook subscribers the relay disabled (failing too long, or 410 Gone) and no operator
+    /// has enabled again.
+    subscribers_disabled: prometheus::IntGauge,
 }
 
 impl SharedGaugeSet {
@@ -130,12 +133,17 @@ impl SharedGaugeSet {
                 "reconciliation_open_differences",
                 "Differences between the providers' bills and paywarden's records that no operator has resolved",
             )?,
+            subscribers_disabled: prometheus::IntGauge::new(
+                "webhook_subscribers_disabled",
+                "Webhook subscribers disabled by the relay (failing for outbox.disable_after_failing_seconds, or 410 Gone)",
+            )?,
         };
         registry.register(Box::new(set.orders_stuck.clone()))?;
         registry.register(Box::new(set.deliveries_pending.clone()))?;
         registry.register(Box::new(set.oldest_pending_age.clone()))?;
         registry.register(Box::new(set.deliveries_dead.clone()))?;
         registry.register(Box::new(set.open_differences.clone()))?;
+        registry.register(Box::new(set.subscribers_disabled.clone()))?;
         Ok(set)
     }
 
@@ -147,6 +155,7 @@ impl SharedGaugeSet {
         self.oldest_pending_age.set(read.oldest_pending_age(now).as_secs_f64());
         self.deliveries_dead.set(count(read.deliveries_dead));
         self.open_differences.set(count(read.open_differences));
+        self.subscribers_disabled.set(count(read.subscribers_disabled));
     }
 }
 

@@ -9,6 +9,7 @@ use actors::outbox::subscribers::{self, NewWebhook, SubscriberError};
 use actors::stock::{self, SetStockError};
 use actors::store::refunds::RefundCreated;
 use actors::store::{query, unmatched, Operator};
+use entities::SignatureScheme;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -29,10 +30,14 @@ pub struct NewSubscriber {
     pub url: String,
     /// Key of the deliveries' signatures; absent: one is generated.
     pub secret: Option<String>,
+    /// `standard-webhooks-v1` or `paywarden-v1`; absent: `standard-webhooks-v1`.
+    pub signature_scheme: Option<String>,
     /// Event types it receives; empty: every type.
     pub event_types: Vec<String>,
     /// Whose events it receives; absent: every merchant's.
     pub merchant_id: Option<String>,
+    /// Extra headers sent with each delivery.
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 /// Who the JSON routes record: the admin token names no one. (The console records the name
@@ -93,13 +98,16 @@ pub async fn add_webhook(
     operator: &Operator,
 ) -> Result<entities::subscribers::Model, ApiError> {
     let merchant_id = body.merchant_id.as_deref().map(MerchantId::parse_input).transpose()?;
+    let signature_scheme = signature_scheme(body.signature_scheme.as_deref())?;
     let model = subscribers::add_webhook(
         &state.db,
         NewWebhook {
             url: body.url,
             secret: body.secret,
+            signature_scheme,
             event_types: body.event_types,
             merchant_id,
+            headers: body.headers,
         },
         state.allow_private_targets,
     )
@@ -107,6 +115,95 @@ pub async fn add_webhook(
     .map_err(subscriber_error)?;
     tracing::info!(subscriber_id = %model.id, url = %model.url, merchant_id = ?model.merchant_id, %operator, "subscriber added");
     Ok(model)
+}
+
+/// The scheme a new subscriber asks for; absent: Standard Webhooks.
+///
+/// # Errors
+/// `422 invalid_signature_scheme`.
+fn signature_scheme(asked: Option<&str>) -> Result<SignatureScheme, ApiError> {
+    match asked {
+        None => Ok(SignatureScheme::StandardWebhooksV1),
+        Some(name) => name.parse().map_err(|_: String| {
+            ApiError::Validation(actors::domain::ValidationError::new(
+                "invalid_signature_scheme",
+                "signature_scheme must be standard-webhooks-v1 or paywarden-v1",
+            ))
+        }),
+    }
+}
+
+/// Gives a webhook subscriber a new secret, the current one signing beside it for the
+/// overlap (the JSON route and the console).
+///
+/// # Errors
+/// `422 invalid_overlap`, `404`, `409 subscriber_configured` or `409 too_many_live_secrets`.
+pub async fn rotate_secret(
+    state: &AppState,
+    id: &str,
+    overlap_seconds: Option<u64>,
+    operator: &Operator,
+) -> Result<subscribers::Rotated, ApiError> {
+    let overlap = state.overlap_bounds.check(overlap_seconds)?;
+    let rotated = subscribers::rotate_secret(&state.db, id, overlap, |_| true)
+        .await
+        .map_err(subscriber_error)?;
+    tracing::info!(subscriber_id = %id, previous_expires_at = %rotated.previous_expires_at, %operator, "subscriber secret rotated");
+    Ok(rotated)
+}
+
+/// Changes a subscriber's event types, pause or custom headers (the JSON route and the
+/// console); resuming wakes the relay so the held deliveries go out now.
+///
+/// # Errors
+/// `422` (`unknown_event_type`, `invalid_headers`) or `404`.
+pub async fn update_webhook(
+    state: &AppState,
+    id: &str,
+    change: subscribers::SubscriberUpdate,
+    operator: &Operator,
+) -> Result<entities::subscribers::Model, ApiError> {
+    let resumed = change.paused == Some(false) || change.enabled == Some(true);
+    let model = subscribers::update(&state.db, id, change, |_| true)
+        .await
+        .map_err(subscriber_error)?;
+    tracing::info!(subscriber_id = %id, paused = model.paused, event_types = %model.event_types, %operator, "subscriber updated");
+    if resumed {
+        state.engine.wake_relay();
+    }
+    Ok(model)
+}
+
+/// A subscriber's delivery log (the JSON route and the console).
+///
+/// # Errors
+/// `404`.
+pub async fn subscriber_deliveries(
+    state: &AppState,
+    id: &str,
+    filter: subscribers::DeliveryFilter,
+) -> Result<Vec<subscribers::DeliveryLog>, ApiError> {
+    subscribers::subscriber_deliveries(&state.db, id, filter, |_| true)
+        .await
+        .map_err(subscriber_error)
+}
+
+/// Queues a range of a subscriber's events again (the JSON route and the console).
+///
+/// # Errors
+/// `422` (`invalid_range`, `unknown_event_type`) or `404`.
+pub async fn replay(
+    state: &AppState,
+    id: &str,
+    range: subscribers::ReplayRange,
+    operator: &Operator,
+) -> Result<u64, ApiError> {
+    let count = subscribers::replay(&state.db, id, range, state.replay_max_events, |_| true)
+        .await
+        .map_err(subscriber_error)?;
+    tracing::info!(subscriber_id = %id, count, %operator, "events queued again");
+    state.engine.wake_relay();
+    Ok(count)
 }
 
 /// Removes a subscriber (the JSON route and the console).
@@ -176,6 +273,16 @@ pub fn subscriber_error(err: SubscriberError) -> ApiError {
     match err {
         SubscriberError::Validation(err) => ApiError::Validation(err),
         SubscriberError::NotFound => ApiError::NotFound("subscriber or delivery"),
+        SubscriberError::Configured => ApiError::BadRequest {
+            status: actix_web::http::StatusCode::CONFLICT,
+            code: "subscriber_configured",
+            message: err.to_string(),
+        },
+        SubscriberError::TooManySecrets => ApiError::BadRequest {
+            status: actix_web::http::StatusCode::CONFLICT,
+            code: "too_many_live_secrets",
+            message: err.to_string(),
+        },
         SubscriberError::Db(err) => ApiError::from(err),
     }
 }

@@ -312,6 +312,8 @@ fn app_state(
             base_url.starts_with("https://"),
         ),
         allow_private_targets: settings.outbox.allow_private_targets,
+        overlap_bounds: settings.outbox.overlap_bounds(),
+        replay_max_events: settings.outbox.replay_max_events,
         reconciliation: settings.reconciliation.clone(),
         metrics: metrics.clone(),
         metrics_access: crate::metrics::MetricsAccess::from_settings(&settings.metrics),
@@ -464,8 +466,10 @@ async fn start_outbox_relay(
         let new = NewWebhook {
             url: webhook.url.clone(),
             secret: Some(webhook.secret.expose_secret().to_owned()),
+            signature_scheme: webhook.signature_scheme,
             event_types: webhook.event_types.clone(),
             merchant_id,
+            headers: std::collections::BTreeMap::new(),
         };
         ensure(
             db,
@@ -483,8 +487,11 @@ async fn start_outbox_relay(
             let new = NewWebhook {
                 url: settings.amqp.exchange.clone(),
                 secret: None,
+                // Nothing is signed: the broker is the operator's.
+                signature_scheme: entities::SignatureScheme::PaywardenV1,
                 event_types: Vec::new(),
                 merchant_id: None,
+                headers: std::collections::BTreeMap::new(),
             };
             ensure(db, "amqp", SubscriberKind::Amqp, new, true)
                 .await

@@ -30,6 +30,10 @@ pub struct AppState {
     pub console: crate::routes::console::session::ConsoleKeys,
     /// `outbox.allow_private_targets`: whether subscribers may point at private addresses.
     pub allow_private_targets: bool,
+    /// The `outbox.rotation_overlap_*` settings: what a secret rotation may ask for.
+    pub overlap_bounds: actors::outbox::subscribers::OverlapBounds,
+    /// `outbox.replay_max_events`.
+    pub replay_max_events: u64,
     /// How a reconciliation started by hand waits for its bill.
     pub reconciliation: actors::reconcile::ReconcileSettings,
     pub metrics: Arc<Metrics>,

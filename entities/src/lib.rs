@@ -8,11 +8,12 @@
 //! - [`types`]: `OrderId`, `PayNo`, `MinorUnit` (private fields, validating constructors),
 //!   `Currency` and the string-backed status and kind enums.
 //! - one module per table: [`orders`], [`idempotency_keys`], [`console_sessions`], [`order_items`], [`payment_attempts`], [`order_logs`],
-//!   [`outbox`], [`outbox_deliveries`], [`subscribers`], [`webhook_receipts`], [`skus`],
+//!   [`outbox`], [`outbox_deliveries`], [`delivery_attempts`], [`subscribers`], [`subscriber_secrets`], [`webhook_receipts`], [`skus`],
 //!   [`unmatched_notifications`], [`refunds`], [`reconciliation_runs`], [`reconciliation_items`].
 //! - [`prelude`]: every `Entity` under its own name.
 
 pub mod console_sessions;
+pub mod delivery_attempts;
 pub mod idempotency_keys;
 pub mod order_items;
 pub mod order_logs;
@@ -25,6 +26,7 @@ pub mod reconciliation_items;
 pub mod reconciliation_runs;
 pub mod refunds;
 pub mod skus;
+pub mod subscriber_secrets;
 pub mod subscribers;
 pub mod types;
 pub mod unmatched_notifications;
@@ -32,5 +34,5 @@ pub mod webhook_receipts;
 
 pub use types::{
     AttemptStatus, Currency, DeliveryStatus, IdempotencyStatus, InvalidAmount, InvalidId, MinorUnit, OrderId,
-    OrderStatus, PayNo, Provider, RefundNo, RefundStatus, SubscriberKind,
+    OrderStatus, PayNo, Provider, RefundNo, RefundStatus, SignatureScheme, SubscriberKind,
 };

@@ -1,4 +1,5 @@
 pub use super::console_sessions::Entity as ConsoleSessions;
+pub use super::delivery_attempts::Entity as DeliveryAttempts;
 pub use super::idempotency_keys::Entity as IdempotencyKeys;
 pub use super::order_items::Entity as OrderItems;
 pub use super::order_logs::Entity as OrderLogs;
@@ -10,6 +11,7 @@ pub use super::reconciliation_items::Entity as ReconciliationItems;
 pub use super::reconciliation_runs::Entity as ReconciliationRuns;
 pub use super::refunds::Entity as Refunds;
 pub use super::skus::Entity as Skus;
+pub use super::subscriber_secrets::Entity as SubscriberSecrets;
 pub use super::subscribers::Entity as Subscribers;
 pub use super::unmatched_notifications::Entity as UnmatchedNotifications;
 pub use super::webhook_receipts::Entity as WebhookReceipts;

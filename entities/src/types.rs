@@ -566,6 +566,53 @@ impl FromStr for SubscriberKind {
     }
 }
 
+/// How a webhook subscriber's deliveries are signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
+pub enum SignatureScheme {
+    /// Standard Webhooks v1: `webhook-id`, `webhook-timestamp` and
+    /// `webhook-signature: v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>`, the key
+    /// being the base64 part of a `whsec_` secret. The default for new subscribers.
+    #[sea_orm(string_value = "standard-webhooks-v1")]
+    #[serde(rename = "standard-webhooks-v1")]
+    StandardWebhooksV1,
+    /// paywarden's first scheme: `Paywarden-Event-Id`, `Paywarden-Timestamp` and
+    /// `Paywarden-Signature: v1=<hex HMAC-SHA256(secret, "{timestamp}.{body}")>`, kept for the
+    /// receivers built on it.
+    #[sea_orm(string_value = "paywarden-v1")]
+    #[serde(rename = "paywarden-v1")]
+    PaywardenV1,
+}
+
+impl SignatureScheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignatureScheme::StandardWebhooksV1 => "standard-webhooks-v1",
+            SignatureScheme::PaywardenV1 => "paywarden-v1",
+        }
+    }
+}
+
+impl fmt::Display for SignatureScheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SignatureScheme {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "standard-webhooks-v1" => Ok(SignatureScheme::StandardWebhooksV1),
+            "paywarden-v1" => Ok(SignatureScheme::PaywardenV1),
+            other => Err(format!(
+                "unknown signature scheme '{other}'; expected standard-webhooks-v1 or paywarden-v1"
+            )),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use sea_orm::Iterable;

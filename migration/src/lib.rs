@@ -18,7 +18,10 @@ mod m20261201_000009_create_reconciliation_tables;
 mod m20261202_000010_create_partition_fences;
 mod m20261207_000012_create_idempotency_keys;
 mod m20261208_000013_create_console_sessions;
-mod m20261210_000015_add_search_indexes;
+mod m20261209_000014_add_webhook_signing;
+mod m20261209_000015_add_subscriber_controls;
+mod m20261209_000016_create_delivery_attempts;
+mod m20261210_000017_add_search_indexes;
 
 pub struct Migrator;
 
@@ -38,7 +41,10 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000010_create_partition_fences::Migration),
             Box::new(m20261207_000012_create_idempotency_keys::Migration),
             Box::new(m20261208_000013_create_console_sessions::Migration),
-            Box::new(m20261210_000015_add_search_indexes::Migration),
+            Box::new(m20261209_000014_add_webhook_signing::Migration),
+            Box::new(m20261209_000015_add_subscriber_controls::Migration),
+            Box::new(m20261209_000016_create_delivery_attempts::Migration),
+            Box::new(m20261210_000017_add_search_indexes::Migration),
         ]
     }
 }

@@ -446,6 +446,11 @@ pub mod schema {
         "Status of one webhook delivery."
     );
     enum_schema!(
+        SignatureScheme,
+        entities::SignatureScheme,
+        "How a webhook's deliveries are signed: `standard-webhooks-v1` (`webhook-id`, `webhook-timestamp`, `webhook-signature`) or `paywarden-v1` (`Paywarden-Event-Id`, `Paywarden-Timestamp`, `Paywarden-Signature`)."
+    );
+    enum_schema!(
         SubscriberKind,
         entities::SubscriberKind,
         "How events reach the subscriber."

@@ -26,4 +26,5 @@ mod providers;
 mod reconciliations;
 mod refunds;
 mod restart;
+mod standard_webhooks;
 mod throttle;

@@ -142,6 +142,7 @@ async fn app_with_receiver(backend: Backend, receiver: &Receiver, event_types: &
         secret: SecretString::from(RECEIVER_SECRET),
         event_types: event_types.iter().map(|t| (*t).to_owned()).collect(),
         merchant_id: None,
+        signature_scheme: entities::SignatureScheme::PaywardenV1,
     }];
     spawn_app_with(settings).await
 }
@@ -334,12 +335,14 @@ async fn a_merchants_subscriber_gets_only_its_events_and_a_global_one_gets_every
                 .unwrap()
         }
     };
-    let added = add(serde_json::json!({"url": scoped.url, "secret": RECEIVER_SECRET, "merchant_id": MERCHANT_A})).await;
+    let added = add(serde_json::json!({"url": scoped.url, "secret": RECEIVER_SECRET, "signature_scheme": "paywarden-v1", "merchant_id": MERCHANT_A})).await;
     assert_eq!(added.status().as_u16(), 201);
     let added: Value = added.json().await.unwrap();
     assert_eq!(added["merchant_id"], MERCHANT_A);
     let scoped_id = added["id"].as_str().unwrap().to_owned();
-    let added = add(serde_json::json!({"url": global.url, "secret": RECEIVER_SECRET})).await;
+    let added =
+        add(serde_json::json!({"url": global.url, "secret": RECEIVER_SECRET, "signature_scheme": "paywarden-v1"}))
+            .await;
     assert_eq!(added.status().as_u16(), 201);
     let added: Value = added.json().await.unwrap();
     assert_eq!(added["merchant_id"], Value::Null, "no merchant_id: a global subscriber");
@@ -419,6 +422,7 @@ async fn a_configured_webhook_with_a_merchant_id_gets_only_that_merchants_events
         secret: SecretString::from(RECEIVER_SECRET),
         event_types: Vec::new(),
         merchant_id: merchant_id.map(str::to_owned),
+        signature_scheme: entities::SignatureScheme::PaywardenV1,
     };
     settings.outbox.webhooks = vec![configured(&b_only, Some(MERCHANT_B)), configured(&everything, None)];
     let app = spawn_app_with(settings).await;
@@ -504,6 +508,7 @@ async fn two_relays_on_one_database_deliver_each_event_once() {
         secret: SecretString::from(RECEIVER_SECRET),
         event_types: vec!["order.created".to_owned()],
         merchant_id: None,
+        signature_scheme: entities::SignatureScheme::PaywardenV1,
     }];
     settings.outbox.batch_size = 3;
     let first = spawn_app_with(settings.clone()).await;
@@ -535,7 +540,7 @@ async fn killing_the_service_between_commit_and_delivery_loses_nothing() {
     let added = client
         .post(format!("{}/admin/subscribers", service.base))
         .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({"url": receiver.url, "secret": RECEIVER_SECRET, "event_types": ["order.created"]}))
+        .json(&serde_json::json!({"url": receiver.url, "secret": RECEIVER_SECRET, "signature_scheme": "paywarden-v1", "event_types": ["order.created"]}))
         .send()
         .await
         .unwrap();
@@ -774,6 +779,7 @@ async fn private_targets_are_refused_and_redirects_not_followed() {
         secret: SecretString::from(RECEIVER_SECRET),
         event_types: Vec::new(),
         merchant_id: None,
+        signature_scheme: entities::SignatureScheme::PaywardenV1,
     }];
     let redirected = spawn_app_with(settings).await;
     redirected.create_order(&order_body("redirect-1")).await;
@@ -870,6 +876,7 @@ async fn a_claimed_batch_never_outlives_its_lease() {
         secret: SecretString::from(RECEIVER_SECRET),
         event_types: vec!["order.created".to_owned()],
         merchant_id: None,
+        signature_scheme: entities::SignatureScheme::PaywardenV1,
     }];
     settings.outbox.batch_size = 10;
     settings.outbox.concurrency = 1;

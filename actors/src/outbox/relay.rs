@@ -8,7 +8,10 @@
 //! same row; SQLite runs one instance), deliver them concurrently, and record each outcome:
 //! delivered, or retried later on the configured schedule (with jitter), or dead once it is
 //! spent. A delivery waits while an earlier event of the same order for the same subscriber is
-//! still pending, so each order's events arrive in the order they were written.
+//! still pending, so each order's events arrive in the order they were written; the deliveries
+//! of a paused or disabled subscriber wait (pending, in that order) until it resumes. Every
+//! attempt is written to `delivery_attempts`; a webhook that fails without a success for
+//! `disable_after_failing_seconds` is disabled (kept, never deleted).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +20,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
-use entities::{outbox, outbox_deliveries, subscribers, DeliveryStatus, SubscriberKind};
+use entities::{delivery_attempts, outbox, outbox_deliveries, subscribers, DeliveryStatus, SubscriberKind};
 use futures::StreamExt;
 use rand::Rng;
 use sea_orm::sea_query::{Expr, OnConflict};
@@ -27,7 +30,7 @@ use sea_orm::{
 };
 
 use super::amqp::AmqpSink;
-use super::signature::{sign, EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use super::signature::signed_headers;
 use crate::settings::{check, Invalid};
 
 /// How the relay claims and delivers: the `outbox` section of the configuration, read straight
@@ -61,6 +64,24 @@ pub struct RelaySettings {
     /// Whether webhooks may target loopback, private and link-local addresses (development
     /// and tests); see [`super::target`].
     pub allow_private_targets: bool,
+    /// How long a rotated-out webhook secret keeps signing when the rotation names no
+    /// overlap, and the overlaps a rotation may ask for.
+    #[serde(rename = "rotation_overlap_default_seconds", with = "crate::settings::seconds")]
+    pub rotation_overlap_default: Duration,
+    #[serde(rename = "rotation_overlap_min_seconds", with = "crate::settings::seconds")]
+    pub rotation_overlap_min: Duration,
+    #[serde(rename = "rotation_overlap_max_seconds", with = "crate::settings::seconds")]
+    pub rotation_overlap_max: Duration,
+    /// A webhook subscriber that fails this long without a success is disabled.
+    #[serde(
+        rename = "disable_after_failing_seconds",
+        with = "crate::settings::seconds",
+        default = "default_disable_after"
+    )]
+    pub disable_after_failing: Duration,
+    /// Most events one replay may queue again.
+    #[serde(default = "default_replay_max")]
+    pub replay_max_events: u64,
     /// Webhook subscribers declared in configuration, registered at start-up (admins can add
     /// more at run time).
     #[serde(default)]
@@ -69,6 +90,14 @@ pub struct RelaySettings {
 
 fn default_coalesce() -> Duration {
     Duration::from_millis(20)
+}
+
+fn default_disable_after() -> Duration {
+    Duration::from_secs(3 * 24 * 60 * 60)
+}
+
+fn default_replay_max() -> u64 {
+    10_000
 }
 
 /// A webhook subscriber declared in configuration (`[[outbox.webhooks]]`).
@@ -84,9 +113,27 @@ pub struct ConfiguredWebhook {
     /// events (the operator's own consumers).
     #[serde(default)]
     pub merchant_id: Option<String>,
+    /// How its deliveries are signed. Absent: `paywarden-v1`, the scheme entries were signed
+    /// with before `standard-webhooks-v1` existed, so a declared receiver keeps verifying
+    /// across an upgrade; a new entry names `standard-webhooks-v1` (and a `whsec_` secret).
+    #[serde(default = "configured_scheme")]
+    pub signature_scheme: entities::SignatureScheme,
+}
+
+fn configured_scheme() -> entities::SignatureScheme {
+    entities::SignatureScheme::PaywardenV1
 }
 
 impl RelaySettings {
+    /// The overlaps a secret rotation may ask for.
+    pub fn overlap_bounds(&self) -> super::subscribers::OverlapBounds {
+        super::subscribers::OverlapBounds {
+            default: self.rotation_overlap_default,
+            min: self.rotation_overlap_min,
+            max: self.rotation_overlap_max,
+        }
+    }
+
     /// Deliveries claimed per cycle: the batch size, cut to what surely finishes inside the
     /// lease. With `concurrency` in flight and each taking at most `webhook_timeout`, a claim
     /// of `concurrency × rounds` is done after `rounds` timeouts; one timeout of the lease is
@@ -124,6 +171,18 @@ impl RelaySettings {
             "must be positive",
         )?;
         check(self.concurrency > 0, section, "concurrency", "must be positive")?;
+        check(
+            !self.rotation_overlap_min.is_zero() && self.rotation_overlap_min <= self.rotation_overlap_max,
+            section,
+            "rotation_overlap_min_seconds",
+            "must be positive and at most rotation_overlap_max_seconds",
+        )?;
+        check(
+            (self.rotation_overlap_min..=self.rotation_overlap_max).contains(&self.rotation_overlap_default),
+            section,
+            "rotation_overlap_default_seconds",
+            "must be within rotation_overlap_min_seconds and rotation_overlap_max_seconds",
+        )?;
         for (index, webhook) in self.webhooks.iter().enumerate() {
             // One subscriber row per URL: a second entry would silently replace the first
             // (its scope included).
@@ -441,6 +500,8 @@ WHERE id IN (
           SELECT 1 FROM outbox_deliveries e
           WHERE e.subscriber_id = d.subscriber_id AND e.order_id = d.order_id
             AND e.status = 'pending' AND e.outbox_id < d.outbox_id)
+      AND NOT EXISTS (SELECT 1 FROM subscribers s
+          WHERE s.id = d.subscriber_id AND (s.paused OR NOT s.enabled))
     ORDER BY d.id
     LIMIT $3
     FOR UPDATE SKIP LOCKED)
@@ -457,6 +518,8 @@ WHERE id IN (
           SELECT 1 FROM outbox_deliveries e
           WHERE e.subscriber_id = d.subscriber_id AND e.order_id = d.order_id
             AND e.status = 'pending' AND e.outbox_id < d.outbox_id)
+      AND NOT EXISTS (SELECT 1 FROM subscribers s
+          WHERE s.id = d.subscriber_id AND (s.paused OR NOT s.enabled))
     ORDER BY d.id
     LIMIT ?)
   AND (lease_until IS NULL OR lease_until < ?)
@@ -477,65 +540,268 @@ async fn deliver_all(core: &RelayCore, claimed: Vec<outbox_deliveries::Model>) -
         .into_iter()
         .map(|s| (s.id.clone(), s))
         .collect();
-    let results: Vec<(outbox_deliveries::Model, Result<(), Failure>)> = futures::stream::iter(claimed)
+    // Rotated-out secrets still in their overlap sign beside the current one.
+    let previous = super::subscribers::previous_secrets(&core.db, Utc::now()).await?;
+    let results: Vec<(outbox_deliveries::Model, Attempt)> = futures::stream::iter(claimed)
         .map(|delivery| {
             let event = events.get(&delivery.outbox_id);
             let subscriber = subscribers.get(&delivery.subscriber_id);
+            let previous = subscriber
+                .and_then(|s| previous.get(&s.id))
+                .map(Vec::as_slice)
+                .unwrap_or_default();
             async move {
-                let outcome = match (event, subscriber) {
+                let attempt = match (event, subscriber) {
                     // Again at delivery: a configured subscriber's scope may have narrowed
                     // since the row was fanned out. Another merchant's event never goes out.
-                    (Some(event), Some(subscriber)) if !subscriber.may_receive(&event.merchant_id) => Err(
+                    (Some(event), Some(subscriber)) if !subscriber.may_receive(&event.merchant_id) => Attempt::unsent(
                         Failure::Final("the event is outside the subscriber's merchant scope".to_owned()),
                     ),
-                    (Some(event), Some(subscriber)) => deliver(core, event, subscriber).await.map_err(Failure::Retry),
-                    _ => Err(Failure::Retry("subscriber or event no longer exists".to_owned())),
+                    (Some(event), Some(subscriber)) => deliver(core, event, subscriber, previous).await,
+                    _ => Attempt::unsent(Failure::Retry("subscriber or event no longer exists".to_owned())),
                 };
-                (delivery, outcome)
+                (delivery, attempt)
             }
         })
         .buffer_unordered(core.settings.concurrency.max(1))
         .collect()
         .await;
-    for (delivery, outcome) in results {
-        record(core, &delivery, outcome).await?;
+    let now = Utc::now();
+    let log: Vec<delivery_attempts::ActiveModel> = results
+        .iter()
+        .map(|(delivery, attempt)| attempt.row(delivery, now))
+        .collect();
+    // One statement for the cycle's log (a row binds 9 values).
+    for chunk in log.chunks(DELIVERY_ROWS_PER_INSERT) {
+        delivery_attempts::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(&core.db)
+            .await?;
+    }
+    let mut succeeded: Vec<String> = Vec::new();
+    let mut failed: Vec<String> = Vec::new();
+    let mut gone: Vec<String> = Vec::new();
+    for (delivery, attempt) in results {
+        if matches!(attempt.result, Err(Failure::Gone(_))) && !gone.contains(&delivery.subscriber_id) {
+            gone.push(delivery.subscriber_id.clone());
+        }
+        let is_webhook = subscribers
+            .get(&delivery.subscriber_id)
+            .is_some_and(|s| s.kind == SubscriberKind::Webhook);
+        if is_webhook {
+            let list = if attempt.result.is_ok() {
+                &mut succeeded
+            } else {
+                &mut failed
+            };
+            if !list.contains(&delivery.subscriber_id) {
+                list.push(delivery.subscriber_id.clone());
+            }
+        }
+        record(core, &delivery, attempt.result).await?;
+    }
+    failed.retain(|id| !succeeded.contains(id));
+    for id in &gone {
+        disable(core, id, "the receiver answered 410 Gone".to_owned(), now).await?;
+    }
+    health(core, &succeeded, &failed, now).await
+}
+
+/// Keeps each webhook's failure record: a success clears it, a failure starts it, and one that
+/// has lasted `disable_after_failing` disables the subscriber (its deliveries then wait).
+async fn health(core: &RelayCore, succeeded: &[String], failed: &[String], now: DateTime<Utc>) -> Result<(), DbErr> {
+    if !succeeded.is_empty() {
+        subscribers::Entity::update_many()
+            .col_expr(
+                subscribers::Column::FailingSince,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(subscribers::Column::Id.is_in(succeeded.to_vec()))
+            .filter(subscribers::Column::FailingSince.is_not_null())
+            .exec(&core.db)
+            .await?;
+    }
+    if failed.is_empty() {
+        return Ok(());
+    }
+    subscribers::Entity::update_many()
+        .col_expr(subscribers::Column::FailingSince, Expr::value(now))
+        .filter(subscribers::Column::Id.is_in(failed.to_vec()))
+        .filter(subscribers::Column::FailingSince.is_null())
+        .exec(&core.db)
+        .await?;
+    let cutoff = now
+        - chrono::Duration::from_std(core.settings.disable_after_failing).unwrap_or_else(|_| chrono::Duration::days(3));
+    let overdue = subscribers::Entity::find()
+        .filter(subscribers::Column::Id.is_in(failed.to_vec()))
+        .filter(subscribers::Column::Enabled.eq(true))
+        .filter(subscribers::Column::FailingSince.lte(cutoff))
+        .all(&core.db)
+        .await?;
+    for subscriber in overdue {
+        let since = subscriber.failing_since.unwrap_or(now);
+        disable(
+            core,
+            &subscriber.id,
+            format!("every delivery failed since {}", since.to_rfc3339()),
+            now,
+        )
+        .await?;
     }
     Ok(())
 }
 
-async fn deliver(core: &RelayCore, event: &outbox::Model, subscriber: &subscribers::Model) -> Result<(), String> {
+/// Disables a webhook subscriber, keeping it and its pending deliveries for an operator.
+async fn disable(core: &RelayCore, id: &str, reason: String, now: DateTime<Utc>) -> Result<(), DbErr> {
+    let updated = subscribers::Entity::update_many()
+        .col_expr(subscribers::Column::Enabled, Expr::value(false))
+        .col_expr(subscribers::Column::DisabledAt, Expr::value(now))
+        .col_expr(subscribers::Column::DisabledReason, Expr::value(reason.clone()))
+        .filter(subscribers::Column::Id.eq(id))
+        .filter(subscribers::Column::Enabled.eq(true))
+        .exec(&core.db)
+        .await?;
+    if updated.rows_affected > 0 {
+        tracing::warn!(subscriber_id = %id, reason = %reason, "webhook subscriber disabled");
+    }
+    Ok(())
+}
+
+/// Longest part of a receiver's answer kept in the delivery log.
+const RESPONSE_BODY_MAX_BYTES: usize = 1024;
+
+/// One attempt: its outcome and what the delivery log keeps of it.
+struct Attempt {
+    result: Result<(), Failure>,
+    status_code: Option<u16>,
+    latency: Duration,
+    response_body: Option<String>,
+}
+
+impl Attempt {
+    /// Nothing was sent.
+    fn unsent(failure: Failure) -> Self {
+        Self {
+            result: Err(failure),
+            status_code: None,
+            latency: Duration::ZERO,
+            response_body: None,
+        }
+    }
+
+    fn row(&self, delivery: &outbox_deliveries::Model, now: DateTime<Utc>) -> delivery_attempts::ActiveModel {
+        let error = match &self.result {
+            Ok(()) => None,
+            Err(
+                Failure::Retry(error) | Failure::RetryAfter(error, _) | Failure::Gone(error) | Failure::Final(error),
+            ) => Some(error.clone()),
+        };
+        delivery_attempts::ActiveModel {
+            id: NotSet,
+            delivery_id: Set(delivery.id),
+            outbox_id: Set(delivery.outbox_id),
+            subscriber_id: Set(delivery.subscriber_id.clone()),
+            attempted_at: Set(now),
+            status_code: Set(self.status_code.map(i32::from)),
+            latency_ms: Set(i64::try_from(self.latency.as_millis()).unwrap_or(i64::MAX)),
+            response_body: Set(self.response_body.clone()),
+            error: Set(error),
+        }
+    }
+}
+
+/// The first [`RESPONSE_BODY_MAX_BYTES`] of an answer, read no further.
+async fn body_prefix(mut response: reqwest::Response) -> Option<String> {
+    let mut kept: Vec<u8> = Vec::new();
+    while kept.len() < RESPONSE_BODY_MAX_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => kept.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    kept.truncate(RESPONSE_BODY_MAX_BYTES);
+    (!kept.is_empty()).then(|| String::from_utf8_lossy(&kept).into_owned())
+}
+
+async fn deliver(
+    core: &RelayCore,
+    event: &outbox::Model,
+    subscriber: &subscribers::Model,
+    previous_secrets: &[String],
+) -> Attempt {
     match subscriber.kind {
         SubscriberKind::Webhook => {
             // Again at delivery: an address literal never reaches the resolver's check.
-            super::target::check_url(&subscriber.url, core.settings.allow_private_targets)
-                .map_err(|problem| format!("target refused: {problem}"))?;
-            let secret = subscriber.secret.as_deref().unwrap_or_default();
+            if let Err(problem) = super::target::check_url(&subscriber.url, core.settings.allow_private_targets) {
+                return Attempt::unsent(Failure::Retry(format!("target refused: {problem}")));
+            }
+            let secrets: Vec<&str> = std::iter::once(subscriber.secret.as_deref().unwrap_or_default())
+                .chain(previous_secrets.iter().map(String::as_str))
+                .collect();
             let timestamp = Utc::now().timestamp();
-            let response = core
+            let headers = match signed_headers(
+                subscriber.signature_scheme,
+                &secrets,
+                &event.event_id.to_string(),
+                timestamp,
+                event.payload.as_bytes(),
+            ) {
+                Ok(headers) => headers,
+                Err(problem) => return Attempt::unsent(Failure::Retry(format!("cannot sign: {problem}"))),
+            };
+            let mut request = core
                 .http
                 .post(&subscriber.url)
                 .timeout(core.settings.webhook_timeout)
-                .header("content-type", "application/json")
-                .header(EVENT_ID_HEADER, event.event_id.to_string())
-                .header(TIMESTAMP_HEADER, timestamp.to_string())
-                .header(SIGNATURE_HEADER, sign(secret, timestamp, event.payload.as_bytes()))
-                .body(event.payload.clone())
-                .send()
-                .await
-                .map_err(|err| format!("request failed: {err}"))?;
-            if response.status().is_success() {
+                .header("content-type", "application/json");
+            // The subscriber's own headers first: none of them can be a signature header.
+            for (name, value) in super::headers::CustomHeaders::from_column(subscriber.headers.as_deref()) {
+                request = request.header(name, value);
+            }
+            for (name, value) in headers {
+                request = request.header(name, value);
+            }
+            let started = std::time::Instant::now();
+            let response = match request.body(event.payload.clone()).send().await {
+                Ok(response) => response,
+                Err(err) => {
+                    return Attempt {
+                        latency: started.elapsed(),
+                        ..Attempt::unsent(Failure::Retry(format!("request failed: {err}")))
+                    }
+                }
+            };
+            let latency = started.elapsed();
+            let status = response.status();
+            let result = if status.is_success() {
                 Ok(())
             } else {
-                Err(format!("answered {}", response.status()))
+                Err(failure_of(status, response.headers()))
+            };
+            Attempt {
+                result,
+                status_code: Some(status.as_u16()),
+                latency,
+                response_body: body_prefix(response).await,
             }
         }
-        SubscriberKind::Amqp => match &core.amqp {
-            Some(sink) => sink
-                .publish(&event.event_id.to_string(), &event.event_type, event.payload.as_bytes())
-                .await
-                .map_err(|err| err.to_string()),
-            None => Err("the amqp sink is not configured on this node".to_owned()),
-        },
+        SubscriberKind::Amqp => {
+            let started = std::time::Instant::now();
+            let result = match &core.amqp {
+                Some(sink) => sink
+                    .publish(&event.event_id.to_string(), &event.event_type, event.payload.as_bytes())
+                    .await
+                    .map_err(|err| Failure::Retry(err.to_string())),
+                None => Err(Failure::Retry(
+                    "the amqp sink is not configured on this node".to_owned(),
+                )),
+            };
+            Attempt {
+                result,
+                latency: started.elapsed(),
+                status_code: None,
+                response_body: None,
+            }
+        }
     }
 }
 
@@ -543,8 +809,42 @@ async fn deliver(core: &RelayCore, event: &outbox::Model, subscriber: &subscribe
 enum Failure {
     /// Tried again on the retry schedule, dead once it is spent.
     Retry(String),
+    /// Like `Retry`, no sooner than the receiver asked (`Retry-After` on a 429 or 503).
+    RetryAfter(String, Duration),
+    /// The receiver answered 410 Gone: dead at once, and the subscriber is disabled.
+    Gone(String),
     /// Dead at once: trying again cannot help.
     Final(String),
+}
+
+/// The longest `Retry-After` honoured: a receiver cannot park a delivery for longer.
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A `Retry-After` value: delta-seconds or an HTTP date, capped at [`RETRY_AFTER_MAX`].
+fn retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => {
+            let at = DateTime::parse_from_rfc2822(value).ok()?.with_timezone(&Utc);
+            (at - now).to_std().unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(wait.min(RETRY_AFTER_MAX))
+}
+
+/// What a receiver's non-2xx answer means for the delivery.
+fn failure_of(status: reqwest::StatusCode, headers: &reqwest::header::HeaderMap) -> Failure {
+    let error = format!("answered {status}");
+    match status {
+        reqwest::StatusCode::GONE => Failure::Gone(error),
+        reqwest::StatusCode::TOO_MANY_REQUESTS | reqwest::StatusCode::SERVICE_UNAVAILABLE => headers
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| retry_after(value, Utc::now()))
+            .map_or(Failure::Retry(error.clone()), |wait| Failure::RetryAfter(error, wait)),
+        _ => Failure::Retry(error),
+    }
 }
 
 async fn record(
@@ -580,9 +880,10 @@ async fn record(
             mark_published_if_done(core, delivery.outbox_id, now).await?;
         }
         Err(failure) => {
-            let (error, retryable) = match failure {
-                Failure::Retry(error) => (error, true),
-                Failure::Final(error) => (error, false),
+            let (error, retryable, at_least) = match failure {
+                Failure::Retry(error) => (error, true, Duration::ZERO),
+                Failure::RetryAfter(error, wait) => (error, true, wait),
+                Failure::Gone(error) | Failure::Final(error) => (error, false, Duration::ZERO),
             };
             let spent =
                 !retryable || usize::try_from(attempts).unwrap_or(usize::MAX) > core.settings.retry_schedule.len();
@@ -602,8 +903,9 @@ async fn record(
                     .get(index)
                     .copied()
                     .unwrap_or(Duration::from_secs(60));
-                let next =
-                    now + chrono::Duration::from_std(jitter(pause)).unwrap_or_else(|_| chrono::Duration::seconds(60));
+                // The schedule's pause, or longer when the receiver asked for it.
+                let wait = jitter(pause).max(at_least);
+                let next = now + chrono::Duration::from_std(wait).unwrap_or_else(|_| chrono::Duration::seconds(60));
                 tracing::info!(delivery_id = delivery.id, attempts, error = %error, retry_in = ?pause, "delivery failed; will retry");
                 update
                     .col_expr(outbox_deliveries::Column::NextAttemptAt, Expr::value(next))
@@ -641,6 +943,8 @@ async fn mark_published_if_done(core: &RelayCore, outbox_id: i64, now: DateTime<
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     fn settings(batch_size: u64, lease_seconds: u64, timeout_seconds: u64, concurrency: usize) -> RelaySettings {
@@ -653,8 +957,28 @@ mod tests {
             webhook_timeout: Duration::from_secs(timeout_seconds),
             concurrency,
             allow_private_targets: false,
+            rotation_overlap_default: Duration::from_secs(86_400),
+            rotation_overlap_min: Duration::from_secs(60),
+            rotation_overlap_max: Duration::from_secs(604_800),
+            disable_after_failing: Duration::from_secs(259_200),
+            replay_max_events: 10_000,
             webhooks: Vec::new(),
         }
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_a_date_and_capped() {
+        let now = DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            retry_after("Tue, 01 Dec 2026 00:01:30 GMT", now),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(retry_after("Mon, 30 Nov 2026 00:00:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(retry_after("999999999", now), Some(RETRY_AFTER_MAX));
+        assert_eq!(retry_after("soon", now), None);
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub struct SharedGauges {
     pub deliveries_dead: u64,
     /// Reconciliation differences no operator has resolved.
     pub open_differences: u64,
+    /// Webhook subscribers the relay disabled and no operator has enabled again.
+    pub subscribers_disabled: u64,
 }
 
 impl SharedGauges {
@@ -56,6 +58,7 @@ pub async fn read<C: ConnectionTrait>(conn: &C) -> Result<SharedGauges, DbErr> {
             .filter(reconciliation_items::Column::ResolvedAt.is_null())
             .count(conn)
             .await?,
+        subscribers_disabled: crate::outbox::subscribers::count_disabled(conn).await?,
     })
 }
 

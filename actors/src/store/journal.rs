@@ -121,6 +121,18 @@ pub enum EventType {
 }
 
 impl EventType {
+    /// Every type, in the order the documentation lists them.
+    pub const ALL: [EventType; 8] = [
+        EventType::OrderCreated,
+        EventType::OrderPaid,
+        EventType::OrderClosed,
+        EventType::OrderPaymentAnomaly,
+        EventType::OrderStuck,
+        EventType::RefundCreated,
+        EventType::RefundSucceeded,
+        EventType::RefundFailed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventType::OrderCreated => "order.created",

@@ -1002,13 +1002,23 @@ async fn subscribers_page(
         .await
         .map_err(ApiError::from);
     let body = rows.map(|rows| {
+        let disabled: Vec<&entities::subscribers::Model> = rows.iter().filter(|row| row.disabled_at.is_some() && !row.enabled).collect();
         html! {
+            @if !disabled.is_empty() {
+                div class="error" role="alert" id="disabled-subscribers" {
+                    p { (disabled.len()) " webhook subscriber(s) disabled: their deliveries are kept, not sent, until enabled again (PATCH /admin/subscribers/{id} with enabled: true)." }
+                    ul { @for row in &disabled { li {
+                        (row.id) " (" (row.url) "): " (row.disabled_reason.as_deref().unwrap_or("disabled"))
+                    } } }
+                }
+            }
             div class="scroll" { table id="subscribers" {
-                thead { tr { th { "Id" } th { "Kind" } th { "Target" } th { "Merchant" } th { "Events" } th {} } }
+                thead { tr { th { "Id" } th { "Kind" } th { "Target" } th { "Merchant" } th { "Events" } th { "State" } th {} } }
                 tbody { @for row in &rows { tr {
                     td { (row.id) } td { (row.kind.as_str()) } td { (row.url) }
                     td { (row.merchant_id.as_deref().unwrap_or("every merchant")) }
                     td { @if row.event_types.is_empty() { "every type" } @else { (row.event_types) } }
+                    td { @if !row.enabled { "disabled" } @else if row.paused { "paused" } @else { "active" } }
                     td {
                         form method="post" action={ "/admin/ui/subscribers/" (row.id) "/remove" } class="inline" {
                             (csrf_field(session))
@@ -1070,8 +1080,10 @@ pub async fn add_subscriber(
     let body = crate::operations::NewSubscriber {
         url: form.url.trim().to_owned(),
         secret: None,
+        signature_scheme: None,
         event_types,
         merchant_id,
+        headers: std::collections::BTreeMap::new(),
     };
     let (status, banner) = match crate::operations::add_webhook(&state, body, &session.operator()).await {
         Ok(model) => (

@@ -32,6 +32,16 @@ pub struct Harness {
 impl Harness {
     /// A fresh, migrated database and an empty Redis.
     pub async fn new(name: &str) -> anyhow::Result<Self> {
+        let harness = Self::unmigrated(name).await?;
+        Migrator::up(&harness.conn, None)
+            .await
+            .context("migrate the run database")?;
+        Ok(harness)
+    }
+
+    /// A fresh, empty database (the service migrates it at start: a binary of another
+    /// version gets the schema it knows) and an empty Redis.
+    pub async fn unmigrated(name: &str) -> anyhow::Result<Self> {
         let short = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
         let dir = std::env::temp_dir().join(format!("paywarden-bench-{name}-{short}"));
         std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
@@ -39,7 +49,6 @@ impl Harness {
         let conn = Database::connect(&db.url)
             .await
             .context("connect to the run database")?;
-        Migrator::up(&conn, None).await.context("migrate the run database")?;
         let redis = RedisServer::start(&dir).await?;
         Ok(Self {
             dir,

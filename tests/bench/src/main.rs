@@ -8,6 +8,7 @@
 //! target/release/paywarden-bench create      # POST /v1/orders next to pgbench
 //! target/release/paywarden-bench rehydrate   # re-arming after kill -9, RSS per live order
 //! target/release/paywarden-bench idle        # CPU with 1,000,000 live orders and no traffic
+//! target/release/paywarden-bench webhooks    # outbox delivery throughput to one local receiver
 //! ```
 //!
 //! Each scenario starts the `paywarden` release binary next to this one as its own process on
@@ -20,6 +21,7 @@ mod harness;
 mod load;
 mod rehydrate;
 mod report;
+mod webhooks;
 
 use std::path::PathBuf;
 
@@ -56,6 +58,8 @@ enum Scenario {
     Rehydrate(rehydrate::Args),
     /// CPU used with live orders armed and no traffic.
     Idle(rehydrate::IdleArgs),
+    /// Outbox events delivered per second to one local receiver.
+    Webhooks(webhooks::Args),
 }
 
 #[tokio::main]
@@ -67,5 +71,6 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Create(args) => create::run(args, &cli.out).await,
         Scenario::Rehydrate(args) => rehydrate::run(args, &cli.out).await,
         Scenario::Idle(args) => rehydrate::idle(args, &cli.out).await,
+        Scenario::Webhooks(args) => webhooks::run(args, &cli.out).await,
     }
 }

@@ -193,7 +193,7 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<Report> {
             Method::POST,
             "/admin/subscribers",
             Caller::Admin,
-            Some(&json!({ "url": receiver.url, "secret": webhook_secret })),
+            Some(&json!({ "url": receiver.url, "secret": webhook_secret, "signature_scheme": "paywarden-v1" })),
         )
         .await
         .context("no node answered POST /admin/subscribers")?;
