@@ -395,3 +395,87 @@ pub async fn resolve_difference(
     tracing::info!(%operator, item = id, "reconciliation difference resolved");
     Ok(item)
 }
+
+/// The merchant's own webhook endpoint `id` (a subscriber scoped to it); anything else, another
+/// merchant's included, is not found.
+///
+/// # Errors
+/// `404`, or the database error.
+pub async fn merchant_endpoint(
+    state: &AppState,
+    merchant: &MerchantId,
+    id: &str,
+) -> Result<entities::subscribers::Model, ApiError> {
+    use sea_orm::EntityTrait;
+
+    entities::subscribers::Entity::find_by_id(id.to_owned())
+        .one(&state.db)
+        .await?
+        .filter(|model| owned_by(model, merchant))
+        .ok_or(ApiError::NotFound("webhook endpoint"))
+}
+
+fn owned_by(model: &entities::subscribers::Model, merchant: &MerchantId) -> bool {
+    model.kind == entities::SubscriberKind::Webhook && model.merchant_id.as_deref() == Some(merchant.as_str())
+}
+
+/// A merchant's webhook endpoints, oldest first.
+///
+/// # Errors
+/// The database error.
+pub async fn merchant_endpoints(
+    state: &AppState,
+    merchant: &MerchantId,
+) -> Result<Vec<entities::subscribers::Model>, ApiError> {
+    Ok(subscribers::list(&state.db)
+        .await?
+        .into_iter()
+        .filter(|model| owned_by(model, merchant))
+        .collect())
+}
+
+/// Removes one of the merchant's webhook endpoints.
+///
+/// # Errors
+/// `404` (not the merchant's), or the database error.
+pub async fn remove_merchant_endpoint(state: &AppState, merchant: &MerchantId, id: &str) -> Result<(), ApiError> {
+    merchant_endpoint(state, merchant, id).await?;
+    remove_webhook(state, id, &Operator::Merchant(merchant.clone())).await
+}
+
+/// Rotates the secret of one of the merchant's webhook endpoints.
+///
+/// # Errors
+/// As [`rotate_secret`]; another merchant's endpoint is not found.
+pub async fn rotate_merchant_endpoint_secret(
+    state: &AppState,
+    merchant: &MerchantId,
+    id: &str,
+    overlap_seconds: Option<u64>,
+) -> Result<subscribers::Rotated, ApiError> {
+    let overlap = state.overlap_bounds.check(overlap_seconds)?;
+    let rotated = subscribers::rotate_secret(&state.db, id, overlap, |model| owned_by(model, merchant))
+        .await
+        .map_err(subscriber_error)?;
+    tracing::info!(subscriber_id = %id, merchant_id = %merchant.as_str(), "webhook endpoint secret rotated by its merchant");
+    Ok(rotated)
+}
+
+/// Sends a signed `ping` to one of the merchant's webhook endpoints now and answers what the
+/// receiver did.
+///
+/// # Errors
+/// `404` (not the merchant's), or the database error.
+pub async fn ping_merchant_endpoint(
+    state: &AppState,
+    merchant: &MerchantId,
+    id: &str,
+) -> Result<actors::outbox::relay::PingAnswer, ApiError> {
+    let endpoint = merchant_endpoint(state, merchant, id).await?;
+    let previous = subscribers::previous_secrets(&state.db, chrono::Utc::now())
+        .await?
+        .remove(id)
+        .unwrap_or_default();
+    let sender = &state.webhook_sender;
+    Ok(actors::outbox::relay::ping(&sender.http, &sender.settings, &endpoint, &previous).await)
+}

@@ -66,7 +66,7 @@ impl Application {
         let metrics = Arc::new(Metrics::new()?);
         let engine = start_engine(&settings, &db, &providers, &metrics, local, &base_url).await?;
         let background = start_background(&settings, &db, &engine).await?;
-        let state = app_state(&settings, &db, &engine, providers.gateways, &metrics, &base_url);
+        let state = app_state(&settings, &db, &engine, providers.gateways, &metrics, &base_url)?;
         let server = serve(listener, &settings, state, metrics, providers.sandbox, &base_url)?;
         Ok(Self {
             port: local.port(),
@@ -291,9 +291,14 @@ fn app_state(
     gateways: Gateways,
     metrics: &Arc<Metrics>,
     base_url: &str,
-) -> web::Data<AppState> {
+) -> anyhow::Result<web::Data<AppState>> {
     let providers: Vec<Provider> = gateways.providers().collect();
-    web::Data::new(AppState {
+    let webhook_sender = crate::state::WebhookSender {
+        http: actors::outbox::target::webhook_client(settings.outbox.allow_private_targets)
+            .context("failed to build the webhook HTTP client")?,
+        settings: settings.outbox.clone(),
+    };
+    Ok(web::Data::new(AppState {
         db: db.clone(),
         engine: engine.clone(),
         gateways,
@@ -314,11 +319,12 @@ fn app_state(
         allow_private_targets: settings.outbox.allow_private_targets,
         overlap_bounds: settings.outbox.overlap_bounds(),
         replay_max_events: settings.outbox.replay_max_events,
+        webhook_sender,
         reconciliation: settings.reconciliation.clone(),
         metrics: metrics.clone(),
         metrics_access: crate::metrics::MetricsAccess::from_settings(&settings.metrics),
         streams: crate::streams::StreamHub::start(db.clone(), settings.streams.clone(), engine.subscribe()),
-    })
+    }))
 }
 
 /// The HTTP server on `listener`: the middleware stack, the shared data, the routes.

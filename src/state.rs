@@ -34,6 +34,8 @@ pub struct AppState {
     pub overlap_bounds: actors::outbox::subscribers::OverlapBounds,
     /// `outbox.replay_max_events`.
     pub replay_max_events: u64,
+    /// What a merchant's test ping is sent with: the relay's kind of client and settings.
+    pub webhook_sender: WebhookSender,
     /// How a reconciliation started by hand waits for its bill.
     pub reconciliation: actors::reconcile::ReconcileSettings,
     pub metrics: Arc<Metrics>,
@@ -41,4 +43,10 @@ pub struct AppState {
     pub metrics_access: crate::metrics::MetricsAccess,
     /// The live status streams of this node.
     pub streams: crate::streams::StreamHub,
+}
+
+/// The client and settings webhook deliveries go out with, for a test ping sent from a request.
+pub struct WebhookSender {
+    pub http: reqwest::Client,
+    pub settings: actors::outbox::RelaySettings,
 }

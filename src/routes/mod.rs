@@ -31,6 +31,7 @@ pub mod payments;
 pub mod reconciliations;
 pub mod refunds;
 pub mod sandbox;
+pub mod webhook_endpoints;
 pub mod webhooks;
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
@@ -158,6 +159,11 @@ pub static ENDPOINTS: &[Endpoint] = &[
     endpoint!(POST Scope::Client, "/orders/{order_no}/refunds" => refunds::create),
     endpoint!(GET Scope::Client, "/orders/{order_no}/refunds" => refunds::list),
     endpoint!(GET Scope::Client, "/refunds/{refund_no}" => refunds::get),
+    endpoint!(POST Scope::Client, "/webhook-endpoints" => webhook_endpoints::create),
+    endpoint!(GET Scope::Client, "/webhook-endpoints" => webhook_endpoints::list),
+    endpoint!(DELETE Scope::Client, "/webhook-endpoints/{id}" => webhook_endpoints::delete),
+    endpoint!(POST Scope::Client, "/webhook-endpoints/{id}/rotate-secret" => webhook_endpoints::rotate_secret),
+    endpoint!(POST Scope::Client, "/webhook-endpoints/{id}/test" => webhook_endpoints::test),
     endpoint!(GET Scope::Admin, "/orders" => admin::list_orders),
     endpoint!(GET Scope::Admin, "/orders/{order_no}" => admin::get_order),
     endpoint!(POST Scope::Admin, "/orders/{order_no}/force-close" => admin::force_close),

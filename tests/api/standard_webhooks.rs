@@ -822,3 +822,130 @@ async fn a_429_with_retry_after_is_retried_no_sooner_than_asked() {
     let waited = requests[1]["received_at"].as_f64().unwrap() - requests[0]["received_at"].as_f64().unwrap();
     assert!(waited >= 1.9, "retried after {waited} s");
 }
+
+/// A merchant's request with its API key; DELETE has no body.
+async fn delete_as(app: &TestApp, key: &str, path: &str) -> reqwest::Response {
+    app.client.delete(app.url(path)).bearer_auth(key).send().await.unwrap()
+}
+
+#[actix_web::test]
+async fn a_merchant_manages_its_own_endpoints_and_sees_only_its_events() {
+    use crate::helpers::MERCHANT_B_KEY;
+
+    let receiver = LibraryReceiver::start();
+    let app = spawn_app(Backend::Postgres).await;
+
+    // Bad input is refused and stores nothing.
+    for (body, code) in [
+        (json!({"url": "https://user:pass@shop.example/hook"}), "invalid_url"),
+        (
+            json!({"url": receiver.hook(200, 0), "event_types": ["order.teleported"]}),
+            "unknown_event_type",
+        ),
+        (
+            json!({"url": receiver.hook(200, 0), "headers": {"Host": "elsewhere"}}),
+            "invalid_headers",
+        ),
+    ] {
+        let refused = app.post_as(MERCHANT_A_KEY, "/v1/webhook-endpoints", Some(&body)).await;
+        assert_eq!(error_code(refused, 422).await, code, "{body}");
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM subscribers").await, 0);
+
+    // Merchant A adds an endpoint with its API key; the secret is shown once.
+    let created = app
+        .post_as(
+            MERCHANT_A_KEY,
+            "/v1/webhook-endpoints",
+            Some(&json!({"url": receiver.hook(200, 0), "event_types": ["order.created"]})),
+        )
+        .await;
+    assert_eq!(created.status().as_u16(), 201);
+    let created: Value = created.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    assert_eq!(created["merchant_id"], "merchant_a");
+    assert_eq!(created["signature_scheme"], "standard-webhooks-v1");
+    let listed: Value = app
+        .get_as(MERCHANT_A_KEY, "/v1/webhook-endpoints")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["subscribers"].as_array().unwrap().len(), 1);
+    assert!(!listed.to_string().contains(&secret), "never listed with its secret");
+
+    // Another merchant neither sees nor touches it.
+    let theirs: Value = app
+        .get_as(MERCHANT_B_KEY, "/v1/webhook-endpoints")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(theirs["subscribers"], json!([]));
+    let path = format!("/v1/webhook-endpoints/{id}");
+    assert_eq!(
+        error_code(delete_as(&app, MERCHANT_B_KEY, &path).await, 404).await,
+        "not_found"
+    );
+    let rotate = app
+        .post_as(MERCHANT_B_KEY, &format!("{path}/rotate-secret"), Some(&json!({})))
+        .await;
+    assert_eq!(error_code(rotate, 404).await, "not_found");
+    let ping = app.post_as(MERCHANT_B_KEY, &format!("{path}/test"), None).await;
+    assert_eq!(error_code(ping, 404).await, "not_found");
+    assert!(receiver.requests().await.is_empty(), "nothing was sent for merchant B");
+
+    // The test ping arrives signed: the library verifies it with the endpoint's secret.
+    let ping = app.post_as(MERCHANT_A_KEY, &format!("{path}/test"), None).await;
+    assert_eq!(ping.status().as_u16(), 200);
+    let ping: Value = ping.json().await.unwrap();
+    assert_eq!(
+        (ping["status_code"].as_u64(), ping["delivered"].as_bool()),
+        (Some(200), Some(true))
+    );
+    let requests = receiver.wait_for_requests(1, Duration::from_secs(5)).await;
+    let body: Value = serde_json::from_str(requests[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (body["type"].as_str(), body["endpoint_id"].as_str()),
+        (Some("ping"), Some(id.as_str()))
+    );
+    assert_eq!(receiver.verify_with(&secret).await[0]["ok"], true);
+
+    // Merchant B's order does not reach it; merchant A's does.
+    let other = app.post_order(MERCHANT_B_KEY, &order_body("endpoint-b")).await;
+    assert_eq!(other.status().as_u16(), 201);
+    let mine = app.create_order(&order_body("endpoint-a")).await;
+    let requests = receiver.wait_for_requests(2, Duration::from_secs(10)).await;
+    let event: Value = serde_json::from_str(requests[1]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (event["order_no"].clone(), event["merchant_id"].as_str()),
+        (mine["order_no"].clone(), Some("merchant_a"))
+    );
+    // B's event was fanned out before A's (the relay goes in outbox order): it went nowhere.
+    assert_eq!(receiver.requests().await.len(), 2, "merchant B's event never came");
+
+    // Rotation, within its bounds only; then removal.
+    let refused = app
+        .post_as(
+            MERCHANT_A_KEY,
+            &format!("{path}/rotate-secret"),
+            Some(&json!({"overlap_seconds": 0})),
+        )
+        .await;
+    assert_eq!(error_code(refused, 422).await, "invalid_overlap");
+    let rotated = app
+        .post_as(MERCHANT_A_KEY, &format!("{path}/rotate-secret"), Some(&json!({})))
+        .await;
+    assert_eq!(rotated.status().as_u16(), 200);
+    let rotated: Value = rotated.json().await.unwrap();
+    assert_ne!(rotated["secret"].as_str().unwrap(), secret);
+    assert_eq!(delete_as(&app, MERCHANT_A_KEY, &path).await.status().as_u16(), 204);
+    let listed: Value = app
+        .get_as(MERCHANT_A_KEY, "/v1/webhook-endpoints")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["subscribers"], json!([]));
+}

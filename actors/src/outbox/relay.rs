@@ -730,59 +730,16 @@ async fn deliver(
 ) -> Attempt {
     match subscriber.kind {
         SubscriberKind::Webhook => {
-            // Again at delivery: an address literal never reaches the resolver's check.
-            if let Err(problem) = super::target::check_url(&subscriber.url, core.settings.allow_private_targets) {
-                return Attempt::unsent(Failure::Retry(format!("target refused: {problem}")));
-            }
-            let secrets: Vec<&str> = std::iter::once(subscriber.secret.as_deref().unwrap_or_default())
-                .chain(previous_secrets.iter().map(String::as_str))
-                .collect();
-            let timestamp = Utc::now().timestamp();
-            let headers = match signed_headers(
-                subscriber.signature_scheme,
-                &secrets,
+            post_webhook(
+                &core.http,
+                core.settings.webhook_timeout,
+                core.settings.allow_private_targets,
+                subscriber,
+                previous_secrets,
                 &event.event_id.to_string(),
-                timestamp,
-                event.payload.as_bytes(),
-            ) {
-                Ok(headers) => headers,
-                Err(problem) => return Attempt::unsent(Failure::Retry(format!("cannot sign: {problem}"))),
-            };
-            let mut request = core
-                .http
-                .post(&subscriber.url)
-                .timeout(core.settings.webhook_timeout)
-                .header("content-type", "application/json");
-            // The subscriber's own headers first: none of them can be a signature header.
-            for (name, value) in super::headers::CustomHeaders::from_column(subscriber.headers.as_deref()) {
-                request = request.header(name, value);
-            }
-            for (name, value) in headers {
-                request = request.header(name, value);
-            }
-            let started = std::time::Instant::now();
-            let response = match request.body(event.payload.clone()).send().await {
-                Ok(response) => response,
-                Err(err) => {
-                    return Attempt {
-                        latency: started.elapsed(),
-                        ..Attempt::unsent(Failure::Retry(format!("request failed: {err}")))
-                    }
-                }
-            };
-            let latency = started.elapsed();
-            let status = response.status();
-            let result = if status.is_success() {
-                Ok(())
-            } else {
-                Err(failure_of(status, response.headers()))
-            };
-            Attempt {
-                result,
-                status_code: Some(status.as_u16()),
-                latency,
-                response_body: body_prefix(response).await,
-            }
+                &event.payload,
+            )
+            .await
         }
         SubscriberKind::Amqp => {
             let started = std::time::Instant::now();
@@ -802,6 +759,120 @@ async fn deliver(
                 response_body: None,
             }
         }
+    }
+}
+
+/// One signed POST of `payload` to a webhook subscriber, under `event_id`, with its custom
+/// headers; the target is checked again first.
+async fn post_webhook(
+    http: &reqwest::Client,
+    timeout: Duration,
+    allow_private_targets: bool,
+    subscriber: &subscribers::Model,
+    previous_secrets: &[String],
+    event_id: &str,
+    payload: &str,
+) -> Attempt {
+    // Again at delivery: an address literal never reaches the resolver's check.
+    if let Err(problem) = super::target::check_url(&subscriber.url, allow_private_targets) {
+        return Attempt::unsent(Failure::Retry(format!("target refused: {problem}")));
+    }
+    let secrets: Vec<&str> = std::iter::once(subscriber.secret.as_deref().unwrap_or_default())
+        .chain(previous_secrets.iter().map(String::as_str))
+        .collect();
+    let timestamp = Utc::now().timestamp();
+    let headers = match signed_headers(
+        subscriber.signature_scheme,
+        &secrets,
+        event_id,
+        timestamp,
+        payload.as_bytes(),
+    ) {
+        Ok(headers) => headers,
+        Err(problem) => return Attempt::unsent(Failure::Retry(format!("cannot sign: {problem}"))),
+    };
+    let mut request = http
+        .post(&subscriber.url)
+        .timeout(timeout)
+        .header("content-type", "application/json");
+    // The subscriber's own headers first: none of them can be a signature header.
+    for (name, value) in super::headers::CustomHeaders::from_column(subscriber.headers.as_deref()) {
+        request = request.header(name, value);
+    }
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let started = std::time::Instant::now();
+    let response = match request.body(payload.to_owned()).send().await {
+        Ok(response) => response,
+        Err(err) => {
+            return Attempt {
+                latency: started.elapsed(),
+                ..Attempt::unsent(Failure::Retry(format!("request failed: {err}")))
+            }
+        }
+    };
+    let latency = started.elapsed();
+    let status = response.status();
+    let result = if status.is_success() {
+        Ok(())
+    } else {
+        Err(failure_of(status, response.headers()))
+    };
+    Attempt {
+        result,
+        status_code: Some(status.as_u16()),
+        latency,
+        response_body: body_prefix(response).await,
+    }
+}
+
+/// What a test ping got back: the receiver's status (none when nothing answered), how long it
+/// took, and why it failed, if it did.
+#[derive(Clone, Debug)]
+pub struct PingAnswer {
+    pub status_code: Option<u16>,
+    pub latency: Duration,
+    pub error: Option<String>,
+}
+
+/// Sends a signed `ping` event to a webhook subscriber now, outside the outbox (nothing is
+/// queued or retried), signed as its deliveries are.
+pub async fn ping(
+    http: &reqwest::Client,
+    settings: &RelaySettings,
+    subscriber: &subscribers::Model,
+    previous_secrets: &[String],
+) -> PingAnswer {
+    let event_id = uuid::Uuid::new_v4();
+    let payload = serde_json::json!({
+        "event_id": event_id,
+        "type": "ping",
+        "occurred_at": Utc::now(),
+        "merchant_id": subscriber.merchant_id,
+        "endpoint_id": subscriber.id,
+    })
+    .to_string();
+    let attempt = post_webhook(
+        http,
+        settings.webhook_timeout,
+        settings.allow_private_targets,
+        subscriber,
+        previous_secrets,
+        &event_id.to_string(),
+        &payload,
+    )
+    .await;
+    let error = match attempt.result {
+        Ok(()) => None,
+        Err(Failure::Retry(error) | Failure::RetryAfter(error, _) | Failure::Gone(error) | Failure::Final(error)) => {
+            Some(error)
+        }
+    };
+    PingAnswer {
+        status_code: attempt.status_code,
+        latency: attempt.latency,
+        error,
     }
 }
 

@@ -90,8 +90,20 @@ pub struct SubscriberList {
     subscribers: Vec<SubscriberResponse>,
 }
 
+impl SubscriberList {
+    /// The list of `models`, without their secrets.
+    pub(crate) fn of(models: Vec<entities::subscribers::Model>) -> Self {
+        Self {
+            subscribers: models
+                .into_iter()
+                .map(|model| SubscriberResponse::new(model, false))
+                .collect(),
+        }
+    }
+}
+
 impl SubscriberResponse {
-    fn new(model: entities::subscribers::Model, show_secret: bool) -> Self {
+    pub(crate) fn new(model: entities::subscribers::Model, show_secret: bool) -> Self {
         Self {
             id: model.id,
             kind: model.kind,
@@ -145,12 +157,7 @@ pub async fn add_subscriber(
     extensions(("x-error-codes" = json!(["internal_error"]))),
 )]
 pub async fn list_subscribers(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let subscribers = subscribers::list(&state.db)
-        .await?
-        .into_iter()
-        .map(|model| SubscriberResponse::new(model, false))
-        .collect();
-    Ok(HttpResponse::Ok().json(SubscriberList { subscribers }))
+    Ok(HttpResponse::Ok().json(SubscriberList::of(subscribers::list(&state.db).await?)))
 }
 
 /// `DELETE /admin/subscribers/{id}`: its undelivered events become dead.
@@ -178,7 +185,7 @@ pub struct RotateSecretBody {
     /// `outbox.rotation_overlap_default_seconds` (24 hours); within
     /// `outbox.rotation_overlap_min_seconds` and `outbox.rotation_overlap_max_seconds`.
     #[schema(minimum = 1)]
-    overlap_seconds: Option<u64>,
+    pub(crate) overlap_seconds: Option<u64>,
 }
 
 /// The new secret, shown this once.
