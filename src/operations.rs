@@ -472,10 +472,37 @@ pub async fn ping_merchant_endpoint(
     id: &str,
 ) -> Result<actors::outbox::relay::PingAnswer, ApiError> {
     let endpoint = merchant_endpoint(state, merchant, id).await?;
+    ping(state, &endpoint).await
+}
+
+/// Sends a signed `ping` to any webhook subscriber now (an operator's test).
+///
+/// # Errors
+/// `404` (no such webhook subscriber), or the database error.
+pub async fn ping_subscriber(
+    state: &AppState,
+    id: &str,
+    operator: &Operator,
+) -> Result<actors::outbox::relay::PingAnswer, ApiError> {
+    use sea_orm::EntityTrait;
+
+    let subscriber = entities::subscribers::Entity::find_by_id(id.to_owned())
+        .one(&state.db)
+        .await?
+        .filter(|model| model.kind == entities::SubscriberKind::Webhook)
+        .ok_or(ApiError::NotFound("webhook subscriber"))?;
+    tracing::info!(subscriber_id = %id, %operator, "test ping sent");
+    ping(state, &subscriber).await
+}
+
+async fn ping(
+    state: &AppState,
+    subscriber: &entities::subscribers::Model,
+) -> Result<actors::outbox::relay::PingAnswer, ApiError> {
     let previous = subscribers::previous_secrets(&state.db, chrono::Utc::now())
         .await?
-        .remove(id)
+        .remove(&subscriber.id)
         .unwrap_or_default();
     let sender = &state.webhook_sender;
-    Ok(actors::outbox::relay::ping(&sender.http, &sender.settings, &endpoint, &previous).await)
+    Ok(actors::outbox::relay::ping(&sender.http, &sender.settings, subscriber, &previous).await)
 }

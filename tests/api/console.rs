@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::helpers::{spawn_app, Backend, TestApp, ADMIN_TOKEN};
 
 /// Signs in as `name`; the session cookie (`name=value`).
-async fn sign_in(app: &TestApp, name: &str) -> String {
+pub(crate) async fn sign_in(app: &TestApp, name: &str) -> String {
     let response = app
         .client
         .post(app.url("/admin/ui/login"))
@@ -24,13 +24,13 @@ async fn sign_in(app: &TestApp, name: &str) -> String {
 }
 
 /// The CSRF token in a console page's forms.
-fn csrf_of(page: &str) -> String {
+pub(crate) fn csrf_of(page: &str) -> String {
     let marker = "name=\"csrf\" value=\"";
     let start = page.find(marker).expect("a form with a csrf field") + marker.len();
     page[start..].split('"').next().unwrap().to_owned()
 }
 
-async fn page(app: &TestApp, cookie: &str, path: &str) -> (u16, String) {
+pub(crate) async fn page(app: &TestApp, cookie: &str, path: &str) -> (u16, String) {
     let response = app
         .client
         .get(app.url(path))

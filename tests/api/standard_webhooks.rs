@@ -949,3 +949,89 @@ async fn a_merchant_manages_its_own_endpoints_and_sees_only_its_events() {
         .unwrap();
     assert_eq!(listed["subscribers"], json!([]));
 }
+
+#[actix_web::test]
+async fn the_console_shows_a_subscriber_s_log_and_sends_a_test_ping_and_a_replay() {
+    use crate::console::{csrf_of, page, sign_in};
+
+    let receiver = LibraryReceiver::start();
+    let app = spawn_app(Backend::Postgres).await;
+    let added: Value = add_subscriber(
+        &app,
+        &json!({"url": receiver.hook(200, 0), "event_types": ["order.created"]}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let id = added["id"].as_str().unwrap().to_owned();
+    let secret = added["secret"].as_str().unwrap().to_owned();
+    let before = chrono::Utc::now() - chrono::Duration::seconds(5);
+    app.create_order(&order_body("console-log")).await;
+    let first = receiver.wait_for_requests(1, Duration::from_secs(10)).await;
+    let event_id = first[0]["headers"]["webhook-id"].as_str().unwrap().to_owned();
+    let cookie = sign_in(&app, "alice").await;
+    let path = format!("/admin/ui/subscribers/{id}");
+
+    // The log: the delivery, its event and the receiver's answer.
+    let started = Instant::now();
+    let html = loop {
+        let (status, html) = page(&app, &cookie, &path).await;
+        assert_eq!(status, 200);
+        if html.contains("<strong>200</strong>") {
+            break html;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the attempt is not logged: {html}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(html.contains("order.created") && html.contains(&event_id));
+    let csrf = csrf_of(&html);
+    let post = |action: &str, fields: Vec<(&'static str, String)>| {
+        let request = app
+            .client
+            .post(app.url(&format!("{path}/{action}")))
+            .header("Cookie", cookie.clone())
+            .form(&fields);
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+
+    // The test button: a signed ping, and the receiver's answer on the page.
+    let (status, html) = post("test", vec![("csrf", csrf.clone())]).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("The receiver answered 200"), "{html}");
+    let requests = receiver.wait_for_requests(2, Duration::from_secs(5)).await;
+    let ping: Value = serde_json::from_str(requests[1]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(ping["type"], "ping");
+
+    // The replay: the event again, under its own id; a range that does not read is refused.
+    let format = |at: chrono::DateTime<chrono::Utc>| at.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let (status, _) = post(
+        "replay",
+        vec![
+            ("csrf", csrf.clone()),
+            ("since", "yesterday".to_owned()),
+            ("until", format(chrono::Utc::now())),
+        ],
+    )
+    .await;
+    assert_eq!(status, 422);
+    let until = chrono::Utc::now() + chrono::Duration::seconds(5);
+    let (status, html) = post(
+        "replay",
+        vec![("csrf", csrf), ("since", format(before)), ("until", format(until))],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(html.contains("1 event(s) queued again"), "{html}");
+    let requests = receiver.wait_for_requests(3, Duration::from_secs(10)).await;
+    assert_eq!(requests[2]["headers"]["webhook-id"], event_id.as_str());
+    for verified in receiver.verify_with(&secret).await {
+        assert_eq!(verified["ok"], true, "{verified}");
+    }
+}

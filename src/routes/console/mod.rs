@@ -12,6 +12,7 @@
 
 pub mod reconciliations;
 pub mod session;
+pub mod webhooks;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -1014,8 +1015,8 @@ async fn subscribers_page(
             }
             div class="scroll" { table id="subscribers" {
                 thead { tr { th { "Id" } th { "Kind" } th { "Target" } th { "Merchant" } th { "Events" } th { "State" } th {} } }
-                tbody { @for row in &rows { tr {
-                    td { (row.id) } td { (row.kind.as_str()) } td { (row.url) }
+                tbody { @for row in &rows { tr data-subscriber-id=(row.id) {
+                    td { a href={ "/admin/ui/subscribers/" (row.id) } { (row.id) } } td { (row.kind.as_str()) } td { (row.url) }
                     td { (row.merchant_id.as_deref().unwrap_or("every merchant")) }
                     td { @if row.event_types.is_empty() { "every type" } @else { (row.event_types) } }
                     td { @if !row.enabled { "disabled" } @else if row.paused { "paused" } @else { "active" } }
