@@ -1035,3 +1035,45 @@ async fn the_console_shows_a_subscriber_s_log_and_sends_a_test_ping_and_a_replay
         assert_eq!(verified["ok"], true, "{verified}");
     }
 }
+
+#[actix_web::test]
+async fn a_disabled_endpoint_is_announced_to_the_merchant_s_other_endpoints() {
+    // Arrange: two endpoints of merchant A; the failing one is disabled after a second. The
+    // healthy one takes only `order.paid`, so the announcement is all it gets.
+    let failing = LibraryReceiver::start();
+    let healthy = LibraryReceiver::start();
+    let mut settings = crate::helpers::test_settings(Backend::Postgres).await;
+    settings.outbox.disable_after_failing = Duration::from_secs(1);
+    let app = crate::helpers::spawn_app_with(settings).await;
+    let add = |url: String, types: Value| {
+        let app = &app;
+        async move {
+            let added = app
+                .post_as(
+                    MERCHANT_A_KEY,
+                    "/v1/webhook-endpoints",
+                    Some(&json!({"url": url, "event_types": types})),
+                )
+                .await;
+            assert_eq!(added.status().as_u16(), 201);
+            added.json::<Value>().await.unwrap()
+        }
+    };
+    let broken = add(failing.hook(503, 0), json!(["order.created"])).await;
+    let other = add(healthy.hook(200, 0), json!(["order.paid"])).await;
+
+    // Act
+    app.create_order(&order_body("announce-1")).await;
+
+    // Assert: the other endpoint hears of it, signed with its own secret.
+    let requests = healthy.wait_for_requests(1, Duration::from_secs(15)).await;
+    let body: Value = serde_json::from_str(requests[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["type"], "webhook_endpoint.disabled");
+    assert_eq!(body["endpoint_id"], broken["id"]);
+    assert_eq!(body["merchant_id"], "merchant_a");
+    assert!(body["reason"].as_str().unwrap().contains("failed since"), "{body}");
+    assert_eq!(
+        healthy.verify_with(other["secret"].as_str().unwrap()).await[0]["ok"],
+        true
+    );
+}

@@ -662,6 +662,58 @@ async fn disable(core: &RelayCore, id: &str, reason: String, now: DateTime<Utc>)
         .await?;
     if updated.rows_affected > 0 {
         tracing::warn!(subscriber_id = %id, reason = %reason, "webhook subscriber disabled");
+        announce_disabled(core, id, &reason, now).await?;
+    }
+    Ok(())
+}
+
+/// Tells the merchant's other endpoints (enabled, not paused webhooks) that `id` was disabled:
+/// a signed `webhook_endpoint.disabled` event, sent once now, outside the outbox (not queued,
+/// not retried), whatever event types they chose. A global subscriber has no merchant to tell:
+/// the metric and the console's banner tell the operators.
+async fn announce_disabled(core: &RelayCore, id: &str, reason: &str, now: DateTime<Utc>) -> Result<(), DbErr> {
+    let Some(disabled) = subscribers::Entity::find_by_id(id.to_owned()).one(&core.db).await? else {
+        return Ok(());
+    };
+    let Some(merchant) = disabled.merchant_id.clone() else {
+        return Ok(());
+    };
+    let others = subscribers::Entity::find()
+        .filter(subscribers::Column::MerchantId.eq(merchant.clone()))
+        .filter(subscribers::Column::Kind.eq(SubscriberKind::Webhook))
+        .filter(subscribers::Column::Enabled.eq(true))
+        .filter(subscribers::Column::Paused.eq(false))
+        .filter(subscribers::Column::Id.ne(id))
+        .all(&core.db)
+        .await?;
+    if others.is_empty() {
+        return Ok(());
+    }
+    let previous = super::subscribers::previous_secrets(&core.db, now).await?;
+    for other in others {
+        let event_id = uuid::Uuid::new_v4();
+        let payload = serde_json::json!({
+            "event_id": event_id,
+            "type": "webhook_endpoint.disabled",
+            "occurred_at": now,
+            "merchant_id": merchant,
+            "endpoint_id": disabled.id,
+            "url": disabled.url,
+            "reason": reason,
+        })
+        .to_string();
+        let secrets = previous.get(&other.id).cloned().unwrap_or_default();
+        let attempt = post_webhook(
+            &core.http,
+            core.settings.webhook_timeout,
+            core.settings.allow_private_targets,
+            &other,
+            &secrets,
+            &event_id.to_string(),
+            &payload,
+        )
+        .await;
+        tracing::info!(subscriber_id = %other.id, disabled = %id, status = ?attempt.status_code, delivered = attempt.result.is_ok(), "a disabled endpoint announced to its merchant's other endpoint");
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use paywarden_sim::{SimProvider, SimTrade, SimTradeState};
 
 use crate::chaos::Timeline;
-use crate::client::Observed;
+use crate::client::{Observed, ServerError};
 use crate::database::RunDatabase;
 use crate::load::Facts;
 use crate::report::Section;
@@ -954,6 +954,13 @@ async fn outbox(inputs: &Inputs<'_>) -> anyhow::Result<Section> {
     Ok(section)
 }
 
+/// Whether a request in flight from `sent_at` to `answered_at` overlapped `window`: one sent
+/// just before the provider started failing can meet the failure (its provider call comes
+/// after it was sent).
+fn in_flight_during(sent_at: f64, answered_at: f64, window: Option<(f64, f64)>) -> bool {
+    window.is_some_and(|(from, to)| sent_at <= to && answered_at >= from)
+}
+
 /// 7. No 5xx to a well-formed request, except 502/503 while the provider was failing.
 fn http(inputs: &Inputs<'_>) -> Section {
     let observed = inputs.observed;
@@ -974,13 +981,10 @@ fn http(inputs: &Inputs<'_>) -> Section {
         .timeline
         .provider_failing
         .map(|(from, to)| (from, to + inputs.grace_seconds));
-    let allowed = |sent_at: f64, status: u16| {
-        matches!(status, 502 | 503) && window.is_some_and(|(from, to)| sent_at >= from && sent_at <= to)
+    let allowed = |error: &ServerError| {
+        matches!(error.status, 502 | 503) && in_flight_during(error.sent_at, error.answered_at, window)
     };
-    let (ok, bad): (Vec<_>, Vec<_>) = observed
-        .server_errors
-        .iter()
-        .partition(|error| allowed(error.sent_at, error.status));
+    let (ok, bad): (Vec<_>, Vec<_>) = observed.server_errors.iter().partition(|error| allowed(error));
     if let Some((from, to)) = window {
         section.count(
             format!(
@@ -1003,4 +1007,22 @@ fn http(inputs: &Inputs<'_>) -> Section {
         replays.into_iter().take(EVIDENCE).collect(),
     );
     section
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_flight_during;
+
+    /// A cancel sent at 25.7 s whose provider call met the failure switched on at 25.8 s was
+    /// counted as an unexplained 5xx: only the time it was sent was compared.
+    #[test]
+    fn a_request_in_flight_when_the_provider_started_failing_is_explained() {
+        let window = Some((25.8, 59.0));
+        assert!(in_flight_during(25.7, 26.1, window));
+        assert!(in_flight_during(30.0, 30.2, window));
+        assert!(in_flight_during(58.9, 61.0, window));
+        assert!(!in_flight_during(20.0, 25.7, window), "answered before it began");
+        assert!(!in_flight_during(59.1, 59.4, window), "sent after it ended");
+        assert!(!in_flight_during(30.0, 30.2, None), "no failure, no excuse");
+    }
 }

@@ -86,6 +86,8 @@ impl Answer {
 #[derive(Clone, Debug)]
 pub(crate) struct ServerError {
     pub(crate) sent_at: f64,
+    /// When its answer came: the request was in flight from `sent_at` until then.
+    pub(crate) answered_at: f64,
     pub(crate) route: &'static str,
     pub(crate) status: u16,
     pub(crate) code: String,
@@ -243,6 +245,7 @@ impl Api {
         if status >= 500 {
             observed.server_errors.push(ServerError {
                 sent_at,
+                answered_at: self.started.elapsed().as_secs_f64(),
                 route,
                 status,
                 code: answer.code().to_owned(),
