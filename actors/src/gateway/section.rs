@@ -9,7 +9,7 @@ use std::sync::Arc;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::Gateway;
-use crate::provider::ProviderCallSettings;
+use crate::provider::calls::ProviderCallSettings;
 use crate::settings::Invalid;
 
 /// What building a gateway needs besides its own section.

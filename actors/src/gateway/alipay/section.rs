@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::{AlipayGateway, AlipaySettings};
 use crate::gateway::section::{read_public, read_secret, GatewayContext, ProviderSection, SectionError};
 use crate::gateway::Gateway;
-use crate::provider::ProviderCallSettings;
+use crate::provider::calls::ProviderCallSettings;
 use crate::settings::{check, Invalid};
 
 #[derive(Clone, Debug, Deserialize)]

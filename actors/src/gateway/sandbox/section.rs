@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::{SandboxGateway, SandboxSettings};
 use crate::gateway::section::{GatewayContext, ProviderSection, SectionError};
 use crate::gateway::Gateway;
-use crate::provider::ProviderCallSettings;
+use crate::provider::calls::ProviderCallSettings;
 use crate::settings::{check, Invalid};
 
 #[derive(Clone, Debug, Deserialize)]

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::{WechatGateway, WechatPlatformKeySettings, WechatSettings, DEFAULT_CLOSE_RETRY_AFTER_SECONDS};
 use crate::gateway::section::{read_public, read_secret, GatewayContext, ProviderSection, SectionError};
 use crate::gateway::Gateway;
-use crate::provider::ProviderCallSettings;
+use crate::provider::calls::ProviderCallSettings;
 use crate::settings::{check, Invalid};
 
 #[derive(Clone, Debug, Deserialize)]
