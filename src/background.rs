@@ -31,11 +31,17 @@ pub struct Background {
 
 impl Background {
     /// Starts the pollers (after the engine and the relay, which they use).
-    pub(crate) fn start_pollers(&mut self, reconciliation: &actors::reconcile::ReconcileSettings) {
+    pub(crate) fn start_pollers(
+        &mut self,
+        reconciliation: &actors::reconcile::ReconcileSettings,
+        dashboard: &actors::activity::ActivitySettings,
+    ) {
         self.pollers.push(("follow_up", self.engine.start_follow_up()));
         self.pollers.push(("refunds", self.engine.start_refunds()));
         let reconcile = actors::reconcile::ReconcileWorker::poller(self.engine.clone(), reconciliation.clone());
         self.pollers.push(("reconciliation", reconcile.start_on_own_arbiter()));
+        let activity = actors::activity::ActivityRollup::poller(self.engine.db().clone(), dashboard);
+        self.pollers.push(("activity", activity.start_on_own_arbiter()));
     }
 
     /// Stops every worker, the last started first.

@@ -122,6 +122,8 @@ pub struct Settings {
     pub providers: ProviderSettings,
     pub checkout: CheckoutSettings,
     pub console: ConsoleSettings,
+    /// `[dashboard]`: the console dashboard's activity counts.
+    pub dashboard: actors::activity::ActivitySettings,
     pub streams: crate::streams::StreamSettings,
     pub metrics: MetricsSettings,
     pub telemetry: TelemetrySettings,
@@ -429,6 +431,7 @@ impl Settings {
         }
         // After the production checks above, which name what they refuse first.
         self.console.validate(self.env)?;
+        self.dashboard.validate()?;
         Ok(())
     }
 

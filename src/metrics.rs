@@ -92,12 +92,60 @@ impl Metrics {
         &self.registry
     }
 
+    /// Each provider's calls as this node counted them since it started, for the console's
+    /// dashboard: all calls, the failed ones (`failed`, `timeout`, `circuit_open`, `crashed`;
+    /// a business refusal is an answer, not a failure) and whether its breaker is open now.
+    pub fn provider_calls(&self) -> std::collections::BTreeMap<String, ProviderCalls> {
+        let mut by_provider: std::collections::BTreeMap<String, ProviderCalls> = std::collections::BTreeMap::new();
+        for family in self.registry.gather() {
+            let name = family.name();
+            if name != "provider_calls_total" && name != "provider_breaker_open" {
+                continue;
+            }
+            for metric in family.get_metric() {
+                let label = |wanted: &str| {
+                    metric
+                        .get_label()
+                        .iter()
+                        .find(|pair| pair.name() == wanted)
+                        .map(|pair| pair.value().to_owned())
+                        .unwrap_or_default()
+                };
+                let entry = by_provider.entry(label("provider")).or_default();
+                if name == "provider_breaker_open" {
+                    entry.breaker_open = metric.get_gauge().get_value() > 0.0;
+                    continue;
+                }
+                // An integer counter's value, carried as a float by the exposition model: whole
+                // and exact below 2^53.
+                #[allow(clippy::as_conversions, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let count = metric.get_counter().get_value() as u64;
+                entry.calls += count;
+                if matches!(
+                    label("outcome").as_str(),
+                    "failed" | "timeout" | "circuit_open" | "crashed"
+                ) {
+                    entry.failed += count;
+                }
+            }
+        }
+        by_provider
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         TextEncoder::new()
             .encode_to_string(&self.registry.gather())
             .unwrap_or_else(|err| format!("# encoding failed: {err}\n"))
     }
+}
+
+/// One provider's calls on this node since it started ([`Metrics::provider_calls`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProviderCalls {
+    pub calls: u64,
+    pub failed: u64,
+    pub breaker_open: bool,
 }
 
 /// The gauges of [`actors::store::gauges::SharedGauges`].

@@ -272,7 +272,7 @@ async fn start_background(
         pollers: Vec::new(),
         sweeper: crate::idempotency::Sweeper::start(db.clone()),
     };
-    background.start_pollers(&settings.reconciliation);
+    background.start_pollers(&settings.reconciliation, &settings.dashboard);
     tracing::info!(
         index = engine.index_name(),
         armed = rehydrated.armed,
@@ -323,6 +323,7 @@ fn app_state(
         reconciliation: settings.reconciliation.clone(),
         metrics: metrics.clone(),
         metrics_access: crate::metrics::MetricsAccess::from_settings(&settings.metrics),
+        dashboard_refresh: settings.dashboard.page_refresh,
         streams: crate::streams::StreamHub::start(db.clone(), settings.streams.clone(), engine.subscribe()),
     }))
 }

@@ -41,6 +41,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Who may read `/metrics`.
     pub metrics_access: crate::metrics::MetricsAccess,
+    /// How often an open dashboard reloads its figures (`dashboard.page_refresh_seconds`).
+    pub dashboard_refresh: std::time::Duration,
     /// The live status streams of this node.
     pub streams: crate::streams::StreamHub,
 }

@@ -27,9 +27,11 @@
 //! - [`outbox`]: the outbox relay, subscribers, webhook signatures, the AMQP sink.
 //! - [`domain`]: parsed request values (`NewOrder`, `MerchantId`, `Currency`).
 //! - [`stock`]: tracked stock per merchant and SKU.
+//! - [`activity`]: the poller keeping the dashboard's activity counts.
 //! - [`metrics`]: the engine's Prometheus metrics.
 //! - [`ids`]: snowflake ids. [`retry`]: the backoff schedule. [`error`]: [`OrderError`].
 
+pub mod activity;
 pub mod changes;
 pub mod cluster;
 pub mod deadline;

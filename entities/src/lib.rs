@@ -9,9 +9,12 @@
 //!   `Currency` and the string-backed status and kind enums.
 //! - one module per table: [`orders`], [`idempotency_keys`], [`console_sessions`], [`order_items`], [`payment_attempts`], [`order_logs`],
 //!   [`outbox`], [`outbox_deliveries`], [`delivery_attempts`], [`subscribers`], [`subscriber_secrets`], [`webhook_receipts`], [`skus`],
-//!   [`unmatched_notifications`], [`refunds`], [`reconciliation_runs`], [`reconciliation_items`].
+//!   [`unmatched_notifications`], [`refunds`], [`reconciliation_runs`], [`reconciliation_items`],
+//!   [`activity_counts`], [`activity_rollup`].
 //! - [`prelude`]: every `Entity` under its own name.
 
+pub mod activity_counts;
+pub mod activity_rollup;
 pub mod console_sessions;
 pub mod delivery_attempts;
 pub mod idempotency_keys;

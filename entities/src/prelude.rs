@@ -1,3 +1,5 @@
+pub use super::activity_counts::Entity as ActivityCounts;
+pub use super::activity_rollup::Entity as ActivityRollup;
 pub use super::console_sessions::Entity as ConsoleSessions;
 pub use super::delivery_attempts::Entity as DeliveryAttempts;
 pub use super::idempotency_keys::Entity as IdempotencyKeys;

@@ -22,6 +22,7 @@ mod m20261209_000014_add_webhook_signing;
 mod m20261209_000015_add_subscriber_controls;
 mod m20261209_000016_create_delivery_attempts;
 mod m20261210_000017_add_search_indexes;
+mod m20261211_000018_create_activity_counts;
 
 pub struct Migrator;
 
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261209_000015_add_subscriber_controls::Migration),
             Box::new(m20261209_000016_create_delivery_attempts::Migration),
             Box::new(m20261210_000017_add_search_indexes::Migration),
+            Box::new(m20261211_000018_create_activity_counts::Migration),
         ]
     }
 }

@@ -9,6 +9,8 @@ use crate::error::ApiError;
 pub const PAGE_CSS: &str = "/assets/paywarden.css";
 /// The checkout page's script.
 pub const CHECKOUT_JS: &str = "/assets/checkout.js";
+/// The console's script: refreshes the dashboard in place.
+pub const CONSOLE_JS: &str = "/assets/console.js";
 
 /// Name, content type, content.
 const FILES: &[(&str, &str, &str)] = &[
@@ -22,6 +24,11 @@ const FILES: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("assets/checkout.js"),
     ),
+    (
+        "console.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/console.js"),
+    ),
 ];
 
 /// `GET /assets/{name}`.
@@ -31,7 +38,7 @@ const FILES: &[(&str, &str, &str)] = &[
     tag = "pages",
     operation_id = "get_asset",
     summary = "A static file of the checkout page and the console",
-    params(("name" = String, Path, description = "`paywarden.css` or `checkout.js`")),
+    params(("name" = String, Path, description = "`paywarden.css`, `checkout.js` or `console.js`")),
     responses((status = 200, description = "The file", content_type = "text/plain", body = String)),
     extensions(("x-error-codes" = json!(["not_found"]))),
 )]

@@ -10,6 +10,7 @@ mod browser;
 mod checkout;
 mod cluster;
 mod console;
+mod dashboard;
 mod edge;
 mod expiry;
 mod health;

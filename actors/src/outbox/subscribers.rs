@@ -480,6 +480,17 @@ pub async fn list_deliveries<C: ConnectionTrait>(
         .limit(limit)
         .all(conn)
         .await?;
+    with_events(conn, rows).await
+}
+
+/// Each delivery with the event it carries.
+///
+/// # Errors
+/// A database error.
+pub async fn with_events<C: ConnectionTrait>(
+    conn: &C,
+    rows: Vec<outbox_deliveries::Model>,
+) -> Result<Vec<DeliveryView>, DbErr> {
     let ids: Vec<i64> = rows.iter().map(|d| d.outbox_id).collect();
     let events = outbox::Entity::find()
         .filter(outbox::Column::Id.is_in(ids))

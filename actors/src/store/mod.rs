@@ -4,11 +4,13 @@
 //! an `order_logs` row and (for what downstream cares about) an `outbox` row together.
 //!
 //! # Layout
+//! - [`activity`]: the dashboard's activity counts, rolled up from the log.
 //! - [`create`]: idempotent creation with stock reservation.
 //! - [`fence`]: the fencing tokens of a cluster's partitions.
 //! - [`attempts`]: payment attempts (a new provider trade each).
 //! - [`follow_up`]: trades watched after their order stopped waiting for them.
 //! - [`query`]: reads, scoped by merchant for clients.
+//! - [`lists`]: the operators' filtered lists, a keyset page at a time.
 //! - [`idempotency`]: replay / conflict decision for `out_business_id`.
 //! - [`idempotency_keys`]: the HTTP `Idempotency-Key`s: claim, lease, stored response, expiry.
 //! - [`journal`]: the `order_logs` and `outbox` rows every change writes.
@@ -16,6 +18,7 @@
 //! - [`refunds`]: refunds, checked against what is left of a payment, and their outcomes.
 //! - [`transitions`]: the named changes ([`OrderUpdate`], [`AttemptUpdate`]) and their guards.
 
+pub mod activity;
 pub mod attempts;
 pub mod create;
 pub mod expire_batch;
@@ -25,6 +28,7 @@ pub mod gauges;
 pub mod idempotency;
 pub mod idempotency_keys;
 pub mod journal;
+pub mod lists;
 pub mod payment;
 pub mod query;
 pub mod refunds;

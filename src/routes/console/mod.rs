@@ -1,5 +1,5 @@
-//! The operator console under `/admin/ui`: server-rendered pages and plain HTML forms, no
-//! script. Sign in with the admin token and a name (recorded as the operator
+//! The operator console under `/admin/ui`: server-rendered pages and plain HTML forms; no
+//! page needs a script (the dashboard's refreshes itself with one when it runs). Sign in with the admin token and a name (recorded as the operator
 //! `admin:<name> (session <id>)`, the session's public id, on
 //! everything done here); see [`session`] for the cookie and the CSRF check.
 //!
@@ -10,6 +10,8 @@
 //! (303) to the page with a notice; a refused change re-renders the page with the reason and
 //! the error's status.
 
+pub mod dashboard;
+pub mod lists;
 pub mod reconciliations;
 pub mod session;
 pub mod webhooks;
@@ -17,7 +19,7 @@ pub mod webhooks;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use actors::store::query;
-use entities::{orders, AttemptStatus, DeliveryStatus, MinorUnit, OrderStatus};
+use entities::{AttemptStatus, MinorUnit, OrderStatus};
 use maud::{html, Markup};
 use serde::Deserialize;
 
@@ -104,11 +106,13 @@ fn console_page(title: &str, session: &ConsoleSession, banner: &Banner, body: Ma
     let body = html! {
         nav {
             strong { "paywarden" }
+            a href="/admin/ui" { "Dashboard" }
             a href="/admin/ui/attention" id="attention" {
                 "Needs attention"
                 @if session.attention.total() > 0 { " " span class="count" { (session.attention.total()) } }
             }
             a href="/admin/ui/orders" { "Orders" }
+            a href="/admin/ui/refunds" { "Refunds" }
             a href="/admin/ui/deliveries" { "Deliveries" }
             a href="/admin/ui/subscribers" { "Subscribers" }
             a href="/admin/ui/skus" { "SKUs" }
@@ -136,7 +140,7 @@ fn console_page(title: &str, session: &ConsoleSession, banner: &Banner, body: Ma
             (body)
         }
     };
-    frame(title, "console", None, body)
+    frame(title, "console", Some(super::assets::CONSOLE_JS), body)
 }
 
 fn csrf_field(session: &ConsoleSession) -> Markup {
@@ -282,11 +286,6 @@ pub async fn revoke_all_sessions(
     Ok(signed_out(&state))
 }
 
-/// `GET /admin/ui`: to the order list.
-pub async fn home(_session: ConsoleSession) -> HttpResponse {
-    see_other("/admin/ui/orders")
-}
-
 /// `GET /admin/ui/attention`: every queue that waits for an operator, with its count and the
 /// page that works it off.
 pub async fn attention(session: ConsoleSession) -> HttpResponse {
@@ -338,37 +337,6 @@ pub async fn attention(session: ConsoleSession) -> HttpResponse {
 
 // ---- orders ----
 
-#[derive(Debug, Deserialize)]
-pub struct OrdersQuery {
-    status: Option<String>,
-    notice: Option<String>,
-}
-
-/// The operators' order list: stuck orders first, then orders with a payment anomaly, then the
-/// rest by deadline; each group filtered by `status` when given.
-async fn operator_order_list(
-    state: &AppState,
-    status: Option<OrderStatus>,
-) -> Result<Vec<(orders::Model, bool)>, ApiError> {
-    let stuck = match status {
-        None | Some(OrderStatus::Stuck) => query::list_orders(&state.db, Some(OrderStatus::Stuck), LIST_LIMIT).await?,
-        Some(_) => Vec::new(),
-    };
-    let anomalous = query::list_orders_with_anomalies(&state.db, status, LIST_LIMIT).await?;
-    let rest = query::list_orders(&state.db, status, LIST_LIMIT).await?;
-    let anomalous_ids: std::collections::HashSet<_> = anomalous.iter().map(|order| order.id).collect();
-    let mut seen = std::collections::HashSet::new();
-    let mut list = Vec::new();
-    for order in stuck.into_iter().chain(anomalous).chain(rest) {
-        if seen.insert(order.id) {
-            let anomaly = anomalous_ids.contains(&order.id);
-            list.push((order, anomaly));
-        }
-    }
-    list.truncate(usize::try_from(LIST_LIMIT).unwrap_or(usize::MAX));
-    Ok(list)
-}
-
 fn notice_text(code: &str) -> Option<&'static str> {
     Some(match code {
         "force-closed" => "The order was force-closed.",
@@ -390,72 +358,6 @@ fn banner_from(notice: Option<&str>) -> Banner {
         .map_or(Banner::None, |text| Banner::Notice(text.to_owned()))
 }
 
-/// The status filters of the order list: every status, stuck first (what an operator looks at
-/// first).
-fn status_filters() -> impl Iterator<Item = OrderStatus> {
-    use sea_orm::Iterable;
-    std::iter::once(OrderStatus::Stuck).chain(OrderStatus::iter().filter(|status| *status != OrderStatus::Stuck))
-}
-
-async fn orders_page(
-    state: &AppState,
-    session: &ConsoleSession,
-    filter: Option<&str>,
-    status_code: StatusCode,
-    banner: Banner,
-) -> HttpResponse {
-    let status = match filter
-        .filter(|f| !f.is_empty())
-        .map(str::parse::<OrderStatus>)
-        .transpose()
-    {
-        Ok(status) => status,
-        Err(message) => {
-            return render(
-                session,
-                "Orders",
-                StatusCode::BAD_REQUEST,
-                &Banner::Error(message),
-                html! {},
-            )
-        }
-    };
-    let list = operator_order_list(state, status).await;
-    let body = list.map(|list| {
-        html! {
-            p class="filters" {
-                "Show: " a href="/admin/ui/orders" { "all" }
-                @for status in status_filters() { a href={ "/admin/ui/orders?status=" (status.as_str()) } { (status.as_str()) } }
-            }
-            div class="scroll" {
-                table id="orders" {
-                    thead { tr { th { "Order" } th { "Merchant" } th { "Status" } th class="num" { "Amount" } th { "Deadline" } th { "Close reason" } } }
-                    tbody {
-                        @for (order, anomaly) in &list {
-                            tr data-order-no=(order.order_no) {
-                                td { a href={ "/admin/ui/orders/" (order.order_no) } { (order.order_no) } }
-                                td { (order.merchant_id) }
-                                td { (badge(order.status.as_str())) @if *anomaly { " " (badge("anomaly")) } }
-                                td class="num" { (money(order.total_amount, order.currency)) }
-                                td { (when(order.expires_at)) }
-                                td { (order.close_reason.as_deref().unwrap_or("")) }
-                            }
-                        }
-                    }
-                }
-            }
-            @if list.is_empty() { p class="muted" { "No orders." } }
-            h2 { "Deadline index" }
-            p class="muted" { "Rebuild the index of pending deadlines from the database and re-arm every live order." }
-            form method="post" action="/admin/ui/deadlines/reconcile" {
-                (csrf_field(session))
-                button type="submit" class="secondary" { "Reconcile the deadline index" }
-            }
-        }
-    });
-    show(session, "Orders", status_code, banner, body)
-}
-
 /// A page, or, when what it shows could not be read, the page with the reason instead.
 fn show(
     session: &ConsoleSession,
@@ -475,16 +377,6 @@ fn show(
 
 fn render(session: &ConsoleSession, title: &str, status: StatusCode, banner: &Banner, body: Markup) -> HttpResponse {
     page_response_with_referrer(status, console_page(title, session, banner, body), "same-origin")
-}
-
-/// `GET /admin/ui/orders[?status=]`.
-pub async fn orders(
-    state: web::Data<AppState>,
-    session: ConsoleSession,
-    params: web::Query<OrdersQuery>,
-) -> HttpResponse {
-    let banner = banner_from(params.notice.as_deref());
-    orders_page(&state, &session, params.status.as_deref(), StatusCode::OK, banner).await
 }
 
 /// The longest search term (every id paywarden or a merchant writes is shorter).
@@ -567,7 +459,7 @@ pub async fn reconcile(
         }
         Err(err) => refusal(&err),
     };
-    Ok(orders_page(&state, &session, None, status, banner).await)
+    Ok(lists::orders_after(&state, &session, status, banner).await)
 }
 
 #[derive(Debug, Deserialize)]
@@ -899,81 +791,6 @@ pub async fn accept_payment(
 
 // ---- deliveries ----
 
-#[derive(Debug, Deserialize)]
-pub struct DeliveriesQuery {
-    status: Option<String>,
-    notice: Option<String>,
-}
-
-async fn deliveries_page(
-    state: &AppState,
-    session: &ConsoleSession,
-    filter: Option<&str>,
-    status_code: StatusCode,
-    banner: Banner,
-) -> HttpResponse {
-    let status = match filter
-        .filter(|f| !f.is_empty())
-        .map(str::parse::<DeliveryStatus>)
-        .transpose()
-    {
-        Ok(status) => status.unwrap_or(DeliveryStatus::Dead),
-        Err(message) => {
-            return render(
-                session,
-                "Deliveries",
-                StatusCode::BAD_REQUEST,
-                &Banner::Error(message),
-                html! {},
-            )
-        }
-    };
-    let rows = actors::outbox::subscribers::list_deliveries(&state.db, status, LIST_LIMIT)
-        .await
-        .map_err(ApiError::from);
-    let body = rows.map(|rows| {
-        html! {
-            p class="filters" {
-                "Show: "
-                @for name in ["dead", "pending", "delivered"] { a href={ "/admin/ui/deliveries?status=" (name) } { (name) } }
-            }
-            div class="scroll" { table id="deliveries" {
-                thead { tr { th { "Id" } th { "Order" } th { "Event" } th { "Subscriber" } th { "Status" } th class="num" { "Attempts" } th { "Last error" } th {} } }
-                tbody { @for view in &rows { tr {
-                    @let delivery = &view.delivery;
-                    td { (delivery.id) }
-                    td { a href={ "/admin/ui/orders/" (delivery.order_id) } { (delivery.order_id) } }
-                    td { (view.event.as_ref().map(|e| e.event_type.as_str()).unwrap_or("")) }
-                    td { (delivery.subscriber_id) }
-                    td { (badge(delivery.status.as_str())) }
-                    td class="num" { (delivery.attempts) }
-                    td { (delivery.last_error.as_deref().unwrap_or("")) }
-                    td {
-                        @if delivery.status == DeliveryStatus::Dead {
-                            form method="post" action={ "/admin/ui/deliveries/" (delivery.id) "/redeliver" } class="inline" {
-                                (csrf_field(session))
-                                button type="submit" class="secondary" { "Redeliver" }
-                            }
-                        }
-                    }
-                } } }
-            } }
-            @if rows.is_empty() { p class="muted" { "No " (status.as_str()) " deliveries." } }
-        }
-    });
-    show(session, "Deliveries", status_code, banner, body)
-}
-
-/// `GET /admin/ui/deliveries[?status=dead|pending|delivered]` (dead by default).
-pub async fn deliveries(
-    state: web::Data<AppState>,
-    session: ConsoleSession,
-    params: web::Query<DeliveriesQuery>,
-) -> HttpResponse {
-    let banner = banner_from(params.notice.as_deref());
-    deliveries_page(&state, &session, params.status.as_deref(), StatusCode::OK, banner).await
-}
-
 /// `POST /admin/ui/deliveries/{id}/redeliver`.
 pub async fn redeliver(
     state: web::Data<AppState>,
@@ -985,7 +802,7 @@ pub async fn redeliver(
     let result = crate::operations::redeliver_one(&state, *id, &session.operator()).await;
     Ok(
         outcome(result, "/admin/ui/deliveries?notice=redelivered", |status, banner| {
-            deliveries_page(&state, &session, None, status, banner)
+            lists::deliveries_after(&state, &session, status, banner)
         })
         .await,
     )
