@@ -98,7 +98,8 @@ impl Metrics {
     pub fn provider_calls(&self) -> std::collections::BTreeMap<String, ProviderCalls> {
         let mut by_provider: std::collections::BTreeMap<String, ProviderCalls> = std::collections::BTreeMap::new();
         for family in self.registry.gather() {
-            let name = family.name();
+            // Named with the registry's prefix.
+            let name = family.name().strip_prefix("paywarden_").unwrap_or(family.name());
             if name != "provider_calls_total" && name != "provider_breaker_open" {
                 continue;
             }

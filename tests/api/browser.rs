@@ -483,6 +483,84 @@ async fn an_operator_refunds_part_of_a_payment_from_the_order_page_after_a_confi
         .await
         .unwrap();
     assert_eq!(left.as_deref(), Some((paid - 250).to_string().as_str()));
+    browser.screenshots("console-order-refunded").await;
+    browser.quit().await;
+}
+
+#[actix_web::test]
+async fn the_dashboard_draws_the_load_as_charts_and_follows_it_live() {
+    // Arrange: a short load: four orders paid at the sandbox, two force-closed.
+    let app = spawn_app(Backend::Postgres).await;
+    for n in 0..6 {
+        let (order_no, pay_no) = app.order_with_attempt(&format!("board-{n}"), 600).await;
+        if n % 3 == 0 {
+            let closed = app
+                .post_as(
+                    crate::helpers::ADMIN_TOKEN,
+                    &format!("/admin/orders/{order_no}/force-close"),
+                    Some(&json!({"reason": "buyer left"})),
+                )
+                .await;
+            assert_eq!(closed.status().as_u16(), 200);
+        } else {
+            app.sandbox_pay(&pay_no, true).await;
+            app.wait_for_status(&order_no, "paid", Duration::from_secs(5)).await;
+        }
+    }
+    let browser = Browser::start().await;
+    browser.size(DESKTOP).await;
+    sign_in(&browser, &app, "alice").await;
+
+    // Act: open the dashboard from the navigation.
+    browser.click("nav a[href='/admin/ui']").await;
+    browser.wait_for_text("h1", "Dashboard", Duration::from_secs(5)).await;
+
+    // Assert: the charts carry the load; bars are drawn for it.
+    browser
+        .wait_for_text("#chart-created figcaption", "Created 6", Duration::from_secs(10))
+        .await;
+    browser
+        .wait_for_text("#chart-paid figcaption", "Paid 4", Duration::from_secs(10))
+        .await;
+    let mut drawn = 0;
+    for bar in browser
+        .client
+        .find_all(Locator::Css("#chart-created rect.bar"))
+        .await
+        .unwrap()
+    {
+        let height: i64 = bar.attr("height").await.unwrap().unwrap().parse().unwrap();
+        if height > 0 {
+            drawn += 1;
+        }
+    }
+    assert!(drawn >= 1, "a bar is drawn for the orders created");
+    assert!(browser.text_of("#tile-success").await.contains("66.7 %"));
+    let sandbox = browser.text_of("#providers tr[data-provider='sandbox']").await;
+    assert!(sandbox.contains("66.7 %"), "{sandbox}");
+
+    // More orders while the page stays open: it follows them without a reload.
+    let address = browser.client.current_url().await.unwrap();
+    for n in 0..2 {
+        app.create_order(&order_body(&format!("board-late-{n}"))).await;
+    }
+    browser
+        .wait_for_text("#chart-created figcaption", "Created 8", Duration::from_secs(10))
+        .await;
+    assert_eq!(browser.client.current_url().await.unwrap(), address);
+    let refreshed = browser
+        .client
+        .find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .attr("data-refreshed-at")
+        .await
+        .unwrap();
+    assert!(
+        refreshed.is_some(),
+        "the figures were swapped in place by the page's script"
+    );
+    browser.screenshots("console-dashboard").await;
     browser.quit().await;
 }
 

@@ -101,6 +101,10 @@ async fn the_dashboard_counts_what_happened_and_links_to_the_lists() {
     let sandbox = row(&html, r#"data-provider="sandbox""#);
     assert!(sandbox.contains("50.0 %"), "{sandbox}");
     assert!(sandbox.contains(r#"href="/admin/ui/orders?status=paid&amp;provider=sandbox""#));
+    assert!(
+        !sandbox.contains(r#"data-calls="0""#),
+        "this node's calls to the sandbox: {sandbox}"
+    );
     let none = row(&html, r#"data-provider="none""#);
     assert!(none.contains("no attempt") && none.contains("0.0 %"), "{none}");
     // The expiry close has a lateness; the force-close is not a late close.

@@ -273,7 +273,7 @@ fn page(figures: &Figures, session: &ConsoleSession, providers: &[Provider], ref
                         td class="num" { @if label == NO_PROVIDER { (paid) } @else { a href={ "/admin/ui/orders?status=paid&provider=" (label) } { (paid) } } }
                         td class="num" { (closed) }
                         td class="num" { (rate(paid, closed)) }
-                        td class="num" { (calls.calls) }
+                        td class="num" data-calls=(calls.calls) { (calls.calls) }
                         td class="num" { (calls.failed) }
                         td { @if calls.breaker_open { span class="badge stuck" { "open" } } @else if label != NO_PROVIDER { "closed" } }
                         td { @match run {

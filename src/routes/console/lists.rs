@@ -262,6 +262,10 @@ async fn orders_page(
     .await;
     let body = list.map(|(rows, next)| {
         html! {
+            p class="filters" {
+                "Show: " a href="/admin/ui/orders" { "all" }
+                @for status in status_filters() { a href={ "/admin/ui/orders?status=" (status.as_str()) } { (status.as_str()) } }
+            }
             (order_filter_form(params, &state.providers))
             div class="scroll" {
                 table id="orders" {
