@@ -9,6 +9,7 @@
 //! target/release/paywarden-bench rehydrate   # re-arming after kill -9, RSS per live order
 //! target/release/paywarden-bench idle        # CPU with 1,000,000 live orders and no traffic
 //! target/release/paywarden-bench webhooks    # outbox delivery throughput to one local receiver
+//! target/release/paywarden-bench dashboard   # the console's dashboard with 1,000,000 orders
 //! ```
 //!
 //! Each scenario starts the `paywarden` release binary next to this one as its own process on
@@ -16,6 +17,7 @@
 
 mod baselines;
 mod create;
+mod dashboard;
 mod expiry;
 mod harness;
 mod load;
@@ -60,6 +62,8 @@ enum Scenario {
     Idle(rehydrate::IdleArgs),
     /// Outbox events delivered per second to one local receiver.
     Webhooks(webhooks::Args),
+    /// The console's dashboard loads with orders over the last week, next to a bare count.
+    Dashboard(dashboard::Args),
 }
 
 #[tokio::main]
@@ -72,5 +76,6 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Rehydrate(args) => rehydrate::run(args, &cli.out).await,
         Scenario::Idle(args) => rehydrate::idle(args, &cli.out).await,
         Scenario::Webhooks(args) => webhooks::run(args, &cli.out).await,
+        Scenario::Dashboard(args) => dashboard::run(args, &cli.out).await,
     }
 }
