@@ -275,6 +275,14 @@ pub struct TelemetrySettings {
     pub log_filter: String,
     /// One JSON object per line instead of human-readable lines.
     pub json: bool,
+    /// Base URL of an OTLP/HTTP collector (`http://collector:4318`): spans are exported to
+    /// `{otlp_endpoint}/v1/traces`. Empty: no traces, no cost.
+    pub otlp_endpoint: String,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+    /// How long spans wait to be exported in a batch.
+    #[serde(rename = "export_delay_milliseconds", with = "actors::settings::millis")]
+    pub export_delay: Duration,
 }
 
 impl Settings {

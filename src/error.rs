@@ -523,7 +523,9 @@ impl ResponseError for ApiError {
         // A request for an order another node runs is forwarded there, not a failure.
         let failed = status.is_server_error() && !matches!(self, ApiError::Order(OrderError::Elsewhere(_)));
         let request_id = failed.then(|| {
-            let id = uuid::Uuid::new_v4().simple().to_string();
+            // The request's trace id when traces are exported (a merchant's trace and this
+            // log meet on it), else an id of its own.
+            let id = crate::telemetry::current_trace_id().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
             tracing::error!(request_id = %id, error.cause_chain = ?self, error.message = %self, "request failed");
             id
         });

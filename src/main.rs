@@ -23,7 +23,13 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings = Settings::load()?;
-    telemetry::init(&settings.telemetry.log_filter, settings.telemetry.json);
+    let telemetry = telemetry::init(&settings.telemetry)?;
+    let result = run(cli, settings).await;
+    telemetry.shutdown();
+    result
+}
+
+async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => {
             let db = connect_database(&settings.database).await?;

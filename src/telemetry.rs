@@ -1,23 +1,107 @@
-//! Logging set-up: one `tracing` subscriber, installed once, and the span of each request.
+//! Logging and traces: one `tracing` subscriber, installed once, and the span of each request.
+//!
+//! With `telemetry.otlp_endpoint` set, spans are also exported as OpenTelemetry traces over
+//! OTLP/HTTP (protobuf, `{endpoint}/v1/traces`), batched on a thread of their own; a client's
+//! W3C `traceparent` continues its trace through the request, and the trace id is in every log
+//! line of the request and in the `request_id` of its error body. Unset (the default), no
+//! exporter, layer or propagator exists: nothing is added to any request or response.
+
+use std::time::Duration;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::HttpMessage;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
 use tracing::Span;
 use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, EnvFilter};
 
-/// Installs the global subscriber: `RUST_LOG` when set, else `default_filter`; JSON lines when
-/// `json`. A second call (tests start many apps in one process) is a no-op.
-pub fn init(default_filter: &str, json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = fmt().with_env_filter(filter).with_target(false);
-    // try_init fails only when a subscriber is already installed, which is fine.
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
+use crate::config::TelemetrySettings;
+
+/// The trace exporter, when one runs: flushed and stopped by [`Telemetry::shutdown`].
+#[must_use = "shut it down at exit, or the last spans are lost"]
+pub struct Telemetry {
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Exports what is still buffered and stops the exporter.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider {
+            if let Err(err) = provider.shutdown() {
+                tracing::warn!(error.message = %err, "the trace exporter did not shut down cleanly");
+            }
+        }
+    }
+}
+
+/// Installs the global subscriber: `RUST_LOG` when set, else `telemetry.log_filter`; JSON
+/// lines when `telemetry.json`; the OpenTelemetry layer when `telemetry.otlp_endpoint` is
+/// set. A second call (tests start many apps in one process) installs nothing.
+///
+/// # Errors
+/// The exporter could not be built from the endpoint.
+pub fn init(settings: &TelemetrySettings) -> anyhow::Result<Telemetry> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log_filter));
+    let (otel, provider) = match settings.otlp_endpoint.trim() {
+        "" => (None, None),
+        endpoint => {
+            let provider = tracer_provider(endpoint, settings)?;
+            let tracer = provider.tracer("paywarden");
+            opentelemetry::global::set_text_map_propagator(
+                opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+            );
+            (Some(tracing_opentelemetry::layer().with_tracer(tracer)), Some(provider))
+        }
     };
+    let text = (!settings.json).then(|| fmt::layer().with_target(false));
+    let json = settings.json.then(|| fmt::layer().json().with_target(false));
+    // try_init fails only when a subscriber is already installed, which is fine.
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(otel)
+        .with(text)
+        .with(json)
+        .try_init();
+    Ok(Telemetry { provider })
+}
+
+fn tracer_provider(
+    endpoint: &str,
+    settings: &TelemetrySettings,
+) -> anyhow::Result<opentelemetry_sdk::trace::SdkTracerProvider> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+        .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
+        .with_timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|err| anyhow::anyhow!("telemetry.otlp_endpoint: cannot export to {endpoint}: {err}"))?;
+    let batch = opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter)
+        .with_batch_config(
+            opentelemetry_sdk::trace::BatchConfigBuilder::default()
+                .with_scheduled_delay(settings.export_delay)
+                .build(),
+        )
+        .build();
+    Ok(opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_span_processor(batch)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name(settings.service_name.clone())
+                .build(),
+        )
+        .build())
+}
+
+/// The current span's trace id, when traces are exported: what an error body names as its
+/// `request_id`, so a merchant's trace and paywarden's log meet on one id.
+pub fn current_trace_id() -> Option<String> {
+    actors::trace::trace_id(&Span::current())
 }
 
 /// The span every request's log lines are recorded in: tracing-actix-web's fields, with the
@@ -37,7 +121,7 @@ impl RootSpanBuilder for RequestSpan {
             .get(actix_web::http::header::USER_AGENT)
             .and_then(|value| value.to_str().ok())
             .unwrap_or("");
-        tracing::info_span!(
+        let span = tracing::info_span!(
             "HTTP request",
             http.method = %request.method(),
             http.route = %request.match_pattern().unwrap_or_else(|| "default".to_owned()),
@@ -51,13 +135,36 @@ impl RootSpanBuilder for RequestSpan {
             http.status_code = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
             request_id = %request_id,
+            trace_id = tracing::field::Empty,
+            otel.kind = "server",
             exception.message = tracing::field::Empty,
             exception.details = tracing::field::Empty,
-        )
+        );
+        // A client's `traceparent` continues its trace here (with no exporter the propagator
+        // is the no-op one and extracts nothing).
+        let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.extract(&HeaderExtractor(request.headers()))
+        });
+        let _ = span.set_parent(parent);
+        actors::trace::record_trace_id(&span);
+        span
     }
 
     fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, actix_web::Error>) {
         DefaultRootSpanBuilder::on_request_end(span, outcome);
+    }
+}
+
+/// Reads a request's headers for the trace-context propagator.
+struct HeaderExtractor<'a>(&'a actix_web::http::header::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(actix_web::http::header::HeaderName::as_str).collect()
     }
 }
 

@@ -29,6 +29,7 @@
 //! - [`stock`]: tracked stock per merchant and SKU.
 //! - [`activity`]: the poller keeping the dashboard's activity counts.
 //! - [`metrics`]: the engine's Prometheus metrics.
+//! - [`trace`]: the trace context carried into actor messages and out on HTTP calls.
 //! - [`ids`]: snowflake ids. [`retry`]: the backoff schedule. [`error`]: [`OrderError`].
 
 pub mod activity;
@@ -52,5 +53,6 @@ pub mod retry;
 pub mod settings;
 pub mod stock;
 pub mod store;
+pub mod trace;
 
 pub use error::OrderError;

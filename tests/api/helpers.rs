@@ -17,7 +17,17 @@ fn postgres_base() -> String {
 static TRACING: LazyLock<()> = LazyLock::new(|| {
     // Logs only when asked for: TEST_LOG=1 cargo nextest run ...
     if std::env::var("TEST_LOG").is_ok() {
-        paywarden::telemetry::init("info,sqlx=warn", false);
+        let settings = paywarden::config::TelemetrySettings {
+            log_filter: "info,sqlx=warn".to_owned(),
+            json: false,
+            otlp_endpoint: String::new(),
+            service_name: "paywarden".to_owned(),
+            export_delay: std::time::Duration::from_secs(5),
+        };
+        // No exporter to stop: nothing is exported without an endpoint.
+        paywarden::telemetry::init(&settings)
+            .expect("logging without an exporter always installs")
+            .shutdown();
     }
 });
 

@@ -255,7 +255,7 @@ impl Engine {
     where
         M: Message<Result = Result<R, OrderError>> + Send + 'static,
         R: Send + 'static,
-        OrderActor: Handler<M>,
+        OrderActor: Handler<crate::trace::Traced<M>>,
     {
         for _ in 0..2 {
             if !order.status.is_live() {
@@ -273,7 +273,7 @@ impl Engine {
                 .get_or_spawn(order.id, deadline, deadline)
                 .ok_or(OrderError::Unavailable)?;
             match addr
-                .send(make())
+                .send(crate::trace::Traced::new(make()))
                 .timeout(self.deps().settings.actor_reply_timeout)
                 .await
             {
@@ -391,7 +391,7 @@ impl Engine {
     async fn close_with<M>(&self, order: orders::Model, make: impl Fn() -> M) -> Result<orders::Model, OrderError>
     where
         M: Message<Result = Result<entities::OrderStatus, OrderError>> + Send + 'static,
-        OrderActor: Handler<M>,
+        OrderActor: Handler<crate::trace::Traced<M>>,
     {
         let order_id = order.id;
         match self.ask(order, make).await? {

@@ -249,6 +249,19 @@ pub enum Step {
     Hold(Hold),
 }
 
+impl Step {
+    /// The step's name, for the pass's trace.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Step::Compensate(_) => "compensate",
+            Step::CloseAtProvider => "close_at_provider",
+            Step::MarkClosed(_) => "mark_closed",
+            Step::QueryAgain => "query_again",
+            Step::Hold(_) => "hold",
+        }
+    }
+}
+
 /// Why an attempt stays open after this pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hold {
@@ -349,6 +362,20 @@ pub enum Conclusion {
     TooEarly { retry_at: DateTime<Utc> },
     /// Every attempt is closed: close the order.
     CloseOrder(CloseReason),
+}
+
+impl Conclusion {
+    /// The conclusion's name, for the pass's trace.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Conclusion::Open => "open",
+            Conclusion::ProviderTrouble { mark_stuck: Some(_) } => "mark_stuck",
+            Conclusion::ProviderTrouble { mark_stuck: None } => "provider_trouble",
+            Conclusion::UserPaying => "user_paying",
+            Conclusion::TooEarly { .. } => "too_early",
+            Conclusion::CloseOrder(_) => "close_order",
+        }
+    }
 }
 
 /// Rule 3.

@@ -35,6 +35,7 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use entities::{orders, OrderId, OrderStatus};
 use sea_orm::EntityTrait;
+use tracing::Instrument;
 
 pub use self::deps::OrderDeps;
 use self::expiry::{CloseRefused, Counters, Intent, PassFailure, PassOutcome, Wake};
@@ -181,6 +182,7 @@ impl OrderActor {
         let counters = self.counters;
         AtomicResponse::new(Box::pin(
             async move { pass::run(&deps, id, &intent, counters, &operator).await }
+                .in_current_span()
                 .into_actor(self)
                 .map(move |result, actor, ctx| {
                     let outcome = result?;
@@ -238,6 +240,16 @@ impl Handler<Expire> for OrderActor {
     fn handle(&mut self, _msg: Expire, _ctx: &mut Self::Context) -> Self::Result {
         let deps = self.deps.clone();
         let id = self.id;
+        // The deadline starts a trace of its own: the pass, its provider calls and decisions,
+        // its transaction.
+        let expiry_span = tracing::info_span!(
+            parent: None,
+            "expiry pass",
+            order_id = %id,
+            decisions = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+        );
+        crate::trace::record_trace_id(&expiry_span);
         let counters = self.counters;
         let plain = counters == Counters::default() && !self.attempted;
         AtomicResponse::new(Box::pin(
@@ -269,6 +281,7 @@ impl Handler<Expire> for OrderActor {
                 // the whole pass: in a deadline storm many of them wait at once.
                 Some(Box::pin(pass::run(&deps, id, &Intent::Expire, counters, &Operator::System)).await)
             }
+            .instrument(expiry_span)
             .into_actor(self)
             .map(|result, actor, ctx| {
                 if let Some(result) = result {
@@ -278,6 +291,27 @@ impl Handler<Expire> for OrderActor {
         ))
     }
 }
+
+// A message from a traced caller is handled inside an `order actor` span, a child of the
+// caller's (the HTTP request's, say), so the trace continues through the actor.
+crate::trace::traced_handlers!(
+    OrderActor,
+    |actor, parent, name| tracing::info_span!(
+        parent: parent,
+        "order actor",
+        message = name,
+        order_id = %actor.id,
+        decisions = tracing::field::Empty,
+    ),
+    [
+        Refresh,
+        Cancel,
+        ForceClose,
+        AcceptPayment,
+        PaymentNotified,
+        StartAttempt
+    ]
+);
 
 impl Handler<Refresh> for OrderActor {
     type Result = AtomicResponse<Self, Result<OrderStatus, OrderError>>;
@@ -323,6 +357,7 @@ impl Handler<AcceptPayment> for OrderActor {
                 pass::close_other_attempts(&deps, id, msg.pay_no, &msg.operator).await;
                 Ok(order.status)
             }
+            .in_current_span()
             .into_actor(self)
             .map(|result, actor, ctx| {
                 if result.is_ok() {
@@ -341,6 +376,7 @@ impl Handler<PaymentNotified> for OrderActor {
         let deps = self.deps.clone();
         AtomicResponse::new(Box::pin(
             async move { notify::apply(&deps, msg.provider, &msg.notification).await }
+                .in_current_span()
                 .into_actor(self)
                 .map(|result, actor, ctx| {
                     if let Ok(messages::NotifyOutcome::Paid | messages::NotifyOutcome::PaidAfterClose) = result {
@@ -379,6 +415,7 @@ impl Handler<StartAttempt> for OrderActor {
                 )
                 .await
             }
+            .in_current_span()
             .into_actor(self)
             .map(|result, actor, _ctx| {
                 // An attempt may now exist (even one the provider refused): the expiry asks.

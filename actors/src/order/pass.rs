@@ -91,6 +91,11 @@ async fn run_once(
     // The provider the order was being paid at, for the success-rate metric.
     let provider = open.last().map(|attempt| attempt.provider);
     let mut holds = Holds::default();
+    // The decisions of this pass, in order, for its trace (the span's `decisions` field).
+    let mut decisions: Vec<&'static str> = Vec::new();
+    let record = |decisions: &[&str]| {
+        tracing::Span::current().record("decisions", decisions.join(",").as_str());
+    };
     for attempt in open {
         let answer = deps.providers.query(attempt.provider, attempt.pay_no).await;
         log_failure(&order, &attempt, "query", answer.as_ref().err());
@@ -98,6 +103,10 @@ async fn run_once(
         let mut raw = answer.map(|q| q.raw.to_string()).unwrap_or_default();
         // At most three provider calls per attempt: query, close, query again.
         loop {
+            decisions.push(step.name());
+            if matches!(step, Step::Compensate(_)) {
+                record(&decisions);
+            }
             match step {
                 Step::Compensate(trade) => {
                     return compensate(deps, &order, &attempt, trade, raw, operator).await.map(Some);
@@ -135,7 +144,10 @@ async fn run_once(
         }
     }
 
-    let outcome = match expiry::conclude(&ctx, &holds) {
+    let conclusion = expiry::conclude(&ctx, &holds);
+    decisions.push(conclusion.name());
+    record(&decisions);
+    let outcome = match conclusion {
         Conclusion::Open => PassOutcome::Open(order.status),
         Conclusion::ProviderTrouble {
             mark_stuck: Some(reason),

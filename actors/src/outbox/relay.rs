@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
@@ -780,6 +781,32 @@ async fn deliver(
     subscriber: &subscribers::Model,
     previous_secrets: &[String],
 ) -> Attempt {
+    // Its own trace: the event was committed earlier, by a request or a pass long finished.
+    let span = tracing::info_span!(
+        parent: None,
+        "webhook delivery",
+        event_type = %event.event_type,
+        subscriber = %subscriber.id,
+        kind = ?subscriber.kind,
+        outcome = tracing::field::Empty,
+        status_code = tracing::field::Empty,
+    );
+    let attempt = deliver_traced(core, event, subscriber, previous_secrets)
+        .instrument(span.clone())
+        .await;
+    span.record("outcome", if attempt.result.is_ok() { "delivered" } else { "failed" });
+    if let Some(code) = attempt.status_code {
+        span.record("status_code", code);
+    }
+    attempt
+}
+
+async fn deliver_traced(
+    core: &RelayCore,
+    event: &outbox::Model,
+    subscriber: &subscribers::Model,
+    previous_secrets: &[String],
+) -> Attempt {
     match subscriber.kind {
         SubscriberKind::Webhook => {
             post_webhook(
@@ -843,8 +870,7 @@ async fn post_webhook(
         Ok(headers) => headers,
         Err(problem) => return Attempt::unsent(Failure::Retry(format!("cannot sign: {problem}"))),
     };
-    let mut request = http
-        .post(&subscriber.url)
+    let mut request = crate::trace::propagate(http.post(&subscriber.url))
         .timeout(timeout)
         .header("content-type", "application/json");
     // The subscriber's own headers first: none of them can be a signature header.

@@ -12,6 +12,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use actix::{MailboxError, Recipient};
+
+use crate::trace::Traced;
 use async_trait::async_trait;
 use entities::{PayNo, Provider};
 
@@ -66,12 +68,12 @@ pub trait ProviderClient: Send + Sync {
 /// One provider actor's mailboxes.
 #[derive(Clone)]
 pub struct ProviderMailboxes {
-    pub query: Recipient<QueryTrade>,
-    pub close: Recipient<CloseTrade>,
-    pub create_qr: Recipient<CreateQr>,
-    pub refund: Recipient<RefundTrade>,
-    pub query_refund: Recipient<QueryRefund>,
-    pub bill: Recipient<FetchBill>,
+    pub query: Recipient<Traced<QueryTrade>>,
+    pub close: Recipient<Traced<CloseTrade>>,
+    pub create_qr: Recipient<Traced<CreateQr>>,
+    pub refund: Recipient<Traced<RefundTrade>>,
+    pub query_refund: Recipient<Traced<QueryRefund>>,
+    pub bill: Recipient<Traced<FetchBill>>,
     /// The provider's call budget, shared with its actor.
     pub limits: Arc<CallLimits>,
 }
@@ -81,12 +83,12 @@ impl ProviderMailboxes {
     pub fn of<A>(addr: &actix::Addr<A>, limits: Arc<CallLimits>) -> Self
     where
         A: actix::Actor<Context = actix::Context<A>>
-            + actix::Handler<QueryTrade>
-            + actix::Handler<CloseTrade>
-            + actix::Handler<CreateQr>
-            + actix::Handler<RefundTrade>
-            + actix::Handler<QueryRefund>
-            + actix::Handler<FetchBill>,
+            + actix::Handler<Traced<QueryTrade>>
+            + actix::Handler<Traced<CloseTrade>>
+            + actix::Handler<Traced<CreateQr>>
+            + actix::Handler<Traced<RefundTrade>>
+            + actix::Handler<Traced<QueryRefund>>
+            + actix::Handler<Traced<FetchBill>>,
     {
         Self {
             query: addr.clone().recipient(),
@@ -137,7 +139,10 @@ impl ProviderClient for Providers {
         let mailbox = self.mailboxes(provider)?.query.clone();
         flatten(
             mailbox
-                .send(QueryTrade(pay_no, self.caller_deadline(self.reply_timeout)))
+                .send(Traced::new(QueryTrade(
+                    pay_no,
+                    self.caller_deadline(self.reply_timeout),
+                )))
                 .timeout(self.reply_timeout)
                 .await,
         )
@@ -147,7 +152,10 @@ impl ProviderClient for Providers {
         let mailbox = self.mailboxes(provider)?.close.clone();
         flatten(
             mailbox
-                .send(CloseTrade(pay_no, self.caller_deadline(self.reply_timeout)))
+                .send(Traced::new(CloseTrade(
+                    pay_no,
+                    self.caller_deadline(self.reply_timeout),
+                )))
                 .timeout(self.reply_timeout)
                 .await,
         )
@@ -166,7 +174,11 @@ impl ProviderClient for Providers {
         let mailbox = self.mailboxes(provider)?.create_qr.clone();
         flatten(
             mailbox
-                .send(CreateQr(request, admission, self.caller_deadline(self.reply_timeout)))
+                .send(Traced::new(CreateQr(
+                    request,
+                    admission,
+                    self.caller_deadline(self.reply_timeout),
+                )))
                 .timeout(self.reply_timeout)
                 .await,
         )
@@ -176,7 +188,10 @@ impl ProviderClient for Providers {
         let mailbox = self.mailboxes(provider)?.refund.clone();
         flatten(
             mailbox
-                .send(RefundTrade(request, self.caller_deadline(self.reply_timeout)))
+                .send(Traced::new(RefundTrade(
+                    request,
+                    self.caller_deadline(self.reply_timeout),
+                )))
                 .timeout(self.reply_timeout)
                 .await,
         )
@@ -186,7 +201,10 @@ impl ProviderClient for Providers {
         let mailbox = self.mailboxes(provider)?.query_refund.clone();
         flatten(
             mailbox
-                .send(QueryRefund(request, self.caller_deadline(self.reply_timeout)))
+                .send(Traced::new(QueryRefund(
+                    request,
+                    self.caller_deadline(self.reply_timeout),
+                )))
                 .timeout(self.reply_timeout)
                 .await,
         )
@@ -203,7 +221,7 @@ impl ProviderClient for Providers {
         let limit = self.reply_timeout.max(super::BILL_TIMEOUT + Duration::from_secs(10));
         flatten(
             mailbox
-                .send(FetchBill(date, self.caller_deadline(limit)))
+                .send(Traced::new(FetchBill(date, self.caller_deadline(limit))))
                 .timeout(limit)
                 .await,
         )

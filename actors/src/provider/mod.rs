@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures::FutureExt;
+use tracing::Instrument;
 
 pub use breaker::{BreakerState, CircuitBreaker};
 pub use calls::ProviderCallSettings;
@@ -113,10 +114,20 @@ impl ProviderActor {
         let limits = self.limits.clone();
         let breaker = self.breaker.clone();
         let settings = self.settings.clone();
+        // A child of the caller's span (the order actor's, the refund worker's): provider,
+        // operation, outcome and latency, never a request or an answer.
+        let span = tracing::info_span!(
+            "provider call",
+            provider = self.gateway.provider().as_str(),
+            operation,
+            outcome = tracing::field::Empty,
+            latency_ms = tracing::field::Empty,
+        );
         let record = CallRecord {
             metrics: self.metrics.clone(),
             provider: self.gateway.provider().as_str(),
             operation,
+            span: span.clone(),
         };
         let work = async move {
             if !lock(&breaker).allow(Instant::now()) {
@@ -177,7 +188,7 @@ impl ProviderActor {
                 return result;
             }
         };
-        Box::pin(work.into_actor(self).map(|result, actor, ctx| {
+        Box::pin(work.instrument(span).into_actor(self).map(|result, actor, ctx| {
             if matches!(result, Err(GatewayError::Crashed)) {
                 tracing::error!(provider = %actor.gateway.provider(), "provider call panicked; restarting the provider actor");
                 ctx.stop();
@@ -192,11 +203,20 @@ struct CallRecord {
     metrics: Option<Arc<crate::metrics::ProviderMetrics>>,
     provider: &'static str,
     operation: &'static str,
+    /// The call's span: its last outcome and latency.
+    span: tracing::Span,
 }
 
 impl CallRecord {
     /// Counts an outcome; with `sent`, the latency of the call sent then.
     fn outcome(&self, outcome: &str, sent: Option<Instant>) {
+        self.span.record("outcome", outcome);
+        if let Some(sent) = sent {
+            self.span.record(
+                "latency_ms",
+                u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX),
+            );
+        }
         let Some(metrics) = &self.metrics else { return };
         metrics
             .calls
@@ -273,6 +293,14 @@ impl Supervised for ProviderActor {
         tracing::warn!(provider = %self.gateway.provider(), "provider actor restarting");
     }
 }
+
+// A call from a traced caller is handled inside the caller's span, so the call's own span
+// is its child.
+crate::trace::traced_handlers!(
+    ProviderActor,
+    |_actor, parent, _name| parent.clone(),
+    [CreateQr, QueryTrade, CloseTrade, RefundTrade, QueryRefund, FetchBill]
+);
 
 impl Handler<CreateQr> for ProviderActor {
     type Result = ResponseActFuture<Self, Result<QrCreated, GatewayError>>;

@@ -187,9 +187,7 @@ impl AlipayGateway {
         let form =
             serde_urlencoded::to_string([("biz_content", biz_content.as_str())]).map_err(GatewayError::malformed)?;
 
-        let response = self
-            .http
-            .post(format!("{}?{query}", self.settings.gateway_url))
+        let response = crate::trace::propagate(self.http.post(format!("{}?{query}", self.settings.gateway_url)))
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded;charset=utf-8")
             .header(ACCEPT, "application/json")
             .header(USER_AGENT, USER_AGENT_VALUE)
@@ -448,9 +446,7 @@ impl Gateway for AlipayGateway {
         // only over https or from the gateway's own origin, never through a redirect (the
         // client follows none), within its own time limit and size cap.
         let url = bill_download_url(&url, &self.settings.gateway_url).map_err(GatewayError::BadBill)?;
-        let response = self
-            .http
-            .get(url)
+        let response = crate::trace::propagate(self.http.get(url))
             .header(USER_AGENT, USER_AGENT_VALUE)
             .timeout(BILL_TIMEOUT)
             .send()

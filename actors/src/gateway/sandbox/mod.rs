@@ -180,7 +180,9 @@ impl SandboxGateway {
                     paid_at,
                 };
                 let this = Arc::clone(self);
-                tokio::spawn(async move { this.deliver(notification).await });
+                tokio::spawn(tracing::Instrument::in_current_span(async move {
+                    this.deliver(notification).await
+                }));
             }
         }
         Ok(trade)
@@ -217,9 +219,7 @@ impl SandboxGateway {
         for (attempt, delay) in delays.enumerate() {
             tokio::time::sleep(delay).await;
             let signature = self.sign(Utc::now().timestamp(), &body);
-            let sent = self
-                .http
-                .post(&self.settings.notify_url)
+            let sent = crate::trace::propagate(self.http.post(&self.settings.notify_url))
                 .header("content-type", "application/json")
                 .header("Sandbox-Signature", signature)
                 .body(body.clone())

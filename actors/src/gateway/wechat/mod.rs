@@ -280,9 +280,7 @@ impl WechatGateway {
         );
 
         let url = format!("{}{}", self.base_url(), path_and_query);
-        let mut request = self
-            .http
-            .request(method, url)
+        let mut request = crate::trace::propagate(self.http.request(method, url))
             .header(AUTHORIZATION, authorization)
             .header(ACCEPT, "application/json")
             .header(USER_AGENT, USER_AGENT_VALUE);
