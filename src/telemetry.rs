@@ -16,11 +16,15 @@ use opentelemetry_otlp::WithExportConfig;
 use tracing::Span;
 use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::layer::{Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, EnvFilter};
 
 use crate::config::TelemetrySettings;
+
+/// The spans exported as traces: paywarden's own (requests, order actors, provider calls,
+/// transactions, deliveries), not its libraries'.
+const TRACE_FILTER: &str = "warn,paywarden=info,actors=info";
 
 /// The trace exporter, when one runs: flushed and stopped by [`Telemetry::shutdown`].
 #[must_use = "shut it down at exit, or the last spans are lost"]
@@ -58,15 +62,20 @@ pub fn init(settings: &TelemetrySettings) -> anyhow::Result<Telemetry> {
             (Some(tracing_opentelemetry::layer().with_tracer(tracer)), Some(provider))
         }
     };
-    let text = (!settings.json).then(|| fmt::layer().with_target(false));
-    let json = settings.json.then(|| fmt::layer().json().with_target(false));
+    // Each layer filters for itself: the log keeps to its filter (`warn` in the tests, say)
+    // while the traces always carry paywarden's spans.
+    let otel = otel.map(|layer| layer.with_filter(EnvFilter::new(TRACE_FILTER)));
     // try_init fails only when a subscriber is already installed, which is fine.
-    let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(otel)
-        .with(text)
-        .with(json)
-        .try_init();
+    let registry = tracing_subscriber::registry().with(otel);
+    let _ = if settings.json {
+        registry
+            .with(fmt::layer().json().with_target(false).with_filter(filter))
+            .try_init()
+    } else {
+        registry
+            .with(fmt::layer().with_target(false).with_filter(filter))
+            .try_init()
+    };
     Ok(Telemetry { provider })
 }
 

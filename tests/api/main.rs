@@ -29,3 +29,4 @@ mod refunds;
 mod restart;
 mod standard_webhooks;
 mod throttle;
+mod traces;

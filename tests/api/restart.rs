@@ -57,7 +57,7 @@ impl ServiceProcess {
     }
 
     /// [`ServiceProcess::spawn`] with its output where the caller says.
-    async fn spawn_with_output(mut command: Command, port: u16, stdout: Stdio, stderr: Stdio) -> Self {
+    pub(crate) async fn spawn_with_output(mut command: Command, port: u16, stdout: Stdio, stderr: Stdio) -> Self {
         let child = command
             .env("PAYWARDEN__SERVER__ADDR", format!("127.0.0.1:{port}"))
             .stdout(stdout)
