@@ -194,11 +194,22 @@ async fn a_payment_and_an_expiry_pass_are_followed_in_one_trace_each() {
         .await;
 
     // Assert: one trace, the merchant's, from the requests to the transactions.
+    let routes = [
+        "/v1/orders",
+        "/v1/orders/{order_no}/payments",
+        "/sandbox/trades/{pay_no}/pay",
+        "/webhooks/sandbox",
+    ];
+    // Spans arrive as they end, in batches: wait for the last of each kind.
     let spans = spans_when(&received, "the payment's spans", |spans| {
         named(spans, "order actor")
             .any(|span| span.trace_id == trace && span.attributes["message"] == "PaymentNotified")
             && named(spans, "db transaction")
                 .any(|span| span.trace_id == trace && span.attributes["change"] == "payment")
+            && routes.iter().all(|route| {
+                named(spans, "HTTP request")
+                    .any(|span| span.trace_id == trace && span.attributes.get("http.route").is_some_and(|r| r == route))
+            })
     })
     .await;
     let in_trace: Vec<Exported> = spans.iter().filter(|span| span.trace_id == trace).cloned().collect();
@@ -287,11 +298,17 @@ async fn a_payment_and_an_expiry_pass_are_followed_in_one_trace_each() {
         .await;
     let spans = spans_when(&received, "the expiry pass", |spans| {
         named(spans, "expiry pass").any(|pass| {
+            let in_pass = |name: &str, key: &str, value: &str| {
+                named(spans, name)
+                    .any(|span| span.trace_id == pass.trace_id && span.attributes.get(key).is_some_and(|v| v == value))
+            };
             pass.attributes
                 .get("decisions")
                 .is_some_and(|d| d.contains("close_order"))
-                && named(spans, "db transaction")
-                    .any(|tx| tx.trace_id == pass.trace_id && tx.attributes.get("to").is_some_and(|to| to == "closed"))
+                && in_pass("db transaction", "to", "closed")
+                && in_pass("db transaction", "change", "attempt")
+                && in_pass("provider call", "operation", "query")
+                && in_pass("provider call", "operation", "close")
         })
     })
     .await;
