@@ -16,6 +16,7 @@ use opentelemetry_otlp::WithExportConfig;
 use tracing::Span;
 use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::FilterExt;
 use tracing_subscriber::layer::{Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, EnvFilter};
@@ -23,7 +24,8 @@ use tracing_subscriber::{fmt, EnvFilter};
 use crate::config::TelemetrySettings;
 
 /// The spans exported as traces: paywarden's own (requests, order actors, provider calls,
-/// transactions, deliveries), not its libraries'.
+/// transactions, deliveries, expiry passes; the trace-only ones' target,
+/// `paywarden::trace`, is under `paywarden`), not its libraries'.
 const TRACE_FILTER: &str = "warn,paywarden=info,actors=info";
 
 /// The trace exporter, when one runs: flushed and stopped by [`Telemetry::shutdown`].
@@ -63,8 +65,17 @@ pub fn init(settings: &TelemetrySettings) -> anyhow::Result<Telemetry> {
         }
     };
     // Each layer filters for itself: the log keeps to its filter (`warn` in the tests, say)
-    // while the traces always carry paywarden's spans.
-    let otel = otel.map(|layer| layer.with_filter(EnvFilter::new(TRACE_FILTER)));
+    // and never shows the spans made for traces only; the traces carry paywarden's spans,
+    // and no log event (an event's text stays in the log).
+    let filter = filter.add_directive(
+        format!("{}=off", actors::trace::TARGET)
+            .parse()
+            .map_err(|err| anyhow::anyhow!("the trace target's directive: {err}"))?,
+    );
+    let otel = otel.map(|layer| {
+        layer
+            .with_filter(EnvFilter::new(TRACE_FILTER).and(tracing_subscriber::filter::filter_fn(|meta| meta.is_span())))
+    });
     // try_init fails only when a subscriber is already installed, which is fine.
     let registry = tracing_subscriber::registry().with(otel);
     let _ = if settings.json {

@@ -1,7 +1,7 @@
 use sea_orm::entity::prelude::*;
 
-/// The activity rollup's cursor (one row, `id` 1): every `order_logs` row and refund success
-/// stamped before `counted_until` is in `activity_counts`, once. `None` before the first cycle.
+/// The activity rollup's cursor (one row, `id` 1): every `order_logs` row stamped before
+/// `counted_until` is in `activity_counts`, once. `None` before the first cycle.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "activity_rollup")]
 pub struct Model {

@@ -1,11 +1,11 @@
 //! The dashboard's activity counts: orders created, paid and closed, refunds succeeded and the
 //! expiry rule's close lateness, per five-minute and per one-hour bucket, kept by the rollup
-//! from the append-only `order_logs` (and `refunds.succeeded_at`) so that a dashboard load
+//! from the append-only `order_logs` so that a dashboard load
 //! reads a few hundred rows whatever the number of orders. `activity_rollup` holds the one
 //! cursor: everything logged before `counted_until` is counted, once.
 //!
-//! Also the indexes the rollup and the console's lists read by: `order_logs.created_at`,
-//! `refunds.succeeded_at`, `orders (created_at, id)` (the order list's pages, newest first).
+//! Also the indexes the rollup and the console's lists read by: `order_logs.created_at`, and
+//! `(created_at, key)` of orders, refunds and deliveries (the lists' pages, newest first).
 
 use sea_orm_migration::prelude::*;
 
@@ -105,8 +105,17 @@ impl MigrationTrait for Migration {
     }
 }
 
-const INDEXES: [(&str, &str, &[&str]); 3] = [
+const INDEXES: [(&str, &str, &[&str]); 4] = [
     ("ix_order_logs_created_at", "order_logs", &["created_at"]),
-    ("ix_refunds_succeeded_at", "refunds", &["succeeded_at"]),
     ("ix_orders_created_at_id", "orders", &["created_at", "id"]),
+    (
+        "ix_refunds_created_at_refund_no",
+        "refunds",
+        &["created_at", "refund_no"],
+    ),
+    (
+        "ix_outbox_deliveries_created_at_id",
+        "outbox_deliveries",
+        &["created_at", "id"],
+    ),
 ];

@@ -381,6 +381,32 @@ async fn a_session_unused_for_the_idle_timeout_ends() {
     assert_eq!(page(&app, &cookie, "/admin/ui/orders").await.0, 303, "idle too long");
 }
 
+/// The dashboard's own refresh (its script marks it) is not a use: a tab left open still signs
+/// out after the idle timeout. Before the fix each refresh extended the session.
+#[actix_web::test]
+async fn a_page_refreshing_by_itself_does_not_keep_the_session_alive() {
+    let mut settings = crate::helpers::test_settings(Backend::Sqlite).await;
+    settings.console.idle = Duration::from_millis(800);
+    let app = crate::helpers::spawn_app_with(settings).await;
+    let cookie = sign_in(&app, "alice").await;
+    let refresh = || {
+        app.client
+            .get(app.url("/admin/ui"))
+            .header("Cookie", &cookie)
+            .header("X-Console-Refresh", "1")
+            .send()
+    };
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let refreshed = refresh().await.unwrap().status().as_u16();
+        if refreshed != 200 {
+            assert_eq!(refreshed, 303, "signed out, not refused otherwise");
+            return;
+        }
+    }
+    panic!("the refreshes kept the session alive past its idle timeout");
+}
+
 /// Before the fix the cookie's MAC key was SHA-256 of a constant and the admin token, so one
 /// cookie let anyone test admin-token guesses offline (and forge sessions with a guessed one).
 #[actix_web::test]

@@ -297,6 +297,7 @@ impl Handler<Expire> for OrderActor {
 crate::trace::traced_handlers!(
     OrderActor,
     |actor, parent, name| tracing::info_span!(
+        target: crate::trace::TARGET,
         parent: parent,
         "order actor",
         message = name,

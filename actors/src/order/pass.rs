@@ -94,7 +94,10 @@ async fn run_once(
     // The decisions of this pass, in order, for its trace (the span's `decisions` field).
     let mut decisions: Vec<&'static str> = Vec::new();
     let record = |decisions: &[&str]| {
-        tracing::Span::current().record("decisions", decisions.join(",").as_str());
+        let span = tracing::Span::current();
+        if !span.is_disabled() {
+            span.record("decisions", decisions.join(",").as_str());
+        }
     };
     for attempt in open {
         let answer = deps.providers.query(attempt.provider, attempt.pay_no).await;

@@ -783,6 +783,7 @@ async fn deliver(
 ) -> Attempt {
     // Its own trace: the event was committed earlier, by a request or a pass long finished.
     let span = tracing::info_span!(
+        target: crate::trace::TARGET,
         parent: None,
         "webhook delivery",
         event_type = %event.event_type,

@@ -117,6 +117,7 @@ impl ProviderActor {
         // A child of the caller's span (the order actor's, the refund worker's): provider,
         // operation, outcome and latency, never a request or an answer.
         let span = tracing::info_span!(
+            target: crate::trace::TARGET,
             "provider call",
             provider = self.gateway.provider().as_str(),
             operation,

@@ -2,21 +2,22 @@
 //! provider of the attempt that decided them), refunds succeeded, and the expiry rule's close
 //! lateness, per five-minute and per one-hour bucket.
 //!
-//! They are counted from what every transition already writes (`order_logs`, append-only, and
-//! `refunds.succeeded_at`), never on a request's path: [`roll_up`] moves one cursor
+//! They are counted from what every transition already writes (`order_logs`, append-only,
+//! stamped in the transaction that made the change; a refund's success too, whenever the
+//! provider says it happened), never on a request's path: [`roll_up`] moves one cursor
 //! (`activity_rollup.counted_until`) forward over the rows stamped before `now − settle`, adds
 //! what it read to `activity_counts` and moves the cursor in the same transaction, guarded by
 //! the cursor it started from, so each row is counted once whichever node runs it. A row whose
 //! transaction commits more than `settle` after its stamp is not counted (the dashboard
-//! under-counts it; nothing else reads these counts). A dashboard load ([`read`]) reads a few
-//! hundred rows of `activity_counts`, whatever the number of orders.
+//! under-counts it; nothing else reads these counts). A dashboard load ([`read`]) reads at
+//! most a few thousand rows of `activity_counts`, whatever the number of orders.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use entities::{
-    activity_counts, activity_rollup, order_logs, orders, payment_attempts, refunds, AttemptStatus, OrderId, Provider,
+    activity_counts, activity_rollup, order_logs, orders, payment_attempts, AttemptStatus, OrderId, Provider,
 };
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
@@ -132,7 +133,13 @@ pub async fn roll_up(
     if until <= start {
         return Ok(RollupStep::UpToDate);
     }
-    let counted = [EventType::OrderCreated, EventType::OrderPaid, EventType::OrderClosed].map(|event| event.as_str());
+    let counted = [
+        EventType::OrderCreated,
+        EventType::OrderPaid,
+        EventType::OrderClosed,
+        EventType::RefundSucceeded,
+    ]
+    .map(|event| event.as_str());
     let logs_between = |from: DateTime<Utc>, to: DateTime<Utc>| {
         order_logs::Entity::find()
             .select_only()
@@ -164,15 +171,6 @@ pub async fn roll_up(
         }
         more = true;
     }
-    let refunded: Vec<(Option<DateTime<Utc>>, Provider)> = refunds::Entity::find()
-        .select_only()
-        .columns([refunds::Column::SucceededAt, refunds::Column::Provider])
-        .filter(refunds::Column::SucceededAt.gte(start))
-        .filter(refunds::Column::SucceededAt.lt(until))
-        .into_tuple()
-        .all(db)
-        .await?;
-
     let decided: Vec<OrderId> = logs
         .iter()
         .filter(|row| row.1 != EventType::OrderCreated.as_str())
@@ -194,6 +192,9 @@ pub async fn roll_up(
             tally.add(*at, Series::Created, "");
         } else if event == EventType::OrderPaid.as_str() {
             tally.add(*at, Series::Paid, decider());
+        } else if event == EventType::RefundSucceeded.as_str() {
+            // A refund is of the payment: the provider of the attempt that paid.
+            tally.add(*at, Series::Refunded, decider());
         } else {
             tally.add(*at, Series::Closed, decider());
             if *operator == system {
@@ -202,11 +203,6 @@ pub async fn roll_up(
                     tally.add(*at, Series::CloseLateness, &lateness_label(late));
                 }
             }
-        }
-    }
-    for (at, provider) in &refunded {
-        if let Some(at) = at {
-            tally.add(*at, Series::Refunded, provider.as_str());
         }
     }
 
@@ -252,7 +248,7 @@ pub async fn roll_up(
     txn.commit().await?;
     Ok(RollupStep::Counted {
         until,
-        rows: logs.len() + refunded.len(),
+        rows: logs.len(),
         more,
     })
 }

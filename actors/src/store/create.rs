@@ -32,7 +32,12 @@ pub enum Created {
 /// [`OrderError::InsufficientStock`] when a SKU the merchant tracks is short (nothing is
 /// written then),
 /// or a database / id error.
-#[tracing::instrument(name = "db transaction", skip_all, fields(change = "create"))]
+#[tracing::instrument(
+    target = "paywarden::trace",
+    name = "db transaction",
+    skip_all,
+    fields(change = "create")
+)]
 pub async fn create_order(db: &DatabaseConnection, ids: &Snowflake, order: &NewOrder) -> Result<Created, OrderError> {
     // Optimistic: most requests are new, so the order is inserted straight away and the
     // idempotency key is judged only when its unique index refuses the row (a replay, or a

@@ -43,7 +43,7 @@ pub enum BatchOutcome {
 ///
 /// # Errors
 /// A database error: nothing was written; every order is left to its full pass.
-#[tracing::instrument(name = "db transaction", skip_all, fields(change = "expire_batch", orders = ids.len()))]
+#[tracing::instrument(target = "paywarden::trace", name = "db transaction", skip_all, fields(change = "expire_batch", orders = ids.len()))]
 pub async fn close_expired(
     db: &DatabaseConnection,
     ids: &[OrderId],

@@ -18,18 +18,24 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    /// `<microseconds since the epoch>.<key>`.
+    /// `<nanoseconds since the epoch>.<key>`: the stamps' whole precision (SQLite keeps
+    /// nanoseconds), so a row stamped within the same microsecond as the cursor's is neither
+    /// skipped nor repeated.
     pub fn encode(&self) -> String {
-        format!("{}.{}", self.at.timestamp_micros(), self.key)
+        let nanos = self
+            .at
+            .timestamp_nanos_opt()
+            .unwrap_or_else(|| self.at.timestamp_micros().saturating_mul(1000));
+        format!("{nanos}.{}", self.key)
     }
 
     /// # Errors
     /// Not what [`Cursor::encode`] writes.
     pub fn parse(text: &str) -> Result<Cursor, String> {
         let invalid = || "not a page cursor (use the list's own links)".to_owned();
-        let (micros, key) = text.split_once('.').ok_or_else(invalid)?;
-        let micros: i64 = micros.parse().map_err(|_| invalid())?;
-        let at = Utc.timestamp_micros(micros).single().ok_or_else(invalid)?;
+        let (nanos, key) = text.split_once('.').ok_or_else(invalid)?;
+        let nanos: i64 = nanos.parse().map_err(|_| invalid())?;
+        let at = Utc.timestamp_nanos(nanos);
         if key.is_empty() || key.len() > 64 {
             return Err(invalid());
         }
@@ -282,7 +288,7 @@ mod tests {
     #[test]
     fn a_cursor_reads_back_what_it_wrote() {
         let cursor = Cursor {
-            at: Utc.timestamp_micros(1_765_100_000_123_456).unwrap(),
+            at: Utc.timestamp_nanos(1_765_100_000_123_456_789),
             key: "RF.1".to_owned(),
         };
         assert_eq!(Cursor::parse(&cursor.encode()), Ok(cursor));

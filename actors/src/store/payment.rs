@@ -85,7 +85,7 @@ pub enum PaymentRecorded {
 /// # Errors
 /// [`OrderError::AttemptNotFound`] for an unknown pay_no, a database error (nothing is
 /// committed; the provider retries a notification, the actor re-runs a pass).
-#[tracing::instrument(name = "db transaction", skip_all, fields(change = "payment", pay_no = %pay_no))]
+#[tracing::instrument(target = "paywarden::trace", name = "db transaction", skip_all, fields(change = "payment", pay_no = %pay_no))]
 pub async fn record_payment(
     db: &DatabaseConnection,
     pay_no: PayNo,

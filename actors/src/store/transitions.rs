@@ -258,7 +258,7 @@ pub enum Applied {
 ///
 /// # Errors
 /// A database error (the transaction is rolled back) or [`OrderError::NotFound`].
-#[tracing::instrument(name = "db transaction", skip_all, fields(change = "order", order_id = %order_id, to = %update.transition().to().as_str()))]
+#[tracing::instrument(target = "paywarden::trace", name = "db transaction", skip_all, fields(change = "order", order_id = %order_id, to = %update.transition().to().as_str()))]
 pub async fn apply(
     db: &DatabaseConnection,
     order_id: OrderId,
@@ -464,7 +464,7 @@ pub async fn apply_attempt(
 ///
 /// # Errors
 /// A database error.
-#[tracing::instrument(name = "db transaction", skip_all, fields(change = "attempt", order_id = %order_id, pay_no = %pay_no))]
+#[tracing::instrument(target = "paywarden::trace", name = "db transaction", skip_all, fields(change = "attempt", order_id = %order_id, pay_no = %pay_no))]
 pub async fn apply_attempt_following(
     db: &DatabaseConnection,
     order_id: OrderId,

@@ -7,8 +7,8 @@
 //! deliveries, open differences), each linking to the list behind it. Per provider also this
 //! node's calls, failures and breaker, and the last reconciliation.
 //!
-//! The counts come from `activity_counts` ([`actors::store::activity`]), a few hundred rows
-//! whatever the number of orders; the rest are indexed counts. With a script, the page
+//! The counts come from `activity_counts` ([`actors::store::activity`]), at most a few
+//! thousand rows whatever the number of orders; the rest are indexed counts. With a script, the page
 //! refreshes its figures in place every `dashboard.page_refresh_seconds`
 //! (`/assets/console.js`).
 

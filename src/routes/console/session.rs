@@ -204,11 +204,18 @@ impl ConsoleKeys {
     }
 
     /// The session a cookie value carries, if it is genuine, not revoked, not idle for too long
-    /// and not past its expiry. Its last use is recorded (at most a few times per idle period).
+    /// and not past its expiry. Its last use is recorded (at most a few times per idle period)
+    /// when `used`: a page's own refresh (the dashboard's) is not a use, so an open tab nobody
+    /// looks at still ends after the idle timeout.
     ///
     /// # Errors
     /// The database failed.
-    pub async fn session(&self, db: &DatabaseConnection, value: &str) -> Result<Option<ConsoleSession>, DbErr> {
+    pub async fn session(
+        &self,
+        db: &DatabaseConnection,
+        value: &str,
+        used: bool,
+    ) -> Result<Option<ConsoleSession>, DbErr> {
         let Some((token, mac)) = value.split_once('.') else {
             return Ok(None);
         };
@@ -231,7 +238,7 @@ impl ConsoleKeys {
         // Refreshing on every request would write on every page view; a quarter of the idle
         // period (a minute at most) is precise enough for the timeout.
         let refresh = chrono::Duration::from_std((self.idle / 4).min(Duration::from_secs(60))).unwrap_or_default();
-        if now - row.last_seen_at >= refresh {
+        if used && now - row.last_seen_at >= refresh {
             console_sessions::Entity::update_many()
                 .col_expr(console_sessions::Column::LastSeenAt, Expr::value(now))
                 .filter(console_sessions::Column::Id.eq(row.id.as_str()))
@@ -351,6 +358,9 @@ pub struct SessionStore {
     pub db: DatabaseConnection,
 }
 
+/// The header of a page's own refresh, which is not a use of the session.
+pub const REFRESH_HEADER: &str = "x-console-refresh";
+
 impl FromRequest for ConsoleSession {
     type Error = ConsoleRejection;
     type Future = futures::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
@@ -359,11 +369,13 @@ impl FromRequest for ConsoleSession {
         let store = req.app_data::<actix_web::web::Data<SessionStore>>().cloned();
         let cookie = req.cookie(COOKIE);
         let same_origin = same_origin(req);
+        // Sent by the console's script when it refreshes a page by itself.
+        let used = !req.headers().contains_key(REFRESH_HEADER);
         Box::pin(async move {
             let (Some(store), Some(cookie)) = (store, cookie) else {
                 return Err(ConsoleRejection::SignIn);
             };
-            match store.keys.session(&store.db, cookie.value()).await {
+            match store.keys.session(&store.db, cookie.value(), used).await {
                 Ok(None) => Err(ConsoleRejection::SignIn),
                 Ok(Some(_)) if !same_origin => Err(ConsoleRejection::Forged),
                 Ok(Some(mut session)) => {

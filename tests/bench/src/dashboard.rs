@@ -82,7 +82,7 @@ pub async fn run(args: &Args, out: &Path) -> anyhow::Result<()> {
     let first_rollup_s = started.elapsed().as_secs_f64();
     eprintln!("  the rollup counted the week in {first_rollup_s:.1} s");
     let counted = harness
-        .scalar("SELECT COALESCE(SUM(tally), 0) FROM activity_counts WHERE resolution_seconds = 3600 AND series = 'created'")
+        .scalar("SELECT COALESCE(SUM(tally), 0)::bigint FROM activity_counts WHERE resolution_seconds = 3600 AND series = 'created'")
         .await?;
     if counted != i64::try_from(args.orders)? {
         bail!("the rollup counted {counted} orders created, not {}", args.orders);
@@ -215,7 +215,7 @@ async fn store_final_orders(harness: &Harness, n: u64) -> anyhow::Result<()> {
         harness
             .execute(&format!(
                 "INSERT INTO payment_attempts (pay_no, order_id, provider, status, amount, currency, created_at, updated_at, paid_at, paid_amount) \
-                 SELECT 'P' || id, id, provider, 'succeeded', 2999, 'CNY', created + interval '5 seconds', \
+                 SELECT 1000000000000 + id, id, provider, 'succeeded', 2999, 'CNY', created + interval '5 seconds', \
                  created + interval '30 seconds', created + interval '30 seconds', 2999 FROM ({series}) s WHERE paid"
             ))
             .await?;
