@@ -127,6 +127,63 @@ fn next_link(href: Option<String>) -> Markup {
     }
 }
 
+/// A creation range's bounds, each when given.
+type Bounds = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// A list's creation range: its two fields, read together.
+#[derive(Debug, Default, Deserialize)]
+pub struct CreatedRange {
+    created_from: Option<String>,
+    created_to: Option<String>,
+}
+
+impl CreatedRange {
+    /// `(from, to)`, each when given.
+    fn parse(&self) -> Result<Bounds, String> {
+        Ok((
+            given(self.created_from.as_ref())
+                .map(|value| instant("created_from", value))
+                .transpose()?,
+            given(self.created_to.as_ref())
+                .map(|value| instant("created_to", value))
+                .transpose()?,
+        ))
+    }
+
+    fn pairs(&self) -> [(&'static str, Option<&String>); 2] {
+        [
+            ("created_from", self.created_from.as_ref()),
+            ("created_to", self.created_to.as_ref()),
+        ]
+    }
+
+    fn fields(&self) -> Markup {
+        html! {
+            (text_field("Created from ", "created_from", self.created_from.as_ref(), "YYYY-MM-DD[THH:MM]"))
+            (text_field("to ", "created_to", self.created_to.as_ref(), "YYYY-MM-DD[THH:MM]"))
+        }
+    }
+}
+
+/// A filter form's text field, holding what was given.
+fn text_field(label: &str, name: &str, value: Option<&String>, placeholder: &str) -> Markup {
+    html! {
+        label { (label) input type="text" name=(name) maxlength=(ID_MAX_CHARS) placeholder=(placeholder) value=(given(value).unwrap_or("")); }
+    }
+}
+
+/// A filter form's provider choice: any, or one of the enabled providers.
+fn provider_select(chosen: Option<&String>, providers: &[Provider]) -> Markup {
+    html! {
+        label { "Provider " select name="provider" {
+            option value="" { "any" }
+            @for provider in providers {
+                option value=(provider.as_str()) selected[given(chosen) == Some(provider.as_str())] { (provider.as_str()) }
+            }
+        } }
+    }
+}
+
 // ---- orders ----
 
 #[derive(Debug, Default, Deserialize)]
@@ -134,8 +191,8 @@ pub struct OrdersQuery {
     status: Option<String>,
     provider: Option<String>,
     merchant: Option<String>,
-    created_from: Option<String>,
-    created_to: Option<String>,
+    #[serde(flatten)]
+    created: CreatedRange,
     amount_min: Option<String>,
     amount_max: Option<String>,
     after: Option<String>,
@@ -144,18 +201,15 @@ pub struct OrdersQuery {
 
 impl OrdersQuery {
     fn filter(&self) -> Result<OrderFilter, String> {
+        let (created_from, created_to) = self.created.parse()?;
         Ok(OrderFilter {
             status: given(self.status.as_ref()).map(str::parse::<OrderStatus>).transpose()?,
             provider: given(self.provider.as_ref()).map(provider).transpose()?,
             merchant: given(self.merchant.as_ref())
                 .map(|value| id("merchant", value))
                 .transpose()?,
-            created_from: given(self.created_from.as_ref())
-                .map(|value| instant("created_from", value))
-                .transpose()?,
-            created_to: given(self.created_to.as_ref())
-                .map(|value| instant("created_to", value))
-                .transpose()?,
+            created_from,
+            created_to,
             amount_min: given(self.amount_min.as_ref())
                 .map(|value| amount("amount_min", value))
                 .transpose()?,
@@ -165,16 +219,16 @@ impl OrdersQuery {
         })
     }
 
-    fn pairs(&self) -> [(&'static str, Option<&String>); 7] {
-        [
+    fn pairs(&self) -> Vec<(&'static str, Option<&String>)> {
+        let mut pairs = vec![
             ("status", self.status.as_ref()),
             ("provider", self.provider.as_ref()),
             ("merchant", self.merchant.as_ref()),
-            ("created_from", self.created_from.as_ref()),
-            ("created_to", self.created_to.as_ref()),
             ("amount_min", self.amount_min.as_ref()),
             ("amount_max", self.amount_max.as_ref()),
-        ]
+        ];
+        pairs.extend(self.created.pairs());
+        pairs
     }
 }
 
@@ -209,15 +263,9 @@ fn order_filter_form(params: &OrdersQuery, providers: &[Provider]) -> Markup {
                     option value=(status.as_str()) selected[given(params.status.as_ref()) == Some(status.as_str())] { (status.as_str()) }
                 }
             } }
-            label { "Provider " select name="provider" {
-                option value="" { "any" }
-                @for provider in providers {
-                    option value=(provider.as_str()) selected[given(params.provider.as_ref()) == Some(provider.as_str())] { (provider.as_str()) }
-                }
-            } }
-            label { "Merchant " input type="text" name="merchant" maxlength=(ID_MAX_CHARS) value=(value(params.merchant.as_ref())); }
-            label { "Created from " input type="text" name="created_from" placeholder="YYYY-MM-DD[THH:MM]" value=(value(params.created_from.as_ref())); }
-            label { "to " input type="text" name="created_to" placeholder="YYYY-MM-DD[THH:MM]" value=(value(params.created_to.as_ref())); }
+            (provider_select(params.provider.as_ref(), providers))
+            (text_field("Merchant ", "merchant", params.merchant.as_ref(), ""))
+            (params.created.fields())
             label { "Amount from " input type="number" min="0" name="amount_min" value=(value(params.amount_min.as_ref())); }
             label { "to " input type="number" min="0" name="amount_max" value=(value(params.amount_max.as_ref())); }
             button type="submit" class="secondary" { "Filter" }
@@ -325,13 +373,14 @@ pub struct RefundsQuery {
     status: Option<String>,
     provider: Option<String>,
     merchant: Option<String>,
-    created_from: Option<String>,
-    created_to: Option<String>,
+    #[serde(flatten)]
+    created: CreatedRange,
     after: Option<String>,
 }
 
 impl RefundsQuery {
     fn filter(&self) -> Result<RefundFilter, String> {
+        let (created_from, created_to) = self.created.parse()?;
         Ok(RefundFilter {
             status: given(self.status.as_ref())
                 .map(|value| choice("status", value, RefundStatus::as_str))
@@ -340,23 +389,19 @@ impl RefundsQuery {
             merchant: given(self.merchant.as_ref())
                 .map(|value| id("merchant", value))
                 .transpose()?,
-            created_from: given(self.created_from.as_ref())
-                .map(|value| instant("created_from", value))
-                .transpose()?,
-            created_to: given(self.created_to.as_ref())
-                .map(|value| instant("created_to", value))
-                .transpose()?,
+            created_from,
+            created_to,
         })
     }
 
-    fn pairs(&self) -> [(&'static str, Option<&String>); 5] {
-        [
+    fn pairs(&self) -> Vec<(&'static str, Option<&String>)> {
+        let mut pairs = vec![
             ("status", self.status.as_ref()),
             ("provider", self.provider.as_ref()),
             ("merchant", self.merchant.as_ref()),
-            ("created_from", self.created_from.as_ref()),
-            ("created_to", self.created_to.as_ref()),
-        ]
+        ];
+        pairs.extend(self.created.pairs());
+        pairs
     }
 }
 
@@ -376,7 +421,6 @@ pub async fn refunds(
     let page = lists::refunds_page(&state.db, &filter, after.as_ref(), PAGE_ROWS)
         .await
         .map_err(ApiError::from);
-    let value = |field: Option<&String>| given(field).unwrap_or("").to_owned();
     let body = page.map(|page| {
         html! {
             form method="get" action="/admin/ui/refunds" class="filter-form" id="refund-filters" {
@@ -386,15 +430,9 @@ pub async fn refunds(
                         option value=(status.as_str()) selected[given(params.status.as_ref()) == Some(status.as_str())] { (status.as_str()) }
                     }
                 } }
-                label { "Provider " select name="provider" {
-                    option value="" { "any" }
-                    @for provider in &state.providers {
-                        option value=(provider.as_str()) selected[given(params.provider.as_ref()) == Some(provider.as_str())] { (provider.as_str()) }
-                    }
-                } }
-                label { "Merchant " input type="text" name="merchant" maxlength=(ID_MAX_CHARS) value=(value(params.merchant.as_ref())); }
-                label { "Created from " input type="text" name="created_from" placeholder="YYYY-MM-DD[THH:MM]" value=(value(params.created_from.as_ref())); }
-                label { "to " input type="text" name="created_to" placeholder="YYYY-MM-DD[THH:MM]" value=(value(params.created_to.as_ref())); }
+                (provider_select(params.provider.as_ref(), &state.providers))
+                (text_field("Merchant ", "merchant", params.merchant.as_ref(), ""))
+                (params.created.fields())
                 button type="submit" class="secondary" { "Filter" }
                 a href="/admin/ui/refunds" { "Clear" }
             }
@@ -424,8 +462,8 @@ pub async fn refunds(
 pub struct DeliveriesQuery {
     status: Option<String>,
     subscriber: Option<String>,
-    created_from: Option<String>,
-    created_to: Option<String>,
+    #[serde(flatten)]
+    created: CreatedRange,
     after: Option<String>,
     notice: Option<String>,
 }
@@ -441,27 +479,24 @@ impl DeliveriesQuery {
             Some(ANY) => None,
             Some(value) => Some(value.parse::<DeliveryStatus>()?),
         };
+        let (created_from, created_to) = self.created.parse()?;
         Ok(DeliveryFilter {
             status,
             subscriber: given(self.subscriber.as_ref())
                 .map(|value| id("subscriber", value))
                 .transpose()?,
-            created_from: given(self.created_from.as_ref())
-                .map(|value| instant("created_from", value))
-                .transpose()?,
-            created_to: given(self.created_to.as_ref())
-                .map(|value| instant("created_to", value))
-                .transpose()?,
+            created_from,
+            created_to,
         })
     }
 
-    fn pairs(&self) -> [(&'static str, Option<&String>); 4] {
-        [
+    fn pairs(&self) -> Vec<(&'static str, Option<&String>)> {
+        let mut pairs = vec![
             ("status", self.status.as_ref()),
             ("subscriber", self.subscriber.as_ref()),
-            ("created_from", self.created_from.as_ref()),
-            ("created_to", self.created_to.as_ref()),
-        ]
+        ];
+        pairs.extend(self.created.pairs());
+        pairs
     }
 }
 
@@ -486,7 +521,6 @@ async fn deliveries_page(
     }
     .await;
     let shown = filter.status.map_or(ANY, DeliveryStatus::as_str);
-    let value = |field: Option<&String>| given(field).unwrap_or("").to_owned();
     let body = page.map(|(rows, next)| {
         html! {
             form method="get" action="/admin/ui/deliveries" class="filter-form" id="delivery-filters" {
@@ -495,9 +529,8 @@ async fn deliveries_page(
                         option value=(name) selected[shown == name] { (name) }
                     }
                 } }
-                label { "Subscriber " input type="text" name="subscriber" maxlength=(ID_MAX_CHARS) value=(value(params.subscriber.as_ref())); }
-                label { "Created from " input type="text" name="created_from" placeholder="YYYY-MM-DD[THH:MM]" value=(value(params.created_from.as_ref())); }
-                label { "to " input type="text" name="created_to" placeholder="YYYY-MM-DD[THH:MM]" value=(value(params.created_to.as_ref())); }
+                (text_field("Subscriber ", "subscriber", params.subscriber.as_ref(), ""))
+                (params.created.fields())
                 button type="submit" class="secondary" { "Filter" }
             }
             p class="filters" {
