@@ -199,11 +199,12 @@ impl SharedGaugeSet {
     /// Sets every gauge from one reading.
     pub fn set(&self, read: &actors::store::gauges::SharedGauges, now: chrono::DateTime<chrono::Utc>) {
         let count = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
-        self.orders_stuck.set(count(read.orders_stuck));
-        self.deliveries_pending.set(count(read.deliveries_pending));
-        self.oldest_pending_age.set(read.oldest_pending_age(now).as_secs_f64());
-        self.deliveries_dead.set(count(read.deliveries_dead));
-        self.open_differences.set(count(read.open_differences));
+        self.orders_stuck.set(count(read.attention.stuck_orders));
+        self.deliveries_pending.set(count(read.backlog.deliveries_pending));
+        self.oldest_pending_age
+            .set(read.backlog.oldest_pending_age(now).as_secs_f64());
+        self.deliveries_dead.set(count(read.attention.dead_deliveries));
+        self.open_differences.set(count(read.attention.open_differences));
         self.subscribers_disabled.set(count(read.subscribers_disabled));
     }
 }

@@ -7,23 +7,26 @@ use chrono::{DateTime, Utc};
 use entities::{outbox_deliveries, reconciliation_items, unmatched_notifications, DeliveryStatus, OrderStatus};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 
-/// One reading of the shared gauges.
+/// One reading of the shared gauges: what waits for an operator, the webhook backlog, and the
+/// subscribers the relay disabled.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SharedGauges {
-    pub orders_stuck: u64,
-    /// Deliveries not yet acknowledged nor given up.
-    pub deliveries_pending: u64,
-    /// When the oldest of them was queued, if any is.
-    pub oldest_pending_since: Option<DateTime<Utc>>,
-    /// Deliveries out of retries, waiting for an operator's redelivery.
-    pub deliveries_dead: u64,
-    /// Reconciliation differences no operator has resolved.
-    pub open_differences: u64,
+    /// Stuck orders, unmatched notifications, open differences, dead deliveries.
+    pub attention: Attention,
+    pub backlog: Backlog,
     /// Webhook subscribers the relay disabled and no operator has enabled again.
     pub subscribers_disabled: u64,
 }
 
-impl SharedGauges {
+/// The deliveries not yet acknowledged nor given up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backlog {
+    pub deliveries_pending: u64,
+    /// When the oldest of them was queued, if any is.
+    pub oldest_pending_since: Option<DateTime<Utc>>,
+}
+
+impl Backlog {
     /// How long the oldest pending delivery has waited at `now`; zero with none.
     pub fn oldest_pending_age(&self, now: DateTime<Utc>) -> std::time::Duration {
         self.oldest_pending_since
@@ -32,11 +35,24 @@ impl SharedGauges {
     }
 }
 
-/// Reads every shared gauge.
+/// Reads every shared gauge: the [`attention`] counts, the [`backlog`], the disabled
+/// subscribers.
 ///
 /// # Errors
 /// The database error.
 pub async fn read<C: ConnectionTrait>(conn: &C) -> Result<SharedGauges, DbErr> {
+    Ok(SharedGauges {
+        attention: attention(conn).await?,
+        backlog: backlog(conn).await?,
+        subscribers_disabled: crate::outbox::subscribers::count_disabled(conn).await?,
+    })
+}
+
+/// Reads the [`Backlog`]: an indexed count and the oldest row.
+///
+/// # Errors
+/// The database error.
+pub async fn backlog<C: ConnectionTrait>(conn: &C) -> Result<Backlog, DbErr> {
     let pending =
         || outbox_deliveries::Entity::find().filter(outbox_deliveries::Column::Status.eq(DeliveryStatus::Pending));
     let oldest_pending_since = pending()
@@ -46,19 +62,9 @@ pub async fn read<C: ConnectionTrait>(conn: &C) -> Result<SharedGauges, DbErr> {
         .into_tuple::<DateTime<Utc>>()
         .one(conn)
         .await?;
-    Ok(SharedGauges {
-        orders_stuck: super::query::count_by_status(conn, OrderStatus::Stuck).await?,
+    Ok(Backlog {
         deliveries_pending: pending().count(conn).await?,
         oldest_pending_since,
-        deliveries_dead: outbox_deliveries::Entity::find()
-            .filter(outbox_deliveries::Column::Status.eq(DeliveryStatus::Dead))
-            .count(conn)
-            .await?,
-        open_differences: reconciliation_items::Entity::find()
-            .filter(reconciliation_items::Column::ResolvedAt.is_null())
-            .count(conn)
-            .await?,
-        subscribers_disabled: crate::outbox::subscribers::count_disabled(conn).await?,
     })
 }
 

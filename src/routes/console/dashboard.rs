@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use actors::store::activity::{self, Activity, Series, COARSE_SECONDS, FINE_SECONDS, NO_PROVIDER};
-use actors::store::gauges::{self, SharedGauges};
+use actors::store::gauges::{self, Backlog};
 use chrono::{DateTime, Duration, Utc};
 use entities::{reconciliation_items, reconciliation_runs, Provider};
 use maud::{html, Markup};
@@ -84,7 +84,8 @@ pub struct DashboardQuery {
 struct Figures {
     span: Span,
     activity: Activity,
-    shared: SharedGauges,
+    /// The webhook backlog (what waits for an operator comes with the session).
+    backlog: Backlog,
     calls: BTreeMap<String, ProviderCalls>,
     /// Per enabled provider: its newest run and how many of its differences are open.
     last_runs: Vec<(Provider, Option<(reconciliation_runs::Model, u64)>)>,
@@ -97,7 +98,7 @@ async fn figures(state: &AppState, span: Span, now: DateTime<Utc>) -> Result<Fig
     let last = activity::bucket_of(now, step_seconds);
     let from = last - step * i32::try_from(points - 1).unwrap_or(0);
     let activity = activity::read(&state.db, resolution, from, step, points).await?;
-    let shared = gauges::read(&state.db).await?;
+    let backlog = gauges::backlog(&state.db).await?;
     let mut last_runs = Vec::new();
     for provider in &state.providers {
         last_runs.push((*provider, last_run(&state.db, *provider).await?));
@@ -105,7 +106,7 @@ async fn figures(state: &AppState, span: Span, now: DateTime<Utc>) -> Result<Fig
     Ok(Figures {
         span,
         activity,
-        shared,
+        backlog,
         calls: state.metrics.provider_calls(),
         last_runs,
         now,
@@ -182,7 +183,7 @@ fn page(figures: &Figures, session: &ConsoleSession, providers: &[Provider], ref
     let closed = activity.total(Series::Closed);
     let from_param = activity.from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let attention = session.attention;
-    let backlog_age = figures.shared.oldest_pending_age(figures.now).as_secs();
+    let backlog_age = figures.backlog.oldest_pending_age(figures.now).as_secs();
     let paid_by = activity.by_label(Series::Paid);
     let closed_by = activity.by_label(Series::Closed);
     let labels: BTreeSet<String> = providers
@@ -240,12 +241,12 @@ fn page(figures: &Figures, session: &ConsoleSession, providers: &[Provider], ref
                 }
                 a class="tile" id="tile-backlog" href="/admin/ui/deliveries?status=pending" {
                     span class="label" { "Webhook backlog" }
-                    strong { (figures.shared.deliveries_pending) }
+                    strong { (figures.backlog.deliveries_pending) }
                     span class="muted" { "oldest waiting " (backlog_age) " s" }
                 }
-                a class=(tile_class(figures.shared.deliveries_dead > 0)) id="tile-dead" href="/admin/ui/deliveries?status=dead" {
+                a class=(tile_class(attention.dead_deliveries > 0)) id="tile-dead" href="/admin/ui/deliveries?status=dead" {
                     span class="label" { "Dead deliveries" }
-                    strong { (figures.shared.deliveries_dead) }
+                    strong { (attention.dead_deliveries) }
                     span class="muted" { "out of retries" }
                 }
             }
