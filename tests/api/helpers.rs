@@ -147,6 +147,10 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
         address,
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // The service closes a connection idle for 5 s (actix-web's keep-alive); a pooled
+            // one reused as it closes fails the request (`IncompleteMessage`), seen when a
+            // browser step kept a test away for seconds. Reuse only connections idle < 2 s.
+            .pool_idle_timeout(std::time::Duration::from_secs(2))
             .build()
             .expect("an HTTP client"),
         db,
