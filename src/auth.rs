@@ -2,18 +2,26 @@
 //!
 //! Keys are compared by their SHA-256 digests: the lookup never touches the raw configured
 //! secrets, and a map lookup on a digest leaks nothing useful about the key through timing.
+//! Client keys come from the configuration (`auth.merchant_keys`) and from the database (keys
+//! issued at runtime, `merchant_keys`); [`Credentials`] caches each answer briefly.
 //!
 //! Both go through the credential throttle ([`crate::throttle`]): a blocked client address is
 //! answered `429` before its credential is looked at, and every refused credential counts
 //! against its address.
 
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage};
 use actors::domain::MerchantId;
+use actors::store::merchants;
+use lru::LruCache;
+use sea_orm::DatabaseConnection;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
@@ -26,10 +34,30 @@ use crate::throttle::{Surface, Throttle};
 #[derive(Clone, Debug)]
 pub struct Admin;
 
-/// Digests of the configured credentials.
+/// How long a key's answer (its merchant, or that it opens nothing) is reused before the
+/// database is read again: a key revoked or a merchant disabled on any node is refused on
+/// every node within this long (the node that made the change forgets at once).
+pub const KEY_FRESHNESS: Duration = Duration::from_millis(500);
+/// Keys whose answers are kept; beyond, the least recently used is forgotten.
+const CACHED_KEYS: usize = 100_000;
+/// An issued key's `last_used_at` is written at most this often.
+const LAST_USED_RESOLUTION: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// The credentials: the admin token and the keys of `auth.merchant_keys` (digests, from the
+/// configuration), and the keys issued at runtime (`merchant_keys`, digests in the database),
+/// each answer cached for [`KEY_FRESHNESS`]. A configured key works while its merchant is
+/// enabled (disabling a merchant stops its configured key too).
 pub struct Credentials {
-    merchants: HashMap<[u8; 32], MerchantId>,
+    configured: HashMap<[u8; 32], MerchantId>,
     admin: [u8; 32],
+    db: DatabaseConnection,
+    answers: Mutex<LruCache<[u8; 32], Answer>>,
+}
+
+#[derive(Clone)]
+struct Answer {
+    merchant: Option<MerchantId>,
+    at: Instant,
 }
 
 fn digest(secret: &str) -> [u8; 32] {
@@ -39,20 +67,73 @@ fn digest(secret: &str) -> [u8; 32] {
 impl Credentials {
     /// # Errors
     /// A merchant id that is not valid.
-    pub fn from_settings(settings: &AuthSettings) -> anyhow::Result<Self> {
-        let mut merchants = HashMap::new();
+    pub fn from_settings(settings: &AuthSettings, db: DatabaseConnection) -> anyhow::Result<Self> {
+        let mut configured = HashMap::new();
         for (merchant, key) in &settings.merchant_keys {
             let merchant = MerchantId::parse(merchant).map_err(anyhow::Error::msg)?;
-            merchants.insert(digest(key.expose_secret()), merchant);
+            configured.insert(digest(key.expose_secret()), merchant);
         }
         Ok(Self {
-            merchants,
+            configured,
             admin: digest(settings.admin_token.expose_secret()),
+            db,
+            answers: Mutex::new(LruCache::new(
+                NonZeroUsize::new(CACHED_KEYS).unwrap_or(NonZeroUsize::MIN),
+            )),
         })
     }
 
-    fn merchant_for(&self, token: &SecretString) -> Option<&MerchantId> {
-        self.merchants.get(&digest(token.expose_secret()))
+    /// The merchants of `auth.merchant_keys`.
+    pub fn configured_merchants(&self) -> Vec<MerchantId> {
+        let mut merchants: Vec<MerchantId> = self.configured.values().cloned().collect();
+        merchants.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        merchants
+    }
+
+    /// Forgets every cached answer: called by the node that revokes a key or disables a
+    /// merchant, so it refuses at once (the others within [`KEY_FRESHNESS`]).
+    pub fn forget(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<[u8; 32], Answer>> {
+        self.answers.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The merchant `token` authenticates, if any.
+    async fn merchant_for(&self, token: &SecretString) -> Result<Option<MerchantId>, sea_orm::DbErr> {
+        let key = digest(token.expose_secret());
+        if let Some(answer) = self.lock().get(&key).filter(|answer| answer.at.elapsed() < KEY_FRESHNESS) {
+            return Ok(answer.merchant.clone());
+        }
+        let merchant = match self.configured.get(&key) {
+            Some(merchant) => merchants::is_enabled(&self.db, merchant)
+                .await?
+                .then(|| merchant.clone()),
+            None => match merchants::lookup(&self.db, &hex::encode(key)).await? {
+                Some(owner) => {
+                    let now = chrono::Utc::now();
+                    if owner.last_used_at.is_none_or(|last| now - last >= LAST_USED_RESOLUTION) {
+                        let db = self.db.clone();
+                        actix_web::rt::spawn(async move {
+                            if let Err(err) = merchants::touch_key(&db, &owner.key_id, now).await {
+                                tracing::warn!(error = %err, "could not record a key's last use");
+                            }
+                        });
+                    }
+                    Some(owner.merchant)
+                }
+                None => None,
+            },
+        };
+        self.lock().put(
+            key,
+            Answer {
+                merchant: merchant.clone(),
+                at: Instant::now(),
+            },
+        );
+        Ok(merchant)
     }
 
     fn is_admin(&self, token: &SecretString) -> bool {
@@ -86,38 +167,36 @@ fn throttle(req: &ServiceRequest) -> Result<web::Data<Throttle>, actix_web::Erro
 
 /// Runs `check` on the request's credential unless its address is blocked; a refusal counts
 /// against the address.
-fn checked<T>(
+async fn checked<T>(
     req: &ServiceRequest,
     surface: Surface,
-    check: impl FnOnce(&Credentials, Option<SecretString>) -> Option<T>,
+    check: impl AsyncFnOnce(&Credentials, &SecretString) -> Result<Option<T>, sea_orm::DbErr>,
 ) -> Result<T, actix_web::Error> {
     let creds = credentials(req)?;
     let throttle = throttle(req)?;
     let client = client_addr(req.request());
     throttle.check(surface, client).map_err(ApiError::Throttled)?;
-    let presented = bearer(req);
-    let tried = presented.is_some();
-    match check(&creds, presented) {
+    // A request with no credential guesses nothing (a probe, a misconfigured client): only a
+    // presented credential that is wrong counts against the address.
+    let Some(presented) = bearer(req) else {
+        return Err(ApiError::Unauthorized.into());
+    };
+    match check(&creds, &presented).await.map_err(ApiError::from)? {
         Some(principal) => Ok(principal),
         None => {
-            // A request with no credential guesses nothing (a probe, a misconfigured client):
-            // only a presented credential that is wrong counts against the address.
-            if tried {
-                throttle.fail(surface, client);
-            }
+            throttle.fail(surface, client);
             Err(ApiError::Unauthorized.into())
         }
     }
 }
 
-/// Scope middleware of `/v1`: a configured client API key, bound to a merchant.
+/// Scope middleware of `/v1`: a client API key (configured or issued), bound to an enabled
+/// merchant.
 pub async fn require_merchant(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let merchant = checked(&req, Surface::Client, |creds, token| {
-        token.and_then(|token| creds.merchant_for(&token).cloned())
-    })?;
+    let merchant = checked(&req, Surface::Client, async |creds, token| creds.merchant_for(token).await).await?;
     tracing::Span::current().record("merchant_id", merchant.as_str());
     req.extensions_mut().insert(merchant);
     next.call(req).await
@@ -128,9 +207,7 @@ pub async fn require_admin(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let admin = checked(&req, Surface::Admin, |creds, token| {
-        token.is_some_and(|token| creds.is_admin(&token)).then_some(Admin)
-    })?;
+    let admin = checked(&req, Surface::Admin, async |creds, token| Ok(creds.is_admin(token).then_some(Admin))).await?;
     req.extensions_mut().insert(admin);
     next.call(req).await
 }

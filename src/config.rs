@@ -129,6 +129,72 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     /// Limits on refused credentials per client address and in total.
     pub throttle: crate::throttle::ThrottleSettings,
+    /// `[secrets]`: the master key the provider accounts' secrets are sealed under.
+    pub secrets: SecretsSettings,
+}
+
+/// The master key of the secrets stored in the database (provider accounts).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsSettings {
+    /// The base64 of 32 random bytes (`openssl rand -base64 32`), inline (from the
+    /// environment: `PAYWARDEN__SECRETS__MASTER_KEY`) or in the file `master_key_path`.
+    pub master_key: SecretString,
+    pub master_key_path: String,
+    /// Keys values were sealed under before: still opened, until `paywarden secrets rotate`
+    /// has re-sealed every row under `master_key`.
+    pub previous_master_keys: Vec<SecretString>,
+    /// Create `master_key_path` with a new random key when the file does not exist (the
+    /// development and simulator profiles).
+    pub generate: bool,
+}
+
+impl SecretsSettings {
+    /// The vault of the configured master keys; `None` when no master key is set.
+    ///
+    /// # Errors
+    /// Both `master_key` and `master_key_path` set, a file that cannot be read or written, a
+    /// key that is not the base64 of 32 bytes (the setting is named, never the value).
+    pub fn vault(&self) -> anyhow::Result<Option<actors::vault::Vault>> {
+        let inline = !self.master_key.expose_secret().is_empty();
+        let key = match (inline, self.master_key_path.is_empty()) {
+            (true, false) => bail!("set secrets.master_key or secrets.master_key_path, not both"),
+            (true, true) => self.master_key.clone(),
+            (false, true) => return Ok(None),
+            (false, false) => self.read_or_generate()?,
+        };
+        Ok(Some(actors::vault::Vault::new(&key, &self.previous_master_keys)?))
+    }
+
+    fn read_or_generate(&self) -> anyhow::Result<SecretString> {
+        let path = Path::new(&self.master_key_path);
+        if !path.exists() && self.generate {
+            if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            let key = actors::vault::Vault::generate_key();
+            write_private(path, key.expose_secret())
+                .with_context(|| format!("secrets.master_key_path: cannot write {}", path.display()))?;
+            tracing::warn!(
+                path = %path.display(),
+                "generated a master key for the provider accounts' secrets; keep this file: without it they cannot be read"
+            );
+            return Ok(key);
+        }
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("secrets.master_key_path: cannot read {}", path.display()))?;
+        Ok(SecretString::from(text.trim().to_owned()))
+    }
+}
+
+/// Writes `text` to a new file only its owner can read.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
 }
 
 /// What paywarden does by itself about money no order keeps.
@@ -440,6 +506,7 @@ impl Settings {
         // After the production checks above, which name what they refuse first.
         self.console.validate(self.env)?;
         self.dashboard.validate()?;
+        self.secrets.vault()?;
         Ok(())
     }
 
@@ -566,6 +633,7 @@ impl Settings {
             ("cluster.secret", &self.cluster.secret),
             ("metrics.scrape_token", &self.metrics.scrape_token),
             ("console.session_secret", &self.console.session_secret),
+            ("secrets.master_key", &self.secrets.master_key),
         ] {
             secrets.push(SecretSetting {
                 key: key.to_owned(),

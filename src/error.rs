@@ -374,6 +374,26 @@ pub const ERROR_CODES: &[ErrorCode] = &[
         "an event type that paywarden does not emit",
     ),
     code(
+        "merchant_exists",
+        StatusCode::CONFLICT,
+        "a merchant with this merchant_id exists (merchant ids are never reused); nothing was written",
+    ),
+    code(
+        "merchant_disabled",
+        StatusCode::CONFLICT,
+        "the merchant is disabled: its keys do not work and no key or provider account can be added to it",
+    ),
+    code(
+        "invalid_provider_config",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a provider account's configuration is refused: a field missing, unknown or malformed (a PEM that does not parse, a private key that is not its certificate's, an APIv3 key not of 32 bytes, an endpoint that is not https); the message names the field; nothing was stored",
+    ),
+    code(
+        "secrets_not_configured",
+        StatusCode::CONFLICT,
+        "secrets.master_key is not set, so provider accounts (whose secrets are sealed under it) cannot be stored",
+    ),
+    code(
         "internal_error",
         StatusCode::INTERNAL_SERVER_ERROR,
         "a server-side failure; the cause is in the service log under request_id",
@@ -550,6 +570,19 @@ impl ResponseError for ApiError {
     }
 }
 
+impl From<actors::store::merchants::MerchantError> for ApiError {
+    fn from(err: actors::store::merchants::MerchantError) -> Self {
+        use actors::store::merchants::MerchantError;
+        match err {
+            MerchantError::Invalid(err) => ApiError::Validation(err),
+            MerchantError::NotFound => ApiError::NotFound("merchant"),
+            MerchantError::KeyNotFound => ApiError::NotFound("key"),
+            MerchantError::AccountNotFound => ApiError::NotFound("provider account"),
+            MerchantError::Db(err) => ApiError::from(err),
+        }
+    }
+}
+
 impl From<sea_orm::DbErr> for ApiError {
     fn from(err: sea_orm::DbErr) -> Self {
         ApiError::Order(OrderError::Db(err))
@@ -635,6 +668,11 @@ mod tests {
                 refundable: entities::MinorUnit::new(1).unwrap(),
             })),
             order(OrderError::Validation(validation("not_a_payment"))),
+            ApiError::Validation(validation("merchant_exists")),
+            ApiError::Validation(validation("merchant_disabled")),
+            ApiError::Validation(validation("invalid_provider_config")),
+            ApiError::Validation(validation("secrets_not_configured")),
+            ApiError::Validation(validation("unknown_provider")),
         ];
         for err in errors {
             let code = err.code();

@@ -17,6 +17,18 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// The secrets stored in the database.
+    Secrets {
+        #[command(subcommand)]
+        action: SecretsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Re-seal every provider account under secrets.master_key (the keys that sealed them
+    /// before must be in secrets.previous_master_keys); progress on stderr.
+    Rotate,
 }
 
 #[actix_web::main]
@@ -35,6 +47,31 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             let db = connect_database(&settings.database).await?;
             paywarden::startup::migrate(&db).await?;
             tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Secrets {
+            action: SecretsCommand::Rotate,
+        } => {
+            let vault = settings
+                .secrets
+                .vault()?
+                .ok_or_else(|| anyhow::anyhow!("secrets.master_key is not set: nothing to rotate to"))?;
+            let db = connect_database(&settings.database).await?;
+            paywarden::startup::migrate(&db).await?;
+            eprintln!("re-sealing provider accounts under master key {}", vault.current_key_id());
+            let done = actors::store::accounts::rotate(&db, &vault, |done, total| {
+                eprintln!(
+                    "  {} of {total}: {} re-sealed, {} already under the current key",
+                    done.resealed + done.already_current,
+                    done.resealed,
+                    done.already_current
+                );
+            })
+            .await?;
+            eprintln!(
+                "done: {} re-sealed, {} already under the current key; the previous master keys can be dropped once every node runs with this one",
+                done.resealed, done.already_current
+            );
             Ok(())
         }
         Command::Serve => {

@@ -8,7 +8,7 @@ use actors::domain::{MerchantId, NewRefund, OperatorReason, ValidationError};
 use actors::outbox::subscribers::{self, NewWebhook, SubscriberError};
 use actors::stock::{self, SetStockError};
 use actors::store::refunds::RefundCreated;
-use actors::store::{query, unmatched, Operator};
+use actors::store::{accounts, merchants, query, unmatched, Operator};
 use entities::SignatureScheme;
 
 use crate::error::ApiError;
@@ -63,6 +63,138 @@ pub async fn set_stock(
         })?;
     tracing::info!(merchant_id = %sku.merchant_id, sku_id = %sku.sku_id, available = sku.available, %operator, "stock set");
     Ok(sku)
+}
+
+/// Onboards a merchant (the JSON route and the console).
+pub async fn create_merchant(
+    state: &AppState,
+    merchant_id: &str,
+    name: &str,
+    operator: &Operator,
+) -> Result<entities::merchants::Model, ApiError> {
+    let merchant = merchants::create(&state.db, merchant_id, name).await?;
+    tracing::info!(merchant_id = %merchant.merchant_id, %operator, "merchant created");
+    Ok(merchant)
+}
+
+/// Disables a merchant: its keys are refused on this node at once, on every node within
+/// [`crate::auth::KEY_FRESHNESS`]; its live orders still resolve.
+pub async fn disable_merchant(
+    state: &AppState,
+    merchant_id: &str,
+    operator: &Operator,
+) -> Result<entities::merchants::Model, ApiError> {
+    let merchant = MerchantId::parse_input(merchant_id)?;
+    let row = merchants::disable(&state.db, &merchant).await?;
+    state.credentials.forget();
+    tracing::info!(merchant_id = %merchant, %operator, "merchant disabled");
+    Ok(row)
+}
+
+/// Issues a merchant a new client API key: the row and the key, shown this once.
+pub async fn issue_key(
+    state: &AppState,
+    merchant_id: &str,
+    label: &str,
+    operator: &Operator,
+) -> Result<(entities::merchant_keys::Model, secrecy::SecretString), ApiError> {
+    let merchant = MerchantId::parse_input(merchant_id)?;
+    let (row, key) = merchants::issue_key(&state.db, &merchant, label).await?;
+    tracing::info!(merchant_id = %merchant, key_id = %row.key_id, prefix = %row.prefix, %operator, "key issued");
+    Ok((row, key))
+}
+
+/// Revokes a merchant's key: refused on this node at once, on every node within
+/// [`crate::auth::KEY_FRESHNESS`].
+pub async fn revoke_key(
+    state: &AppState,
+    merchant_id: &str,
+    key_id: &str,
+    operator: &Operator,
+) -> Result<entities::merchant_keys::Model, ApiError> {
+    let merchant = MerchantId::parse_input(merchant_id)?;
+    let row = merchants::revoke_key(&state.db, &merchant, key_id).await?;
+    state.credentials.forget();
+    tracing::info!(merchant_id = %merchant, key_id = %row.key_id, %operator, "key revoked");
+    Ok(row)
+}
+
+fn sealing(state: &AppState) -> accounts::Sealing<'_> {
+    accounts::Sealing {
+        vault: state.vault.as_deref(),
+        policy: state.account_policy,
+    }
+}
+
+/// Attaches a provider account to a merchant (the JSON route and the console): checked whole,
+/// its secrets sealed; nothing stored when anything is refused.
+pub async fn add_provider_account(
+    state: &AppState,
+    merchant_id: &str,
+    provider: &str,
+    config: serde_json::Value,
+    operator: &Operator,
+) -> Result<entities::provider_accounts::Model, ApiError> {
+    let merchant = MerchantId::parse_input(merchant_id)?;
+    let row = accounts::create(&state.db, sealing(state), &merchant, provider, config).await?;
+    tracing::info!(merchant_id = %merchant, account_id = %row.account_id, provider = row.provider.as_str(), fingerprint = %row.fingerprint, %operator, "provider account added");
+    Ok(row)
+}
+
+/// Replaces the fields `patch` names of a merchant's account (a key rotation).
+pub async fn update_provider_account(
+    state: &AppState,
+    merchant_id: &str,
+    account_id: &str,
+    patch: serde_json::Value,
+    operator: &Operator,
+) -> Result<entities::provider_accounts::Model, ApiError> {
+    let merchant = MerchantId::parse_input(merchant_id)?;
+    let row = accounts::patch(&state.db, sealing(state), &merchant, account_id, patch).await?;
+    tracing::info!(merchant_id = %merchant, account_id = %row.account_id, fingerprint = %row.fingerprint, %operator, "provider account changed");
+    Ok(row)
+}
+
+/// Disables a merchant's account.
+pub async fn disable_provider_account(
+    state: &AppState,
+    merchant_id: &str,
+    account_id: &str,
+    operator: &Operator,
+) -> Result<entities::provider_accounts::Model, ApiError> {
+    let merchant = MerchantId::parse_input(merchant_id)?;
+    let row = accounts::disable(&state.db, &merchant, account_id).await?;
+    tracing::info!(merchant_id = %merchant, account_id = %row.account_id, %operator, "provider account disabled");
+    Ok(row)
+}
+
+/// Proves a merchant's account's keys work by a call the provider answers: a query for a
+/// trade number that does not exist, its answer read (and verified) like every query's.
+pub async fn verify_provider_account(
+    state: &AppState,
+    merchant_id: &str,
+    account_id: &str,
+    operator: &Operator,
+) -> Result<actors::gateway::account::Verification, ApiError> {
+    let merchant = MerchantId::parse_input(merchant_id)?;
+    let row = accounts::get(&state.db, &merchant, account_id).await?;
+    let vault = state.vault.as_deref().ok_or_else(|| {
+        ApiError::Internal(anyhow::anyhow!("a provider account is stored but secrets.master_key is not set"))
+    })?;
+    let config = accounts::open(vault, &row)
+        .map_err(|err| ApiError::Internal(anyhow::anyhow!("provider account {account_id} does not open: {err}")))?;
+    let context = actors::gateway::section::GatewayContext {
+        base_url: state.links.base_url(),
+        http: &state.provider_http,
+    };
+    let gateway = config.gateway(&row.account_id, &context)?;
+    // A trade number no attempt has (ids are snowflakes far below this range).
+    let noise = i64::try_from(uuid::Uuid::new_v4().as_u64_pair().0 % 1_000_000_000).unwrap_or_default();
+    let probe = entities::PayNo::try_from(i64::MAX - noise)
+        .map_err(|err| ApiError::Internal(anyhow::anyhow!("probe trade number: {err}")))?;
+    let found = actors::gateway::account::verify(gateway.as_ref(), probe).await;
+    tracing::info!(merchant_id = %merchant, account_id = %row.account_id, ok = found.ok, outcome = found.outcome, %operator, "provider account verified");
+    Ok(found)
 }
 
 /// `POST /admin/deadlines/reconcile`: rebuild the deadline index from the database and re-arm

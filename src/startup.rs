@@ -62,11 +62,24 @@ impl Application {
         let (listener, local, base_url) = bind(&settings)?;
         let db = connect_database(&settings.database).await?;
         migrate(&db).await?;
+        let vault = open_vault(&settings, &db).await?;
+        let credentials = Arc::new(Credentials::from_settings(&settings.auth, db.clone())?);
+        actors::store::merchants::import_configured(&db, &credentials.configured_merchants())
+            .await
+            .context("failed to record the merchants of auth.merchant_keys")?;
         let providers = ProviderParts::build(&settings, &base_url)?;
         let metrics = Arc::new(Metrics::new()?);
         let engine = start_engine(&settings, &db, &providers, &metrics, local, &base_url).await?;
         let background = start_background(&settings, &db, &engine).await?;
-        let state = app_state(&settings, &db, &engine, providers.gateways, &metrics, &base_url)?;
+        let state = app_state(
+            &settings,
+            &db,
+            &engine,
+            (providers.gateways, providers.http),
+            &metrics,
+            &base_url,
+            (credentials, vault),
+        )?;
         let server = serve(listener, &settings, state, metrics, providers.sandbox, &base_url)?;
         Ok(Self {
             port: local.port(),
@@ -103,6 +116,27 @@ impl Application {
     }
 }
 
+/// The master keys' vault, after checking that every stored provider account opens under
+/// them: a wrong key refuses to start, naming the first account it cannot open, rather than
+/// serving with accounts silently missing.
+///
+/// # Errors
+/// A bad key setting, an account that does not open, accounts stored but no key set.
+async fn open_vault(settings: &Settings, db: &DatabaseConnection) -> anyhow::Result<Option<Arc<actors::vault::Vault>>> {
+    use actors::store::accounts;
+    let Some(vault) = settings.secrets.vault()? else {
+        let stored = accounts::count(db).await.context("failed to count the provider accounts")?;
+        anyhow::ensure!(
+            stored == 0,
+            "secrets.master_key is not set, but {stored} provider accounts are stored: set the master key they were sealed under (PAYWARDEN__SECRETS__MASTER_KEY or secrets.master_key_path)"
+        );
+        return Ok(None);
+    };
+    let opened = accounts::check_all(db, &vault).await?;
+    tracing::info!(accounts = opened, master_key_id = vault.current_key_id(), "provider accounts open under the master keys");
+    Ok(Some(Arc::new(vault)))
+}
+
 /// `console.session_secret`, or in a profile that allows it, a random one for this process.
 fn console_secret(settings: &Settings) -> secrecy::SecretString {
     if settings.console.session_secret.expose_secret().is_empty() {
@@ -135,6 +169,8 @@ fn bind(settings: &Settings) -> anyhow::Result<(TcpListener, std::net::SocketAdd
 /// The enabled providers' gateways and call limits.
 struct ProviderParts {
     gateways: Gateways,
+    /// The client every provider call goes out with.
+    http: reqwest::Client,
     calls: HashMap<Provider, actors::provider::ProviderCallSettings>,
     /// The sandbox's own gateway, for its control routes.
     sandbox: Option<Arc<SandboxGateway>>,
@@ -174,6 +210,7 @@ impl ProviderParts {
 
         Ok(Self {
             gateways,
+            http,
             calls,
             sandbox,
         })
@@ -288,9 +325,10 @@ fn app_state(
     settings: &Settings,
     db: &DatabaseConnection,
     engine: &Engine,
-    gateways: Gateways,
+    (gateways, provider_http): (Gateways, reqwest::Client),
     metrics: &Arc<Metrics>,
     base_url: &str,
+    (credentials, vault): (Arc<Credentials>, Option<Arc<actors::vault::Vault>>),
 ) -> anyhow::Result<web::Data<AppState>> {
     let providers: Vec<Provider> = gateways.providers().collect();
     let webhook_sender = crate::state::WebhookSender {
@@ -325,6 +363,14 @@ fn app_state(
         metrics_access: crate::metrics::MetricsAccess::from_settings(&settings.metrics),
         dashboard_refresh: settings.dashboard.page_refresh,
         streams: crate::streams::StreamHub::start(db.clone(), settings.streams.clone(), engine.subscribe()),
+        credentials,
+        vault,
+        account_policy: if settings.env == crate::config::Profile::Production {
+            actors::gateway::account::EndpointPolicy::HttpsOnly
+        } else {
+            actors::gateway::account::EndpointPolicy::AllowHttp
+        },
+        provider_http,
     }))
 }
 
@@ -341,7 +387,7 @@ fn serve(
     base_url: &str,
 ) -> anyhow::Result<Server> {
     let engine = state.engine.clone();
-    let credentials = web::Data::new(Credentials::from_settings(&settings.auth)?);
+    let credentials = web::Data::from(state.credentials.clone());
     let trusted_proxies = web::Data::new(crate::client_addr::TrustedProxies::parse(
         &settings.server.trusted_proxies,
     )?);

@@ -45,6 +45,16 @@ pub struct AppState {
     pub dashboard_refresh: std::time::Duration,
     /// The live status streams of this node.
     pub streams: crate::streams::StreamHub,
+    /// The client keys and the admin token; told to forget its cached answers when a key is
+    /// revoked or a merchant disabled here.
+    pub credentials: Arc<crate::auth::Credentials>,
+    /// Seals and opens the provider accounts' secrets; `None` when `secrets.master_key` is
+    /// not set (no account can be stored).
+    pub vault: Option<Arc<actors::vault::Vault>>,
+    /// Where a provider account's endpoints may point (`https://` only in production).
+    pub account_policy: actors::gateway::account::EndpointPolicy,
+    /// The client provider calls go out with (no redirects, bounded connects).
+    pub provider_http: reqwest::Client,
 }
 
 /// The client and settings webhook deliveries go out with, for a test ping sent from a request.

@@ -437,7 +437,7 @@ fn return_url(raw: &str) -> Result<String, ValidationError> {
     Ok(url)
 }
 
-fn text_field(field: &str, value: &str, max_len: usize) -> Result<String, ValidationError> {
+pub fn text_field(field: &str, value: &str, max_len: usize) -> Result<String, ValidationError> {
     let trimmed = value.trim();
     if trimmed.is_empty() {
         return Err(ValidationError::new(

@@ -54,5 +54,6 @@ pub mod settings;
 pub mod stock;
 pub mod store;
 pub mod trace;
+pub mod vault;
 
 pub use error::OrderError;

@@ -23,6 +23,7 @@ mod m20261209_000015_add_subscriber_controls;
 mod m20261209_000016_create_delivery_attempts;
 mod m20261210_000017_add_search_indexes;
 mod m20261211_000018_create_activity_counts;
+mod m20261212_000019_create_merchants;
 
 pub struct Migrator;
 
@@ -47,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261209_000016_create_delivery_attempts::Migration),
             Box::new(m20261210_000017_add_search_indexes::Migration),
             Box::new(m20261211_000018_create_activity_counts::Migration),
+            Box::new(m20261212_000019_create_merchants::Migration),
         ]
     }
 }

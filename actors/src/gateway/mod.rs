@@ -4,6 +4,7 @@
 //! Alipay speak their own wire formats behind the same trait). The provider actors wrap a
 //! gateway with timeouts, rate limits and retries; nothing else calls one directly.
 
+pub mod account;
 pub mod alipay;
 pub mod bill;
 pub mod registry;

@@ -4,6 +4,7 @@
 //! an `order_logs` row and (for what downstream cares about) an `outbox` row together.
 //!
 //! # Layout
+//! - [`accounts`]: merchants' provider accounts, their secrets sealed.
 //! - [`activity`]: the dashboard's activity counts, rolled up from the log.
 //! - [`create`]: idempotent creation with stock reservation.
 //! - [`fence`]: the fencing tokens of a cluster's partitions.
@@ -11,6 +12,7 @@
 //! - [`follow_up`]: trades watched after their order stopped waiting for them.
 //! - [`query`]: reads, scoped by merchant for clients.
 //! - [`lists`]: the operators' filtered lists, a keyset page at a time.
+//! - [`merchants`]: merchants and their client API keys (digests only).
 //! - [`idempotency`]: replay / conflict decision for `out_business_id`.
 //! - [`idempotency_keys`]: the HTTP `Idempotency-Key`s: claim, lease, stored response, expiry.
 //! - [`journal`]: the `order_logs` and `outbox` rows every change writes.
@@ -18,6 +20,7 @@
 //! - [`refunds`]: refunds, checked against what is left of a payment, and their outcomes.
 //! - [`transitions`]: the named changes ([`OrderUpdate`], [`AttemptUpdate`]) and their guards.
 
+pub mod accounts;
 pub mod activity;
 pub mod attempts;
 pub mod create;
@@ -29,6 +32,7 @@ pub mod idempotency;
 pub mod idempotency_keys;
 pub mod journal;
 pub mod lists;
+pub mod merchants;
 pub mod payment;
 pub mod query;
 pub mod refunds;

@@ -1,10 +1,12 @@
-//! Admin routes, one file per resource: orders, stock, subscribers, deliveries, unmatched
+//! Admin routes, one file per resource: merchants with their keys and provider accounts, orders, stock, subscribers, deliveries, unmatched
 //! notifications, the cluster and deadline index, console sessions. Behind the admin token.
 //! What each does lives in [`crate::operations`]; here are the HTTP shapes.
 
 mod cluster;
 mod deliveries;
+mod merchants;
 mod orders;
+mod provider_accounts;
 mod sessions;
 mod stock;
 mod subscribers;
@@ -12,7 +14,9 @@ mod unmatched;
 
 pub use self::cluster::*;
 pub use self::deliveries::*;
+pub use self::merchants::*;
 pub use self::orders::*;
+pub use self::provider_accounts::*;
 pub use self::sessions::*;
 pub use self::stock::*;
 pub use self::subscribers::*;

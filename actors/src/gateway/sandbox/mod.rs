@@ -50,6 +50,16 @@ pub const SIGNATURE_HEADER: &str = "sandbox-signature";
 /// Notifications older or newer than this are refused as replays.
 pub const SIGNATURE_TOLERANCE_SECONDS: i64 = 300;
 
+/// Pauses between a sandbox account's notification retries (the configured sandbox's are
+/// `providers.sandbox.notify_retry_delays_milliseconds`).
+pub const DEFAULT_NOTIFY_RETRY_DELAYS: [Duration; 5] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+    Duration::from_secs(16),
+];
+
 #[derive(Clone, Debug)]
 pub struct SandboxSettings {
     pub secret: SecretString,

@@ -175,6 +175,23 @@ impl RsaSigningKey {
         RsaVerifyingKey::from_public_key(self.public.clone())
     }
 
+    /// Whether `public` is this key's public half.
+    pub fn is_key_of(&self, public: &RsaPublicKey) -> bool {
+        &self.public == public
+    }
+
+    /// SHA-256 of the public half as SPKI DER, lower-case hex: names the key (as the
+    /// provider, which holds the public half, can) without showing anything secret.
+    pub fn public_key_fingerprint(&self) -> String {
+        use rsa::pkcs8::EncodePublicKey;
+        let der = self
+            .public
+            .to_public_key_der()
+            .map(|der| der.as_bytes().to_vec())
+            .unwrap_or_default();
+        hex::encode(<Sha256 as rsa::sha2::Digest>::digest(&der))
+    }
+
     /// SHA256withRSA (PKCS#1 v1.5) over `message`, base64 without line breaks. PKCS#1 v1.5 is
     /// deterministic, so the same key and message always give the same signature, which is
     /// what lets the vectors pin it (the random source only blinds the computation).
@@ -256,6 +273,18 @@ fn public_key_of_certificate(der: &[u8]) -> Result<RsaPublicKey, KeyError> {
         .to_der()
         .map_err(|_| KeyError::Der)?;
     RsaPublicKey::from_public_key_der(&spki).map_err(|_| KeyError::Der)
+}
+
+/// The public key of an X.509 certificate in PEM.
+///
+/// # Errors
+/// [`KeyError`] when the text is not a PEM certificate of an RSA key.
+pub fn certificate_public_key(pem: &str) -> Result<RsaPublicKey, KeyError> {
+    let Unarmored { label, der } = unarmor(pem)?;
+    if label.as_deref() != Some("CERTIFICATE") {
+        return Err(KeyError::Label(label.unwrap_or_default()));
+    }
+    public_key_of_certificate(&der)
 }
 
 /// The serial number of an X.509 certificate in PEM, as WeChat prints it in `Wechatpay-Serial`

@@ -1,0 +1,157 @@
+//! Merchants as data: the merchants, their client API keys (digests only) and their provider
+//! accounts (public fields in the clear, secrets sealed under the master key).
+//!
+//! - **`merchants`**: `merchant_id` (the id orders carry), a display name, whether its keys
+//!   work, and where it comes from (`api`, or `config` for a merchant of
+//!   `auth.merchant_keys`, imported at start).
+//! - **`merchant_keys`**: one row per issued key: its SHA-256 digest (hex, unique: what a
+//!   request's key is looked up by), a visible prefix, a label, when it was last used and
+//!   when it was revoked. The key itself is never stored.
+//! - **`provider_accounts`**: a merchant's WeChat Pay merchant account, Alipay app or sandbox:
+//!   `config` the public fields (JSON), `secrets` the secret fields sealed with AES-256-GCM
+//!   (`pwv1.<key id>.<nonce>.<ciphertext>`, bound to the account id), a fingerprint of the
+//!   keys, and whether it is enabled.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::schema::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[derive(DeriveIden)]
+enum Merchants {
+    Table,
+    MerchantId,
+    Name,
+    Enabled,
+    Source,
+    CreatedAt,
+    DisabledAt,
+}
+
+#[derive(DeriveIden)]
+enum MerchantKeys {
+    Table,
+    KeyId,
+    MerchantId,
+    Digest,
+    Prefix,
+    Label,
+    CreatedAt,
+    LastUsedAt,
+    RevokedAt,
+}
+
+#[derive(DeriveIden)]
+enum ProviderAccounts {
+    Table,
+    AccountId,
+    MerchantId,
+    Provider,
+    Enabled,
+    Source,
+    Config,
+    Secrets,
+    Fingerprint,
+    CreatedAt,
+    UpdatedAt,
+    DisabledAt,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Merchants::Table)
+                    .if_not_exists()
+                    .col(string_len(Merchants::MerchantId, 64).primary_key())
+                    .col(string_len(Merchants::Name, 128))
+                    .col(boolean(Merchants::Enabled))
+                    .col(string_len(Merchants::Source, 16))
+                    .col(timestamp_with_time_zone(Merchants::CreatedAt))
+                    .col(timestamp_with_time_zone_null(Merchants::DisabledAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(MerchantKeys::Table)
+                    .if_not_exists()
+                    .col(string_len(MerchantKeys::KeyId, 64).primary_key())
+                    .col(string_len(MerchantKeys::MerchantId, 64))
+                    .col(string_len(MerchantKeys::Digest, 64))
+                    .col(string_len(MerchantKeys::Prefix, 32))
+                    .col(string_len(MerchantKeys::Label, 128))
+                    .col(timestamp_with_time_zone(MerchantKeys::CreatedAt))
+                    .col(timestamp_with_time_zone_null(MerchantKeys::LastUsedAt))
+                    .col(timestamp_with_time_zone_null(MerchantKeys::RevokedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("ux_merchant_keys_digest")
+                    .table(MerchantKeys::Table)
+                    .col(MerchantKeys::Digest)
+                    .unique()
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("ix_merchant_keys_merchant_id")
+                    .table(MerchantKeys::Table)
+                    .col(MerchantKeys::MerchantId)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(ProviderAccounts::Table)
+                    .if_not_exists()
+                    .col(string_len(ProviderAccounts::AccountId, 64).primary_key())
+                    .col(string_len(ProviderAccounts::MerchantId, 64))
+                    .col(string_len(ProviderAccounts::Provider, 16))
+                    .col(boolean(ProviderAccounts::Enabled))
+                    .col(string_len(ProviderAccounts::Source, 16))
+                    .col(text(ProviderAccounts::Config))
+                    .col(text(ProviderAccounts::Secrets))
+                    .col(string_len(ProviderAccounts::Fingerprint, 64))
+                    .col(timestamp_with_time_zone(ProviderAccounts::CreatedAt))
+                    .col(timestamp_with_time_zone(ProviderAccounts::UpdatedAt))
+                    .col(timestamp_with_time_zone_null(ProviderAccounts::DisabledAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("ix_provider_accounts_merchant_provider")
+                    .table(ProviderAccounts::Table)
+                    .col(ProviderAccounts::MerchantId)
+                    .col(ProviderAccounts::Provider)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for table in [
+            ProviderAccounts::Table.into_iden(),
+            MerchantKeys::Table.into_iden(),
+            Merchants::Table.into_iden(),
+        ] {
+            manager.drop_table(Table::drop().table(table).to_owned()).await?;
+        }
+        Ok(())
+    }
+}
