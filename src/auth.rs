@@ -103,7 +103,11 @@ impl Credentials {
     /// The merchant `token` authenticates, if any.
     async fn merchant_for(&self, token: &SecretString) -> Result<Option<MerchantId>, sea_orm::DbErr> {
         let key = digest(token.expose_secret());
-        if let Some(answer) = self.lock().get(&key).filter(|answer| answer.at.elapsed() < KEY_FRESHNESS) {
+        if let Some(answer) = self
+            .lock()
+            .get(&key)
+            .filter(|answer| answer.at.elapsed() < KEY_FRESHNESS)
+        {
             return Ok(answer.merchant.clone());
         }
         let merchant = match self.configured.get(&key) {
@@ -196,7 +200,10 @@ pub async fn require_merchant(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let merchant = checked(&req, Surface::Client, async |creds, token| creds.merchant_for(token).await).await?;
+    let merchant = checked(&req, Surface::Client, async |creds, token| {
+        creds.merchant_for(token).await
+    })
+    .await?;
     tracing::Span::current().record("merchant_id", merchant.as_str());
     req.extensions_mut().insert(merchant);
     next.call(req).await
@@ -207,7 +214,10 @@ pub async fn require_admin(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let admin = checked(&req, Surface::Admin, async |creds, token| Ok(creds.is_admin(token).then_some(Admin))).await?;
+    let admin = checked(&req, Surface::Admin, async |creds, token| {
+        Ok(creds.is_admin(token).then_some(Admin))
+    })
+    .await?;
     req.extensions_mut().insert(admin);
     next.call(req).await
 }

@@ -142,7 +142,9 @@ pub struct SecretsSettings {
     pub master_key: SecretString,
     pub master_key_path: String,
     /// Keys values were sealed under before: still opened, until `paywarden secrets rotate`
-    /// has re-sealed every row under `master_key`.
+    /// has re-sealed every row under `master_key`. From the environment, comma-separated
+    /// (`PAYWARDEN__SECRETS__PREVIOUS_MASTER_KEYS=key1,key2`).
+    #[serde(deserialize_with = "secret_list")]
     pub previous_master_keys: Vec<SecretString>,
     /// Create `master_key_path` with a new random key when the file does not exist (the
     /// development and simulator profiles).
@@ -185,6 +187,26 @@ impl SecretsSettings {
             .with_context(|| format!("secrets.master_key_path: cannot read {}", path.display()))?;
         Ok(SecretString::from(text.trim().to_owned()))
     }
+}
+
+/// A list of secrets, or (from the environment) one text of them separated by commas.
+fn secret_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<SecretString>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        List(Vec<String>),
+        Text(String),
+    }
+    let items = match Form::deserialize(deserializer)? {
+        Form::List(list) => list,
+        Form::Text(text) => text.split(',').map(str::to_owned).collect(),
+    };
+    Ok(items
+        .into_iter()
+        .map(|item| item.trim().to_owned())
+        .filter(|item| !item.is_empty())
+        .map(SecretString::from)
+        .collect())
 }
 
 /// Writes `text` to a new file only its owner can read.

@@ -58,7 +58,10 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("secrets.master_key is not set: nothing to rotate to"))?;
             let db = connect_database(&settings.database).await?;
             paywarden::startup::migrate(&db).await?;
-            eprintln!("re-sealing provider accounts under master key {}", vault.current_key_id());
+            eprintln!(
+                "re-sealing provider accounts under master key {}",
+                vault.current_key_id()
+            );
             let done = actors::store::accounts::rotate(&db, &vault, |done, total| {
                 eprintln!(
                     "  {} of {total}: {} re-sealed, {} already under the current key",

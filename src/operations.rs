@@ -179,7 +179,9 @@ pub async fn verify_provider_account(
     let merchant = MerchantId::parse_input(merchant_id)?;
     let row = accounts::get(&state.db, &merchant, account_id).await?;
     let vault = state.vault.as_deref().ok_or_else(|| {
-        ApiError::Internal(anyhow::anyhow!("a provider account is stored but secrets.master_key is not set"))
+        ApiError::Internal(anyhow::anyhow!(
+            "a provider account is stored but secrets.master_key is not set"
+        ))
     })?;
     let config = accounts::open(vault, &row)
         .map_err(|err| ApiError::Internal(anyhow::anyhow!("provider account {account_id} does not open: {err}")))?;

@@ -125,7 +125,9 @@ impl Application {
 async fn open_vault(settings: &Settings, db: &DatabaseConnection) -> anyhow::Result<Option<Arc<actors::vault::Vault>>> {
     use actors::store::accounts;
     let Some(vault) = settings.secrets.vault()? else {
-        let stored = accounts::count(db).await.context("failed to count the provider accounts")?;
+        let stored = accounts::count(db)
+            .await
+            .context("failed to count the provider accounts")?;
         anyhow::ensure!(
             stored == 0,
             "secrets.master_key is not set, but {stored} provider accounts are stored: set the master key they were sealed under (PAYWARDEN__SECRETS__MASTER_KEY or secrets.master_key_path)"
@@ -133,7 +135,11 @@ async fn open_vault(settings: &Settings, db: &DatabaseConnection) -> anyhow::Res
         return Ok(None);
     };
     let opened = accounts::check_all(db, &vault).await?;
-    tracing::info!(accounts = opened, master_key_id = vault.current_key_id(), "provider accounts open under the master keys");
+    tracing::info!(
+        accounts = opened,
+        master_key_id = vault.current_key_id(),
+        "provider accounts open under the master keys"
+    );
     Ok(Some(Arc::new(vault)))
 }
 

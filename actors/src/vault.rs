@@ -27,7 +27,9 @@ pub enum VaultError {
     BadKey { setting: String },
     #[error("not a sealed value")]
     Malformed,
-    #[error("sealed under master key {key_id}, which is neither secrets.master_key nor one of secrets.previous_master_keys")]
+    #[error(
+        "sealed under master key {key_id}, which is neither secrets.master_key nor one of secrets.previous_master_keys"
+    )]
     UnknownKey { key_id: String },
     #[error("does not open under master key {key_id} (a wrong key of the same id, or the value was altered)")]
     Undecryptable { key_id: String },
@@ -234,7 +236,9 @@ mod tests {
     #[test]
     fn a_key_must_be_32_bytes_of_base64_and_its_value_is_never_told() {
         for bad in ["", "not base64!", &STANDARD.encode([7_u8; 16])] {
-            let err = Vault::new(&SecretString::from(bad.to_owned()), &[]).unwrap_err().to_string();
+            let err = Vault::new(&SecretString::from(bad.to_owned()), &[])
+                .unwrap_err()
+                .to_string();
             assert_eq!(err, "secrets.master_key: must be the base64 of exactly 32 random bytes");
         }
         let good = Vault::generate_key();

@@ -16,6 +16,7 @@ mod expiry;
 mod health;
 mod hidden_chars;
 mod idempotency;
+mod merchants;
 mod migrations;
 mod notifications;
 mod openapi;

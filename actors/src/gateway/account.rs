@@ -241,7 +241,10 @@ impl AccountConfig {
                     required(field, value)?;
                 }
                 if account.apiv3_key.expose_secret().len() != 32 {
-                    return Err(invalid("apiv3_key", "must be 32 bytes (the APIv3 key set in the merchant platform)"));
+                    return Err(invalid(
+                        "apiv3_key",
+                        "must be 32 bytes (the APIv3 key set in the merchant platform)",
+                    ));
                 }
                 if let Some(url) = &account.api_base_url {
                     endpoint("api_base_url", url, policy)?;

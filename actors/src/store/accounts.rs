@@ -71,7 +71,10 @@ pub async fn create(
     let (public, _) = config.split();
     let now = Utc::now();
     let row = provider_accounts::Model {
-        secrets: vault.seal(secrecy::ExposeSecret::expose_secret(&config.secrets_json()), &account_id),
+        secrets: vault.seal(
+            secrecy::ExposeSecret::expose_secret(&config.secrets_json()),
+            &account_id,
+        ),
         account_id,
         merchant_id: merchant.as_str().to_owned(),
         provider,
@@ -167,7 +170,9 @@ pub async fn patch(
     let vault = sealing.vault()?;
     let row = get(db, merchant, account_id).await?;
     let current = open(vault, &row).map_err(|err| {
-        MerchantError::Db(DbErr::Custom(format!("provider account {account_id} does not open: {err}")))
+        MerchantError::Db(DbErr::Custom(format!(
+            "provider account {account_id} does not open: {err}"
+        )))
     })?;
     let config = current.patched(patch)?;
     let checked = config.check(sealing.policy)?;

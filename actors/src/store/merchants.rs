@@ -64,7 +64,11 @@ pub async fn create(db: &DatabaseConnection, merchant_id: &str, name: &str) -> R
         disabled_at: Set(None),
     };
     let inserted = merchants::Entity::insert(row)
-        .on_conflict(OnConflict::column(merchants::Column::MerchantId).do_nothing().to_owned())
+        .on_conflict(
+            OnConflict::column(merchants::Column::MerchantId)
+                .do_nothing()
+                .to_owned(),
+        )
         .exec_without_returning(db)
         .await?;
     if inserted == 0 {
@@ -93,7 +97,11 @@ pub async fn import_configured(db: &impl ConnectionTrait, merchants: &[MerchantI
             created_at: Set(now),
             disabled_at: Set(None),
         })
-        .on_conflict(OnConflict::column(merchants::Column::MerchantId).do_nothing().to_owned())
+        .on_conflict(
+            OnConflict::column(merchants::Column::MerchantId)
+                .do_nothing()
+                .to_owned(),
+        )
         .exec_without_returning(db)
         .await?;
     }

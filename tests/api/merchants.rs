@@ -1,0 +1,711 @@
+//! Merchants as data: onboarding, client API keys issued, rotated and revoked at runtime, and
+//! provider accounts whose secrets are sealed at rest and never shown again.
+
+use std::time::{Duration, Instant};
+
+use migration::sea_orm::{ConnectionTrait, Statement};
+use paywarden_sim::{shared_test_keys, SimConfig, SimServer};
+use secrecy::ExposeSecret;
+use serde_json::{json, Value};
+
+use crate::helpers::{
+    error_code, on_both_backends, order_body, spawn_app, spawn_app_with, test_settings, Backend, TestApp, ADMIN_TOKEN,
+    MERCHANT_A, MERCHANT_A_KEY,
+};
+
+impl TestApp {
+    pub async fn admin_post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.post_as(ADMIN_TOKEN, path, Some(body)).await
+    }
+
+    /// Onboards `merchant_id` and issues it a key; returns the key.
+    pub async fn onboard(&self, merchant_id: &str) -> String {
+        let created = self
+            .admin_post("/admin/merchants", &json!({"merchant_id": merchant_id, "name": "Shop"}))
+            .await;
+        assert_eq!(created.status().as_u16(), 201, "onboarding {merchant_id}");
+        self.issue_key(merchant_id, "server").await["key"]
+            .as_str()
+            .expect("the key is shown once")
+            .to_owned()
+    }
+
+    pub async fn issue_key(&self, merchant_id: &str, label: &str) -> Value {
+        let issued = self
+            .admin_post(
+                &format!("/admin/merchants/{merchant_id}/keys"),
+                &json!({ "label": label }),
+            )
+            .await;
+        assert_eq!(issued.status().as_u16(), 201, "issuing a key");
+        issued.json().await.unwrap()
+    }
+}
+
+/// Whether `key` authenticates: a client route answers 404 for an order that does not exist
+/// once the key is accepted, 401 otherwise.
+async fn authenticates(app: &TestApp, key: &str) -> bool {
+    match app.get_as(key, "/v1/orders/1").await.status().as_u16() {
+        404 => true,
+        401 => false,
+        other => panic!("unexpected status {other}"),
+    }
+}
+
+async fn a_merchant_onboarded_at_runtime_uses_its_own_keys_and_rotates_them(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let created = app
+        .admin_post(
+            "/admin/merchants",
+            &json!({"merchant_id": "acme", "name": "Acme Books"}),
+        )
+        .await;
+    assert_eq!(created.status().as_u16(), 201);
+    let merchant: Value = created.json().await.unwrap();
+    assert_eq!(merchant["source"], "api");
+    assert_eq!(merchant["enabled"], true);
+
+    // A merchant id is never taken twice.
+    let again = app
+        .admin_post("/admin/merchants", &json!({"merchant_id": "acme", "name": "Other"}))
+        .await;
+    assert_eq!(error_code(again, 409).await, "merchant_exists");
+
+    // The configured merchants are listed beside it, as read-only imports.
+    let list: Value = app.get_as(ADMIN_TOKEN, "/admin/merchants").await.json().await.unwrap();
+    let ids: Vec<(&str, &str)> = list["merchants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["merchant_id"].as_str().unwrap(), m["source"].as_str().unwrap()))
+        .collect();
+    assert!(ids.contains(&("acme", "api")), "{ids:?}");
+    assert!(ids.contains(&(MERCHANT_A, "config")), "{ids:?}");
+
+    let first = app.issue_key("acme", "web shop").await;
+    let key = first["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("pwk_") && key.len() > 40, "{key}");
+    assert!(key.starts_with(first["prefix"].as_str().unwrap()));
+
+    // The key creates orders for its own merchant.
+    let order = app.post_order(&key, &order_body("acme-1")).await;
+    assert_eq!(order.status().as_u16(), 201);
+    let order: Value = order.json().await.unwrap();
+    let detail = app.admin_order(order["order_no"].as_str().unwrap()).await;
+    assert_eq!(detail["merchant_id"], "acme");
+    // ...and sees no other merchant's.
+    let theirs = app.create_order(&order_body("a-1")).await;
+    let foreign = app.get_order(&key, theirs["order_no"].as_str().unwrap()).await;
+    assert_eq!(foreign.status().as_u16(), 404);
+
+    // Only the digest is stored; the list never shows the key.
+    let stored = app.count("SELECT COUNT(*) FROM merchant_keys").await;
+    assert_eq!(stored, 1);
+    let row = app
+        .db
+        .query_one(Statement::from_string(
+            app.db.get_database_backend(),
+            "SELECT digest, prefix FROM merchant_keys".to_owned(),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let digest: String = row.try_get("", "digest").unwrap();
+    assert_ne!(digest, key);
+    assert!(!digest.contains(&key[4..]));
+    let listed = app
+        .get_as(ADMIN_TOKEN, "/admin/merchants/acme/keys")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!listed.contains(&key), "{listed}");
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed["keys"][0]["key_id"], first["key_id"]);
+    assert!(listed["keys"][0].get("key").is_none());
+    assert!(
+        listed["keys"][0]["last_used_at"].is_string(),
+        "its use is recorded: {listed}"
+    );
+
+    // Rotation without downtime: a second key works beside the first, then the first goes.
+    let second = app.issue_key("acme", "web shop 2").await;
+    let second_key = second["key"].as_str().unwrap();
+    assert!(authenticates(&app, &key).await && authenticates(&app, second_key).await);
+    let revoked = app
+        .client
+        .delete(app.url(&format!(
+            "/admin/merchants/acme/keys/{}",
+            first["key_id"].as_str().unwrap()
+        )))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status().as_u16(), 200);
+    let revoked: Value = revoked.json().await.unwrap();
+    assert!(revoked["revoked_at"].is_string());
+    // On the node that revoked it, at once.
+    assert!(!authenticates(&app, &key).await, "a revoked key is refused");
+    assert!(authenticates(&app, second_key).await);
+
+    // A key of another merchant is not this merchant's to revoke.
+    let other = app
+        .client
+        .delete(app.url(&format!(
+            "/admin/merchants/{MERCHANT_A}/keys/{}",
+            second["key_id"].as_str().unwrap()
+        )))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status().as_u16(), 404);
+    assert!(authenticates(&app, second_key).await);
+
+    // Disabling a merchant stops its keys, configured ones too; its orders stay.
+    let disabled = app.admin_post("/admin/merchants/acme/disable", &json!({})).await;
+    assert_eq!(disabled.status().as_u16(), 200);
+    assert!(!authenticates(&app, second_key).await);
+    let no_key = app
+        .admin_post("/admin/merchants/acme/keys", &json!({"label": "x"}))
+        .await;
+    assert_eq!(error_code(no_key, 409).await, "merchant_disabled");
+    assert!(authenticates(&app, MERCHANT_A_KEY).await);
+    app.admin_post(&format!("/admin/merchants/{MERCHANT_A}/disable"), &json!({}))
+        .await;
+    assert!(
+        !authenticates(&app, MERCHANT_A_KEY).await,
+        "a configured key stops with its merchant"
+    );
+    assert_eq!(
+        app.get_as(
+            ADMIN_TOKEN,
+            &format!("/admin/orders/{}", order["order_no"].as_str().unwrap())
+        )
+        .await
+        .status()
+        .as_u16(),
+        200
+    );
+}
+
+async fn bad_merchant_input_is_refused_with_nothing_written(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let merchants_before = app.count("SELECT COUNT(*) FROM merchants").await;
+    for (body, status, code) in [
+        (
+            json!({"merchant_id": "no spaces", "name": "x"}),
+            422,
+            "invalid_merchant_id",
+        ),
+        (json!({"merchant_id": "", "name": "x"}), 422, "invalid_merchant_id"),
+        (json!({"merchant_id": "ok", "name": "  "}), 422, "invalid_field"),
+        (
+            json!({"merchant_id": "ok", "name": "bidi\u{202e}"}),
+            422,
+            "invalid_field",
+        ),
+        (json!({"merchant_id": "ok"}), 400, "invalid_json"),
+        (
+            json!({"merchant_id": "ok", "name": "x", "extra": 1}),
+            400,
+            "invalid_json",
+        ),
+    ] {
+        let response = app.admin_post("/admin/merchants", &body).await;
+        assert_eq!(error_code(response, status).await, code, "{body}");
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM merchants").await, merchants_before);
+    let unknown = app
+        .admin_post("/admin/merchants/nobody/keys", &json!({"label": "x"}))
+        .await;
+    assert_eq!(unknown.status().as_u16(), 404);
+    let label = app
+        .admin_post(&format!("/admin/merchants/{MERCHANT_A}/keys"), &json!({"label": ""}))
+        .await;
+    assert_eq!(error_code(label, 422).await, "invalid_field");
+    assert_eq!(app.count("SELECT COUNT(*) FROM merchant_keys").await, 0);
+    // A merchant key is no admin token.
+    let key = app.onboard("acme").await;
+    let as_merchant = app.get_as(&key, "/admin/merchants").await;
+    assert_eq!(as_merchant.status().as_u16(), 401);
+}
+
+on_both_backends!(
+    a_merchant_onboarded_at_runtime_uses_its_own_keys_and_rotates_them,
+    bad_merchant_input_is_refused_with_nothing_written
+);
+
+/// A key revoked on one node is refused by another node of the same database within a second.
+#[actix_web::test]
+async fn a_key_revoked_on_one_node_is_refused_by_another_within_a_second() {
+    let settings = test_settings(Backend::Postgres).await;
+    let first = spawn_app_with(settings.clone()).await;
+    let second = spawn_app_with(settings).await;
+    let key = first.onboard("acme").await;
+    // The second node has the key's answer cached.
+    assert!(authenticates(&second, &key).await);
+    assert!(authenticates(&second, &key).await);
+    let key_id = first
+        .get_as(ADMIN_TOKEN, "/admin/merchants/acme/keys")
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["keys"][0]["key_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let revoked_at = Instant::now();
+    let revoked = first
+        .client
+        .delete(first.url(&format!("/admin/merchants/acme/keys/{key_id}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status().as_u16(), 200);
+    while authenticates(&second, &key).await {
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(1),
+            "the second node still accepts the key a second after it was revoked"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seen = revoked_at.elapsed();
+    println!("revocation seen by the second node after {} ms", seen.as_millis());
+    assert!(seen < Duration::from_secs(1));
+}
+
+fn sim_config(sim: &SimServer) -> (Value, Value) {
+    let wechat = sim.wechat_settings("");
+    let platform = wechat.platform_keys.first().unwrap().clone();
+    let wechat = json!({
+        "mchid": wechat.mchid,
+        "appid": wechat.appid,
+        "merchant_serial_no": wechat.merchant_serial_no,
+        "merchant_private_key_pem": wechat.merchant_private_key_pem.expose_secret(),
+        "platform_public_key_pem": platform.pem,
+        "platform_serial": platform.serial.unwrap_or_default(),
+        "apiv3_key": wechat.apiv3_key.expose_secret(),
+        "api_base_url": wechat.api_base_url,
+    });
+    let alipay = sim.alipay_settings("");
+    let alipay = json!({
+        "app_id": alipay.app_id,
+        "app_private_key_pem": alipay.app_private_key_pem.expose_secret(),
+        "alipay_public_key_pem": alipay.alipay_public_key_pem,
+        "gateway_url": alipay.gateway_url,
+    });
+    (wechat, alipay)
+}
+
+async fn add_account(app: &TestApp, merchant: &str, provider: &str, config: &Value) -> reqwest::Response {
+    app.admin_post(
+        &format!("/admin/merchants/{merchant}/provider-accounts"),
+        &json!({"provider": provider, "config": config}),
+    )
+    .await
+}
+
+/// Every secret of `config`, to check that none comes back.
+fn secrets_of(config: &Value) -> Vec<String> {
+    [
+        "merchant_private_key_pem",
+        "apiv3_key",
+        "app_private_key_pem",
+        "webhook_secret",
+    ]
+    .iter()
+    .filter_map(|field| config[*field].as_str())
+    .map(str::to_owned)
+    .collect()
+}
+
+/// A provider account goes in with its secrets and never shows them again: the answers carry
+/// the public fields and a fingerprint, the row holds them sealed; a key rotation replaces the
+/// key alone; verification proves the keys against the provider (the simulator, over HTTP).
+#[actix_web::test]
+async fn provider_accounts_keep_their_secrets_sealed_and_verify_against_the_provider() {
+    let sim = SimServer::start(SimConfig::new(shared_test_keys().unwrap()))
+        .await
+        .unwrap();
+    let app = spawn_app(Backend::Postgres).await;
+    app.onboard("acme").await;
+    let (wechat, alipay) = sim_config(&sim);
+
+    let mut accounts = Vec::new();
+    for (provider, config) in [("wechat", &wechat), ("alipay", &alipay)] {
+        let response = add_account(&app, "acme", provider, config).await;
+        assert_eq!(response.status().as_u16(), 201, "{provider}");
+        let text = response.text().await.unwrap();
+        for secret in secrets_of(config) {
+            assert!(!text.contains(&secret), "{provider}'s answer shows a secret");
+        }
+        assert!(!text.contains("PRIVATE KEY"), "{text}");
+        let account: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(account["status"], "enabled");
+        assert_eq!(account["provider"], provider);
+        let id = account["account_id"].as_str().unwrap().to_owned();
+        assert_eq!(account["notify_path"], format!("/webhooks/{provider}/{id}"));
+        accounts.push(account);
+    }
+    // Both sign with the simulator's merchant key: one fingerprint, 64 hex digits.
+    let fingerprint = accounts[0]["fingerprint"].as_str().unwrap();
+    assert_eq!(fingerprint.len(), 64);
+    assert_eq!(accounts[1]["fingerprint"], fingerprint);
+    assert_eq!(accounts[0]["config"]["mchid"], wechat["mchid"]);
+    assert!(accounts[0]["config"].get("apiv3_key").is_none());
+
+    // At rest: sealed, bound to the row.
+    let rows = app
+        .db
+        .query_all(Statement::from_string(
+            app.db.get_database_backend(),
+            "SELECT account_id, secrets, config FROM provider_accounts".to_owned(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in &rows {
+        let secrets: String = row.try_get("", "secrets").unwrap();
+        let config: String = row.try_get("", "config").unwrap();
+        assert!(secrets.starts_with("pwv1."), "{secrets}");
+        for secret in secrets_of(&wechat).into_iter().chain(secrets_of(&alipay)) {
+            assert!(!secrets.contains(&secret) && !config.contains(&secret));
+        }
+    }
+
+    // The list and the account itself show no secret either.
+    let listed = app
+        .get_as(ADMIN_TOKEN, "/admin/merchants/acme/provider-accounts")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!listed.contains("PRIVATE KEY"));
+    assert_eq!(
+        serde_json::from_str::<Value>(&listed).unwrap()["accounts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // Verification: a signed query for a trade the provider does not know.
+    for account in &accounts {
+        let id = account["account_id"].as_str().unwrap();
+        let verified = app
+            .admin_post(
+                &format!("/admin/merchants/acme/provider-accounts/{id}/verify"),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(verified.status().as_u16(), 200);
+        let verified: Value = verified.json().await.unwrap();
+        assert_eq!(verified["ok"], true, "{verified}");
+        assert_eq!(verified["outcome"], "trade_not_found", "{verified}");
+    }
+
+    // An account whose provider key is not the provider's: the answer does not verify.
+    let keys = shared_test_keys().unwrap();
+    let mut wrong = alipay.clone();
+    wrong["alipay_public_key_pem"] = keys.merchant_public_key_pem.clone().into();
+    let wrong: Value = add_account(&app, "acme", "alipay", &wrong).await.json().await.unwrap();
+    let verified: Value = app
+        .admin_post(
+            &format!(
+                "/admin/merchants/acme/provider-accounts/{}/verify",
+                wrong["account_id"].as_str().unwrap()
+            ),
+            &json!({}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verified["ok"], false, "{verified}");
+    assert_eq!(verified["outcome"], "unverified_answer", "{verified}");
+
+    // A rotation sends the changed field alone; a bad one changes nothing.
+    let wechat_id = accounts[0]["account_id"].as_str().unwrap();
+    let path = format!("/admin/merchants/acme/provider-accounts/{wechat_id}");
+    let sealed_before = sealed_secrets(&app, wechat_id).await;
+    let refused = app
+        .client
+        .patch(app.url(&path))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"config": {"apiv3_key": "short"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 422);
+    let refused: Value = refused.json().await.unwrap();
+    assert_eq!(refused["error"]["code"], "invalid_provider_config");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("config.apiv3_key"),
+        "{refused}"
+    );
+    assert_eq!(sealed_secrets(&app, wechat_id).await, sealed_before);
+    let rotated = app
+        .client
+        .patch(app.url(&path))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"config": {"apiv3_key": "0123456789abcdef0123456789ABCDEF"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotated.status().as_u16(), 200);
+    assert_ne!(sealed_secrets(&app, wechat_id).await, sealed_before);
+    let rotated: Value = rotated.json().await.unwrap();
+    assert_eq!(rotated["config"]["mchid"], wechat["mchid"], "the other fields are kept");
+
+    // Disabled, it says so.
+    let disabled: Value = app
+        .admin_post(&format!("{path}/disable"), &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(disabled["status"], "disabled");
+    // Another merchant's account is not found under this one.
+    let foreign = app
+        .get_as(
+            ADMIN_TOKEN,
+            &format!("/admin/merchants/{MERCHANT_A}/provider-accounts/{wechat_id}"),
+        )
+        .await;
+    assert_eq!(foreign.status().as_u16(), 404);
+}
+
+async fn sealed_secrets(app: &TestApp, account_id: &str) -> String {
+    app.db
+        .query_one(Statement::from_sql_and_values(
+            app.db.get_database_backend(),
+            "SELECT secrets FROM provider_accounts WHERE account_id = $1",
+            [account_id.into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "secrets")
+        .unwrap()
+}
+
+/// A certificate for `private_key_pem` with `serial` (hex), made by the `openssl` command.
+fn certificate(private_key_pem: &str, serial: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("pw-cert-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("key.pem");
+    std::fs::write(&key, private_key_pem).unwrap();
+    let cert = dir.join("cert.pem");
+    let status = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-new", "-key"])
+        .arg(&key)
+        .args(["-subj", "/CN=paywarden test merchant", "-days", "1", "-set_serial"])
+        .arg(format!("0x{serial}"))
+        .arg("-out")
+        .arg(&cert)
+        .status()
+        .expect("openssl runs");
+    assert!(status.success());
+    let text = std::fs::read_to_string(&cert).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    text
+}
+
+/// Every refused configuration names its field and stores nothing.
+#[actix_web::test]
+async fn a_refused_provider_account_names_its_field_and_stores_nothing() {
+    let sim = SimServer::start(SimConfig::new(shared_test_keys().unwrap()))
+        .await
+        .unwrap();
+    let app = spawn_app(Backend::Sqlite).await;
+    app.onboard("acme").await;
+    let (wechat, alipay) = sim_config(&sim);
+    let keys = shared_test_keys().unwrap();
+    let with = |base: &Value, field: &str, value: Value| {
+        let mut config = base.clone();
+        config[field] = value;
+        config
+    };
+    let without = |base: &Value, field: &str| {
+        let mut config = base.clone();
+        config.as_object_mut().unwrap().remove(field);
+        config
+    };
+    let serial = wechat["merchant_serial_no"].as_str().unwrap().to_owned();
+    let others_certificate = certificate(keys.platform_private_key_pem.expose_secret(), &serial);
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "wechat",
+            with(&wechat, "merchant_private_key_pem", "not a key".into()),
+            "config.merchant_private_key_pem",
+        ),
+        (
+            "wechat",
+            with(
+                &wechat,
+                "merchant_private_key_pem",
+                keys.merchant_public_key_pem.clone().into(),
+            ),
+            "config.merchant_private_key_pem",
+        ),
+        (
+            "wechat",
+            with(
+                &wechat,
+                "platform_public_key_pem",
+                "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----".into(),
+            ),
+            "config.platform_public_key_pem",
+        ),
+        (
+            "wechat",
+            with(&wechat, "apiv3_key", "0123456789abcdef0123456789abcde".into()),
+            "config.apiv3_key",
+        ),
+        ("wechat", with(&wechat, "mchid", "".into()), "config.mchid"),
+        (
+            "wechat",
+            with(&wechat, "api_base_url", "ftp://example.com".into()),
+            "config.api_base_url",
+        ),
+        ("wechat", without(&wechat, "apiv3_key"), "apiv3_key"),
+        ("wechat", with(&wechat, "surprise", "x".into()), "surprise"),
+        (
+            "wechat",
+            with(&wechat, "merchant_certificate_pem", others_certificate.into()),
+            "config.merchant_private_key_pem",
+        ),
+        (
+            "wechat",
+            with(
+                &wechat,
+                "merchant_certificate_pem",
+                certificate(keys.merchant_private_key_pem.expose_secret(), "ABCDEF0123").into(),
+            ),
+            "config.merchant_serial_no",
+        ),
+        (
+            "alipay",
+            with(&alipay, "alipay_public_key_pem", "garbage".into()),
+            "config.alipay_public_key_pem",
+        ),
+        (
+            "alipay",
+            with(&alipay, "app_private_key_pem", "".into()),
+            "config.app_private_key_pem",
+        ),
+        ("sandbox", json!({"webhook_secret": "short"}), "config.webhook_secret"),
+    ];
+    for (provider, config, field) in cases {
+        let response = add_account(&app, "acme", provider, &config).await;
+        assert_eq!(response.status().as_u16(), 422, "{provider} {field}");
+        let body = response.text().await.unwrap();
+        assert!(body.contains("invalid_provider_config"), "{body}");
+        assert!(body.contains(field), "{field}: {body}");
+        for secret in secrets_of(&config) {
+            assert!(
+                secret.len() < 8 || !body.contains(&secret),
+                "the error quotes a secret: {body}"
+            );
+        }
+    }
+    let unknown = add_account(&app, "acme", "paypal", &json!({})).await;
+    assert_eq!(error_code(unknown, 422).await, "unknown_provider");
+    let nobody = add_account(&app, "nobody", "alipay", &alipay).await;
+    assert_eq!(nobody.status().as_u16(), 404);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM provider_accounts").await,
+        0,
+        "nothing was stored"
+    );
+
+    // The certificate of the key, under its serial, is accepted.
+    let own = certificate(keys.merchant_private_key_pem.expose_secret(), &serial);
+    let accepted = add_account(
+        &app,
+        "acme",
+        "wechat",
+        &with(&wechat, "merchant_certificate_pem", own.into()),
+    )
+    .await;
+    assert_eq!(accepted.status().as_u16(), 201, "{}", accepted.text().await.unwrap());
+}
+
+/// The master key: a restart with it serves every account; without it, or with another one,
+/// the service refuses to start and names the first account it cannot open; `paywarden secrets
+/// rotate` re-seals every account under a new key, reading the old one as a previous key.
+#[actix_web::test]
+async fn a_restart_needs_the_master_key_and_rotation_reseals_under_a_new_one() {
+    let sim = SimServer::start(SimConfig::new(shared_test_keys().unwrap()))
+        .await
+        .unwrap();
+    let settings = test_settings(Backend::Postgres).await;
+    let app = spawn_app_with(settings.clone()).await;
+    app.onboard("acme").await;
+    let (_, alipay) = sim_config(&sim);
+    let account: Value = add_account(&app, "acme", "alipay", &alipay).await.json().await.unwrap();
+    let account_id = account["account_id"].as_str().unwrap().to_owned();
+
+    let mut wrong = settings.clone();
+    wrong.secrets.master_key = actors::vault::Vault::generate_key();
+    let refused = paywarden::startup::Application::build(wrong)
+        .await
+        .err()
+        .expect("a wrong key refuses to start");
+    let message = format!("{refused:#}");
+    assert!(message.contains(&account_id), "{message}");
+    let mut none = settings.clone();
+    none.secrets.master_key = secrecy::SecretString::from(String::new());
+    let refused = paywarden::startup::Application::build(none)
+        .await
+        .err()
+        .expect("no key refuses to start");
+    assert!(
+        format!("{refused:#}").contains("secrets.master_key is not set"),
+        "{refused:#}"
+    );
+
+    // Rotation, by the command: progress on stderr, every row re-sealed under the new key.
+    let new_key = actors::vault::Vault::generate_key();
+    let old_key = settings.secrets.master_key.expose_secret().to_owned();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_paywarden"))
+        .args(["secrets", "rotate"])
+        .env("PAYWARDEN__ENV", "test")
+        .env("PAYWARDEN__DATABASE__URL", settings.database.url.expose_secret())
+        .env("PAYWARDEN__SECRETS__MASTER_KEY", new_key.expose_secret())
+        .env("PAYWARDEN__SECRETS__PREVIOUS_MASTER_KEYS", &old_key)
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("1 re-sealed"), "{stderr}");
+    assert!(!stderr.contains(&old_key) && !stderr.contains(new_key.expose_secret()));
+    let new_vault = actors::vault::Vault::new(&new_key, &[]).unwrap();
+    assert!(new_vault.is_current(&sealed_secrets(&app, &account_id).await));
+
+    // The new key alone serves the account after a restart; the old one no longer opens it.
+    let mut rotated = settings.clone();
+    rotated.secrets.master_key = new_key;
+    let restarted = spawn_app_with(rotated).await;
+    let verified: Value = restarted
+        .admin_post(
+            &format!("/admin/merchants/acme/provider-accounts/{account_id}/verify"),
+            &json!({}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verified["ok"], true, "{verified}");
+    let refused = paywarden::startup::Application::build(settings)
+        .await
+        .err()
+        .expect("the old key no longer opens it");
+    assert!(format!("{refused:#}").contains(&account_id));
+}
