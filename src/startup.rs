@@ -41,6 +41,10 @@ use crate::metrics::Metrics;
 use crate::routes;
 use crate::state::AppState;
 
+/// Merchants' provider accounts kept built (gateway and provider actor) at once; beyond, the
+/// least recently used is rebuilt on its next call.
+const ACCOUNTS_BUILT: usize = 10_000;
+
 /// How long in-flight requests get to finish once a stop signal arrived.
 const HTTP_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -67,9 +71,9 @@ impl Application {
         actors::store::merchants::import_configured(&db, &credentials.configured_merchants())
             .await
             .context("failed to record the merchants of auth.merchant_keys")?;
-        let providers = ProviderParts::build(&settings, &base_url)?;
+        let providers = ProviderParts::build(&settings, &base_url, vault.clone())?;
         let metrics = Arc::new(Metrics::new()?);
-        let engine = start_engine(&settings, &db, &providers, &metrics, local, &base_url).await?;
+        let (engine, accounts) = start_engine(&settings, &db, &providers, &metrics, local, &base_url).await?;
         let background = start_background(&settings, &db, &engine).await?;
         let state = app_state(
             &settings,
@@ -78,7 +82,7 @@ impl Application {
             (providers.gateways, providers.http),
             &metrics,
             &base_url,
-            (credentials, vault),
+            (credentials, vault, accounts),
         )?;
         let server = serve(listener, &settings, state, metrics, providers.sandbox, &base_url)?;
         Ok(Self {
@@ -177,6 +181,10 @@ struct ProviderParts {
     gateways: Gateways,
     /// The client every provider call goes out with.
     http: reqwest::Client,
+    /// Opens the merchants' provider accounts.
+    vault: Option<Arc<actors::vault::Vault>>,
+    /// Every provider's call budget (enabled here or not): each merchant account gets its own.
+    all_calls: HashMap<Provider, actors::provider::ProviderCallSettings>,
     calls: HashMap<Provider, actors::provider::ProviderCallSettings>,
     /// The sandbox's own gateway, for its control routes.
     sandbox: Option<Arc<SandboxGateway>>,
@@ -185,7 +193,7 @@ struct ProviderParts {
 impl ProviderParts {
     /// # Errors
     /// A provider's settings that do not make a gateway.
-    fn build(settings: &Settings, base_url: &str) -> anyhow::Result<Self> {
+    fn build(settings: &Settings, base_url: &str, vault: Option<Arc<actors::vault::Vault>>) -> anyhow::Result<Self> {
         // The providers' client: every call is bounded by its own limit (the provider actor's
         // call timeout; a bill download its own, far longer one), so no client-wide total
         // that would cut a bill short; connecting is bounded here. No redirect is followed:
@@ -214,9 +222,16 @@ impl ProviderParts {
             calls.insert(info.provider, section.calls().clone());
         }
 
+        let all_calls = settings
+            .providers
+            .sections()
+            .map(|(info, _, section)| (info.provider, section.calls().clone()))
+            .collect();
         Ok(Self {
             gateways,
             http,
+            vault,
+            all_calls,
             calls,
             sandbox,
         })
@@ -235,7 +250,7 @@ async fn start_engine(
     metrics: &Metrics,
     local: std::net::SocketAddr,
     base_url: &str,
-) -> anyhow::Result<Engine> {
+) -> anyhow::Result<(Engine, Arc<actors::provider::accounts::AccountProviders>)> {
     let redis = match settings.redis.url() {
         Some(url) => Some(
             RedisConn::connect(url, settings.redis.mode)
@@ -277,12 +292,24 @@ async fn start_engine(
         actors::metrics::ProviderMetrics::register(metrics.registry())
             .context("failed to register provider metrics")?,
     );
+    let accounts = Arc::new(actors::provider::accounts::AccountProviders::new(
+        actors::provider::accounts::AccountSource {
+            db: db.clone(),
+            vault: providers.vault.clone(),
+            base_url: base_url.to_owned(),
+            http: providers.http.clone(),
+            calls: providers.all_calls.clone(),
+            metrics: Some(provider_metrics.clone()),
+            capacity: ACCOUNTS_BUILT,
+        },
+    ));
     let provider_actors = start_providers(
         &providers.gateways,
         &providers.calls,
         expiry.provider_reply_timeout,
         &provider_metrics,
-    );
+    )
+    .with_accounts(accounts.clone());
     let engine = Engine::start(EngineParts {
         db: db.clone(),
         ids: Snowflake::new(settings.ids.worker_id).context("invalid ids.worker_id")?,
@@ -293,7 +320,7 @@ async fn start_engine(
         metrics: EngineMetrics::register(metrics.registry()).context("failed to register engine metrics")?,
         cluster,
     });
-    Ok(engine)
+    Ok((engine, accounts))
 }
 
 /// Starts the outbox relay, re-arms the pending orders, joins the cluster, and starts the
@@ -334,7 +361,11 @@ fn app_state(
     (gateways, provider_http): (Gateways, reqwest::Client),
     metrics: &Arc<Metrics>,
     base_url: &str,
-    (credentials, vault): (Arc<Credentials>, Option<Arc<actors::vault::Vault>>),
+    (credentials, vault, accounts): (
+        Arc<Credentials>,
+        Option<Arc<actors::vault::Vault>>,
+        Arc<actors::provider::accounts::AccountProviders>,
+    ),
 ) -> anyhow::Result<web::Data<AppState>> {
     let providers: Vec<Provider> = gateways.providers().collect();
     let webhook_sender = crate::state::WebhookSender {
@@ -377,6 +408,7 @@ fn app_state(
             actors::gateway::account::EndpointPolicy::AllowHttp
         },
         provider_http,
+        accounts,
     }))
 }
 

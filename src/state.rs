@@ -55,6 +55,9 @@ pub struct AppState {
     pub account_policy: actors::gateway::account::EndpointPolicy,
     /// The client provider calls go out with (no redirects, bounded connects).
     pub provider_http: reqwest::Client,
+    /// The merchants' provider accounts' gateways and actors (built on first use), shared
+    /// with the engine's provider client.
+    pub accounts: Arc<actors::provider::accounts::AccountProviders>,
 }
 
 /// The client and settings webhook deliveries go out with, for a test ping sent from a request.

@@ -15,7 +15,7 @@ use actors::gateway::{
 use actors::ids::Snowflake;
 use actors::metrics::EngineMetrics;
 use actors::order::expiry::ExpirySettings;
-use actors::provider::{Admission, ProviderClient};
+use actors::provider::{Admission, ProviderClient, Route};
 use actors::store::{Created, Operator};
 use async_trait::async_trait;
 use entities::{orders, payment_attempts, AttemptStatus, Currency, MinorUnit, OrderId, OrderStatus, PayNo, Provider};
@@ -74,7 +74,7 @@ impl ProviderClient for FakeProvider {
         provider == Provider::Sandbox
     }
 
-    async fn query(&self, _provider: Provider, pay_no: PayNo) -> Result<TradeQuery, GatewayError> {
+    async fn query(&self, _route: &Route, pay_no: PayNo) -> Result<TradeQuery, GatewayError> {
         self.called_on("query", pay_no)?;
         let state = self.state.lock().unwrap().clone().unwrap_or(TradeState::NotPaid);
         Ok(TradeQuery {
@@ -83,7 +83,7 @@ impl ProviderClient for FakeProvider {
         })
     }
 
-    async fn close(&self, _provider: Provider, pay_no: PayNo) -> Result<CloseOutcome, GatewayError> {
+    async fn close(&self, _route: &Route, pay_no: PayNo) -> Result<CloseOutcome, GatewayError> {
         self.called_on("close", pay_no)?;
         let insert = self.insert_on_close.lock().unwrap().take();
         if let Some((db, attempt)) = insert {
@@ -95,13 +95,13 @@ impl ProviderClient for FakeProvider {
         Ok(CloseOutcome::Closed)
     }
 
-    fn admit(&self, _provider: Provider) -> Result<Admission, GatewayError> {
+    async fn admit(&self, _route: &Route) -> Result<Admission, GatewayError> {
         Ok(Admission::unlimited())
     }
 
     async fn create_qr(
         &self,
-        _provider: Provider,
+        _route: &Route,
         request: QrRequest,
         _admission: Admission,
     ) -> Result<QrCreated, GatewayError> {
@@ -112,23 +112,23 @@ impl ProviderClient for FakeProvider {
     }
 
     // The order actor never refunds: refunds are the refund worker's, tested over HTTP.
-    async fn refund(&self, provider: Provider, _request: RefundRequest) -> Result<RefundAnswer, GatewayError> {
+    async fn refund(&self, route: &Route, _request: RefundRequest) -> Result<RefundAnswer, GatewayError> {
         self.called("refund")?;
-        Err(GatewayError::NotConfigured(provider))
+        Err(GatewayError::NotConfigured(route.provider))
     }
 
-    async fn query_refund(&self, provider: Provider, _request: RefundRequest) -> Result<RefundAnswer, GatewayError> {
+    async fn query_refund(&self, route: &Route, _request: RefundRequest) -> Result<RefundAnswer, GatewayError> {
         self.called("query_refund")?;
-        Err(GatewayError::NotConfigured(provider))
+        Err(GatewayError::NotConfigured(route.provider))
     }
 
     async fn bill(
         &self,
-        provider: Provider,
+        route: &Route,
         _date: chrono::NaiveDate,
     ) -> Result<actors::gateway::bill::BillFetch, GatewayError> {
         self.called("bill")?;
-        Err(GatewayError::NotConfigured(provider))
+        Err(GatewayError::NotConfigured(route.provider))
     }
 }
 
@@ -201,7 +201,7 @@ async fn order_with_attempt(engine: &Engine, ttl_seconds: i64) -> (OrderId, PayN
         panic!("a new order was expected");
     };
     let attempt = engine
-        .start_attempt(order.id, Provider::Sandbox, Operator::Merchant(merchant()))
+        .start_attempt(order.id, Provider::Sandbox, None, Operator::Merchant(merchant()))
         .await
         .unwrap();
     (order.id, attempt.pay_no)
@@ -302,6 +302,7 @@ async fn an_attempt_created_while_the_pass_runs_is_closed_at_the_provider_before
         paid_at: None,
         follow_up_at: None,
         paid_amount: None,
+        account_id: None,
     };
     *provider.insert_on_close.lock().unwrap() = Some((db.clone(), late.clone()));
 

@@ -27,6 +27,9 @@ pub struct Model {
     /// What the provider reports was paid on this trade (differs from `amount` for a payment
     /// of another amount).
     pub paid_amount: Option<MinorUnit>,
+    /// The merchant's provider account the trade was started at; `None`: the deployment's
+    /// configured provider. Every later call for the trade goes through the same one.
+    pub account_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

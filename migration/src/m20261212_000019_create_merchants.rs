@@ -11,6 +11,9 @@
 //!   `config` the public fields (JSON), `secrets` the secret fields sealed with AES-256-GCM
 //!   (`pwv1.<key id>.<nonce>.<ciphertext>`, bound to the account id), a fingerprint of the
 //!   keys, and whether it is enabled.
+//! - **`payment_attempts.account_id`**: the merchant's account a trade was started at
+//!   (`NULL`: the deployment's configured provider, as before); every later call for that
+//!   trade and its refunds goes through the same account.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
@@ -56,6 +59,12 @@ enum ProviderAccounts {
     CreatedAt,
     UpdatedAt,
     DisabledAt,
+}
+
+#[derive(DeriveIden)]
+enum PaymentAttempts {
+    Table,
+    AccountId,
 }
 
 #[async_trait::async_trait]
@@ -141,10 +150,26 @@ impl MigrationTrait for Migration {
                     .if_not_exists()
                     .to_owned(),
             )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(PaymentAttempts::Table)
+                    .add_column(string_len_null(PaymentAttempts::AccountId, 64))
+                    .to_owned(),
+            )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(PaymentAttempts::Table)
+                    .drop_column(PaymentAttempts::AccountId)
+                    .to_owned(),
+            )
+            .await?;
         for table in [
             ProviderAccounts::Table.into_iden(),
             MerchantKeys::Table.into_iden(),

@@ -243,7 +243,7 @@ pub async fn events(
         (status = 201, description = "A new attempt", body = CheckoutPayment),
         (status = 200, description = "The open attempt at that provider", body = CheckoutPayment),
     ),
-    extensions(("x-error-codes" = json!(["invalid_checkout_link", "checkout_link_expired", "order_not_pending", "order_expired", "concurrent_update", "unknown_provider", "provider_unavailable", "currency_not_accepted", "internal_error", "provider_error", "service_unavailable", "provider_unreachable", "provider_busy"]))),
+    extensions(("x-error-codes" = json!(["invalid_checkout_link", "checkout_link_expired", "order_not_pending", "order_expired", "concurrent_update", "unknown_provider", "provider_unavailable", "invalid_field", "currency_not_accepted", "internal_error", "provider_error", "service_unavailable", "provider_unreachable", "provider_busy"]))),
 )]
 #[tracing::instrument(name = "checkout payment", skip_all, fields(order_no = %order_no))]
 pub async fn start_payment(
@@ -260,7 +260,8 @@ pub async fn start_payment(
     let (status, attempt) = match open_attempt(&detail.attempts, Some(provider)) {
         Some(open) if live => (StatusCode::OK, open.clone()),
         _ => {
-            let attempt = super::payments::start(&state, order.id, provider, Operator::Buyer).await?;
+            let attempt =
+                super::payments::start(&state, order.id, provider, body.account_id.as_deref(), Operator::Buyer).await?;
             (StatusCode::CREATED, attempt)
         }
     };

@@ -116,10 +116,15 @@ impl From<CreateOrderBody> for OrderRequest {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"provider": "sandbox"}))]
 pub struct CreatePaymentBody {
-    /// An enabled provider; another name: 422 `unknown_provider`, a known one that is not
-    /// enabled: 422 `provider_unavailable`.
+    /// A provider the order's merchant has an enabled account of, or the deployment has
+    /// configured; another name: 422 `unknown_provider`, a known one that neither has: 422
+    /// `provider_unavailable`.
     #[schema(value_type = schema::Provider)]
     pub provider: String,
+    /// Which of the merchant's accounts of `provider` (when it has several); absent: its
+    /// oldest enabled one. Not one of them: 422 `invalid_field`.
+    #[serde(default)]
+    pub account_id: Option<String>,
 }
 
 /// An order with its items and payment attempts (and, for operators, its log).

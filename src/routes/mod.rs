@@ -56,6 +56,9 @@ pub enum Scope {
     Admin,
     /// `/webhooks`: the provider's own signature; mounted while that provider is enabled.
     Webhook(Provider),
+    /// `/webhooks/{provider}/{account_id}`: a merchant's provider account's notifications,
+    /// verified with that account's keys; always mounted (accounts come and go at runtime).
+    AccountWebhook,
     /// `/sandbox`: the sandbox provider's buyer and control routes; mounted while the sandbox
     /// is enabled, open in the development profile and behind the admin token elsewhere.
     Sandbox,
@@ -71,7 +74,7 @@ impl Scope {
             Scope::Root => "",
             Scope::Client => "/v1",
             Scope::Admin => "/admin",
-            Scope::Webhook(_) => "/webhooks",
+            Scope::Webhook(_) | Scope::AccountWebhook => "/webhooks",
             Scope::Sandbox => "/sandbox",
             Scope::Checkout => "/checkout",
             Scope::Console => "/admin/ui",
@@ -81,7 +84,7 @@ impl Scope {
     /// Whether a deployment with the `enabled` providers mounts this scope's endpoints.
     pub fn is_mounted(self, enabled: &[Provider]) -> bool {
         match self {
-            Scope::Root | Scope::Client | Scope::Admin | Scope::Checkout | Scope::Console => true,
+            Scope::Root | Scope::Client | Scope::Admin | Scope::Checkout | Scope::Console | Scope::AccountWebhook => true,
             Scope::Webhook(provider) => enabled.contains(&provider),
             Scope::Sandbox => enabled.contains(&Provider::Sandbox),
         }
@@ -208,6 +211,9 @@ pub static ENDPOINTS: &[Endpoint] = &[
     endpoint!(POST Scope::Webhook(Provider::Sandbox), "/sandbox" => webhooks::sandbox),
     endpoint!(POST Scope::Webhook(Provider::Wechat), "/wechat" => webhooks::wechat),
     endpoint!(POST Scope::Webhook(Provider::Alipay), "/alipay" => webhooks::alipay),
+    endpoint!(POST Scope::AccountWebhook, "/sandbox/{account_id}" => webhooks::sandbox_account),
+    endpoint!(POST Scope::AccountWebhook, "/wechat/{account_id}" => webhooks::wechat_account),
+    endpoint!(POST Scope::AccountWebhook, "/alipay/{account_id}" => webhooks::alipay_account),
     endpoint!(GET Scope::Sandbox, "/trades/{pay_no}" => sandbox::get_trade),
     endpoint!(POST Scope::Sandbox, "/trades/{pay_no}/pay" => sandbox::pay),
     endpoint!(PUT Scope::Sandbox, "/faults" => sandbox::put_faults),
@@ -307,7 +313,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, enabled: &
             .wrap(from_fn(require_admin)),
     )
     .service(
-        scope_of("/webhooks", enabled, |scope| matches!(scope, Scope::Webhook(_)))
+        scope_of("/webhooks", enabled, |scope| {
+            matches!(scope, Scope::Webhook(_) | Scope::AccountWebhook)
+        })
             .app_data(web::PayloadConfig::new(max_body_bytes)),
     );
     if Scope::Sandbox.is_mounted(enabled) {

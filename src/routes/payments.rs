@@ -26,7 +26,7 @@ const QR_MIN_SIDE_PIXELS: u32 = 256;
     request_body = CreatePaymentBody,
     responses((status = 201, description = "The new attempt, with its QR code link", body = PaymentResponse)),
     security(("merchant_api_key" = [])),
-    extensions(("x-error-codes" = json!(["not_found", "order_not_pending", "order_expired", "concurrent_update", "unknown_provider", "provider_unavailable", "currency_not_accepted", "internal_error", "provider_error", "service_unavailable", "provider_unreachable", "provider_busy"]))),
+    extensions(("x-error-codes" = json!(["not_found", "order_not_pending", "order_expired", "concurrent_update", "unknown_provider", "provider_unavailable", "invalid_field", "currency_not_accepted", "internal_error", "provider_error", "service_unavailable", "provider_unreachable", "provider_busy"]))),
 )]
 #[tracing::instrument(name = "start payment", skip_all, fields(merchant_id = %merchant.as_str(), order_no = %order_no))]
 pub async fn create(
@@ -37,7 +37,14 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let provider = parse_provider(&body.provider)?;
     let operator = Operator::Merchant(merchant.into_inner());
-    let attempt = start(&state, super::order_id(&order_no)?, provider, operator).await?;
+    let attempt = start(
+        &state,
+        super::order_id(&order_no)?,
+        provider,
+        body.account_id.as_deref(),
+        operator,
+    )
+    .await?;
     Ok(HttpResponse::Created().json(PaymentResponse::new(attempt, &state.links)))
 }
 
@@ -53,9 +60,10 @@ pub(super) async fn start(
     state: &AppState,
     order_id: entities::OrderId,
     provider: Provider,
+    account_id: Option<&str>,
     operator: Operator,
 ) -> Result<payment_attempts::Model, ApiError> {
-    let result = state.engine.start_attempt(order_id, provider, operator).await;
+    let result = state.engine.start_attempt(order_id, provider, account_id, operator).await;
     let outcome = if result.is_ok() { "started" } else { "refused" };
     state
         .metrics

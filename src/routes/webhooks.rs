@@ -13,6 +13,7 @@ use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actors::gateway::{Acknowledgement, NotificationError, NotificationRequest, Received};
 use actors::order::messages::NotifyOutcome;
+use actors::provider::Route;
 use actors::OrderError;
 use entities::Provider;
 use serde::Serialize;
@@ -29,24 +30,39 @@ enum Refusal {
     Failed(OrderError),
 }
 
-#[tracing::instrument(name = "provider notification", skip_all, fields(%provider, pay_no = tracing::field::Empty, outcome = tracing::field::Empty))]
-async fn accept(
-    state: &AppState,
-    provider: Provider,
-    req: &HttpRequest,
-    body: &Bytes,
-) -> Result<NotifyOutcome, Refusal> {
-    let gateway = state
-        .gateways
-        .get(provider)
-        .ok_or(Refusal::Failed(OrderError::ProviderUnavailable(provider)))?;
+#[tracing::instrument(name = "provider notification", skip_all, fields(%route, pay_no = tracing::field::Empty, outcome = tracing::field::Empty))]
+async fn accept(state: &AppState, route: &Route, req: &HttpRequest, body: &Bytes) -> Result<NotifyOutcome, Refusal> {
+    let provider = route.provider;
+    let rejected = |err: NotificationError| {
+        tracing::warn!(error.message = %err, "notification rejected");
+        Refusal::Rejected(err)
+    };
+    let gateway = match &route.account {
+        None => state
+            .gateways
+            .get(provider)
+            .cloned()
+            .ok_or(Refusal::Failed(OrderError::ProviderUnavailable(provider)))?,
+        // An account that does not exist (or is not of this provider) has nothing to verify
+        // with: refused like a bad signature.
+        Some(account) => state
+            .accounts
+            .gateway(provider, account)
+            .await
+            .map_err(|_| rejected(NotificationError::UnknownAccount))?,
+    };
     let notification = gateway
         .verify_notification(&notification_request(req, body))
-        .map_err(|err| {
-            tracing::warn!(error.message = %err, "notification rejected");
-            Refusal::Rejected(err)
-        })?;
+        .map_err(rejected)?;
     tracing::Span::current().record("pay_no", tracing::field::display(&notification.out_trade_no));
+    // A trade of another account (another merchant's, or the deployment's own) is refused
+    // here, even signed: each account's notifications speak for its own trades only.
+    if let Some(pay_no) = notification.pay_no() {
+        let owner = state.engine.trade_route(pay_no).await.map_err(Refusal::Failed)?;
+        if owner.is_some_and(|owner| &owner != route) {
+            return Err(rejected(NotificationError::UnknownAccount));
+        }
+    }
     let outcome = state.engine.notify(provider, notification).await.map_err(|err| {
         tracing::error!(error.cause_chain = ?err, "failed to apply a notification");
         Refusal::Failed(err)
@@ -88,7 +104,12 @@ pub struct WechatFailure {
     extensions(("x-error-codes" = json!(["invalid_notification", "concurrent_update", "internal_error", "service_unavailable"]))),
 )]
 pub async fn sandbox(state: web::Data<AppState>, req: HttpRequest, body: Bytes) -> Result<HttpResponse, ApiError> {
-    match accept(&state, Provider::Sandbox, &req, &body).await {
+    answer_sandbox(accept(&state, &Route::configured(Provider::Sandbox), &req, &body).await)
+}
+
+/// The sandbox's JSON answer.
+fn answer_sandbox(outcome: Result<NotifyOutcome, Refusal>) -> Result<HttpResponse, ApiError> {
+    match outcome {
         Ok(outcome) => Ok(HttpResponse::Ok().json(SandboxAck {
             status: "ok",
             outcome: format!("{outcome:?}"),
@@ -126,7 +147,7 @@ pub async fn sandbox(state: web::Data<AppState>, req: HttpRequest, body: Bytes) 
 pub async fn wechat(state: web::Data<AppState>, req: HttpRequest, body: Bytes) -> HttpResponse {
     receive(
         &state,
-        Provider::Wechat,
+        &Route::configured(Provider::Wechat),
         actors::gateway::wechat::acknowledge,
         &req,
         &body,
@@ -152,7 +173,7 @@ pub async fn wechat(state: web::Data<AppState>, req: HttpRequest, body: Bytes) -
 pub async fn alipay(state: web::Data<AppState>, req: HttpRequest, body: Bytes) -> HttpResponse {
     receive(
         &state,
-        Provider::Alipay,
+        &Route::configured(Provider::Alipay),
         actors::gateway::alipay::acknowledge,
         &req,
         &body,
@@ -160,16 +181,97 @@ pub async fn alipay(state: web::Data<AppState>, req: HttpRequest, body: Bytes) -
     .await
 }
 
+/// `POST /webhooks/sandbox/{account_id}`: a merchant's sandbox account's notifications.
+#[utoipa::path(
+    post,
+    path = "/webhooks/sandbox/{account_id}",
+    tag = "webhooks",
+    operation_id = "webhook_sandbox_account",
+    summary = "A merchant's sandbox account's notifications",
+    description = "As `/webhooks/sandbox`, verified with the account's own secret; a notification for a trade of another account is refused (400) and changes nothing.",
+    params(("account_id" = String, Path, description = "The provider account"), ("Sandbox-Signature" = String, Header, description = "`t=<unix seconds>,v1=<hex signature>`")),
+    request_body(content = serde_json::Value, content_type = "application/json", description = "The sandbox's notification, signed as sent"),
+    responses((status = 200, description = "Accepted (or a duplicate)", body = SandboxAck)),
+    extensions(("x-error-codes" = json!(["invalid_notification", "concurrent_update", "internal_error", "service_unavailable"]))),
+)]
+pub async fn sandbox_account(
+    state: web::Data<AppState>,
+    account_id: web::Path<String>,
+    req: HttpRequest,
+    body: Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let route = Route::account(Provider::Sandbox, &account_id);
+    answer_sandbox(accept(&state, &route, &req, &body).await)
+}
+
+/// `POST /webhooks/wechat/{account_id}`: a merchant's WeChat Pay account's notifications.
+#[utoipa::path(
+    post,
+    path = "/webhooks/wechat/{account_id}",
+    tag = "webhooks",
+    operation_id = "webhook_wechat_account",
+    summary = "A merchant's WeChat Pay account's notifications",
+    description = "As `/webhooks/wechat`, verified and decrypted with the account's own platform key and APIv3 key; a notification for a trade of another account is refused (400) and changes nothing.",
+    params(
+        ("account_id" = String, Path, description = "The provider account"),
+        ("Wechatpay-Timestamp" = String, Header, description = "Unix seconds"),
+        ("Wechatpay-Nonce" = String, Header, description = "Random string of the signature"),
+        ("Wechatpay-Signature" = String, Header, description = "Base64 SHA256-RSA signature"),
+        ("Wechatpay-Serial" = String, Header, description = "Which platform certificate or key signed"),
+    ),
+    request_body(content = serde_json::Value, content_type = "application/json", description = "WeChat Pay's notification with its encrypted `resource`"),
+    responses(
+        (status = 204, description = "Accepted (or a duplicate)"),
+        (status = 400, description = "Not authentic, not readable, or for another account's trade; nothing changed", body = WechatFailure),
+        (status = 500, description = "Authentic, but recording it failed; WeChat Pay retries", body = WechatFailure),
+    ),
+)]
+pub async fn wechat_account(
+    state: web::Data<AppState>,
+    account_id: web::Path<String>,
+    req: HttpRequest,
+    body: Bytes,
+) -> HttpResponse {
+    let route = Route::account(Provider::Wechat, &account_id);
+    receive(&state, &route, actors::gateway::wechat::acknowledge, &req, &body).await
+}
+
+/// `POST /webhooks/alipay/{account_id}`: a merchant's Alipay app's notifications.
+#[utoipa::path(
+    post,
+    path = "/webhooks/alipay/{account_id}",
+    tag = "webhooks",
+    operation_id = "webhook_alipay_account",
+    summary = "A merchant's Alipay app's notifications",
+    description = "As `/webhooks/alipay`, verified with the account's own Alipay public key; a notification for a trade of another account is refused (`fail`, 400) and changes nothing.",
+    params(("account_id" = String, Path, description = "The provider account")),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Alipay's notification parameters, `sign` and `sign_type` among them"),
+    responses(
+        (status = 200, description = "Accepted (or a duplicate)", content_type = "text/plain", body = String, example = "success"),
+        (status = 400, description = "Not authentic, not readable, or for another account's trade; nothing changed", content_type = "text/plain", body = String, example = "fail"),
+        (status = 500, description = "Authentic, but recording it failed; Alipay retries", content_type = "text/plain", body = String, example = "fail"),
+    ),
+)]
+pub async fn alipay_account(
+    state: web::Data<AppState>,
+    account_id: web::Path<String>,
+    req: HttpRequest,
+    body: Bytes,
+) -> HttpResponse {
+    let route = Route::account(Provider::Alipay, &account_id);
+    receive(&state, &route, actors::gateway::alipay::acknowledge, &req, &body).await
+}
+
 /// Takes a provider's notification and answers it in the provider's own format (`acknowledge`,
 /// from the provider's folder).
 async fn receive(
     state: &AppState,
-    provider: Provider,
+    route: &Route,
     acknowledge: fn(Received<'_>) -> Acknowledgement,
     req: &HttpRequest,
     body: &Bytes,
 ) -> HttpResponse {
-    let outcome = accept(state, provider, req, body).await;
+    let outcome = accept(state, route, req, body).await;
     let message = match &outcome {
         Err(Refusal::Rejected(err)) => err.to_string(),
         _ => String::new(),

@@ -60,7 +60,7 @@ fn scope_credentials(scope: Scope) -> (Option<&'static str>, Option<&'static str
         Scope::Client => (Some(MERCHANT_A_KEY), Some("merchant_api_key")),
         Scope::Admin | Scope::Sandbox => (Some(ADMIN_TOKEN), Some("admin_token")),
         Scope::Console => (None, Some("console_session")),
-        Scope::Root | Scope::Webhook(_) | Scope::Checkout => (None, None),
+        Scope::Root | Scope::Webhook(_) | Scope::AccountWebhook | Scope::Checkout => (None, None),
     }
 }
 

@@ -21,6 +21,7 @@ use sea_orm::{DatabaseConnection, EntityTrait};
 
 pub use self::cluster::{ClusterParts, ClusterStartError, ClusterView, NodeView, OrderPlacement};
 pub use self::recovery::RehydrateReport;
+use crate::provider::Route;
 use crate::changes::{ChangeFeed, OrderChanged};
 use crate::deadline::{to_ms, Deadline, DeadlineIndex};
 use crate::domain::{NewOrder, OperatorReason};
@@ -172,10 +173,10 @@ impl Engine {
     /// The provider's failure.
     pub async fn fetch_bill(
         &self,
-        provider: Provider,
+        route: &Route,
         date: chrono::NaiveDate,
     ) -> Result<crate::gateway::bill::BillFetch, crate::gateway::GatewayError> {
-        self.deps().providers.bill(provider, date).await
+        self.deps().providers.bill(route, date).await
     }
 
     /// Asks the provider for a trade's state (a signed, verified answer), through its provider
@@ -185,10 +186,22 @@ impl Engine {
     /// The provider's failure.
     pub async fn query_trade(
         &self,
-        provider: Provider,
+        route: &Route,
         pay_no: entities::PayNo,
     ) -> Result<crate::gateway::TradeQuery, crate::gateway::GatewayError> {
-        self.deps().providers.query(provider, pay_no).await
+        self.deps().providers.query(route, pay_no).await
+    }
+
+    /// Where a trade paywarden started lives (its attempt's account); `None` for a trade
+    /// number no attempt has.
+    ///
+    /// # Errors
+    /// The database.
+    pub async fn trade_route(&self, pay_no: entities::PayNo) -> Result<Option<Route>, OrderError> {
+        Ok(payment_attempts::Entity::find_by_id(pay_no)
+            .one(&self.deps().db)
+            .await?
+            .map(|attempt| Route::of_attempt(&attempt)))
     }
 
     pub fn has_provider(&self, provider: Provider) -> bool {
@@ -298,23 +311,30 @@ impl Engine {
             .ok_or(OrderError::NotFound)
     }
 
-    /// A new payment attempt, through the order's actor.
+    /// A new payment attempt, through the order's actor, at the order's merchant's enabled
+    /// account of `provider` (`account_id` chooses when it has several; the oldest otherwise),
+    /// or the deployment's configured provider when the merchant has none.
     ///
     /// # Errors
     /// [`OrderError::NotFound`] (not `operator`'s order), [`OrderError::NotPending`] for a final
-    /// order, [`OrderError::ProviderUnavailable`], else as the attempt creation.
+    /// order, [`OrderError::ProviderUnavailable`] (neither the merchant nor the deployment has
+    /// the provider), `invalid_field` for an `account_id` that is not one of the merchant's
+    /// enabled accounts of `provider`, else as the attempt creation.
     pub async fn start_attempt(
         &self,
         order_id: OrderId,
         provider: Provider,
+        account_id: Option<&str>,
         operator: Operator,
     ) -> Result<payment_attempts::Model, OrderError> {
         let order = self.load(order_id, &operator).await?;
-        if !self.has_provider(provider) {
-            return Err(OrderError::ProviderUnavailable(provider));
-        }
+        let route = match crate::store::accounts::choose(&self.deps().db, &order.merchant_id, provider, account_id).await? {
+            Some(account) => Route::account(provider, &account),
+            None if self.has_provider(provider) => Route::configured(provider),
+            None => return Err(OrderError::ProviderUnavailable(provider)),
+        };
         let make = || StartAttempt {
-            provider,
+            route: route.clone(),
             operator: operator.clone(),
         };
         let (attempt, order) = self.ask(order, make).await?;

@@ -21,6 +21,7 @@ use sea_orm::EntityTrait;
 use super::expiry::{self, Failed, FollowUp};
 use super::pass::follow_up_context;
 use super::OrderDeps;
+use crate::provider::Route;
 use crate::error::OrderError;
 use crate::store::transitions::{self, AttemptUpdate};
 use crate::store::{follow_up, record_payment, Operator, PaymentRecorded};
@@ -100,11 +101,11 @@ async fn look(deps: &OrderDeps, attempt: &payment_attempts::Model) -> Result<(),
         return Ok(());
     }
     let ctx = follow_up_context(deps, &order);
-    let answer = deps.providers.query(attempt.provider, attempt.pay_no).await;
+    let answer = deps.providers.query(&Route::of_attempt(&attempt), attempt.pay_no).await;
     let raw = answer.as_ref().map(|q| q.raw.to_string()).unwrap_or_default();
     let mut step = expiry::follow_up_on_query(&ctx, answer.as_ref().map(|q| &q.state).map_err(|_| Failed));
     if step == FollowUp::CloseAtProvider {
-        let closed = deps.providers.close(attempt.provider, attempt.pay_no).await;
+        let closed = deps.providers.close(&Route::of_attempt(&attempt), attempt.pay_no).await;
         step = expiry::follow_up_on_close(&ctx, closed.as_ref().map_err(|_| Failed));
     }
     let pay_no = attempt.pay_no;

@@ -73,11 +73,12 @@ pub struct Cancel {
     pub operator: Operator,
 }
 
-/// Start a new payment attempt at `provider`.
+/// Start a new payment attempt through `route` (the deployment's provider or one of the
+/// order's merchant's accounts).
 #[derive(Debug, Message)]
 #[rtype(result = "Result<payment_attempts::Model, OrderError>")]
 pub struct StartAttempt {
-    pub provider: Provider,
+    pub route: crate::provider::Route,
     pub operator: Operator,
 }
 

@@ -401,18 +401,18 @@ impl Handler<StartAttempt> for OrderActor {
                     .one(&deps.db)
                     .await?
                     .ok_or(OrderError::NotFound)?;
-                let provider = msg.provider;
-                if !deps.providers.has(provider) {
-                    return Err(OrderError::ProviderUnavailable(provider));
+                let route = msg.route;
+                if route.account.is_none() && !deps.providers.has(route.provider) {
+                    return Err(OrderError::ProviderUnavailable(route.provider));
                 }
                 attempts::start_attempt(
                     &deps.db,
                     &deps.ids,
-                    provider,
+                    &route,
                     &order,
                     &msg.operator,
-                    || deps.providers.admit(provider),
-                    |request, admission| deps.providers.create_qr(provider, request, admission),
+                    || deps.providers.admit(&route),
+                    |request, admission| deps.providers.create_qr(&route, request, admission),
                 )
                 .await
             }

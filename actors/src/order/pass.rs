@@ -11,6 +11,7 @@ use super::expiry::{
     self, Conclusion, Counters, Failed, FollowUpContext, Holds, Intent, PassContext, PassOutcome, Start, Step,
 };
 use super::OrderDeps;
+use crate::provider::Route;
 use crate::error::OrderError;
 use crate::gateway::{CloseOutcome, PaidTrade};
 use crate::metrics::Settled;
@@ -100,7 +101,7 @@ async fn run_once(
         }
     };
     for attempt in open {
-        let answer = deps.providers.query(attempt.provider, attempt.pay_no).await;
+        let answer = deps.providers.query(&Route::of_attempt(&attempt), attempt.pay_no).await;
         log_failure(&order, &attempt, "query", answer.as_ref().err());
         let mut step = expiry::on_query(&ctx, answer.as_ref().map(|q| &q.state).map_err(|_| Failed));
         let mut raw = answer.map(|q| q.raw.to_string()).unwrap_or_default();
@@ -115,12 +116,12 @@ async fn run_once(
                     return compensate(deps, &order, &attempt, trade, raw, operator).await.map(Some);
                 }
                 Step::CloseAtProvider => {
-                    let answer = deps.providers.close(attempt.provider, attempt.pay_no).await;
+                    let answer = deps.providers.close(&Route::of_attempt(&attempt), attempt.pay_no).await;
                     log_failure(&order, &attempt, "close", answer.as_ref().err());
                     step = expiry::on_close(&ctx, answer.as_ref().map_err(|_| Failed));
                 }
                 Step::QueryAgain => {
-                    let answer = deps.providers.query(attempt.provider, attempt.pay_no).await;
+                    let answer = deps.providers.query(&Route::of_attempt(&attempt), attempt.pay_no).await;
                     log_failure(&order, &attempt, "query", answer.as_ref().err());
                     step = expiry::on_requery(answer.as_ref().map(|q| &q.state).map_err(|_| Failed));
                     raw = answer.map(|q| q.raw.to_string()).unwrap_or_default();
@@ -301,7 +302,7 @@ pub(crate) async fn close_other_attempts(deps: &OrderDeps, order_id: OrderId, pa
         return;
     };
     for other in others.into_iter().filter(|a| a.pay_no != paid) {
-        match deps.providers.close(other.provider, other.pay_no).await {
+        match deps.providers.close(&Route::of_attempt(&other), other.pay_no).await {
             Ok(CloseOutcome::Closed) => {
                 let closed = AttemptUpdate::Closed(AttemptCloseReason::PaidByAnotherAttempt);
                 if let Err(err) = transitions::apply_attempt(&deps.db, order_id, other.pay_no, closed, operator).await {

@@ -17,48 +17,47 @@ use crate::trace::Traced;
 use async_trait::async_trait;
 use entities::{PayNo, Provider};
 
+use super::accounts::AccountProviders;
+use super::route::Route;
 use super::{
     Admission, BudgetShare, CallLimits, CloseTrade, CreateQr, FetchBill, QueryRefund, QueryTrade, RefundTrade,
 };
 use crate::gateway::bill::BillFetch;
 use crate::gateway::{CloseOutcome, GatewayError, QrCreated, QrRequest, RefundAnswer, RefundRequest, TradeQuery};
 
-/// The provider calls an order needs. Every error is a [`GatewayError`]; the caller decides
-/// whether it is worth a retry.
+/// The provider calls an order needs, each through the account a [`Route`] names (the
+/// deployment's configured provider, or a merchant's account). Every error is a
+/// [`GatewayError`]; the caller decides whether it is worth a retry.
 #[async_trait]
 pub trait ProviderClient: Send + Sync {
-    /// Whether `provider` is configured on this node.
+    /// Whether the deployment's own `provider` (`[providers.<name>]`) is configured on this node.
     fn has(&self, provider: Provider) -> bool;
 
     /// Asks the provider for a trade's state.
-    async fn query(&self, provider: Provider, pay_no: PayNo) -> Result<TradeQuery, GatewayError>;
+    async fn query(&self, route: &Route, pay_no: PayNo) -> Result<TradeQuery, GatewayError>;
 
     /// Closes a trade at the provider so it can no longer be paid.
-    async fn close(&self, provider: Provider, pay_no: PayNo) -> Result<CloseOutcome, GatewayError>;
+    async fn close(&self, route: &Route, pay_no: PayNo) -> Result<CloseOutcome, GatewayError>;
 
-    /// Admits one payment attempt within the provider's call budget now, before anything is
+    /// Admits one payment attempt within the account's call budget now, before anything is
     /// written, or refuses it at once ([`GatewayError::Busy`]).
     ///
     /// # Errors
     /// [`GatewayError::Busy`] (budget spent), [`GatewayError::NotConfigured`].
-    fn admit(&self, provider: Provider) -> Result<Admission, GatewayError>;
+    async fn admit(&self, route: &Route) -> Result<Admission, GatewayError>;
 
     /// Creates a QR-code trade, within the budget `admission` holds.
-    async fn create_qr(
-        &self,
-        provider: Provider,
-        request: QrRequest,
-        admission: Admission,
-    ) -> Result<QrCreated, GatewayError>;
+    async fn create_qr(&self, route: &Route, request: QrRequest, admission: Admission)
+        -> Result<QrCreated, GatewayError>;
 
     /// Refunds (part of) a paid trade.
-    async fn refund(&self, provider: Provider, request: RefundRequest) -> Result<RefundAnswer, GatewayError>;
+    async fn refund(&self, route: &Route, request: RefundRequest) -> Result<RefundAnswer, GatewayError>;
 
     /// Asks how a refund went.
-    async fn query_refund(&self, provider: Provider, request: RefundRequest) -> Result<RefundAnswer, GatewayError>;
+    async fn query_refund(&self, route: &Route, request: RefundRequest) -> Result<RefundAnswer, GatewayError>;
 
-    /// Fetches the provider's trade bill of `date` (China time).
-    async fn bill(&self, provider: Provider, date: chrono::NaiveDate) -> Result<BillFetch, GatewayError>;
+    /// Fetches the account's trade bill of `date` (China time).
+    async fn bill(&self, route: &Route, date: chrono::NaiveDate) -> Result<BillFetch, GatewayError>;
 
     /// Takes this node's share of every provider's call budget (a cluster node, whenever the
     /// live nodes change). A client without a budget of its own has nothing to do.
@@ -102,9 +101,11 @@ impl ProviderMailboxes {
     }
 }
 
-/// The provider actors of this node.
+/// The provider actors of this node: the deployment's configured providers, and the
+/// merchants' accounts (built on first use).
 pub struct Providers {
     mailboxes: HashMap<Provider, ProviderMailboxes>,
+    accounts: Option<Arc<AccountProviders>>,
     /// Limit on one reply, the actor's own retries included.
     reply_timeout: Duration,
 }
@@ -113,8 +114,16 @@ impl Providers {
     pub fn new(mailboxes: HashMap<Provider, ProviderMailboxes>, reply_timeout: Duration) -> Self {
         Self {
             mailboxes,
+            accounts: None,
             reply_timeout,
         }
+    }
+
+    /// These providers, and the merchants' accounts of `accounts`.
+    #[must_use]
+    pub fn with_accounts(mut self, accounts: Arc<AccountProviders>) -> Self {
+        self.accounts = Some(accounts);
+        self
     }
 
     /// When a caller sending now with a reply limit of `limit` gives up.
@@ -122,10 +131,16 @@ impl Providers {
         Instant::now().checked_add(limit)
     }
 
-    fn mailboxes(&self, provider: Provider) -> Result<&ProviderMailboxes, GatewayError> {
-        self.mailboxes
-            .get(&provider)
-            .ok_or(GatewayError::NotConfigured(provider))
+    async fn mailboxes(&self, route: &Route) -> Result<ProviderMailboxes, GatewayError> {
+        match (&route.account, &self.accounts) {
+            (None, _) => self
+                .mailboxes
+                .get(&route.provider)
+                .cloned()
+                .ok_or(GatewayError::NotConfigured(route.provider)),
+            (Some(account), Some(accounts)) => accounts.mailboxes(route.provider, account).await,
+            (Some(_), None) => Err(GatewayError::NotConfigured(route.provider)),
+        }
     }
 }
 
@@ -135,8 +150,8 @@ impl ProviderClient for Providers {
         self.mailboxes.contains_key(&provider)
     }
 
-    async fn query(&self, provider: Provider, pay_no: PayNo) -> Result<TradeQuery, GatewayError> {
-        let mailbox = self.mailboxes(provider)?.query.clone();
+    async fn query(&self, route: &Route, pay_no: PayNo) -> Result<TradeQuery, GatewayError> {
+        let mailbox = self.mailboxes(route).await?.query;
         flatten(
             mailbox
                 .send(Traced::new(QueryTrade(
@@ -148,8 +163,8 @@ impl ProviderClient for Providers {
         )
     }
 
-    async fn close(&self, provider: Provider, pay_no: PayNo) -> Result<CloseOutcome, GatewayError> {
-        let mailbox = self.mailboxes(provider)?.close.clone();
+    async fn close(&self, route: &Route, pay_no: PayNo) -> Result<CloseOutcome, GatewayError> {
+        let mailbox = self.mailboxes(route).await?.close;
         flatten(
             mailbox
                 .send(Traced::new(CloseTrade(
@@ -161,17 +176,17 @@ impl ProviderClient for Providers {
         )
     }
 
-    fn admit(&self, provider: Provider) -> Result<Admission, GatewayError> {
-        self.mailboxes(provider)?.limits.admit()
+    async fn admit(&self, route: &Route) -> Result<Admission, GatewayError> {
+        self.mailboxes(route).await?.limits.admit()
     }
 
     async fn create_qr(
         &self,
-        provider: Provider,
+        route: &Route,
         request: QrRequest,
         admission: Admission,
     ) -> Result<QrCreated, GatewayError> {
-        let mailbox = self.mailboxes(provider)?.create_qr.clone();
+        let mailbox = self.mailboxes(route).await?.create_qr;
         flatten(
             mailbox
                 .send(Traced::new(CreateQr(
@@ -184,8 +199,8 @@ impl ProviderClient for Providers {
         )
     }
 
-    async fn refund(&self, provider: Provider, request: RefundRequest) -> Result<RefundAnswer, GatewayError> {
-        let mailbox = self.mailboxes(provider)?.refund.clone();
+    async fn refund(&self, route: &Route, request: RefundRequest) -> Result<RefundAnswer, GatewayError> {
+        let mailbox = self.mailboxes(route).await?.refund;
         flatten(
             mailbox
                 .send(Traced::new(RefundTrade(
@@ -197,8 +212,8 @@ impl ProviderClient for Providers {
         )
     }
 
-    async fn query_refund(&self, provider: Provider, request: RefundRequest) -> Result<RefundAnswer, GatewayError> {
-        let mailbox = self.mailboxes(provider)?.query_refund.clone();
+    async fn query_refund(&self, route: &Route, request: RefundRequest) -> Result<RefundAnswer, GatewayError> {
+        let mailbox = self.mailboxes(route).await?.query_refund;
         flatten(
             mailbox
                 .send(Traced::new(QueryRefund(
@@ -214,10 +229,13 @@ impl ProviderClient for Providers {
         for mailboxes in self.mailboxes.values() {
             mailboxes.limits.set_share(share);
         }
+        if let Some(accounts) = &self.accounts {
+            accounts.share_budget(share);
+        }
     }
 
-    async fn bill(&self, provider: Provider, date: chrono::NaiveDate) -> Result<BillFetch, GatewayError> {
-        let mailbox = self.mailboxes(provider)?.bill.clone();
+    async fn bill(&self, route: &Route, date: chrono::NaiveDate) -> Result<BillFetch, GatewayError> {
+        let mailbox = self.mailboxes(route).await?.bill;
         let limit = self.reply_timeout.max(super::BILL_TIMEOUT + Duration::from_secs(10));
         flatten(
             mailbox

@@ -11,11 +11,13 @@
 //! flight at that moment are cancelled; their senders see a `MailboxError` and retry on their own
 //! schedule, so nothing is lost.
 
+pub mod accounts;
 pub mod breaker;
 pub mod calls;
 pub mod client;
 pub mod limits;
 pub mod messages;
+pub mod route;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -31,6 +33,7 @@ pub use breaker::{BreakerState, CircuitBreaker};
 pub use calls::ProviderCallSettings;
 pub use client::{ProviderClient, ProviderMailboxes, Providers};
 pub use limits::{Admission, BudgetShare, CallLimits};
+pub use route::Route;
 pub use messages::{CloseTrade, CreateQr, FetchBill, QueryRefund, QueryTrade, RefundTrade};
 
 use crate::gateway::{CloseOutcome, Gateway, GatewayError, QrCreated, RefundAnswer, TradeQuery};
@@ -563,9 +566,10 @@ mod tests {
         );
 
         // Act: the second call waits for the first one's slot and its caller gives up.
+        let sandbox = Route::configured(Provider::Sandbox);
         let (first, second) = futures::join!(
-            providers.query(Provider::Sandbox, PayNo::new(1).unwrap()),
-            providers.query(Provider::Sandbox, PayNo::new(2).unwrap()),
+            providers.query(&sandbox, PayNo::new(1).unwrap()),
+            providers.query(&sandbox, PayNo::new(2).unwrap()),
         );
         // Past the moment the slot frees.
         tokio::time::sleep(Duration::from_millis(400)).await;

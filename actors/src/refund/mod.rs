@@ -28,6 +28,7 @@ use chrono::Utc;
 use entities::{payment_attempts, refunds, Provider, RefundNo};
 use sea_orm::EntityTrait;
 
+use crate::provider::Route;
 use crate::error::OrderError;
 use crate::gateway::{GatewayError, RefundAnswer, RefundRequest, RefundState, VerifiedNotification};
 use crate::order::messages::NotifyOutcome;
@@ -211,9 +212,9 @@ async fn step(deps: &OrderDeps, refund: &refunds::Model) -> Result<(), OrderErro
         reason: refund.reason.clone(),
     };
     let answer = if refund.submitted {
-        deps.providers.query_refund(refund.provider, request).await
+        deps.providers.query_refund(&Route::of_attempt(&attempt), request).await
     } else {
-        deps.providers.refund(refund.provider, request).await
+        deps.providers.refund(&Route::of_attempt(&attempt), request).await
     };
     // `attempts` counts this step too (the claim added it).
     let steps = u32::try_from(refund.attempts).unwrap_or(u32::MAX);

@@ -206,6 +206,43 @@ pub async fn disable(
     get(db, merchant, account_id).await
 }
 
+/// The account of `merchant_id` a new attempt at `provider` goes through: `account_id` when
+/// given (it must be one of the merchant's enabled accounts of that provider), else the
+/// merchant's oldest enabled one; `None` when the merchant has none (the deployment's
+/// configured provider serves it, if there is one).
+///
+/// # Errors
+/// `invalid_field` for an `account_id` that is not one of those, or the database.
+pub async fn choose(
+    db: &DatabaseConnection,
+    merchant_id: &str,
+    provider: Provider,
+    account_id: Option<&str>,
+) -> Result<Option<String>, crate::error::OrderError> {
+    let mut enabled = provider_accounts::Entity::find()
+        .select_only()
+        .column(provider_accounts::Column::AccountId)
+        .filter(provider_accounts::Column::MerchantId.eq(merchant_id))
+        .filter(provider_accounts::Column::Provider.eq(provider))
+        .filter(provider_accounts::Column::Enabled.eq(true))
+        .order_by_asc(provider_accounts::Column::CreatedAt)
+        .order_by_asc(provider_accounts::Column::AccountId);
+    if let Some(wanted) = account_id {
+        enabled = enabled.filter(provider_accounts::Column::AccountId.eq(wanted));
+    }
+    let chosen: Option<String> = enabled.into_tuple().one(db).await?;
+    match (account_id, chosen) {
+        (Some(wanted), None) => Err(crate::error::OrderError::Validation(ValidationError::new(
+            "invalid_field",
+            format!(
+                "account_id: {wanted} is not an enabled {} account of this merchant",
+                provider.as_str()
+            ),
+        ))),
+        (_, chosen) => Ok(chosen),
+    }
+}
+
 /// How many accounts are stored.
 ///
 /// # Errors

@@ -14,6 +14,7 @@ use sea_orm::{
 
 use super::journal::{write_log, LogEntry, LogEvent, Operator};
 use super::transitions::{apply_attempt, AttemptUpdate};
+use crate::provider::Route;
 use crate::error::OrderError;
 use crate::gateway::{GatewayError, QrCreated, QrRequest};
 use crate::ids::Snowflake;
@@ -31,17 +32,18 @@ fn accepts_currency(provider: Provider, currency: Currency) -> bool {
 /// [`OrderError::NotPending`] / [`OrderError::Expired`] when the order cannot be paid any more,
 /// [`OrderError::CurrencyNotAccepted`], [`OrderError::Gateway`] when the provider refused or
 /// failed (the attempt is then stored as failed), or a database / id error.
-pub async fn start_attempt<A, F, Fut>(
+pub async fn start_attempt<A, AFut, F, Fut>(
     db: &DatabaseConnection,
     ids: &Snowflake,
-    provider: Provider,
+    route: &Route,
     order: &orders::Model,
     operator: &Operator,
     admit: A,
     create_qr: F,
 ) -> Result<payment_attempts::Model, OrderError>
 where
-    A: FnOnce() -> Result<Admission, GatewayError>,
+    A: FnOnce() -> AFut,
+    AFut: std::future::Future<Output = Result<Admission, GatewayError>>,
     F: FnOnce(QrRequest, Admission) -> Fut,
     Fut: std::future::Future<Output = Result<QrCreated, GatewayError>>,
 {
@@ -52,6 +54,7 @@ where
     if now >= order.expires_at {
         return Err(OrderError::Expired);
     }
+    let provider = route.provider;
     if !accepts_currency(provider, order.currency) {
         return Err(OrderError::CurrencyNotAccepted {
             provider,
@@ -60,7 +63,7 @@ where
     }
     // The provider's budget is checked before anything is written: a refused attempt leaves
     // no row behind.
-    let admission = admit().map_err(OrderError::Gateway)?;
+    let admission = admit().await.map_err(OrderError::Gateway)?;
     let pay_no: PayNo = ids.next_typed().await?;
     let attempt = payment_attempts::Model {
         pay_no,
@@ -77,6 +80,7 @@ where
         paid_at: None,
         follow_up_at: None,
         paid_amount: None,
+        account_id: route.account_id(),
     };
 
     let txn = db.begin().await?;

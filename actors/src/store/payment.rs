@@ -311,6 +311,7 @@ mod tests {
             paid_at: None,
             follow_up_at: None,
             paid_amount: None,
+            account_id: None,
         }
     }
 
