@@ -84,7 +84,9 @@ impl Scope {
     /// Whether a deployment with the `enabled` providers mounts this scope's endpoints.
     pub fn is_mounted(self, enabled: &[Provider]) -> bool {
         match self {
-            Scope::Root | Scope::Client | Scope::Admin | Scope::Checkout | Scope::Console | Scope::AccountWebhook => true,
+            Scope::Root | Scope::Client | Scope::Admin | Scope::Checkout | Scope::Console | Scope::AccountWebhook => {
+                true
+            }
             Scope::Webhook(provider) => enabled.contains(&provider),
             Scope::Sandbox => enabled.contains(&Provider::Sandbox),
         }
@@ -316,7 +318,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, enabled: &
         scope_of("/webhooks", enabled, |scope| {
             matches!(scope, Scope::Webhook(_) | Scope::AccountWebhook)
         })
-            .app_data(web::PayloadConfig::new(max_body_bytes)),
+        .app_data(web::PayloadConfig::new(max_body_bytes)),
     );
     if Scope::Sandbox.is_mounted(enabled) {
         cfg.service(

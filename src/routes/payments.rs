@@ -63,7 +63,10 @@ pub(super) async fn start(
     account_id: Option<&str>,
     operator: Operator,
 ) -> Result<payment_attempts::Model, ApiError> {
-    let result = state.engine.start_attempt(order_id, provider, account_id, operator).await;
+    let result = state
+        .engine
+        .start_attempt(order_id, provider, account_id, operator)
+        .await;
     let outcome = if result.is_ok() { "started" } else { "refused" };
     state
         .metrics

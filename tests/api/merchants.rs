@@ -709,3 +709,204 @@ async fn a_restart_needs_the_master_key_and_rotation_reseals_under_a_new_one() {
         .expect("the old key no longer opens it");
     assert!(format!("{refused:#}").contains(&account_id));
 }
+
+/// One merchant's provider accounts, each at a simulator of its own (its own keys, its own
+/// trade book).
+struct Shop {
+    key: String,
+    sim: SimServer,
+    /// provider -> account id
+    accounts: std::collections::BTreeMap<&'static str, String>,
+}
+
+async fn shop(app: &TestApp, merchant: &str, keys: paywarden_sim::keys::KeyMaterial, number: u32) -> Shop {
+    let mut config = SimConfig::new(keys);
+    config.notify_speedup = 1000;
+    config.close_too_early_seconds = 0;
+    config.wechat_mchid = format!("190000000{number}");
+    config.wechat_merchant_serial_no = format!("5157F09EFDC096DE15EBE81A47057A7232F1B8E{number}");
+    config.alipay_app_id = format!("202100000000000{number}");
+    let sim = SimServer::start(config).await.unwrap();
+    let key = app.onboard(merchant).await;
+    let (wechat, alipay) = sim_config(&sim);
+    let mut accounts = std::collections::BTreeMap::new();
+    for (provider, config) in [("wechat", wechat), ("alipay", alipay)] {
+        let added = add_account(app, merchant, provider, &config).await;
+        assert_eq!(added.status().as_u16(), 201, "{merchant} {provider}");
+        let added: Value = added.json().await.unwrap();
+        accounts.insert(provider, added["account_id"].as_str().unwrap().to_owned());
+    }
+    Shop { key, sim, accounts }
+}
+
+impl Shop {
+    /// An order of this merchant with an attempt at `provider`: (order_no, pay_no).
+    async fn attempt(&self, app: &TestApp, provider: &str, id: &str) -> (String, String) {
+        let order = app.post_order(&self.key, &order_body(id)).await;
+        assert_eq!(order.status().as_u16(), 201);
+        let order: Value = order.json().await.unwrap();
+        let order_no = order["order_no"].as_str().unwrap().to_owned();
+        let attempt = app
+            .post_as(
+                &self.key,
+                &format!("/v1/orders/{order_no}/payments"),
+                Some(&json!({ "provider": provider })),
+            )
+            .await;
+        assert_eq!(attempt.status().as_u16(), 201, "{provider} attempt");
+        let attempt: Value = attempt.json().await.unwrap();
+        (order_no, attempt["pay_no"].as_str().unwrap().to_owned())
+    }
+
+    async fn control(&self, path: &str, body: Value) -> u16 {
+        reqwest::Client::new()
+            .post(format!("{}{path}", self.sim.base_url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}
+
+async fn status_of(app: &TestApp, order_no: &str) -> String {
+    app.admin_order(order_no).await["status"].as_str().unwrap().to_owned()
+}
+
+async fn wait_until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < Duration::from_secs(10), "{what}");
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Two merchants, each on its own WeChat Pay account and its own Alipay app (two simulators:
+/// two key sets, two trade books). Each merchant's attempts are signed with its own key and
+/// land in its own account; each account's notifications are verified with its own keys; a
+/// notification signed by one account, or naming another account's trade, is refused and
+/// changes nothing; refunds stay in their account.
+#[actix_web::test]
+async fn two_merchants_pay_refund_and_are_notified_each_through_its_own_accounts() {
+    let app = spawn_app(Backend::Postgres).await;
+    let acme = shop(&app, "acme", shared_test_keys().unwrap(), 1).await;
+    let globex = shop(&app, "globex", paywarden_sim::keys::KeyMaterial::generate().unwrap(), 2).await;
+    let sim_provider = |provider: &str| match provider {
+        "wechat" => paywarden_sim::SimProvider::Wechat,
+        _ => paywarden_sim::SimProvider::Alipay,
+    };
+
+    for provider in ["wechat", "alipay"] {
+        let (acme_order, acme_pay) = acme.attempt(&app, provider, &format!("acme-{provider}")).await;
+        let (globex_order, globex_pay) = globex.attempt(&app, provider, &format!("globex-{provider}")).await;
+        let sim = sim_provider(provider);
+
+        // Each attempt landed at its merchant's account (the other never heard of it; a
+        // request signed with another key would have been refused there).
+        assert!(
+            acme.sim.trade(sim, &acme_pay).is_some(),
+            "{provider}: acme's trade at acme's account"
+        );
+        assert!(globex.sim.trade(sim, &acme_pay).is_none());
+        assert!(globex.sim.trade(sim, &globex_pay).is_some());
+        assert!(acme.sim.trade(sim, &globex_pay).is_none());
+        let recorded = app.admin_order(&acme_order).await;
+        assert_eq!(recorded["merchant_id"], "acme");
+        let expected_notify = format!("/webhooks/{provider}/{}", acme.accounts[provider]);
+        assert!(
+            acme.sim
+                .trade(sim, &acme_pay)
+                .unwrap()
+                .notify_url
+                .ends_with(&expected_notify),
+            "the account's own notification route"
+        );
+
+        // A notification signed by acme's account for globex's trade, to globex's route:
+        // globex's keys do not verify it.
+        let globex_route = format!("{}/webhooks/{provider}/{}", app.address, globex.accounts[provider]);
+        let forged = format!("forged-{provider}");
+        let opened = acme
+            .control(
+                &format!("/sim/{provider}/trades"),
+                json!({"out_trade_no": forged, "amount_fen": 2999, "notify_url": globex_route}),
+            )
+            .await;
+        assert!(opened < 300, "a foreign trade at acme's simulator: {opened}");
+        let _ = acme
+            .control(&format!("/sim/{provider}/trades/{forged}/scan"), json!({}))
+            .await;
+        assert_eq!(
+            acme.control(&format!("/sim/{provider}/trades/{forged}/pay"), json!({}))
+                .await,
+            200
+        );
+        wait_until("acme's simulator delivered to globex's route", async || {
+            acme.sim.trade(sim, &forged).unwrap().notifications_sent > 0
+        })
+        .await;
+        assert_eq!(acme.sim.trade(sim, &forged).unwrap().notifications_acknowledged, 0);
+
+        // Signed by acme's account (it verifies at acme's route) but naming globex's trade.
+        let acme_route = format!("{}/webhooks/{provider}/{}", app.address, acme.accounts[provider]);
+        acme.control(
+            &format!("/sim/{provider}/trades"),
+            json!({"out_trade_no": globex_pay, "amount_fen": 2999, "notify_url": acme_route}),
+        )
+        .await;
+        let _ = acme
+            .control(&format!("/sim/{provider}/trades/{globex_pay}/scan"), json!({}))
+            .await;
+        assert_eq!(
+            acme.control(&format!("/sim/{provider}/trades/{globex_pay}/pay"), json!({}))
+                .await,
+            200
+        );
+        wait_until(
+            "acme's simulator delivered globex's trade to acme's route",
+            async || acme.sim.trade(sim, &globex_pay).unwrap().notifications_sent > 0,
+        )
+        .await;
+        assert_eq!(acme.sim.trade(sim, &globex_pay).unwrap().notifications_acknowledged, 0);
+        assert_eq!(status_of(&app, &globex_order).await, "pending", "nothing changed");
+        let unmatched = app.count("SELECT COUNT(*) FROM unmatched_notifications").await;
+        assert_eq!(unmatched, 0, "a refused notification is not stored either");
+
+        // The real payments, each notified by its own account and verified with its keys.
+        for (shop, order_no, pay_no) in [(&acme, &acme_order, &acme_pay), (&globex, &globex_order, &globex_pay)] {
+            let _ = shop
+                .control(&format!("/sim/{provider}/trades/{pay_no}/scan"), json!({}))
+                .await;
+            assert_eq!(
+                shop.control(&format!("/sim/{provider}/trades/{pay_no}/pay"), json!({}))
+                    .await,
+                200
+            );
+            wait_until("the order is paid", async || status_of(&app, order_no).await == "paid").await;
+            assert!(shop.sim.trade(sim, pay_no).unwrap().notifications_acknowledged > 0);
+        }
+
+        // A refund goes to the account of its payment.
+        let refund = app
+            .post_as(
+                &globex.key,
+                &format!("/v1/orders/{globex_order}/refunds"),
+                Some(&json!({"out_refund_id": format!("rf-{provider}"), "amount": 500, "reason": "returned"})),
+            )
+            .await;
+        assert_eq!(refund.status().as_u16(), 201, "{}", refund.text().await.unwrap());
+        wait_until("the refund reached globex's account", async || {
+            globex
+                .sim
+                .refunds()
+                .iter()
+                .any(|r| r.provider == sim && r.out_trade_no == globex_pay)
+        })
+        .await;
+        assert!(
+            !acme.sim.refunds().iter().any(|r| r.out_trade_no == globex_pay),
+            "nothing reached acme's account"
+        );
+    }
+}

@@ -21,7 +21,6 @@ use sea_orm::{DatabaseConnection, EntityTrait};
 
 pub use self::cluster::{ClusterParts, ClusterStartError, ClusterView, NodeView, OrderPlacement};
 pub use self::recovery::RehydrateReport;
-use crate::provider::Route;
 use crate::changes::{ChangeFeed, OrderChanged};
 use crate::deadline::{to_ms, Deadline, DeadlineIndex};
 use crate::domain::{NewOrder, OperatorReason};
@@ -36,6 +35,7 @@ use crate::order::messages::{
 use crate::order::{notify, OrderActor, OrderDeps, OrderRegistry};
 use crate::outbox::Wake;
 use crate::provider::ProviderClient;
+use crate::provider::Route;
 use crate::store::{create_order, Created, Operator};
 
 /// What the engine is built from.
@@ -328,11 +328,12 @@ impl Engine {
         operator: Operator,
     ) -> Result<payment_attempts::Model, OrderError> {
         let order = self.load(order_id, &operator).await?;
-        let route = match crate::store::accounts::choose(&self.deps().db, &order.merchant_id, provider, account_id).await? {
-            Some(account) => Route::account(provider, &account),
-            None if self.has_provider(provider) => Route::configured(provider),
-            None => return Err(OrderError::ProviderUnavailable(provider)),
-        };
+        let route =
+            match crate::store::accounts::choose(&self.deps().db, &order.merchant_id, provider, account_id).await? {
+                Some(account) => Route::account(provider, &account),
+                None if self.has_provider(provider) => Route::configured(provider),
+                None => return Err(OrderError::ProviderUnavailable(provider)),
+            };
         let make = || StartAttempt {
             route: route.clone(),
             operator: operator.clone(),

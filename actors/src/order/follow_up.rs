@@ -21,8 +21,8 @@ use sea_orm::EntityTrait;
 use super::expiry::{self, Failed, FollowUp};
 use super::pass::follow_up_context;
 use super::OrderDeps;
-use crate::provider::Route;
 use crate::error::OrderError;
+use crate::provider::Route;
 use crate::store::transitions::{self, AttemptUpdate};
 use crate::store::{follow_up, record_payment, Operator, PaymentRecorded};
 

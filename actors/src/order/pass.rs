@@ -11,10 +11,10 @@ use super::expiry::{
     self, Conclusion, Counters, Failed, FollowUpContext, Holds, Intent, PassContext, PassOutcome, Start, Step,
 };
 use super::OrderDeps;
-use crate::provider::Route;
 use crate::error::OrderError;
 use crate::gateway::{CloseOutcome, PaidTrade};
 use crate::metrics::Settled;
+use crate::provider::Route;
 use crate::store::transitions::{self, Applied, AttemptCloseReason, AttemptUpdate, OrderUpdate};
 use crate::store::{record_payment, Operator, PaymentDecision, PaymentRecorded};
 

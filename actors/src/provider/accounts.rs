@@ -82,7 +82,11 @@ impl AccountProviders {
     /// # Errors
     /// [`GatewayError::NotConfigured`] when there is no such account of that provider or it
     /// does not open (the cause is logged).
-    pub async fn mailboxes(&self, provider: Provider, account_id: &Arc<str>) -> Result<ProviderMailboxes, GatewayError> {
+    pub async fn mailboxes(
+        &self,
+        provider: Provider,
+        account_id: &Arc<str>,
+    ) -> Result<ProviderMailboxes, GatewayError> {
         Ok(self.get(provider, account_id).await?.mailboxes)
     }
 

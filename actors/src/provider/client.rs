@@ -47,8 +47,12 @@ pub trait ProviderClient: Send + Sync {
     async fn admit(&self, route: &Route) -> Result<Admission, GatewayError>;
 
     /// Creates a QR-code trade, within the budget `admission` holds.
-    async fn create_qr(&self, route: &Route, request: QrRequest, admission: Admission)
-        -> Result<QrCreated, GatewayError>;
+    async fn create_qr(
+        &self,
+        route: &Route,
+        request: QrRequest,
+        admission: Admission,
+    ) -> Result<QrCreated, GatewayError>;
 
     /// Refunds (part of) a paid trade.
     async fn refund(&self, route: &Route, request: RefundRequest) -> Result<RefundAnswer, GatewayError>;

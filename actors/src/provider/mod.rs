@@ -33,8 +33,8 @@ pub use breaker::{BreakerState, CircuitBreaker};
 pub use calls::ProviderCallSettings;
 pub use client::{ProviderClient, ProviderMailboxes, Providers};
 pub use limits::{Admission, BudgetShare, CallLimits};
-pub use route::Route;
 pub use messages::{CloseTrade, CreateQr, FetchBill, QueryRefund, QueryTrade, RefundTrade};
+pub use route::Route;
 
 use crate::gateway::{CloseOutcome, Gateway, GatewayError, QrCreated, RefundAnswer, TradeQuery};
 

@@ -480,7 +480,9 @@ pub(crate) async fn step(
     let db = engine.db();
     let date = NaiveDate::parse_from_str(&run.bill_date, "%Y-%m-%d")
         .map_err(|err| OrderError::Db(DbErr::Custom(format!("bad bill_date {}: {err}", run.bill_date))))?;
-    let fetched = engine.fetch_bill(&crate::provider::Route::configured(run.provider), date).await;
+    let fetched = engine
+        .fetch_bill(&crate::provider::Route::configured(run.provider), date)
+        .await;
     let rows = match fetched {
         Ok(BillFetch::Rows(rows)) => rows,
         Ok(BillFetch::NotReady)
@@ -598,7 +600,10 @@ async fn compensate(
     let Ok(pay_no) = difference.out_trade_no.parse::<PayNo>() else {
         return unchanged("not compensated: not a trade number paywarden issues".into());
     };
-    let answer = match engine.query_trade(&crate::provider::Route::configured(run.provider), pay_no).await {
+    let answer = match engine
+        .query_trade(&crate::provider::Route::configured(run.provider), pay_no)
+        .await
+    {
         Ok(answer) => answer,
         Err(err) => return unchanged(format!("not compensated yet: the provider could not be asked ({err})")),
     };

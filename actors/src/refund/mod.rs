@@ -28,11 +28,11 @@ use chrono::Utc;
 use entities::{payment_attempts, refunds, Provider, RefundNo};
 use sea_orm::EntityTrait;
 
-use crate::provider::Route;
 use crate::error::OrderError;
 use crate::gateway::{GatewayError, RefundAnswer, RefundRequest, RefundState, VerifiedNotification};
 use crate::order::messages::NotifyOutcome;
 use crate::order::OrderDeps;
+use crate::provider::Route;
 use crate::retry::RetrySchedule;
 use crate::settings::{check, Invalid};
 use crate::store::refunds::{self as store, RefundOutcome, Settled};

@@ -14,11 +14,11 @@ use sea_orm::{
 
 use super::journal::{write_log, LogEntry, LogEvent, Operator};
 use super::transitions::{apply_attempt, AttemptUpdate};
-use crate::provider::Route;
 use crate::error::OrderError;
 use crate::gateway::{GatewayError, QrCreated, QrRequest};
 use crate::ids::Snowflake;
 use crate::provider::Admission;
+use crate::provider::Route;
 
 /// Whether `provider` takes `currency` (its registry entry says).
 fn accepts_currency(provider: Provider, currency: Currency) -> bool {
