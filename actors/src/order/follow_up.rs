@@ -101,11 +101,12 @@ async fn look(deps: &OrderDeps, attempt: &payment_attempts::Model) -> Result<(),
         return Ok(());
     }
     let ctx = follow_up_context(deps, &order);
-    let answer = deps.providers.query(&Route::of_attempt(&attempt), attempt.pay_no).await;
+    let route = Route::of_attempt(attempt);
+    let answer = deps.providers.query(&route, attempt.pay_no).await;
     let raw = answer.as_ref().map(|q| q.raw.to_string()).unwrap_or_default();
     let mut step = expiry::follow_up_on_query(&ctx, answer.as_ref().map(|q| &q.state).map_err(|_| Failed));
     if step == FollowUp::CloseAtProvider {
-        let closed = deps.providers.close(&Route::of_attempt(&attempt), attempt.pay_no).await;
+        let closed = deps.providers.close(&route, attempt.pay_no).await;
         step = expiry::follow_up_on_close(&ctx, closed.as_ref().map_err(|_| Failed));
     }
     let pay_no = attempt.pay_no;

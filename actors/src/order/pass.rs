@@ -101,7 +101,8 @@ async fn run_once(
         }
     };
     for attempt in open {
-        let answer = deps.providers.query(&Route::of_attempt(&attempt), attempt.pay_no).await;
+        let route = Route::of_attempt(&attempt);
+        let answer = deps.providers.query(&route, attempt.pay_no).await;
         log_failure(&order, &attempt, "query", answer.as_ref().err());
         let mut step = expiry::on_query(&ctx, answer.as_ref().map(|q| &q.state).map_err(|_| Failed));
         let mut raw = answer.map(|q| q.raw.to_string()).unwrap_or_default();
@@ -116,12 +117,12 @@ async fn run_once(
                     return compensate(deps, &order, &attempt, trade, raw, operator).await.map(Some);
                 }
                 Step::CloseAtProvider => {
-                    let answer = deps.providers.close(&Route::of_attempt(&attempt), attempt.pay_no).await;
+                    let answer = deps.providers.close(&route, attempt.pay_no).await;
                     log_failure(&order, &attempt, "close", answer.as_ref().err());
                     step = expiry::on_close(&ctx, answer.as_ref().map_err(|_| Failed));
                 }
                 Step::QueryAgain => {
-                    let answer = deps.providers.query(&Route::of_attempt(&attempt), attempt.pay_no).await;
+                    let answer = deps.providers.query(&route, attempt.pay_no).await;
                     log_failure(&order, &attempt, "query", answer.as_ref().err());
                     step = expiry::on_requery(answer.as_ref().map(|q| &q.state).map_err(|_| Failed));
                     raw = answer.map(|q| q.raw.to_string()).unwrap_or_default();
