@@ -467,17 +467,53 @@ pub async fn refund_order(
 /// Days back a provider keeps its bills (WeChat: three months).
 pub const BILL_DAYS_KEPT: i64 = 90;
 
-/// Reconciles `provider`'s bill of `date` (`YYYY-MM-DD`, China time) now, or again: the run once
-/// it is done (completed, waiting for its bill, or failed).
+/// Whose bill a reconciliation compares: the deployment's configured `provider`, or a
+/// merchant's account (`account_id`, any merchant's; its provider comes from the account, and
+/// a `provider` given beside it must be that one).
+///
+/// # Errors
+/// Neither given, an unknown account, or an account of another provider: `invalid_field`.
+pub async fn reconciliation_target(
+    state: &AppState,
+    provider: Option<entities::Provider>,
+    account_id: Option<&str>,
+) -> Result<actors::provider::Route, ApiError> {
+    use sea_orm::EntityTrait;
+    let invalid = |message: String| ApiError::Validation(ValidationError::new("invalid_field", message));
+    match (provider, account_id.map(str::trim).filter(|id| !id.is_empty())) {
+        (Some(provider), None) => Ok(actors::provider::Route::configured(provider)),
+        (None, None) => Err(invalid(
+            "give provider (the deployment's own) or account_id (a merchant's)".to_owned(),
+        )),
+        (wanted, Some(account_id)) => {
+            let account = entities::provider_accounts::Entity::find_by_id(account_id)
+                .one(&state.db)
+                .await?
+                .ok_or_else(|| invalid(format!("account_id: no provider account {account_id}")))?;
+            if wanted.is_some_and(|provider| provider != account.provider) {
+                return Err(invalid(format!(
+                    "account_id: {account_id} is a {} account",
+                    account.provider.as_str()
+                )));
+            }
+            Ok(actors::provider::Route::account(account.provider, &account.account_id))
+        }
+    }
+}
+
+/// Reconciles the bill of `date` (`YYYY-MM-DD`, China time) of `target` (the deployment's
+/// provider or a merchant's account) now, or again: the run once it is done (completed,
+/// waiting for its bill, or failed).
 ///
 /// # Errors
 /// A date that is not one of the last [`BILL_DAYS_KEPT`] days, a provider not enabled here.
 pub async fn reconcile_day(
     state: &AppState,
-    provider: entities::Provider,
+    target: &actors::provider::Route,
     date: &str,
     operator: &Operator,
 ) -> Result<entities::reconciliation_runs::Model, ApiError> {
+    let provider = target.provider;
     use actors::reconcile;
 
     let date = chrono::NaiveDate::parse_from_str(date.trim(), "%Y-%m-%d")
@@ -494,11 +530,11 @@ pub async fn reconcile_day(
                 ),
             ))
         })?;
-    if !state.engine.has_provider(provider) {
+    if target.account.is_none() && !state.engine.has_provider(provider) {
         return Err(actors::OrderError::ProviderUnavailable(provider).into());
     }
-    let run = reconcile::run_now(&state.engine, provider, date, operator, &state.reconciliation).await?;
-    tracing::info!(%operator, provider = %provider, %date, status = %run.status, "reconciliation run by an operator");
+    let run = reconcile::run_now(&state.engine, target, date, operator, &state.reconciliation).await?;
+    tracing::info!(%operator, route = %target, %date, status = %run.status, "reconciliation run by an operator");
     Ok(run)
 }
 

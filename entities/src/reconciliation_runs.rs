@@ -2,14 +2,16 @@ use sea_orm::entity::prelude::*;
 
 use crate::types::Provider;
 
-/// One reconciliation of one provider's bill of one day (China time): unique per provider and
-/// day, so running the same day again reuses the run and adds no item twice.
+/// One reconciliation of one account's bill of one day (China time): unique per provider,
+/// account and day, so running the same day again reuses the run and adds no item twice.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "reconciliation_runs")]
 pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
     pub provider: Provider,
+    /// Whose bill: `""` the deployment's configured provider, else a merchant's account id.
+    pub account_key: String,
     /// `YYYY-MM-DD`, the bill's day in China time.
     pub bill_date: String,
     /// `waiting` (for its bill, or its next step), `completed`.

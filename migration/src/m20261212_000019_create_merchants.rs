@@ -14,6 +14,10 @@
 //! - **`payment_attempts.account_id`**: the merchant's account a trade was started at
 //!   (`NULL`: the deployment's configured provider, as before); every later call for that
 //!   trade and its refunds goes through the same account.
+//! - **`reconciliation_runs.account_key`**: whose bill a run compares (`''`: the deployment's
+//!   configured provider; else the account id); a day is one run per provider and account
+//!   (the unique index moves from `(provider, bill_date)` to `(provider, account_key,
+//!   bill_date)`).
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
@@ -66,6 +70,17 @@ enum PaymentAttempts {
     Table,
     AccountId,
 }
+
+#[derive(DeriveIden)]
+enum ReconciliationRuns {
+    Table,
+    Provider,
+    AccountKey,
+    BillDate,
+}
+
+const OLD_RUN_INDEX: &str = "ux_reconciliation_runs_provider_day";
+const RUN_INDEX: &str = "ux_reconciliation_runs_provider_account_day";
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
@@ -158,10 +173,90 @@ impl MigrationTrait for Migration {
                     .add_column(string_len_null(PaymentAttempts::AccountId, 64))
                     .to_owned(),
             )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(ReconciliationRuns::Table)
+                    .add_column(string_len(ReconciliationRuns::AccountKey, 64).default(""))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .drop_index(
+                Index::drop()
+                    .name(OLD_RUN_INDEX)
+                    .table(ReconciliationRuns::Table)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name(RUN_INDEX)
+                    .table(ReconciliationRuns::Table)
+                    .col(ReconciliationRuns::Provider)
+                    .col(ReconciliationRuns::AccountKey)
+                    .col(ReconciliationRuns::BillDate)
+                    .unique()
+                    .to_owned(),
+            )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // The accounts' runs go with their accounts; the configured provider's stay.
+        manager
+            .exec_stmt(
+                Query::delete()
+                    .from_table(Alias::new("reconciliation_items"))
+                    .and_where(
+                        Expr::col(Alias::new("run_id")).in_subquery(
+                            Query::select()
+                                .column(Alias::new("id"))
+                                .from(ReconciliationRuns::Table)
+                                .and_where(Expr::col(ReconciliationRuns::AccountKey).ne(""))
+                                .to_owned(),
+                        ),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .exec_stmt(
+                Query::delete()
+                    .from_table(ReconciliationRuns::Table)
+                    .and_where(Expr::col(ReconciliationRuns::AccountKey).ne(""))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .drop_index(
+                Index::drop()
+                    .name(RUN_INDEX)
+                    .table(ReconciliationRuns::Table)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name(OLD_RUN_INDEX)
+                    .table(ReconciliationRuns::Table)
+                    .col(ReconciliationRuns::Provider)
+                    .col(ReconciliationRuns::BillDate)
+                    .unique()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(ReconciliationRuns::Table)
+                    .drop_column(ReconciliationRuns::AccountKey)
+                    .to_owned(),
+            )
+            .await?;
         manager
             .alter_table(
                 Table::alter()

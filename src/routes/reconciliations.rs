@@ -17,8 +17,13 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"provider": "wechat", "date": "2026-11-30"}))]
 pub struct StartReconciliationBody {
-    #[schema(value_type = schema::Provider)]
-    pub provider: Provider,
+    /// The deployment's configured provider (`[providers.<name>]`); or give `account_id`.
+    #[schema(value_type = Option<schema::Provider>)]
+    #[serde(default)]
+    pub provider: Option<Provider>,
+    /// A merchant's provider account: its own bill (its provider comes from the account).
+    #[serde(default)]
+    pub account_id: Option<String>,
     /// The bill's day, `YYYY-MM-DD` in China time, not after today (today's bill is not
     /// published yet at real providers: the run then waits for it).
     #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
@@ -31,6 +36,9 @@ pub struct ReconciliationRun {
     pub id: i64,
     #[schema(value_type = schema::Provider)]
     pub provider: Provider,
+    /// The merchant's account whose bill it compares; `null`: the deployment's configured
+    /// provider.
+    pub account_id: Option<String>,
     pub date: String,
     /// `waiting` (for its bill, asked for again at `next_attempt_at`), `completed`, or
     /// `failed` (the bill did not check out; nothing of it was used; start the day again).
@@ -55,6 +63,7 @@ impl From<reconciliation_runs::Model> for ReconciliationRun {
         Self {
             id: run.id,
             provider: run.provider,
+            account_id: (!run.account_key.is_empty()).then(|| run.account_key.clone()),
             date: run.bill_date,
             status: run.status,
             attempts: run.attempts,
@@ -140,14 +149,14 @@ pub struct ReconciliationListQuery {
     limit: Option<u64>,
 }
 
-/// `POST /admin/reconciliations {provider, date}`.
+/// `POST /admin/reconciliations {provider | account_id, date}`.
 #[utoipa::path(
     post,
     path = "/admin/reconciliations",
     tag = "admin",
     operation_id = "admin_start_reconciliation",
     summary = "Reconcile a provider's bill of one day now",
-    description = "Downloads the provider's trade bill of that day and compares it with paywarden's payments and refunds; answers the run once that is done. A day is one run: starting it again compares again and adds no difference twice. A bill not published yet leaves the run `waiting`; it is asked for again every `reconciliation.retry_interval_seconds`. A bill that does not check out (another account or day, rows that do not add up to its own totals, a row that does not read, too large) leaves the run `failed` with `last_error`, nothing of it used; starting the day again fetches it again.",
+    description = "`provider` names the deployment's configured provider; `account_id` a merchant's provider account, whose own bill is compared with that account's payments and refunds only. Downloads the trade bill of that day and compares it with paywarden's payments and refunds; answers the run once that is done. A day is one run: starting it again compares again and adds no difference twice. A bill not published yet leaves the run `waiting`; it is asked for again every `reconciliation.retry_interval_seconds`. A bill that does not check out (another account or day, rows that do not add up to its own totals, a row that does not read, too large) leaves the run `failed` with `last_error`, nothing of it used; starting the day again fetches it again.",
     request_body = StartReconciliationBody,
     responses((status = 200, description = "The run, completed, waiting for its bill, or failed", body = ReconciliationRunDetail)),
     security(("admin_token" = [])),
@@ -158,8 +167,8 @@ pub async fn start(
     body: web::Json<StartReconciliationBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let run =
-        crate::operations::reconcile_day(&state, body.provider, &body.date, &crate::operations::api_operator()).await?;
+    let target = crate::operations::reconciliation_target(&state, body.provider, body.account_id.as_deref()).await?;
+    let run = crate::operations::reconcile_day(&state, &target, &body.date, &crate::operations::api_operator()).await?;
     Ok(HttpResponse::Ok().json(detail(&state, run).await?))
 }
 

@@ -613,3 +613,130 @@ async fn an_operator_resolves_a_reconciliation_difference_from_its_run_s_page() 
     browser.screenshots("console-reconciliation-resolved").await;
     browser.quit().await;
 }
+
+/// An operator onboards a merchant, issues it a key (shown once, then only its prefix), and
+/// attaches its Alipay app by choosing the PEM files, then verifies it against the provider
+/// (the simulator, over HTTP): no secret is ever shown back.
+#[actix_web::test]
+async fn an_operator_onboards_a_merchant_issues_a_key_and_adds_and_verifies_an_account() {
+    let sim = paywarden_sim::SimServer::start(paywarden_sim::SimConfig::new(
+        paywarden_sim::shared_test_keys().unwrap(),
+    ))
+    .await
+    .unwrap();
+    let app = spawn_app(Backend::Postgres).await;
+    let browser = Browser::start().await;
+    browser.size(DESKTOP).await;
+    sign_in(&browser, &app, "alice").await;
+
+    browser.click("nav a[href='/admin/ui/merchants']").await;
+    browser.wait_for_text("h1", "Merchants", Duration::from_secs(5)).await;
+    browser
+        .type_into("#new-merchant input[name='merchant_id']", "acme")
+        .await;
+    browser
+        .type_into("#new-merchant input[name='name']", "Acme Books")
+        .await;
+    browser.click("#new-merchant button").await;
+    browser
+        .wait_for_text("h1", "Merchant acme", Duration::from_secs(5))
+        .await;
+    browser
+        .wait_for_text("p.notice", "onboarded", Duration::from_secs(5))
+        .await;
+
+    // A key, shown this once, with a copy button.
+    browser.type_into("#issue-key input[name='label']", "web shop").await;
+    browser.click("#issue-key button").await;
+    let key = browser
+        .wait_for_text("#issued-key-value", "pwk_", Duration::from_secs(5))
+        .await;
+    assert!(browser.is_shown("#issued-key button[data-copy]").await);
+    assert_eq!(
+        app.get_as(key.trim(), "/v1/orders/1").await.status().as_u16(),
+        404,
+        "the key shown authenticates"
+    );
+    browser.screenshots("console-merchant-key-issued").await;
+    browser.size(DESKTOP).await;
+    browser.client.goto(&app.url("/admin/ui/merchants/acme")).await.unwrap();
+    browser.wait_for_text("#keys", "web shop", Duration::from_secs(5)).await;
+    let source = browser.client.source().await.unwrap();
+    assert!(!source.contains(key.trim()), "the key is not shown again");
+    assert!(source.contains(&key.trim()[..12]), "its prefix is");
+
+    // The Alipay app, its keys chosen as files.
+    let dir = std::env::temp_dir().join(format!("pw-pem-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let alipay = sim.alipay_settings("");
+    let private_pem = dir.join("app_private_key.pem");
+    let public_pem = dir.join("alipay_public_key.pem");
+    std::fs::write(
+        &private_pem,
+        secrecy::ExposeSecret::expose_secret(&alipay.app_private_key_pem),
+    )
+    .unwrap();
+    std::fs::write(&public_pem, &alipay.alipay_public_key_pem).unwrap();
+    browser
+        .click("#add-account select[name='provider'] option[value='alipay']")
+        .await;
+    browser
+        .type_into("#add-account input[name='app_id']", &alipay.app_id)
+        .await;
+    browser
+        .type_into(
+            "#add-account input[data-fill='app_private_key_pem']",
+            private_pem.to_str().unwrap(),
+        )
+        .await;
+    browser
+        .type_into(
+            "#add-account input[data-fill='alipay_public_key_pem']",
+            public_pem.to_str().unwrap(),
+        )
+        .await;
+    browser
+        .type_into("#add-account input[name='gateway_url']", &alipay.gateway_url)
+        .await;
+    // The page's script read both files into the form.
+    let started = Instant::now();
+    loop {
+        let filled = browser
+            .client
+            .execute(
+                "return document.getElementById('app_private_key_pem').value.includes('PRIVATE KEY') && document.getElementById('alipay_public_key_pem').value.includes('PUBLIC KEY');",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if filled == Value::Bool(true) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the PEM files were not read into the form"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    browser.click("#add-account button[type='submit']").await;
+    browser
+        .wait_for_text("p.notice", "secrets sealed", Duration::from_secs(5))
+        .await;
+    let accounts = browser.text_of("#accounts").await;
+    assert!(
+        accounts.contains("alipay") && accounts.contains(&alipay.app_id),
+        "{accounts}"
+    );
+    let source = browser.client.source().await.unwrap();
+    assert!(!source.contains("PRIVATE KEY"), "no secret is shown back");
+
+    // Verify: the signed answer of the provider, verified with the account's keys.
+    browser.click("#accounts form[action$='/verify'] button").await;
+    let found = browser
+        .wait_for_text("#verification", "the keys work", Duration::from_secs(10))
+        .await;
+    assert!(found.contains("trade_not_found"), "{found}");
+    browser.screenshots("console-merchant-account-verified").await;
+    std::fs::remove_dir_all(&dir).unwrap();
+    browser.quit().await;
+}

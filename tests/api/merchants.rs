@@ -908,5 +908,44 @@ async fn two_merchants_pay_refund_and_are_notified_each_through_its_own_accounts
             !acme.sim.refunds().iter().any(|r| r.out_trade_no == globex_pay),
             "nothing reached acme's account"
         );
+
+        // Each account's bill is reconciled with that account's payments and refunds only.
+        let today = (chrono::Utc::now() + chrono::Duration::hours(8))
+            .format("%Y-%m-%d")
+            .to_string();
+        let reconcile = async |account: &str| -> Value {
+            let response = app
+                .admin_post("/admin/reconciliations", &json!({"account_id": account, "date": today}))
+                .await;
+            assert_eq!(response.status().as_u16(), 200);
+            response.json().await.unwrap()
+        };
+        let run = reconcile(&globex.accounts[provider]).await;
+        assert_eq!(run["status"], "completed", "{run}");
+        assert_eq!(run["account_id"], globex.accounts[provider].as_str());
+        assert_eq!(run["items"], 0, "globex's bill matches globex's records: {run}");
+        assert_eq!(run["summary"]["provider_payments"]["count"], 1, "{run}");
+        assert_eq!(run["summary"]["local_payments"]["count"], 1, "{run}");
+        // Acme's bill holds the two foreign trades its simulator was made to take: unknown to
+        // acme's account, the one that bears globex's trade number included (the trades an
+        // account's run knows are that account's), so nothing is credited to globex's order.
+        let run = reconcile(&acme.accounts[provider]).await;
+        assert_eq!(run["status"], "completed", "{run}");
+        assert_eq!(run["summary"]["local_payments"]["count"], 1, "{run}");
+        assert_eq!(run["items"], 2, "{run}");
+        let foreign = run["differences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|item| item["out_trade_no"] == globex_pay.as_str())
+            .unwrap_or_else(|| panic!("globex's trade number is a difference: {run}"));
+        assert_eq!(foreign["kind"], "unknown_trade", "{foreign}");
+        assert!(foreign["action"].is_null(), "not compensated: {foreign}");
+        let order = app.admin_order(&globex_order).await;
+        assert_eq!(
+            order["payments"].as_array().unwrap().len(),
+            1,
+            "no payment credited from acme's bill"
+        );
     }
 }

@@ -43,6 +43,20 @@ impl Route {
         }
     }
 
+    /// `account_key` of a reconciliation run: `""` for the configured provider.
+    pub fn from_key(provider: Provider, key: &str) -> Self {
+        if key.is_empty() {
+            Self::configured(provider)
+        } else {
+            Self::account(provider, key)
+        }
+    }
+
+    /// The route as a run's `account_key`.
+    pub fn key(&self) -> &str {
+        self.account.as_deref().unwrap_or("")
+    }
+
     /// The account id, as the column stores it.
     pub fn account_id(&self) -> Option<String> {
         self.account.as_deref().map(str::to_owned)

@@ -26,9 +26,7 @@ mod worker;
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
-use entities::{
-    payment_attempts, reconciliation_items, reconciliation_runs, refunds, MinorUnit, PayNo, Provider, RefundStatus,
-};
+use entities::{payment_attempts, reconciliation_items, reconciliation_runs, refunds, MinorUnit, PayNo, RefundStatus};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
@@ -42,6 +40,7 @@ use crate::error::OrderError;
 use crate::gateway::bill::{BillFetch, BillRow};
 use crate::gateway::wechat::transformers::china_offset;
 use crate::gateway::{GatewayError, NotificationSubject, TradeState, VerifiedNotification};
+use crate::provider::Route;
 use crate::store::Operator;
 
 pub const WAITING: &str = "waiting";
@@ -368,23 +367,25 @@ pub fn china_today(now: DateTime<Utc>) -> NaiveDate {
     now.with_timezone(&china_offset()).date_naive()
 }
 
-/// The run of `provider` and `date`, created `waiting` (due now) if there is none; with
+/// The run of `route`'s bill of `date`, created `waiting` (due now) if there is none; with
 /// `again`, a run already completed is made due again (a re-run).
 ///
 /// # Errors
 /// A database error.
 pub async fn ensure_run(
     db: &DatabaseConnection,
-    provider: Provider,
+    route: &Route,
     date: NaiveDate,
     operator: &Operator,
     again: bool,
 ) -> Result<reconciliation_runs::Model, DbErr> {
     let now = Utc::now();
     let day = date.format("%Y-%m-%d").to_string();
+    let provider = route.provider;
     reconciliation_runs::Entity::insert(reconciliation_runs::ActiveModel {
         id: NotSet,
         provider: Set(provider),
+        account_key: Set(route.key().to_owned()),
         bill_date: Set(day.clone()),
         status: Set(WAITING.to_owned()),
         attempts: Set(0),
@@ -400,6 +401,7 @@ pub async fn ensure_run(
     .on_conflict(
         OnConflict::columns([
             reconciliation_runs::Column::Provider,
+            reconciliation_runs::Column::AccountKey,
             reconciliation_runs::Column::BillDate,
         ])
         .do_nothing()
@@ -414,6 +416,7 @@ pub async fn ensure_run(
             .col_expr(reconciliation_runs::Column::Operator, Expr::value(operator.to_string()))
             .col_expr(reconciliation_runs::Column::UpdatedAt, Expr::value(now))
             .filter(reconciliation_runs::Column::Provider.eq(provider))
+            .filter(reconciliation_runs::Column::AccountKey.eq(route.key()))
             .filter(reconciliation_runs::Column::BillDate.eq(day.as_str()))
             .filter(reconciliation_runs::Column::Status.is_in([COMPLETED, FAILED]))
             .exec(db)
@@ -421,10 +424,27 @@ pub async fn ensure_run(
     }
     reconciliation_runs::Entity::find()
         .filter(reconciliation_runs::Column::Provider.eq(provider))
+        .filter(reconciliation_runs::Column::AccountKey.eq(route.key()))
         .filter(reconciliation_runs::Column::BillDate.eq(day))
         .one(db)
         .await?
         .ok_or_else(|| DbErr::RecordNotFound("reconciliation run".into()))
+}
+
+/// Whose bill `run` compares.
+pub fn run_route(run: &reconciliation_runs::Model) -> Route {
+    Route::from_key(run.provider, &run.account_key)
+}
+
+/// The attempts of trades at `route`'s account.
+fn of_route(route: &Route) -> sea_orm::Condition {
+    let account = match route.account.as_deref() {
+        Some(account) => payment_attempts::Column::AccountId.eq(account),
+        None => payment_attempts::Column::AccountId.is_null(),
+    };
+    sea_orm::Condition::all()
+        .add(payment_attempts::Column::Provider.eq(route.provider))
+        .add(account)
 }
 
 /// Runs due for a step, soonest first.
@@ -480,9 +500,8 @@ pub(crate) async fn step(
     let db = engine.db();
     let date = NaiveDate::parse_from_str(&run.bill_date, "%Y-%m-%d")
         .map_err(|err| OrderError::Db(DbErr::Custom(format!("bad bill_date {}: {err}", run.bill_date))))?;
-    let fetched = engine
-        .fetch_bill(&crate::provider::Route::configured(run.provider), date)
-        .await;
+    let route = run_route(run);
+    let fetched = engine.fetch_bill(&route, date).await;
     let rows = match fetched {
         Ok(BillFetch::Rows(rows)) => rows,
         Ok(BillFetch::NotReady)
@@ -498,9 +517,9 @@ pub(crate) async fn step(
         Err(err) => return wait(db, run.id, retry_at, &format!("fetching the bill failed: {err}")).await,
     };
     let (start, end) = day_span(date);
-    let payments = local_payments(db, run.provider, start, end).await?;
-    let refunds = local_refunds(db, run.provider, start, end).await?;
-    let known = known_trades(db, run.provider, &rows).await?;
+    let payments = local_payments(db, &route, start, end).await?;
+    let refunds = local_refunds(db, &route, start, end).await?;
+    let known = known_trades(db, &route, &rows).await?;
     let (differences, summary) = compare(&rows, &payments, &refunds, &known);
     for difference in &differences {
         if difference.kind == ItemKind::MissingHere {
@@ -600,10 +619,8 @@ async fn compensate(
     let Ok(pay_no) = difference.out_trade_no.parse::<PayNo>() else {
         return unchanged("not compensated: not a trade number paywarden issues".into());
     };
-    let answer = match engine
-        .query_trade(&crate::provider::Route::configured(run.provider), pay_no)
-        .await
-    {
+    let route = run_route(run);
+    let answer = match engine.query_trade(&route, pay_no).await {
         Ok(answer) => answer,
         Err(err) => return unchanged(format!("not compensated yet: the provider could not be asked ({err})")),
     };
@@ -706,12 +723,12 @@ async fn insert_item(
 /// Payments recorded at `provider` whose payment time falls in `[start, end)`.
 async fn local_payments(
     db: &DatabaseConnection,
-    provider: Provider,
+    route: &Route,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
 ) -> Result<Vec<LocalPayment>, DbErr> {
     let rows = payment_attempts::Entity::find()
-        .filter(payment_attempts::Column::Provider.eq(provider))
+        .filter(of_route(route))
         .filter(payment_attempts::Column::PaidAt.gte(start))
         .filter(payment_attempts::Column::PaidAt.lt(end))
         .filter(payment_attempts::Column::ProviderTxnId.is_not_null())
@@ -732,7 +749,7 @@ async fn local_payments(
 /// Refunds of `provider` of `[start, end)` that are not failed.
 async fn local_refunds(
     db: &DatabaseConnection,
-    provider: Provider,
+    route: &Route,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
 ) -> Result<Vec<LocalRefund>, DbErr> {
@@ -740,7 +757,16 @@ async fn local_refunds(
     // day it accepted it, the same day unless it stayed processing over midnight); a pending
     // one on the day it was asked for.
     let rows = refunds::Entity::find()
-        .filter(refunds::Column::Provider.eq(provider))
+        .filter(refunds::Column::Provider.eq(route.provider))
+        .filter(
+            refunds::Column::PayNo.in_subquery(
+                sea_orm::sea_query::Query::select()
+                    .column(payment_attempts::Column::PayNo)
+                    .from(payment_attempts::Entity)
+                    .cond_where(of_route(route))
+                    .to_owned(),
+            ),
+        )
         .filter(
             sea_orm::Condition::any()
                 .add(
@@ -770,7 +796,7 @@ async fn local_refunds(
 }
 
 /// Which of the bill's trade numbers paywarden issued at `provider`.
-async fn known_trades(db: &DatabaseConnection, provider: Provider, rows: &[BillRow]) -> Result<Known, DbErr> {
+async fn known_trades(db: &DatabaseConnection, route: &Route, rows: &[BillRow]) -> Result<Known, DbErr> {
     let numbers: Vec<PayNo> = rows
         .iter()
         .filter_map(|row| match row {
@@ -783,7 +809,7 @@ async fn known_trades(db: &DatabaseConnection, provider: Provider, rows: &[BillR
         let found: Vec<PayNo> = payment_attempts::Entity::find()
             .select_only()
             .column(payment_attempts::Column::PayNo)
-            .filter(payment_attempts::Column::Provider.eq(provider))
+            .filter(of_route(route))
             .filter(payment_attempts::Column::PayNo.is_in(chunk.iter().copied()))
             .into_tuple()
             .all(db)

@@ -100,8 +100,15 @@ async fn cycle(engine: &Engine, settings: &ReconcileSettings) -> Result<(), Orde
     let now = Utc::now();
     if settings.daily && now.with_timezone(&china_offset()).time() >= settings.run_after {
         let yesterday = china_today(now) - chrono::Duration::days(1);
-        for provider in engine.providers() {
-            ensure_run(engine.db(), provider, yesterday, &Operator::System, false).await?;
+        // The deployment's configured providers, and every enabled merchant account.
+        let mut routes: Vec<crate::provider::Route> = engine
+            .providers()
+            .into_iter()
+            .map(crate::provider::Route::configured)
+            .collect();
+        routes.extend(crate::store::accounts::enabled_routes(engine.db()).await?);
+        for route in &routes {
+            ensure_run(engine.db(), route, yesterday, &Operator::System, false).await?;
         }
     }
     let retry = chrono::Duration::from_std(settings.retry_interval).unwrap_or(chrono::Duration::minutes(30));
@@ -117,7 +124,7 @@ async fn cycle(engine: &Engine, settings: &ReconcileSettings) -> Result<(), Orde
     Ok(())
 }
 
-/// Starts (or starts again) the run of `provider` and `date` now, on this node: the admin
+/// Starts (or starts again) the run of `route`'s bill of `date` now, on this node: the admin
 /// route's way in. Returns once the step is done (the bill compared, not ready, or refused),
 /// this node's or, when a worker took the due run first, that worker's.
 ///
@@ -125,12 +132,12 @@ async fn cycle(engine: &Engine, settings: &ReconcileSettings) -> Result<(), Orde
 /// A database error.
 pub async fn run_now(
     engine: &Engine,
-    provider: entities::Provider,
+    route: &crate::provider::Route,
     date: chrono::NaiveDate,
     operator: &Operator,
     settings: &ReconcileSettings,
 ) -> Result<entities::reconciliation_runs::Model, OrderError> {
-    let run = ensure_run(engine.db(), provider, date, operator, true).await?;
+    let run = ensure_run(engine.db(), route, date, operator, true).await?;
     let retry = chrono::Duration::from_std(settings.retry_interval).unwrap_or(chrono::Duration::minutes(30));
     let find = || async {
         entities::reconciliation_runs::Entity::find_by_id(run.id)

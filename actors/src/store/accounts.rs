@@ -243,6 +243,26 @@ pub async fn choose(
     }
 }
 
+/// Every enabled account, as the route its calls take (the daily reconciliation runs each).
+///
+/// # Errors
+/// The database.
+pub async fn enabled_routes(db: &DatabaseConnection) -> Result<Vec<crate::provider::Route>, DbErr> {
+    let rows: Vec<(String, Provider)> = provider_accounts::Entity::find()
+        .select_only()
+        .column(provider_accounts::Column::AccountId)
+        .column(provider_accounts::Column::Provider)
+        .filter(provider_accounts::Column::Enabled.eq(true))
+        .order_by_asc(provider_accounts::Column::AccountId)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(account, provider)| crate::provider::Route::account(provider, &account))
+        .collect())
+}
+
 /// How many accounts are stored.
 ///
 /// # Errors

@@ -12,6 +12,7 @@
 
 pub mod dashboard;
 pub mod lists;
+pub mod merchants;
 pub mod reconciliations;
 pub mod session;
 pub mod webhooks;
@@ -115,6 +116,7 @@ fn console_page(title: &str, session: &ConsoleSession, banner: &Banner, body: Ma
             a href="/admin/ui/refunds" { "Refunds" }
             a href="/admin/ui/deliveries" { "Deliveries" }
             a href="/admin/ui/subscribers" { "Subscribers" }
+            a href="/admin/ui/merchants" { "Merchants" }
             a href="/admin/ui/skus" { "SKUs" }
             a href="/admin/ui/unmatched" { "Unmatched" }
             a href="/admin/ui/reconciliations" { "Reconciliation" }
@@ -348,7 +350,7 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "reconciled" => "The day was reconciled; its run is below.",
         "difference-resolved" => "The difference is marked resolved.",
         "refund-requested" => "The refund is committed; the provider is being asked (its status below).",
-        _ => return None,
+        other => return merchants::notice_text(other),
     })
 }
 

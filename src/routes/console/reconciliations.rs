@@ -87,7 +87,10 @@ pub async fn reconcile_day(
         .parse::<Provider>()
         .map_err(|message| ApiError::Validation(actors::domain::ValidationError::new("unknown_provider", message)));
     let result = match provider {
-        Ok(provider) => crate::operations::reconcile_day(&state, provider, &form.date, &session.operator()).await,
+        Ok(provider) => {
+            let target = actors::provider::Route::configured(provider);
+            crate::operations::reconcile_day(&state, &target, &form.date, &session.operator()).await
+        }
         Err(err) => Err(err),
     };
     let done = match &result {
