@@ -10,6 +10,7 @@
 //! target/release/paywarden-bench idle        # CPU with 1,000,000 live orders and no traffic
 //! target/release/paywarden-bench webhooks    # outbox delivery throughput to one local receiver
 //! target/release/paywarden-bench dashboard   # the console's dashboard with 1,000,000 orders
+//! target/release/paywarden-bench merchants   # start and memory with 10,000 merchants' accounts
 //! ```
 //!
 //! Each scenario starts the `paywarden` release binary next to this one as its own process on
@@ -21,6 +22,7 @@ mod dashboard;
 mod expiry;
 mod harness;
 mod load;
+mod merchants;
 mod rehydrate;
 mod report;
 mod webhooks;
@@ -64,6 +66,8 @@ enum Scenario {
     Webhooks(webhooks::Args),
     /// The console's dashboard loads with orders over the last week, next to a bare count.
     Dashboard(dashboard::Args),
+    /// Start and memory with many merchants' provider accounts, next to an empty deployment.
+    Merchants(merchants::Args),
 }
 
 #[tokio::main]
@@ -77,5 +81,6 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Idle(args) => rehydrate::idle(args, &cli.out).await,
         Scenario::Webhooks(args) => webhooks::run(args, &cli.out).await,
         Scenario::Dashboard(args) => dashboard::run(args, &cli.out).await,
+        Scenario::Merchants(args) => merchants::run(args, &cli.out).await,
     }
 }
