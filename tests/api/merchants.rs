@@ -949,3 +949,55 @@ async fn two_merchants_pay_refund_and_are_notified_each_through_its_own_accounts
         );
     }
 }
+
+/// Each account has its own call budget and circuit breaker: one merchant's failing provider
+/// account opens its own breaker only; another merchant's account at the same provider keeps
+/// taking payments.
+#[actix_web::test]
+async fn one_merchants_failing_account_does_not_trip_another_merchants() {
+    let mut settings = test_settings(Backend::Postgres).await;
+    let calls = &mut settings.providers.alipay.calls;
+    calls.retries = 0;
+    calls.breaker_failure_threshold = 3;
+    calls.breaker_open_for = Duration::from_secs(60);
+    let app = spawn_app_with(settings).await;
+    let acme = shop(&app, "acme", shared_test_keys().unwrap(), 1).await;
+    let globex = shop(&app, "globex", paywarden_sim::keys::KeyMaterial::generate().unwrap(), 2).await;
+    acme.sim.set_faults(paywarden_sim::SimFaults {
+        error_rate: 1.0,
+        ..paywarden_sim::SimFaults::default()
+    });
+
+    // Acme's account fails until its breaker opens.
+    for i in 0..4 {
+        let order: Value = app
+            .post_order(&acme.key, &order_body(&format!("acme-{i}")))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let order_no = order["order_no"].as_str().unwrap();
+        let attempt = app
+            .post_as(
+                &acme.key,
+                &format!("/v1/orders/{order_no}/payments"),
+                Some(&json!({"provider": "alipay"})),
+            )
+            .await;
+        assert!(attempt.status().is_server_error(), "acme's provider fails");
+    }
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("paywarden_provider_breaker_open{provider=\"alipay\"} 1"),
+        "acme's account's breaker is open: {}",
+        metrics
+            .lines()
+            .filter(|line| line.contains("breaker"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+
+    // Globex's account, at the same provider, is untouched: its own breaker is closed.
+    let (_, pay_no) = globex.attempt(&app, "alipay", "globex-1").await;
+    assert!(globex.sim.trade(paywarden_sim::SimProvider::Alipay, &pay_no).is_some());
+}

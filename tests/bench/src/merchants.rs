@@ -46,7 +46,8 @@ fn mib(bytes: u64) -> String {
 pub async fn run(args: &Args, out: &Path) -> anyhow::Result<()> {
     let machine = Machine::read();
     machine.print();
-    let sim = paywarden_sim::SimServer::start(paywarden_sim::SimConfig::new(paywarden_sim::shared_test_keys()?)).await?;
+    let sim =
+        paywarden_sim::SimServer::start(paywarden_sim::SimConfig::new(paywarden_sim::shared_test_keys()?)).await?;
     let mut harness = Harness::new("merchants").await?;
     let master_key = actors::vault::Vault::generate_key();
     let key_file = harness.dir.join("master.key");
@@ -61,7 +62,10 @@ pub async fn run(args: &Args, out: &Path) -> anyhow::Result<()> {
     let (empty_start, empty_rss) = start_and_measure(&mut service).await?;
     service.kill();
 
-    eprintln!("merchants: storing {} merchants with a key and an Alipay account each", args.merchants);
+    eprintln!(
+        "merchants: storing {} merchants with a key and an Alipay account each",
+        args.merchants
+    );
     let vault = actors::vault::Vault::new(&master_key, &[])?;
     store(&harness, &vault, &sim, args.merchants).await?;
 
@@ -99,7 +103,12 @@ pub async fn run(args: &Args, out: &Path) -> anyhow::Result<()> {
         "Merchants as data (PostgreSQL + Redis, release build): start and memory next to an empty deployment",
         &["deployment", "start (/healthz)", "RSS", "over empty"],
         &[
-            vec!["empty".to_owned(), format!("{:.2} s", figures.empty_start_s), mib(empty_rss), "-".to_owned()],
+            vec![
+                "empty".to_owned(),
+                format!("{:.2} s", figures.empty_start_s),
+                mib(empty_rss),
+                "-".to_owned(),
+            ],
             vec![
                 format!("{} merchants, an Alipay account each", args.merchants),
                 format!("{:.2} s", figures.stored_start_s),
@@ -135,7 +144,12 @@ fn merchant_key(i: u64) -> String {
 /// Rows written the way the admin routes write them (the same columns, sealed the same way),
 /// in batches: onboarding 10,000 merchants over HTTP would measure RSA parsing of the checks,
 /// not the start.
-async fn store(harness: &Harness, vault: &actors::vault::Vault, sim: &paywarden_sim::SimServer, n: u64) -> anyhow::Result<()> {
+async fn store(
+    harness: &Harness,
+    vault: &actors::vault::Vault,
+    sim: &paywarden_sim::SimServer,
+    n: u64,
+) -> anyhow::Result<()> {
     use secrecy::ExposeSecret;
     let alipay = sim.alipay_settings("");
     let public = serde_json::json!({
