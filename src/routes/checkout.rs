@@ -99,6 +99,17 @@ fn open_attempt(attempts: &[payment_attempts::Model], provider: Option<Provider>
     })
 }
 
+/// The providers a buyer of `merchant_id` can pay with: the deployment's enabled ones and the
+/// merchant's own enabled accounts', in the registry's order.
+async fn offered(state: &AppState, merchant_id: &str) -> Result<Vec<Provider>, ApiError> {
+    let own = actors::store::accounts::enabled_providers(&state.db, merchant_id).await?;
+    Ok(actors::gateway::registry::PROVIDERS
+        .iter()
+        .map(|info| info.provider)
+        .filter(|provider| state.providers.contains(provider) || own.contains(provider))
+        .collect())
+}
+
 fn render_page(detail: &OrderDetail, token: &str, providers: &[Provider]) -> Markup {
     let order = &detail.order;
     let live = order.status.is_live();
@@ -183,8 +194,14 @@ pub async fn page(
         Ok(order) => query::detail_of(&state.db, order).await.map_err(ApiError::from),
         Err(err) => Err(err),
     };
+    let detail = match detail {
+        Ok(detail) => offered(&state, &detail.order.merchant_id)
+            .await
+            .map(|providers| (detail, providers)),
+        Err(err) => Err(err),
+    };
     match detail {
-        Ok(detail) => page_response(StatusCode::OK, render_page(&detail, &token, &state.providers)),
+        Ok((detail, providers)) => page_response(StatusCode::OK, render_page(&detail, &token, &providers)),
         Err(ApiError::BadRequest {
             status: StatusCode::FORBIDDEN,
             message,

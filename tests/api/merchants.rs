@@ -797,6 +797,26 @@ async fn two_merchants_pay_refund_and_are_notified_each_through_its_own_accounts
         _ => paywarden_sim::SimProvider::Alipay,
     };
 
+    // The checkout page offers a merchant's own accounts' providers beside the deployment's
+    // (the test profile configures the sandbox only).
+    let checkout_of = async |key: &str, id: &str| -> String {
+        let order: Value = app.post_order(key, &order_body(id)).await.json().await.unwrap();
+        let url = order["checkout_url"].as_str().unwrap().to_owned();
+        app.client.get(url).send().await.unwrap().text().await.unwrap()
+    };
+    let page = checkout_of(&acme.key, "acme-checkout").await;
+    for provider in ["sandbox", "wechat", "alipay"] {
+        assert!(
+            page.contains(&format!("data-provider=\"{provider}\"")),
+            "{provider} offered"
+        );
+    }
+    let page = checkout_of(MERCHANT_A_KEY, "a-checkout").await;
+    assert!(
+        !page.contains("data-provider=\"alipay\""),
+        "a merchant without accounts: the deployment's"
+    );
+
     for provider in ["wechat", "alipay"] {
         let (acme_order, acme_pay) = acme.attempt(&app, provider, &format!("acme-{provider}")).await;
         let (globex_order, globex_pay) = globex.attempt(&app, provider, &format!("globex-{provider}")).await;

@@ -263,6 +263,22 @@ pub async fn enabled_routes(db: &DatabaseConnection) -> Result<Vec<crate::provid
         .collect())
 }
 
+/// The providers `merchant_id` has an enabled account of.
+///
+/// # Errors
+/// The database.
+pub async fn enabled_providers(db: &DatabaseConnection, merchant_id: &str) -> Result<Vec<Provider>, DbErr> {
+    provider_accounts::Entity::find()
+        .select_only()
+        .column(provider_accounts::Column::Provider)
+        .distinct()
+        .filter(provider_accounts::Column::MerchantId.eq(merchant_id))
+        .filter(provider_accounts::Column::Enabled.eq(true))
+        .into_tuple()
+        .all(db)
+        .await
+}
+
 /// How many accounts are stored.
 ///
 /// # Errors
