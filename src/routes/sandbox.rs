@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -127,6 +128,30 @@ fn parse_pay_no(raw: &str) -> Result<PayNo, ApiError> {
     raw.parse().map_err(|_| ApiError::NotFound("trade"))
 }
 
+/// The sandbox that holds `pay_no`'s trade: a merchant's sandbox account's when the attempt was
+/// started there, else the deployment's own.
+async fn sandbox_of(
+    state: &AppState,
+    deployment: &Arc<SandboxGateway>,
+    pay_no: PayNo,
+) -> Result<Arc<SandboxGateway>, ApiError> {
+    let route = state.engine.trade_route(pay_no).await?;
+    let Some(account) = route
+        .filter(|route| route.provider == entities::Provider::Sandbox)
+        .and_then(|route| route.account)
+    else {
+        return Ok(deployment.clone());
+    };
+    let gateway: Arc<dyn std::any::Any + Send + Sync> = state
+        .accounts
+        .gateway(entities::Provider::Sandbox, &account)
+        .await
+        .map_err(|_| ApiError::NotFound("trade"))?;
+    gateway
+        .downcast::<SandboxGateway>()
+        .map_err(|_| ApiError::NotFound("trade"))
+}
+
 /// `POST /sandbox/trades/{pay_no}/pay[?notify=false][&amount=N]`.
 #[utoipa::path(
     post,
@@ -134,18 +159,20 @@ fn parse_pay_no(raw: &str) -> Result<PayNo, ApiError> {
     tag = "sandbox",
     operation_id = "sandbox_pay",
     summary = "Play the buyer: pay a sandbox trade",
-    description = "The sandbox then sends its signed notification to `/webhooks/sandbox` (unless `notify=false`: a lost callback). Paying a paid trade again answers it and notifies again. Open in the development profile; elsewhere behind the admin token.",
+    description = "The trade of a merchant's sandbox account is paid in that account's sandbox, which notifies `/webhooks/sandbox/{account_id}`. The sandbox then sends its signed notification to `/webhooks/sandbox` (unless `notify=false`: a lost callback). Paying a paid trade again answers it and notifies again. Open in the development profile; elsewhere behind the admin token.",
     params(("pay_no" = String, Path, description = "The payment attempt's number (the trade's `out_trade_no`)"), PayQuery),
     responses((status = 200, description = "The trade, paid", body = TradeResponse)),
     security(("admin_token" = [])),
     extensions(("x-error-codes" = json!(["not_found", "trade_not_payable"]))),
 )]
 pub async fn pay(
+    state: web::Data<AppState>,
     sandbox: web::Data<Arc<SandboxGateway>>,
     pay_no: web::Path<String>,
     params: web::Query<PayQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let pay_no = parse_pay_no(&pay_no)?;
+    let sandbox = sandbox_of(&state, &sandbox, pay_no).await?;
     let notify = params.notify.unwrap_or(true);
     let amount = params
         .amount
@@ -183,10 +210,12 @@ pub async fn pay(
     extensions(("x-error-codes" = json!(["not_found"]))),
 )]
 pub async fn get_trade(
+    state: web::Data<AppState>,
     sandbox: web::Data<Arc<SandboxGateway>>,
     pay_no: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let pay_no = parse_pay_no(&pay_no)?;
+    let sandbox = sandbox_of(&state, &sandbox, pay_no).await?;
     let trade = sandbox.trade(pay_no).ok_or(ApiError::NotFound("trade"))?;
     let mut answer = TradeResponse::from(trade);
     answer.refunds = sandbox

@@ -1021,3 +1021,56 @@ async fn one_merchants_failing_account_does_not_trip_another_merchants() {
     let (_, pay_no) = globex.attempt(&app, "alipay", "globex-1").await;
     assert!(globex.sim.trade(paywarden_sim::SimProvider::Alipay, &pay_no).is_some());
 }
+
+/// A merchant's sandbox account: its attempts are trades of its own sandbox, paid through the
+/// sandbox's buyer route, notified to the account's route with the account's secret.
+#[actix_web::test]
+async fn a_merchants_sandbox_account_takes_its_payments_through_its_own_route() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let key = app.onboard("acme").await;
+    let added = add_account(
+        &app,
+        "acme",
+        "sandbox",
+        &json!({"webhook_secret": "whsec_acme_sandbox_secret"}),
+    )
+    .await;
+    assert_eq!(added.status().as_u16(), 201);
+    let account: Value = added.json().await.unwrap();
+    let order: Value = app
+        .post_order(&key, &order_body("acme-sandbox"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let order_no = order["order_no"].as_str().unwrap();
+    let attempt: Value = app
+        .post_as(
+            &key,
+            &format!("/v1/orders/{order_no}/payments"),
+            Some(&json!({"provider": "sandbox"})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let pay_no = attempt["pay_no"].as_str().unwrap();
+    let recorded = app
+        .count(&format!(
+            "SELECT COUNT(*) FROM payment_attempts WHERE account_id = '{}'",
+            account["account_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(recorded, 1, "the attempt records its account");
+
+    let paid = app
+        .post_as(ADMIN_TOKEN, &format!("/sandbox/trades/{pay_no}/pay"), None)
+        .await;
+    assert_eq!(paid.status().as_u16(), 200);
+    wait_until("the order is paid through the account's notification", async || {
+        status_of(&app, order_no).await == "paid"
+    })
+    .await;
+    // Paid means its notification verified: the account's sandbox signs with the account's
+    // secret, which only the account's route (`/webhooks/sandbox/{account_id}`) checks with.
+}
