@@ -478,3 +478,39 @@ fn other_kind(err: &super::GatewayError) -> &'static str {
         _ => "the answer could not be read",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn production_takes_https_endpoints_only_and_no_credentials_in_them() {
+        assert!(endpoint("gateway_url", "https://openapi.alipay.com/gateway.do", EndpointPolicy::HttpsOnly).is_ok());
+        let http = endpoint("api_base_url", "http://127.0.0.1:9000", EndpointPolicy::HttpsOnly).unwrap_err();
+        assert_eq!(http.code, INVALID);
+        assert_eq!(http.message, "config.api_base_url: must be an https:// URL");
+        assert!(endpoint("api_base_url", "http://127.0.0.1:9000", EndpointPolicy::AllowHttp).is_ok());
+        assert!(endpoint("api_base_url", "ftp://example.com", EndpointPolicy::AllowHttp).is_err());
+        let credentials = endpoint("gateway_url", "https://user:pw@example.com", EndpointPolicy::HttpsOnly).unwrap_err();
+        assert!(!credentials.message.contains("pw@"), "{}", credentials.message);
+        assert!(endpoint("gateway_url", "not a url", EndpointPolicy::AllowHttp).is_err());
+    }
+
+    #[test]
+    fn a_patch_replaces_only_the_fields_it_names_and_secrets_never_reach_the_public_half() {
+        let config = AccountConfig::parse(
+            Provider::Sandbox,
+            serde_json::json!({"webhook_secret": "whsec_first_secret"}),
+        )
+        .unwrap();
+        let (public, secrets) = config.split();
+        assert!(public.is_empty());
+        assert_eq!(secrets.len(), 1);
+        let patched = config
+            .patched(serde_json::json!({"webhook_secret": "whsec_second_secret"}))
+            .unwrap();
+        assert!(patched.secrets_json().expose_secret().contains("whsec_second_secret"));
+        assert!(config.patched(serde_json::json!({"unknown": 1})).is_err());
+        assert!(config.patched(serde_json::json!("not an object")).is_err());
+    }
+}
