@@ -52,6 +52,8 @@ pub struct Credentials {
     admin: [u8; 32],
     db: DatabaseConnection,
     answers: Mutex<LruCache<[u8; 32], Answer>>,
+    /// Moved by [`Credentials::forget`]: an answer read before it is not kept.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Clone)]
@@ -80,6 +82,7 @@ impl Credentials {
             answers: Mutex::new(LruCache::new(
                 NonZeroUsize::new(CACHED_KEYS).unwrap_or(NonZeroUsize::MIN),
             )),
+            generation: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -93,7 +96,9 @@ impl Credentials {
     /// Forgets every cached answer: called by the node that revokes a key or disables a
     /// merchant, so it refuses at once (the others within [`KEY_FRESHNESS`]).
     pub fn forget(&self) {
-        self.lock().clear();
+        let mut answers = self.lock();
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        answers.clear();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<[u8; 32], Answer>> {
@@ -110,6 +115,10 @@ impl Credentials {
         {
             return Ok(answer.merchant.clone());
         }
+        // Stamped before the read: an answer is never fresher than what the database said
+        // when it was asked, however long the read took.
+        let asked = Instant::now();
+        let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
         let merchant = match self.configured.get(&key) {
             Some(merchant) => merchants::is_enabled(&self.db, merchant)
                 .await?
@@ -130,13 +139,17 @@ impl Credentials {
                 None => None,
             },
         };
-        self.lock().put(
-            key,
-            Answer {
-                merchant: merchant.clone(),
-                at: Instant::now(),
-            },
-        );
+        let mut answers = self.lock();
+        // A revocation here while the read ran: the answer may predate it; not kept.
+        if self.generation.load(std::sync::atomic::Ordering::SeqCst) == generation {
+            answers.put(
+                key,
+                Answer {
+                    merchant: merchant.clone(),
+                    at: asked,
+                },
+            );
+        }
         Ok(merchant)
     }
 

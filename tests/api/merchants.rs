@@ -989,7 +989,7 @@ async fn one_merchants_failing_account_does_not_trip_another_merchants() {
     });
 
     // Acme's account fails until its breaker opens.
-    for i in 0..4 {
+    for i in 0..5 {
         let order: Value = app
             .post_order(&acme.key, &order_body(&format!("acme-{i}")))
             .await

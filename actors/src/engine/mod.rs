@@ -313,7 +313,8 @@ impl Engine {
 
     /// A new payment attempt, through the order's actor, at the order's merchant's enabled
     /// account of `provider` (`account_id` chooses when it has several; the oldest otherwise),
-    /// or the deployment's configured provider when the merchant has none.
+    /// or the deployment's configured provider when the merchant has no account of it at all
+    /// (one whose accounts are all disabled pays nowhere: never into the deployment's own).
     ///
     /// # Errors
     /// [`OrderError::NotFound`] (not `operator`'s order), [`OrderError::NotPending`] for a final
@@ -328,12 +329,12 @@ impl Engine {
         operator: Operator,
     ) -> Result<payment_attempts::Model, OrderError> {
         let order = self.load(order_id, &operator).await?;
-        let route =
-            match crate::store::accounts::choose(&self.deps().db, &order.merchant_id, provider, account_id).await? {
-                Some(account) => Route::account(provider, &account),
-                None if self.has_provider(provider) => Route::configured(provider),
-                None => return Err(OrderError::ProviderUnavailable(provider)),
-            };
+        use crate::store::accounts::{choose, Choice};
+        let route = match choose(&self.deps().db, &order.merchant_id, provider, account_id).await? {
+            Choice::Account(account) => Route::account(provider, &account),
+            Choice::Deployment if self.has_provider(provider) => Route::configured(provider),
+            Choice::Deployment | Choice::Nowhere => return Err(OrderError::ProviderUnavailable(provider)),
+        };
         let make = || StartAttempt {
             route: route.clone(),
             operator: operator.clone(),

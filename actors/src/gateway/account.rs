@@ -116,7 +116,7 @@ impl AccountConfig {
         if !config.is_object() {
             return Err(ValidationError::new(INVALID, "config must be an object"));
         }
-        let refused = |err: serde_json::Error| ValidationError::new(INVALID, format!("config: {err}"));
+        let refused = |err: serde_json::Error| ValidationError::new(INVALID, format!("config: {}", shape_error(&err)));
         Ok(match provider {
             Provider::Wechat => Self::Wechat(serde_json::from_value(config).map_err(refused)?),
             Provider::Alipay => Self::Alipay(serde_json::from_value(config).map_err(refused)?),
@@ -154,7 +154,26 @@ impl AccountConfig {
                 .map(|(name, value)| (name.clone(), Value::String(value.expose_secret().to_owned()))),
         );
         all.extend(patch);
-        Self::parse(self.provider(), Value::Object(all))
+        let patched = Self::parse(self.provider(), Value::Object(all))?;
+        for ((field, before), (_, after)) in self.identity().into_iter().zip(patched.identity()) {
+            if before != after {
+                return Err(invalid(
+                    field,
+                    "an account's identity at the provider does not change (its trades, refunds and bills live there); add a new account instead",
+                ));
+            }
+        }
+        Ok(patched)
+    }
+
+    /// The fields that name the account at the provider: every trade started there lives
+    /// there, so a patch may change keys, serials and endpoints, never these.
+    fn identity(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            Self::Wechat(account) => vec![("mchid", &account.mchid), ("appid", &account.appid)],
+            Self::Alipay(account) => vec![("app_id", &account.app_id)],
+            Self::Sandbox(_) => Vec::new(),
+        }
     }
 
     pub fn provider(&self) -> Provider {
@@ -378,6 +397,19 @@ impl AccountConfig {
     }
 }
 
+/// What is wrong with a configuration's shape, without a value of it: serde's own message for
+/// a missing or unknown field (it names the field only); otherwise only that a field is not a
+/// string, since serde would quote the value, which may be a secret.
+fn shape_error(err: &serde_json::Error) -> String {
+    let message = err.to_string();
+    let message = message.split(" at line ").next().unwrap_or_default();
+    if message.starts_with("missing field") || message.starts_with("unknown field") {
+        message.to_owned()
+    } else {
+        "every field is a string (a PEM, an id, a key)".to_owned()
+    }
+}
+
 fn required(field: &str, value: &str) -> Result<(), ValidationError> {
     if value.trim().is_empty() || value.len() > 128 || value.chars().any(char::is_control) {
         return Err(invalid(field, "must be 1 to 128 characters without control characters"));
@@ -485,13 +517,19 @@ mod tests {
 
     #[test]
     fn production_takes_https_endpoints_only_and_no_credentials_in_them() {
-        assert!(endpoint("gateway_url", "https://openapi.alipay.com/gateway.do", EndpointPolicy::HttpsOnly).is_ok());
+        assert!(endpoint(
+            "gateway_url",
+            "https://openapi.alipay.com/gateway.do",
+            EndpointPolicy::HttpsOnly
+        )
+        .is_ok());
         let http = endpoint("api_base_url", "http://127.0.0.1:9000", EndpointPolicy::HttpsOnly).unwrap_err();
         assert_eq!(http.code, INVALID);
         assert_eq!(http.message, "config.api_base_url: must be an https:// URL");
         assert!(endpoint("api_base_url", "http://127.0.0.1:9000", EndpointPolicy::AllowHttp).is_ok());
         assert!(endpoint("api_base_url", "ftp://example.com", EndpointPolicy::AllowHttp).is_err());
-        let credentials = endpoint("gateway_url", "https://user:pw@example.com", EndpointPolicy::HttpsOnly).unwrap_err();
+        let credentials =
+            endpoint("gateway_url", "https://user:pw@example.com", EndpointPolicy::HttpsOnly).unwrap_err();
         assert!(!credentials.message.contains("pw@"), "{}", credentials.message);
         assert!(endpoint("gateway_url", "not a url", EndpointPolicy::AllowHttp).is_err());
     }
@@ -511,6 +549,32 @@ mod tests {
             .unwrap();
         assert!(patched.secrets_json().expose_secret().contains("whsec_second_secret"));
         assert!(config.patched(serde_json::json!({"unknown": 1})).is_err());
+        let alipay = AccountConfig::Alipay(AlipayAccount {
+            app_id: "2021000000000001".to_owned(),
+            app_private_key_pem: SecretString::from("key".to_owned()),
+            alipay_public_key_pem: "public".to_owned(),
+            gateway_url: None,
+            seller_id: None,
+        });
+        let Err(moved) = alipay.patched(serde_json::json!({"app_id": "2021000000000002"})) else {
+            panic!("the app id was changed");
+        };
+        assert!(
+            moved.message.starts_with("config.app_id: an account's identity"),
+            "{}",
+            moved.message
+        );
+        assert!(alipay
+            .patched(serde_json::json!({"alipay_public_key_pem": "new"}))
+            .is_ok());
         assert!(config.patched(serde_json::json!("not an object")).is_err());
+        // A secret of the wrong type is not quoted back.
+        let Err(wrong) = AccountConfig::parse(
+            Provider::Sandbox,
+            serde_json::json!({"webhook_secret": 987_654_321_012_u64}),
+        ) else {
+            panic!("a number is no secret string");
+        };
+        assert!(!wrong.message.contains("987654321012"), "{}", wrong.message);
     }
 }

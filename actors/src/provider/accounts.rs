@@ -54,6 +54,9 @@ struct Built {
 /// The merchants' accounts' provider actors, built on first use.
 pub struct AccountProviders {
     source: AccountSource,
+    /// The one thread every account's actor runs on (their calls are I/O; signing runs on the
+    /// blocking pool), so building accounts adds no thread.
+    arbiter: actix::ArbiterHandle,
     built: Mutex<LruCache<Arc<str>, Built>>,
     share: Mutex<Option<BudgetShare>>,
 }
@@ -63,6 +66,7 @@ impl AccountProviders {
         let capacity = NonZeroUsize::new(source.capacity).unwrap_or(NonZeroUsize::MIN);
         Self {
             source,
+            arbiter: actix::Arbiter::new().handle(),
             built: Mutex::new(LruCache::new(capacity)),
             share: Mutex::new(None),
         }
@@ -160,13 +164,13 @@ impl AccountProviders {
             .ok_or_else(|| unusable("no call budget for the provider".to_owned()))?;
         let mut actor = ProviderActor::new(gateway.clone(), calls);
         if let Some(metrics) = &self.source.metrics {
-            actor = actor.with_metrics(metrics.clone());
+            actor = actor.with_call_metrics(metrics.clone());
         }
         let limits = actor.limits();
         if let Some(share) = *self.share.lock().unwrap_or_else(std::sync::PoisonError::into_inner) {
             limits.set_share(share);
         }
-        let addr = actor.start_supervised();
+        let addr = actor.start_supervised_in(&self.arbiter);
         tracing::info!(account_id, provider = provider.as_str(), "provider account ready");
         Ok(Built {
             provider,

@@ -54,6 +54,9 @@ pub struct ProviderActor {
     /// How many times the supervisor restarted this actor (read by tests and metrics).
     restarts: Arc<AtomicU32>,
     metrics: Option<Arc<crate::metrics::ProviderMetrics>>,
+    /// Whether this actor's breaker is the one `provider_breaker_open{provider}` shows (the
+    /// configured provider's; a merchant account's breaker is its own and shows nowhere).
+    breaker_gauge: bool,
 }
 
 impl ProviderActor {
@@ -68,6 +71,7 @@ impl ProviderActor {
             settings,
             restarts: Arc::new(AtomicU32::new(0)),
             metrics: None,
+            breaker_gauge: false,
         }
     }
 
@@ -79,13 +83,28 @@ impl ProviderActor {
             .with_label_values(&[self.gateway.provider().as_str()])
             .set(0);
         self.metrics = Some(metrics);
+        self.breaker_gauge = true;
+        self
+    }
+
+    /// Counts every call in `metrics` (by outcome, latency) under its provider, leaving the
+    /// provider's breaker gauge to the configured provider's actor: a merchant account's actor.
+    #[must_use]
+    pub fn with_call_metrics(mut self, metrics: Arc<crate::metrics::ProviderMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self.breaker_gauge = false;
         self
     }
 
     /// Starts the actor under a supervisor on its own arbiter (thread).
     pub fn start_supervised(self) -> Addr<Self> {
         let arbiter = Arbiter::new();
-        Supervisor::start_in_arbiter(&arbiter.handle(), move |_| self)
+        self.start_supervised_in(&arbiter.handle())
+    }
+
+    /// Starts the actor under a supervisor on `arbiter`, which other actors share.
+    pub fn start_supervised_in(self, arbiter: &actix::ArbiterHandle) -> Addr<Self> {
+        Supervisor::start_in_arbiter(arbiter, move |_| self)
     }
 
     pub fn restart_counter(&self) -> Arc<AtomicU32> {
@@ -129,6 +148,7 @@ impl ProviderActor {
         );
         let record = CallRecord {
             metrics: self.metrics.clone(),
+            breaker_gauge: self.breaker_gauge,
             provider: self.gateway.provider().as_str(),
             operation,
             span: span.clone(),
@@ -205,6 +225,7 @@ impl ProviderActor {
 /// What one call records in the provider metrics, when the actor has them.
 struct CallRecord {
     metrics: Option<Arc<crate::metrics::ProviderMetrics>>,
+    breaker_gauge: bool,
     provider: &'static str,
     operation: &'static str,
     /// The call's span: its last outcome and latency.
@@ -235,7 +256,7 @@ impl CallRecord {
     }
 
     fn breaker(&self, state: &BreakerState) {
-        if let Some(metrics) = &self.metrics {
+        if let Some(metrics) = self.metrics.as_ref().filter(|_| self.breaker_gauge) {
             let open = i64::from(!matches!(state, BreakerState::Closed));
             metrics.breaker_open.with_label_values(&[self.provider]).set(open);
         }
@@ -288,7 +309,7 @@ impl Supervised for ProviderActor {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
         self.restarts.fetch_add(1, Ordering::SeqCst);
         lock(&self.breaker).reset();
-        if let Some(metrics) = &self.metrics {
+        if let Some(metrics) = self.metrics.as_ref().filter(|_| self.breaker_gauge) {
             metrics
                 .breaker_open
                 .with_label_values(&[self.gateway.provider().as_str()])

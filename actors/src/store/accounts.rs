@@ -63,6 +63,19 @@ pub async fn create(
     config: Value,
 ) -> Result<provider_accounts::Model, MerchantError> {
     let provider = parse_provider(provider)?;
+    if let (EndpointPolicy::HttpsOnly, Some(reason)) = (
+        sealing.policy,
+        crate::gateway::registry::info(provider).refused_in_production,
+    ) {
+        return Err(ValidationError::new(
+            "provider_unavailable",
+            format!(
+                "the production profile refuses {} accounts ({reason})",
+                provider.as_str()
+            ),
+        )
+        .into());
+    }
     let config = AccountConfig::parse(provider, config)?;
     let checked = config.check(sealing.policy)?;
     let vault = sealing.vault()?;
@@ -206,10 +219,22 @@ pub async fn disable(
     get(db, merchant, account_id).await
 }
 
-/// The account of `merchant_id` a new attempt at `provider` goes through: `account_id` when
-/// given (it must be one of the merchant's enabled accounts of that provider), else the
-/// merchant's oldest enabled one; `None` when the merchant has none (the deployment's
-/// configured provider serves it, if there is one).
+/// Where a new attempt of a merchant at a provider goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Choice {
+    /// This account of the merchant's.
+    Account(String),
+    /// The merchant has no account of the provider at all: the deployment's configured
+    /// provider serves it, if there is one.
+    Deployment,
+    /// The merchant has accounts of the provider, none enabled: nowhere (never the
+    /// deployment's own account, which is another legal entity's).
+    Nowhere,
+}
+
+/// Where `merchant_id`'s new attempt at `provider` goes: `account_id` when given (it must be one
+/// of the merchant's enabled accounts of that provider), else the merchant's oldest enabled
+/// one; the deployment's configured provider only for a merchant with no account of it at all.
 ///
 /// # Errors
 /// `invalid_field` for an `account_id` that is not one of those, or the database.
@@ -218,28 +243,37 @@ pub async fn choose(
     merchant_id: &str,
     provider: Provider,
     account_id: Option<&str>,
-) -> Result<Option<String>, crate::error::OrderError> {
-    let mut enabled = provider_accounts::Entity::find()
+) -> Result<Choice, crate::error::OrderError> {
+    let accounts: Vec<(String, bool)> = provider_accounts::Entity::find()
         .select_only()
         .column(provider_accounts::Column::AccountId)
+        .column(provider_accounts::Column::Enabled)
         .filter(provider_accounts::Column::MerchantId.eq(merchant_id))
         .filter(provider_accounts::Column::Provider.eq(provider))
-        .filter(provider_accounts::Column::Enabled.eq(true))
         .order_by_asc(provider_accounts::Column::CreatedAt)
-        .order_by_asc(provider_accounts::Column::AccountId);
-    if let Some(wanted) = account_id {
-        enabled = enabled.filter(provider_accounts::Column::AccountId.eq(wanted));
-    }
-    let chosen: Option<String> = enabled.into_tuple().one(db).await?;
-    match (account_id, chosen) {
-        (Some(wanted), None) => Err(crate::error::OrderError::Validation(ValidationError::new(
-            "invalid_field",
-            format!(
-                "account_id: {wanted} is not an enabled {} account of this merchant",
-                provider.as_str()
-            ),
-        ))),
-        (_, chosen) => Ok(chosen),
+        .order_by_asc(provider_accounts::Column::AccountId)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut enabled = accounts.iter().filter(|(_, enabled)| *enabled).map(|(id, _)| id);
+    match account_id {
+        Some(wanted) => enabled
+            .find(|id| *id == wanted)
+            .map(|id| Choice::Account(id.clone()))
+            .ok_or_else(|| {
+                crate::error::OrderError::Validation(ValidationError::new(
+                    "invalid_field",
+                    format!(
+                        "account_id: {wanted} is not an enabled {} account of this merchant",
+                        provider.as_str()
+                    ),
+                ))
+            }),
+        None => Ok(match enabled.next() {
+            Some(id) => Choice::Account(id.clone()),
+            None if accounts.is_empty() => Choice::Deployment,
+            None => Choice::Nowhere,
+        }),
     }
 }
 

@@ -16,7 +16,7 @@ use crate::operations::{self, api_operator};
 use crate::routes::dto::schema;
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddAccountBody {
     /// `wechat`, `alipay` or `sandbox`.
@@ -32,13 +32,38 @@ pub struct AddAccountBody {
     config: serde_json::Value,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateAccountBody {
     /// The fields to replace (a key rotation sends the new key, and its serial, alone); the
     /// whole is checked again.
     #[schema(value_type = Object)]
     config: serde_json::Value,
+}
+
+/// The names of a configuration's fields, never their values (some are secrets).
+fn field_names(config: &serde_json::Value) -> Vec<&str> {
+    config
+        .as_object()
+        .map(|object| object.keys().map(String::as_str).collect())
+        .unwrap_or_default()
+}
+
+impl std::fmt::Debug for AddAccountBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AddAccountBody")
+            .field("provider", &self.provider)
+            .field("config_fields", &field_names(&self.config))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for UpdateAccountBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpdateAccountBody")
+            .field("config_fields", &field_names(&self.config))
+            .finish()
+    }
 }
 
 /// A provider account, without its secrets.
@@ -253,4 +278,28 @@ pub async fn verify_provider_account(
         outcome: outcome.to_owned(),
         detail,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_s_debug_output_names_its_fields_and_shows_no_value() {
+        let body: AddAccountBody = serde_json::from_value(serde_json::json!({
+            "provider": "wechat",
+            "config": {"apiv3_key": "0123456789abcdef0123456789abcdef", "merchant_private_key_pem": "-----BEGIN PRIVATE KEY-----x"}
+        }))
+        .unwrap();
+        let shown = format!("{body:?}");
+        assert!(shown.contains("apiv3_key") && shown.contains("wechat"), "{shown}");
+        assert!(
+            !shown.contains("0123456789abcdef") && !shown.contains("PRIVATE KEY"),
+            "{shown}"
+        );
+        let patch: UpdateAccountBody =
+            serde_json::from_value(serde_json::json!({"config": {"apiv3_key": "0123456789abcdef0123456789abcdef"}}))
+                .unwrap();
+        assert!(!format!("{patch:?}").contains("0123456789abcdef"));
+    }
 }

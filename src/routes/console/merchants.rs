@@ -336,12 +336,22 @@ pub async fn revoke_key(
 }
 
 /// The account form: every provider's fields; the chosen provider's non-empty ones are sent.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 pub struct AccountForm {
     csrf: String,
     provider: String,
     #[serde(flatten)]
     fields: std::collections::BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for AccountForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Field names only: some values are private keys.
+        f.debug_struct("AccountForm")
+            .field("provider", &self.provider)
+            .field("fields", &self.fields.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The fields of each provider the form has.

@@ -167,6 +167,8 @@ pub struct SimState {
     /// Sends notifications.
     pub(crate) http: reqwest::Client,
     seq: AtomicU64,
+    /// API calls received (each rolls the faults), whatever their answer.
+    api_calls: AtomicU64,
 }
 
 impl SimState {
@@ -181,6 +183,7 @@ impl SimState {
             faults: Mutex::new(SimFaults::default()),
             http: reqwest::Client::new(),
             seq: AtomicU64::new(1),
+            api_calls: AtomicU64::new(0),
         }
     }
 
@@ -217,8 +220,14 @@ impl SimState {
         *lock(&self.faults)
     }
 
+    /// API calls received so far.
+    pub fn api_calls(&self) -> u64 {
+        self.api_calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Sleeps the injected latency, then rolls for an error or a hang.
     pub(crate) async fn roll_faults(&self) -> FaultAction {
+        self.api_calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let faults = self.faults();
         if faults.latency_ms > 0 {
             tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;

@@ -231,6 +231,11 @@ impl SimServer {
         self.state.trades()
     }
 
+    /// API calls the simulator received (every provider call, whatever its answer).
+    pub fn api_calls(&self) -> u64 {
+        self.state.api_calls()
+    }
+
     pub fn set_faults(&self, faults: SimFaults) {
         self.state.set_faults(faults);
     }
