@@ -2,8 +2,10 @@
 //! accounts (public fields in the clear, secrets sealed under the master key).
 //!
 //! - **`merchants`**: `merchant_id` (the id orders carry), a display name, whether its keys
-//!   work, and where it comes from (`api`, or `config` for a merchant of
-//!   `auth.merchant_keys`, imported at start).
+//!   work, and where it comes from (`api`; `config` for a merchant of `auth.merchant_keys`,
+//!   imported at start; `orders` for one whose orders predate this table: every merchant id
+//!   orders carry gets a row here, so no merchant id is ever onboarded again for another
+//!   business).
 //! - **`merchant_keys`**: one row per issued key: its SHA-256 digest (hex, unique: what a
 //!   request's key is looked up by), a visible prefix, a label, when it was last used and
 //!   when it was revoked. The key itself is never stored.
@@ -21,6 +23,7 @@
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
+use sea_orm_migration::sea_orm::{ConnectionTrait, Statement};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -96,6 +99,33 @@ impl MigrationTrait for Migration {
                     .col(string_len(Merchants::Source, 16))
                     .col(timestamp_with_time_zone(Merchants::CreatedAt))
                     .col(timestamp_with_time_zone_null(Merchants::DisabledAt))
+                    .to_owned(),
+            )
+            .await?;
+        // Every merchant id the orders already carry.
+        manager
+            .exec_stmt(
+                Query::insert()
+                    .into_table(Merchants::Table)
+                    .columns([
+                        Merchants::MerchantId,
+                        Merchants::Name,
+                        Merchants::Enabled,
+                        Merchants::Source,
+                        Merchants::CreatedAt,
+                    ])
+                    .select_from(
+                        Query::select()
+                            .column(Alias::new("merchant_id"))
+                            .column(Alias::new("merchant_id"))
+                            .expr(Expr::val(true))
+                            .expr(Expr::val("orders"))
+                            .expr(Expr::col(Alias::new("created_at")).min())
+                            .from(Alias::new("orders"))
+                            .group_by_col(Alias::new("merchant_id"))
+                            .to_owned(),
+                    )
+                    .map_err(|err| DbErr::Migration(err.to_string()))?
                     .to_owned(),
             )
             .await?;
@@ -205,6 +235,21 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // Without `payment_attempts.account_id`, an account's trade would be queried, closed
+        // and refunded at the deployment's own provider: refused while any exists.
+        let connection = manager.get_connection();
+        let row = connection
+            .query_one(Statement::from_string(
+                connection.get_database_backend(),
+                "SELECT COUNT(*) AS n FROM payment_attempts WHERE account_id IS NOT NULL",
+            ))
+            .await?;
+        let account_trades: i64 = row.map(|row| row.try_get("", "n")).transpose()?.unwrap_or(0);
+        if account_trades > 0 {
+            return Err(DbErr::Migration(format!(
+                "{account_trades} payment attempts were started at merchants' provider accounts; rolling back would send their calls to the deployment's own provider"
+            )));
+        }
         // The accounts' runs go with their accounts; the configured provider's stay.
         manager
             .exec_stmt(

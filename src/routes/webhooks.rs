@@ -44,12 +44,15 @@ async fn accept(state: &AppState, route: &Route, req: &HttpRequest, body: &Bytes
             .cloned()
             .ok_or(Refusal::Failed(OrderError::ProviderUnavailable(provider)))?,
         // An account that does not exist (or is not of this provider) has nothing to verify
-        // with: refused like a bad signature.
+        // with: refused like a bad signature. One that could not be read: the provider retries.
         Some(account) => state
             .accounts
             .gateway(provider, account)
             .await
-            .map_err(|_| rejected(NotificationError::UnknownAccount))?,
+            .map_err(|err| match err {
+                actors::gateway::GatewayError::NotConfigured(_) => rejected(NotificationError::UnknownAccount),
+                other => Refusal::Failed(OrderError::Gateway(other)),
+            })?,
     };
     let notification = gateway
         .verify_notification(&notification_request(req, body))

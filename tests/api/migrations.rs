@@ -193,3 +193,53 @@ async fn apps_started_at_once_on_a_fresh_postgres_database_all_start() {
     let db = connect_database(&settings.database).await.unwrap();
     assert!(Migrator::get_pending_migrations(&db).await.unwrap().is_empty());
 }
+
+on_both_backends!(
+    the_merchants_migration_records_every_merchant_of_the_orders_and_keeps_account_trades_from_a_rollback
+);
+
+/// The merchants migration on a database with orders: every merchant id they carry gets a row
+/// (so none is onboarded again for another business); rolling it back is refused while an
+/// attempt was started at a merchant's account (its calls would go to the deployment's own
+/// provider), and allowed once none is.
+async fn the_merchants_migration_records_every_merchant_of_the_orders_and_keeps_account_trades_from_a_rollback(
+    backend: Backend,
+) {
+    use migration::sea_orm::{ConnectionTrait, Statement};
+
+    let settings = test_settings(backend).await;
+    let db = connect_database(&settings.database).await.unwrap();
+    let before = Migrator::migrations().len() - 1;
+    Migrator::up(&db, Some(u32::try_from(before).unwrap())).await.unwrap();
+    let run = |sql: &str| {
+        let db = &db;
+        let sql = sql.to_owned();
+        async move { db.execute(Statement::from_string(db.get_database_backend(), sql)).await }
+    };
+    run("INSERT INTO orders (id, order_no, merchant_id, out_business_id, request_fingerprint, user_id, \
+         subject, total_amount, currency, status, expires_at, created_at, version) VALUES \
+         (1, '1', 'legacy_shop', 'out-1', 'fp', 'u', 's', 100, 'CNY', 'pending', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 0)")
+    .await
+    .unwrap();
+
+    Migrator::up(&db, None).await.unwrap();
+    let row = db
+        .query_one(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT source FROM merchants WHERE merchant_id = 'legacy_shop'".to_owned(),
+        ))
+        .await
+        .unwrap()
+        .expect("the merchant of the orders has a row");
+    assert_eq!(row.try_get::<String>("", "source").unwrap(), "orders");
+
+    run("INSERT INTO payment_attempts (pay_no, order_id, provider, status, amount, currency, created_at, updated_at, account_id) \
+         VALUES (2, 1, 'alipay', 'pending', 100, 'CNY', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 'acct_1')")
+    .await
+    .unwrap();
+    let refused = Migrator::down(&db, Some(1)).await.unwrap_err().to_string();
+    assert!(refused.contains("merchants' provider accounts"), "{refused}");
+    run("DELETE FROM payment_attempts").await.unwrap();
+    Migrator::down(&db, Some(1)).await.unwrap();
+    Migrator::up(&db, None).await.unwrap();
+}

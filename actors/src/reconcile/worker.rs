@@ -100,13 +100,14 @@ async fn cycle(engine: &Engine, settings: &ReconcileSettings) -> Result<(), Orde
     let now = Utc::now();
     if settings.daily && now.with_timezone(&china_offset()).time() >= settings.run_after {
         let yesterday = china_today(now) - chrono::Duration::days(1);
-        // The deployment's configured providers, and every enabled merchant account.
+        // The deployment's configured providers, and every merchant account still carrying
+        // trades (enabled, or disabled lately).
         let mut routes: Vec<crate::provider::Route> = engine
             .providers()
             .into_iter()
             .map(crate::provider::Route::configured)
             .collect();
-        routes.extend(crate::store::accounts::enabled_routes(engine.db()).await?);
+        routes.extend(crate::store::accounts::reconciled_routes(engine.db()).await?);
         for route in &routes {
             ensure_run(engine.db(), route, yesterday, &Operator::System, false).await?;
         }

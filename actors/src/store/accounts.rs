@@ -277,16 +277,27 @@ pub async fn choose(
     }
 }
 
-/// Every enabled account, as the route its calls take (the daily reconciliation runs each).
+/// How long a disabled account's bills are still reconciled: its trades started before it was
+/// disabled are still paid, closed and refunded through it (a provider keeps bills three
+/// months).
+pub const RECONCILED_AFTER_DISABLED_DAYS: i64 = 90;
+
+/// Every account whose bills the daily reconciliation compares, as the route its calls take:
+/// the enabled ones, and the ones disabled within [`RECONCILED_AFTER_DISABLED_DAYS`].
 ///
 /// # Errors
 /// The database.
-pub async fn enabled_routes(db: &DatabaseConnection) -> Result<Vec<crate::provider::Route>, DbErr> {
+pub async fn reconciled_routes(db: &DatabaseConnection) -> Result<Vec<crate::provider::Route>, DbErr> {
+    let since = Utc::now() - chrono::Duration::days(RECONCILED_AFTER_DISABLED_DAYS);
     let rows: Vec<(String, Provider)> = provider_accounts::Entity::find()
         .select_only()
         .column(provider_accounts::Column::AccountId)
         .column(provider_accounts::Column::Provider)
-        .filter(provider_accounts::Column::Enabled.eq(true))
+        .filter(
+            sea_orm::Condition::any()
+                .add(provider_accounts::Column::Enabled.eq(true))
+                .add(provider_accounts::Column::DisabledAt.gt(since)),
+        )
         .order_by_asc(provider_accounts::Column::AccountId)
         .into_tuple()
         .all(db)

@@ -22,6 +22,8 @@ use crate::domain::{text_field, MerchantId, ValidationError};
 /// Where a merchant row comes from.
 pub const SOURCE_API: &str = "api";
 pub const SOURCE_CONFIG: &str = "config";
+/// A merchant whose orders predate the merchants table (recorded by the upgrade).
+pub const SOURCE_ORDERS: &str = "orders";
 
 /// What an issued key starts with.
 pub const KEY_PREFIX: &str = "pwk_";
@@ -82,7 +84,8 @@ pub async fn create(db: &DatabaseConnection, merchant_id: &str, name: &str) -> R
 }
 
 /// Rows for the merchants of `auth.merchant_keys`, where none exists yet (`source: config`);
-/// an existing row, and whether it is enabled, is left as it is.
+/// an existing row, and whether it is enabled, is left as it is (one recorded from its
+/// orders at the upgrade is marked `config`).
 ///
 /// # Errors
 /// The database.
