@@ -45,7 +45,7 @@ pub struct AccountSource {
 #[derive(Clone)]
 struct Built {
     provider: Provider,
-    mailboxes: ProviderMailboxes,
+    mailboxes: Arc<ProviderMailboxes>,
     gateway: Arc<dyn Gateway>,
     updated_at: DateTime<Utc>,
     checked: Instant,
@@ -90,7 +90,7 @@ impl AccountProviders {
         &self,
         provider: Provider,
         account_id: &Arc<str>,
-    ) -> Result<ProviderMailboxes, GatewayError> {
+    ) -> Result<Arc<ProviderMailboxes>, GatewayError> {
         Ok(self.get(provider, account_id).await?.mailboxes)
     }
 
@@ -174,7 +174,7 @@ impl AccountProviders {
         tracing::info!(account_id, provider = provider.as_str(), "provider account ready");
         Ok(Built {
             provider,
-            mailboxes: ProviderMailboxes::of(&addr, limits),
+            mailboxes: Arc::new(ProviderMailboxes::of(&addr, limits)),
             gateway,
             updated_at: row.updated_at,
             checked: Instant::now(),

@@ -108,7 +108,8 @@ impl ProviderMailboxes {
 /// The provider actors of this node: the deployment's configured providers, and the
 /// merchants' accounts (built on first use).
 pub struct Providers {
-    mailboxes: HashMap<Provider, ProviderMailboxes>,
+    /// Shared, so a call takes a reference count rather than copies of six mailboxes.
+    mailboxes: HashMap<Provider, Arc<ProviderMailboxes>>,
     accounts: Option<Arc<AccountProviders>>,
     /// Limit on one reply, the actor's own retries included.
     reply_timeout: Duration,
@@ -117,7 +118,10 @@ pub struct Providers {
 impl Providers {
     pub fn new(mailboxes: HashMap<Provider, ProviderMailboxes>, reply_timeout: Duration) -> Self {
         Self {
-            mailboxes,
+            mailboxes: mailboxes
+                .into_iter()
+                .map(|(provider, mailboxes)| (provider, Arc::new(mailboxes)))
+                .collect(),
             accounts: None,
             reply_timeout,
         }
@@ -135,7 +139,7 @@ impl Providers {
         Instant::now().checked_add(limit)
     }
 
-    async fn mailboxes(&self, route: &Route) -> Result<ProviderMailboxes, GatewayError> {
+    async fn mailboxes(&self, route: &Route) -> Result<Arc<ProviderMailboxes>, GatewayError> {
         match (&route.account, &self.accounts) {
             (None, _) => self
                 .mailboxes
@@ -155,7 +159,7 @@ impl ProviderClient for Providers {
     }
 
     async fn query(&self, route: &Route, pay_no: PayNo) -> Result<TradeQuery, GatewayError> {
-        let mailbox = self.mailboxes(route).await?.query;
+        let mailbox = self.mailboxes(route).await?.query.clone();
         flatten(
             mailbox
                 .send(Traced::new(QueryTrade(
@@ -168,7 +172,7 @@ impl ProviderClient for Providers {
     }
 
     async fn close(&self, route: &Route, pay_no: PayNo) -> Result<CloseOutcome, GatewayError> {
-        let mailbox = self.mailboxes(route).await?.close;
+        let mailbox = self.mailboxes(route).await?.close.clone();
         flatten(
             mailbox
                 .send(Traced::new(CloseTrade(
@@ -190,7 +194,7 @@ impl ProviderClient for Providers {
         request: QrRequest,
         admission: Admission,
     ) -> Result<QrCreated, GatewayError> {
-        let mailbox = self.mailboxes(route).await?.create_qr;
+        let mailbox = self.mailboxes(route).await?.create_qr.clone();
         flatten(
             mailbox
                 .send(Traced::new(CreateQr(
@@ -204,7 +208,7 @@ impl ProviderClient for Providers {
     }
 
     async fn refund(&self, route: &Route, request: RefundRequest) -> Result<RefundAnswer, GatewayError> {
-        let mailbox = self.mailboxes(route).await?.refund;
+        let mailbox = self.mailboxes(route).await?.refund.clone();
         flatten(
             mailbox
                 .send(Traced::new(RefundTrade(
@@ -217,7 +221,7 @@ impl ProviderClient for Providers {
     }
 
     async fn query_refund(&self, route: &Route, request: RefundRequest) -> Result<RefundAnswer, GatewayError> {
-        let mailbox = self.mailboxes(route).await?.query_refund;
+        let mailbox = self.mailboxes(route).await?.query_refund.clone();
         flatten(
             mailbox
                 .send(Traced::new(QueryRefund(
@@ -239,7 +243,7 @@ impl ProviderClient for Providers {
     }
 
     async fn bill(&self, route: &Route, date: chrono::NaiveDate) -> Result<BillFetch, GatewayError> {
-        let mailbox = self.mailboxes(route).await?.bill;
+        let mailbox = self.mailboxes(route).await?.bill.clone();
         let limit = self.reply_timeout.max(super::BILL_TIMEOUT + Duration::from_secs(10));
         flatten(
             mailbox

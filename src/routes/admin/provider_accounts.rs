@@ -142,7 +142,7 @@ pub struct VerificationResponse {
     request_body = AddAccountBody,
     responses((status = 201, description = "The account, without its secrets", body = AccountResponse)),
     security(("admin_token" = [])),
-    extensions(("x-error-codes" = json!(["not_found", "invalid_merchant_id", "unknown_provider", "invalid_provider_config", "merchant_disabled", "secrets_not_configured", "internal_error"]))),
+    extensions(("x-error-codes" = json!(["not_found", "invalid_merchant_id", "unknown_provider", "provider_unavailable", "invalid_provider_config", "merchant_disabled", "secrets_not_configured", "internal_error"]))),
 )]
 pub async fn add_provider_account(
     state: web::Data<AppState>,
