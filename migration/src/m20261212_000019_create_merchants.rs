@@ -85,6 +85,24 @@ enum ReconciliationRuns {
 const OLD_RUN_INDEX: &str = "ux_reconciliation_runs_provider_day";
 const RUN_INDEX: &str = "ux_reconciliation_runs_provider_account_day";
 
+/// Replaces the runs' unique index `from` by `to`: one run per provider and day
+/// ([`OLD_RUN_INDEX`]), or per provider, account and day ([`RUN_INDEX`]).
+async fn swap_run_index(manager: &SchemaManager<'_>, from: &str, to: &str) -> Result<(), DbErr> {
+    manager
+        .drop_index(Index::drop().name(from).table(ReconciliationRuns::Table).to_owned())
+        .await?;
+    let mut index = Index::create();
+    index
+        .name(to)
+        .table(ReconciliationRuns::Table)
+        .col(ReconciliationRuns::Provider);
+    if to == RUN_INDEX {
+        index.col(ReconciliationRuns::AccountKey);
+    }
+    index.col(ReconciliationRuns::BillDate).unique();
+    manager.create_index(index.to_owned()).await
+}
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -212,26 +230,7 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .drop_index(
-                Index::drop()
-                    .name(OLD_RUN_INDEX)
-                    .table(ReconciliationRuns::Table)
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name(RUN_INDEX)
-                    .table(ReconciliationRuns::Table)
-                    .col(ReconciliationRuns::Provider)
-                    .col(ReconciliationRuns::AccountKey)
-                    .col(ReconciliationRuns::BillDate)
-                    .unique()
-                    .to_owned(),
-            )
-            .await
+        swap_run_index(manager, OLD_RUN_INDEX, RUN_INDEX).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -275,25 +274,7 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .drop_index(
-                Index::drop()
-                    .name(RUN_INDEX)
-                    .table(ReconciliationRuns::Table)
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name(OLD_RUN_INDEX)
-                    .table(ReconciliationRuns::Table)
-                    .col(ReconciliationRuns::Provider)
-                    .col(ReconciliationRuns::BillDate)
-                    .unique()
-                    .to_owned(),
-            )
-            .await?;
+        swap_run_index(manager, RUN_INDEX, OLD_RUN_INDEX).await?;
         manager
             .alter_table(
                 Table::alter()

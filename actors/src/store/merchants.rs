@@ -57,22 +57,7 @@ pub fn key_digest(key: &str) -> String {
 pub async fn create(db: &DatabaseConnection, merchant_id: &str, name: &str) -> Result<merchants::Model, MerchantError> {
     let merchant = MerchantId::parse_input(merchant_id)?;
     let name = text_field("name", name, 128)?;
-    let row = merchants::ActiveModel {
-        merchant_id: Set(merchant.as_str().to_owned()),
-        name: Set(name),
-        enabled: Set(true),
-        source: Set(SOURCE_API.to_owned()),
-        created_at: Set(Utc::now()),
-        disabled_at: Set(None),
-    };
-    let inserted = merchants::Entity::insert(row)
-        .on_conflict(
-            OnConflict::column(merchants::Column::MerchantId)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(db)
-        .await?;
+    let inserted = insert_new(db, &merchant, &name, SOURCE_API, Utc::now()).await?;
     if inserted == 0 {
         return Err(ValidationError::new(
             "merchant_exists",
@@ -92,23 +77,34 @@ pub async fn create(db: &DatabaseConnection, merchant_id: &str, name: &str) -> R
 pub async fn import_configured(db: &impl ConnectionTrait, merchants: &[MerchantId]) -> Result<(), DbErr> {
     let now = Utc::now();
     for merchant in merchants {
-        merchants::Entity::insert(merchants::ActiveModel {
-            merchant_id: Set(merchant.as_str().to_owned()),
-            name: Set(merchant.as_str().to_owned()),
-            enabled: Set(true),
-            source: Set(SOURCE_CONFIG.to_owned()),
-            created_at: Set(now),
-            disabled_at: Set(None),
-        })
-        .on_conflict(
-            OnConflict::column(merchants::Column::MerchantId)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(db)
-        .await?;
+        insert_new(db, merchant, merchant.as_str(), SOURCE_CONFIG, now).await?;
     }
     Ok(())
+}
+
+/// An enabled merchant's row, unless its id exists: the rows written (0 or 1).
+async fn insert_new(
+    db: &impl ConnectionTrait,
+    merchant: &MerchantId,
+    name: &str,
+    source: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    merchants::Entity::insert(merchants::ActiveModel {
+        merchant_id: Set(merchant.as_str().to_owned()),
+        name: Set(name.to_owned()),
+        enabled: Set(true),
+        source: Set(source.to_owned()),
+        created_at: Set(now),
+        disabled_at: Set(None),
+    })
+    .on_conflict(
+        OnConflict::column(merchants::Column::MerchantId)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await
 }
 
 /// Every merchant, by id.

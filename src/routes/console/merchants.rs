@@ -300,22 +300,34 @@ pub async fn issue_key(
     form: web::Form<KeyForm>,
 ) -> Result<HttpResponse, ConsoleRejection> {
     check(&state, &session, &form.csrf)?;
-    Ok(
-        match crate::operations::issue_key(&state, &path, &form.label, &session.operator()).await {
-            Ok((row, key)) => {
-                let extra = Extra {
-                    issued: Some((row.key_id, key.expose_secret().to_owned())),
-                    ..Extra::default()
-                };
-                let banner = Banner::Notice("The key is issued: copy it now.".to_owned());
-                merchant_page(&state, &session, &path, StatusCode::OK, banner, extra).await
-            }
-            Err(err) => {
-                let (status, banner) = super::refusal(&err);
-                merchant_page(&state, &session, &path, status, banner, Extra::default()).await
-            }
-        },
-    )
+    let shown = crate::operations::issue_key(&state, &path, &form.label, &session.operator())
+        .await
+        .map(|(row, key)| {
+            let banner = Banner::Notice("The key is issued: copy it now.".to_owned());
+            let extra = Extra {
+                issued: Some((row.key_id, key.expose_secret().to_owned())),
+                ..Extra::default()
+            };
+            (banner, extra)
+        });
+    Ok(shown_on_page(&state, &session, &path, shown).await)
+}
+
+/// The merchant's page after an action whose result it shows (not a redirect: a key issued
+/// must not be shown again, a verification is not stored), or with the reason it was refused.
+async fn shown_on_page(
+    state: &AppState,
+    session: &ConsoleSession,
+    merchant_id: &str,
+    shown: Result<(Banner, Extra), ApiError>,
+) -> HttpResponse {
+    match shown {
+        Ok((banner, extra)) => merchant_page(state, session, merchant_id, StatusCode::OK, banner, extra).await,
+        Err(err) => {
+            let (status, banner) = super::refusal(&err);
+            merchant_page(state, session, merchant_id, status, banner, Extra::default()).await
+        }
+    }
 }
 
 /// `POST /admin/ui/merchants/{merchant_id}/keys/{key_id}/revoke`.
@@ -420,26 +432,21 @@ pub async fn verify_account(
 ) -> Result<HttpResponse, ConsoleRejection> {
     check(&state, &session, &form.csrf)?;
     let (merchant_id, account_id) = path.into_inner();
-    Ok(
-        match crate::operations::verify_provider_account(&state, &merchant_id, &account_id, &session.operator()).await {
-            Ok(found) => {
-                let banner = if found.ok {
-                    Banner::Notice(format!("{account_id}: the provider answered and the keys work."))
-                } else {
-                    Banner::Error(format!("{account_id}: the keys did not work ({}).", found.outcome))
-                };
-                let extra = Extra {
-                    verified: Some((account_id, found)),
-                    ..Extra::default()
-                };
-                merchant_page(&state, &session, &merchant_id, StatusCode::OK, banner, extra).await
-            }
-            Err(err) => {
-                let (status, banner) = super::refusal(&err);
-                merchant_page(&state, &session, &merchant_id, status, banner, Extra::default()).await
-            }
-        },
-    )
+    let shown = crate::operations::verify_provider_account(&state, &merchant_id, &account_id, &session.operator())
+        .await
+        .map(|found| {
+            let banner = if found.ok {
+                Banner::Notice(format!("{account_id}: the provider answered and the keys work."))
+            } else {
+                Banner::Error(format!("{account_id}: the keys did not work ({}).", found.outcome))
+            };
+            let extra = Extra {
+                verified: Some((account_id, found)),
+                ..Extra::default()
+            };
+            (banner, extra)
+        });
+    Ok(shown_on_page(&state, &session, &merchant_id, shown).await)
 }
 
 /// `POST /admin/ui/merchants/{merchant_id}/accounts/{account_id}/disable`.
