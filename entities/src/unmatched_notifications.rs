@@ -11,6 +11,9 @@ pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
     pub provider: Provider,
+    /// The merchant's provider account it arrived for (its route); `None`: the deployment's
+    /// configured provider. The money it reports, if any, is in that account.
+    pub account_id: Option<String>,
     pub event_id: String,
     /// The trade number the provider reported (`out_trade_no`): no attempt has it, and it may
     /// not even be in our `pay_no` space (another deployment's trade).

@@ -16,6 +16,8 @@
 //! - **`payment_attempts.account_id`**: the merchant's account a trade was started at
 //!   (`NULL`: the deployment's configured provider, as before); every later call for that
 //!   trade and its refunds goes through the same account.
+//! - **`unmatched_notifications.account_id`**: the merchant's account an authentic
+//!   notification for an unknown trade arrived for (`NULL`: the deployment's own provider).
 //! - **`reconciliation_runs.account_key`**: whose bill a run compares (`''`: the deployment's
 //!   configured provider; else the account id); a day is one run per provider and account
 //!   (the unique index moves from `(provider, bill_date)` to `(provider, account_key,
@@ -70,6 +72,12 @@ enum ProviderAccounts {
 
 #[derive(DeriveIden)]
 enum PaymentAttempts {
+    Table,
+    AccountId,
+}
+
+#[derive(DeriveIden)]
+enum UnmatchedNotifications {
     Table,
     AccountId,
 }
@@ -225,6 +233,14 @@ impl MigrationTrait for Migration {
         manager
             .alter_table(
                 Table::alter()
+                    .table(UnmatchedNotifications::Table)
+                    .add_column(string_len_null(UnmatchedNotifications::AccountId, 64))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
                     .table(ReconciliationRuns::Table)
                     .add_column(string_len(ReconciliationRuns::AccountKey, 64).default(""))
                     .to_owned(),
@@ -275,6 +291,14 @@ impl MigrationTrait for Migration {
             )
             .await?;
         swap_run_index(manager, RUN_INDEX, OLD_RUN_INDEX).await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(UnmatchedNotifications::Table)
+                    .drop_column(UnmatchedNotifications::AccountId)
+                    .to_owned(),
+            )
+            .await?;
         manager
             .alter_table(
                 Table::alter()

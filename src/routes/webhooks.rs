@@ -66,7 +66,7 @@ async fn accept(state: &AppState, route: &Route, req: &HttpRequest, body: &Bytes
             return Err(rejected(NotificationError::UnknownAccount));
         }
     }
-    let outcome = state.engine.notify(provider, notification).await.map_err(|err| {
+    let outcome = state.engine.notify(route, notification).await.map_err(|err| {
         tracing::error!(error.cause_chain = ?err, "failed to apply a notification");
         Refusal::Failed(err)
     })?;

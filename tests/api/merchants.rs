@@ -975,6 +975,37 @@ async fn two_merchants_pay_refund_and_are_notified_each_through_its_own_accounts
             "no payment credited from acme's bill"
         );
     }
+
+    // An authentic notification for a trade paywarden does not know, at globex's account: kept
+    // for an operator with the account the money is in.
+    let globex_alipay_route = format!("{}/webhooks/alipay/{}", app.address, globex.accounts["alipay"]);
+    globex
+        .control(
+            "/sim/alipay/trades",
+            json!({"out_trade_no": "elsewhere-1", "amount_fen": 700, "notify_url": globex_alipay_route}),
+        )
+        .await;
+    let _ = globex.control("/sim/alipay/trades/elsewhere-1/scan", json!({})).await;
+    assert_eq!(
+        globex.control("/sim/alipay/trades/elsewhere-1/pay", json!({})).await,
+        200
+    );
+    wait_until("the unknown trade's notification is stored", async || {
+        app.count("SELECT COUNT(*) FROM unmatched_notifications").await == 1
+    })
+    .await;
+    let unmatched: Value = app
+        .get_as(ADMIN_TOKEN, "/admin/unmatched-notifications")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        unmatched["notifications"][0]["account_id"],
+        globex.accounts["alipay"].as_str(),
+        "{unmatched}"
+    );
+    app.execute("DELETE FROM unmatched_notifications").await;
 }
 
 /// Each account has its own call budget and circuit breaker: one merchant's failing provider

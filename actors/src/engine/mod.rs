@@ -424,19 +424,17 @@ impl Engine {
 
     /// Applies a verified provider notification: through the order's actor when the order is
     /// live, directly when it is final (a payment after close is still recorded). One for a
-    /// trade paywarden does not know (or of another provider) is stored for an operator
-    /// ([`NotifyOutcome::Unmatched`]): it may report money taken.
+    /// trade paywarden does not know (or of another provider) is stored for an operator, with
+    /// the account it arrived for ([`NotifyOutcome::Unmatched`]): it may report money taken
+    /// there.
     ///
     /// # Errors
     /// Database errors: nothing is acknowledged then, and the provider retries.
-    pub async fn notify(
-        &self,
-        provider: Provider,
-        notification: VerifiedNotification,
-    ) -> Result<NotifyOutcome, OrderError> {
+    pub async fn notify(&self, route: &Route, notification: VerifiedNotification) -> Result<NotifyOutcome, OrderError> {
+        let provider = route.provider;
         match self.notify_known(provider, &notification).await {
             Err(OrderError::AttemptNotFound) => {
-                let stored = crate::store::unmatched::record(&self.deps().db, provider, &notification).await?;
+                let stored = crate::store::unmatched::record(&self.deps().db, route, &notification).await?;
                 if stored == crate::store::unmatched::Stored::New {
                     self.deps()
                         .metrics
@@ -444,7 +442,7 @@ impl Engine {
                         .with_label_values(&["unmatched"])
                         .inc();
                     tracing::warn!(
-                        %provider,
+                        %route,
                         out_trade_no = %notification.out_trade_no,
                         event_id = %notification.event_id,
                         "authentic notification for an unknown trade; stored for an operator"

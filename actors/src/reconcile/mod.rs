@@ -659,7 +659,7 @@ async fn compensate(
             trade.provider_txn_id, trade.amount
         )
     };
-    match engine.notify(run.provider, notification).await {
+    match engine.notify(&route, notification).await {
         Ok(outcome) => {
             tracing::warn!(provider = %run.provider, out_trade_no = %difference.out_trade_no, ?outcome, "payment found in the bill, confirmed by a query, recorded");
             unchanged(format!("compensated after a query: {outcome:?}{noted}"))

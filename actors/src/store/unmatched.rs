@@ -7,7 +7,7 @@
 //! a restored order, ...); the resolution records who and why.
 
 use chrono::Utc;
-use entities::{unmatched_notifications, Provider};
+use entities::unmatched_notifications;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -34,7 +34,7 @@ pub enum Stored {
 /// A database error: the notification must then not be acknowledged.
 pub async fn record<C: ConnectionTrait>(
     conn: &C,
-    provider: Provider,
+    route: &crate::provider::Route,
     notification: &VerifiedNotification,
 ) -> Result<Stored, DbErr> {
     let (trade_state, amount, provider_txn_id) = match &notification.subject {
@@ -58,7 +58,8 @@ pub async fn record<C: ConnectionTrait>(
         ),
     };
     let row = unmatched_notifications::ActiveModel {
-        provider: Set(provider),
+        provider: Set(route.provider),
+        account_id: Set(route.account_id()),
         event_id: Set(notification.event_id.clone()),
         pay_no: Set(notification.out_trade_no.chars().take(PAY_NO_MAX_CHARS).collect()),
         trade_state: Set(trade_state.to_owned()),

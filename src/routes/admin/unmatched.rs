@@ -29,6 +29,9 @@ pub struct UnmatchedResponse {
     id: i64,
     #[schema(value_type = schema::Provider)]
     provider: entities::Provider,
+    /// The merchant's provider account it arrived for (the money it reports is there);
+    /// `null`: the deployment's configured provider.
+    account_id: Option<String>,
     event_id: String,
     pay_no: String,
     trade_state: String,
@@ -49,6 +52,7 @@ impl From<entities::unmatched_notifications::Model> for UnmatchedResponse {
         Self {
             id: model.id,
             provider: model.provider,
+            account_id: model.account_id,
             event_id: model.event_id,
             pay_no: model.pay_no,
             trade_state: model.trade_state,
