@@ -1030,7 +1030,9 @@ async fn unmatched_page(
             div class="scroll" { table id="unmatched" {
                 thead { tr { th { "Id" } th { "Provider" } th { "Trade" } th { "State" } th class="num" { "Amount" } th { "Received" } th {} } }
                 tbody { @for row in &rows { tr {
-                    td { (row.id) } td { (row.provider.as_str()) } td { (row.pay_no) } td { (row.trade_state) }
+                    td { (row.id) }
+                    td { (row.provider.as_str()) @if let Some(account) = &row.account_id { br; code { (account) } } }
+                    td { (row.pay_no) } td { (row.trade_state) }
                     td class="num" { (row.amount.map(|a| a.get().to_string()).unwrap_or_default()) }
                     td { (when(row.received_at)) }
                     td {
