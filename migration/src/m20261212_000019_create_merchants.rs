@@ -291,30 +291,25 @@ impl MigrationTrait for Migration {
             )
             .await?;
         swap_run_index(manager, RUN_INDEX, OLD_RUN_INDEX).await?;
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(UnmatchedNotifications::Table)
-                    .drop_column(UnmatchedNotifications::AccountId)
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(ReconciliationRuns::Table)
-                    .drop_column(ReconciliationRuns::AccountKey)
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(PaymentAttempts::Table)
-                    .drop_column(PaymentAttempts::AccountId)
-                    .to_owned(),
-            )
-            .await?;
+        // SQLite drops one column per statement.
+        for (table, column) in [
+            (
+                UnmatchedNotifications::Table.into_iden(),
+                UnmatchedNotifications::AccountId.into_iden(),
+            ),
+            (
+                ReconciliationRuns::Table.into_iden(),
+                ReconciliationRuns::AccountKey.into_iden(),
+            ),
+            (
+                PaymentAttempts::Table.into_iden(),
+                PaymentAttempts::AccountId.into_iden(),
+            ),
+        ] {
+            manager
+                .alter_table(Table::alter().table(table).drop_column(column).to_owned())
+                .await?;
+        }
         for table in [
             ProviderAccounts::Table.into_iden(),
             MerchantKeys::Table.into_iden(),
